@@ -1,0 +1,3 @@
+//! HTTP/1.1 request heads, parsed with `httparse` into owned, validated values.
+
+pub mod request;

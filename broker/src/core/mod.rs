@@ -1,0 +1,9 @@
+//! The sans-IO core: every protocol rule as plain data in, plain data out.
+//!
+//! Nothing below this module does I/O, spawns tasks or reads a clock; time arrives as a
+//! parameter and output leaves through return values or caller-owned buffers.
+
+pub mod auth;
+pub mod http;
+pub mod rate_limit;
+pub mod ws;
