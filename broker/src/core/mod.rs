@@ -4,6 +4,9 @@
 //! parameter and output leaves through return values or caller-owned buffers.
 
 pub mod auth;
+pub mod channel;
 pub mod http;
+pub mod ids;
+pub mod pusher;
 pub mod rate_limit;
 pub mod ws;

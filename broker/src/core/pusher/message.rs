@@ -1,0 +1,609 @@
+//! Pusher protocol 7 messages: parsing what clients send, encoding what the server sends.
+//!
+//! Server events carry `data` as a JSON-encoded *string* (`"data":"{\"socket_id\":...}"`), except
+//! `pusher:error` and `pusher:subscription_error`, whose `data` is an object, as pusher-js reads
+//! them. Client events are relayed with their `data` exactly as the client sent it.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::ErrorCode;
+use crate::core::ids::{SocketId, UserId};
+
+/// A message from a client, borrowing from the received text where it can.
+#[derive(Debug)]
+pub enum ClientMessage<'a> {
+    /// `pusher:ping`.
+    Ping,
+    /// `pusher:pong`, the answer to a server ping.
+    Pong,
+    /// `pusher:subscribe`.
+    Subscribe(SubscribeRequest<'a>),
+    /// `pusher:unsubscribe`.
+    Unsubscribe {
+        /// The channel to leave.
+        channel: Cow<'a, str>,
+    },
+    /// `pusher:signin` (user authentication).
+    Signin {
+        /// `key:signature`.
+        auth: Cow<'a, str>,
+        /// The signed JSON text describing the user.
+        user_data: Cow<'a, str>,
+    },
+    /// A `client-` event to relay to the channel's other subscribers.
+    ClientEvent {
+        /// The event name, starting with `client-`.
+        event: Cow<'a, str>,
+        /// The channel it is sent on.
+        channel: Cow<'a, str>,
+        /// The payload, relayed as sent.
+        data: &'a RawValue,
+    },
+    /// Any other event name (unknown `pusher:` events, or names without a known prefix).
+    Unsupported {
+        /// The event name as sent.
+        event: Cow<'a, str>,
+    },
+}
+
+/// The fields of `pusher:subscribe`.
+#[derive(Debug, Deserialize)]
+pub struct SubscribeRequest<'a> {
+    /// The channel to join.
+    #[serde(borrow)]
+    pub channel: Cow<'a, str>,
+    /// `key:signature` for signed channels.
+    #[serde(borrow, default)]
+    pub auth: Option<Cow<'a, str>>,
+    /// For presence channels: the exact JSON text that was signed.
+    #[serde(borrow, default)]
+    pub channel_data: Option<Cow<'a, str>>,
+}
+
+/// Why a client message could not be understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    /// Not a JSON object with a string `event`.
+    #[error("message is not a JSON object with a string \"event\"")]
+    NotAnEvent,
+    /// A required field is missing or has the wrong type.
+    #[error("\"{event}\" needs {field}")]
+    BadField {
+        /// The event being parsed.
+        event: &'static str,
+        /// What was expected.
+        field: &'static str,
+    },
+}
+
+impl MessageError {
+    /// The Pusher error reported for it.
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::InvalidMessage
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    event: Cow<'a, str>,
+    #[serde(borrow, default)]
+    channel: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct SigninRequest<'a> {
+    #[serde(borrow)]
+    auth: Cow<'a, str>,
+    #[serde(borrow)]
+    user_data: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct UnsubscribeRequest<'a> {
+    #[serde(borrow)]
+    channel: Cow<'a, str>,
+}
+
+impl<'a> ClientMessage<'a> {
+    /// Parses one text message.
+    pub fn parse(text: &'a [u8]) -> Result<Self, MessageError> {
+        let envelope: Envelope<'a> =
+            serde_json::from_slice(text).map_err(|_| MessageError::NotAnEvent)?;
+        let event = envelope.event;
+        if event.starts_with("client-") {
+            let bad = |field| MessageError::BadField {
+                event: "client event",
+                field,
+            };
+            return Ok(ClientMessage::ClientEvent {
+                channel: envelope.channel.ok_or(bad("a string \"channel\""))?,
+                data: envelope.data.ok_or(bad("\"data\""))?,
+                event,
+            });
+        }
+        match &*event {
+            "pusher:ping" => Ok(ClientMessage::Ping),
+            "pusher:pong" => Ok(ClientMessage::Pong),
+            "pusher:subscribe" => {
+                let request = data_object::<SubscribeRequest>(envelope.data).ok_or(
+                    MessageError::BadField {
+                        event: "pusher:subscribe",
+                        field: "data with a string \"channel\"",
+                    },
+                )?;
+                Ok(ClientMessage::Subscribe(request))
+            }
+            "pusher:unsubscribe" => {
+                let request = data_object::<UnsubscribeRequest>(envelope.data).ok_or(
+                    MessageError::BadField {
+                        event: "pusher:unsubscribe",
+                        field: "data with a string \"channel\"",
+                    },
+                )?;
+                Ok(ClientMessage::Unsubscribe {
+                    channel: request.channel,
+                })
+            }
+            "pusher:signin" => {
+                let request =
+                    data_object::<SigninRequest>(envelope.data).ok_or(MessageError::BadField {
+                        event: "pusher:signin",
+                        field: "data with string \"auth\" and \"user_data\"",
+                    })?;
+                Ok(ClientMessage::Signin {
+                    auth: request.auth,
+                    user_data: request.user_data,
+                })
+            }
+            _ => Ok(ClientMessage::Unsupported { event }),
+        }
+    }
+}
+
+/// Reads `data` as an object of type `T`; some clients send the object JSON-encoded in a
+/// string, which is accepted too.
+fn data_object<'a, T>(data: Option<&'a RawValue>) -> Option<T>
+where
+    T: Deserialize<'a> + OwnedFromStr,
+{
+    let raw = data?;
+    if raw.get().starts_with('"') {
+        let inner: String = serde_json::from_str(raw.get()).ok()?;
+        T::parse_owned(&inner)
+    } else {
+        serde_json::from_str(raw.get()).ok()
+    }
+}
+
+/// Parsing from a temporary string into a value that owns its text.
+trait OwnedFromStr: Sized {
+    fn parse_owned(text: &str) -> Option<Self>;
+}
+
+fn owned(cow: Cow<'_, str>) -> Cow<'static, str> {
+    Cow::Owned(cow.into_owned())
+}
+
+impl OwnedFromStr for SubscribeRequest<'_> {
+    fn parse_owned(text: &str) -> Option<Self> {
+        let r: SubscribeRequest = serde_json::from_str(text).ok()?;
+        Some(SubscribeRequest {
+            channel: owned(r.channel),
+            auth: r.auth.map(owned),
+            channel_data: r.channel_data.map(owned),
+        })
+    }
+}
+
+impl OwnedFromStr for UnsubscribeRequest<'_> {
+    fn parse_owned(text: &str) -> Option<Self> {
+        let r: UnsubscribeRequest = serde_json::from_str(text).ok()?;
+        Some(UnsubscribeRequest {
+            channel: owned(r.channel),
+        })
+    }
+}
+
+impl OwnedFromStr for SigninRequest<'_> {
+    fn parse_owned(text: &str) -> Option<Self> {
+        let r: SigninRequest = serde_json::from_str(text).ok()?;
+        Some(SigninRequest {
+            auth: owned(r.auth),
+            user_data: owned(r.user_data),
+        })
+    }
+}
+
+/// A small JSON writer for server messages: the shapes are fixed, so writing them directly is
+/// both faster and clearer than building `serde_json::Value`s.
+struct Json(Vec<u8>);
+
+impl Json {
+    fn with_capacity(n: usize) -> Self {
+        Json(Vec::with_capacity(n))
+    }
+    fn raw(&mut self, s: &str) -> &mut Self {
+        self.0.extend_from_slice(s.as_bytes());
+        self
+    }
+    fn string(&mut self, s: &str) -> &mut Self {
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.0, s);
+        self
+    }
+    fn finish(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+/// `pusher:connection_established`.
+pub fn connection_established(socket_id: SocketId, activity_timeout_secs: u64) -> Vec<u8> {
+    let inner =
+        format!(r#"{{"socket_id":"{socket_id}","activity_timeout":{activity_timeout_secs}}}"#);
+    let mut json = Json::with_capacity(128);
+    json.raw(r#"{"event":"pusher:connection_established","data":"#)
+        .string(&inner)
+        .raw("}");
+    json.finish()
+}
+
+/// `pusher:pong`.
+pub fn pong() -> &'static [u8] {
+    br#"{"event":"pusher:pong","data":"{}"}"#
+}
+
+/// `pusher:ping`, sent by the server after a quiet `activity_timeout`.
+pub fn ping() -> &'static [u8] {
+    br#"{"event":"pusher:ping","data":"{}"}"#
+}
+
+/// `pusher:error` with the code's default message.
+pub fn error(code: ErrorCode) -> Vec<u8> {
+    error_with_message(code, code.message())
+}
+
+/// `pusher:error` with a specific message.
+pub fn error_with_message(code: ErrorCode, message: &str) -> Vec<u8> {
+    let mut json = Json::with_capacity(96 + message.len());
+    json.raw(r#"{"event":"pusher:error","data":{"code":"#)
+        .raw(&code.code().to_string())
+        .raw(r#","message":"#)
+        .string(message)
+        .raw("}}");
+    json.finish()
+}
+
+/// `pusher_internal:subscription_succeeded` for a channel without a roster.
+pub fn subscription_succeeded(channel: &str) -> Vec<u8> {
+    let mut json = Json::with_capacity(96 + channel.len());
+    json.raw(r#"{"event":"pusher_internal:subscription_succeeded","channel":"#)
+        .string(channel)
+        .raw(r#","data":"{}"}"#);
+    json.finish()
+}
+
+/// `pusher_internal:subscription_succeeded` for a presence channel; `data` is the string
+/// `{"presence":{"ids":[...],"hash":{...},"count":n}}`.
+pub fn presence_subscription_succeeded<'m>(
+    channel: &str,
+    members: impl Iterator<Item = (&'m UserId, Option<&'m str>)>,
+) -> Vec<u8> {
+    let mut ids = Json::with_capacity(256);
+    let mut hash = Json::with_capacity(256);
+    let mut count = 0usize;
+    for (user_id, info) in members {
+        if count > 0 {
+            ids.raw(",");
+            hash.raw(",");
+        }
+        ids.string(user_id.as_str());
+        hash.string(user_id.as_str())
+            .raw(":")
+            .raw(info.unwrap_or("null"));
+        count += 1;
+    }
+    let ids = String::from_utf8(ids.finish()).unwrap_or_default();
+    let hash = String::from_utf8(hash.finish()).unwrap_or_default();
+    let inner = format!(r#"{{"presence":{{"ids":[{ids}],"hash":{{{hash}}},"count":{count}}}}}"#);
+    let mut json = Json::with_capacity(96 + channel.len() + inner.len() * 2);
+    json.raw(r#"{"event":"pusher_internal:subscription_succeeded","channel":"#)
+        .string(channel)
+        .raw(r#","data":"#)
+        .string(&inner)
+        .raw("}");
+    json.finish()
+}
+
+/// `pusher:subscription_error`, which pusher-js (and so Echo's `.error()`) reports on the channel.
+pub fn subscription_error(channel: &str, kind: &str, error: &str, status: u16) -> Vec<u8> {
+    let mut json = Json::with_capacity(128 + channel.len() + error.len());
+    json.raw(r#"{"event":"pusher:subscription_error","channel":"#)
+        .string(channel)
+        .raw(r#","data":{"type":"#)
+        .string(kind)
+        .raw(r#","error":"#)
+        .string(error)
+        .raw(r#","status":"#)
+        .raw(&status.to_string())
+        .raw("}}");
+    json.finish()
+}
+
+/// `pusher_internal:member_added`.
+pub fn member_added(channel: &str, user_id: &UserId, user_info: Option<&str>) -> Vec<u8> {
+    let mut inner = Json::with_capacity(64);
+    inner
+        .raw(r#"{"user_id":"#)
+        .string(user_id.as_str())
+        .raw(r#","user_info":"#)
+        .raw(user_info.unwrap_or("null"))
+        .raw("}");
+    let inner = String::from_utf8(inner.finish()).unwrap_or_default();
+    member_event("pusher_internal:member_added", channel, &inner)
+}
+
+/// `pusher_internal:member_removed`.
+pub fn member_removed(channel: &str, user_id: &UserId) -> Vec<u8> {
+    let mut inner = Json::with_capacity(32);
+    inner
+        .raw(r#"{"user_id":"#)
+        .string(user_id.as_str())
+        .raw("}");
+    let inner = String::from_utf8(inner.finish()).unwrap_or_default();
+    member_event("pusher_internal:member_removed", channel, &inner)
+}
+
+fn member_event(event: &str, channel: &str, inner: &str) -> Vec<u8> {
+    let mut json = Json::with_capacity(64 + channel.len() + inner.len() * 2);
+    json.raw(r#"{"event":"#)
+        .string(event)
+        .raw(r#","channel":"#)
+        .string(channel)
+        .raw(r#","data":"#)
+        .string(inner)
+        .raw("}");
+    json.finish()
+}
+
+/// An event published through the HTTP API: `data` is the string the backend sent.
+pub fn channel_event(event: &str, channel: &str, data: &str) -> Vec<u8> {
+    let mut json = Json::with_capacity(48 + event.len() + channel.len() + data.len() * 5 / 4);
+    json.raw(r#"{"event":"#)
+        .string(event)
+        .raw(r#","channel":"#)
+        .string(channel)
+        .raw(r#","data":"#)
+        .string(data)
+        .raw("}");
+    json.finish()
+}
+
+/// A relayed client event: `data` exactly as the sender wrote it, plus `user_id` on presence
+/// channels so receivers know who sent it.
+pub fn client_event(
+    event: &str,
+    channel: &str,
+    data: &RawValue,
+    user_id: Option<&UserId>,
+) -> Vec<u8> {
+    let mut json = Json::with_capacity(64 + event.len() + channel.len() + data.get().len());
+    json.raw(r#"{"event":"#)
+        .string(event)
+        .raw(r#","channel":"#)
+        .string(channel)
+        .raw(r#","data":"#)
+        .raw(data.get());
+    if let Some(user_id) = user_id {
+        json.raw(r#","user_id":"#).string(user_id.as_str());
+    }
+    json.raw("}");
+    json.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn parse(text: &str) -> Result<ClientMessage<'_>, MessageError> {
+        ClientMessage::parse(text.as_bytes())
+    }
+
+    fn value(bytes: &[u8]) -> Value {
+        serde_json::from_slice(bytes).unwrap()
+    }
+
+    #[test]
+    fn parses_ping_and_pong_with_or_without_data() {
+        assert!(matches!(
+            parse(r#"{"event":"pusher:ping","data":{}}"#),
+            Ok(ClientMessage::Ping)
+        ));
+        assert!(matches!(
+            parse(r#"{"event":"pusher:ping"}"#),
+            Ok(ClientMessage::Ping)
+        ));
+        assert!(matches!(
+            parse(r#"{"event":"pusher:pong","data":"{}"}"#),
+            Ok(ClientMessage::Pong)
+        ));
+    }
+
+    #[test]
+    fn parses_subscribe_as_object_or_encoded_string() {
+        let msg = parse(
+            r#"{"event":"pusher:subscribe","data":{"channel":"presence-a","auth":"k:s","channel_data":"{\"user_id\":1}"}}"#,
+        );
+        let Ok(ClientMessage::Subscribe(req)) = msg else {
+            panic!("{msg:?}")
+        };
+        assert_eq!(req.channel, "presence-a");
+        assert_eq!(req.auth.as_deref(), Some("k:s"));
+        assert_eq!(req.channel_data.as_deref(), Some(r#"{"user_id":1}"#));
+
+        let msg = parse(r#"{"event":"pusher:subscribe","data":"{\"channel\":\"a\"}"}"#);
+        let Ok(ClientMessage::Subscribe(req)) = msg else {
+            panic!("{msg:?}")
+        };
+        assert_eq!(req.channel, "a");
+        assert_eq!(req.auth, None);
+    }
+
+    #[test]
+    fn subscribe_without_a_string_channel_is_a_bad_field() {
+        for text in [
+            r#"{"event":"pusher:subscribe"}"#,
+            r#"{"event":"pusher:subscribe","data":{}}"#,
+            r#"{"event":"pusher:subscribe","data":{"channel":5}}"#,
+            r#"{"event":"pusher:subscribe","data":{"channel":"a","channel_data":{"user_id":1}}}"#,
+            r#"{"event":"pusher:subscribe","data":"not json"}"#,
+        ] {
+            assert!(
+                matches!(parse(text), Err(MessageError::BadField { .. })),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn non_objects_and_missing_events_are_not_events() {
+        for text in [
+            "",
+            "null",
+            "[]",
+            "{}",
+            r#"{"event":5}"#,
+            "{\"event\":\"a\"",
+            "\u{0}",
+        ] {
+            assert_eq!(
+                parse(text).unwrap_err(),
+                MessageError::NotAnEvent,
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn parses_client_events_keeping_raw_data() {
+        let msg = parse(r#"{"event":"client-typing","channel":"private-a","data":{"x": [1, 2]}}"#);
+        let Ok(ClientMessage::ClientEvent {
+            event,
+            channel,
+            data,
+        }) = msg
+        else {
+            panic!()
+        };
+        assert_eq!(event, "client-typing");
+        assert_eq!(channel, "private-a");
+        assert_eq!(data.get(), r#"{"x": [1, 2]}"#);
+        assert!(parse(r#"{"event":"client-typing","data":{}}"#).is_err());
+    }
+
+    #[test]
+    fn unknown_events_are_reported_as_unsupported() {
+        let msg = parse(r#"{"event":"pusher:frobnicate","data":{}}"#);
+        assert!(
+            matches!(msg, Ok(ClientMessage::Unsupported { event }) if event == "pusher:frobnicate")
+        );
+    }
+
+    #[test]
+    fn escaped_strings_are_decoded() {
+        let msg = parse(r#"{"event":"pusher:unsubscribe","data":{"channel":"a\u0062c"}}"#);
+        assert!(matches!(msg, Ok(ClientMessage::Unsubscribe { channel }) if channel == "abc"));
+    }
+
+    #[test]
+    fn connection_established_data_is_a_json_string() {
+        let v = value(&connection_established(SocketId::new(12, 34), 120));
+        assert_eq!(v["event"], "pusher:connection_established");
+        let inner: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            inner,
+            json!({"socket_id": "12.34", "activity_timeout": 120})
+        );
+    }
+
+    #[test]
+    fn error_data_is_an_object_with_code_and_message() {
+        let v = value(&error(ErrorCode::ClientEventRateLimited));
+        assert_eq!(v["event"], "pusher:error");
+        assert_eq!(v["data"]["code"], 4301);
+        assert_eq!(
+            v["data"]["message"],
+            "Client event rejected due to rate limit"
+        );
+    }
+
+    #[test]
+    fn presence_succeeded_lists_ids_hash_and_count() {
+        let a = UserId::parse("1", 10).unwrap();
+        let b = UserId::parse("two\"", 10).unwrap();
+        let frame = presence_subscription_succeeded(
+            "presence-x",
+            [(&a, Some(r#"{"name":"A"}"#)), (&b, None)].into_iter(),
+        );
+        let v = value(&frame);
+        assert_eq!(v["event"], "pusher_internal:subscription_succeeded");
+        assert_eq!(v["channel"], "presence-x");
+        let inner: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            inner,
+            json!({"presence": {"ids": ["1", "two\""], "hash": {"1": {"name": "A"}, "two\"": null}, "count": 2}})
+        );
+    }
+
+    #[test]
+    fn member_events_carry_string_data() {
+        let a = UserId::parse("7", 10).unwrap();
+        let v = value(&member_added("presence-x", &a, Some(r#"{"n":1}"#)));
+        let inner: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+        assert_eq!(inner, json!({"user_id": "7", "user_info": {"n": 1}}));
+        let v = value(&member_removed("presence-x", &a));
+        let inner: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+        assert_eq!(inner, json!({"user_id": "7"}));
+    }
+
+    #[test]
+    fn channel_event_escapes_data_as_a_string() {
+        let v = value(&channel_event("e\"", "c", "{\"a\":\"<\\u2028>\"}"));
+        assert_eq!(
+            v,
+            json!({"event": "e\"", "channel": "c", "data": "{\"a\":\"<\\u2028>\"}"})
+        );
+    }
+
+    #[test]
+    fn client_event_relays_data_verbatim_and_adds_user_id() {
+        let data = RawValue::from_string(r#"{"typing": true}"#.into()).unwrap();
+        let user = UserId::parse("u1", 10).unwrap();
+        let v = value(&client_event("client-t", "presence-a", &data, Some(&user)));
+        assert_eq!(
+            v,
+            json!({"event": "client-t", "channel": "presence-a", "data": {"typing": true}, "user_id": "u1"})
+        );
+    }
+
+    #[test]
+    fn subscription_error_has_type_error_and_status() {
+        let v = value(&subscription_error(
+            "private-a",
+            "AuthError",
+            "Invalid signature",
+            401,
+        ));
+        assert_eq!(v["event"], "pusher:subscription_error");
+        assert_eq!(
+            v["data"],
+            json!({"type": "AuthError", "error": "Invalid signature", "status": 401})
+        );
+    }
+}
