@@ -1,1 +1,108 @@
-fn main() {}
+//! `ringcast-bench`: a load generator that speaks Pusher protocol 7 to any compatible server.
+//!
+//! `fanout` opens N subscribers over C channels (spread over several 127.0.0.x source
+//! addresses), publishes through the signed HTTP API at a fixed open-loop rate with a send
+//! timestamp in every payload, and reports delivered messages per second, the delivery ratio
+//! and end-to-end latency percentiles. Every run is bounded in time and count.
+
+mod client;
+mod fanout;
+mod report;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "ringcast-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// N subscribers, one publisher at a fixed rate: throughput, delivery ratio, latency.
+    Fanout(FanoutArgs),
+}
+
+/// Which server to load.
+#[derive(Args, Clone, Debug)]
+pub struct Target {
+    /// Server host (IPv4, loopback only in this project's tests).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Server port.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// App id for the HTTP API.
+    #[arg(long, default_value = "100001")]
+    pub app_id: String,
+    /// App key.
+    #[arg(long, default_value = "ringcast-demo-key")]
+    pub key: String,
+    /// App secret.
+    #[arg(long, default_value = "ringcast-demo-secret")]
+    pub secret: String,
+}
+
+/// Options of `fanout`.
+#[derive(Args, Clone, Debug)]
+pub struct FanoutArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Subscriber connections.
+    #[arg(long, default_value_t = 1000)]
+    pub subscribers: usize,
+    /// Channels the subscribers are spread over (round-robin).
+    #[arg(long, default_value_t = 1)]
+    pub channels: usize,
+    /// Publishes per second (each to one channel, round-robin).
+    #[arg(long, default_value_t = 100)]
+    pub rate: u32,
+    /// How long to publish.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Event data size in bytes.
+    #[arg(long, default_value_t = 100)]
+    pub payload: usize,
+    /// Source addresses 127.0.0.2 .. 127.0.0.(1+N) for the subscribers.
+    #[arg(long, default_value_t = 4)]
+    pub source_addresses: u8,
+    /// Scrape the server's `/metrics` (Ringcast) before and after, for per-delivery figures.
+    #[arg(long)]
+    pub scrape_metrics: bool,
+    /// A server pid whose RSS to report.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Write the result as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let (number, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("bad duration {raw:?}"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("bad duration unit in {raw:?} (ms, s or m)")),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Fanout(args) => {
+            let result = fanout::run(&args)?;
+            println!("{}", report::markdown(&result));
+            if let Some(path) = &args.json {
+                std::fs::write(path, serde_json::to_string_pretty(&result)?)?;
+            }
+        }
+    }
+    Ok(())
+}

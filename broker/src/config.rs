@@ -1,1 +1,831 @@
+//! Typed configuration: a TOML file (or the embedded demo), environment overrides, validation.
+//!
+//! Laravel Reverb's variable names are accepted so that a Laravel `.env` works unchanged:
+//! `REVERB_SERVER_HOST`, `REVERB_SERVER_PORT`, `REVERB_APP_ID`, `REVERB_APP_KEY`,
+//! `REVERB_APP_SECRET`, `REVERB_ALLOWED_ORIGINS`, `REVERB_APP_ACTIVITY_TIMEOUT`,
+//! `REVERB_APP_MAX_MESSAGE_SIZE`, `REVERB_APP_MAX_CONNECTIONS`,
+//! `REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM`. Ringcast's own `RINGCAST_HOST`, `RINGCAST_PORT`,
+//! `RINGCAST_SHARDS`, `RINGCAST_DRIVER` and `RINGCAST_DATA_DIR` take precedence.
 
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Server-wide settings.
+    pub server: ServerConfig,
+    /// The apps (at least one).
+    pub apps: Vec<AppConfig>,
+}
+
+/// The I/O driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum Driver {
+    /// io_uring (the default).
+    #[serde(rename = "io_uring")]
+    IoUring,
+    /// epoll, for kernels without io_uring.
+    #[serde(rename = "epoll")]
+    Epoll,
+}
+
+impl Driver {
+    /// The name used in the config, the log and `/metrics`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::IoUring => "io_uring",
+            Driver::Epoll => "epoll",
+        }
+    }
+}
+
+/// Who may send `client-` events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientEvents {
+    /// Subscribers of private and presence channels.
+    Enabled,
+    /// Members of presence channels only.
+    MembersOnly,
+    /// Nobody.
+    Disabled,
+}
+
+/// Server-wide settings.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub host: IpAddr,
+    /// Port (0: any free port, for tests).
+    pub port: u16,
+    /// Shards (threads); always >= 1 after loading.
+    pub shards: usize,
+    /// I/O driver.
+    pub driver: Driver,
+    /// Connections on the whole server; over it new ones get 4100.
+    pub max_connections: usize,
+    /// Quiet time after which the server pings a client.
+    pub activity_timeout: Duration,
+    /// Time a pinged client has to answer before 4201.
+    pub pong_timeout: Duration,
+    /// Time to send a complete request head.
+    pub handshake_timeout: Duration,
+    /// Time given to clients to close on shutdown.
+    pub shutdown_timeout: Duration,
+    /// Largest request head.
+    pub max_request_head_bytes: usize,
+    /// Most request headers.
+    pub max_request_headers: usize,
+    /// Largest HTTP request body.
+    pub max_http_body_bytes: usize,
+    /// Per-connection output cap; a client over it is closed with 4100.
+    pub send_buffer_bytes: usize,
+    /// Capacity of each queue between shards.
+    pub mesh_queue_capacity: usize,
+    /// Allowed clock difference for signed API requests.
+    pub api_timestamp_window: Duration,
+    /// Where persistent data lives.
+    pub data_dir: PathBuf,
+}
+
+/// One app.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppConfig {
+    /// App id (HTTP API path).
+    pub id: String,
+    /// Public key (WebSocket path, signatures).
+    pub key: String,
+    /// Secret for HMAC signatures.
+    pub secret: String,
+    /// Whether the app accepts connections.
+    pub enabled: bool,
+    /// Connection quota (`None`: unlimited); over it: 4004.
+    pub max_connections: Option<u64>,
+    /// Largest event data / client event payload.
+    pub max_message_bytes: usize,
+    /// Client events policy.
+    pub client_events: ClientEvents,
+    /// Client events per second per connection; over it: 4301.
+    pub client_events_per_second: u32,
+    /// Distinct users per presence channel.
+    pub max_presence_members: usize,
+    /// Largest presence `user_info`.
+    pub max_user_info_bytes: usize,
+    /// Longest presence user id.
+    pub max_user_id_chars: usize,
+    /// Longest channel name.
+    pub max_channel_name_chars: usize,
+    /// Longest event name.
+    pub max_event_name_chars: usize,
+    /// Channels per published event.
+    pub max_channels_per_publish: usize,
+    /// Events per batch.
+    pub max_batch_events: usize,
+    /// Subscriptions per connection.
+    pub max_subscriptions_per_connection: usize,
+    /// Allowed `Origin`s: `scheme://host[:port]`, `*.domain` or `*`.
+    pub allowed_origins: Vec<String>,
+}
+
+/// Why the config was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown or mistyped fields.
+    #[error("{origin}: {message}")]
+    Parse {
+        /// The file, or "config".
+        origin: String,
+        /// What the parser said (it names the field).
+        message: String,
+    },
+    /// A value is not acceptable.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field or environment variable.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+const DEMO_ID: &str = "100001";
+const DEMO_KEY: &str = "ringcast-demo-key";
+const DEMO_SECRET: &str = "ringcast-demo-secret";
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    server: FileServer,
+    #[serde(default)]
+    apps: Vec<FileApp>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileServer {
+    host: IpAddr,
+    port: u16,
+    shards: usize,
+    driver: Driver,
+    max_connections: usize,
+    activity_timeout_secs: u64,
+    pong_timeout_secs: u64,
+    handshake_timeout_secs: u64,
+    shutdown_timeout_secs: u64,
+    max_request_head_bytes: usize,
+    max_request_headers: usize,
+    max_http_body_bytes: usize,
+    send_buffer_bytes: usize,
+    mesh_queue_capacity: usize,
+    api_timestamp_window_secs: u64,
+    data_dir: PathBuf,
+}
+
+impl Default for FileServer {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 8080,
+            shards: 0,
+            driver: Driver::IoUring,
+            max_connections: 100_000,
+            activity_timeout_secs: 120,
+            pong_timeout_secs: 30,
+            handshake_timeout_secs: 10,
+            shutdown_timeout_secs: 10,
+            max_request_head_bytes: 8192,
+            max_request_headers: 64,
+            max_http_body_bytes: 1_048_576,
+            send_buffer_bytes: 1_048_576,
+            mesh_queue_capacity: 65_536,
+            api_timestamp_window_secs: 600,
+            data_dir: PathBuf::from("./data"),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileApp {
+    id: String,
+    key: String,
+    secret: String,
+    enabled: bool,
+    max_connections: u64,
+    max_message_bytes: usize,
+    client_events: ClientEvents,
+    client_events_per_second: u32,
+    max_presence_members: usize,
+    max_user_info_bytes: usize,
+    max_user_id_chars: usize,
+    max_channel_name_chars: usize,
+    max_event_name_chars: usize,
+    max_channels_per_publish: usize,
+    max_batch_events: usize,
+    max_subscriptions_per_connection: usize,
+    allowed_origins: Vec<String>,
+}
+
+impl Default for FileApp {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            key: String::new(),
+            secret: String::new(),
+            enabled: true,
+            max_connections: 0,
+            max_message_bytes: 10_240,
+            client_events: ClientEvents::Enabled,
+            client_events_per_second: 10,
+            max_presence_members: 100,
+            max_user_info_bytes: 1024,
+            max_user_id_chars: 128,
+            max_channel_name_chars: 200,
+            max_event_name_chars: 200,
+            max_channels_per_publish: 100,
+            max_batch_events: 10,
+            max_subscriptions_per_connection: 100,
+            allowed_origins: vec!["*".into()],
+        }
+    }
+}
+
+impl FileApp {
+    fn into_app(self) -> AppConfig {
+        AppConfig {
+            id: self.id,
+            key: self.key,
+            secret: self.secret,
+            enabled: self.enabled,
+            max_connections: (self.max_connections > 0).then_some(self.max_connections),
+            max_message_bytes: self.max_message_bytes,
+            client_events: self.client_events,
+            client_events_per_second: self.client_events_per_second,
+            max_presence_members: self.max_presence_members,
+            max_user_info_bytes: self.max_user_info_bytes,
+            max_user_id_chars: self.max_user_id_chars,
+            max_channel_name_chars: self.max_channel_name_chars,
+            max_event_name_chars: self.max_event_name_chars,
+            max_channels_per_publish: self.max_channels_per_publish,
+            max_batch_events: self.max_batch_events,
+            max_subscriptions_per_connection: self.max_subscriptions_per_connection,
+            allowed_origins: self.allowed_origins,
+        }
+    }
+}
+
+impl FileServer {
+    fn into_server(self) -> ServerConfig {
+        ServerConfig {
+            host: self.host,
+            port: self.port,
+            shards: self.shards,
+            driver: self.driver,
+            max_connections: self.max_connections,
+            activity_timeout: Duration::from_secs(self.activity_timeout_secs),
+            pong_timeout: Duration::from_secs(self.pong_timeout_secs),
+            handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
+            shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+            max_request_head_bytes: self.max_request_head_bytes,
+            max_request_headers: self.max_request_headers,
+            max_http_body_bytes: self.max_http_body_bytes,
+            send_buffer_bytes: self.send_buffer_bytes,
+            mesh_queue_capacity: self.mesh_queue_capacity,
+            api_timestamp_window: Duration::from_secs(self.api_timestamp_window_secs),
+            data_dir: self.data_dir,
+        }
+    }
+}
+
+impl AppConfig {
+    /// An app with `id`, `key`, `secret` and every limit at its default.
+    pub fn with_credentials(id: &str, key: &str, secret: &str) -> Self {
+        FileApp {
+            id: id.into(),
+            key: key.into(),
+            secret: secret.into(),
+            ..FileApp::default()
+        }
+        .into_app()
+    }
+
+    /// Whether a connection with this `Origin` header may connect.
+    ///
+    /// A missing `Origin` is allowed: only browsers send it, and the allow-list exists to
+    /// stop other web pages from using the app's key from a visitor's browser. Servers and
+    /// mobile apps are not constrained by it.
+    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        let Some(origin) = origin else { return true };
+        let origin = origin.to_ascii_lowercase();
+        let host = origin
+            .split_once("://")
+            .map_or(origin.as_str(), |(_, rest)| rest)
+            .split(':')
+            .next()
+            .unwrap_or_default();
+        self.allowed_origins.iter().any(|allowed| {
+            let allowed = allowed.to_ascii_lowercase();
+            if allowed == "*" {
+                true
+            } else if let Some(domain) = allowed.strip_prefix("*.") {
+                host.len() > domain.len() + 1
+                    && host.ends_with(domain)
+                    && host[..host.len() - domain.len()].ends_with('.')
+            } else {
+                allowed.trim_end_matches('/') == origin.trim_end_matches('/')
+            }
+        })
+    }
+}
+
+impl Config {
+    /// Loads `path` (or the embedded demo), applies environment overrides read through
+    /// `env`, then validates.
+    pub fn load(
+        path: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        match path {
+            None => Self::finish(FileConfig::default(), true, env),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                Self::parse(&text, &path.display().to_string(), env)
+            }
+        }
+    }
+
+    /// Parses TOML text, applies environment overrides and validates.
+    pub fn from_toml_str(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        Self::parse(text, "config", env)
+    }
+
+    fn parse(
+        text: &str,
+        origin: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_owned(),
+            message: e.message().to_owned() + &span_hint(text, e.span()),
+        })?;
+        Self::finish(file, false, env)
+    }
+
+    fn finish(
+        file: FileConfig,
+        demo: bool,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut config = Config {
+            server: file.server.into_server(),
+            apps: file.apps.into_iter().map(FileApp::into_app).collect(),
+        };
+        let env_app = apply_env(&mut config, env)?;
+        if demo && !env_app && config.apps.is_empty() {
+            config
+                .apps
+                .push(AppConfig::with_credentials(DEMO_ID, DEMO_KEY, DEMO_SECRET));
+        }
+        if config.server.shards == 0 {
+            config.server.shards = std::thread::available_parallelism().map_or(1, usize::from);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The embedded default: one demo app on 127.0.0.1:8080, data under `./data`.
+    pub fn demo() -> Config {
+        let mut config = Config {
+            server: FileServer::default().into_server(),
+            apps: vec![AppConfig::with_credentials(DEMO_ID, DEMO_KEY, DEMO_SECRET)],
+        };
+        config.server.shards = std::thread::available_parallelism().map_or(1, usize::from);
+        config
+    }
+
+    /// Whether `app` is the demo app with its published credentials.
+    pub fn is_demo_app(&self, app: &AppConfig) -> bool {
+        app.key == DEMO_KEY && app.secret == DEMO_SECRET
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        for (field, value) in [
+            ("server.max_connections", s.max_connections),
+            ("server.max_request_head_bytes", s.max_request_head_bytes),
+            ("server.max_request_headers", s.max_request_headers),
+            ("server.max_http_body_bytes", s.max_http_body_bytes),
+            ("server.send_buffer_bytes", s.send_buffer_bytes),
+            ("server.mesh_queue_capacity", s.mesh_queue_capacity),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be greater than 0"));
+            }
+        }
+        for (field, value) in [
+            ("server.activity_timeout_secs", s.activity_timeout),
+            ("server.pong_timeout_secs", s.pong_timeout),
+            ("server.handshake_timeout_secs", s.handshake_timeout),
+            ("server.shutdown_timeout_secs", s.shutdown_timeout),
+            ("server.api_timestamp_window_secs", s.api_timestamp_window),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(field, "must be greater than 0"));
+            }
+        }
+        if s.shards > 256 {
+            return Err(invalid("server.shards", "at most 256"));
+        }
+        if self.apps.is_empty() {
+            return Err(invalid("apps", "at least one app is required"));
+        }
+        for (i, app) in self.apps.iter().enumerate() {
+            let field = |name: &str| format!("apps[{i}].{name}");
+            for (name, value) in [("id", &app.id), ("key", &app.key)] {
+                if value.is_empty()
+                    || value.len() > 64
+                    || !value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+                {
+                    return Err(invalid(
+                        field(name),
+                        "must be 1 to 64 characters of [A-Za-z0-9_.-]",
+                    ));
+                }
+            }
+            if app.secret.is_empty() {
+                return Err(invalid(field("secret"), "must not be empty"));
+            }
+            if let Some(j) = self.apps[..i].iter().position(|other| other.id == app.id) {
+                return Err(invalid(
+                    field("id"),
+                    format!("duplicate id (also used by apps[{j}])"),
+                ));
+            }
+            if let Some(j) = self.apps[..i].iter().position(|other| other.key == app.key) {
+                return Err(invalid(
+                    field("key"),
+                    format!("duplicate key (also used by apps[{j}])"),
+                ));
+            }
+            for (name, value) in [
+                ("max_message_bytes", app.max_message_bytes),
+                (
+                    "client_events_per_second",
+                    app.client_events_per_second as usize,
+                ),
+                ("max_presence_members", app.max_presence_members),
+                ("max_user_info_bytes", app.max_user_info_bytes),
+                ("max_user_id_chars", app.max_user_id_chars),
+                ("max_channel_name_chars", app.max_channel_name_chars),
+                ("max_event_name_chars", app.max_event_name_chars),
+                ("max_channels_per_publish", app.max_channels_per_publish),
+                ("max_batch_events", app.max_batch_events),
+                (
+                    "max_subscriptions_per_connection",
+                    app.max_subscriptions_per_connection,
+                ),
+            ] {
+                if value == 0 {
+                    return Err(invalid(field(name), "must be greater than 0"));
+                }
+            }
+            if app.max_message_bytes > s.max_http_body_bytes {
+                return Err(invalid(
+                    field("max_message_bytes"),
+                    "must not exceed server.max_http_body_bytes",
+                ));
+            }
+            for origin in &app.allowed_origins {
+                if !origin_is_well_formed(origin) {
+                    return Err(invalid(
+                        field("allowed_origins"),
+                        format!(
+                            "{origin:?} is not \"*\", \"*.domain\" or \"scheme://host[:port]\""
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn origin_is_well_formed(origin: &str) -> bool {
+    if origin == "*" {
+        return true;
+    }
+    let host_ok = |h: &str| {
+        !h.is_empty()
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
+    };
+    if let Some(domain) = origin.strip_prefix("*.") {
+        return host_ok(domain);
+    }
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    let (host, port) = rest
+        .trim_end_matches('/')
+        .split_once(':')
+        .unwrap_or((rest.trim_end_matches('/'), ""));
+    !scheme.is_empty()
+        && scheme.bytes().all(|b| b.is_ascii_alphabetic())
+        && host_ok(host)
+        && (port.is_empty() || port.parse::<u16>().is_ok())
+}
+
+fn span_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let Some(span) = span else {
+        return String::new();
+    };
+    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+    format!(" (line {line})")
+}
+
+fn parse_env<T: std::str::FromStr>(name: &str, value: &str, what: &str) -> Result<T, ConfigError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| invalid(name, format!("expected {what}, got {value:?}")))
+}
+
+/// Applies environment overrides; returns whether they defined the app credentials.
+fn apply_env(
+    config: &mut Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<bool, ConfigError> {
+    let s = &mut config.server;
+    for name in ["REVERB_SERVER_HOST", "RINGCAST_HOST"] {
+        if let Some(v) = env(name) {
+            s.host = parse_env(name, &v, "an IP address")?;
+        }
+    }
+    for name in ["REVERB_SERVER_PORT", "RINGCAST_PORT"] {
+        if let Some(v) = env(name) {
+            s.port = parse_env(name, &v, "a port number")?;
+        }
+    }
+    if let Some(v) = env("RINGCAST_SHARDS") {
+        s.shards = parse_env("RINGCAST_SHARDS", &v, "a number of shards")?;
+    }
+    if let Some(v) = env("RINGCAST_DRIVER") {
+        s.driver = match v.trim() {
+            "io_uring" => Driver::IoUring,
+            "epoll" => Driver::Epoll,
+            _ => {
+                return Err(invalid(
+                    "RINGCAST_DRIVER",
+                    format!("expected \"io_uring\" or \"epoll\", got {v:?}"),
+                ));
+            }
+        };
+    }
+    if let Some(v) = env("RINGCAST_DATA_DIR") {
+        s.data_dir = PathBuf::from(v);
+    }
+    if let Some(v) = env("REVERB_APP_ACTIVITY_TIMEOUT") {
+        let secs: u64 = parse_env("REVERB_APP_ACTIVITY_TIMEOUT", &v, "seconds")?;
+        s.activity_timeout = Duration::from_secs(secs);
+    }
+
+    let credentials = ["REVERB_APP_ID", "REVERB_APP_KEY", "REVERB_APP_SECRET"].map(|n| (n, env(n)));
+    let given = credentials.iter().filter(|(_, v)| v.is_some()).count();
+    let mut defined = false;
+    if given > 0 {
+        if let Some((missing, _)) = credentials.iter().find(|(_, v)| v.is_none()) {
+            return Err(invalid(
+                *missing,
+                "REVERB_APP_ID, REVERB_APP_KEY and REVERB_APP_SECRET must be set together",
+            ));
+        }
+        let [id, key, secret] = credentials.map(|(_, v)| v.unwrap_or_default());
+        match config.apps.first_mut() {
+            Some(app) => {
+                app.id = id;
+                app.key = key;
+                app.secret = secret;
+            }
+            None => config
+                .apps
+                .push(AppConfig::with_credentials(&id, &key, &secret)),
+        }
+        defined = true;
+    }
+    let Some(app) = config.apps.first_mut() else {
+        return Ok(defined);
+    };
+    if let Some(v) = env("REVERB_ALLOWED_ORIGINS") {
+        app.allowed_origins = v
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned)
+            .collect();
+    }
+    if let Some(v) = env("REVERB_APP_MAX_MESSAGE_SIZE") {
+        app.max_message_bytes = parse_env("REVERB_APP_MAX_MESSAGE_SIZE", &v, "a size in bytes")?;
+    }
+    if let Some(v) = env("REVERB_APP_MAX_CONNECTIONS") {
+        let n: u64 = parse_env("REVERB_APP_MAX_CONNECTIONS", &v, "a number of connections")?;
+        app.max_connections = (n > 0).then_some(n);
+    }
+    if let Some(v) = env("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM") {
+        app.client_events = match v.trim() {
+            "all" | "members" => ClientEvents::Enabled,
+            "none" => ClientEvents::Disabled,
+            _ => {
+                return Err(invalid(
+                    "REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM",
+                    format!("expected \"all\", \"members\" or \"none\", got {v:?}"),
+                ));
+            }
+        };
+    }
+    Ok(defined)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn with_env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    fn err(text: &str) -> String {
+        Config::from_toml_str(text, &no_env)
+            .unwrap_err()
+            .to_string()
+    }
+
+    const ONE_APP: &str = "[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\n";
+
+    #[test]
+    fn no_file_gives_the_demo_app_with_defaults() {
+        let config = Config::load(None, &no_env).unwrap();
+        assert_eq!(config.apps.len(), 1);
+        assert!(config.is_demo_app(&config.apps[0]));
+        assert_eq!(config.server.port, 8080);
+        assert_eq!(config.server.host, IpAddr::from([127, 0, 0, 1]));
+        assert!(config.server.shards >= 1);
+        let app = &config.apps[0];
+        assert_eq!(
+            (
+                app.max_message_bytes,
+                app.max_presence_members,
+                app.client_events_per_second
+            ),
+            (10_240, 100, 10)
+        );
+    }
+
+    #[test]
+    fn the_full_example_file_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/config/full.toml");
+        let config = Config::load(Some(&path), &no_env).unwrap();
+        assert_eq!(config.apps.len(), 2);
+        assert_eq!(config.server.driver, Driver::Epoll);
+        assert_eq!(config.apps[1].client_events, ClientEvents::MembersOnly);
+        assert_eq!(config.apps[1].max_connections, Some(500));
+        assert_eq!(config.apps[0].max_connections, None);
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_types_are_named() {
+        assert!(err("[server]\nprot = 1\n").contains("prot"));
+        assert!(err(&format!("{ONE_APP}client_events = \"sometimes\"\n")).contains("sometimes"));
+        assert!(err("[server]\nport = \"x\"\n").contains("line 2"));
+    }
+
+    #[test]
+    fn a_file_without_apps_is_refused() {
+        assert_eq!(
+            err("[server]\nport = 1\n"),
+            "apps: at least one app is required"
+        );
+    }
+
+    #[test]
+    fn validation_messages_name_the_field() {
+        let dup = format!("{ONE_APP}{}", ONE_APP.replace("id = \"1\"", "id = \"2\""));
+        assert_eq!(
+            err(&dup),
+            "apps[1].key: duplicate key (also used by apps[0])"
+        );
+        assert!(
+            err(&ONE_APP.replace("secret = \"s\"", "secret = \"\"")).starts_with("apps[0].secret")
+        );
+        assert!(err(&ONE_APP.replace("key = \"k\"", "key = \"a b\"")).starts_with("apps[0].key"));
+        assert!(
+            err(&format!("{ONE_APP}max_batch_events = 0\n"))
+                .starts_with("apps[0].max_batch_events")
+        );
+        assert!(
+            err(&format!("[server]\npong_timeout_secs = 0\n{ONE_APP}"))
+                .starts_with("server.pong_timeout_secs")
+        );
+        assert!(
+            err(&format!("{ONE_APP}allowed_origins = [\"example.com\"]\n"))
+                .starts_with("apps[0].allowed_origins")
+        );
+        assert!(
+            err(&format!("[server]\nmax_http_body_bytes = 100\n{ONE_APP}"))
+                .starts_with("apps[0].max_message_bytes")
+        );
+    }
+
+    #[test]
+    fn reverb_variables_override_the_file_and_ringcast_ones_win() {
+        let env = with_env(&[
+            ("REVERB_APP_ID", "9"),
+            ("REVERB_APP_KEY", "rk"),
+            ("REVERB_APP_SECRET", "rs"),
+            ("REVERB_SERVER_PORT", "6001"),
+            ("RINGCAST_PORT", "7001"),
+            ("REVERB_SERVER_HOST", "0.0.0.0"),
+            ("REVERB_ALLOWED_ORIGINS", "https://a.test, *.b.test"),
+            ("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM", "none"),
+        ]);
+        let config = Config::from_toml_str(ONE_APP, &env).unwrap();
+        assert_eq!(
+            (config.apps[0].id.as_str(), config.apps[0].key.as_str()),
+            ("9", "rk")
+        );
+        assert_eq!(config.server.port, 7001);
+        assert_eq!(config.server.host, IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(
+            config.apps[0].allowed_origins,
+            ["https://a.test", "*.b.test"]
+        );
+        assert_eq!(config.apps[0].client_events, ClientEvents::Disabled);
+        let only_env = Config::load(None, &env).unwrap();
+        assert_eq!(only_env.apps.len(), 1);
+        assert!(!only_env.is_demo_app(&only_env.apps[0]));
+    }
+
+    #[test]
+    fn bad_environment_values_name_the_variable() {
+        let e = Config::from_toml_str(ONE_APP, &with_env(&[("REVERB_SERVER_PORT", "80x")]))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "REVERB_SERVER_PORT: expected a port number, got \"80x\""
+        );
+        let e = Config::load(None, &with_env(&[("REVERB_APP_ID", "1")])).unwrap_err();
+        assert!(e.to_string().starts_with("REVERB_APP_KEY:"), "{e}");
+    }
+
+    #[test]
+    fn origin_allow_list_matches_exact_origins_and_subdomain_wildcards() {
+        let mut app = AppConfig::with_credentials("1", "k", "s");
+        app.allowed_origins = vec!["https://app.example.com".into(), "*.example.org".into()];
+        assert!(app.origin_allowed(None));
+        assert!(app.origin_allowed(Some("https://APP.example.com")));
+        assert!(!app.origin_allowed(Some("http://app.example.com")));
+        assert!(!app.origin_allowed(Some("https://app.example.com:8443")));
+        assert!(app.origin_allowed(Some("https://a.example.org")));
+        assert!(app.origin_allowed(Some("http://x.y.example.org:3000")));
+        assert!(!app.origin_allowed(Some("https://example.org")));
+        assert!(!app.origin_allowed(Some("https://badexample.org")));
+        app.allowed_origins = vec!["*".into()];
+        assert!(app.origin_allowed(Some("https://anything.test")));
+    }
+}

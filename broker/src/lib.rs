@@ -1,6 +1,31 @@
 //! Ringcast: a Pusher-protocol-7 WebSocket broker on a thread-per-core io_uring runtime.
 //!
-//! (crate docs are filled in as the shell lands)
+//! ```text
+//!  clients (pusher-js, Echo)      app backends (server SDKs)
+//!        │ ws /app/{key}                │ signed HTTP /apps/{id}/...
+//!        ▼                              ▼
+//!  ┌──────────── shard 0 ────────────┐  ┌──────────── shard 1 ────────────┐
+//!  │ SO_REUSEPORT listener           │  │ same code, own listener & state │
+//!  │ conn tasks: read → core → write │◄─┼─► mesh: bounded queues           │
+//!  │ homes of hash(app,ch) % N == 0  │  │ homes of hash(app,ch) % N == 1  │
+//!  └─────────────────────────────────┘  └─────────────────────────────────┘
+//! ```
+//!
+//! - [`core`] is sans-IO: the WebSocket codec, the Pusher protocol, channels, presence,
+//!   signatures and the per-shard state machine [`core::shard::Shard`]. Time is a parameter.
+//! - [`shell`] owns threads and sockets: one monoio runtime (io_uring, or epoll as a
+//!   fallback) per shard. A connection's reader feeds [`core::shard::Shard::handle_input`];
+//!   its writer drains [`core::shard::Shard::take_output`] and coalesces frames into one
+//!   `writev`.
+//! - [`http`] maps HTTP requests to responses (the Pusher HTTP API, `/up`, `/metrics`).
+//!
+//! A channel's *home* shard owns its authoritative state (subscriber counts, presence
+//! roster). A publish is encoded into one WebSocket frame (`bytes::Bytes`) by the shard that
+//! receives it, sent to the channel's home, and forwarded to every shard with subscribers; each
+//! subscriber's queue holds a clone of the same buffer.
 
 pub mod config;
 pub mod core;
+pub mod http;
+pub mod metrics;
+pub mod shell;

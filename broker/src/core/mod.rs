@@ -3,10 +3,12 @@
 //! Nothing below this module does I/O, spawns tasks or reads a clock; time arrives as a
 //! parameter and output leaves through return values or caller-owned buffers.
 
+pub mod app;
 pub mod auth;
 pub mod channel;
 pub mod http;
 pub mod ids;
 pub mod pusher;
 pub mod rate_limit;
+pub mod shard;
 pub mod ws;

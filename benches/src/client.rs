@@ -1,0 +1,224 @@
+//! A minimal async Pusher client and HTTP/1.1 client on monoio, using Ringcast's own codec.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, Bytes, BytesMut};
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use ringcast::core::auth::api::signed_query;
+use ringcast::core::auth::hmac_key;
+use ringcast::core::ws::frame::{
+    FrameLimits, Message, MessageDecoder, Opcode, Role, encode_client_frame,
+};
+
+use crate::Target;
+
+/// Opens a TCP connection from `source` (if given) to the target.
+pub fn connect_from(target: &Target, source: Option<Ipv4Addr>) -> io::Result<TcpStream> {
+    let host: Ipv4Addr = target
+        .host
+        .parse()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "host must be an IPv4 address"))?;
+    let remote = SocketAddr::V4(SocketAddrV4::new(host, target.port));
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    if let Some(source) = source {
+        socket.bind(&SocketAddr::V4(SocketAddrV4::new(source, 0)).into())?;
+    }
+    socket.connect_timeout(&remote.into(), Duration::from_secs(5))?;
+    socket.set_nodelay(true)?;
+    socket.set_nonblocking(true)?;
+    TcpStream::from_std(socket.into())
+}
+
+async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < 4096 {
+        buf.reserve(16 * 1024);
+    }
+    let owned = std::mem::take(buf);
+    let len = owned.len();
+    let (result, slice) = stream.read(owned.slice_mut(len..)).await;
+    *buf = slice.into_inner();
+    result
+}
+
+/// A Pusher WebSocket connection.
+pub struct PusherConn {
+    stream: TcpStream,
+    buf: BytesMut,
+    decoder: MessageDecoder,
+}
+
+impl PusherConn {
+    /// Upgrades `stream` to a Pusher connection and returns it with its socket id.
+    pub async fn open(mut stream: TcpStream, target: &Target) -> io::Result<(Self, String)> {
+        let request = format!(
+            "GET /app/{}?protocol=7&client=ringcast-bench&version=0.1 HTTP/1.1\r\nHost: {}:{}\r\n\
+             Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n",
+            target.key, target.host, target.port
+        );
+        let (result, _) = stream.write_all(request.into_bytes()).await;
+        result?;
+        let mut buf = BytesMut::with_capacity(4096);
+        let head_end = loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+            if read_more(&mut stream, &mut buf).await? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed during upgrade",
+                ));
+            }
+        };
+        if !buf.starts_with(b"HTTP/1.1 101") {
+            return Err(io::Error::other("upgrade refused"));
+        }
+        buf.advance(head_end);
+        let limits = FrameLimits {
+            max_frame_bytes: 1 << 24,
+            max_message_bytes: 1 << 24,
+        };
+        let mut conn = Self {
+            stream,
+            buf,
+            decoder: MessageDecoder::new(Role::Client, limits),
+        };
+        let hello = conn
+            .next_text()
+            .await?
+            .ok_or_else(|| io::Error::other("closed before connection_established"))?;
+        let value: serde_json::Value = serde_json::from_slice(&hello).map_err(io::Error::other)?;
+        let data: serde_json::Value = serde_json::from_str(value["data"].as_str().unwrap_or("{}"))
+            .map_err(io::Error::other)?;
+        let socket_id = data["socket_id"].as_str().unwrap_or_default().to_owned();
+        Ok((conn, socket_id))
+    }
+
+    /// Sends a JSON text message.
+    pub async fn send_text(&mut self, text: &str) -> io::Result<()> {
+        let frame = encode_client_frame(Opcode::Text, text.as_bytes(), fastish_mask(), true);
+        let (result, _) = self.stream.write_all(frame).await;
+        result.map(|_| ())
+    }
+
+    /// The next text message; `None` when the server closed.
+    pub async fn next_text(&mut self) -> io::Result<Option<Bytes>> {
+        loop {
+            match self.decoder.decode(&mut self.buf) {
+                Ok(Some(Message::Text(text))) => return Ok(Some(text)),
+                Ok(Some(Message::Close(_))) => return Ok(None),
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+                Err(err) => return Err(io::Error::other(err.to_string())),
+            }
+            if read_more(&mut self.stream, &mut self.buf).await? == 0 {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+fn fastish_mask() -> [u8; 4] {
+    // Masking keys need not be secret for a load generator; vary them anyway.
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    nanos.to_le_bytes()
+}
+
+/// A keep-alive HTTP/1.1 connection for signed API calls.
+pub struct ApiConn {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl ApiConn {
+    /// Connects to the target.
+    pub fn connect(target: &Target) -> io::Result<Self> {
+        Ok(Self {
+            stream: connect_from(target, None)?,
+            buf: BytesMut::with_capacity(4096),
+        })
+    }
+
+    /// Sends a signed request and returns the status and body.
+    pub async fn signed(
+        &mut self,
+        target: &Target,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> io::Result<(u16, Bytes)> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let query = signed_query(
+            method,
+            path,
+            &target.key,
+            &hmac_key(&target.secret),
+            now,
+            body.as_bytes(),
+            &[],
+        );
+        self.request(target, method, &format!("{path}?{query}"), body)
+            .await
+    }
+
+    /// Sends a request and returns the status and body.
+    pub async fn request(
+        &mut self,
+        target: &Target,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> io::Result<(u16, Bytes)> {
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            target.host,
+            target.port,
+            body.len()
+        );
+        let (result, _) = self.stream.write_all(request.into_bytes()).await;
+        result?;
+        let head_end = loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+            if read_more(&mut self.stream, &mut self.buf).await? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed before response",
+                ));
+            }
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
+        let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        while self.buf.len() < head_end + length {
+            if read_more(&mut self.stream, &mut self.buf).await? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed mid-body",
+                ));
+            }
+        }
+        self.buf.advance(head_end);
+        Ok((status, self.buf.split_to(length).freeze()))
+    }
+}

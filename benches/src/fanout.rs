@@ -1,0 +1,320 @@
+//! The fan-out run: subscribers, an open-loop publisher, and the measurements.
+
+use std::cell::{Cell, RefCell};
+use std::net::Ipv4Addr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
+
+use crate::FanoutArgs;
+use crate::client::{ApiConn, PusherConn, connect_from};
+use crate::report::{FanoutResult, Latency};
+
+/// Concurrent publishing connections.
+const PUBLISHERS: u32 = 4;
+/// How long to wait for in-flight deliveries after the last publish.
+const DRAIN: Duration = Duration::from_secs(5);
+
+struct Shared {
+    epoch: Instant,
+    latency: RefCell<Histogram<u64>>,
+    publish_latency: RefCell<Histogram<u64>>,
+    delivered: Cell<u64>,
+    expected: Cell<u64>,
+    published: Cell<u64>,
+    publish_errors: Cell<u64>,
+}
+
+/// Runs one fan-out measurement.
+pub fn run(args: &FanoutArgs) -> anyhow::Result<FanoutResult> {
+    match RuntimeBuilder::<IoUringDriver>::new()
+        .enable_timer()
+        .with_entries(8192)
+        .build()
+    {
+        Ok(mut rt) => rt.block_on(fanout(args.clone())),
+        Err(_) => RuntimeBuilder::<LegacyDriver>::new()
+            .enable_timer()
+            .build()?
+            .block_on(fanout(args.clone())),
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 µs .. 60 s at 3 significant digits; the bounds are constants, so this cannot fail.
+    Histogram::new_with_bounds(1, 60_000_000, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
+}
+
+async fn fanout(args: FanoutArgs) -> anyhow::Result<FanoutResult> {
+    let target = &args.target;
+    let shared = Rc::new(Shared {
+        epoch: Instant::now(),
+        latency: RefCell::new(histogram()),
+        publish_latency: RefCell::new(histogram()),
+        delivered: Cell::new(0),
+        expected: Cell::new(0),
+        published: Cell::new(0),
+        publish_errors: Cell::new(0),
+    });
+    let channels: Vec<String> = (0..args.channels.max(1))
+        .map(|i| format!("bench-{i}"))
+        .collect();
+    let mut per_channel = vec![0u64; channels.len()];
+
+    let connect_deadline = Instant::now() + Duration::from_secs(120);
+    for i in 0..args.subscribers {
+        anyhow::ensure!(
+            Instant::now() < connect_deadline,
+            "connecting subscribers took over 120 s"
+        );
+        let source = (args.source_addresses > 0)
+            .then(|| Ipv4Addr::new(127, 0, 0, 2 + (i % args.source_addresses as usize) as u8));
+        let stream = connect_from(target, source)?;
+        let (mut conn, _) = PusherConn::open(stream, target).await?;
+        let channel = i % channels.len();
+        conn.send_text(&format!(
+            r#"{{"event":"pusher:subscribe","data":{{"channel":"{}"}}}}"#,
+            channels[channel]
+        ))
+        .await?;
+        loop {
+            let text = conn
+                .next_text()
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("closed while subscribing"))?;
+            if contains(&text, b"subscription_succeeded") {
+                break;
+            }
+            anyhow::ensure!(
+                !contains(&text, b"subscription_error"),
+                "subscription refused"
+            );
+        }
+        per_channel[channel] += 1;
+        monoio::spawn(receive(conn, shared.clone()));
+        if (i + 1) % 1000 == 0 {
+            eprintln!("connected {} / {}", i + 1, args.subscribers);
+        }
+    }
+    eprintln!(
+        "{} subscribers ready; publishing {}/s for {:?}",
+        args.subscribers, args.rate, args.duration
+    );
+
+    let before = if args.scrape_metrics {
+        scrape(target).await.ok()
+    } else {
+        None
+    };
+    let per_channel = Rc::new(per_channel);
+    let channels = Rc::new(channels);
+    let start = Instant::now();
+    let mut publishers = Vec::new();
+    for p in 0..PUBLISHERS.min(args.rate.max(1)) {
+        publishers.push(monoio::spawn(publish(
+            p,
+            args.clone(),
+            channels.clone(),
+            per_channel.clone(),
+            shared.clone(),
+        )));
+    }
+    for handle in publishers {
+        handle.await?;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let drain_until = Instant::now() + DRAIN;
+    while shared.delivered.get() < shared.expected.get() && Instant::now() < drain_until {
+        monoio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = if args.scrape_metrics {
+        scrape(target).await.ok()
+    } else {
+        None
+    };
+
+    let (expected, delivered, published) = (
+        shared.expected.get(),
+        shared.delivered.get(),
+        shared.published.get(),
+    );
+    let delta = |name: &str| -> Option<f64> {
+        let (b, a) = (before.as_ref()?, after.as_ref()?);
+        Some(metric(a, name)? - metric(b, name)?)
+    };
+    let writes_per_delivery = match (
+        delta("ringcast_write_calls_total"),
+        delta("ringcast_deliveries_total"),
+    ) {
+        (Some(w), Some(d)) if d > 0.0 => Some(w / d),
+        _ => None,
+    };
+    let allocations_per_publish = match (
+        delta("ringcast_allocations_total"),
+        delta("ringcast_publishes_total"),
+    ) {
+        (Some(a), Some(p)) if p > 0.0 => Some(a / p),
+        _ => None,
+    };
+    let latency = percentiles(&shared.latency.borrow());
+    let publish_latency = percentiles(&shared.publish_latency.borrow());
+    Ok(FanoutResult {
+        subscribers: args.subscribers,
+        channels: args.channels.max(1),
+        rate: args.rate,
+        seconds,
+        published,
+        publish_errors: shared.publish_errors.get(),
+        expected,
+        delivered,
+        delivery_ratio: if expected == 0 {
+            0.0
+        } else {
+            delivered as f64 / expected as f64
+        },
+        deliveries_per_sec: delivered as f64 / seconds.max(f64::EPSILON),
+        latency,
+        publish_latency,
+        writes_per_delivery,
+        allocations_per_publish,
+        server_rss_kib: args.server_pid.and_then(rss_kib),
+    })
+}
+
+async fn receive(mut conn: PusherConn, shared: Rc<Shared>) {
+    while let Ok(Some(text)) = conn.next_text().await {
+        if let Some(sent_us) = timestamp(&text) {
+            let now_us = shared.epoch.elapsed().as_micros() as u64;
+            let _ = shared
+                .latency
+                .borrow_mut()
+                .record(now_us.saturating_sub(sent_us).max(1));
+            shared.delivered.set(shared.delivered.get() + 1);
+        }
+    }
+}
+
+async fn publish(
+    index: u32,
+    args: FanoutArgs,
+    channels: Rc<Vec<String>>,
+    per_channel: Rc<Vec<u64>>,
+    shared: Rc<Shared>,
+) -> anyhow::Result<()> {
+    let target = &args.target;
+    let mut api = ApiConn::connect(target)?;
+    let path = format!("/apps/{}/events", args.target.app_id);
+    let interval =
+        Duration::from_secs_f64(PUBLISHERS.min(args.rate.max(1)) as f64 / args.rate.max(1) as f64);
+    let start = Instant::now() + interval.mul_f64(index as f64 / PUBLISHERS as f64);
+    let padding = "x".repeat(args.payload.saturating_sub(40));
+    let mut k: u64 = 0;
+    loop {
+        let due = start + interval.mul_f64(k as f64);
+        if due.duration_since(start) >= args.duration {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if due > now {
+            monoio::time::sleep(due - now).await;
+        }
+        let seq = k * PUBLISHERS as u64 + index as u64;
+        let channel = (seq % channels.len() as u64) as usize;
+        let sent_us = shared.epoch.elapsed().as_micros() as u64;
+        let data = format!(r#"{{"t":{sent_us},"s":{seq},"p":"{padding}"}}"#);
+        let body = serde_json::json!({"name": "bench", "channel": channels[channel], "data": data})
+            .to_string();
+        let began = Instant::now();
+        match api.signed(target, "POST", &path, &body).await {
+            Ok((200, _)) => {
+                shared.published.set(shared.published.get() + 1);
+                shared
+                    .expected
+                    .set(shared.expected.get() + per_channel[channel]);
+                let _ = shared
+                    .publish_latency
+                    .borrow_mut()
+                    .record(began.elapsed().as_micros().max(1) as u64);
+            }
+            Ok(_) => shared.publish_errors.set(shared.publish_errors.get() + 1),
+            Err(_) => {
+                shared.publish_errors.set(shared.publish_errors.get() + 1);
+                api = ApiConn::connect(target)?;
+            }
+        }
+        k += 1;
+    }
+}
+
+/// The send timestamp in an event's data: the data string holds `{\"t\":123,...`.
+fn timestamp(text: &[u8]) -> Option<u64> {
+    let marker = br#"\"t\":"#;
+    let at = text.windows(marker.len()).position(|w| w == marker)? + marker.len();
+    let digits = text[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&text[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn percentiles(h: &Histogram<u64>) -> Latency {
+    Latency {
+        p50_us: h.value_at_quantile(0.5),
+        p99_us: h.value_at_quantile(0.99),
+        p999_us: h.value_at_quantile(0.999),
+        max_us: h.max(),
+    }
+}
+
+async fn scrape(target: &crate::Target) -> std::io::Result<String> {
+    let mut conn = ApiConn::connect(target)?;
+    let (_, body) = conn.request(target, "GET", "/metrics", "").await?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        line.strip_prefix(name)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| {
+        l.strip_prefix("VmRSS:")?
+            .trim()
+            .strip_suffix("kB")?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_send_timestamp_inside_the_escaped_data_string() {
+        let text = br#"{"event":"bench","channel":"c","data":"{\"t\":12345,\"s\":1}"}"#;
+        assert_eq!(timestamp(text), Some(12345));
+        assert_eq!(timestamp(br#"{"event":"pusher:pong"}"#), None);
+    }
+
+    #[test]
+    fn reads_prometheus_counters() {
+        let text = "# HELP x\nringcast_deliveries_total 42\nringcast_deliveries_total_other 1\n";
+        assert_eq!(metric(text, "ringcast_deliveries_total"), Some(42.0));
+    }
+}

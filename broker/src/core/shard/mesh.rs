@@ -1,0 +1,168 @@
+//! Messages between shards.
+//!
+//! A channel's home shard owns its authoritative state (subscriber counts per shard, presence
+//! roster); other shards reach it only through these messages, carried by bounded FIFO queues,
+//! so that every channel sees one order of events.
+
+use bytes::Bytes;
+
+use crate::core::auth::channel::PresenceMember;
+use crate::core::channel::ChannelName;
+use crate::core::ids::{AppIdx, SocketId, UserId};
+
+/// A shard's index, `0..shard_count`.
+pub type ShardId = usize;
+
+/// Index of a connection in its shard's table (reused after close; always paired with the
+/// [`SocketId`] to detect reuse).
+pub type ConnKey = usize;
+
+/// Index of a pending query in the shard that started it.
+pub type QueryId = usize;
+
+/// Where a query's answer goes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ReplyTo {
+    /// The shard that asked.
+    pub shard: ShardId,
+    /// Its query id there.
+    pub query: QueryId,
+}
+
+/// One message on the mesh.
+#[derive(Debug)]
+pub enum MeshMsg {
+    /// To the home shard: a socket wants to join (its authorization already checked).
+    Subscribe {
+        /// The socket's shard.
+        shard: ShardId,
+        /// The socket's key there.
+        conn: ConnKey,
+        /// The socket.
+        socket_id: SocketId,
+        /// The app.
+        app: AppIdx,
+        /// The channel.
+        channel: ChannelName,
+        /// Presence channels: who joins.
+        member: Option<PresenceMember>,
+    },
+    /// From the home shard: the join is recorded; `frame` is `subscription_succeeded`.
+    SubscribeAccepted {
+        /// The socket's key.
+        conn: ConnKey,
+        /// The socket (guards against key reuse).
+        socket_id: SocketId,
+        /// The app.
+        app: AppIdx,
+        /// The channel.
+        channel: ChannelName,
+        /// Presence channels: the member admitted (needed to undo the join if the socket
+        /// left meanwhile).
+        user: Option<UserId>,
+        /// The complete WebSocket frame to send.
+        frame: Bytes,
+    },
+    /// From the home shard: the join was refused; `frame` is `subscription_error`.
+    SubscribeRefused {
+        /// The socket's key.
+        conn: ConnKey,
+        /// The socket.
+        socket_id: SocketId,
+        /// The app.
+        app: AppIdx,
+        /// The channel.
+        channel: ChannelName,
+        /// The complete WebSocket frame to send.
+        frame: Bytes,
+    },
+    /// To the home shard: a socket that had joined has left.
+    Unsubscribe {
+        /// The socket's shard.
+        shard: ShardId,
+        /// The socket.
+        socket_id: SocketId,
+        /// The app.
+        app: AppIdx,
+        /// The channel.
+        channel: ChannelName,
+        /// Presence channels: the member who leaves.
+        user: Option<UserId>,
+    },
+    /// To the home shard: deliver `frame` to every subscriber (but `except`).
+    Publish {
+        /// The app.
+        app: AppIdx,
+        /// The channel.
+        channel: ChannelName,
+        /// The complete WebSocket frame, encoded once.
+        frame: Bytes,
+        /// A socket that must not receive it (the sender, or `socket_id` of the API call).
+        except: Option<SocketId>,
+    },
+    /// From the home shard to each shard with subscribers: deliver locally.
+    Deliver {
+        /// The app.
+        app: AppIdx,
+        /// The channel.
+        channel: ChannelName,
+        /// The same frame bytes as published.
+        frame: Bytes,
+        /// A socket that must not receive it.
+        except: Option<SocketId>,
+    },
+    /// To the home shard: describe a channel.
+    ChannelInfo {
+        /// Where to answer.
+        reply_to: ReplyTo,
+        /// The app.
+        app: AppIdx,
+        /// The channel.
+        channel: ChannelName,
+    },
+    /// To every shard: list the occupied channels homed there.
+    ListChannels {
+        /// Where to answer.
+        reply_to: ReplyTo,
+        /// The app.
+        app: AppIdx,
+        /// Only names starting with this.
+        prefix: String,
+    },
+    /// To the home shard: list a presence channel's users.
+    ChannelUsers {
+        /// Where to answer.
+        reply_to: ReplyTo,
+        /// The app.
+        app: AppIdx,
+        /// The channel.
+        channel: ChannelName,
+    },
+    /// An answer to a query.
+    Answer {
+        /// The query at the receiving shard.
+        query: QueryId,
+        /// One shard's part of the answer.
+        part: AnswerPart,
+    },
+}
+
+/// What the home shard knows of one channel.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct ChannelStats {
+    /// Subscribed sockets on every shard.
+    pub subscription_count: usize,
+    /// Distinct presence users (0 for other kinds).
+    pub user_count: usize,
+}
+
+/// One shard's contribution to a query answer.
+#[derive(Debug)]
+pub enum AnswerPart {
+    /// For [`MeshMsg::ChannelInfo`].
+    Channel(ChannelStats),
+    /// For [`MeshMsg::ListChannels`]: occupied channels homed on one shard.
+    Channels(Vec<(String, ChannelStats)>),
+    /// For [`MeshMsg::ChannelUsers`].
+    Users(Vec<UserId>),
+}

@@ -1,0 +1,1274 @@
+//! One shard's state: its connections, its local subscriber lists, and the channels homed on it.
+//!
+//! The shell owns the sockets and feeds this state machine: bytes in through
+//! [`Shard::handle_input`], mesh messages through [`Shard::handle_mesh`], a clock tick through
+//! [`Shard::handle_tick`]. Output leaves through [`Shard::take_ready`] / [`Shard::take_output`]
+//! (frames per socket) and [`Shard::poll_mesh`] (messages to other shards). Messages addressed to
+//! this shard itself are processed before the `handle_*` call returns, so a single-shard server
+//! and a many-shard one run the same code.
+
+mod home;
+pub mod mesh;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use indexmap::IndexSet;
+use serde_json::value::RawValue;
+use slab::Slab;
+
+use self::home::HomeChannel;
+pub use self::mesh::{AnswerPart, ChannelStats, ConnKey, MeshMsg, QueryId, ReplyTo, ShardId};
+use crate::config::{ClientEvents, ServerConfig};
+use crate::core::app::{AppTable, QuotaExceeded};
+use crate::core::auth::channel::{AuthContext, ChannelAuthorized, authorize_subscription};
+use crate::core::channel::{ChannelName, ChannelNameError};
+use crate::core::ids::{AppIdx, SocketId, UserId};
+use crate::core::pusher::ErrorCode;
+use crate::core::pusher::message::{self, ClientMessage, SubscribeRequest};
+use crate::core::rate_limit::{Rate, TokenBucket};
+use crate::core::ws::close;
+use crate::core::ws::frame::{self, FrameLimits, Message, MessageDecoder, Opcode, Role};
+use crate::metrics::{ShardMetrics, add, inc};
+
+/// What every shard shares, read-only: the config and the app table.
+pub struct ServerState {
+    /// Server settings.
+    pub config: ServerConfig,
+    /// The apps.
+    pub apps: AppTable,
+}
+
+/// Highest Pusher protocol version accepted; pusher-js 8 speaks 7.
+const PROTOCOL_VERSIONS: std::ops::RangeInclusive<u32> = 5..=7;
+
+/// Envelope slack over an app's `max_message_bytes`: a client event's frame carries the event
+/// and channel names around its data.
+const FRAME_ENVELOPE_BYTES: usize = 1024;
+
+/// What the shell learned from a WebSocket upgrade request.
+pub struct ConnectRequest<'a> {
+    /// The request path, e.g. `/app/{key}`.
+    pub path: &'a str,
+    /// The `protocol` query parameter, if present.
+    pub protocol: Option<&'a str>,
+    /// The `Origin` header, if present.
+    pub origin: Option<&'a str>,
+    /// The peer's address.
+    pub remote: IpAddr,
+}
+
+/// The outcome of [`Shard::accept_websocket`].
+pub enum Accept {
+    /// The connection is open; `connection_established` is queued.
+    Open(ConnKey),
+    /// The connection is refused: write these frames (`pusher:error` then close) and close.
+    Refused(Bytes, ErrorCode),
+}
+
+/// What the shell should do after writing what [`Shard::take_output`] returned.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum OutputState {
+    /// Keep the connection open.
+    Open,
+    /// Everything, including the close frame, has been handed out: close the socket.
+    Close,
+}
+
+/// An event to publish on behalf of the HTTP API.
+pub struct Publish<'a> {
+    /// The app.
+    pub app: AppIdx,
+    /// The event name.
+    pub event: &'a str,
+    /// The data string.
+    pub data: &'a str,
+    /// A socket to exclude (`socket_id`, Laravel's `toOthers`).
+    pub except: Option<SocketId>,
+}
+
+/// A query whose answer is gathered from one or more shards.
+#[derive(Debug)]
+pub enum Query {
+    /// Stats of one channel.
+    Channel {
+        /// The app.
+        app: AppIdx,
+        /// The channel.
+        channel: ChannelName,
+    },
+    /// Occupied channels, optionally filtered by prefix.
+    Channels {
+        /// The app.
+        app: AppIdx,
+        /// Only names starting with this.
+        prefix: String,
+    },
+    /// Users of a presence channel.
+    Users {
+        /// The app.
+        app: AppIdx,
+        /// The channel.
+        channel: ChannelName,
+    },
+}
+
+/// A gathered answer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// For [`Query::Channel`].
+    Channel(ChannelStats),
+    /// For [`Query::Channels`], sorted by name.
+    Channels(Vec<(String, ChannelStats)>),
+    /// For [`Query::Users`].
+    Users(Vec<UserId>),
+}
+
+struct PendingQuery {
+    awaiting: usize,
+    answer: Answer,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum SubState {
+    /// Sent to the home shard, not yet confirmed.
+    Pending,
+    /// Confirmed; the socket is in the local subscriber list.
+    Active,
+}
+
+#[derive(Debug)]
+struct Subscription {
+    channel: ChannelName,
+    user: Option<UserId>,
+    state: SubState,
+}
+
+/// One WebSocket connection's protocol state.
+struct Conn {
+    socket_id: SocketId,
+    app: AppIdx,
+    decoder: MessageDecoder,
+    subscriptions: Vec<Subscription>,
+    last_seen: Instant,
+    ping_sent: Option<Instant>,
+    client_events: TokenBucket,
+    outbox: VecDeque<Bytes>,
+    outbox_bytes: usize,
+    in_ready: bool,
+    /// A close frame is queued; input is ignored and nothing else is sent.
+    closing: bool,
+}
+
+/// One shard of the broker. See the module docs for the calling order.
+pub struct Shard {
+    id: ShardId,
+    shard_count: usize,
+    state: Arc<ServerState>,
+    metrics: Arc<ShardMetrics>,
+    conns: Slab<Conn>,
+    /// Local subscribers per app and channel.
+    local: Vec<HashMap<ChannelName, IndexSet<ConnKey>>>,
+    /// Channels homed here, per app.
+    homes: Vec<HashMap<ChannelName, HomeChannel>>,
+    to_self: VecDeque<MeshMsg>,
+    to_others: VecDeque<(ShardId, MeshMsg)>,
+    ready: Vec<ConnKey>,
+    queries: Slab<PendingQuery>,
+    answers: Vec<(QueryId, Answer)>,
+    next_socket: u64,
+    socket_prefix: u64,
+}
+
+/// The home shard of a channel: a stable hash of the app and the name.
+pub fn home_shard(app: AppIdx, channel: &ChannelName, shard_count: usize) -> ShardId {
+    // DefaultHasher::new() uses fixed keys, so every shard computes the same home.
+    let mut hasher = DefaultHasher::new();
+    app.hash(&mut hasher);
+    channel.as_str().hash(&mut hasher);
+    (hasher.finish() % shard_count.max(1) as u64) as ShardId
+}
+
+impl Shard {
+    /// A shard `id` of `shard_count`, sharing `state`.
+    pub fn new(
+        id: ShardId,
+        shard_count: usize,
+        state: Arc<ServerState>,
+        metrics: Arc<ShardMetrics>,
+    ) -> Self {
+        let apps = state.apps.len();
+        Self {
+            id,
+            shard_count,
+            metrics,
+            conns: Slab::new(),
+            local: (0..apps).map(|_| HashMap::new()).collect(),
+            homes: (0..apps).map(|_| HashMap::new()).collect(),
+            to_self: VecDeque::new(),
+            to_others: VecDeque::new(),
+            ready: Vec::new(),
+            queries: Slab::new(),
+            answers: Vec::new(),
+            next_socket: 0,
+            // The first half of a socket id is random so ids are not guessable across restarts.
+            socket_prefix: fastrand::u64(1..1_000_000_000),
+            state,
+        }
+    }
+
+    /// This shard's id.
+    pub fn id(&self) -> ShardId {
+        self.id
+    }
+
+    /// This shard's counters.
+    pub fn metrics(&self) -> &Arc<ShardMetrics> {
+        &self.metrics
+    }
+
+    /// The shared server state.
+    pub fn state(&self) -> &Arc<ServerState> {
+        &self.state
+    }
+
+    /// Open connections on this shard.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Validates a WebSocket connection request (after the RFC 6455 upgrade succeeded) and
+    /// opens the Pusher connection, or says which Pusher error closes it.
+    pub fn accept_websocket(&mut self, request: &ConnectRequest<'_>, now: Instant) -> Accept {
+        match self.try_accept(request, now) {
+            Ok(key) => Accept::Open(key),
+            Err(code) => {
+                self.metrics.error(code);
+                let mut bytes = Vec::with_capacity(128);
+                frame::encode_frame_into(&mut bytes, Opcode::Text, &message::error(code));
+                bytes.extend_from_slice(&frame::encode_close(code.code(), code.message()));
+                Accept::Refused(Bytes::from(bytes), code)
+            }
+        }
+    }
+
+    fn try_accept(
+        &mut self,
+        request: &ConnectRequest<'_>,
+        now: Instant,
+    ) -> Result<ConnKey, ErrorCode> {
+        let key = request
+            .path
+            .strip_prefix("/app/")
+            .filter(|k| !k.is_empty() && !k.contains('/'))
+            .ok_or(ErrorCode::PathNotFound)?;
+        let protocol = request.protocol.ok_or(ErrorCode::NoProtocolVersion)?;
+        let version: u32 = protocol
+            .parse()
+            .map_err(|_| ErrorCode::InvalidVersionFormat)?;
+        if !PROTOCOL_VERSIONS.contains(&version) {
+            return Err(ErrorCode::UnsupportedProtocolVersion);
+        }
+        let app = self.state.apps.by_key(key).ok_or(ErrorCode::AppNotFound)?;
+        if !app.config.enabled {
+            return Err(ErrorCode::AppDisabled);
+        }
+        if !app.config.origin_allowed(request.origin) {
+            return Err(ErrorCode::Unauthorized);
+        }
+        let app_idx = app.idx;
+        let limits = FrameLimits {
+            max_frame_bytes: app.config.max_message_bytes + FRAME_ENVELOPE_BYTES,
+            max_message_bytes: app.config.max_message_bytes + FRAME_ENVELOPE_BYTES,
+        };
+        let client_event_rate = client_event_rate(app.config.client_events_per_second);
+        self.state.apps.try_connect(app_idx).map_err(|e| match e {
+            QuotaExceeded::Server => ErrorCode::OverCapacity,
+            QuotaExceeded::App => ErrorCode::AppOverConnectionQuota,
+        })?;
+        self.next_socket += 1;
+        // The low half carries the shard id so ids never collide across shards.
+        let socket_id = SocketId::new(
+            self.socket_prefix,
+            self.next_socket * self.shard_count as u64 + self.id as u64,
+        );
+        let key = self.conns.insert(Conn {
+            socket_id,
+            app: app_idx,
+            decoder: MessageDecoder::new(Role::Server, limits),
+            subscriptions: Vec::new(),
+            last_seen: now,
+            ping_sent: None,
+            client_events: TokenBucket::new(
+                client_event_rate.capacity,
+                client_event_rate.period,
+                now,
+            ),
+            outbox: VecDeque::new(),
+            outbox_bytes: 0,
+            in_ready: false,
+            closing: false,
+        });
+        inc(&self.metrics.connections_opened);
+        self.metrics.apps[app_idx.get()]
+            .connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let timeout = self.state.config.activity_timeout.as_secs();
+        self.send_json(key, &message::connection_established(socket_id, timeout));
+        Ok(key)
+    }
+
+    /// The socket id of an open connection.
+    pub fn socket_id(&self, key: ConnKey) -> Option<SocketId> {
+        self.conns.get(key).map(|c| c.socket_id)
+    }
+
+    /// Feeds bytes read from connection `key`. Complete frames are consumed from `buf`; a
+    /// partial frame is left for the next read.
+    pub fn handle_input(
+        &mut self,
+        key: ConnKey,
+        socket_id: SocketId,
+        buf: &mut BytesMut,
+        now: Instant,
+    ) {
+        loop {
+            let Some(conn) = self.conns.get_mut(key).filter(|c| c.socket_id == socket_id) else {
+                buf.clear();
+                return;
+            };
+            if conn.closing {
+                buf.clear();
+                break;
+            }
+            match conn.decoder.decode(buf) {
+                Ok(None) => break,
+                Ok(Some(msg)) => {
+                    conn.last_seen = now;
+                    conn.ping_sent = None;
+                    inc(&self.metrics.messages_in);
+                    self.handle_message(key, msg, now);
+                }
+                Err(err) => {
+                    self.close_ws(key, err.close_code(), &err.to_string());
+                    buf.clear();
+                    break;
+                }
+            }
+        }
+        self.drain_to_self(now);
+    }
+
+    fn handle_message(&mut self, key: ConnKey, msg: Message, now: Instant) {
+        match msg {
+            Message::Text(text) => self.handle_text(key, &text, now),
+            Message::Binary(_) => self.send_error_message(
+                key,
+                ErrorCode::InvalidMessage,
+                "binary frames are not part of the Pusher protocol; send JSON text",
+            ),
+            Message::Ping(payload) => {
+                self.send_frame(key, frame::encode_frame(Opcode::Pong, &payload))
+            }
+            Message::Pong(_) => {}
+            Message::Close(frame) => {
+                // Echo the peer's code, as RFC 6455 §5.5.1 asks; a close without one gets 1000.
+                let code = frame.map_or(close::NORMAL, |f| f.code);
+                self.close_ws(key, code, "");
+            }
+        }
+    }
+
+    fn handle_text(&mut self, key: ConnKey, text: &[u8], now: Instant) {
+        let app = match self.conns.get(key) {
+            Some(conn) => conn.app,
+            None => return,
+        };
+        self.metrics.apps[app.get()]
+            .messages_in
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let msg = match ClientMessage::parse(text) {
+            Ok(msg) => msg,
+            Err(err) => {
+                self.send_error_message(key, err.code(), &err.to_string());
+                return;
+            }
+        };
+        match msg {
+            ClientMessage::Ping => self.send_json(key, message::pong()),
+            ClientMessage::Pong => {}
+            ClientMessage::Subscribe(request) => self.subscribe(key, request),
+            ClientMessage::Unsubscribe { channel } => self.unsubscribe(key, &channel),
+            ClientMessage::ClientEvent {
+                event,
+                channel,
+                data,
+            } => {
+                self.client_event(key, &event, &channel, data, now);
+            }
+            ClientMessage::Signin { .. } => self.send_error_message(
+                key,
+                ErrorCode::UnsupportedEvent,
+                "pusher:signin is not supported by this server yet",
+            ),
+            ClientMessage::Unsupported { event } => {
+                let text = format!("unsupported event {event:?}");
+                self.send_error_message(key, ErrorCode::UnsupportedEvent, &text);
+            }
+        }
+    }
+
+    fn subscribe(&mut self, key: ConnKey, request: SubscribeRequest<'_>) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let app = self.state.apps.get(conn.app);
+        let channel = match ChannelName::parse(&request.channel, app.config.max_channel_name_chars)
+        {
+            Ok(channel) => channel,
+            Err(err) => {
+                self.refuse_channel_name(key, &request.channel, err);
+                return;
+            }
+        };
+        if conn.subscriptions.iter().any(|s| s.channel == channel) {
+            // pusher-js never re-subscribes an active channel; a repeat is a no-op.
+            return;
+        }
+        if conn.subscriptions.len() >= app.config.max_subscriptions_per_connection {
+            let text = format!(
+                "a connection may hold at most {} subscriptions",
+                app.config.max_subscriptions_per_connection
+            );
+            let frame = message::subscription_error(channel.as_str(), "LimitReached", &text, 429);
+            self.send_json(key, &frame);
+            return;
+        }
+        let ctx = AuthContext {
+            app_key: &app.config.key,
+            secret: &app.secret,
+            socket_id: conn.socket_id,
+            max_user_id_chars: app.config.max_user_id_chars,
+            max_user_info_bytes: app.config.max_user_info_bytes,
+            signed_in_user: None,
+        };
+        let proof = authorize_subscription(
+            &ctx,
+            channel.clone(),
+            request.auth.as_deref(),
+            request.channel_data.as_deref(),
+        );
+        match proof {
+            Ok(proof) => self.join(key, proof),
+            Err(err) => {
+                inc(&self.metrics.auth_failures);
+                let frame = message::subscription_error(
+                    channel.as_str(),
+                    "AuthError",
+                    &err.to_string(),
+                    err.status(),
+                );
+                self.send_json(key, &frame);
+            }
+        }
+    }
+
+    fn refuse_channel_name(&mut self, key: ConnKey, raw: &str, err: ChannelNameError) {
+        // Echo at most a bounded prefix of the peer's text back.
+        let shown: String = raw.chars().take(64).collect();
+        let text = format!("{err}: {shown:?}");
+        self.send_error_message(key, ErrorCode::InvalidChannelName, &text);
+    }
+
+    /// Records a pending subscription and asks the channel's home shard to admit it.
+    fn join(&mut self, key: ConnKey, proof: ChannelAuthorized) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let (channel, member) = proof.into_parts();
+        conn.subscriptions.push(Subscription {
+            channel: channel.clone(),
+            user: member.as_ref().map(|m| m.user_id.clone()),
+            state: SubState::Pending,
+        });
+        let msg = MeshMsg::Subscribe {
+            shard: self.id,
+            conn: key,
+            socket_id: conn.socket_id,
+            app: conn.app,
+            channel: channel.clone(),
+            member,
+        };
+        let app = conn.app;
+        self.send_home(app, &channel, msg);
+    }
+
+    fn unsubscribe(&mut self, key: ConnKey, raw: &str) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Some(position) = conn
+            .subscriptions
+            .iter()
+            .position(|s| s.channel.as_str() == raw)
+        else {
+            // Unsubscribing from a channel one is not in gets no reply, like any unsubscribe.
+            return;
+        };
+        let sub = conn.subscriptions.swap_remove(position);
+        let (app, socket_id) = (conn.app, conn.socket_id);
+        self.leave(key, app, socket_id, sub);
+    }
+
+    /// Takes a socket out of a channel: locally at once, and at the home shard if it had
+    /// been admitted there (a pending one is undone when its confirmation arrives).
+    fn leave(&mut self, key: ConnKey, app: AppIdx, socket_id: SocketId, sub: Subscription) {
+        if sub.state != SubState::Active {
+            return;
+        }
+        let channels = &mut self.local[app.get()];
+        if let Some(subscribers) = channels.get_mut(&sub.channel) {
+            subscribers.swap_remove(&key);
+            if subscribers.is_empty() {
+                channels.remove(&sub.channel);
+            }
+        }
+        self.metrics
+            .subscriptions
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let msg = MeshMsg::Unsubscribe {
+            shard: self.id,
+            socket_id,
+            app,
+            channel: sub.channel.clone(),
+            user: sub.user,
+        };
+        self.send_home(app, &sub.channel, msg);
+    }
+
+    fn client_event(
+        &mut self,
+        key: ConnKey,
+        event: &str,
+        raw_channel: &str,
+        data: &RawValue,
+        now: Instant,
+    ) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let app = self.state.apps.get(conn.app);
+        let refuse =
+            |why: &str| format!("client event {event:?} on {raw_channel:?} refused: {why}");
+        let Some(sub) = conn
+            .subscriptions
+            .iter()
+            .find(|s| s.channel.as_str() == raw_channel && s.state == SubState::Active)
+        else {
+            let text = refuse("not subscribed to the channel");
+            self.send_error_message(key, ErrorCode::ClientEventRejected, &text);
+            return;
+        };
+        let kind = sub.channel.kind();
+        let allowed = match app.config.client_events {
+            ClientEvents::Disabled => Err("client events are disabled for this app"),
+            _ if !kind.allows_client_events() => {
+                Err("client events are only allowed on private and presence channels")
+            }
+            ClientEvents::MembersOnly if !kind.is_presence() => {
+                Err("this app allows client events on presence channels only")
+            }
+            _ => Ok(()),
+        };
+        if let Err(why) = allowed {
+            let text = refuse(why);
+            self.send_error_message(key, ErrorCode::ClientEventRejected, &text);
+            return;
+        }
+        if event.len() > app.config.max_event_name_chars {
+            let text = refuse("event name too long");
+            self.send_error_message(key, ErrorCode::ClientEventRejected, &text);
+            return;
+        }
+        if data.get().len() > app.config.max_message_bytes {
+            let text = format!(
+                "client event data is over {} bytes",
+                app.config.max_message_bytes
+            );
+            self.send_error_message(key, ErrorCode::MessageTooLarge, &text);
+            return;
+        }
+        let rate = client_event_rate(app.config.client_events_per_second);
+        if conn.client_events.try_acquire(rate, now).is_err() {
+            self.send_error(key, ErrorCode::ClientEventRateLimited);
+            return;
+        }
+        let channel = sub.channel.clone();
+        let user = sub.user.clone();
+        let (app_idx, socket_id) = (conn.app, conn.socket_id);
+        let json = message::client_event(event, channel.as_str(), data, user.as_ref());
+        let frame = frame::encode_frame(Opcode::Text, &json);
+        self.metrics.apps[app_idx.get()]
+            .publishes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let msg = MeshMsg::Publish {
+            app: app_idx,
+            channel: channel.clone(),
+            frame,
+            except: Some(socket_id),
+        };
+        self.send_home(app_idx, &channel, msg);
+    }
+
+    /// Publishes an event from the HTTP API to one channel: the frame is encoded once here
+    /// and the same bytes reach every subscriber on every shard.
+    pub fn publish(&mut self, publish: &Publish<'_>, channel: &ChannelName, now: Instant) {
+        let json = message::channel_event(publish.event, channel.as_str(), publish.data);
+        let frame = frame::encode_frame(Opcode::Text, &json);
+        self.metrics.apps[publish.app.get()]
+            .publishes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let msg = MeshMsg::Publish {
+            app: publish.app,
+            channel: channel.clone(),
+            frame,
+            except: publish.except,
+        };
+        self.send_home(publish.app, channel, msg);
+        self.drain_to_self(now);
+    }
+
+    /// Starts a query; its answer appears in [`Shard::take_answers`] once every shard involved
+    /// has replied (at once, if they are all this one).
+    pub fn start_query(&mut self, query: Query, now: Instant) -> QueryId {
+        let (awaiting, answer) = match &query {
+            Query::Channel { .. } => (1, Answer::Channel(ChannelStats::default())),
+            Query::Channels { .. } => (self.shard_count, Answer::Channels(Vec::new())),
+            Query::Users { .. } => (1, Answer::Users(Vec::new())),
+        };
+        let id = self.queries.insert(PendingQuery { awaiting, answer });
+        let reply_to = ReplyTo {
+            shard: self.id,
+            query: id,
+        };
+        match query {
+            Query::Channel { app, channel } => {
+                let msg = MeshMsg::ChannelInfo {
+                    reply_to,
+                    app,
+                    channel: channel.clone(),
+                };
+                self.send_home(app, &channel, msg);
+            }
+            Query::Users { app, channel } => {
+                let msg = MeshMsg::ChannelUsers {
+                    reply_to,
+                    app,
+                    channel: channel.clone(),
+                };
+                self.send_home(app, &channel, msg);
+            }
+            Query::Channels { app, prefix } => {
+                for shard in 0..self.shard_count {
+                    let msg = MeshMsg::ListChannels {
+                        reply_to,
+                        app,
+                        prefix: prefix.clone(),
+                    };
+                    self.send_to(shard, msg);
+                }
+            }
+        }
+        self.drain_to_self(now);
+        id
+    }
+
+    /// Completed query answers.
+    pub fn take_answers(&mut self) -> std::vec::Drain<'_, (QueryId, Answer)> {
+        self.answers.drain(..)
+    }
+
+    /// Handles a message from another shard.
+    pub fn handle_mesh(&mut self, msg: MeshMsg, now: Instant) {
+        self.dispatch(msg);
+        self.drain_to_self(now);
+    }
+
+    /// The next message for another shard.
+    pub fn poll_mesh(&mut self) -> Option<(ShardId, MeshMsg)> {
+        self.to_others.pop_front()
+    }
+
+    /// Moves the keys of connections with new output (or a pending close) into `out`.
+    pub fn take_ready(&mut self, out: &mut Vec<ConnKey>) {
+        for &key in &self.ready {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.in_ready = false;
+            }
+        }
+        out.append(&mut self.ready);
+    }
+
+    /// Hands out queued frames of `key`, up to `max_frames` or about `max_bytes`.
+    pub fn take_output(
+        &mut self,
+        key: ConnKey,
+        socket_id: SocketId,
+        out: &mut Vec<Bytes>,
+        max_frames: usize,
+        max_bytes: usize,
+    ) -> OutputState {
+        let Some(conn) = self.conns.get_mut(key).filter(|c| c.socket_id == socket_id) else {
+            return OutputState::Close;
+        };
+        let mut bytes = 0;
+        while out.len() < max_frames && bytes < max_bytes {
+            let Some(frame) = conn.outbox.pop_front() else {
+                break;
+            };
+            bytes += frame.len();
+            out.push(frame);
+        }
+        conn.outbox_bytes -= bytes;
+        if conn.closing && conn.outbox.is_empty() {
+            OutputState::Close
+        } else {
+            OutputState::Open
+        }
+    }
+
+    /// The socket of `key` is gone (closed by either side, or failed): forget it.
+    pub fn handle_disconnect(&mut self, key: ConnKey, socket_id: SocketId, now: Instant) {
+        if self.socket_id(key) != Some(socket_id) {
+            return;
+        }
+        self.leave_all(key);
+        let conn = self.conns.remove(key);
+        self.state.apps.disconnect(conn.app);
+        inc(&self.metrics.connections_closed);
+        self.metrics.apps[conn.app.get()]
+            .connections
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.drain_to_self(now);
+    }
+
+    /// Pings quiet connections and closes those that did not answer in time.
+    pub fn handle_tick(&mut self, now: Instant) {
+        let activity = self.state.config.activity_timeout;
+        let pong = self.state.config.pong_timeout;
+        let mut to_ping = Vec::new();
+        let mut to_close = Vec::new();
+        for (key, conn) in &self.conns {
+            if conn.closing {
+                continue;
+            }
+            match conn.ping_sent {
+                Some(sent) if now.saturating_duration_since(sent) >= pong => to_close.push(key),
+                None if now.saturating_duration_since(conn.last_seen) >= activity => {
+                    to_ping.push(key)
+                }
+                _ => {}
+            }
+        }
+        for key in to_ping {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.ping_sent = Some(now);
+            }
+            self.send_json(key, message::ping());
+        }
+        for key in to_close {
+            self.close_with(key, ErrorCode::PongNotReceived);
+        }
+        self.drain_to_self(now);
+    }
+
+    /// Closes every connection with 4200 (reconnect now), for a graceful shutdown.
+    pub fn shutdown(&mut self, now: Instant) {
+        let keys: Vec<ConnKey> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.close_with(key, ErrorCode::Reconnect);
+        }
+        self.drain_to_self(now);
+    }
+
+    // ---- output helpers ----------------------------------------------------------------
+
+    fn send_json(&mut self, key: ConnKey, json: &[u8]) {
+        self.send_frame(key, frame::encode_frame(Opcode::Text, json));
+    }
+
+    fn send_error(&mut self, key: ConnKey, code: ErrorCode) {
+        self.send_error_message(key, code, code.message());
+    }
+
+    fn send_error_message(&mut self, key: ConnKey, code: ErrorCode, text: &str) {
+        self.metrics.error(code);
+        self.send_json(key, &message::error_with_message(code, text));
+        if code.closes_connection() {
+            self.close_ws(key, code.code(), code.message());
+        }
+    }
+
+    /// Sends `pusher:error` and closes with the same code.
+    fn close_with(&mut self, key: ConnKey, code: ErrorCode) {
+        self.send_error(key, code);
+    }
+
+    fn send_frame(&mut self, key: ConnKey, frame: Bytes) {
+        let cap = self.state.config.send_buffer_bytes;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.closing {
+            return;
+        }
+        if enqueue(conn, key, frame, cap, &mut self.ready, &self.metrics) == Enqueued::Overflow {
+            self.close_slow_consumer(key);
+        }
+    }
+
+    /// Queues a close frame and stops the connection taking part in anything.
+    fn close_ws(&mut self, key: ConnKey, code: u16, reason: &str) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.closing {
+            return;
+        }
+        let frame = frame::encode_close(code, reason);
+        conn.outbox_bytes += frame.len();
+        conn.outbox.push_back(frame);
+        conn.closing = true;
+        mark_ready(conn, key, &mut self.ready);
+        self.leave_all(key);
+    }
+
+    /// A consumer whose send buffer is full: drop what it has not taken and close it with 4100.
+    fn close_slow_consumer(&mut self, key: ConnKey) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.outbox.clear();
+        conn.outbox_bytes = 0;
+        inc(&self.metrics.slow_consumers_closed);
+        self.metrics.error(ErrorCode::OverCapacity);
+        let json = message::error_with_message(
+            ErrorCode::OverCapacity,
+            "send buffer full: the client is not reading fast enough",
+        );
+        let frame = frame::encode_frame(Opcode::Text, &json);
+        conn.outbox_bytes += frame.len();
+        conn.outbox.push_back(frame);
+        self.close_ws(key, ErrorCode::OverCapacity.code(), "Over capacity");
+    }
+
+    fn leave_all(&mut self, key: ConnKey) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let subscriptions = std::mem::take(&mut conn.subscriptions);
+        let (app, socket_id) = (conn.app, conn.socket_id);
+        for sub in subscriptions {
+            self.leave(key, app, socket_id, sub);
+        }
+    }
+
+    // ---- mesh --------------------------------------------------------------------------
+
+    fn send_home(&mut self, app: AppIdx, channel: &ChannelName, msg: MeshMsg) {
+        let home = home_shard(app, channel, self.shard_count);
+        self.send_to(home, msg);
+    }
+
+    fn send_to(&mut self, shard: ShardId, msg: MeshMsg) {
+        if shard == self.id {
+            self.to_self.push_back(msg);
+        } else {
+            self.to_others.push_back((shard, msg));
+        }
+    }
+
+    fn drain_to_self(&mut self, _now: Instant) {
+        while let Some(msg) = self.to_self.pop_front() {
+            self.dispatch(msg);
+        }
+    }
+
+    fn dispatch(&mut self, msg: MeshMsg) {
+        match msg {
+            MeshMsg::Subscribe {
+                shard,
+                conn,
+                socket_id,
+                app,
+                channel,
+                member,
+            } => {
+                self.home_subscribe(shard, conn, socket_id, app, channel, member);
+            }
+            MeshMsg::SubscribeAccepted {
+                conn,
+                socket_id,
+                app,
+                channel,
+                user,
+                frame,
+            } => {
+                self.subscribe_accepted(conn, socket_id, app, channel, user, frame);
+            }
+            MeshMsg::SubscribeRefused {
+                conn,
+                socket_id,
+                channel,
+                frame,
+                ..
+            } => {
+                self.subscribe_refused(conn, socket_id, &channel, frame);
+            }
+            MeshMsg::Unsubscribe {
+                shard,
+                socket_id,
+                app,
+                channel,
+                user,
+            } => {
+                self.home_unsubscribe(shard, socket_id, app, &channel, user.as_ref());
+            }
+            MeshMsg::Publish {
+                app,
+                channel,
+                frame,
+                except,
+            } => {
+                self.home_publish(app, &channel, frame, except);
+            }
+            MeshMsg::Deliver {
+                app,
+                channel,
+                frame,
+                except,
+            } => {
+                self.deliver_local(app, &channel, &frame, except);
+            }
+            MeshMsg::ChannelInfo {
+                reply_to,
+                app,
+                channel,
+            } => {
+                let stats = self.homes[app.get()]
+                    .get(&channel)
+                    .map(HomeChannel::stats)
+                    .unwrap_or_default();
+                self.answer(reply_to, AnswerPart::Channel(stats));
+            }
+            MeshMsg::ChannelUsers {
+                reply_to,
+                app,
+                channel,
+            } => {
+                let users = self.homes[app.get()]
+                    .get(&channel)
+                    .map(HomeChannel::users)
+                    .unwrap_or_default();
+                self.answer(reply_to, AnswerPart::Users(users));
+            }
+            MeshMsg::ListChannels {
+                reply_to,
+                app,
+                prefix,
+            } => {
+                let channels = self.homes[app.get()]
+                    .iter()
+                    .filter(|(name, home)| name.as_str().starts_with(&prefix) && home.is_occupied())
+                    .map(|(name, home)| (name.as_str().to_owned(), home.stats()))
+                    .collect();
+                self.answer(reply_to, AnswerPart::Channels(channels));
+            }
+            MeshMsg::Answer { query, part } => self.gather(query, part),
+        }
+    }
+
+    fn home_subscribe(
+        &mut self,
+        shard: ShardId,
+        conn: ConnKey,
+        socket_id: SocketId,
+        app: AppIdx,
+        channel: ChannelName,
+        member: Option<crate::core::auth::channel::PresenceMember>,
+    ) {
+        let max_members = self.state.apps.get(app).config.max_presence_members;
+        let home = self.homes[app.get()]
+            .entry(channel.clone())
+            .or_insert_with(|| HomeChannel::new(self.shard_count));
+        let admitted = home.admit(shard, socket_id, member.as_ref(), max_members);
+        let Some(admitted) = admitted else {
+            let text = format!("presence channel is full ({max_members} members)");
+            let json = message::subscription_error(channel.as_str(), "LimitReached", &text, 403);
+            if home.is_empty() {
+                self.homes[app.get()].remove(&channel);
+            }
+            let msg = MeshMsg::SubscribeRefused {
+                conn,
+                socket_id,
+                app,
+                channel,
+                frame: frame::encode_frame(Opcode::Text, &json),
+            };
+            self.send_to(shard, msg);
+            return;
+        };
+        let json = match home.roster() {
+            Some(roster) => {
+                message::presence_subscription_succeeded(channel.as_str(), roster.members())
+            }
+            None => message::subscription_succeeded(channel.as_str()),
+        };
+        self.send_to(
+            shard,
+            MeshMsg::SubscribeAccepted {
+                conn,
+                socket_id,
+                app,
+                channel: channel.clone(),
+                user: member.as_ref().map(|m| m.user_id.clone()),
+                frame: frame::encode_frame(Opcode::Text, &json),
+            },
+        );
+        if admitted.first_socket_of_user
+            && let Some(member) = member
+        {
+            let json = message::member_added(
+                channel.as_str(),
+                &member.user_id,
+                member.user_info.as_deref(),
+            );
+            let frame = frame::encode_frame(Opcode::Text, &json);
+            self.home_publish(app, &channel, frame, Some(socket_id));
+        }
+    }
+
+    fn subscribe_accepted(
+        &mut self,
+        key: ConnKey,
+        socket_id: SocketId,
+        app: AppIdx,
+        channel: ChannelName,
+        user: Option<UserId>,
+        frame: Bytes,
+    ) {
+        let pending = self
+            .conns
+            .get_mut(key)
+            .filter(|c| c.socket_id == socket_id)
+            .and_then(|conn| {
+                conn.subscriptions
+                    .iter_mut()
+                    .find(|s| s.channel == channel && s.state == SubState::Pending)
+            });
+        match pending {
+            Some(sub) => {
+                sub.state = SubState::Active;
+                self.local[app.get()]
+                    .entry(channel)
+                    .or_default()
+                    .insert(key);
+                self.metrics
+                    .subscriptions
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.send_frame(key, frame);
+            }
+            None => {
+                // The socket left (or unsubscribed) while the home shard was admitting it:
+                // undo the admission so counts and rosters stay exact.
+                let msg = MeshMsg::Unsubscribe {
+                    shard: self.id,
+                    socket_id,
+                    app,
+                    channel: channel.clone(),
+                    user,
+                };
+                self.send_home(app, &channel, msg);
+            }
+        }
+    }
+
+    fn subscribe_refused(
+        &mut self,
+        key: ConnKey,
+        socket_id: SocketId,
+        channel: &ChannelName,
+        frame: Bytes,
+    ) {
+        let Some(conn) = self.conns.get_mut(key).filter(|c| c.socket_id == socket_id) else {
+            return;
+        };
+        if let Some(position) = conn
+            .subscriptions
+            .iter()
+            .position(|s| &s.channel == channel && s.state == SubState::Pending)
+        {
+            conn.subscriptions.swap_remove(position);
+            self.send_frame(key, frame);
+        }
+    }
+
+    fn home_unsubscribe(
+        &mut self,
+        shard: ShardId,
+        socket_id: SocketId,
+        app: AppIdx,
+        channel: &ChannelName,
+        user: Option<&UserId>,
+    ) {
+        let Some(home) = self.homes[app.get()].get_mut(channel) else {
+            return;
+        };
+        let removed = home.release(shard, socket_id, user);
+        if home.is_empty() {
+            self.homes[app.get()].remove(channel);
+        }
+        if let (Some(user), true) = (user, removed.last_socket_of_user) {
+            let json = message::member_removed(channel.as_str(), user);
+            let frame = frame::encode_frame(Opcode::Text, &json);
+            self.home_publish(app, channel, frame, None);
+        }
+    }
+
+    /// At the home shard: forward a frame to every shard that has subscribers.
+    fn home_publish(
+        &mut self,
+        app: AppIdx,
+        channel: &ChannelName,
+        frame: Bytes,
+        except: Option<SocketId>,
+    ) {
+        let Some(home) = self.homes[app.get()].get(channel) else {
+            return;
+        };
+        let shards: Vec<ShardId> = home.shards_with_subscribers().collect();
+        for shard in shards {
+            let msg = MeshMsg::Deliver {
+                app,
+                channel: channel.clone(),
+                frame: frame.clone(),
+                except,
+            };
+            self.send_to(shard, msg);
+        }
+    }
+
+    fn deliver_local(
+        &mut self,
+        app: AppIdx,
+        channel: &ChannelName,
+        frame: &Bytes,
+        except: Option<SocketId>,
+    ) {
+        let Some(subscribers) = self.local[app.get()].get(channel) else {
+            return;
+        };
+        let cap = self.state.config.send_buffer_bytes;
+        let mut overflowed = Vec::new();
+        let mut delivered = 0u64;
+        for &key in subscribers {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if Some(conn.socket_id) == except || conn.closing {
+                continue;
+            }
+            delivered += 1;
+            if enqueue(
+                conn,
+                key,
+                frame.clone(),
+                cap,
+                &mut self.ready,
+                &self.metrics,
+            ) == Enqueued::Overflow
+            {
+                overflowed.push(key);
+            }
+        }
+        add(&self.metrics.deliveries, delivered);
+        self.metrics.apps[app.get()]
+            .deliveries
+            .fetch_add(delivered, std::sync::atomic::Ordering::Relaxed);
+        for key in overflowed {
+            self.close_slow_consumer(key);
+        }
+    }
+
+    fn answer(&mut self, reply_to: ReplyTo, part: AnswerPart) {
+        let msg = MeshMsg::Answer {
+            query: reply_to.query,
+            part,
+        };
+        self.send_to(reply_to.shard, msg);
+    }
+
+    fn gather(&mut self, query: QueryId, part: AnswerPart) {
+        let Some(pending) = self.queries.get_mut(query) else {
+            return;
+        };
+        match (&mut pending.answer, part) {
+            (Answer::Channel(stats), AnswerPart::Channel(part)) => *stats = part,
+            (Answer::Users(users), AnswerPart::Users(part)) => *users = part,
+            (Answer::Channels(list), AnswerPart::Channels(part)) => list.extend(part),
+            _ => {}
+        }
+        pending.awaiting -= 1;
+        if pending.awaiting == 0 {
+            let mut done = self.queries.remove(query);
+            if let Answer::Channels(list) = &mut done.answer {
+                list.sort_by(|a, b| a.0.cmp(&b.0));
+            }
+            self.answers.push((query, done.answer));
+        }
+    }
+}
+
+fn client_event_rate(per_second: u32) -> Rate {
+    Rate {
+        capacity: per_second,
+        period: Duration::from_secs(1),
+    }
+}
+
+#[derive(PartialEq, Eq)]
+enum Enqueued {
+    Queued,
+    Overflow,
+}
+
+fn enqueue(
+    conn: &mut Conn,
+    key: ConnKey,
+    frame: Bytes,
+    cap: usize,
+    ready: &mut Vec<ConnKey>,
+    metrics: &ShardMetrics,
+) -> Enqueued {
+    if conn.outbox_bytes + frame.len() > cap {
+        return Enqueued::Overflow;
+    }
+    conn.outbox_bytes += frame.len();
+    conn.outbox.push_back(frame);
+    inc(&metrics.messages_out);
+    mark_ready(conn, key, ready);
+    Enqueued::Queued
+}
+
+fn mark_ready(conn: &mut Conn, key: ConnKey, ready: &mut Vec<ConnKey>) {
+    if !conn.in_ready {
+        conn.in_ready = true;
+        ready.push(key);
+    }
+}

@@ -1,0 +1,928 @@
+//! Drives whole shards with plain values: an in-memory mesh and a simulated clock.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::config::{ClientEvents, Config};
+use crate::core::auth::{hmac_hex, hmac_key};
+use crate::core::ws::frame::{
+    FrameLimits, Message, MessageDecoder, Opcode, Role, encode_client_frame,
+};
+
+const KEY: &str = "test-key";
+const SECRET: &str = "test-secret";
+
+struct Cluster {
+    shards: Vec<Shard>,
+    now: Instant,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Client {
+    shard: ShardId,
+    key: ConnKey,
+    socket_id: SocketId,
+}
+
+fn state_with(shard_count: usize, tweak: impl FnOnce(&mut Config)) -> Arc<ServerState> {
+    let mut config = Config::demo();
+    config.server.shards = shard_count;
+    config.server.activity_timeout = Duration::from_secs(120);
+    config.server.pong_timeout = Duration::from_secs(30);
+    config.server.send_buffer_bytes = 64 * 1024;
+    let app = &mut config.apps[0];
+    app.key = KEY.into();
+    app.secret = SECRET.into();
+    app.client_events = ClientEvents::Enabled;
+    tweak(&mut config);
+    let apps = AppTable::new(&config.apps, config.server.max_connections);
+    Arc::new(ServerState {
+        config: config.server,
+        apps,
+    })
+}
+
+impl Cluster {
+    fn new(shard_count: usize) -> Self {
+        Self::with(shard_count, |_| {})
+    }
+
+    fn with(shard_count: usize, tweak: impl FnOnce(&mut Config)) -> Self {
+        let state = state_with(shard_count, tweak);
+        let shards = (0..shard_count)
+            .map(|id| {
+                Shard::new(
+                    id,
+                    shard_count,
+                    state.clone(),
+                    Arc::new(ShardMetrics::new(state.apps.len())),
+                )
+            })
+            .collect();
+        Self {
+            shards,
+            now: Instant::now(),
+        }
+    }
+
+    fn route(&mut self) {
+        loop {
+            let mut moved = false;
+            for from in 0..self.shards.len() {
+                while let Some((to, msg)) = self.shards[from].poll_mesh() {
+                    moved = true;
+                    let now = self.now;
+                    self.shards[to].handle_mesh(msg, now);
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    fn try_connect(
+        &mut self,
+        shard: ShardId,
+        path: &str,
+        protocol: Option<&str>,
+    ) -> Result<Client, (Vec<Value>, ErrorCode)> {
+        let request = ConnectRequest {
+            path,
+            protocol,
+            origin: None,
+            remote: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        };
+        match self.shards[shard].accept_websocket(&request, self.now) {
+            Accept::Open(key) => {
+                let socket_id = self.shards[shard].socket_id(key).unwrap();
+                Ok(Client {
+                    shard,
+                    key,
+                    socket_id,
+                })
+            }
+            Accept::Refused(bytes, code) => {
+                let mut buf = BytesMut::from(&bytes[..]);
+                Err((decode_all(&mut buf), code))
+            }
+        }
+    }
+
+    fn connect(&mut self, shard: ShardId) -> Client {
+        let client = self
+            .try_connect(shard, &format!("/app/{KEY}"), Some("7"))
+            .unwrap();
+        let hello = self.recv(client);
+        assert_eq!(hello[0]["event"], "pusher:connection_established");
+        client
+    }
+
+    fn send_raw(&mut self, client: Client, bytes: &[u8]) {
+        let mut buf = BytesMut::from(bytes);
+        let now = self.now;
+        self.shards[client.shard].handle_input(client.key, client.socket_id, &mut buf, now);
+        self.route();
+    }
+
+    fn send(&mut self, client: Client, message: Value) {
+        let text = message.to_string();
+        self.send_raw(
+            client,
+            &encode_client_frame(Opcode::Text, text.as_bytes(), [1, 2, 3, 4], true),
+        );
+    }
+
+    /// Everything queued for the client, as JSON (close frames as `{"close": code}`).
+    fn recv(&mut self, client: Client) -> Vec<Value> {
+        let mut frames = Vec::new();
+        let mut ready = Vec::new();
+        self.shards[client.shard].take_ready(&mut ready);
+        self.shards[client.shard].take_output(
+            client.key,
+            client.socket_id,
+            &mut frames,
+            usize::MAX,
+            usize::MAX,
+        );
+        let mut buf = BytesMut::new();
+        for frame in frames {
+            buf.extend_from_slice(&frame);
+        }
+        decode_all(&mut buf)
+    }
+
+    fn events(&mut self, client: Client) -> Vec<String> {
+        self.recv(client)
+            .iter()
+            .map(|v| {
+                v["event"]
+                    .as_str()
+                    .map_or_else(|| v.to_string(), str::to_owned)
+            })
+            .collect()
+    }
+
+    fn subscribe(&mut self, client: Client, channel: &str) -> Vec<Value> {
+        self.send(
+            client,
+            json!({"event": "pusher:subscribe", "data": {"channel": channel}}),
+        );
+        self.recv(client)
+    }
+
+    fn subscribe_private(&mut self, client: Client, channel: &str) -> Vec<Value> {
+        let sig = hmac_hex(
+            &hmac_key(SECRET),
+            format!("{}:{channel}", client.socket_id).as_bytes(),
+        );
+        let auth = format!("{KEY}:{sig}");
+        self.send(
+            client,
+            json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth}}),
+        );
+        self.recv(client)
+    }
+
+    fn join_presence(&mut self, client: Client, channel: &str, user: &str) -> Vec<Value> {
+        let data = json!({"user_id": user, "user_info": {"name": user}}).to_string();
+        let sig = hmac_hex(
+            &hmac_key(SECRET),
+            format!("{}:{channel}:{data}", client.socket_id).as_bytes(),
+        );
+        let auth = format!("{KEY}:{sig}");
+        self.send(
+            client,
+            json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth, "channel_data": data}}),
+        );
+        self.recv(client)
+    }
+
+    fn publish(
+        &mut self,
+        from_shard: ShardId,
+        channel: &str,
+        data: &str,
+        except: Option<SocketId>,
+    ) {
+        let channel = ChannelName::parse(channel, 200).unwrap();
+        let now = self.now;
+        let publish = Publish {
+            app: AppIdx(0),
+            event: "greeting",
+            data,
+            except,
+        };
+        self.shards[from_shard].publish(&publish, &channel, now);
+        self.route();
+    }
+
+    fn query(&mut self, shard: ShardId, query: Query) -> Answer {
+        let now = self.now;
+        let id = self.shards[shard].start_query(query, now);
+        self.route();
+        let mut answers: Vec<_> = self.shards[shard].take_answers().collect();
+        assert_eq!(answers.len(), 1);
+        let (got, answer) = answers.remove(0);
+        assert_eq!(got, id);
+        answer
+    }
+
+    fn tick(&mut self, by: Duration) {
+        self.now += by;
+        let now = self.now;
+        for shard in &mut self.shards {
+            shard.handle_tick(now);
+        }
+        self.route();
+    }
+}
+
+fn decode_all(buf: &mut BytesMut) -> Vec<Value> {
+    let limits = FrameLimits {
+        max_frame_bytes: 1 << 24,
+        max_message_bytes: 1 << 24,
+    };
+    let mut decoder = MessageDecoder::new(Role::Client, limits);
+    let mut out = Vec::new();
+    while let Some(msg) = decoder.decode(buf).unwrap() {
+        match msg {
+            Message::Text(text) => out.push(serde_json::from_slice(&text).unwrap()),
+            Message::Close(frame) => out.push(json!({"close": frame.map(|f| f.code)})),
+            other => out.push(json!({"other": format!("{other:?}")})),
+        }
+    }
+    out
+}
+
+fn inner(value: &Value) -> Value {
+    serde_json::from_str(value["data"].as_str().unwrap()).unwrap()
+}
+
+fn name(raw: &str) -> ChannelName {
+    ChannelName::parse(raw, 200).unwrap()
+}
+
+/// Channel names whose home is shard 0 and shard 1 of two.
+fn channel_homed_on(shard: ShardId, prefix: &str) -> String {
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|n| home_shard(AppIdx(0), &name(n), 2) == shard)
+        .unwrap()
+}
+
+#[test]
+fn connection_established_carries_socket_id_and_activity_timeout() {
+    let mut cluster = Cluster::new(1);
+    let client = cluster.try_connect(0, "/app/test-key", Some("7")).unwrap();
+    let hello = cluster.recv(client);
+    assert_eq!(hello.len(), 1);
+    let data = inner(&hello[0]);
+    assert_eq!(data["activity_timeout"], 120);
+    assert_eq!(data["socket_id"], client.socket_id.to_string());
+}
+
+#[test]
+fn connection_errors_use_the_pusher_codes() {
+    let mut cluster = Cluster::with(1, |c| {
+        let mut disabled = c.apps[0].clone();
+        disabled.id = "2".into();
+        disabled.key = "disabled-key".into();
+        disabled.enabled = false;
+        c.apps.push(disabled);
+    });
+    for (path, protocol, code) in [
+        ("/app/nope", Some("7"), 4001),
+        ("/app/disabled-key", Some("7"), 4003),
+        ("/elsewhere", Some("7"), 4005),
+        ("/app/", Some("7"), 4005),
+        ("/app/test-key", Some("seven"), 4006),
+        ("/app/test-key", Some("8"), 4007),
+        ("/app/test-key", Some("4"), 4007),
+        ("/app/test-key", None, 4008),
+    ] {
+        let (frames, error) = cluster.try_connect(0, path, protocol).unwrap_err();
+        assert_eq!(error.code(), code, "{path} {protocol:?}");
+        assert_eq!(frames[0]["event"], "pusher:error");
+        assert_eq!(frames[0]["data"]["code"], code);
+        assert_eq!(frames[1]["close"], code);
+    }
+}
+
+#[test]
+fn app_connection_quota_is_inclusive_and_freed_on_disconnect() {
+    let mut cluster = Cluster::with(2, |c| c.apps[0].max_connections = Some(2));
+    let a = cluster.connect(0);
+    cluster.connect(1);
+    let (_, code) = cluster
+        .try_connect(0, "/app/test-key", Some("7"))
+        .unwrap_err();
+    assert_eq!(code, ErrorCode::AppOverConnectionQuota);
+    let now = cluster.now;
+    cluster.shards[0].handle_disconnect(a.key, a.socket_id, now);
+    assert!(cluster.try_connect(0, "/app/test-key", Some("7")).is_ok());
+}
+
+#[test]
+fn server_connection_quota_closes_with_4100() {
+    let mut cluster = Cluster::with(1, |c| c.server.max_connections = 1);
+    cluster.connect(0);
+    let (_, code) = cluster
+        .try_connect(0, "/app/test-key", Some("7"))
+        .unwrap_err();
+    assert_eq!(code, ErrorCode::OverCapacity);
+}
+
+#[test]
+fn ping_gets_pong() {
+    let mut cluster = Cluster::new(1);
+    let client = cluster.connect(0);
+    cluster.send(client, json!({"event": "pusher:ping", "data": {}}));
+    assert_eq!(cluster.events(client), ["pusher:pong"]);
+}
+
+#[test]
+fn websocket_ping_frame_gets_pong_frame_with_same_payload() {
+    let mut cluster = Cluster::new(1);
+    let client = cluster.connect(0);
+    cluster.send_raw(
+        client,
+        &encode_client_frame(Opcode::Ping, b"abc", [9, 9, 9, 9], true),
+    );
+    let frames = cluster.recv(client);
+    assert_eq!(frames.len(), 1);
+    assert!(
+        frames[0]["other"].as_str().unwrap().contains("Pong"),
+        "{frames:?}"
+    );
+}
+
+#[test]
+fn public_subscribe_succeeds_and_receives_publishes_from_any_shard() {
+    let mut cluster = Cluster::new(2);
+    let client = cluster.connect(1);
+    let reply = cluster.subscribe(client, "news");
+    assert_eq!(reply[0]["event"], "pusher_internal:subscription_succeeded");
+    assert_eq!(reply[0]["channel"], "news");
+    cluster.publish(0, "news", "hello", None);
+    let got = cluster.recv(client);
+    assert_eq!(
+        got,
+        [json!({"event": "greeting", "channel": "news", "data": "hello"})]
+    );
+}
+
+#[test]
+fn subscribers_on_both_shards_receive_each_publish_once_in_order() {
+    for home in 0..2 {
+        let mut cluster = Cluster::new(2);
+        let channel = channel_homed_on(home, "orders-");
+        let a = cluster.connect(0);
+        let b = cluster.connect(1);
+        cluster.subscribe(a, &channel);
+        cluster.subscribe(b, &channel);
+        for i in 0..5 {
+            cluster.publish(i % 2, &channel, &i.to_string(), None);
+        }
+        for client in [a, b] {
+            let data: Vec<Value> = cluster
+                .recv(client)
+                .iter()
+                .map(|v| v["data"].clone())
+                .collect();
+            assert_eq!(data, ["0", "1", "2", "3", "4"], "home {home}");
+        }
+    }
+}
+
+#[test]
+fn publish_reuses_one_frame_buffer_for_every_subscriber() {
+    let mut cluster = Cluster::new(1);
+    let clients: Vec<Client> = (0..3).map(|_| cluster.connect(0)).collect();
+    for &c in &clients {
+        cluster.subscribe(c, "fan");
+    }
+    cluster.publish(0, "fan", "x", None);
+    let mut pointers = Vec::new();
+    for &c in &clients {
+        let mut frames = Vec::new();
+        cluster.shards[0].take_output(c.key, c.socket_id, &mut frames, usize::MAX, usize::MAX);
+        assert_eq!(frames.len(), 1);
+        pointers.push(frames[0].as_ptr());
+    }
+    assert!(pointers.windows(2).all(|w| w[0] == w[1]), "{pointers:?}");
+}
+
+#[test]
+fn socket_id_exclusion_skips_only_that_socket() {
+    let mut cluster = Cluster::new(2);
+    let a = cluster.connect(0);
+    let b = cluster.connect(1);
+    cluster.subscribe(a, "room");
+    cluster.subscribe(b, "room");
+    cluster.publish(0, "room", "x", Some(a.socket_id));
+    assert!(cluster.recv(a).is_empty());
+    assert_eq!(cluster.recv(b).len(), 1);
+}
+
+#[test]
+fn unsubscribe_stops_delivery_and_gets_no_reply() {
+    let mut cluster = Cluster::new(2);
+    let a = cluster.connect(1);
+    cluster.subscribe(a, "room");
+    cluster.send(
+        a,
+        json!({"event": "pusher:unsubscribe", "data": {"channel": "room"}}),
+    );
+    assert!(cluster.recv(a).is_empty());
+    cluster.publish(0, "room", "x", None);
+    assert!(cluster.recv(a).is_empty());
+    let answer = cluster.query(
+        0,
+        Query::Channel {
+            app: AppIdx(0),
+            channel: name("room"),
+        },
+    );
+    assert_eq!(answer, Answer::Channel(ChannelStats::default()));
+}
+
+#[test]
+fn private_channel_needs_a_valid_signature() {
+    let mut cluster = Cluster::new(2);
+    let client = cluster.connect(0);
+    let reply = cluster.subscribe(client, "private-a");
+    assert_eq!(reply[0]["event"], "pusher:subscription_error");
+    assert_eq!(reply[0]["channel"], "private-a");
+    assert_eq!(reply[0]["data"]["status"], 401);
+    assert_eq!(reply[0]["data"]["type"], "AuthError");
+    // The connection stays usable.
+    let reply = cluster.subscribe_private(client, "private-a");
+    assert_eq!(reply[0]["event"], "pusher_internal:subscription_succeeded");
+}
+
+#[test]
+fn privateer_is_a_public_channel() {
+    let mut cluster = Cluster::new(1);
+    let client = cluster.connect(0);
+    let reply = cluster.subscribe(client, "privateer");
+    assert_eq!(reply[0]["event"], "pusher_internal:subscription_succeeded");
+}
+
+#[test]
+fn invalid_channel_names_get_an_error_and_the_connection_stays_open() {
+    let mut cluster = Cluster::new(1);
+    let client = cluster.connect(0);
+    for bad in ["", "a b", &"x".repeat(201)] {
+        let reply = cluster.subscribe(client, bad);
+        assert_eq!(reply[0]["data"]["code"], 4307, "{bad:?}");
+    }
+    assert!(
+        cluster.subscribe(client, &"x".repeat(200))[0]["event"]
+            == "pusher_internal:subscription_succeeded"
+    );
+}
+
+#[test]
+fn presence_roster_and_member_events_are_per_user_not_per_socket() {
+    let mut cluster = Cluster::new(2);
+    let channel = "presence-room";
+    let alice1 = cluster.connect(0);
+    let reply = cluster.join_presence(alice1, channel, "alice");
+    assert_eq!(
+        inner(&reply[0]),
+        json!({"presence": {"ids": ["alice"], "hash": {"alice": {"name": "alice"}}, "count": 1}})
+    );
+    let bob = cluster.connect(1);
+    let reply = cluster.join_presence(bob, channel, "bob");
+    assert_eq!(inner(&reply[0])["presence"]["count"], 2);
+    let added = cluster.recv(alice1);
+    assert_eq!(added.len(), 1);
+    assert_eq!(added[0]["event"], "pusher_internal:member_added");
+    assert_eq!(
+        inner(&added[0]),
+        json!({"user_id": "bob", "user_info": {"name": "bob"}})
+    );
+
+    // Alice's second socket: no member_added for anyone, count stays 2.
+    let alice2 = cluster.connect(1);
+    let reply = cluster.join_presence(alice2, channel, "alice");
+    assert_eq!(inner(&reply[0])["presence"]["count"], 2);
+    assert!(cluster.recv(bob).is_empty());
+    assert!(cluster.recv(alice1).is_empty());
+
+    // Alice's first socket leaves: still present through the second.
+    let now = cluster.now;
+    cluster.shards[0].handle_disconnect(alice1.key, alice1.socket_id, now);
+    cluster.route();
+    assert!(cluster.recv(bob).is_empty());
+    let answer = cluster.query(
+        1,
+        Query::Users {
+            app: AppIdx(0),
+            channel: name(channel),
+        },
+    );
+    let Answer::Users(mut users) = answer else {
+        panic!()
+    };
+    users.sort();
+    assert_eq!(
+        users.iter().map(UserId::as_str).collect::<Vec<_>>(),
+        ["alice", "bob"]
+    );
+
+    // Her last socket leaves: member_removed once.
+    cluster.send(
+        alice2,
+        json!({"event": "pusher:unsubscribe", "data": {"channel": channel}}),
+    );
+    let removed = cluster.recv(bob);
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0]["event"], "pusher_internal:member_removed");
+    assert_eq!(inner(&removed[0]), json!({"user_id": "alice"}));
+}
+
+#[test]
+fn presence_member_limit_refuses_the_next_user_with_subscription_error() {
+    let mut cluster = Cluster::with(2, |c| c.apps[0].max_presence_members = 2);
+    let a = cluster.connect(0);
+    let b = cluster.connect(1);
+    let c = cluster.connect(0);
+    cluster.join_presence(a, "presence-x", "a");
+    cluster.join_presence(b, "presence-x", "b");
+    let reply = cluster.join_presence(c, "presence-x", "c");
+    assert_eq!(reply[0]["event"], "pusher:subscription_error");
+    assert_eq!(reply[0]["data"]["type"], "LimitReached");
+    // A refused socket may try again later once someone leaves.
+    cluster.send(
+        a,
+        json!({"event": "pusher:unsubscribe", "data": {"channel": "presence-x"}}),
+    );
+    let reply = cluster.join_presence(c, "presence-x", "c");
+    assert_eq!(reply[0]["event"], "pusher_internal:subscription_succeeded");
+}
+
+#[test]
+fn client_events_reach_others_but_are_not_echoed() {
+    let mut cluster = Cluster::new(2);
+    let a = cluster.connect(0);
+    let b = cluster.connect(1);
+    cluster.subscribe_private(a, "private-chat");
+    cluster.subscribe_private(b, "private-chat");
+    cluster.send(
+        a,
+        json!({"event": "client-typing", "channel": "private-chat", "data": {"on": true}}),
+    );
+    assert!(cluster.recv(a).is_empty());
+    assert_eq!(
+        cluster.recv(b),
+        [json!({"event": "client-typing", "channel": "private-chat", "data": {"on": true}})]
+    );
+}
+
+#[test]
+fn presence_client_events_carry_the_senders_user_id() {
+    let mut cluster = Cluster::new(2);
+    let a = cluster.connect(0);
+    let b = cluster.connect(1);
+    cluster.join_presence(a, "presence-chat", "alice");
+    cluster.join_presence(b, "presence-chat", "bob");
+    cluster.recv(a);
+    cluster.send(
+        a,
+        json!({"event": "client-hi", "channel": "presence-chat", "data": "yo"}),
+    );
+    let got = cluster.recv(b);
+    assert_eq!(got[0]["user_id"], "alice");
+    assert_eq!(got[0]["data"], "yo");
+}
+
+#[test]
+fn client_events_are_refused_on_public_channels_and_when_not_subscribed() {
+    let mut cluster = Cluster::new(1);
+    let a = cluster.connect(0);
+    cluster.subscribe(a, "public");
+    cluster.send(
+        a,
+        json!({"event": "client-x", "channel": "public", "data": {}}),
+    );
+    assert_eq!(cluster.recv(a)[0]["data"]["code"], 4305);
+    cluster.send(
+        a,
+        json!({"event": "client-x", "channel": "private-other", "data": {}}),
+    );
+    assert_eq!(cluster.recv(a)[0]["data"]["code"], 4305);
+}
+
+#[test]
+fn client_events_mode_members_only_and_disabled() {
+    let mut cluster = Cluster::with(1, |c| c.apps[0].client_events = ClientEvents::MembersOnly);
+    let a = cluster.connect(0);
+    cluster.subscribe_private(a, "private-x");
+    cluster.send(
+        a,
+        json!({"event": "client-x", "channel": "private-x", "data": {}}),
+    );
+    assert_eq!(cluster.recv(a)[0]["data"]["code"], 4305);
+    cluster.join_presence(a, "presence-x", "u");
+    cluster.send(
+        a,
+        json!({"event": "client-x", "channel": "presence-x", "data": {}}),
+    );
+    assert!(cluster.recv(a).is_empty());
+
+    let mut cluster = Cluster::with(1, |c| c.apps[0].client_events = ClientEvents::Disabled);
+    let a = cluster.connect(0);
+    cluster.subscribe_private(a, "private-x");
+    cluster.send(
+        a,
+        json!({"event": "client-x", "channel": "private-x", "data": {}}),
+    );
+    assert_eq!(cluster.recv(a)[0]["data"]["code"], 4305);
+}
+
+#[test]
+fn client_event_rate_limit_allows_the_limit_then_4301_without_closing() {
+    let mut cluster = Cluster::new(1);
+    let a = cluster.connect(0);
+    let b = cluster.connect(0);
+    cluster.subscribe_private(a, "private-x");
+    cluster.subscribe_private(b, "private-x");
+    for _ in 0..10 {
+        cluster.send(
+            a,
+            json!({"event": "client-x", "channel": "private-x", "data": {}}),
+        );
+    }
+    assert!(cluster.recv(a).is_empty());
+    assert_eq!(cluster.recv(b).len(), 10);
+    cluster.send(
+        a,
+        json!({"event": "client-x", "channel": "private-x", "data": {}}),
+    );
+    let got = cluster.recv(a);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["data"]["code"], 4301);
+    assert!(cluster.recv(b).is_empty());
+    // A second later the bucket has refilled.
+    cluster.now += Duration::from_secs(1);
+    cluster.send(
+        a,
+        json!({"event": "client-x", "channel": "private-x", "data": {}}),
+    );
+    assert_eq!(cluster.recv(b).len(), 1);
+}
+
+#[test]
+fn client_event_data_size_limit_is_inclusive() {
+    let mut cluster = Cluster::with(1, |c| c.apps[0].max_message_bytes = 100);
+    let a = cluster.connect(0);
+    let b = cluster.connect(0);
+    cluster.subscribe_private(a, "private-x");
+    cluster.subscribe_private(b, "private-x");
+    // `"` + 98 + `"` = 100 bytes of JSON data.
+    cluster.send(
+        a,
+        json!({"event": "client-x", "channel": "private-x", "data": "y".repeat(98)}),
+    );
+    assert_eq!(cluster.recv(b).len(), 1);
+    cluster.send(
+        a,
+        json!({"event": "client-x", "channel": "private-x", "data": "y".repeat(99)}),
+    );
+    assert_eq!(cluster.recv(a)[0]["data"]["code"], 4306);
+    assert!(cluster.recv(b).is_empty());
+}
+
+#[test]
+fn malformed_messages_get_errors_and_the_connection_survives() {
+    let mut cluster = Cluster::new(1);
+    let a = cluster.connect(0);
+    for text in ["not json", "[1]", "{}", r#"{"event":"pusher:subscribe"}"#] {
+        cluster.send_raw(
+            a,
+            &encode_client_frame(Opcode::Text, text.as_bytes(), [7, 7, 7, 7], true),
+        );
+        let got = cluster.recv(a);
+        assert_eq!(got[0]["data"]["code"], 4303, "{text}");
+    }
+    cluster.send(a, json!({"event": "pusher:bogus"}));
+    assert_eq!(cluster.recv(a)[0]["data"]["code"], 4304);
+    cluster.send_raw(
+        a,
+        &encode_client_frame(Opcode::Binary, b"\x00\x01", [7, 7, 7, 7], true),
+    );
+    assert_eq!(cluster.recv(a)[0]["data"]["code"], 4303);
+    cluster.send(a, json!({"event": "pusher:ping"}));
+    assert_eq!(cluster.events(a), ["pusher:pong"]);
+}
+
+#[test]
+fn protocol_violations_close_with_the_rfc_code() {
+    let mut cluster = Cluster::new(1);
+    let a = cluster.connect(0);
+    // An unmasked client frame.
+    cluster.send_raw(a, &[0x81, 0x02, b'h', b'i']);
+    assert_eq!(cluster.recv(a), [json!({"close": 1002})]);
+    let b = cluster.connect(0);
+    cluster.send_raw(
+        b,
+        &encode_client_frame(Opcode::Text, &[0xff, 0xfe], [1, 1, 1, 1], true),
+    );
+    assert_eq!(cluster.recv(b), [json!({"close": 1007})]);
+}
+
+#[test]
+fn oversized_frames_close_with_1009_before_the_payload_arrives() {
+    let mut cluster = Cluster::with(1, |c| c.apps[0].max_message_bytes = 100);
+    let a = cluster.connect(0);
+    // Only the header of a 1 MiB frame.
+    let header = &encode_client_frame(Opcode::Text, &vec![b'a'; 1 << 20], [1, 2, 3, 4], true)[..14];
+    cluster.send_raw(a, header);
+    assert_eq!(cluster.recv(a), [json!({"close": 1009})]);
+}
+
+#[test]
+fn close_frame_is_echoed_and_subscriptions_end() {
+    let mut cluster = Cluster::new(2);
+    let a = cluster.connect(1);
+    cluster.subscribe(a, "room");
+    cluster.send_raw(
+        a,
+        &encode_client_frame(Opcode::Close, &1000u16.to_be_bytes(), [1, 2, 3, 4], true),
+    );
+    assert_eq!(cluster.recv(a), [json!({"close": 1000})]);
+    let answer = cluster.query(
+        0,
+        Query::Channel {
+            app: AppIdx(0),
+            channel: name("room"),
+        },
+    );
+    assert_eq!(answer, Answer::Channel(ChannelStats::default()));
+}
+
+#[test]
+fn frames_split_across_reads_are_reassembled() {
+    let mut cluster = Cluster::new(1);
+    let a = cluster.connect(0);
+    let frame = encode_client_frame(
+        Opcode::Text,
+        br#"{"event":"pusher:ping"}"#,
+        [3, 1, 4, 1],
+        true,
+    );
+    let mut buf = BytesMut::new();
+    let now = cluster.now;
+    for &byte in &frame {
+        buf.extend_from_slice(&[byte]);
+        cluster.shards[0].handle_input(a.key, a.socket_id, &mut buf, now);
+    }
+    assert_eq!(cluster.events(a), ["pusher:pong"]);
+}
+
+#[test]
+fn quiet_connection_is_pinged_then_closed_with_4201() {
+    let mut cluster = Cluster::new(1);
+    let a = cluster.connect(0);
+    cluster.tick(Duration::from_secs(119));
+    assert!(cluster.recv(a).is_empty());
+    cluster.tick(Duration::from_secs(1));
+    assert_eq!(cluster.events(a), ["pusher:ping"]);
+    cluster.tick(Duration::from_secs(29));
+    assert!(cluster.recv(a).is_empty());
+    cluster.tick(Duration::from_secs(1));
+    let got = cluster.recv(a);
+    assert_eq!(got[0]["data"]["code"], 4201);
+    assert_eq!(got[1], json!({"close": 4201}));
+}
+
+#[test]
+fn answering_the_ping_keeps_the_connection_open() {
+    let mut cluster = Cluster::new(1);
+    let a = cluster.connect(0);
+    cluster.tick(Duration::from_secs(120));
+    assert_eq!(cluster.events(a), ["pusher:ping"]);
+    cluster.send(a, json!({"event": "pusher:pong", "data": {}}));
+    cluster.tick(Duration::from_secs(30));
+    assert!(cluster.recv(a).is_empty());
+}
+
+#[test]
+fn slow_consumer_is_closed_with_4100_and_others_keep_receiving() {
+    let mut cluster = Cluster::with(1, |c| c.server.send_buffer_bytes = 4096);
+    let slow = cluster.connect(0);
+    let fast = cluster.connect(0);
+    cluster.subscribe(slow, "feed");
+    cluster.subscribe(fast, "feed");
+    let payload = "z".repeat(1000);
+    let mut fast_got = 0;
+    for _ in 0..10 {
+        cluster.publish(0, "feed", &payload, None);
+        fast_got += cluster.recv(fast).len();
+    }
+    assert_eq!(fast_got, 10);
+    let got = cluster.recv(slow);
+    let last_two = &got[got.len() - 2..];
+    assert_eq!(last_two[0]["data"]["code"], 4100);
+    assert_eq!(last_two[1], json!({"close": 4100}));
+    assert_eq!(
+        cluster.shards[0]
+            .metrics()
+            .slow_consumers_closed
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+#[test]
+fn channel_queries_count_sockets_and_users_across_shards() {
+    let mut cluster = Cluster::new(2);
+    let a = cluster.connect(0);
+    let b = cluster.connect(1);
+    let c = cluster.connect(1);
+    cluster.join_presence(a, "presence-p", "u1");
+    cluster.join_presence(b, "presence-p", "u1");
+    cluster.join_presence(c, "presence-p", "u2");
+    cluster.subscribe(a, "public-1");
+    let answer = cluster.query(
+        0,
+        Query::Channel {
+            app: AppIdx(0),
+            channel: name("presence-p"),
+        },
+    );
+    assert_eq!(
+        answer,
+        Answer::Channel(ChannelStats {
+            subscription_count: 3,
+            user_count: 2
+        })
+    );
+    let Answer::Channels(list) = cluster.query(
+        1,
+        Query::Channels {
+            app: AppIdx(0),
+            prefix: String::new(),
+        },
+    ) else {
+        panic!()
+    };
+    let names: Vec<&str> = list.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["presence-p", "public-1"]);
+    let Answer::Channels(list) = cluster.query(
+        1,
+        Query::Channels {
+            app: AppIdx(0),
+            prefix: "presence-".into(),
+        },
+    ) else {
+        panic!()
+    };
+    assert_eq!(list.len(), 1);
+}
+
+#[test]
+fn disconnect_while_admission_is_in_flight_leaves_no_ghost() {
+    let mut cluster = Cluster::new(2);
+    let channel = channel_homed_on(1, "presence-g");
+    let a = cluster.connect(0);
+    let data = json!({"user_id": "ghost"}).to_string();
+    let sig = hmac_hex(
+        &hmac_key(SECRET),
+        format!("{}:{channel}:{data}", a.socket_id).as_bytes(),
+    );
+    let msg = json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": format!("{KEY}:{sig}"), "channel_data": data}});
+    let frame = encode_client_frame(Opcode::Text, msg.to_string().as_bytes(), [1, 2, 3, 4], true);
+    let mut buf = BytesMut::from(&frame[..]);
+    let now = cluster.now;
+    cluster.shards[0].handle_input(a.key, a.socket_id, &mut buf, now);
+    // The subscribe request is on its way to shard 1; the socket goes away before the answer.
+    cluster.shards[0].handle_disconnect(a.key, a.socket_id, now);
+    cluster.route();
+    let answer = cluster.query(
+        0,
+        Query::Channel {
+            app: AppIdx(0),
+            channel: name(&channel),
+        },
+    );
+    assert_eq!(answer, Answer::Channel(ChannelStats::default()));
+}
+
+#[test]
+fn shutdown_closes_every_connection_with_4200() {
+    let mut cluster = Cluster::new(1);
+    let a = cluster.connect(0);
+    let now = cluster.now;
+    cluster.shards[0].shutdown(now);
+    let got = cluster.recv(a);
+    assert_eq!(got[0]["data"]["code"], 4200);
+    assert_eq!(got[1], json!({"close": 4200}));
+}

@@ -1,0 +1,485 @@
+//! The Pusher HTTP API: signed requests from app backends (`POST /events`, channel queries).
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+
+use crate::core::auth::api::{ApiRequest, verify};
+use crate::core::channel::ChannelName;
+use crate::core::http::request::{Method, RequestHead};
+use crate::core::http::response::{json_error, response};
+use crate::core::ids::{AppIdx, SocketId};
+use crate::core::shard::{Answer, ChannelStats, Publish, Query, QueryId, Shard};
+
+use super::{Clock, Later, Reply};
+
+/// An API endpoint below `/apps/{id}`.
+pub enum ApiRoute<'a> {
+    /// `POST /events`.
+    Events,
+    /// `POST /batch_events`.
+    BatchEvents,
+    /// `GET /channels`.
+    Channels,
+    /// `GET /channels/{name}`.
+    Channel(&'a str),
+    /// `GET /channels/{name}/users`.
+    Users(&'a str),
+}
+
+/// A client error with its HTTP status.
+struct ApiError {
+    status: u16,
+    message: String,
+}
+
+impl ApiError {
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: 400,
+            message: message.into(),
+        }
+    }
+}
+
+/// Which attributes an `info` parameter asked for.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct Info {
+    subscription_count: bool,
+    user_count: bool,
+}
+
+/// How to turn query answers into the response.
+pub enum Finish {
+    /// `POST /events` with `info`: one channel stats answer per channel.
+    Events {
+        /// Channel names, in query order.
+        channels: Vec<ChannelName>,
+        /// Requested attributes.
+        info: Info,
+    },
+    /// `POST /batch_events` with `info`: `None` for events that asked nothing.
+    Batch {
+        /// Per event: its channel, if its stats were queried.
+        events: Vec<Option<ChannelName>>,
+        /// Per event: requested attributes.
+        infos: Vec<Info>,
+    },
+    /// `GET /channels`.
+    Channels {
+        /// Requested attributes.
+        info: Info,
+    },
+    /// `GET /channels/{name}`.
+    Channel {
+        /// Requested attributes.
+        info: Info,
+    },
+    /// `GET /channels/{name}/users`.
+    Users,
+}
+
+/// Authenticates and serves one API request.
+pub fn handle(
+    shard: &mut Shard,
+    app_id: &str,
+    route: ApiRoute<'_>,
+    head: &RequestHead,
+    body: &[u8],
+    clock: &Clock,
+) -> Reply {
+    let keep_alive = head.keep_alive;
+    match authorized(shard, app_id, head, body, clock)
+        .and_then(|app| serve(shard, app, route, head, body, clock))
+    {
+        Ok(Served::Now(value)) => Reply::Now(json_response(&value, keep_alive)),
+        Ok(Served::Later(queries, finish)) => Reply::Later(Later {
+            queries,
+            finish,
+            keep_alive,
+        }),
+        Err(err) => Reply::Now(json_error(err.status, &err.message, keep_alive)),
+    }
+}
+
+enum Served {
+    Now(Value),
+    Later(Vec<QueryId>, Finish),
+}
+
+fn authorized(
+    shard: &Shard,
+    app_id: &str,
+    head: &RequestHead,
+    body: &[u8],
+    clock: &Clock,
+) -> Result<AppIdx, ApiError> {
+    let state = shard.state();
+    let app = state.apps.by_id(app_id).ok_or_else(|| ApiError {
+        status: 404,
+        message: format!("unknown app id {app_id:?}"),
+    })?;
+    let query = head
+        .query_pairs()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let method = match head.method {
+        Method::Get => "GET",
+        Method::Post => "POST",
+        _ => "",
+    };
+    let request = ApiRequest {
+        method,
+        path: &head.path,
+        query: &query,
+        body,
+    };
+    verify(
+        &request,
+        &app.config.key,
+        &app.secret,
+        clock.unix_secs,
+        state.config.api_timestamp_window,
+    )
+    .map_err(|e| ApiError {
+        status: e.status(),
+        message: e.to_string(),
+    })?;
+    if !app.config.enabled {
+        return Err(ApiError {
+            status: 403,
+            message: "app is disabled".into(),
+        });
+    }
+    Ok(app.idx)
+}
+
+fn serve(
+    shard: &mut Shard,
+    app: AppIdx,
+    route: ApiRoute<'_>,
+    head: &RequestHead,
+    body: &[u8],
+    clock: &Clock,
+) -> Result<Served, ApiError> {
+    match route {
+        ApiRoute::Events => {
+            let event: EventBody = parse_body(body)?;
+            let (channels, info) = publish(shard, app, &event, clock)?;
+            if !info.subscription_count && !info.user_count {
+                return Ok(Served::Now(json!({})));
+            }
+            let queries = channels
+                .iter()
+                .map(|channel| start_stats(shard, app, channel, clock))
+                .collect();
+            Ok(Served::Later(queries, Finish::Events { channels, info }))
+        }
+        ApiRoute::BatchEvents => {
+            let batch: BatchBody = parse_body(body)?;
+            let max = shard.state().apps.get(app).config.max_batch_events;
+            if batch.batch.len() > max {
+                return Err(ApiError::bad_request(format!(
+                    "a batch holds at most {max} events"
+                )));
+            }
+            // Validate every event before publishing any, so a bad batch publishes nothing.
+            for event in &batch.batch {
+                validate_event(shard, app, event)?;
+            }
+            let mut queries = Vec::new();
+            let mut events = Vec::new();
+            let mut infos = Vec::new();
+            for event in &batch.batch {
+                let (channels, info) = publish(shard, app, event, clock)?;
+                let wanted = (info.subscription_count || info.user_count)
+                    .then(|| channels.into_iter().next())
+                    .flatten();
+                if let Some(channel) = &wanted {
+                    queries.push(start_stats(shard, app, channel, clock));
+                }
+                events.push(wanted);
+                infos.push(info);
+            }
+            Ok(Served::Later(queries, Finish::Batch { events, infos }))
+        }
+        ApiRoute::Channels => {
+            let prefix = head.query_param("filter_by_prefix").unwrap_or_default();
+            let info = parse_info(
+                head.query_param("info").as_deref(),
+                &["user_count", "subscription_count"],
+            )?;
+            if info.user_count && !prefix.starts_with("presence-") {
+                return Err(ApiError::bad_request(
+                    "info=user_count needs filter_by_prefix=presence- (user counts exist only for presence channels)",
+                ));
+            }
+            let query = shard.start_query(Query::Channels { app, prefix }, clock.now);
+            Ok(Served::Later(vec![query], Finish::Channels { info }))
+        }
+        ApiRoute::Channel(raw) => {
+            let channel = channel_name(shard, app, raw)?;
+            let info = parse_info(
+                head.query_param("info").as_deref(),
+                &["user_count", "subscription_count"],
+            )?;
+            if info.user_count && !channel.kind().is_presence() {
+                return Err(ApiError::bad_request(
+                    "info=user_count is only available for presence channels",
+                ));
+            }
+            let query = start_stats(shard, app, &channel, clock);
+            Ok(Served::Later(vec![query], Finish::Channel { info }))
+        }
+        ApiRoute::Users(raw) => {
+            let channel = channel_name(shard, app, raw)?;
+            if !channel.kind().is_presence() {
+                return Err(ApiError::bad_request(
+                    "users can only be listed for presence channels",
+                ));
+            }
+            let query = shard.start_query(Query::Users { app, channel }, clock.now);
+            Ok(Served::Later(vec![query], Finish::Users))
+        }
+    }
+}
+
+/// One event of `POST /events` or of a batch.
+#[derive(Deserialize)]
+struct EventBody<'a> {
+    name: Option<String>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    channel: Option<String>,
+    channels: Option<Vec<String>>,
+    socket_id: Option<String>,
+    info: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct BatchBody<'a> {
+    #[serde(borrow)]
+    batch: Vec<EventBody<'a>>,
+}
+
+fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+struct ValidEvent {
+    name: String,
+    data: String,
+    channels: Vec<ChannelName>,
+    except: Option<SocketId>,
+    info: Info,
+}
+
+fn validate_event(
+    shard: &Shard,
+    app: AppIdx,
+    event: &EventBody<'_>,
+) -> Result<ValidEvent, ApiError> {
+    let config = &shard.state().apps.get(app).config;
+    let name = event
+        .name
+        .clone()
+        .ok_or_else(|| ApiError::bad_request("\"name\" is required"))?;
+    if name.is_empty() || name.chars().count() > config.max_event_name_chars {
+        return Err(ApiError::bad_request(format!(
+            "\"name\" must be 1 to {} characters",
+            config.max_event_name_chars
+        )));
+    }
+    if name.starts_with("pusher:") || name.starts_with("pusher_internal:") {
+        return Err(ApiError::bad_request(
+            "event names starting with \"pusher:\" are reserved",
+        ));
+    }
+    let raw = event
+        .data
+        .ok_or_else(|| ApiError::bad_request("\"data\" is required"))?;
+    // The SDKs send `data` as a string; other JSON is passed on as its text.
+    let data = serde_json::from_str::<String>(raw.get()).unwrap_or_else(|_| raw.get().to_owned());
+    if data.len() > config.max_message_bytes {
+        return Err(ApiError {
+            status: 413,
+            message: format!("\"data\" is larger than {} bytes", config.max_message_bytes),
+        });
+    }
+    let raw_channels: Vec<&str> = match (&event.channel, &event.channels) {
+        (Some(one), None) => vec![one.as_str()],
+        (None, Some(many)) => many.iter().map(String::as_str).collect(),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "give \"channel\" or \"channels\", not both",
+            ));
+        }
+        (None, None) => return Err(ApiError::bad_request("\"channels\" is required")),
+    };
+    if raw_channels.is_empty() || raw_channels.len() > config.max_channels_per_publish {
+        return Err(ApiError::bad_request(format!(
+            "an event goes to 1 to {} channels",
+            config.max_channels_per_publish
+        )));
+    }
+    let channels = raw_channels
+        .iter()
+        .map(|raw| channel_name(shard, app, raw))
+        .collect::<Result<Vec<_>, _>>()?;
+    let except = match &event.socket_id {
+        None => None,
+        Some(raw) => Some(
+            SocketId::parse(raw)
+                .ok_or_else(|| ApiError::bad_request(format!("invalid socket_id {raw:?}")))?,
+        ),
+    };
+    let info = parse_info(event.info.as_deref(), &["user_count", "subscription_count"])?;
+    if info.user_count && !channels.iter().all(|c| c.kind().is_presence()) {
+        return Err(ApiError::bad_request(
+            "info=user_count is only available for presence channels",
+        ));
+    }
+    Ok(ValidEvent {
+        name,
+        data,
+        channels,
+        except,
+        info,
+    })
+}
+
+fn publish(
+    shard: &mut Shard,
+    app: AppIdx,
+    event: &EventBody<'_>,
+    clock: &Clock,
+) -> Result<(Vec<ChannelName>, Info), ApiError> {
+    let event = validate_event(shard, app, event)?;
+    let publish = Publish {
+        app,
+        event: &event.name,
+        data: &event.data,
+        except: event.except,
+    };
+    for channel in &event.channels {
+        shard.publish(&publish, channel, clock.now);
+    }
+    Ok((event.channels, event.info))
+}
+
+fn start_stats(shard: &mut Shard, app: AppIdx, channel: &ChannelName, clock: &Clock) -> QueryId {
+    let query = Query::Channel {
+        app,
+        channel: channel.clone(),
+    };
+    shard.start_query(query, clock.now)
+}
+
+fn channel_name(shard: &Shard, app: AppIdx, raw: &str) -> Result<ChannelName, ApiError> {
+    let max = shard.state().apps.get(app).config.max_channel_name_chars;
+    ChannelName::parse(raw, max).map_err(|e| ApiError::bad_request(format!("channel {raw:?}: {e}")))
+}
+
+fn parse_info(raw: Option<&str>, allowed: &[&str]) -> Result<Info, ApiError> {
+    let mut info = Info::default();
+    for attribute in raw
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
+        match attribute {
+            "subscription_count" if allowed.contains(&attribute) => info.subscription_count = true,
+            "user_count" if allowed.contains(&attribute) => info.user_count = true,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown info attribute {other:?} (supported: {})",
+                    allowed.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(info)
+}
+
+fn stats_object(stats: &ChannelStats, info: Info, presence: bool) -> Map<String, Value> {
+    let mut object = Map::new();
+    if info.subscription_count {
+        object.insert("subscription_count".into(), json!(stats.subscription_count));
+    }
+    if info.user_count && presence {
+        object.insert("user_count".into(), json!(stats.user_count));
+    }
+    object
+}
+
+/// Builds a deferred response.
+pub fn finish(finish: Finish, answers: Vec<Answer>, keep_alive: bool) -> Vec<u8> {
+    let mut answers = answers.into_iter();
+    let value = match finish {
+        Finish::Events { channels, info } => {
+            let mut out = Map::new();
+            for channel in channels {
+                if let Some(Answer::Channel(stats)) = answers.next() {
+                    let presence = channel.kind().is_presence();
+                    out.insert(
+                        channel.as_str().to_owned(),
+                        Value::Object(stats_object(&stats, info, presence)),
+                    );
+                }
+            }
+            json!({ "channels": out })
+        }
+        Finish::Batch { events, infos } => {
+            let batch: Vec<Value> = events
+                .iter()
+                .zip(infos)
+                .map(|(channel, info)| {
+                    match (channel, channel.as_ref().and_then(|_| answers.next())) {
+                        (Some(channel), Some(Answer::Channel(stats))) => {
+                            Value::Object(stats_object(&stats, info, channel.kind().is_presence()))
+                        }
+                        _ => json!({}),
+                    }
+                })
+                .collect();
+            json!({ "batch": batch })
+        }
+        Finish::Channels { info } => {
+            let mut out = Map::new();
+            if let Some(Answer::Channels(list)) = answers.next() {
+                for (name, stats) in list {
+                    let presence = name.starts_with("presence-");
+                    out.insert(name, Value::Object(stats_object(&stats, info, presence)));
+                }
+            }
+            json!({ "channels": out })
+        }
+        Finish::Channel { info } => match answers.next() {
+            Some(Answer::Channel(stats)) => {
+                let mut object = stats_object(&stats, info, true);
+                object.insert("occupied".into(), json!(stats.subscription_count > 0));
+                Value::Object(object)
+            }
+            _ => json!({ "occupied": false }),
+        },
+        Finish::Users => match answers.next() {
+            Some(Answer::Users(users)) => {
+                let users: Vec<Value> = users.iter().map(|u| json!({ "id": u.as_str() })).collect();
+                json!({ "users": users })
+            }
+            _ => json!({ "users": [] }),
+        },
+    };
+    json_response(&value, keep_alive)
+}
+
+fn json_response(value: &Value, keep_alive: bool) -> Vec<u8> {
+    response(
+        200,
+        "application/json",
+        value.to_string().as_bytes(),
+        &[],
+        keep_alive,
+    )
+}

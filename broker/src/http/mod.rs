@@ -1,0 +1,56 @@
+//! The HTTP side of the server: the route table and the Pusher HTTP API, as functions from a
+//! parsed request to a response. Like the core, nothing here does I/O: a request that needs
+//! other shards returns [`Reply::Later`] with the queries to await.
+
+mod api;
+mod routes;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::core::shard::{Answer, QueryId};
+use crate::metrics::ShardMetrics;
+
+pub use api::Finish;
+pub use routes::handle;
+
+/// The time, as the handlers need it.
+pub struct Clock {
+    /// Monotonic time, for the shard.
+    pub now: Instant,
+    /// Wall-clock seconds since the Unix epoch, for API signature windows.
+    pub unix_secs: u64,
+}
+
+/// What a handler may know about the whole server.
+pub struct ServerView<'a> {
+    /// Every shard's counters.
+    pub metrics: &'a [Arc<ShardMetrics>],
+    /// The I/O driver name.
+    pub driver: &'a str,
+    /// Whether a graceful shutdown has begun.
+    pub shutting_down: bool,
+}
+
+/// A handler's result.
+pub enum Reply {
+    /// The complete response.
+    Now(Vec<u8>),
+    /// Await these queries, then call [`finish`].
+    Later(Later),
+}
+
+/// A response waiting for query answers.
+pub struct Later {
+    /// The queries, answered in this order.
+    pub queries: Vec<QueryId>,
+    /// How to build the response from the answers.
+    pub finish: Finish,
+    /// Whether the connection stays open.
+    pub keep_alive: bool,
+}
+
+/// Builds the response of a [`Reply::Later`] from its answers.
+pub fn finish(later: Later, answers: Vec<Answer>) -> Vec<u8> {
+    api::finish(later.finish, answers, later.keep_alive)
+}

@@ -1,0 +1,264 @@
+//! Counters: written by one shard each (relaxed atomics, no contention), merged on read.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use crate::core::pusher::ErrorCode;
+
+/// Counters of one app on one shard.
+#[derive(Default, Debug)]
+pub struct AppCounters {
+    /// Open connections (gauge).
+    pub connections: AtomicI64,
+    /// Messages received from clients.
+    pub messages_in: AtomicU64,
+    /// Events published (HTTP API and client events).
+    pub publishes: AtomicU64,
+    /// Event frames queued to subscriber sockets.
+    pub deliveries: AtomicU64,
+}
+
+/// Counters of one shard.
+#[derive(Debug)]
+pub struct ShardMetrics {
+    /// Connections accepted as WebSockets.
+    pub connections_opened: AtomicU64,
+    /// Connections closed.
+    pub connections_closed: AtomicU64,
+    /// Active channel subscriptions (gauge).
+    pub subscriptions: AtomicI64,
+    /// WebSocket messages received.
+    pub messages_in: AtomicU64,
+    /// WebSocket frames queued for sending.
+    pub messages_out: AtomicU64,
+    /// Event frames queued to subscriber sockets (one per subscriber per event).
+    pub deliveries: AtomicU64,
+    /// Bytes received on WebSocket connections.
+    pub bytes_in: AtomicU64,
+    /// Bytes written to sockets.
+    pub bytes_out: AtomicU64,
+    /// `write`/`writev` calls made to sockets.
+    pub write_calls: AtomicU64,
+    /// Subscriptions refused by authorization.
+    pub auth_failures: AtomicU64,
+    /// Connections closed because their send buffer was full.
+    pub slow_consumers_closed: AtomicU64,
+    /// Mesh messages that waited because a queue to another shard was full.
+    pub mesh_delayed: AtomicU64,
+    /// HTTP requests served.
+    pub http_requests: AtomicU64,
+    /// Pusher errors sent, indexed like [`ErrorCode::ALL`].
+    pub errors: [AtomicU64; ErrorCode::ALL.len()],
+    /// Per-app counters, indexed by app.
+    pub apps: Vec<AppCounters>,
+}
+
+impl ShardMetrics {
+    /// Counters for a server with `app_count` apps.
+    pub fn new(app_count: usize) -> Self {
+        Self {
+            connections_opened: AtomicU64::new(0),
+            connections_closed: AtomicU64::new(0),
+            subscriptions: AtomicI64::new(0),
+            messages_in: AtomicU64::new(0),
+            messages_out: AtomicU64::new(0),
+            deliveries: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            write_calls: AtomicU64::new(0),
+            auth_failures: AtomicU64::new(0),
+            slow_consumers_closed: AtomicU64::new(0),
+            mesh_delayed: AtomicU64::new(0),
+            http_requests: AtomicU64::new(0),
+            errors: std::array::from_fn(|_| AtomicU64::new(0)),
+            apps: (0..app_count).map(|_| AppCounters::default()).collect(),
+        }
+    }
+
+    /// Counts one Pusher error sent.
+    pub fn error(&self, code: ErrorCode) {
+        if let Some(i) = ErrorCode::ALL.iter().position(|&c| c == code) {
+            self.errors[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Adds one to a counter.
+pub fn inc(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Adds `n` to a counter.
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Server-wide facts rendered with the counters.
+pub struct ServerFacts<'a> {
+    /// `io_uring` or `epoll`.
+    pub driver: &'a str,
+    /// App ids, indexed like [`ShardMetrics::apps`].
+    pub app_ids: Vec<&'a str>,
+}
+
+/// Renders every shard's counters, summed, in the Prometheus text format.
+pub fn render_prometheus(
+    shards: &[std::sync::Arc<ShardMetrics>],
+    facts: &ServerFacts<'_>,
+) -> String {
+    let mut out = String::with_capacity(4096);
+    let sum = |f: &dyn Fn(&ShardMetrics) -> u64| shards.iter().map(|s| f(s)).sum::<u64>();
+    let sum_i = |f: &dyn Fn(&ShardMetrics) -> i64| shards.iter().map(|s| f(s)).sum::<i64>();
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+
+    let _ = writeln!(out, "# HELP ringcast_info Static facts about this server.");
+    let _ = writeln!(out, "# TYPE ringcast_info gauge");
+    let _ = writeln!(
+        out,
+        "ringcast_info{{driver=\"{}\",shards=\"{}\",version=\"{}\"}} 1",
+        facts.driver,
+        shards.len(),
+        env!("CARGO_PKG_VERSION")
+    );
+    let open = sum_i(&|s| {
+        s.apps
+            .iter()
+            .map(|a| a.connections.load(Ordering::Relaxed))
+            .sum()
+    });
+    gauge(
+        &mut out,
+        "ringcast_connections",
+        "Open WebSocket connections.",
+        open,
+    );
+    gauge(
+        &mut out,
+        "ringcast_subscriptions",
+        "Active channel subscriptions.",
+        sum_i(&|s| s.subscriptions.load(Ordering::Relaxed)),
+    );
+    let counters: [(&str, &str, u64); 13] = [
+        (
+            "ringcast_connections_opened_total",
+            "WebSocket connections accepted.",
+            sum(&|s| load(&s.connections_opened)),
+        ),
+        (
+            "ringcast_connections_closed_total",
+            "WebSocket connections closed.",
+            sum(&|s| load(&s.connections_closed)),
+        ),
+        (
+            "ringcast_messages_in_total",
+            "WebSocket messages received.",
+            sum(&|s| load(&s.messages_in)),
+        ),
+        (
+            "ringcast_messages_out_total",
+            "WebSocket frames queued for sending.",
+            sum(&|s| load(&s.messages_out)),
+        ),
+        (
+            "ringcast_deliveries_total",
+            "Event frames queued to subscribers.",
+            sum(&|s| load(&s.deliveries)),
+        ),
+        (
+            "ringcast_bytes_in_total",
+            "Bytes received on WebSocket connections.",
+            sum(&|s| load(&s.bytes_in)),
+        ),
+        (
+            "ringcast_bytes_out_total",
+            "Bytes written to sockets.",
+            sum(&|s| load(&s.bytes_out)),
+        ),
+        (
+            "ringcast_write_calls_total",
+            "write/writev calls on sockets.",
+            sum(&|s| load(&s.write_calls)),
+        ),
+        (
+            "ringcast_auth_failures_total",
+            "Subscriptions refused by authorization.",
+            sum(&|s| load(&s.auth_failures)),
+        ),
+        (
+            "ringcast_slow_consumers_closed_total",
+            "Connections closed with 4100 for a full send buffer.",
+            sum(&|s| load(&s.slow_consumers_closed)),
+        ),
+        (
+            "ringcast_mesh_delayed_total",
+            "Mesh messages that waited for a full queue.",
+            sum(&|s| load(&s.mesh_delayed)),
+        ),
+        (
+            "ringcast_http_requests_total",
+            "HTTP requests served.",
+            sum(&|s| load(&s.http_requests)),
+        ),
+        (
+            "ringcast_publishes_total",
+            "Events published.",
+            sum(&|s| s.apps.iter().map(|a| load(&a.publishes)).sum()),
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ringcast_errors_total Pusher errors sent, by code."
+    );
+    let _ = writeln!(out, "# TYPE ringcast_errors_total counter");
+    for (i, code) in ErrorCode::ALL.iter().enumerate() {
+        let n = sum(&|s| load(&s.errors[i]));
+        let _ = writeln!(out, "ringcast_errors_total{{code=\"{}\"}} {n}", code.code());
+    }
+    let per_app: [(&str, &str, &str, fn(&AppCounters) -> i64); 4] = [
+        (
+            "ringcast_app_connections",
+            "Open connections per app.",
+            "gauge",
+            |a| a.connections.load(Ordering::Relaxed),
+        ),
+        (
+            "ringcast_app_messages_in_total",
+            "Messages received per app.",
+            "counter",
+            |a| a.messages_in.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "ringcast_app_publishes_total",
+            "Events published per app.",
+            "counter",
+            |a| a.publishes.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "ringcast_app_deliveries_total",
+            "Event frames delivered per app.",
+            "counter",
+            |a| a.deliveries.load(Ordering::Relaxed) as i64,
+        ),
+    ];
+    for (name, help, kind, get) in per_app {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (i, app_id) in facts.app_ids.iter().enumerate() {
+            let v: i64 = shards.iter().filter_map(|s| s.apps.get(i)).map(get).sum();
+            let _ = writeln!(out, "{name}{{app=\"{app_id}\"}} {v}");
+        }
+    }
+    out
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: i64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+    );
+}

@@ -1,0 +1,332 @@
+//! One TCP connection: read the request head, then either serve HTTP (keep-alive) or run a
+//! WebSocket with a reader loop and a writer task.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, BytesMut};
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
+use monoio::net::TcpStream;
+
+use super::iovec::FrameBatch;
+use super::runtime::{ShardRt, Signal};
+use crate::core::http::request::{
+    BodyLength, ChunkedDecoder, HeadError, HeadLimits, RequestHead, parse_head,
+};
+use crate::core::http::response;
+use crate::core::ids::SocketId;
+use crate::core::shard::{Accept, ConnKey, ConnectRequest, OutputState};
+use crate::core::ws::handshake::{is_websocket_upgrade, switching_protocols, validate_upgrade};
+use crate::http::{self, Clock, Reply, ServerView};
+use crate::metrics::{add, inc};
+
+/// First read buffer of a connection; grown on demand, so idle sockets stay small.
+const INITIAL_READ_BYTES: usize = 512;
+/// Read buffers above this are dropped once empty rather than kept for an idle socket.
+const KEEP_READ_BYTES: usize = 16 * 1024;
+/// Most frames handed to one `writev`.
+const MAX_FRAMES_PER_WRITE: usize = 64;
+/// Most bytes handed to one `writev`.
+const MAX_BYTES_PER_WRITE: usize = 256 * 1024;
+/// A write that makes no progress for this long means the peer is gone or not reading.
+const WRITE_STALL: Duration = Duration::from_secs(10);
+
+enum ReadHeadError {
+    Closed,
+    Head(HeadError),
+}
+
+/// Serves one accepted TCP connection until it closes.
+pub async fn serve(rt: Rc<ShardRt>, stream: TcpStream, remote: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let config = &rt.state.config;
+    let limits = HeadLimits {
+        max_head_bytes: config.max_request_head_bytes,
+        max_headers: config.max_request_headers,
+    };
+    let handshake_timeout = config.handshake_timeout;
+    let mut stream = stream;
+    let mut buf = BytesMut::with_capacity(INITIAL_READ_BYTES);
+    loop {
+        let head = match monoio::time::timeout(
+            handshake_timeout,
+            read_head(&mut stream, &mut buf, &limits),
+        )
+        .await
+        {
+            Err(_) => {
+                if !buf.is_empty() {
+                    let body =
+                        response::json_error(408, "request head not received in time", false);
+                    let _ = stream.write_all(body).await;
+                }
+                return;
+            }
+            Ok(Err(ReadHeadError::Closed)) => return,
+            Ok(Err(ReadHeadError::Head(err))) => {
+                let _ = stream
+                    .write_all(response::json_error(err.status(), &err.to_string(), false))
+                    .await;
+                return;
+            }
+            Ok(Ok(head)) => head,
+        };
+        if is_websocket_upgrade(&head) {
+            websocket(rt, stream, head, buf, remote).await;
+            return;
+        }
+        if !serve_http(&rt, &mut stream, &head, &mut buf).await {
+            return;
+        }
+    }
+}
+
+async fn read_head(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    limits: &HeadLimits,
+) -> Result<RequestHead, ReadHeadError> {
+    loop {
+        if !buf.is_empty()
+            && let Some(head) = parse_head(buf, limits).map_err(ReadHeadError::Head)?
+        {
+            buf.advance(head.head_len);
+            return Ok(head);
+        }
+        match read_more(stream, buf).await {
+            Ok(0) | Err(_) => return Err(ReadHeadError::Closed),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Appends what the socket has to `buf`, growing it when it is full.
+async fn read_more<R: AsyncReadRent>(reader: &mut R, buf: &mut BytesMut) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < INITIAL_READ_BYTES / 2 {
+        buf.reserve(buf.capacity().max(INITIAL_READ_BYTES));
+    }
+    let owned = std::mem::take(buf);
+    let len = owned.len();
+    let (result, slice) = reader.read(owned.slice_mut(len..)).await;
+    *buf = slice.into_inner();
+    result
+}
+
+/// Serves one HTTP request; returns whether the connection stays open for another.
+async fn serve_http(
+    rt: &Rc<ShardRt>,
+    stream: &mut TcpStream,
+    head: &RequestHead,
+    buf: &mut BytesMut,
+) -> bool {
+    let shard_metrics = &rt.all_metrics[rt.core().id()];
+    inc(&shard_metrics.http_requests);
+    let max_body = rt.state.config.max_http_body_bytes;
+    let body = match read_body(stream, buf, head, max_body).await {
+        Ok(body) => body,
+        Err((status, message)) => {
+            let _ = stream
+                .write_all(response::json_error(status, message, false))
+                .await;
+            return false;
+        }
+    };
+    let clock = Clock {
+        now: Instant::now(),
+        unix_secs: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    };
+    let view = ServerView {
+        metrics: &rt.all_metrics,
+        driver: rt.driver.name(),
+        shutting_down: rt.shutting_down.get(),
+    };
+    let reply = rt.with_core(|core| http::handle(core, &view, head, &body, &clock));
+    let bytes = match reply {
+        Reply::Now(bytes) => bytes,
+        Reply::Later(later) => {
+            let answers = rt.await_answers(&later.queries).await;
+            http::finish(later, answers)
+        }
+    };
+    let (result, _) = stream.write_all(bytes).await;
+    result.is_ok() && head.keep_alive && !rt.shutting_down.get()
+}
+
+async fn read_body(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    head: &RequestHead,
+    max_body: usize,
+) -> Result<Vec<u8>, (u16, &'static str)> {
+    match head.body {
+        BodyLength::Empty => Ok(Vec::new()),
+        BodyLength::ContentLength(n) => {
+            if n > max_body {
+                return Err((413, "request body is larger than the server accepts"));
+            }
+            while buf.len() < n {
+                match read_more(stream, buf).await {
+                    Ok(0) | Err(_) => return Err((400, "request body ended early")),
+                    Ok(_) => {}
+                }
+            }
+            Ok(buf.split_to(n).to_vec())
+        }
+        BodyLength::Chunked => {
+            let mut decoder = ChunkedDecoder::new(max_body);
+            let mut body = Vec::new();
+            loop {
+                let (used, done) = decoder
+                    .decode(buf, &mut body)
+                    .map_err(|e| (e.status(), "malformed or oversized chunked body"))?;
+                buf.advance(used);
+                if done {
+                    return Ok(body);
+                }
+                match read_more(stream, buf).await {
+                    Ok(0) | Err(_) => return Err((400, "request body ended early")),
+                    Ok(_) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn websocket(
+    rt: Rc<ShardRt>,
+    mut stream: TcpStream,
+    head: RequestHead,
+    mut buf: BytesMut,
+    remote: SocketAddr,
+) {
+    let upgrade = match validate_upgrade(&head) {
+        Ok(upgrade) => upgrade,
+        Err(err) => {
+            let _ = stream.write_all(err.response()).await;
+            return;
+        }
+    };
+    let protocol = head.query_param("protocol");
+    let request = ConnectRequest {
+        path: &head.path,
+        protocol: protocol.as_deref(),
+        origin: head.header("origin"),
+        remote: remote.ip(),
+    };
+    let accepted = rt.with_core(|core| core.accept_websocket(&request, Instant::now()));
+    let mut handshake = switching_protocols(&upgrade.accept, None);
+    let key = match accepted {
+        Accept::Open(key) => key,
+        Accept::Refused(frames, code) => {
+            tracing::debug!(%remote, code = code.code(), "websocket refused");
+            handshake.extend_from_slice(&frames);
+            let _ = stream.write_all(handshake).await;
+            let _ = stream.shutdown().await;
+            return;
+        }
+    };
+    let Some(socket_id) = rt.core().socket_id(key) else {
+        return;
+    };
+    let signal = Rc::new(Signal::default());
+    rt.register_writer(key, signal.clone());
+    let fd = stream.as_raw_fd();
+    let (mut reader, writer) = stream.into_split();
+    monoio::spawn(write_loop(
+        rt.clone(),
+        writer,
+        key,
+        socket_id,
+        signal.clone(),
+        handshake,
+        fd,
+    ));
+
+    let metrics = rt.all_metrics[rt.core().id()].clone();
+    loop {
+        if !buf.is_empty() {
+            rt.with_core(|core| core.handle_input(key, socket_id, &mut buf, Instant::now()));
+        }
+        if buf.is_empty() && buf.capacity() > KEEP_READ_BYTES {
+            buf = BytesMut::with_capacity(INITIAL_READ_BYTES);
+        }
+        match read_more(&mut reader, &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => add(&metrics.bytes_in, n as u64),
+        }
+    }
+    rt.with_core(|core| core.handle_disconnect(key, socket_id, Instant::now()));
+    rt.unregister_writer(key, &signal);
+    signal.notify();
+}
+
+async fn write_loop<W: AsyncWriteRent>(
+    rt: Rc<ShardRt>,
+    mut writer: W,
+    key: ConnKey,
+    socket_id: SocketId,
+    signal: Rc<Signal>,
+    handshake: Vec<u8>,
+    fd: i32,
+) {
+    let metrics = rt.all_metrics[rt.core().id()].clone();
+    let (result, _) = writer.write_all(handshake).await;
+    if result.is_ok() {
+        let mut frames = Vec::with_capacity(MAX_FRAMES_PER_WRITE);
+        let mut batch = FrameBatch::default();
+        loop {
+            let state = rt.core().take_output(
+                key,
+                socket_id,
+                &mut frames,
+                MAX_FRAMES_PER_WRITE,
+                MAX_BYTES_PER_WRITE,
+            );
+            if frames.is_empty() {
+                if state == OutputState::Close {
+                    break;
+                }
+                signal.wait().await;
+                continue;
+            }
+            let written = if frames.len() == 1 {
+                let frame = frames.pop().unwrap_or_default();
+                let len = frame.len();
+                match monoio::time::timeout(WRITE_STALL, writer.write_all(frame)).await {
+                    Ok((Ok(_), _)) => Some(len),
+                    _ => None,
+                }
+            } else {
+                batch.fill(&mut frames);
+                let len = batch.byte_len();
+                match monoio::time::timeout(WRITE_STALL, writer.write_vectored_all(batch)).await {
+                    Ok((Ok(_), returned)) => {
+                        batch = returned;
+                        batch.clear();
+                        Some(len)
+                    }
+                    _ => {
+                        batch = FrameBatch::default();
+                        None
+                    }
+                }
+            };
+            let Some(len) = written else { break };
+            inc(&metrics.write_calls);
+            add(&metrics.bytes_out, len as u64);
+            if state == OutputState::Close {
+                break;
+            }
+        }
+    }
+    // Both directions, so that the reader (waiting in read) sees end-of-stream and cleans up.
+    // SAFETY: the read half still owns the fd, so it is open; shutdown(2) has no memory effects.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+}

@@ -1,0 +1,175 @@
+//! The io_uring shell: threads, sockets, timers and the mesh. No protocol rules live here.
+//!
+//! One shard per core, each a monoio runtime on its own thread with its own `SO_REUSEPORT`
+//! listener. A connection task reads bytes, feeds the shard's [`Shard`](crate::core::shard::Shard)
+//! and wakes the writer tasks of connections that got output; writers coalesce queued frames
+//! into one `writev`.
+
+mod conn;
+mod iovec;
+mod runtime;
+mod signals;
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use crate::config::{Config, Driver};
+use crate::core::app::AppTable;
+use crate::core::shard::ServerState;
+use crate::metrics::ShardMetrics;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Another process already listens on the address.
+    #[error("{addr} is already in use by another process (is a second ringcast running?)")]
+    AddressInUse {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// Binding or configuring a socket failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A shard thread could not be started.
+    #[error("cannot start shard thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    driver: Driver,
+    mesh: runtime::Mesh,
+    threads: Vec<thread::JoinHandle<()>>,
+    shutdown_timeout: Duration,
+}
+
+impl Server {
+    /// Binds every shard's listener and starts the shard threads.
+    pub fn start(config: Config) -> Result<Server, StartError> {
+        let requested = SocketAddr::new(config.server.host, config.server.port);
+        let driver = runtime::choose_driver(config.server.driver);
+        let shard_count = config.server.shards.max(1);
+        let listeners = bind_listeners(requested, shard_count)?;
+        let addr = listeners
+            .first()
+            .and_then(|l| l.local_addr().ok())
+            .unwrap_or(requested);
+        let apps = AppTable::new(&config.apps, config.server.max_connections);
+        let shutdown_timeout = config.server.shutdown_timeout;
+        let state = Arc::new(ServerState {
+            config: config.server,
+            apps,
+        });
+        let metrics: Arc<Vec<Arc<ShardMetrics>>> = Arc::new(
+            (0..shard_count)
+                .map(|_| Arc::new(ShardMetrics::new(state.apps.len())))
+                .collect(),
+        );
+        let mesh = runtime::Mesh::new(shard_count, state.config.mesh_queue_capacity);
+        signals::block_termination_signals();
+        let mut threads = Vec::with_capacity(shard_count);
+        for (id, listener) in listeners.into_iter().enumerate() {
+            let setup = runtime::ShardSetup {
+                id,
+                shard_count,
+                state: state.clone(),
+                metrics: metrics.clone(),
+                mesh: mesh.clone(),
+                listener,
+                driver,
+            };
+            let thread = thread::Builder::new()
+                .name(format!("ringcast-shard-{id}"))
+                .spawn(move || runtime::run_shard(setup))
+                .map_err(StartError::Thread)?;
+            threads.push(thread);
+        }
+        tracing::info!(%addr, shards = shard_count, driver = driver.name(), "listening");
+        Ok(Server {
+            addr,
+            driver,
+            mesh,
+            threads,
+            shutdown_timeout,
+        })
+    }
+
+    /// The address the shards listen on (with the real port when 0 was configured).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The I/O driver in use.
+    pub fn driver(&self) -> Driver {
+        self.driver
+    }
+
+    /// Blocks until SIGTERM or SIGINT, then shuts down gracefully.
+    pub fn run_until_signal(self) {
+        let signal = signals::wait_for_termination();
+        tracing::info!(signal, "shutting down");
+        self.shutdown();
+    }
+
+    /// Stops accepting, closes every client with 4200, and waits (bounded) for the shards.
+    pub fn shutdown(self) {
+        self.mesh.request_shutdown();
+        let deadline = std::time::Instant::now() + self.shutdown_timeout + Duration::from_secs(1);
+        for thread in self.threads {
+            while !thread.is_finished() && std::time::Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(10));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            } else {
+                tracing::warn!("a shard did not stop within the shutdown timeout");
+            }
+        }
+    }
+}
+
+/// Binds one `SO_REUSEPORT` listener per shard on the same address.
+///
+/// With `SO_REUSEPORT` a second broker on the same port would silently share it. A plain bind
+/// without the option comes first: it fails when anybody already listens there.
+fn bind_listeners(addr: SocketAddr, count: usize) -> Result<Vec<StdListener>, StartError> {
+    if addr.port() != 0 {
+        match StdListener::bind(addr) {
+            Ok(probe) => drop(probe),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                return Err(StartError::AddressInUse { addr });
+            }
+            Err(source) => return Err(StartError::Listen { addr, source }),
+        }
+    }
+    let first = reuseport_listener(addr)?;
+    let bound = first
+        .local_addr()
+        .map_err(|source| StartError::Listen { addr, source })?;
+    let mut listeners = vec![first];
+    for _ in 1..count {
+        listeners.push(reuseport_listener(bound)?);
+    }
+    Ok(listeners)
+}
+
+fn reuseport_listener(addr: SocketAddr) -> Result<StdListener, StartError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let fail = |source| StartError::Listen { addr, source };
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
+    socket.set_reuse_port(true).map_err(fail)?;
+    socket.set_reuse_address(true).map_err(fail)?;
+    socket.set_nonblocking(true).map_err(fail)?;
+    socket.bind(&addr.into()).map_err(fail)?;
+    socket.listen(4096).map_err(fail)?;
+    Ok(socket.into())
+}

@@ -1,0 +1,432 @@
+//! One shard's runtime: the monoio executor, its tasks, and the glue that wakes them.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::net::TcpListener as StdListener;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpListener;
+use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
+
+use crate::config::Driver;
+use crate::core::shard::{Answer, ConnKey, MeshMsg, QueryId, ServerState, Shard, ShardId};
+use crate::metrics::{ShardMetrics, inc};
+
+/// What travels on a shard's inbox.
+pub enum Inbound {
+    /// A message from another shard.
+    Mesh(MeshMsg),
+    /// Begin a graceful shutdown.
+    Shutdown,
+}
+
+/// The bounded queues between shards: one inbox per shard, fed by every other shard.
+#[derive(Clone)]
+pub struct Mesh {
+    inboxes: Arc<
+        Vec<(
+            async_channel::Sender<Inbound>,
+            async_channel::Receiver<Inbound>,
+        )>,
+    >,
+    shutdown: Arc<AtomicBool>,
+}
+
+impl Mesh {
+    /// Inboxes for `shard_count` shards holding up to `capacity` messages each.
+    pub fn new(shard_count: usize, capacity: usize) -> Self {
+        let inboxes = (0..shard_count)
+            .map(|_| async_channel::bounded(capacity.max(1)))
+            .collect();
+        Self {
+            inboxes: Arc::new(inboxes),
+            shutdown: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Asks every shard to shut down.
+    pub fn request_shutdown(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        for (sender, _) in self.inboxes.iter() {
+            // A full inbox is fine: the shard's ticker also watches the flag.
+            let _ = sender.try_send(Inbound::Shutdown);
+        }
+    }
+
+    fn shutdown_requested(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+}
+
+/// The I/O driver to use: io_uring unless configured otherwise or unavailable.
+pub fn choose_driver(configured: Driver) -> Driver {
+    if configured == Driver::Epoll {
+        return Driver::Epoll;
+    }
+    match RuntimeBuilder::<IoUringDriver>::new().build() {
+        Ok(_) => Driver::IoUring,
+        Err(err) => {
+            tracing::warn!(%err, "io_uring is unavailable; falling back to the epoll driver");
+            Driver::Epoll
+        }
+    }
+}
+
+/// Everything a shard thread starts from.
+pub struct ShardSetup {
+    /// This shard.
+    pub id: ShardId,
+    /// How many shards there are.
+    pub shard_count: usize,
+    /// Shared config and apps.
+    pub state: Arc<ServerState>,
+    /// Every shard's counters (this one's at `id`).
+    pub metrics: Arc<Vec<Arc<ShardMetrics>>>,
+    /// The queues between shards.
+    pub mesh: Mesh,
+    /// This shard's `SO_REUSEPORT` listener.
+    pub listener: StdListener,
+    /// The driver chosen for all shards.
+    pub driver: Driver,
+}
+
+/// Runs one shard to completion on the current thread.
+pub fn run_shard(setup: ShardSetup) {
+    match setup.driver {
+        Driver::IoUring => {
+            match RuntimeBuilder::<IoUringDriver>::new()
+                .enable_timer()
+                .with_entries(4096)
+                .build()
+            {
+                Ok(mut rt) => rt.block_on(shard_main(setup)),
+                Err(err) => {
+                    tracing::error!(%err, shard = setup.id, "cannot build the io_uring runtime");
+                }
+            }
+        }
+        Driver::Epoll => match RuntimeBuilder::<LegacyDriver>::new().enable_timer().build() {
+            Ok(mut rt) => rt.block_on(shard_main(setup)),
+            Err(err) => tracing::error!(%err, shard = setup.id, "cannot build the epoll runtime"),
+        },
+    }
+}
+
+/// A one-shot wake-up flag for a task waiting on the shard (a connection's writer, a query).
+#[derive(Default)]
+pub struct Signal {
+    notified: Cell<bool>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl Signal {
+    /// Sets the flag and wakes the waiting task, if any.
+    pub fn notify(&self) {
+        self.notified.set(true);
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// Waits until notified (returns at once if it already was), clearing the flag.
+    pub fn wait(&self) -> impl Future<Output = ()> + '_ {
+        SignalWait { signal: self }
+    }
+}
+
+struct SignalWait<'a> {
+    signal: &'a Signal,
+}
+
+impl Future for SignalWait<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.signal.notified.replace(false) {
+            Poll::Ready(())
+        } else {
+            self.signal.waker.set(Some(cx.waker().clone()));
+            Poll::Pending
+        }
+    }
+}
+
+/// The shard's state plus the task wake-up tables around it.
+pub struct ShardRt {
+    core: RefCell<Shard>,
+    /// Writer wake-ups, by connection key.
+    writers: RefCell<Vec<Option<Rc<Signal>>>>,
+    /// Answers awaited by HTTP requests.
+    queries: RefCell<HashMap<QueryId, Rc<QuerySlot>>>,
+    mesh: Mesh,
+    backlog: RefCell<Vec<VecDeque<MeshMsg>>>,
+    pumping: RefCell<Vec<bool>>,
+    scratch: RefCell<Vec<ConnKey>>,
+    /// Every shard's counters.
+    pub all_metrics: Arc<Vec<Arc<ShardMetrics>>>,
+    /// Config and apps.
+    pub state: Arc<ServerState>,
+    /// The driver in use.
+    pub driver: Driver,
+    /// Set once a shutdown has begun.
+    pub shutting_down: Cell<bool>,
+}
+
+/// Where an HTTP request waits for a query answer.
+#[derive(Default)]
+pub struct QuerySlot {
+    answer: RefCell<Option<Answer>>,
+    signal: Signal,
+}
+
+impl ShardRt {
+    /// Runs `f` on the shard, then delivers what it produced: writer wake-ups, mesh messages
+    /// and query answers. The shard is never borrowed across an `.await`.
+    pub fn with_core<R>(self: &Rc<Self>, f: impl FnOnce(&mut Shard) -> R) -> R {
+        let mut ready = self.scratch.take();
+        let mut outgoing = Vec::new();
+        let mut answers = Vec::new();
+        let result = {
+            let mut core = self.core.borrow_mut();
+            let result = f(&mut core);
+            core.take_ready(&mut ready);
+            while let Some(msg) = core.poll_mesh() {
+                outgoing.push(msg);
+            }
+            answers.extend(core.take_answers());
+            result
+        };
+        {
+            let writers = self.writers.borrow();
+            for &key in &ready {
+                if let Some(Some(signal)) = writers.get(key) {
+                    signal.notify();
+                }
+            }
+        }
+        ready.clear();
+        self.scratch.replace(ready);
+        for (to, msg) in outgoing {
+            self.forward(to, msg);
+        }
+        if !answers.is_empty() {
+            let mut queries = self.queries.borrow_mut();
+            // An answer may arrive before its request starts waiting (a query answered by
+            // this shard itself completes inside the call that started it).
+            for (id, answer) in answers {
+                let slot = queries.entry(id).or_default();
+                slot.answer.replace(Some(answer));
+                slot.signal.notify();
+            }
+        }
+        result
+    }
+
+    /// Hands out queued frames without anything else to deliver.
+    pub fn core(&self) -> std::cell::RefMut<'_, Shard> {
+        self.core.borrow_mut()
+    }
+
+    /// Registers the writer of connection `key`.
+    pub fn register_writer(&self, key: ConnKey, signal: Rc<Signal>) {
+        let mut writers = self.writers.borrow_mut();
+        if writers.len() <= key {
+            writers.resize(key + 1, None);
+        }
+        writers[key] = Some(signal);
+    }
+
+    /// Forgets the writer of `key`, if it is still `signal` (keys are reused).
+    pub fn unregister_writer(&self, key: ConnKey, signal: &Rc<Signal>) {
+        let mut writers = self.writers.borrow_mut();
+        if let Some(slot) = writers.get_mut(key)
+            && slot.as_ref().is_some_and(|s| Rc::ptr_eq(s, signal))
+        {
+            *slot = None;
+        }
+    }
+
+    /// Waits for the answers to `ids`, in order.
+    pub async fn await_answers(&self, ids: &[QueryId]) -> Vec<Answer> {
+        let mut answers = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let slot = self.queries.borrow_mut().entry(id).or_default().clone();
+            loop {
+                if let Some(answer) = slot.answer.take() {
+                    self.queries.borrow_mut().remove(&id);
+                    answers.push(answer);
+                    break;
+                }
+                slot.signal.wait().await;
+            }
+        }
+        answers
+    }
+
+    fn forward(self: &Rc<Self>, to: ShardId, msg: MeshMsg) {
+        let mut backlog = self.backlog.borrow_mut();
+        let Some(queue) = backlog.get_mut(to) else {
+            return;
+        };
+        if queue.is_empty() {
+            match self.mesh.inboxes[to].0.try_send(Inbound::Mesh(msg)) {
+                Ok(()) => return,
+                Err(async_channel::TrySendError::Closed(_)) => return,
+                Err(async_channel::TrySendError::Full(Inbound::Mesh(msg))) => queue.push_back(msg),
+                Err(async_channel::TrySendError::Full(Inbound::Shutdown)) => return,
+            }
+        } else {
+            queue.push_back(msg);
+        }
+        let metrics = &self.all_metrics[self.core.borrow().id()];
+        inc(&metrics.mesh_delayed);
+        drop(backlog);
+        let mut pumping = self.pumping.borrow_mut();
+        if !pumping[to] {
+            pumping[to] = true;
+            let sender = self.mesh.inboxes[to].0.clone();
+            monoio::spawn(self.clone().pump(to, sender));
+        }
+    }
+
+    /// Drains a backlog to a full inbox, in order, waiting for room.
+    async fn pump(self: Rc<Self>, to: ShardId, sender: async_channel::Sender<Inbound>) {
+        loop {
+            let next = self.backlog.borrow_mut()[to].pop_front();
+            let Some(msg) = next else { break };
+            if sender.send(Inbound::Mesh(msg)).await.is_err() {
+                self.backlog.borrow_mut()[to].clear();
+                break;
+            }
+        }
+        self.pumping.borrow_mut()[to] = false;
+    }
+}
+
+async fn shard_main(setup: ShardSetup) {
+    let ShardSetup {
+        id,
+        shard_count,
+        state,
+        metrics,
+        mesh,
+        listener,
+        driver,
+    } = setup;
+    let listener_fd = listener.as_raw_fd();
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(err) => {
+            tracing::error!(%err, shard = id, "cannot register the listener");
+            return;
+        }
+    };
+    let core = Shard::new(id, shard_count, state.clone(), metrics[id].clone());
+    let rt = Rc::new(ShardRt {
+        core: RefCell::new(core),
+        writers: RefCell::new(Vec::new()),
+        queries: RefCell::new(HashMap::new()),
+        backlog: RefCell::new((0..shard_count).map(|_| VecDeque::new()).collect()),
+        pumping: RefCell::new(vec![false; shard_count]),
+        scratch: RefCell::new(Vec::new()),
+        mesh: mesh.clone(),
+        all_metrics: metrics,
+        state,
+        driver,
+        shutting_down: Cell::new(false),
+    });
+
+    let inbox = mesh.inboxes[id].1.clone();
+    monoio::spawn(receive_mesh(rt.clone(), inbox));
+    monoio::spawn(tick(rt.clone()));
+
+    let done = Rc::new(Signal::default());
+    {
+        let rt = rt.clone();
+        let done = done.clone();
+        monoio::spawn(async move {
+            while !rt.shutting_down.get() {
+                monoio::time::sleep(Duration::from_millis(50)).await;
+            }
+            // Makes the pending accept fail, so the accept loop ends.
+            // SAFETY: the listener's fd is open for as long as `listener` lives, which is
+            // until shard_main returns; shutdown(2) on it has no memory effects.
+            unsafe {
+                libc::shutdown(listener_fd, libc::SHUT_RDWR);
+            }
+            done.notify();
+        });
+    }
+    loop {
+        match listener.accept().await {
+            Ok((stream, remote)) => {
+                if rt.shutting_down.get() {
+                    break;
+                }
+                monoio::spawn(super::conn::serve(rt.clone(), stream, remote));
+            }
+            Err(err) => {
+                if rt.shutting_down.get() {
+                    break;
+                }
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(%err, shard = id, "accept failed");
+                monoio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    done.wait().await;
+    let deadline = Instant::now() + rt.state.config.shutdown_timeout;
+    while rt.core().connection_count() > 0 && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn begin_shutdown(rt: &Rc<ShardRt>) {
+    if rt.shutting_down.replace(true) {
+        return;
+    }
+    rt.with_core(|core| core.shutdown(Instant::now()));
+}
+
+async fn receive_mesh(rt: Rc<ShardRt>, inbox: async_channel::Receiver<Inbound>) {
+    while let Ok(first) = inbox.recv().await {
+        let mut next = Some(first);
+        let mut shutdown = false;
+        // Handle everything already queued in one go: one wake-up, one round of writer wakes.
+        rt.with_core(|core| {
+            let now = Instant::now();
+            let mut handled = 0;
+            while let Some(item) = next.take() {
+                match item {
+                    Inbound::Mesh(msg) => core.handle_mesh(msg, now),
+                    Inbound::Shutdown => shutdown = true,
+                }
+                handled += 1;
+                if handled < 256 {
+                    next = inbox.try_recv().ok();
+                }
+            }
+        });
+        if shutdown {
+            begin_shutdown(&rt);
+        }
+    }
+}
+
+async fn tick(rt: Rc<ShardRt>) {
+    let mut interval = monoio::time::interval(Duration::from_secs(1));
+    loop {
+        interval.tick().await;
+        if rt.mesh.shutdown_requested() {
+            begin_shutdown(&rt);
+        }
+        rt.with_core(|core| core.handle_tick(Instant::now()));
+    }
+}

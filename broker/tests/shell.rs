@@ -1,0 +1,223 @@
+//! The real server on real sockets: shards, the mesh, the HTTP API and shutdown.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::{APP_ID, TestServer, WsClient, api, http, raw_http};
+
+/// Connects until there is a client on every shard.
+fn clients_on_every_shard(server: &TestServer, shards: u64) -> Vec<WsClient> {
+    let mut by_shard: Vec<Option<WsClient>> = (0..shards).map(|_| None).collect();
+    for _ in 0..200 {
+        let client = WsClient::connect(server.addr);
+        let shard = client.shard(shards) as usize;
+        if by_shard[shard].is_none() {
+            by_shard[shard] = Some(client);
+        }
+        if by_shard.iter().all(Option::is_some) {
+            return by_shard.into_iter().flatten().collect();
+        }
+    }
+    panic!("SO_REUSEPORT never put a connection on every shard");
+}
+
+#[test]
+fn subscribers_on_both_shards_receive_each_publish_once_in_order() {
+    let server = TestServer::start(2);
+    let mut clients = clients_on_every_shard(&server, 2);
+    for client in &mut clients {
+        client.subscribe("orders");
+    }
+    let path = format!("/apps/{APP_ID}/events");
+    for i in 0..50 {
+        let body =
+            json!({"name": "placed", "channel": "orders", "data": i.to_string()}).to_string();
+        let (status, reply) = api(server.addr, "POST", &path, &body, &[]);
+        assert_eq!((status, reply), (200, json!({})));
+    }
+    for client in &mut clients {
+        for i in 0..50 {
+            let event = client.recv().expect("event");
+            assert_eq!(
+                event,
+                json!({"event": "placed", "channel": "orders", "data": i.to_string()})
+            );
+        }
+        client.send(&json!({"event": "pusher:ping"}));
+        // Nothing else arrived before the pong: each publish came exactly once.
+        assert_eq!(client.recv().unwrap()["event"], "pusher:pong");
+    }
+}
+
+#[test]
+fn socket_id_exclusion_works_across_shards() {
+    let server = TestServer::start(2);
+    let mut clients = clients_on_every_shard(&server, 2);
+    for client in &mut clients {
+        client.subscribe("room");
+    }
+    let excluded = clients[0].socket_id.clone();
+    let body =
+        json!({"name": "e", "channel": "room", "data": "x", "socket_id": excluded}).to_string();
+    let (status, _) = api(
+        server.addr,
+        "POST",
+        &format!("/apps/{APP_ID}/events"),
+        &body,
+        &[],
+    );
+    assert_eq!(status, 200);
+    assert_eq!(clients[1].recv().unwrap()["event"], "e");
+    clients[0].send(&json!({"event": "pusher:ping"}));
+    assert_eq!(clients[0].recv().unwrap()["event"], "pusher:pong");
+}
+
+#[test]
+fn channel_queries_report_counts_from_every_shard() {
+    let server = TestServer::start(2);
+    let mut clients = clients_on_every_shard(&server, 2);
+    for client in &mut clients {
+        client.subscribe("counted");
+    }
+    let path = format!("/apps/{APP_ID}/channels/counted");
+    let (status, body) = api(
+        server.addr,
+        "GET",
+        &path,
+        "",
+        &[("info", "subscription_count")],
+    );
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({"occupied": true, "subscription_count": 2}));
+    let (status, body) = api(
+        server.addr,
+        "GET",
+        &format!("/apps/{APP_ID}/channels"),
+        "",
+        &[],
+    );
+    assert_eq!((status, body), (200, json!({"channels": {"counted": {}}})));
+}
+
+#[test]
+fn api_refuses_bad_signatures_with_401_json() {
+    let server = TestServer::start(1);
+    let target = format!(
+        "/apps/{APP_ID}/channels?auth_key=it-key&auth_timestamp=1&auth_version=1.0&auth_signature=00"
+    );
+    let (status, body) = http(server.addr, "GET", &target, "");
+    assert_eq!(status, 401);
+    assert!(body["error"].is_string(), "{body}");
+}
+
+#[test]
+fn api_refuses_oversized_event_data_with_413() {
+    let server = TestServer::start(1);
+    let body = json!({"name": "e", "channel": "c", "data": "x".repeat(10 * 1024 + 1)}).to_string();
+    let (status, _) = api(
+        server.addr,
+        "POST",
+        &format!("/apps/{APP_ID}/events"),
+        &body,
+        &[],
+    );
+    assert_eq!(status, 413);
+    let body = json!({"name": "e", "channel": "c", "data": "x".repeat(10 * 1024)}).to_string();
+    let (status, _) = api(
+        server.addr,
+        "POST",
+        &format!("/apps/{APP_ID}/events"),
+        &body,
+        &[],
+    );
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn unknown_paths_and_methods_get_json_errors() {
+    let server = TestServer::start(1);
+    assert_eq!(http(server.addr, "GET", "/nope", "").0, 404);
+    assert_eq!(http(server.addr, "DELETE", "/up", "").0, 405);
+    let (status, body) = http(server.addr, "GET", "/up", "");
+    assert_eq!((status, body), (200, json!({"health": "ok"})));
+}
+
+#[test]
+fn metrics_are_prometheus_text() {
+    let server = TestServer::start(2);
+    let _client = WsClient::connect(server.addr);
+    let (status, body) = http(server.addr, "GET", "/metrics", "");
+    assert_eq!(status, 200);
+    let text = body.as_str().unwrap();
+    assert!(text.contains("ringcast_connections 1"), "{text}");
+    assert!(text.contains("ringcast_info{driver="), "{text}");
+}
+
+#[test]
+fn upgrade_with_wrong_version_gets_426() {
+    let server = TestServer::start(1);
+    let reply = raw_http(
+        server.addr,
+        b"GET /app/it-key?protocol=7 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+    );
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.starts_with("HTTP/1.1 426"), "{text}");
+    assert!(text.contains("Sec-WebSocket-Version: 13"), "{text}");
+}
+
+#[test]
+fn unknown_app_key_is_closed_with_4001() {
+    let server = TestServer::start(1);
+    let mut client = WsClient::open(server.addr, "/app/wrong?protocol=7");
+    let error = client.recv().unwrap();
+    assert_eq!(error["data"]["code"], 4001);
+    assert_eq!(client.recv().unwrap(), json!({"close": 4001}));
+}
+
+#[test]
+fn oversized_frame_closes_with_1009_and_others_are_unaffected() {
+    let server = TestServer::start(1);
+    let mut bystander = WsClient::connect(server.addr);
+    let mut client = WsClient::connect(server.addr);
+    let header = ringcast::core::ws::frame::encode_client_frame(
+        ringcast::core::ws::frame::Opcode::Text,
+        &vec![b'a'; 1 << 20],
+        [1, 2, 3, 4],
+        true,
+    );
+    client.send_raw(&header[..14]);
+    assert_eq!(client.recv().unwrap(), json!({"close": 1009}));
+    bystander.send(&json!({"event": "pusher:ping"}));
+    assert_eq!(bystander.recv().unwrap()["event"], "pusher:pong");
+}
+
+#[test]
+fn graceful_shutdown_closes_clients_with_4200() {
+    let server = TestServer::start(2);
+    let mut client = WsClient::connect(server.addr);
+    let addr = server.addr;
+    let stopper = std::thread::spawn(move || server.shutdown());
+    let error = client.recv_until(Duration::from_secs(5), |v| v["event"] == "pusher:error");
+    assert_eq!(error["data"]["code"], 4200);
+    assert_eq!(client.recv().unwrap(), json!({"close": 4200}));
+    stopper.join().unwrap();
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "still accepting after shutdown"
+    );
+}
+
+#[test]
+fn a_second_server_on_the_same_port_is_refused() {
+    let first = TestServer::start(2);
+    let mut config = ringcast::config::Config::demo();
+    config.server.port = first.addr.port();
+    config.server.shards = 1;
+    let err = ringcast::shell::Server::start(config)
+        .err()
+        .expect("second server refused");
+    assert!(err.to_string().contains("already in use"), "{err}");
+}

@@ -1,0 +1,238 @@
+//! A real server on 127.0.0.1 and small blocking clients for it.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::BytesMut;
+use ringcast::config::Config;
+use ringcast::core::auth::api::signed_query;
+use ringcast::core::auth::hmac_key;
+use ringcast::core::ws::frame::{
+    FrameLimits, Message, MessageDecoder, Opcode, Role, encode_client_frame,
+};
+use ringcast::shell::Server;
+use serde_json::Value;
+
+pub const APP_ID: &str = "100001";
+pub const KEY: &str = "it-key";
+pub const SECRET: &str = "it-secret";
+
+/// A server on an ephemeral port, shut down on drop.
+pub struct TestServer {
+    server: Option<Server>,
+    pub addr: SocketAddr,
+}
+
+impl TestServer {
+    pub fn start(shards: usize) -> Self {
+        Self::start_with(shards, |_| {})
+    }
+
+    pub fn start_with(shards: usize, tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::demo();
+        config.server.port = 0;
+        config.server.shards = shards;
+        config.apps[0].id = APP_ID.into();
+        config.apps[0].key = KEY.into();
+        config.apps[0].secret = SECRET.into();
+        tweak(&mut config);
+        let server = Server::start(config).expect("server starts");
+        let addr = server.local_addr();
+        Self {
+            server: Some(server),
+            addr,
+        }
+    }
+
+    pub fn shutdown(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown();
+        }
+    }
+}
+
+/// A blocking WebSocket client speaking the Pusher protocol.
+pub struct WsClient {
+    stream: TcpStream,
+    buf: BytesMut,
+    decoder: MessageDecoder,
+    pub socket_id: String,
+}
+
+impl WsClient {
+    /// Connects to `/app/{KEY}` and reads `connection_established`.
+    pub fn connect(addr: SocketAddr) -> Self {
+        let mut client = Self::open(
+            addr,
+            &format!("/app/{KEY}?protocol=7&client=rust&version=1.0"),
+        );
+        let hello = client.recv().expect("connection_established");
+        assert_eq!(hello["event"], "pusher:connection_established", "{hello}");
+        let data: Value = serde_json::from_str(hello["data"].as_str().unwrap()).unwrap();
+        client.socket_id = data["socket_id"].as_str().unwrap().to_owned();
+        client
+    }
+
+    /// Performs the upgrade on `path` and returns the client without reading anything more.
+    pub fn open(addr: SocketAddr, path: &str) -> Self {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+        let limits = FrameLimits {
+            max_frame_bytes: 1 << 24,
+            max_message_bytes: 1 << 24,
+        };
+        Self {
+            stream,
+            buf: BytesMut::new(),
+            decoder: MessageDecoder::new(Role::Client, limits),
+            socket_id: String::new(),
+        }
+    }
+
+    pub fn send(&mut self, message: &Value) {
+        let frame = encode_client_frame(
+            Opcode::Text,
+            message.to_string().as_bytes(),
+            [0x12, 0x34, 0x56, 0x78],
+            true,
+        );
+        self.stream.write_all(&frame).unwrap();
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// The next text message as JSON, or `{"close": code}`; `None` on timeout or EOF.
+    pub fn recv(&mut self) -> Option<Value> {
+        loop {
+            match self.decoder.decode(&mut self.buf) {
+                Ok(Some(Message::Text(text))) => {
+                    return Some(serde_json::from_slice(&text).unwrap());
+                }
+                Ok(Some(Message::Close(frame))) => {
+                    return Some(serde_json::json!({"close": frame.map(|f| f.code)}));
+                }
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+                Err(err) => panic!("server sent a bad frame: {err}"),
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Receives until `pred` matches, skipping other messages; panics after `timeout`.
+    pub fn recv_until(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(v) = self.recv()
+                && pred(&v)
+            {
+                return v;
+            }
+        }
+        panic!("no matching message within {timeout:?}");
+    }
+
+    pub fn subscribe(&mut self, channel: &str) {
+        self.send(&serde_json::json!({"event": "pusher:subscribe", "data": {"channel": channel}}));
+        let reply = self.recv().expect("subscription reply");
+        assert_eq!(
+            reply["event"], "pusher_internal:subscription_succeeded",
+            "{reply}"
+        );
+    }
+
+    /// The shard the server put this socket on (the low half of the socket id, modulo shards).
+    pub fn shard(&self, shard_count: u64) -> u64 {
+        let low: u64 = self.socket_id.split('.').nth(1).unwrap().parse().unwrap();
+        low % shard_count
+    }
+}
+
+/// A signed Pusher HTTP API request; returns the status and the JSON body.
+pub fn api(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    extra: &[(&str, &str)],
+) -> (u16, Value) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let query = signed_query(
+        method,
+        path,
+        KEY,
+        &hmac_key(SECRET),
+        now,
+        body.as_bytes(),
+        extra,
+    );
+    http(addr, method, &format!("{path}?{query}"), body)
+}
+
+/// A plain HTTP/1.1 request with `Connection: close`.
+pub fn http(addr: SocketAddr, method: &str, target: &str, body: &str) -> (u16, Value) {
+    let raw = raw_http(
+        addr,
+        format!(
+            "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status: u16 = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(Value::String(body.to_owned())),
+    )
+}
+
+/// Sends raw bytes and returns everything the server answers until it closes.
+pub fn raw_http(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    out
+}
