@@ -220,7 +220,7 @@ pub fn render_prometheus(
         let n = sum(&|s| load(&s.errors[i]));
         let _ = writeln!(out, "ringcast_errors_total{{code=\"{}\"}} {n}", code.code());
     }
-    let per_app: [(&str, &str, &str, fn(&AppCounters) -> i64); 4] = [
+    let per_app: [PerAppSeries; 4] = [
         (
             "ringcast_app_connections",
             "Open connections per app.",
@@ -255,6 +255,14 @@ pub fn render_prometheus(
     }
     out
 }
+
+/// A per-app series: name, help, Prometheus type, and how to read it.
+type PerAppSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&AppCounters) -> i64,
+);
 
 fn gauge(out: &mut String, name: &str, help: &str, value: i64) {
     let _ = writeln!(
