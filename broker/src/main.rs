@@ -8,6 +8,10 @@ use clap::{Parser, Subcommand};
 use ringcast::config::Config;
 use ringcast::shell::Server;
 
+#[cfg(feature = "count-allocations")]
+#[global_allocator]
+static ALLOCATOR: ringcast::metrics::CountingAllocator = ringcast::metrics::CountingAllocator;
+
 #[derive(Parser)]
 #[command(
     name = "ringcast",

@@ -93,6 +93,35 @@ pub fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
 }
 
+/// Heap allocations made by the process, when built with the `count-allocations` feature.
+pub static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// The system allocator, counting allocations into [`ALLOCATIONS`].
+#[cfg(feature = "count-allocations")]
+pub struct CountingAllocator;
+
+// SAFETY: every call is forwarded unchanged to the system allocator, which upholds the
+// GlobalAlloc contract; the counter is a relaxed atomic with no effect on memory.
+#[cfg(feature = "count-allocations")]
+unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same layout contract as our caller's.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: `ptr` came from `alloc` above with this layout.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
 /// Server-wide facts rendered with the counters.
 pub struct ServerFacts<'a> {
     /// `io_uring` or `epoll`.
@@ -209,6 +238,14 @@ pub fn render_prometheus(
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    if cfg!(feature = "count-allocations") {
+        let n = ALLOCATIONS.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP ringcast_allocations_total Heap allocations (count-allocations builds only).\n\
+             # TYPE ringcast_allocations_total counter\nringcast_allocations_total {n}"
         );
     }
     let _ = writeln!(

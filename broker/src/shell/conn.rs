@@ -265,6 +265,25 @@ async fn websocket(
     signal.notify();
 }
 
+/// Writes a whole batch with `writev`, resuming after partial writes without allocating
+/// (monoio's `write_vectored_all` copies the iovec array on every call).
+async fn write_batch<W: AsyncWriteRent>(
+    writer: &mut W,
+    mut batch: FrameBatch,
+) -> std::io::Result<FrameBatch> {
+    while batch.byte_len() > 0 {
+        let (result, returned) = writer.writev(batch).await;
+        batch = returned;
+        match result {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => batch.advance(n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(batch)
+}
+
 async fn write_loop<W: AsyncWriteRent>(
     rt: Rc<ShardRt>,
     mut writer: W,
@@ -304,8 +323,8 @@ async fn write_loop<W: AsyncWriteRent>(
             } else {
                 batch.fill(&mut frames);
                 let len = batch.byte_len();
-                match monoio::time::timeout(WRITE_STALL, writer.write_vectored_all(batch)).await {
-                    Ok((Ok(_), returned)) => {
+                match monoio::time::timeout(WRITE_STALL, write_batch(&mut writer, batch)).await {
+                    Ok(Ok(returned)) => {
                         batch = returned;
                         batch.clear();
                         Some(len)

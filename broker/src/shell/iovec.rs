@@ -28,9 +28,61 @@ impl FrameBatch {
         self.frames.clear();
     }
 
-    /// Total bytes.
+    /// Bytes not yet written.
     pub fn byte_len(&self) -> usize {
         self.iovecs.iter().map(|v| v.iov_len).sum()
+    }
+
+    /// Marks `written` bytes as sent after a partial `writev`: whole iovecs are dropped from
+    /// the front and the next one is shortened, so the retry needs no new allocation.
+    pub fn advance(&mut self, mut written: usize) {
+        let done = self
+            .iovecs
+            .iter()
+            .take_while(|v| {
+                let whole = v.iov_len <= written;
+                if whole {
+                    written -= v.iov_len;
+                }
+                whole
+            })
+            .count();
+        self.iovecs.drain(..done);
+        if let Some(first) = self.iovecs.first_mut() {
+            // `written` is now less than this iovec's length.
+            first.iov_base = first.iov_base.wrapping_byte_add(written);
+            first.iov_len -= written;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advance_drops_written_frames_and_shortens_the_next() {
+        let mut batch = FrameBatch::default();
+        let mut frames = vec![
+            Bytes::from_static(b"abc"),
+            Bytes::from_static(b"defg"),
+            Bytes::from_static(b"h"),
+        ];
+        batch.fill(&mut frames);
+        assert_eq!(batch.byte_len(), 8);
+        batch.advance(5);
+        assert_eq!(batch.byte_len(), 3);
+        assert_eq!(batch.iovecs.len(), 2);
+        // SAFETY: the iovec points into the batch's own live frame.
+        let rest = unsafe {
+            std::slice::from_raw_parts(
+                batch.iovecs[0].iov_base as *const u8,
+                batch.iovecs[0].iov_len,
+            )
+        };
+        assert_eq!(rest, b"fg");
+        batch.advance(3);
+        assert_eq!(batch.byte_len(), 0);
     }
 }
 
