@@ -56,6 +56,19 @@ impl FrameBatch {
     }
 }
 
+// SAFETY: `iovecs` points into the heap buffers of `frames`, which the batch owns and does not
+// change while the runtime holds it; moving the batch moves neither allocation, so the
+// pointers stay valid for as long as the batch lives.
+unsafe impl IoVecBuf for FrameBatch {
+    fn read_iovec_ptr(&self) -> *const libc::iovec {
+        self.iovecs.as_ptr()
+    }
+
+    fn read_iovec_len(&self) -> usize {
+        self.iovecs.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,18 +96,5 @@ mod tests {
         assert_eq!(rest, b"fg");
         batch.advance(3);
         assert_eq!(batch.byte_len(), 0);
-    }
-}
-
-// SAFETY: `iovecs` points into the heap buffers of `frames`, which the batch owns and does not
-// change while the runtime holds it; moving the batch moves neither allocation, so the
-// pointers stay valid for as long as the batch lives.
-unsafe impl IoVecBuf for FrameBatch {
-    fn read_iovec_ptr(&self) -> *const libc::iovec {
-        self.iovecs.as_ptr()
-    }
-
-    fn read_iovec_len(&self) -> usize {
-        self.iovecs.len()
     }
 }
