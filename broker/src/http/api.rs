@@ -164,7 +164,8 @@ fn serve(
     match route {
         ApiRoute::Events => {
             let event: EventBody = parse_body(body)?;
-            let (channels, info) = publish(shard, app, &event, clock)?;
+            let event = validate_event(shard, app, &event)?;
+            let (channels, info) = publish(shard, app, event, clock);
             if !info.subscription_count && !info.user_count {
                 return Ok(Served::Now(json!({})));
             }
@@ -183,14 +184,16 @@ fn serve(
                 )));
             }
             // Validate every event before publishing any, so a bad batch publishes nothing.
-            for event in &batch.batch {
-                validate_event(shard, app, event)?;
-            }
+            let valid = batch
+                .batch
+                .iter()
+                .map(|event| validate_event(shard, app, event))
+                .collect::<Result<Vec<_>, _>>()?;
             let mut queries = Vec::new();
             let mut events = Vec::new();
             let mut infos = Vec::new();
-            for event in &batch.batch {
-                let (channels, info) = publish(shard, app, event, clock)?;
+            for event in valid {
+                let (channels, info) = publish(shard, app, event, clock);
                 let wanted = (info.subscription_count || info.user_count)
                     .then(|| channels.into_iter().next())
                     .flatten();
@@ -351,10 +354,9 @@ fn validate_event(
 fn publish(
     shard: &mut Shard,
     app: AppIdx,
-    event: &EventBody<'_>,
+    event: ValidEvent,
     clock: &Clock,
-) -> Result<(Vec<ChannelName>, Info), ApiError> {
-    let event = validate_event(shard, app, event)?;
+) -> (Vec<ChannelName>, Info) {
     let publish = Publish {
         app,
         event: &event.name,
@@ -364,7 +366,7 @@ fn publish(
     for channel in &event.channels {
         shard.publish(&publish, channel, clock.now);
     }
-    Ok((event.channels, event.info))
+    (event.channels, event.info)
 }
 
 fn start_stats(shard: &mut Shard, app: AppIdx, channel: &ChannelName, clock: &Clock) -> QueryId {

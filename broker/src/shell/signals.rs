@@ -25,9 +25,12 @@ pub fn block_termination_signals() {
 pub fn wait_for_termination() -> &'static str {
     let set = termination_set();
     let mut signal: libc::c_int = 0;
-    // SAFETY: `set` is initialised and `signal` is a valid place for sigwait to write to.
-    unsafe {
-        libc::sigwait(&set, &mut signal);
+    loop {
+        // SAFETY: `set` is initialised and `signal` is a valid place for sigwait to write to.
+        let result = unsafe { libc::sigwait(&set, &mut signal) };
+        if result == 0 && (signal == libc::SIGINT || signal == libc::SIGTERM) {
+            break;
+        }
     }
     if signal == libc::SIGINT {
         "SIGINT"

@@ -233,6 +233,17 @@ impl Cluster {
         answer
     }
 
+    fn stats(&mut self, shard: ShardId, channel: &str) -> ChannelStats {
+        let query = Query::Channel {
+            app: AppIdx(0),
+            channel: name(channel),
+        };
+        match self.query(shard, query) {
+            Answer::Channel(stats) => stats,
+            other => panic!("{other:?}"),
+        }
+    }
+
     fn tick(&mut self, by: Duration) {
         self.now += by;
         let now = self.now;
@@ -442,14 +453,7 @@ fn unsubscribe_stops_delivery_and_gets_no_reply() {
     assert!(cluster.recv(a).is_empty());
     cluster.publish(0, "room", "x", None);
     assert!(cluster.recv(a).is_empty());
-    let answer = cluster.query(
-        0,
-        Query::Channel {
-            app: AppIdx(0),
-            channel: name("room"),
-        },
-    );
-    assert_eq!(answer, Answer::Channel(ChannelStats::default()));
+    assert_eq!(cluster.stats(0, "room"), ChannelStats::default());
 }
 
 #[test]
@@ -758,14 +762,7 @@ fn close_frame_is_echoed_and_subscriptions_end() {
         &encode_client_frame(Opcode::Close, &1000u16.to_be_bytes(), [1, 2, 3, 4], true),
     );
     assert_eq!(cluster.recv(a), [json!({"close": 1000})]);
-    let answer = cluster.query(
-        0,
-        Query::Channel {
-            app: AppIdx(0),
-            channel: name("room"),
-        },
-    );
-    assert_eq!(answer, Answer::Channel(ChannelStats::default()));
+    assert_eq!(cluster.stats(0, "room"), ChannelStats::default());
 }
 
 #[test]
@@ -851,19 +848,12 @@ fn channel_queries_count_sockets_and_users_across_shards() {
     cluster.join_presence(b, "presence-p", "u1");
     cluster.join_presence(c, "presence-p", "u2");
     cluster.subscribe(a, "public-1");
-    let answer = cluster.query(
-        0,
-        Query::Channel {
-            app: AppIdx(0),
-            channel: name("presence-p"),
-        },
-    );
     assert_eq!(
-        answer,
-        Answer::Channel(ChannelStats {
+        cluster.stats(0, "presence-p"),
+        ChannelStats {
             subscription_count: 3,
             user_count: 2
-        })
+        }
     );
     let Answer::Channels(list) = cluster.query(
         1,
@@ -906,14 +896,7 @@ fn disconnect_while_admission_is_in_flight_leaves_no_ghost() {
     // The subscribe request is on its way to shard 1; the socket goes away before the answer.
     cluster.shards[0].handle_disconnect(a.key, a.socket_id, now);
     cluster.route();
-    let answer = cluster.query(
-        0,
-        Query::Channel {
-            app: AppIdx(0),
-            channel: name(&channel),
-        },
-    );
-    assert_eq!(answer, Answer::Channel(ChannelStats::default()));
+    assert_eq!(cluster.stats(0, &channel), ChannelStats::default());
 }
 
 #[test]
