@@ -93,7 +93,7 @@ pub struct ServerConfig {
 }
 
 /// One app.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct AppConfig {
     /// App id (HTTP API path).
     pub id: String,
@@ -129,6 +129,9 @@ pub struct AppConfig {
     pub max_subscriptions_per_connection: usize,
     /// Allowed `Origin`s: `scheme://host[:port]`, `*.domain` or `*`.
     pub allowed_origins: Vec<String>,
+    /// Connections that have not signed in (`pusher:signin`) within this time are closed
+    /// with 4009; `None` (the default) lets anonymous connections stay.
+    pub signin_timeout: Option<Duration>,
 }
 
 /// Why the config was refused.
@@ -166,6 +169,9 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError 
         message: message.into(),
     }
 }
+
+/// Longest accepted timeout or window.
+const MAX_DURATION: Duration = Duration::from_secs(86_400);
 
 const DEMO_ID: &str = "100001";
 const DEMO_KEY: &str = "ringcast-demo-key";
@@ -244,6 +250,7 @@ struct FileApp {
     max_batch_events: usize,
     max_subscriptions_per_connection: usize,
     allowed_origins: Vec<String>,
+    signin_timeout_secs: u64,
 }
 
 impl Default for FileApp {
@@ -266,6 +273,7 @@ impl Default for FileApp {
             max_batch_events: 10,
             max_subscriptions_per_connection: 100,
             allowed_origins: vec!["*".into()],
+            signin_timeout_secs: 0,
         }
     }
 }
@@ -290,6 +298,8 @@ impl FileApp {
             max_batch_events: self.max_batch_events,
             max_subscriptions_per_connection: self.max_subscriptions_per_connection,
             allowed_origins: self.allowed_origins,
+            signin_timeout: (self.signin_timeout_secs > 0)
+                .then(|| Duration::from_secs(self.signin_timeout_secs)),
         }
     }
 }
@@ -314,6 +324,22 @@ impl FileServer {
             api_timestamp_window: Duration::from_secs(self.api_timestamp_window_secs),
             data_dir: self.data_dir,
         }
+    }
+}
+
+impl std::fmt::Debug for AppConfig {
+    /// Everything but the secret, so configs can be logged.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppConfig")
+            .field("id", &self.id)
+            .field("key", &self.key)
+            .field("secret", &"<redacted>")
+            .field("enabled", &self.enabled)
+            .field("max_connections", &self.max_connections)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("client_events", &self.client_events)
+            .field("allowed_origins", &self.allowed_origins)
+            .finish_non_exhaustive()
     }
 }
 
@@ -458,6 +484,10 @@ impl Config {
             if value.is_zero() {
                 return Err(invalid(field, "must be greater than 0"));
             }
+            // Timers add these to `Instant`s; absurd values would overflow.
+            if value > MAX_DURATION {
+                return Err(invalid(field, "must be at most 86400 (one day)"));
+            }
         }
         if s.shards > 256 {
             return Err(invalid("server.shards", "at most 256"));
@@ -516,6 +546,12 @@ impl Config {
                 if value == 0 {
                     return Err(invalid(field(name), "must be greater than 0"));
                 }
+            }
+            if app.signin_timeout.is_some_and(|t| t > MAX_DURATION) {
+                return Err(invalid(
+                    field("signin_timeout_secs"),
+                    "must be at most 86400 (one day)",
+                ));
             }
             if app.max_message_bytes > s.max_http_body_bytes {
                 return Err(invalid(
@@ -581,8 +617,10 @@ fn parse_env<T: std::str::FromStr>(name: &str, value: &str, what: &str) -> Resul
 /// Applies environment overrides; returns whether they defined the app credentials.
 fn apply_env(
     config: &mut Config,
-    env: &dyn Fn(&str) -> Option<String>,
+    raw_env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<bool, ConfigError> {
+    // Laravel's `.env` templates list variables with empty values: those mean "not set".
+    let env = |name: &str| raw_env(name).filter(|v| !v.trim().is_empty());
     let s = &mut config.server;
     for name in ["REVERB_SERVER_HOST", "RINGCAST_HOST"] {
         if let Some(v) = env(name) {
@@ -799,6 +837,24 @@ mod tests {
         let only_env = Config::load(None, &env).unwrap();
         assert_eq!(only_env.apps.len(), 1);
         assert!(!only_env.is_demo_app(&only_env.apps[0]));
+    }
+
+    #[test]
+    fn empty_environment_values_count_as_unset() {
+        let env = with_env(&[("REVERB_SERVER_PORT", ""), ("REVERB_APP_ID", " ")]);
+        let config = Config::from_toml_str(ONE_APP, &env).unwrap();
+        assert_eq!(config.server.port, 8080);
+        assert_eq!(config.apps[0].id, "1");
+    }
+
+    #[test]
+    fn durations_are_capped_at_one_day_and_secrets_are_not_debug_printed() {
+        let at_cap = format!("[server]\nactivity_timeout_secs = 86400\n{ONE_APP}");
+        assert!(Config::from_toml_str(&at_cap, &no_env).is_ok());
+        let over = format!("[server]\nactivity_timeout_secs = 86401\n{ONE_APP}");
+        assert!(err(&over).starts_with("server.activity_timeout_secs"));
+        let config = Config::from_toml_str(ONE_APP, &no_env).unwrap();
+        assert!(!format!("{:?}", config.apps[0]).contains("\"s\""));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::core::auth::api::{ApiRequest, verify};
 use crate::core::channel::ChannelName;
 use crate::core::http::request::{Method, RequestHead};
 use crate::core::http::response::{json_error, response};
-use crate::core::ids::{AppIdx, SocketId};
+use crate::core::ids::{AppIdx, SocketId, UserId};
 use crate::core::shard::{Answer, ChannelStats, Publish, Query, QueryId, Shard};
 
 use super::{Clock, Later, Reply};
@@ -25,6 +25,8 @@ pub enum ApiRoute<'a> {
     Channel(&'a str),
     /// `GET /channels/{name}/users`.
     Users(&'a str),
+    /// `POST /users/{user}/terminate_connections`.
+    TerminateUser(&'a str),
 }
 
 /// A client error with its HTTP status.
@@ -232,6 +234,13 @@ fn serve(
             }
             let query = start_stats(shard, app, &channel, clock);
             Ok(Served::Later(vec![query], Finish::Channel { info }))
+        }
+        ApiRoute::TerminateUser(raw) => {
+            let max = shard.state().apps.get(app).config.max_user_id_chars;
+            let user = UserId::parse(raw, max)
+                .map_err(|e| ApiError::bad_request(format!("user id: {e}")))?;
+            shard.terminate_user(app, user, clock.now);
+            Ok(Served::Now(json!({})))
         }
         ApiRoute::Users(raw) => {
             let channel = channel_name(shard, app, raw)?;

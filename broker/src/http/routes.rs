@@ -19,6 +19,7 @@ use super::{Clock, Reply, ServerView};
 /// | GET | `/apps/{id}/channels` | occupied channels |
 /// | GET | `/apps/{id}/channels/{name}` | one channel's state |
 /// | GET | `/apps/{id}/channels/{name}/users` | a presence channel's users |
+/// | POST | `/apps/{id}/users/{user}/terminate_connections` | close a signed-in user's sockets |
 pub fn handle(
     shard: &mut Shard,
     view: &ServerView<'_>,
@@ -73,10 +74,14 @@ pub fn handle(
         (Method::Get, ["apps", app, "channels", channel, "users"]) => {
             (*app, ApiRoute::Users(channel))
         }
+        (Method::Post, ["apps", app, "users", user, "terminate_connections"]) => {
+            (*app, ApiRoute::TerminateUser(user))
+        }
         (_, ["up" | "metrics"])
         | (_, ["apps", _, "events" | "batch_events" | "channels"])
         | (_, ["apps", _, "channels", _])
-        | (_, ["apps", _, "channels", _, "users"]) => {
+        | (_, ["apps", _, "channels", _, "users"])
+        | (_, ["apps", _, "users", _, "terminate_connections"]) => {
             return Reply::Now(json_error(405, "method not allowed", keep_alive));
         }
         _ => return Reply::Now(json_error(404, "not found", keep_alive)),

@@ -33,6 +33,8 @@ const MAX_FRAMES_PER_WRITE: usize = 64;
 const MAX_BYTES_PER_WRITE: usize = 256 * 1024;
 /// A write that makes no progress for this long means the peer is gone or not reading.
 const WRITE_STALL: Duration = Duration::from_secs(10);
+/// After sending a close frame, how long to wait for the peer's before closing the socket.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 enum ReadHeadError {
     Closed,
@@ -265,6 +267,18 @@ async fn websocket(
     signal.notify();
 }
 
+/// Our close frame is out: RFC 6455 §7.1.1 has the server close the TCP connection once the
+/// peer has answered with its own close frame. Waits for that, or for [`CLOSE_GRACE`].
+async fn await_peer_close(rt: &ShardRt, key: ConnKey, socket_id: SocketId, signal: &Signal) {
+    let deadline = Instant::now() + CLOSE_GRACE;
+    while !rt.core().peer_closed(key, socket_id) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || monoio::time::timeout(left, signal.wait()).await.is_err() {
+            break;
+        }
+    }
+}
+
 /// Writes a whole batch with `writev`, resuming after partial writes without allocating
 /// (monoio's `write_vectored_all` copies the iovec array on every call).
 async fn write_batch<W: AsyncWriteRent>(
@@ -308,6 +322,7 @@ async fn write_loop<W: AsyncWriteRent>(
             );
             if frames.is_empty() {
                 if state == OutputState::Close {
+                    await_peer_close(&rt, key, socket_id, &signal).await;
                     break;
                 }
                 signal.wait().await;
@@ -339,6 +354,7 @@ async fn write_loop<W: AsyncWriteRent>(
             inc(&metrics.write_calls);
             add(&metrics.bytes_out, len as u64);
             if state == OutputState::Close {
+                await_peer_close(&rt, key, socket_id, &signal).await;
                 break;
             }
         }

@@ -138,6 +138,11 @@ impl WsClient {
                     return Some(serde_json::from_slice(&text).unwrap());
                 }
                 Ok(Some(Message::Close(frame))) => {
+                    // Complete the closing handshake, as a browser would.
+                    let code = frame.as_ref().map_or(1000, |f| f.code);
+                    let reply =
+                        encode_client_frame(Opcode::Close, &code.to_be_bytes(), [9, 8, 7, 6], true);
+                    let _ = self.stream.write_all(&reply);
                     return Some(serde_json::json!({"close": frame.map(|f| f.code)}));
                 }
                 Ok(Some(_)) => continue,

@@ -18,9 +18,10 @@ export function serverSdk(broker, app = APP) {
 
 /**
  * A pusher-js client whose channel authorization is signed by the server SDK, as a Laravel
- * backend would. `presence(channel)` supplies presence data; `secret` lets a test sign wrongly.
+ * backend would. `presence(channel)` supplies presence data, `user` the sign-in user data;
+ * `secret` lets a test sign wrongly.
  */
-export function pusherClient(broker, { app = APP, presence = () => ({ user_id: 'anonymous' }), secret } = {}) {
+export function pusherClient(broker, { app = APP, presence = () => ({ user_id: 'anonymous' }), secret, user } = {}) {
   const signer = serverSdk(broker, secret ? { ...app, secret } : app);
   const client = new PusherClient(app.key, {
     wsHost: broker.host,
@@ -33,6 +34,11 @@ export function pusherClient(broker, { app = APP, presence = () => ({ user_id: '
       customHandler: ({ socketId, channelName }, callback) => {
         const data = channelName.startsWith('presence-') ? presence(channelName) : undefined;
         callback(null, signer.authorizeChannel(socketId, channelName, data));
+      },
+    },
+    userAuthentication: {
+      customHandler: ({ socketId }, callback) => {
+        callback(null, signer.authenticateUser(socketId, user ?? { id: 'anonymous' }));
       },
     },
   });

@@ -320,6 +320,18 @@ pub fn presence_subscription_succeeded<'m>(
     json.finish()
 }
 
+/// `pusher:signin_success`; `data` is the string `{"user_data":"<the signed text>"}`.
+pub fn signin_success(user_data: &str) -> Vec<u8> {
+    let mut inner = Json::with_capacity(32 + user_data.len() * 2);
+    inner.raw(r#"{"user_data":"#).string(user_data).raw("}");
+    let inner = String::from_utf8(inner.finish()).unwrap_or_default();
+    let mut json = Json::with_capacity(64 + inner.len() * 2);
+    json.raw(r#"{"event":"pusher:signin_success","data":"#)
+        .string(&inner)
+        .raw("}");
+    json.finish()
+}
+
 /// `pusher:subscription_error`, which pusher-js (and so Echo's `.error()`) reports on the channel.
 pub fn subscription_error(channel: &str, kind: &str, error: &str, status: u16) -> Vec<u8> {
     let mut json = Json::with_capacity(128 + channel.len() + error.len());
@@ -590,6 +602,14 @@ mod tests {
             v,
             json!({"event": "client-t", "channel": "presence-a", "data": {"typing": true}, "user_id": "u1"})
         );
+    }
+
+    #[test]
+    fn signin_success_wraps_user_data_in_a_json_string() {
+        let v = value(&signin_success(r#"{"id":"1"}"#));
+        assert_eq!(v["event"], "pusher:signin_success");
+        let inner: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+        assert_eq!(inner, json!({"user_data": "{\"id\":\"1\"}"}));
     }
 
     #[test]

@@ -138,6 +138,13 @@ pub enum MeshMsg {
         /// The channel.
         channel: ChannelName,
     },
+    /// To every shard: close every socket signed in as `user`.
+    TerminateUser {
+        /// The app.
+        app: AppIdx,
+        /// The user.
+        user: UserId,
+    },
     /// An answer to a query.
     Answer {
         /// The query at the receiving shard.

@@ -28,6 +28,7 @@ pub use self::mesh::{AnswerPart, ChannelStats, ConnKey, MeshMsg, QueryId, ReplyT
 use crate::config::{ClientEvents, ServerConfig};
 use crate::core::app::{AppTable, QuotaExceeded};
 use crate::core::auth::channel::{AuthContext, ChannelAuthorized, authorize_subscription};
+use crate::core::auth::user::{SigninContext, SigninError, verify_signin};
 use crate::core::channel::{ChannelName, ChannelNameError};
 use crate::core::ids::{AppIdx, SocketId, UserId};
 use crate::core::pusher::ErrorCode;
@@ -156,14 +157,19 @@ struct Conn {
     app: AppIdx,
     decoder: MessageDecoder,
     subscriptions: Vec<Subscription>,
+    connected_at: Instant,
     last_seen: Instant,
     ping_sent: Option<Instant>,
+    /// The user this socket signed in as (`pusher:signin`).
+    user: Option<UserId>,
     client_events: TokenBucket,
     outbox: VecDeque<Bytes>,
     outbox_bytes: usize,
     in_ready: bool,
     /// A close frame is queued; input is ignored and nothing else is sent.
     closing: bool,
+    /// The peer's close frame has arrived: the closing handshake is complete once ours is out.
+    peer_closed: bool,
 }
 
 /// One shard of the broker. See the module docs for the calling order.
@@ -177,6 +183,8 @@ pub struct Shard {
     local: Vec<HashMap<ChannelName, IndexSet<ConnKey>>>,
     /// Channels homed here, per app.
     homes: Vec<HashMap<ChannelName, HomeChannel>>,
+    /// Signed-in sockets on this shard, per app and user.
+    users: Vec<HashMap<UserId, Vec<ConnKey>>>,
     to_self: VecDeque<MeshMsg>,
     to_others: VecDeque<(ShardId, MeshMsg)>,
     ready: Vec<ConnKey>,
@@ -211,6 +219,7 @@ impl Shard {
             conns: Slab::new(),
             local: (0..apps).map(|_| HashMap::new()).collect(),
             homes: (0..apps).map(|_| HashMap::new()).collect(),
+            users: (0..apps).map(|_| HashMap::new()).collect(),
             to_self: VecDeque::new(),
             to_others: VecDeque::new(),
             ready: Vec::new(),
@@ -303,8 +312,10 @@ impl Shard {
             app: app_idx,
             decoder: MessageDecoder::new(Role::Server, limits),
             subscriptions: Vec::new(),
+            connected_at: now,
             last_seen: now,
             ping_sent: None,
+            user: None,
             client_events: TokenBucket::new(
                 client_event_rate.capacity,
                 client_event_rate.period,
@@ -314,6 +325,7 @@ impl Shard {
             outbox_bytes: 0,
             in_ready: false,
             closing: false,
+            peer_closed: false,
         });
         inc(&self.metrics.connections_opened);
         self.metrics.apps[app_idx.get()]
@@ -344,8 +356,22 @@ impl Shard {
                 return;
             };
             if conn.closing {
-                buf.clear();
-                break;
+                // Only the peer's answering close frame matters now (RFC 6455 §7.1.1).
+                match conn.decoder.decode(buf) {
+                    Ok(Some(Message::Close(_))) => {
+                        conn.peer_closed = true;
+                        mark_ready(conn, key, &mut self.ready);
+                    }
+                    Ok(Some(_)) => continue,
+                    Ok(None) => break,
+                    Err(_) => {
+                        conn.peer_closed = true;
+                        mark_ready(conn, key, &mut self.ready);
+                        buf.clear();
+                        break;
+                    }
+                }
+                continue;
             }
             match conn.decoder.decode(buf) {
                 Ok(None) => break,
@@ -378,6 +404,9 @@ impl Shard {
             }
             Message::Pong(_) => {}
             Message::Close(frame) => {
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.peer_closed = true;
+                }
                 // Echo the peer's code, as RFC 6455 §5.5.1 asks; a close without one gets 1000.
                 let code = frame.map_or(close::NORMAL, |f| f.code);
                 self.close_ws(key, code, "");
@@ -412,11 +441,7 @@ impl Shard {
             } => {
                 self.client_event(key, &event, &channel, data, now);
             }
-            ClientMessage::Signin { .. } => self.send_error_message(
-                key,
-                ErrorCode::UnsupportedEvent,
-                "pusher:signin is not supported by this server yet",
-            ),
+            ClientMessage::Signin { auth, user_data } => self.signin(key, &auth, &user_data),
             ClientMessage::Unsupported { event } => {
                 let text = format!("unsupported event {event:?}");
                 self.send_error_message(key, ErrorCode::UnsupportedEvent, &text);
@@ -456,7 +481,7 @@ impl Shard {
             socket_id: conn.socket_id,
             max_user_id_chars: app.config.max_user_id_chars,
             max_user_info_bytes: app.config.max_user_info_bytes,
-            signed_in_user: None,
+            signed_in_user: conn.user.as_ref(),
         };
         let proof = authorize_subscription(
             &ctx,
@@ -477,6 +502,61 @@ impl Shard {
                 self.send_json(key, &frame);
             }
         }
+    }
+
+    fn signin(&mut self, key: ConnKey, auth: &str, user_data: &str) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        if conn.user.is_some() {
+            let text = "this connection is already signed in";
+            self.send_error_message(key, ErrorCode::InvalidMessage, text);
+            return;
+        }
+        let app = self.state.apps.get(conn.app);
+        let ctx = SigninContext {
+            app_key: &app.config.key,
+            secret: &app.secret,
+            socket_id: conn.socket_id,
+            max_user_id_chars: app.config.max_user_id_chars,
+        };
+        match verify_signin(&ctx, auth, user_data) {
+            Ok(proof) => {
+                let app_idx = conn.app;
+                let (user, user_data, _watchlist) = proof.into_parts();
+                self.users[app_idx.get()]
+                    .entry(user.clone())
+                    .or_default()
+                    .push(key);
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.user = Some(user);
+                }
+                self.send_json(key, &message::signin_success(&user_data));
+            }
+            Err(SigninError::WatchlistTooLong) => {
+                inc(&self.metrics.auth_failures);
+                let text = SigninError::WatchlistTooLong.to_string();
+                self.send_error_message(key, ErrorCode::WatchlistOverLimit, &text);
+            }
+            Err(err) => {
+                inc(&self.metrics.auth_failures);
+                let text = format!("sign-in refused: {err}");
+                self.send_error_message(key, ErrorCode::Unauthorized, &text);
+            }
+        }
+    }
+
+    /// Closes every socket signed in as `user`, on every shard (HTTP API
+    /// `terminate_connections`).
+    pub fn terminate_user(&mut self, app: AppIdx, user: UserId, now: Instant) {
+        for shard in 0..self.shard_count {
+            let msg = MeshMsg::TerminateUser {
+                app,
+                user: user.clone(),
+            };
+            self.send_to(shard, msg);
+        }
+        self.drain_to_self(now);
     }
 
     fn refuse_channel_name(&mut self, key: ConnKey, raw: &str, err: ChannelNameError) {
@@ -743,6 +823,15 @@ impl Shard {
         }
     }
 
+    /// Whether the closing handshake of `key` is complete (the peer's close frame arrived),
+    /// or the connection is gone. The shell closes the socket then, or after a grace period.
+    pub fn peer_closed(&self, key: ConnKey, socket_id: SocketId) -> bool {
+        self.conns
+            .get(key)
+            .filter(|c| c.socket_id == socket_id)
+            .is_none_or(|c| c.peer_closed)
+    }
+
     /// The socket of `key` is gone (closed by either side, or failed): forget it.
     pub fn handle_disconnect(&mut self, key: ConnKey, socket_id: SocketId, now: Instant) {
         if self.socket_id(key) != Some(socket_id) {
@@ -750,6 +839,15 @@ impl Shard {
         }
         self.leave_all(key);
         let conn = self.conns.remove(key);
+        if let Some(user) = &conn.user {
+            let sockets = &mut self.users[conn.app.get()];
+            if let Some(keys) = sockets.get_mut(user) {
+                keys.retain(|&k| k != key);
+                if keys.is_empty() {
+                    sockets.remove(user);
+                }
+            }
+        }
         self.state.apps.disconnect(conn.app);
         inc(&self.metrics.connections_closed);
         self.metrics.apps[conn.app.get()]
@@ -764,8 +862,17 @@ impl Shard {
         let pong = self.state.config.pong_timeout;
         let mut to_ping = Vec::new();
         let mut to_close = Vec::new();
+        let mut unsigned = Vec::new();
         for (key, conn) in &self.conns {
             if conn.closing {
+                continue;
+            }
+            let signin_timeout = self.state.apps.get(conn.app).config.signin_timeout;
+            if let Some(limit) = signin_timeout
+                && conn.user.is_none()
+                && now.saturating_duration_since(conn.connected_at) >= limit
+            {
+                unsigned.push(key);
                 continue;
             }
             match conn.ping_sent {
@@ -784,6 +891,10 @@ impl Shard {
         }
         for key in to_close {
             self.close_with(key, ErrorCode::PongNotReceived);
+        }
+        for key in unsigned {
+            let text = "sign-in (pusher:signin) did not happen in time";
+            self.send_error_message(key, ErrorCode::Unauthorized, text);
         }
         self.drain_to_self(now);
     }
@@ -989,6 +1100,16 @@ impl Shard {
                     .map(|(name, home)| (name.as_str().to_owned(), home.stats()))
                     .collect();
                 self.answer(reply_to, AnswerPart::Channels(channels));
+            }
+            MeshMsg::TerminateUser { app, user } => {
+                let keys = self.users[app.get()]
+                    .get(&user)
+                    .cloned()
+                    .unwrap_or_default();
+                for key in keys {
+                    let text = "connection terminated by the app";
+                    self.send_error_message(key, ErrorCode::Unauthorized, text);
+                }
             }
             MeshMsg::Answer { query, part } => self.gather(query, part),
         }

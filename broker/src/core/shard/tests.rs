@@ -909,3 +909,119 @@ fn shutdown_closes_every_connection_with_4200() {
     assert_eq!(got[0]["data"]["code"], 4200);
     assert_eq!(got[1], json!({"close": 4200}));
 }
+
+impl Cluster {
+    fn signin(&mut self, client: Client, user_data: &str) -> Vec<Value> {
+        let sig = hmac_hex(
+            &hmac_key(SECRET),
+            format!("{}::user::{user_data}", client.socket_id).as_bytes(),
+        );
+        self.send(
+            client,
+            json!({"event": "pusher:signin", "data": {"auth": format!("{KEY}:{sig}"), "user_data": user_data}}),
+        );
+        self.recv(client)
+    }
+}
+
+#[test]
+fn signin_succeeds_and_echoes_the_signed_user_data() {
+    let mut cluster = Cluster::new(1);
+    let a = cluster.connect(0);
+    let reply = cluster.signin(a, r#"{"id":"u1","user_info":{"n":1}}"#);
+    assert_eq!(reply[0]["event"], "pusher:signin_success");
+    assert_eq!(
+        inner(&reply[0]),
+        json!({"user_data": r#"{"id":"u1","user_info":{"n":1}}"#})
+    );
+}
+
+#[test]
+fn signin_with_a_bad_signature_closes_with_4009() {
+    let mut cluster = Cluster::new(1);
+    let a = cluster.connect(0);
+    cluster.send(a, json!({"event": "pusher:signin", "data": {"auth": format!("{KEY}:00"), "user_data": r#"{"id":"u"}"#}}));
+    let reply = cluster.recv(a);
+    assert_eq!(reply[0]["data"]["code"], 4009);
+    assert_eq!(reply[1], json!({"close": 4009}));
+}
+
+#[test]
+fn server_to_user_channel_is_only_for_the_signed_in_user() {
+    let mut cluster = Cluster::new(2);
+    let a = cluster.connect(0);
+    let reply = cluster.subscribe(a, "#server-to-user-u1");
+    assert_eq!(reply[0]["event"], "pusher:subscription_error");
+    assert_eq!(reply[0]["data"]["status"], 403);
+    cluster.signin(a, r#"{"id":"u1"}"#);
+    assert!(cluster.subscribe(a, "#server-to-user-u2")[0]["event"] == "pusher:subscription_error");
+    let reply = cluster.subscribe(a, "#server-to-user-u1");
+    assert_eq!(reply[0]["event"], "pusher_internal:subscription_succeeded");
+    cluster.publish(1, "#server-to-user-u1", "for you", None);
+    assert_eq!(cluster.recv(a)[0]["data"], "for you");
+}
+
+#[test]
+fn terminate_closes_every_socket_of_the_user_on_every_shard() {
+    let mut cluster = Cluster::new(2);
+    let a = cluster.connect(0);
+    let b = cluster.connect(1);
+    let other = cluster.connect(1);
+    cluster.signin(a, r#"{"id":"kicked"}"#);
+    cluster.signin(b, r#"{"id":"kicked"}"#);
+    cluster.signin(other, r#"{"id":"stays"}"#);
+    let now = cluster.now;
+    cluster.shards[0].terminate_user(AppIdx(0), UserId::parse("kicked", 128).unwrap(), now);
+    cluster.route();
+    for client in [a, b] {
+        let got = cluster.recv(client);
+        assert_eq!(got[0]["data"]["code"], 4009);
+        assert_eq!(got[1], json!({"close": 4009}));
+    }
+    assert!(cluster.recv(other).is_empty());
+}
+
+#[test]
+fn signin_timeout_closes_anonymous_connections_only() {
+    let mut cluster = Cluster::with(1, |c| {
+        c.apps[0].signin_timeout = Some(Duration::from_secs(30))
+    });
+    let anonymous = cluster.connect(0);
+    let signed = cluster.connect(0);
+    cluster.signin(signed, r#"{"id":"u"}"#);
+    cluster.tick(Duration::from_secs(29));
+    assert!(cluster.recv(anonymous).is_empty());
+    cluster.tick(Duration::from_secs(1));
+    assert_eq!(cluster.recv(anonymous)[1], json!({"close": 4009}));
+    assert!(cluster.recv(signed).is_empty());
+}
+
+#[test]
+fn watchlist_over_the_limit_is_refused_with_4302_without_closing() {
+    let mut cluster = Cluster::new(1);
+    let a = cluster.connect(0);
+    let ids: Vec<String> = (0..101).map(|i| i.to_string()).collect();
+    let data = json!({"id": "u", "watchlist": ids}).to_string();
+    let reply = cluster.signin(a, &data);
+    assert_eq!(reply.len(), 1);
+    assert_eq!(reply[0]["data"]["code"], 4302);
+}
+
+#[test]
+fn server_initiated_close_completes_when_the_peer_answers() {
+    let mut cluster = Cluster::new(1);
+    let a = cluster.connect(0);
+    let now = cluster.now;
+    cluster.shards[0].shutdown(now);
+    cluster.recv(a);
+    assert!(!cluster.shards[0].peer_closed(a.key, a.socket_id));
+    // Data still in flight from the client is ignored; its close frame completes the handshake.
+    cluster.send(a, json!({"event": "pusher:ping"}));
+    assert!(!cluster.shards[0].peer_closed(a.key, a.socket_id));
+    cluster.send_raw(
+        a,
+        &encode_client_frame(Opcode::Close, &4200u16.to_be_bytes(), [1, 2, 3, 4], true),
+    );
+    assert!(cluster.shards[0].peer_closed(a.key, a.socket_id));
+    assert!(cluster.recv(a).is_empty());
+}
