@@ -129,6 +129,8 @@ pub struct AppConfig {
     pub max_subscriptions_per_connection: usize,
     /// Allowed `Origin`s: `scheme://host[:port]`, `*.domain` or `*`.
     pub allowed_origins: Vec<String>,
+    /// How long a cache channel remembers its last event.
+    pub cache_ttl: Duration,
     /// Connections that have not signed in (`pusher:signin`) within this time are closed
     /// with 4009; `None` (the default) lets anonymous connections stay.
     pub signin_timeout: Option<Duration>,
@@ -251,6 +253,7 @@ struct FileApp {
     max_subscriptions_per_connection: usize,
     allowed_origins: Vec<String>,
     signin_timeout_secs: u64,
+    cache_ttl_secs: u64,
 }
 
 impl Default for FileApp {
@@ -274,6 +277,7 @@ impl Default for FileApp {
             max_subscriptions_per_connection: 100,
             allowed_origins: vec!["*".into()],
             signin_timeout_secs: 0,
+            cache_ttl_secs: 1800,
         }
     }
 }
@@ -298,6 +302,7 @@ impl FileApp {
             max_batch_events: self.max_batch_events,
             max_subscriptions_per_connection: self.max_subscriptions_per_connection,
             allowed_origins: self.allowed_origins,
+            cache_ttl: Duration::from_secs(self.cache_ttl_secs),
             signin_timeout: (self.signin_timeout_secs > 0)
                 .then(|| Duration::from_secs(self.signin_timeout_secs)),
         }
@@ -546,6 +551,12 @@ impl Config {
                 if value == 0 {
                     return Err(invalid(field(name), "must be greater than 0"));
                 }
+            }
+            if app.cache_ttl.is_zero() || app.cache_ttl > MAX_DURATION {
+                return Err(invalid(
+                    field("cache_ttl_secs"),
+                    "must be between 1 and 86400",
+                ));
             }
             if app.signin_timeout.is_some_and(|t| t > MAX_DURATION) {
                 return Err(invalid(

@@ -5,8 +5,9 @@ import WebSocket from 'ws';
 import { APP } from './broker.mjs';
 
 /** The official server SDK for the broker's app (triggers, queries, signatures). */
-export function serverSdk(broker, app = APP) {
+export function serverSdk(broker, app = APP, { masterKey } = {}) {
   return new PusherServer({
+    encryptionMasterKeyBase64: masterKey,
     appId: app.id,
     key: app.key,
     secret: app.secret,
@@ -19,10 +20,10 @@ export function serverSdk(broker, app = APP) {
 /**
  * A pusher-js client whose channel authorization is signed by the server SDK, as a Laravel
  * backend would. `presence(channel)` supplies presence data, `user` the sign-in user data;
- * `secret` lets a test sign wrongly.
+ * `secret` lets a test sign wrongly; `masterKey` (base64) enables encrypted channels.
  */
-export function pusherClient(broker, { app = APP, presence = () => ({ user_id: 'anonymous' }), secret, user } = {}) {
-  const signer = serverSdk(broker, secret ? { ...app, secret } : app);
+export function pusherClient(broker, { app = APP, presence = () => ({ user_id: 'anonymous' }), secret, user, masterKey } = {}) {
+  const signer = serverSdk(broker, secret ? { ...app, secret } : app, { masterKey });
   const client = new PusherClient(app.key, {
     wsHost: broker.host,
     wsPort: broker.port,

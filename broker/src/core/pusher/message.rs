@@ -320,6 +320,15 @@ pub fn presence_subscription_succeeded<'m>(
     json.finish()
 }
 
+/// `pusher:cache_miss`: a cache channel has no (unexpired) event to replay.
+pub fn cache_miss(channel: &str) -> Vec<u8> {
+    let mut json = Json::with_capacity(48 + channel.len());
+    json.raw(r#"{"event":"pusher:cache_miss","channel":"#)
+        .string(channel)
+        .raw("}");
+    json.finish()
+}
+
 /// `pusher:signin_success`; `data` is the string `{"user_data":"<the signed text>"}`.
 pub fn signin_success(user_data: &str) -> Vec<u8> {
     let mut inner = Json::with_capacity(32 + user_data.len() * 2);

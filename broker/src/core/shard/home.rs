@@ -1,5 +1,9 @@
 //! The authoritative state of a channel, kept at its home shard.
 
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
 use crate::core::auth::channel::PresenceMember;
 use crate::core::channel::presence::{JoinOutcome, LeaveOutcome, PresenceRoster};
 use crate::core::ids::{SocketId, UserId};
@@ -12,6 +16,8 @@ pub(super) struct HomeChannel {
     per_shard: Vec<u32>,
     total: usize,
     roster: Option<PresenceRoster>,
+    /// Cache channels: the last event's frame and when it was published.
+    cache: Option<(Bytes, Instant)>,
 }
 
 /// The result of admitting a socket.
@@ -32,6 +38,27 @@ impl HomeChannel {
             per_shard: vec![0; shard_count],
             total: 0,
             roster: None,
+            cache: None,
+        }
+    }
+
+    /// Remembers the last event of a cache channel.
+    pub(super) fn remember(&mut self, frame: Bytes, now: Instant) {
+        self.cache = Some((frame, now));
+    }
+
+    /// The cached event, if younger than `ttl`.
+    pub(super) fn cached(&self, now: Instant, ttl: Duration) -> Option<Bytes> {
+        self.cache
+            .as_ref()
+            .filter(|(_, at)| now.saturating_duration_since(*at) < ttl)
+            .map(|(frame, _)| frame.clone())
+    }
+
+    /// Drops a cached event older than `ttl`.
+    pub(super) fn forget_expired(&mut self, now: Instant, ttl: Duration) {
+        if self.cached(now, ttl).is_none() {
+            self.cache = None;
         }
     }
 
@@ -96,7 +123,9 @@ impl HomeChannel {
 
     /// Whether nothing is left to remember.
     pub(super) fn is_empty(&self) -> bool {
-        self.total == 0 && self.roster.as_ref().is_none_or(PresenceRoster::is_empty)
+        self.total == 0
+            && self.roster.as_ref().is_none_or(PresenceRoster::is_empty)
+            && self.cache.is_none()
     }
 
     /// Shards with at least one subscriber.

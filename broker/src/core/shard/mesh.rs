@@ -62,6 +62,8 @@ pub enum MeshMsg {
         user: Option<UserId>,
         /// The complete WebSocket frame to send.
         frame: Bytes,
+        /// Cache channels: the cached event or `pusher:cache_miss`, sent right after.
+        then: Option<Bytes>,
     },
     /// From the home shard: the join was refused; `frame` is `subscription_error`.
     SubscribeRefused {

@@ -776,7 +776,7 @@ impl Shard {
 
     /// Handles a message from another shard.
     pub fn handle_mesh(&mut self, msg: MeshMsg, now: Instant) {
-        self.dispatch(msg);
+        self.dispatch(msg, now);
         self.drain_to_self(now);
     }
 
@@ -896,7 +896,19 @@ impl Shard {
             let text = "sign-in (pusher:signin) did not happen in time";
             self.send_error_message(key, ErrorCode::Unauthorized, text);
         }
+        self.expire_caches(now);
         self.drain_to_self(now);
+    }
+
+    /// Forgets cached events past their TTL (and channels with nothing else to remember).
+    fn expire_caches(&mut self, now: Instant) {
+        for (app, homes) in self.homes.iter_mut().enumerate() {
+            let ttl = self.state.apps.get(AppIdx(app as u16)).config.cache_ttl;
+            homes.retain(|_, home| {
+                home.forget_expired(now, ttl);
+                !home.is_empty()
+            });
+        }
     }
 
     /// Closes every connection with 4200 (reconnect now), for a graceful shutdown.
@@ -1005,13 +1017,13 @@ impl Shard {
         }
     }
 
-    fn drain_to_self(&mut self, _now: Instant) {
+    fn drain_to_self(&mut self, now: Instant) {
         while let Some(msg) = self.to_self.pop_front() {
-            self.dispatch(msg);
+            self.dispatch(msg, now);
         }
     }
 
-    fn dispatch(&mut self, msg: MeshMsg) {
+    fn dispatch(&mut self, msg: MeshMsg, now: Instant) {
         match msg {
             MeshMsg::Subscribe {
                 shard,
@@ -1021,7 +1033,7 @@ impl Shard {
                 channel,
                 member,
             } => {
-                self.home_subscribe(shard, conn, socket_id, app, channel, member);
+                self.home_subscribe(shard, conn, socket_id, app, channel, member, now);
             }
             MeshMsg::SubscribeAccepted {
                 conn,
@@ -1030,8 +1042,9 @@ impl Shard {
                 channel,
                 user,
                 frame,
+                then,
             } => {
-                self.subscribe_accepted(conn, socket_id, app, channel, user, frame);
+                self.subscribe_accepted(conn, socket_id, app, channel, user, frame, then);
             }
             MeshMsg::SubscribeRefused {
                 conn,
@@ -1057,6 +1070,12 @@ impl Shard {
                 frame,
                 except,
             } => {
+                if channel.kind().is_cache() {
+                    self.homes[app.get()]
+                        .entry(channel.clone())
+                        .or_insert_with(|| HomeChannel::new(self.shard_count))
+                        .remember(frame.clone(), now);
+                }
                 self.home_publish(app, &channel, frame, except);
             }
             MeshMsg::Deliver {
@@ -1123,8 +1142,10 @@ impl Shard {
         app: AppIdx,
         channel: ChannelName,
         member: Option<crate::core::auth::channel::PresenceMember>,
+        now: Instant,
     ) {
-        let max_members = self.state.apps.get(app).config.max_presence_members;
+        let config = &self.state.apps.get(app).config;
+        let (max_members, cache_ttl) = (config.max_presence_members, config.cache_ttl);
         let home = self.homes[app.get()]
             .entry(channel.clone())
             .or_insert_with(|| HomeChannel::new(self.shard_count));
@@ -1151,6 +1172,12 @@ impl Shard {
             }
             None => message::subscription_succeeded(channel.as_str()),
         };
+        // Cache channels: the last event follows the confirmation, or a cache miss.
+        let then = channel.kind().is_cache().then(|| {
+            home.cached(now, cache_ttl).unwrap_or_else(|| {
+                frame::encode_frame(Opcode::Text, &message::cache_miss(channel.as_str()))
+            })
+        });
         self.send_to(
             shard,
             MeshMsg::SubscribeAccepted {
@@ -1160,6 +1187,7 @@ impl Shard {
                 channel: channel.clone(),
                 user: member.as_ref().map(|m| m.user_id.clone()),
                 frame: frame::encode_frame(Opcode::Text, &json),
+                then,
             },
         );
         if admitted.first_socket_of_user
@@ -1183,6 +1211,7 @@ impl Shard {
         channel: ChannelName,
         user: Option<UserId>,
         frame: Bytes,
+        then: Option<Bytes>,
     ) {
         let pending = self
             .conns
@@ -1204,6 +1233,9 @@ impl Shard {
                     .subscriptions
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.send_frame(key, frame);
+                if let Some(then) = then {
+                    self.send_frame(key, then);
+                }
             }
             None => {
                 // The socket left (or unsubscribed) while the home shard was admitting it:

@@ -1025,3 +1025,51 @@ fn server_initiated_close_completes_when_the_peer_answers() {
     assert!(cluster.shards[0].peer_closed(a.key, a.socket_id));
     assert!(cluster.recv(a).is_empty());
 }
+
+#[test]
+fn cache_channel_replays_the_last_event_or_reports_a_miss() {
+    let mut cluster = Cluster::new(2);
+    let early = cluster.connect(0);
+    let reply = cluster.subscribe(early, "cache-prices");
+    assert_eq!(reply[0]["event"], "pusher_internal:subscription_succeeded");
+    assert_eq!(
+        reply[1],
+        json!({"event": "pusher:cache_miss", "channel": "cache-prices"})
+    );
+    cluster.publish(1, "cache-prices", "first", None);
+    cluster.publish(1, "cache-prices", "second", None);
+    assert_eq!(cluster.recv(early).len(), 2);
+    let late = cluster.connect(1);
+    let reply = cluster.subscribe(late, "cache-prices");
+    assert_eq!(reply[1]["data"], "second");
+}
+
+#[test]
+fn cache_is_kept_without_subscribers_until_its_ttl() {
+    let mut cluster = Cluster::with(1, |c| c.apps[0].cache_ttl = Duration::from_secs(60));
+    cluster.publish(0, "private-cache-x", "kept", None);
+    cluster.tick(Duration::from_secs(59));
+    let a = cluster.connect(0);
+    let reply = cluster.subscribe_private(a, "private-cache-x");
+    assert_eq!(reply[1]["data"], "kept");
+    cluster.send(
+        a,
+        json!({"event": "pusher:unsubscribe", "data": {"channel": "private-cache-x"}}),
+    );
+    cluster.tick(Duration::from_secs(1));
+    let reply = cluster.subscribe_private(a, "private-cache-x");
+    assert_eq!(reply[1]["event"], "pusher:cache_miss");
+}
+
+#[test]
+fn presence_member_events_do_not_replace_the_cached_event() {
+    let mut cluster = Cluster::new(1);
+    let a = cluster.connect(0);
+    cluster.join_presence(a, "presence-cache-room", "a");
+    cluster.publish(0, "presence-cache-room", "news", None);
+    let b = cluster.connect(0);
+    cluster.join_presence(b, "presence-cache-room", "b");
+    let c = cluster.connect(0);
+    let reply = cluster.join_presence(c, "presence-cache-room", "c");
+    assert_eq!(reply[1]["data"], "news");
+}
