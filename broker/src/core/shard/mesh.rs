@@ -33,38 +33,9 @@ pub struct ReplyTo {
 #[derive(Debug)]
 pub enum MeshMsg {
     /// To the home shard: a socket wants to join (its authorization already checked).
-    Subscribe {
-        /// The socket's shard.
-        shard: ShardId,
-        /// The socket's key there.
-        conn: ConnKey,
-        /// The socket.
-        socket_id: SocketId,
-        /// The app.
-        app: AppIdx,
-        /// The channel.
-        channel: ChannelName,
-        /// Presence channels: who joins.
-        member: Option<PresenceMember>,
-    },
-    /// From the home shard: the join is recorded; `frame` is `subscription_succeeded`.
-    SubscribeAccepted {
-        /// The socket's key.
-        conn: ConnKey,
-        /// The socket (guards against key reuse).
-        socket_id: SocketId,
-        /// The app.
-        app: AppIdx,
-        /// The channel.
-        channel: ChannelName,
-        /// Presence channels: the member admitted (needed to undo the join if the socket
-        /// left meanwhile).
-        user: Option<UserId>,
-        /// The complete WebSocket frame to send.
-        frame: Bytes,
-        /// Cache channels: the cached event or `pusher:cache_miss`, sent right after.
-        then: Option<Bytes>,
-    },
+    Subscribe(Join),
+    /// From the home shard: the join is recorded.
+    SubscribeAccepted(Admission),
     /// From the home shard: the join was refused; `frame` is `subscription_error`.
     SubscribeRefused {
         /// The socket's key.
@@ -154,6 +125,43 @@ pub enum MeshMsg {
         /// One shard's part of the answer.
         part: AnswerPart,
     },
+}
+
+/// A socket asking its channel's home shard to admit it.
+#[derive(Debug)]
+pub struct Join {
+    /// The socket's shard.
+    pub shard: ShardId,
+    /// The socket's key there.
+    pub conn: ConnKey,
+    /// The socket.
+    pub socket_id: SocketId,
+    /// The app.
+    pub app: AppIdx,
+    /// The channel.
+    pub channel: ChannelName,
+    /// Presence channels: who joins.
+    pub member: Option<PresenceMember>,
+}
+
+/// The home shard's confirmation of a [`Join`].
+#[derive(Debug)]
+pub struct Admission {
+    /// The socket's key.
+    pub conn: ConnKey,
+    /// The socket (guards against key reuse).
+    pub socket_id: SocketId,
+    /// The app.
+    pub app: AppIdx,
+    /// The channel.
+    pub channel: ChannelName,
+    /// Presence channels: the member admitted (needed to undo the join if the socket left
+    /// meanwhile).
+    pub user: Option<UserId>,
+    /// `subscription_succeeded`, as a complete WebSocket frame.
+    pub frame: Bytes,
+    /// Cache channels: the cached event or `pusher:cache_miss`, sent right after.
+    pub then: Option<Bytes>,
 }
 
 /// What the home shard knows of one channel.

@@ -24,7 +24,9 @@ use serde_json::value::RawValue;
 use slab::Slab;
 
 use self::home::HomeChannel;
-pub use self::mesh::{AnswerPart, ChannelStats, ConnKey, MeshMsg, QueryId, ReplyTo, ShardId};
+pub use self::mesh::{
+    Admission, AnswerPart, ChannelStats, ConnKey, Join, MeshMsg, QueryId, ReplyTo, ShardId,
+};
 use crate::config::{ClientEvents, ServerConfig};
 use crate::core::app::{AppTable, QuotaExceeded};
 use crate::core::auth::channel::{AuthContext, ChannelAuthorized, authorize_subscription};
@@ -577,14 +579,14 @@ impl Shard {
             user: member.as_ref().map(|m| m.user_id.clone()),
             state: SubState::Pending,
         });
-        let msg = MeshMsg::Subscribe {
+        let msg = MeshMsg::Subscribe(Join {
             shard: self.id,
             conn: key,
             socket_id: conn.socket_id,
             app: conn.app,
             channel: channel.clone(),
             member,
-        };
+        });
         let app = conn.app;
         self.send_home(app, &channel, msg);
     }
@@ -1025,27 +1027,8 @@ impl Shard {
 
     fn dispatch(&mut self, msg: MeshMsg, now: Instant) {
         match msg {
-            MeshMsg::Subscribe {
-                shard,
-                conn,
-                socket_id,
-                app,
-                channel,
-                member,
-            } => {
-                self.home_subscribe(shard, conn, socket_id, app, channel, member, now);
-            }
-            MeshMsg::SubscribeAccepted {
-                conn,
-                socket_id,
-                app,
-                channel,
-                user,
-                frame,
-                then,
-            } => {
-                self.subscribe_accepted(conn, socket_id, app, channel, user, frame, then);
-            }
+            MeshMsg::Subscribe(join) => self.home_subscribe(join, now),
+            MeshMsg::SubscribeAccepted(admission) => self.subscribe_accepted(admission),
             MeshMsg::SubscribeRefused {
                 conn,
                 socket_id,
@@ -1134,16 +1117,15 @@ impl Shard {
         }
     }
 
-    fn home_subscribe(
-        &mut self,
-        shard: ShardId,
-        conn: ConnKey,
-        socket_id: SocketId,
-        app: AppIdx,
-        channel: ChannelName,
-        member: Option<crate::core::auth::channel::PresenceMember>,
-        now: Instant,
-    ) {
+    fn home_subscribe(&mut self, join: Join, now: Instant) {
+        let Join {
+            shard,
+            conn,
+            socket_id,
+            app,
+            channel,
+            member,
+        } = join;
         let config = &self.state.apps.get(app).config;
         let (max_members, cache_ttl) = (config.max_presence_members, config.cache_ttl);
         let home = self.homes[app.get()]
@@ -1180,7 +1162,7 @@ impl Shard {
         });
         self.send_to(
             shard,
-            MeshMsg::SubscribeAccepted {
+            MeshMsg::SubscribeAccepted(Admission {
                 conn,
                 socket_id,
                 app,
@@ -1188,7 +1170,7 @@ impl Shard {
                 user: member.as_ref().map(|m| m.user_id.clone()),
                 frame: frame::encode_frame(Opcode::Text, &json),
                 then,
-            },
+            }),
         );
         if admitted.first_socket_of_user
             && let Some(member) = member
@@ -1203,16 +1185,16 @@ impl Shard {
         }
     }
 
-    fn subscribe_accepted(
-        &mut self,
-        key: ConnKey,
-        socket_id: SocketId,
-        app: AppIdx,
-        channel: ChannelName,
-        user: Option<UserId>,
-        frame: Bytes,
-        then: Option<Bytes>,
-    ) {
+    fn subscribe_accepted(&mut self, admission: Admission) {
+        let Admission {
+            conn: key,
+            socket_id,
+            app,
+            channel,
+            user,
+            frame,
+            then,
+        } = admission;
         let pending = self
             .conns
             .get_mut(key)
