@@ -221,3 +221,48 @@ fn a_second_server_on_the_same_port_is_refused() {
         .expect("second server refused");
     assert!(err.to_string().contains("already in use"), "{err}");
 }
+
+#[test]
+fn a_consumer_that_stops_reading_is_closed_with_4100_and_others_keep_receiving() {
+    let server = TestServer::start_with(1, |c| c.server.send_buffer_bytes = 64 * 1024);
+    let mut fast = WsClient::connect(server.addr);
+    let mut slow = WsClient::connect_with_small_receive_buffer(server.addr);
+    fast.subscribe("firehose");
+    slow.subscribe("firehose");
+    let data = "x".repeat(9 * 1024);
+    let path = format!("/apps/{APP_ID}/events");
+    let events = 400;
+    for i in 0..events {
+        let body = json!({"name": "chunk", "channel": "firehose", "data": format!("{i}:{data}")})
+            .to_string();
+        assert_eq!(api(server.addr, "POST", &path, &body, &[]).0, 200);
+        // The fast client keeps up; the slow one never reads until the end.
+        assert_eq!(fast.recv().expect("fast client event")["event"], "chunk");
+    }
+    let (_, metrics) = http(server.addr, "GET", "/metrics", "");
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("ringcast_slow_consumers_closed_total 1"),
+        "{metrics}"
+    );
+    // What the slow client finally reads ends with the 4100 error and close.
+    let error = slow.recv_until(Duration::from_secs(5), |v| v["event"] == "pusher:error");
+    assert_eq!(error["data"]["code"], 4100);
+    assert_eq!(slow.recv().unwrap(), json!({"close": 4100}));
+}
+
+#[test]
+fn a_client_that_does_not_answer_the_ping_is_closed_with_4201() {
+    let server = TestServer::start_with(1, |c| {
+        c.server.activity_timeout = Duration::from_secs(1);
+        c.server.pong_timeout = Duration::from_secs(1);
+    });
+    let mut client = WsClient::connect(server.addr);
+    let ping = client.recv_until(Duration::from_secs(5), |v| v["event"] == "pusher:ping");
+    assert_eq!(ping["event"], "pusher:ping");
+    let error = client.recv_until(Duration::from_secs(5), |v| v["event"] == "pusher:error");
+    assert_eq!(error["data"]["code"], 4201);
+    assert_eq!(client.recv().unwrap(), json!({"close": 4201}));
+}

@@ -84,9 +84,26 @@ impl WsClient {
         client
     }
 
+    /// Like [`WsClient::connect`], with a 4 KiB kernel receive buffer, so that a client that
+    /// stops reading backs up into the server quickly.
+    pub fn connect_with_small_receive_buffer(addr: SocketAddr) -> Self {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(&addr.into()).unwrap();
+        let mut client = Self::upgrade(socket.into(), addr, &format!("/app/{KEY}?protocol=7"));
+        let hello = client.recv().expect("connection_established");
+        let data: Value = serde_json::from_str(hello["data"].as_str().unwrap()).unwrap();
+        client.socket_id = data["socket_id"].as_str().unwrap().to_owned();
+        client
+    }
+
     /// Performs the upgrade on `path` and returns the client without reading anything more.
     pub fn open(addr: SocketAddr, path: &str) -> Self {
-        let mut stream = TcpStream::connect(addr).unwrap();
+        Self::upgrade(TcpStream::connect(addr).unwrap(), addr, path)
+    }
+
+    fn upgrade(mut stream: TcpStream, addr: SocketAddr, path: &str) -> Self {
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
