@@ -1,8 +1,15 @@
-import { describe, it, before, after } from 'node:test';
+// Cache channels (last event replayed, or pusher:cache_miss) and end-to-end encrypted channels,
+// where the broker relays ciphertext it cannot read (PROTOCOL.md, "Channels" and "Signatures").
+
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
 import { startBroker } from '../lib/broker.mjs';
-import { pusherClient, serverSdk, subscribed, nextEvent, waitFor, rawSocket, disconnectAll } from '../lib/clients.mjs';
+import { disconnectAll, pusherClient, serverSdk, uniq } from '../lib/clients.mjs';
+import { rawClient } from '../lib/raw.mjs';
+import { TEST_TIMEOUT_MS } from '../lib/wait.mjs';
+
+const T = { timeout: TEST_TIMEOUT_MS };
 
 describe('cache channels', () => {
   let broker;
@@ -11,69 +18,82 @@ describe('cache channels', () => {
     broker = await startBroker();
     sdk = serverSdk(broker);
   });
-  after(() => broker.stop());
-
-  it('an empty cache channel sends pusher:cache_miss after subscribing', async () => {
-    const client = pusherClient(broker);
-    const channel = client.subscribe('cache-empty');
-    await waitFor((resolve) => channel.bind('pusher:cache_miss', resolve), 'cache_miss');
-    disconnectAll(client);
+  after(async () => {
+    disconnectAll();
+    await broker?.stop();
   });
 
-  it('a late subscriber gets the last event at once', async () => {
-    await sdk.trigger('cache-scores', 'score', { home: 1 });
-    await sdk.trigger('cache-scores', 'score', { home: 2 });
-    const client = pusherClient(broker);
-    const channel = client.subscribe('cache-scores');
-    const { data } = await nextEvent(channel, 'score');
-    assert.deepEqual(data, { home: 2 });
-    disconnectAll(client);
+  it('an empty cache channel sends pusher:cache_miss after subscription_succeeded', T, async (t) => {
+    const client = await pusherClient(t, broker);
+    const name = uniq('cache-empty-');
+    const miss = client.nextMessage((m) => m.event === 'pusher:cache_miss' && m.channel === name, { what: 'cache_miss' });
+    await client.subscribe(name);
+    await miss;
   });
 
-  it('private and presence cache channels replay too', async () => {
-    await sdk.trigger(['private-cache-a', 'presence-cache-b'], 'state', 'on');
-    const client = pusherClient(broker, { presence: () => ({ user_id: 'c1' }) });
-    const first = nextEvent(client.subscribe('private-cache-a'), 'state');
-    const second = nextEvent(client.subscribe('presence-cache-b'), 'state');
-    assert.equal((await first).data, 'on');
-    assert.equal((await second).data, 'on');
-    disconnectAll(client);
+  it('a late subscriber gets the last event right after subscribing', T, async (t) => {
+    const name = uniq('cache-scores-');
+    await sdk.trigger(name, 'score', { home: 1 });
+    await sdk.trigger(name, 'score', { home: 2 });
+    const client = await pusherClient(t, broker);
+    const replay = client.nextMessage((m) => m.event === 'score' && m.channel === name, { what: 'cached score' });
+    await client.subscribe(name);
+    assert.deepEqual((await replay).data, { home: 2 });
+  });
+
+  it('private and presence cache channels replay too', T, async (t) => {
+    const privateName = uniq('private-cache-');
+    const presenceName = uniq('presence-cache-');
+    await sdk.trigger([privateName, presenceName], 'state', 'on');
+    const client = await pusherClient(t, broker);
+    for (const name of [privateName, presenceName]) {
+      const replay = client.nextMessage((m) => m.event === 'state' && m.channel === name, { what: `replay on ${name}` });
+      await client.subscribe(name);
+      assert.equal((await replay).data, 'on');
+    }
   });
 });
 
 describe('end-to-end encrypted channels', () => {
   const masterKey = randomBytes(32).toString('base64');
   let broker;
-  before(async () => { broker = await startBroker(); });
-  after(() => broker.stop());
-
-  it('pusher-js decrypts what the server SDK encrypted; the broker only relays ciphertext', async () => {
-    const sdk = serverSdk(broker, undefined, { masterKey });
-    const client = pusherClient(broker, { masterKey });
-    const { channel } = await subscribed(client, 'private-encrypted-vault');
-    const got = nextEvent(channel, 'secret');
-    // A raw subscriber signed like a private channel sees only the ciphertext envelope.
-    const raw = await rawSocket(broker, '/app/app-key?protocol=7');
-    const hello = await raw.next((m) => m.event === 'pusher:connection_established');
-    const socketId = JSON.parse(hello.data).socket_id;
-    const { auth } = sdk.authorizeChannel(socketId, 'private-encrypted-vault');
-    raw.send({ event: 'pusher:subscribe', data: { channel: 'private-encrypted-vault', auth } });
-    await raw.next((m) => m.event === 'pusher_internal:subscription_succeeded');
-    await sdk.trigger('private-encrypted-vault', 'secret', { pin: 1234 });
-    assert.deepEqual((await got).data, { pin: 1234 });
-    const envelope = JSON.parse((await raw.next((m) => m.event === 'secret')).data);
-    assert.ok(envelope.nonce && envelope.ciphertext);
-    assert.ok(!JSON.stringify(envelope).includes('1234'));
-    raw.close();
-    disconnectAll(client);
+  before(async () => {
+    broker = await startBroker();
+  });
+  after(async () => {
+    disconnectAll();
+    await broker?.stop();
   });
 
-  it('client events are refused on encrypted channels', async () => {
-    const client = pusherClient(broker, { masterKey });
-    await subscribed(client, 'private-encrypted-chat');
-    const error = waitFor((resolve) => client.connection.bind('error', resolve), 'pusher:error');
-    client.send_event('client-x', { a: 1 }, 'private-encrypted-chat');
-    assert.equal((await error).data.code, 4305);
-    disconnectAll(client);
+  it('pusher-js decrypts what the SDK encrypted while the wire carries only ciphertext', T, async (t) => {
+    const sdk = serverSdk(broker, broker.app, { encryptionMasterKeyBase64: masterKey });
+    const name = uniq('private-encrypted-vault-');
+    const client = await pusherClient(t, broker, { masterKey });
+    const channel = await client.subscribe(name);
+    const decrypted = client.nextEvent(channel, 'secret');
+
+    // A raw subscriber, signed like a private channel, sees what the broker relays.
+    const raw = rawClient(t, broker);
+    const hello = await raw.established();
+    const { auth } = sdk.authorizeChannel(JSON.parse(hello.data).socket_id, name);
+    raw.send({ event: 'pusher:subscribe', data: { channel: name, auth } });
+    await raw.event('pusher_internal:subscription_succeeded');
+
+    await sdk.trigger(name, 'secret', { pin: 4321 });
+    const [data] = await decrypted;
+    assert.deepEqual(data, { pin: 4321 });
+    const envelope = JSON.parse((await raw.event('secret')).data);
+    assert.ok(envelope.nonce && envelope.ciphertext, JSON.stringify(envelope));
+    assert.ok(!JSON.stringify(envelope).includes('4321'));
+  });
+
+  it('client events are refused on encrypted channels with 4305', T, async (t) => {
+    const client = await pusherClient(t, broker, { masterKey });
+    const name = uniq('private-encrypted-chat-');
+    await client.subscribe(name);
+    const error = client.errors.next((e) => e.data?.code === 4305, { what: '4305' });
+    client.pusher.send_event('client-x', { a: 1 }, name);
+    await error;
+    assert.equal(client.state, 'connected');
   });
 });

@@ -1,103 +1,144 @@
-import { describe, it, before, after } from 'node:test';
+// laravel-echo against the broker, both as `broadcaster: 'pusher'` (given a pusher-js client) and
+// as `broadcaster: 'reverb'` (building its own pusher-js from the options, as a Laravel app does).
+
 import assert from 'node:assert/strict';
-import Echo from 'laravel-echo';
+import { after, before, describe, it } from 'node:test';
 import { startBroker } from '../lib/broker.mjs';
-import { pusherClient, serverSdk, connected, waitFor, disconnectAll } from '../lib/clients.mjs';
+import {
+  SOCKET_ID_RE,
+  WRONG_SECRET,
+  disconnectAll,
+  echoClient,
+  echoSubscribed,
+  expectSilence,
+  newUser,
+  serverSdk,
+  uniq,
+} from '../lib/clients.mjs';
+import { Recorder, TEST_TIMEOUT_MS, withTimeout } from '../lib/wait.mjs';
 
-for (const broadcaster of ['pusher', 'reverb']) {
-  describe(`laravel-echo (broadcaster ${broadcaster})`, () => {
-    let broker;
-    let sdk;
-    before(async () => {
-      broker = await startBroker();
-      sdk = serverSdk(broker);
-    });
-    after(() => broker.stop());
+const T = { timeout: TEST_TIMEOUT_MS };
 
-    function echo(options = {}) {
-      const client = pusherClient(broker, options);
-      return { client, echo: new Echo({ broadcaster, key: 'app-key', client, withoutInterceptors: true }) };
-    }
-
-    // Resolves at once when the subscription already succeeded (its event has passed).
-    function subscribedVia(channel) {
-      return waitFor((resolve) => {
-        if (channel.subscription.subscribed) resolve();
-        else channel.subscribed(resolve);
-      }, 'subscribed');
-    }
-
-    it('.channel().listen() receives a broadcast event', async () => {
-      const { client, echo: e } = echo();
-      const channel = e.channel('orders');
-      await subscribedVia(channel);
-      const got = waitFor((resolve) => channel.listen('.OrderShipped', resolve), 'OrderShipped');
-      await sdk.trigger('orders', 'OrderShipped', { id: 7 });
-      assert.deepEqual(await got, { id: 7 });
-      disconnectAll(client);
-    });
-
-    it('.private().listen() receives on a signed channel', async () => {
-      const { client, echo: e } = echo();
-      const channel = e.private('orders.1');
-      await subscribedVia(channel);
-      const got = waitFor((resolve) => channel.listen('.Paid', resolve), 'Paid');
-      await sdk.trigger('private-orders.1', 'Paid', { ok: true });
-      assert.deepEqual(await got, { ok: true });
-      disconnectAll(client);
-    });
-
-    it('.join() calls here, joining and leaving', async () => {
-      const { client: a, echo: ea } = echo({ presence: () => ({ user_id: 1, user_info: { name: 'Ann' } }) });
-      const here = await waitFor((resolve) => ea.join('room.1').here(resolve), 'here');
-      assert.deepEqual(here, [{ name: 'Ann' }]);
-      const joining = waitFor((resolve) => ea.join('room.1').joining(resolve), 'joining');
-      const leaving = waitFor((resolve) => ea.join('room.1').leaving(resolve), 'leaving');
-      const { client: b, echo: eb } = echo({ presence: () => ({ user_id: 2, user_info: { name: 'Ben' } }) });
-      await waitFor((resolve) => eb.join('room.1').here(resolve), 'here for Ben');
-      assert.deepEqual(await joining, { name: 'Ben' });
-      b.disconnect();
-      assert.deepEqual(await leaving, { name: 'Ben' });
-      disconnectAll(a);
-    });
-
-    it('.whisper() reaches listenForWhisper on the other client only', async () => {
-      const { client: a, echo: ea } = echo();
-      const { client: b, echo: eb } = echo();
-      const channelA = ea.private('chat.1');
-      const channelB = eb.private('chat.1');
-      await subscribedVia(channelA);
-      await subscribedVia(channelB);
-      const heard = waitFor((resolve) => channelB.listenForWhisper('typing', resolve), 'whisper');
-      channelA.whisper('typing', { name: 'Ann' });
-      assert.deepEqual(await heard, { name: 'Ann' });
-      disconnectAll(a, b);
-    });
-
-    it('toOthers: a broadcast with the X-Socket-ID of a socket skips it', async () => {
-      const { client: a, echo: ea } = echo();
-      const { client: b, echo: eb } = echo();
-      await connected(a);
-      const channelA = ea.channel('feed');
-      const channelB = eb.channel('feed');
-      await subscribedVia(channelA);
-      await subscribedVia(channelB);
-      let echoedToSender = false;
-      channelA.listen('.Posted', () => { echoedToSender = true; });
-      const got = waitFor((resolve) => channelB.listen('.Posted', resolve), 'Posted');
-      // What Laravel does for ->toOthers(): the request's X-Socket-ID becomes socket_id.
-      await sdk.trigger('feed', 'Posted', { n: 1 }, { socket_id: ea.socketId() });
-      assert.deepEqual(await got, { n: 1 });
-      await new Promise((r) => setTimeout(r, 300));
-      assert.equal(echoedToSender, false);
-      disconnectAll(a, b);
-    });
-
-    it('.private().error() fires when authorization fails', async () => {
-      const { client, echo: e } = echo({ secret: 'not-the-secret' });
-      const error = await waitFor((resolve) => e.private('vault').error(resolve), 'error()');
-      assert.equal(error.status, 401);
-      disconnectAll(client);
-    });
-  });
+/** Resolves with the first argument of the next call of an Echo-style callback registration. */
+function nextCall(register, what) {
+  return withTimeout(new Promise((res) => register(res)), 3_000, what);
 }
+
+describe('laravel-echo', () => {
+  let broker;
+  let sdk;
+  before(async () => {
+    broker = await startBroker();
+    sdk = serverSdk(broker);
+  });
+  after(async () => {
+    disconnectAll();
+    await broker?.stop();
+  });
+
+  for (const broadcaster of ['pusher', 'reverb']) {
+    describe(`broadcaster ${broadcaster}`, () => {
+      it('.channel().listen(".event") receives an event triggered with the server SDK', T, async (t) => {
+        const { echo } = await echoClient(t, broker, { broadcaster });
+        const name = uniq('news-');
+        const channel = echo.channel(name);
+        const got = nextCall((cb) => channel.listen('.OrderShipped', cb), '.OrderShipped');
+        await echoSubscribed(channel);
+        await sdk.trigger(name, 'OrderShipped', { order: 42 });
+        assert.deepEqual(await got, { order: 42 });
+      });
+
+      it('.listen() without a leading dot uses the App.Events namespace', T, async (t) => {
+        const { echo } = await echoClient(t, broker, { broadcaster });
+        const name = uniq('news-');
+        const channel = echo.channel(name);
+        const got = nextCall((cb) => channel.listen('OrderShipped', cb), 'App\\Events\\OrderShipped');
+        await echoSubscribed(channel);
+        await sdk.trigger(name, 'App\\Events\\OrderShipped', { order: 43 });
+        assert.deepEqual(await got, { order: 43 });
+      });
+
+      it('.private().listen() subscribes with a signature and receives events', T, async (t) => {
+        const { echo } = await echoClient(t, broker, { broadcaster });
+        const name = uniq('orders-');
+        const channel = echo.private(name);
+        const got = nextCall((cb) => channel.listen('.Updated', cb), '.Updated');
+        await echoSubscribed(channel);
+        await sdk.trigger(`private-${name}`, 'Updated', { status: 'paid' });
+        assert.deepEqual(await got, { status: 'paid' });
+      });
+
+      it('.join() calls here() with the members, then joining() and leaving() as others come and go', T, async (t) => {
+        const alice = newUser('alice');
+        const bob = newUser('bob');
+        const room = uniq('room-');
+        const a = await echoClient(t, broker, { broadcaster, user: alice });
+        const joining = new Recorder();
+        const leaving = new Recorder();
+        const aHere = nextCall(
+          (cb) => a.echo.join(room).here(cb).joining(joining.fn).leaving(leaving.fn),
+          'here() for alice',
+        );
+        assert.deepEqual(await aHere, [alice.user_info]);
+
+        const b = await echoClient(t, broker, { broadcaster, user: bob });
+        const bHere = nextCall((cb) => b.echo.join(room).here(cb), 'here() for bob');
+        const herebob = await bHere;
+        assert.deepEqual(
+          herebob.map((u) => u.name).sort(),
+          [alice.user_info.name, bob.user_info.name].sort(),
+        );
+        const [joined] = await joining.first(() => true, { what: 'joining()' });
+        assert.deepEqual(joined, bob.user_info);
+
+        b.echo.leave(room);
+        const [left] = await leaving.first(() => true, { what: 'leaving()' });
+        assert.deepEqual(left, bob.user_info);
+        assert.equal(joining.calls.length, 1);
+      });
+
+      it('.private().whisper() reaches .listenForWhisper() on another client, not the sender', T, async (t) => {
+        const name = uniq('chat-');
+        const a = await echoClient(t, broker, { broadcaster });
+        const b = await echoClient(t, broker, { broadcaster });
+        const aChannel = a.echo.private(name);
+        const bChannel = b.echo.private(name);
+        const echoed = [];
+        aChannel.listenForWhisper('typing', (d) => echoed.push(d));
+        const got = nextCall((cb) => bChannel.listenForWhisper('typing', cb), 'whisper');
+        await Promise.all([echoSubscribed(aChannel), echoSubscribed(bChannel)]);
+        aChannel.whisper('typing', { name: 'a' });
+        assert.deepEqual(await got, { name: 'a' });
+        await expectSilence(() => echoed.length, 'whisper echoed to its sender');
+      });
+
+      it('toOthers: an event triggered with socket_id = echo.socketId() skips that client only', T, async (t) => {
+        const name = uniq('feed-');
+        const a = await echoClient(t, broker, { broadcaster });
+        const b = await echoClient(t, broker, { broadcaster });
+        assert.match(a.echo.socketId(), SOCKET_ID_RE);
+        const aChannel = a.echo.channel(name);
+        const bChannel = b.echo.channel(name);
+        const aSeen = [];
+        aChannel.listen('.Posted', (d) => aSeen.push(d));
+        const bGot = nextCall((cb) => bChannel.listen('.Posted', cb), '.Posted on b');
+        await Promise.all([echoSubscribed(aChannel), echoSubscribed(bChannel)]);
+        await sdk.trigger(name, 'Posted', { n: 1 }, { socket_id: a.echo.socketId() });
+        assert.deepEqual(await bGot, { n: 1 });
+        const marker = nextCall((cb) => aChannel.listen('.Marker', cb), '.Marker on a');
+        await sdk.trigger(name, 'Marker', {});
+        await marker;
+        assert.deepEqual(aSeen, []);
+      });
+
+      it('.private().error() fires with status 401 when the signature is wrong', T, async (t) => {
+        const { echo, client } = await echoClient(t, broker, { broadcaster, authSecret: WRONG_SECRET });
+        const channel = echo.private(uniq('vault-'));
+        const error = await nextCall((cb) => channel.error(cb), '.error()');
+        assert.equal(error.status, 401, JSON.stringify(error));
+        assert.equal(error.type, 'AuthError');
+        assert.equal(client.state, 'connected', 'the connection stays open after an auth failure');
+      });
+    });
+  }
+});

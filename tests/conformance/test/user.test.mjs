@@ -1,20 +1,20 @@
-import { describe, it, before, after } from 'node:test';
-import assert from 'node:assert/strict';
-import { startBroker } from '../lib/broker.mjs';
-import { pusherClient, serverSdk, connected, waitFor, rawSocket, disconnectAll } from '../lib/clients.mjs';
+// User authentication beyond the happy path covered in http-api.test.mjs: refused sign-ins,
+// #server-to-user channels of other users, and terminate_connections across several sockets.
 
-/** Signs in and resolves once the #server-to-user channel is subscribed. */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { startBroker } from '../lib/broker.mjs';
+import { WRONG_SECRET, disconnectAll, newUser, pusherClient, serverSdk } from '../lib/clients.mjs';
+import { rawClient } from '../lib/raw.mjs';
+import { TEST_TIMEOUT_MS, waitFor } from '../lib/wait.mjs';
+
+const T = { timeout: TEST_TIMEOUT_MS };
+
 async function signedIn(client) {
-  await connected(client);
-  client.signin();
-  await waitFor((resolve) => {
-    const check = () => {
-      const channel = client.user.serverToUserChannel;
-      if (channel?.subscribed) return resolve();
-      setTimeout(check, 20);
-    };
-    check();
-  }, 'sign-in and #server-to-user subscription');
+  const success = client.nextMessage((m) => m.event === 'pusher:signin_success', { what: 'pusher:signin_success' });
+  client.pusher.signin();
+  await success;
+  await waitFor(() => client.pusher.user.serverToUserChannel?.subscribed, { what: '#server-to-user subscription' });
 }
 
 describe('user authentication', () => {
@@ -24,47 +24,37 @@ describe('user authentication', () => {
     broker = await startBroker();
     sdk = serverSdk(broker);
   });
-  after(() => broker.stop());
-
-  it('signin() succeeds and sendToUser reaches user.bind()', async () => {
-    const client = pusherClient(broker, { user: { id: 'user-1', user_info: { name: 'One' } } });
-    await signedIn(client);
-    assert.equal(client.user.user_data.id, 'user-1');
-    const got = waitFor((resolve) => client.user.bind('notice', resolve), 'user event');
-    await sdk.sendToUser('user-1', 'notice', { text: 'hello' });
-    assert.deepEqual(await got, { text: 'hello' });
-    disconnectAll(client);
+  after(async () => {
+    disconnectAll();
+    await broker?.stop();
   });
 
-  it("#server-to-user channels refuse sockets not signed in as that user", async () => {
+  it('a sign-in signed with the wrong secret is refused with 4009', T, async (t) => {
+    const client = await pusherClient(t, broker, { authSecret: WRONG_SECRET });
+    const error = client.errors.next((e) => e.data?.code === 4009, { what: '4009' });
+    client.pusher.signin();
+    await error;
+  });
+
+  it('#server-to-user channels refuse sockets not signed in as that user', T, async (t) => {
     // pusher-js never subscribes to another user's channel itself, so speak the protocol raw.
-    const raw = await rawSocket(broker, '/app/app-key?protocol=7');
-    await raw.next((m) => m.event === 'pusher:connection_established');
-    raw.send({ event: 'pusher:subscribe', data: { channel: '#server-to-user-user-1' } });
-    const error = await raw.next((m) => m.event === 'pusher:subscription_error');
+    const raw = rawClient(t, broker);
+    await raw.established();
+    raw.send({ event: 'pusher:subscribe', data: { channel: '#server-to-user-someone-else' } });
+    const error = await raw.event('pusher:subscription_error');
     assert.equal(error.data.status, 403);
-    raw.close();
   });
 
-  it('a sign-in signed with the wrong secret closes the connection with 4009', async () => {
-    const client = pusherClient(broker, { user: { id: 'user-3' }, secret: 'wrong' });
-    await connected(client);
-    const error = waitFor((resolve) => client.connection.bind('error', resolve), 'pusher:error');
-    client.signin();
-    assert.equal((await error).data.code, 4009);
-    disconnectAll(client);
-  });
-
-  it('terminateUserConnections closes every socket of that user only', async () => {
-    const tab1 = pusherClient(broker, { user: { id: 'leaver' } });
-    const tab2 = pusherClient(broker, { user: { id: 'leaver' } });
-    const bystander = pusherClient(broker, { user: { id: 'stayer' } });
-    for (const c of [tab1, tab2, bystander]) await signedIn(c);
-    const closed = [tab1, tab2].map((c) => waitFor((resolve) => c.connection.bind('error', (e) => e.data?.code === 4009 && resolve()), 'terminated'));
-    const response = await sdk.terminateUserConnections('leaver');
+  it('terminate_connections closes every socket of that user and no other', T, async (t) => {
+    const leaver = newUser('leaver');
+    const tabs = [await pusherClient(t, broker, { user: leaver }), await pusherClient(t, broker, { user: leaver })];
+    const bystander = await pusherClient(t, broker, { user: newUser('stayer') });
+    for (const client of [...tabs, bystander]) await signedIn(client);
+    const terminated = tabs.map((c) => c.errors.next((e) => e.data?.code === 4009, { what: 'terminated' }));
+    const response = await sdk.terminateUserConnections(leaver.user_id);
     assert.equal(response.status, 200);
-    await Promise.all(closed);
-    assert.equal(bystander.connection.state, 'connected');
-    disconnectAll(tab1, tab2, bystander);
+    await Promise.all(terminated);
+    await bystander.barrier();
+    assert.equal(bystander.state, 'connected');
   });
 });

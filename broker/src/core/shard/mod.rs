@@ -48,8 +48,9 @@ pub struct ServerState {
     pub apps: AppTable,
 }
 
-/// Highest Pusher protocol version accepted; pusher-js 8 speaks 7.
-const PROTOCOL_VERSIONS: std::ops::RangeInclusive<u32> = 5..=7;
+/// The Pusher protocol version spoken. Older clients (5, 6) expect different framing of some
+/// events, so they are refused with 4007 rather than served subtly wrong.
+const PROTOCOL_VERSION: u32 = 7;
 
 /// Envelope slack over an app's `max_message_bytes`: a client event's frame carries the event
 /// and channel names around its data.
@@ -283,7 +284,7 @@ impl Shard {
         let version: u32 = protocol
             .parse()
             .map_err(|_| ErrorCode::InvalidVersionFormat)?;
-        if !PROTOCOL_VERSIONS.contains(&version) {
+        if version != PROTOCOL_VERSION {
             return Err(ErrorCode::UnsupportedProtocolVersion);
         }
         let app = self.state.apps.by_key(key).ok_or(ErrorCode::AppNotFound)?;
