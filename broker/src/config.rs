@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::core::webhook::WebhookKind;
+
 /// The whole configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -131,9 +133,29 @@ pub struct AppConfig {
     pub allowed_origins: Vec<String>,
     /// How long a cache channel remembers its last event.
     pub cache_ttl: Duration,
+    /// Where to send webhooks, and which.
+    pub webhooks: Vec<WebhookConfig>,
     /// Connections that have not signed in (`pusher:signin`) within this time are closed
     /// with 4009; `None` (the default) lets anonymous connections stay.
     pub signin_timeout: Option<Duration>,
+}
+
+/// One webhook endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `http://` or `https://` URL receiving POSTed batches.
+    pub url: String,
+    /// The kinds sent there; empty means all.
+    #[serde(default)]
+    pub event_types: Vec<WebhookKind>,
+}
+
+impl WebhookConfig {
+    /// Whether events of `kind` go to this endpoint.
+    pub fn wants(&self, kind: WebhookKind) -> bool {
+        self.event_types.is_empty() || self.event_types.contains(&kind)
+    }
 }
 
 /// Why the config was refused.
@@ -254,6 +276,7 @@ struct FileApp {
     allowed_origins: Vec<String>,
     signin_timeout_secs: u64,
     cache_ttl_secs: u64,
+    webhooks: Vec<WebhookConfig>,
 }
 
 impl Default for FileApp {
@@ -278,6 +301,7 @@ impl Default for FileApp {
             allowed_origins: vec!["*".into()],
             signin_timeout_secs: 0,
             cache_ttl_secs: 1800,
+            webhooks: Vec::new(),
         }
     }
 }
@@ -303,6 +327,7 @@ impl FileApp {
             max_subscriptions_per_connection: self.max_subscriptions_per_connection,
             allowed_origins: self.allowed_origins,
             cache_ttl: Duration::from_secs(self.cache_ttl_secs),
+            webhooks: self.webhooks,
             signin_timeout: (self.signin_timeout_secs > 0)
                 .then(|| Duration::from_secs(self.signin_timeout_secs)),
         }
@@ -550,6 +575,19 @@ impl Config {
             ] {
                 if value == 0 {
                     return Err(invalid(field(name), "must be greater than 0"));
+                }
+            }
+            for (w, hook) in app.webhooks.iter().enumerate() {
+                let url_ok = ["http://", "https://"].iter().any(|scheme| {
+                    hook.url
+                        .strip_prefix(scheme)
+                        .is_some_and(|rest| !rest.is_empty())
+                });
+                if !url_ok {
+                    return Err(invalid(
+                        field(&format!("webhooks[{w}].url")),
+                        format!("{:?} is not an http:// or https:// URL", hook.url),
+                    ));
                 }
             }
             if app.cache_ttl.is_zero() || app.cache_ttl > MAX_DURATION {

@@ -11,4 +11,5 @@ pub mod ids;
 pub mod pusher;
 pub mod rate_limit;
 pub mod shard;
+pub mod webhook;
 pub mod ws;

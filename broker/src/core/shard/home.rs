@@ -18,6 +18,29 @@ pub(super) struct HomeChannel {
     roster: Option<PresenceRoster>,
     /// Cache channels: the last event's frame and when it was published.
     cache: Option<(Bytes, Instant)>,
+    /// Whether `channel_occupied` went out without a `channel_vacated` after it.
+    occupied_announced: bool,
+    /// Since when the channel has been empty, while its `channel_vacated` waits.
+    vacated_since: Option<Instant>,
+    /// Users whose last socket left, while their `member_removed` waits.
+    leaving: Vec<(UserId, Instant)>,
+}
+
+/// Webhook-relevant facts of an admission.
+pub(super) struct Occupancy {
+    /// `channel_occupied` is due.
+    pub announce_occupied: bool,
+    /// `member_added` is due (the user is new, not back within the leave delay).
+    pub announce_member: bool,
+}
+
+/// Delayed webhooks that came due.
+#[derive(Default)]
+pub(super) struct DueLeaves {
+    /// `channel_vacated` is due.
+    pub vacated: bool,
+    /// `member_removed` is due for these users.
+    pub removed: Vec<UserId>,
 }
 
 /// The result of admitting a socket.
@@ -39,7 +62,77 @@ impl HomeChannel {
             total: 0,
             roster: None,
             cache: None,
+            occupied_announced: false,
+            vacated_since: None,
+            leaving: Vec::new(),
         }
+    }
+
+    /// Updates the webhook state after [`HomeChannel::admit`]: a channel occupied again (or a
+    /// user back) within the leave delay cancels the pending leave instead of announcing.
+    pub(super) fn note_admission(
+        &mut self,
+        admitted: &Admitted,
+        user: Option<&UserId>,
+    ) -> Occupancy {
+        let mut announce_occupied = false;
+        if self.total == 1 {
+            if self.vacated_since.take().is_none() && !self.occupied_announced {
+                announce_occupied = true;
+            }
+            self.occupied_announced = true;
+        }
+        let mut announce_member = false;
+        if admitted.first_socket_of_user
+            && let Some(user) = user
+        {
+            let before = self.leaving.len();
+            self.leaving.retain(|(u, _)| u != user);
+            announce_member = self.leaving.len() == before;
+        }
+        Occupancy {
+            announce_occupied,
+            announce_member,
+        }
+    }
+
+    /// Updates the webhook state after [`HomeChannel::release`].
+    pub(super) fn note_release(
+        &mut self,
+        released: &Released,
+        user: Option<&UserId>,
+        now: Instant,
+    ) {
+        if self.total == 0 && self.occupied_announced && self.vacated_since.is_none() {
+            self.vacated_since = Some(now);
+        }
+        if released.last_socket_of_user
+            && let Some(user) = user
+        {
+            self.leaving.push((user.clone(), now));
+        }
+    }
+
+    /// Leaves whose delay has passed.
+    pub(super) fn due_leaves(&mut self, now: Instant, delay: Duration) -> DueLeaves {
+        let mut due = DueLeaves::default();
+        if let Some(since) = self.vacated_since
+            && now.saturating_duration_since(since) >= delay
+        {
+            self.vacated_since = None;
+            self.occupied_announced = false;
+            due.vacated = true;
+        }
+        let mut still = Vec::new();
+        for (user, since) in self.leaving.drain(..) {
+            if now.saturating_duration_since(since) >= delay {
+                due.removed.push(user);
+            } else {
+                still.push((user, since));
+            }
+        }
+        self.leaving = still;
+        due
     }
 
     /// Remembers the last event of a cache channel.
@@ -126,6 +219,8 @@ impl HomeChannel {
         self.total == 0
             && self.roster.as_ref().is_none_or(PresenceRoster::is_empty)
             && self.cache.is_none()
+            && self.vacated_since.is_none()
+            && self.leaving.is_empty()
     }
 
     /// Shards with at least one subscriber.

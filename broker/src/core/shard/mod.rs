@@ -36,6 +36,7 @@ use crate::core::ids::{AppIdx, SocketId, UserId};
 use crate::core::pusher::ErrorCode;
 use crate::core::pusher::message::{self, ClientMessage, SubscribeRequest};
 use crate::core::rate_limit::{Rate, TokenBucket};
+use crate::core::webhook::{ClientEventInfo, LEAVE_DELAY, WebhookEvent, WebhookKind};
 use crate::core::ws::close;
 use crate::core::ws::frame::{self, FrameLimits, Message, MessageDecoder, Opcode, Role};
 use crate::metrics::{ShardMetrics, add, inc};
@@ -193,6 +194,7 @@ pub struct Shard {
     ready: Vec<ConnKey>,
     queries: Slab<PendingQuery>,
     answers: Vec<(QueryId, Answer)>,
+    webhooks: Vec<(AppIdx, WebhookEvent)>,
     next_socket: u64,
     socket_prefix: u64,
 }
@@ -228,6 +230,7 @@ impl Shard {
             ready: Vec::new(),
             queries: Slab::new(),
             answers: Vec::new(),
+            webhooks: Vec::new(),
             next_socket: 0,
             // The first half of a socket id is random so ids are not guessable across restarts.
             socket_prefix: fastrand::u64(1..1_000_000_000),
@@ -695,6 +698,21 @@ impl Shard {
         let channel = sub.channel.clone();
         let user = sub.user.clone();
         let (app_idx, socket_id) = (conn.app, conn.socket_id);
+        if self.wants_webhook(app_idx, WebhookKind::ClientEvent) {
+            // Pusher's webhook carries data as a string: a string's content, else the JSON text.
+            let data_text = serde_json::from_str::<String>(data.get())
+                .unwrap_or_else(|_| data.get().to_owned());
+            let hook = WebhookEvent {
+                user_id: user.as_ref().map(|u| u.as_str().to_owned()),
+                client: Some(ClientEventInfo {
+                    event: event.to_owned(),
+                    data: data_text,
+                    socket_id: socket_id.to_string(),
+                }),
+                ..WebhookEvent::channel(WebhookKind::ClientEvent, channel.as_str())
+            };
+            self.webhooks.push((app_idx, hook));
+        }
         let json = message::client_event(event, channel.as_str(), data, user.as_ref());
         let frame = frame::encode_frame(Opcode::Text, &json);
         self.metrics.apps[app_idx.get()]
@@ -770,6 +788,29 @@ impl Shard {
         }
         self.drain_to_self(now);
         id
+    }
+
+    /// Webhook events produced since the last call, for the webhook sender.
+    pub fn take_webhooks(&mut self, out: &mut Vec<(AppIdx, WebhookEvent)>) {
+        out.append(&mut self.webhooks);
+    }
+
+    /// Whether any of the app's webhook endpoints wants `kind` (so nothing is built for apps
+    /// without webhooks).
+    fn wants_webhook(&self, app: AppIdx, kind: WebhookKind) -> bool {
+        self.state
+            .apps
+            .get(app)
+            .config
+            .webhooks
+            .iter()
+            .any(|w| w.wants(kind))
+    }
+
+    fn webhook(&mut self, app: AppIdx, event: WebhookEvent) {
+        if self.wants_webhook(app, event.kind) {
+            self.webhooks.push((app, event));
+        }
     }
 
     /// Completed query answers.
@@ -899,18 +940,39 @@ impl Shard {
             let text = "sign-in (pusher:signin) did not happen in time";
             self.send_error_message(key, ErrorCode::Unauthorized, text);
         }
-        self.expire_caches(now);
+        self.home_timers(now);
         self.drain_to_self(now);
     }
 
-    /// Forgets cached events past their TTL (and channels with nothing else to remember).
-    fn expire_caches(&mut self, now: Instant) {
+    /// Sends delayed `channel_vacated` / `member_removed` webhooks that came due, forgets
+    /// cached events past their TTL, and drops channels with nothing left to remember.
+    fn home_timers(&mut self, now: Instant) {
+        let mut due_events = Vec::new();
         for (app, homes) in self.homes.iter_mut().enumerate() {
-            let ttl = self.state.apps.get(AppIdx(app as u16)).config.cache_ttl;
-            homes.retain(|_, home| {
+            let app = AppIdx(app as u16);
+            let ttl = self.state.apps.get(app).config.cache_ttl;
+            homes.retain(|name, home| {
+                let due = home.due_leaves(now, LEAVE_DELAY);
+                if due.vacated {
+                    due_events.push((
+                        app,
+                        WebhookEvent::channel(WebhookKind::ChannelVacated, name.as_str()),
+                    ));
+                }
+                for user in due.removed {
+                    let event = WebhookEvent::member(
+                        WebhookKind::MemberRemoved,
+                        name.as_str(),
+                        user.as_str(),
+                    );
+                    due_events.push((app, event));
+                }
                 home.forget_expired(now, ttl);
                 !home.is_empty()
             });
+        }
+        for (app, event) in due_events {
+            self.webhook(app, event);
         }
     }
 
@@ -1046,7 +1108,7 @@ impl Shard {
                 channel,
                 user,
             } => {
-                self.home_unsubscribe(shard, socket_id, app, &channel, user.as_ref());
+                self.home_unsubscribe(shard, socket_id, app, &channel, user.as_ref(), now);
             }
             MeshMsg::Publish {
                 app,
@@ -1156,11 +1218,38 @@ impl Shard {
             None => message::subscription_succeeded(channel.as_str()),
         };
         // Cache channels: the last event follows the confirmation, or a cache miss.
-        let then = channel.kind().is_cache().then(|| {
-            home.cached(now, cache_ttl).unwrap_or_else(|| {
+        let occupancy = home.note_admission(&admitted, member.as_ref().map(|m| &m.user_id));
+        let count = home.stats().subscription_count;
+        let cached = channel
+            .kind()
+            .is_cache()
+            .then(|| home.cached(now, cache_ttl));
+        let then = cached.clone().map(|cached| {
+            cached.unwrap_or_else(|| {
                 frame::encode_frame(Opcode::Text, &message::cache_miss(channel.as_str()))
             })
         });
+        if occupancy.announce_occupied {
+            self.webhook(
+                app,
+                WebhookEvent::channel(WebhookKind::ChannelOccupied, channel.as_str()),
+            );
+        }
+        if let (true, Some(member)) = (occupancy.announce_member, &member) {
+            let event = WebhookEvent::member(
+                WebhookKind::MemberAdded,
+                channel.as_str(),
+                member.user_id.as_str(),
+            );
+            self.webhook(app, event);
+        }
+        if matches!(cached, Some(None)) {
+            self.webhook(
+                app,
+                WebhookEvent::channel(WebhookKind::CacheMiss, channel.as_str()),
+            );
+        }
+        self.subscription_count_webhook(app, &channel, count);
         self.send_to(
             shard,
             MeshMsg::SubscribeAccepted(Admission {
@@ -1262,18 +1351,34 @@ impl Shard {
         app: AppIdx,
         channel: &ChannelName,
         user: Option<&UserId>,
+        now: Instant,
     ) {
         let Some(home) = self.homes[app.get()].get_mut(channel) else {
             return;
         };
         let removed = home.release(shard, socket_id, user);
+        home.note_release(&removed, user, now);
+        let count = home.stats().subscription_count;
         if home.is_empty() {
             self.homes[app.get()].remove(channel);
         }
+        self.subscription_count_webhook(app, channel, count);
         if let (Some(user), true) = (user, removed.last_socket_of_user) {
             let json = message::member_removed(channel.as_str(), user);
             let frame = frame::encode_frame(Opcode::Text, &json);
             self.home_publish(app, channel, frame, None);
+        }
+    }
+
+    /// `subscription_count` webhooks, for channels without a roster (presence channels have
+    /// member events instead).
+    fn subscription_count_webhook(&mut self, app: AppIdx, channel: &ChannelName, count: usize) {
+        if !channel.kind().is_presence() {
+            let event = WebhookEvent {
+                subscription_count: Some(count),
+                ..WebhookEvent::channel(WebhookKind::SubscriptionCount, channel.as_str())
+            };
+            self.webhook(app, event);
         }
     }
 
