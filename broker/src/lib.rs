@@ -29,3 +29,4 @@ pub mod core;
 pub mod http;
 pub mod metrics;
 pub mod shell;
+pub mod webhooks;

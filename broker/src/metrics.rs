@@ -93,6 +93,21 @@ pub fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
 }
 
+/// Counters of the webhook sender.
+#[derive(Default, Debug)]
+pub struct WebhookMetrics {
+    /// Events handed to the sender.
+    pub queued: AtomicU64,
+    /// Events dropped because the sender's queue was full.
+    pub dropped: AtomicU64,
+    /// Requests answered with 2xx.
+    pub delivered: AtomicU64,
+    /// Attempts that failed (non-2xx or network error).
+    pub failed_attempts: AtomicU64,
+    /// Requests given up after retrying for five minutes (or evicted from a full retry queue).
+    pub abandoned: AtomicU64,
+}
+
 /// Heap allocations made by the process, when built with the `count-allocations` feature.
 pub static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
@@ -128,6 +143,8 @@ pub struct ServerFacts<'a> {
     pub driver: &'a str,
     /// App ids, indexed like [`ShardMetrics::apps`].
     pub app_ids: Vec<&'a str>,
+    /// The webhook sender's counters.
+    pub webhooks: &'a WebhookMetrics,
 }
 
 /// Renders every shard's counters, summed, in the Prometheus text format.
@@ -238,6 +255,40 @@ pub fn render_prometheus(
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    let w = facts.webhooks;
+    for (name, help, value) in [
+        (
+            "ringcast_webhook_events_queued_total",
+            "Webhook events handed to the sender.",
+            &w.queued,
+        ),
+        (
+            "ringcast_webhook_events_dropped_total",
+            "Webhook events dropped: the sender's queue was full.",
+            &w.dropped,
+        ),
+        (
+            "ringcast_webhook_requests_delivered_total",
+            "Webhook requests answered with 2xx.",
+            &w.delivered,
+        ),
+        (
+            "ringcast_webhook_attempts_failed_total",
+            "Webhook attempts that failed.",
+            &w.failed_attempts,
+        ),
+        (
+            "ringcast_webhook_requests_abandoned_total",
+            "Webhook requests given up after retrying.",
+            &w.abandoned,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            value.load(Ordering::Relaxed)
         );
     }
     if cfg!(feature = "count-allocations") {

@@ -57,6 +57,7 @@ pub fn handle(
             let facts = ServerFacts {
                 driver: view.driver,
                 app_ids: apps,
+                webhooks: &shard.state().webhook_metrics,
             };
             let text = render_prometheus(view.metrics, &facts);
             return Reply::Now(response(

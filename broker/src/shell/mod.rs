@@ -48,8 +48,15 @@ pub struct Server {
     driver: Driver,
     mesh: runtime::Mesh,
     threads: Vec<thread::JoinHandle<()>>,
+    webhooks: crate::webhooks::WebhookQueue,
+    webhook_thread: thread::JoinHandle<()>,
     shutdown_timeout: Duration,
 }
+
+/// Webhook events that may wait for the sender thread before new ones are dropped.
+const WEBHOOK_QUEUE_CAPACITY: usize = 65_536;
+/// How long shutdown waits for the webhook sender's last attempt.
+const WEBHOOK_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Server {
     /// Binds every shard's listener and starts the shard threads.
@@ -64,10 +71,15 @@ impl Server {
             .unwrap_or(requested);
         let apps = AppTable::new(&config.apps, config.server.max_connections);
         let shutdown_timeout = config.server.shutdown_timeout;
+        let webhook_metrics = Arc::new(crate::metrics::WebhookMetrics::default());
         let state = Arc::new(ServerState {
             config: config.server,
             apps,
+            webhook_metrics: webhook_metrics.clone(),
         });
+        let (webhooks, webhook_thread) =
+            crate::webhooks::spawn(state.clone(), WEBHOOK_QUEUE_CAPACITY, webhook_metrics)
+                .map_err(StartError::Thread)?;
         let metrics: Arc<Vec<Arc<ShardMetrics>>> = Arc::new(
             (0..shard_count)
                 .map(|_| Arc::new(ShardMetrics::new(state.apps.len())))
@@ -85,6 +97,7 @@ impl Server {
                 mesh: mesh.clone(),
                 listener,
                 driver,
+                webhooks: webhooks.clone(),
             };
             let thread = thread::Builder::new()
                 .name(format!("ringcast-shard-{id}"))
@@ -98,6 +111,8 @@ impl Server {
             driver,
             mesh,
             threads,
+            webhooks,
+            webhook_thread,
             shutdown_timeout,
         })
     }
@@ -132,6 +147,15 @@ impl Server {
             } else {
                 tracing::warn!("a shard did not stop within the shutdown timeout");
             }
+        }
+        // The shards are done producing: the sender sends what is pending and ends.
+        self.webhooks.stop(WEBHOOK_FLUSH_TIMEOUT);
+        let deadline = std::time::Instant::now() + WEBHOOK_FLUSH_TIMEOUT;
+        while !self.webhook_thread.is_finished() && std::time::Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        if self.webhook_thread.is_finished() {
+            let _ = self.webhook_thread.join();
         }
     }
 }

@@ -95,6 +95,8 @@ pub struct ShardSetup {
     pub listener: StdListener,
     /// The driver chosen for all shards.
     pub driver: Driver,
+    /// Where webhook events go.
+    pub webhooks: crate::webhooks::WebhookQueue,
 }
 
 /// Runs one shard to completion on the current thread.
@@ -168,6 +170,8 @@ pub struct ShardRt {
     backlog: RefCell<Vec<VecDeque<MeshMsg>>>,
     pumping: RefCell<Vec<bool>>,
     scratch: RefCell<Vec<ConnKey>>,
+    webhooks: crate::webhooks::WebhookQueue,
+    webhook_scratch: RefCell<Vec<(crate::core::ids::AppIdx, crate::core::webhook::WebhookEvent)>>,
     /// Every shard's counters.
     pub all_metrics: Arc<Vec<Arc<ShardMetrics>>>,
     /// Config and apps.
@@ -200,8 +204,15 @@ impl ShardRt {
                 outgoing.push(msg);
             }
             answers.extend(core.take_answers());
+            core.take_webhooks(&mut self.webhook_scratch.borrow_mut());
             result
         };
+        {
+            let mut hooks = self.webhook_scratch.borrow_mut();
+            if !hooks.is_empty() {
+                self.webhooks.push_all(&mut hooks);
+            }
+        }
         {
             let writers = self.writers.borrow();
             for &key in &ready {
@@ -318,6 +329,7 @@ async fn shard_main(setup: ShardSetup) {
         mesh,
         listener,
         driver,
+        webhooks,
     } = setup;
     let listener_fd = listener.as_raw_fd();
     let listener = match TcpListener::from_std(listener) {
@@ -335,6 +347,8 @@ async fn shard_main(setup: ShardSetup) {
         backlog: RefCell::new((0..shard_count).map(|_| VecDeque::new()).collect()),
         pumping: RefCell::new(vec![false; shard_count]),
         scratch: RefCell::new(Vec::new()),
+        webhooks,
+        webhook_scratch: RefCell::new(Vec::new()),
         mesh: mesh.clone(),
         all_metrics: metrics,
         state,

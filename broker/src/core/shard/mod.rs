@@ -47,6 +47,8 @@ pub struct ServerState {
     pub config: ServerConfig,
     /// The apps.
     pub apps: AppTable,
+    /// The webhook sender's counters (read by `/metrics`).
+    pub webhook_metrics: std::sync::Arc<crate::metrics::WebhookMetrics>,
 }
 
 /// The Pusher protocol version spoken. Older clients (5, 6) expect different framing of some

@@ -44,6 +44,7 @@ fn state_with(shard_count: usize, tweak: impl FnOnce(&mut Config)) -> Arc<Server
     Arc::new(ServerState {
         config: config.server,
         apps,
+        webhook_metrics: Arc::default(),
     })
 }
 
