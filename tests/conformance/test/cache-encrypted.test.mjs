@@ -79,10 +79,11 @@ describe('end-to-end encrypted channels', () => {
     raw.send({ event: 'pusher:subscribe', data: { channel: name, auth } });
     await raw.event('pusher_internal:subscription_succeeded');
 
+    const relayed = raw.event('secret');
     await sdk.trigger(name, 'secret', { pin: 4321 });
     const [data] = await decrypted;
     assert.deepEqual(data, { pin: 4321 });
-    const envelope = JSON.parse((await raw.event('secret')).data);
+    const envelope = JSON.parse((await relayed).data);
     assert.ok(envelope.nonce && envelope.ciphertext, JSON.stringify(envelope));
     assert.ok(!JSON.stringify(envelope).includes('4321'));
   });
