@@ -135,6 +135,9 @@ pub struct AppConfig {
     pub cache_ttl: Duration,
     /// Where to send webhooks, and which.
     pub webhooks: Vec<WebhookConfig>,
+    /// Send `pusher_internal:subscription_count` to subscribers of non-presence channels
+    /// whenever their count changes (Pusher's opt-in "subscription counting").
+    pub subscription_count_events: bool,
     /// Connections that have not signed in (`pusher:signin`) within this time are closed
     /// with 4009; `None` (the default) lets anonymous connections stay.
     pub signin_timeout: Option<Duration>,
@@ -277,6 +280,7 @@ struct FileApp {
     signin_timeout_secs: u64,
     cache_ttl_secs: u64,
     webhooks: Vec<WebhookConfig>,
+    subscription_count_events: bool,
 }
 
 impl Default for FileApp {
@@ -302,6 +306,7 @@ impl Default for FileApp {
             signin_timeout_secs: 0,
             cache_ttl_secs: 1800,
             webhooks: Vec::new(),
+            subscription_count_events: false,
         }
     }
 }
@@ -328,6 +333,7 @@ impl FileApp {
             allowed_origins: self.allowed_origins,
             cache_ttl: Duration::from_secs(self.cache_ttl_secs),
             webhooks: self.webhooks,
+            subscription_count_events: self.subscription_count_events,
             signin_timeout: (self.signin_timeout_secs > 0)
                 .then(|| Duration::from_secs(self.signin_timeout_secs)),
         }

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { startBroker } from '../lib/broker.mjs';
+import { MAIN_APP, startBroker } from '../lib/broker.mjs';
 import { disconnectAll, pusherClient, serverSdk, uniq } from '../lib/clients.mjs';
 import { rawClient } from '../lib/raw.mjs';
 import { TEST_TIMEOUT_MS } from '../lib/wait.mjs';
@@ -96,5 +96,30 @@ describe('end-to-end encrypted channels', () => {
     client.pusher.send_event('client-x', { a: 1 }, name);
     await error;
     assert.equal(client.state, 'connected');
+  });
+});
+
+describe('subscription counting (opt-in per app)', () => {
+  let broker;
+  before(async () => {
+    broker = await startBroker({ apps: [{ ...MAIN_APP, subscription_count_events: true }] });
+  });
+  after(async () => {
+    disconnectAll();
+    await broker?.stop();
+  });
+
+  it('pusher-js sees pusher:subscription_count change as subscribers come and go', T, async (t) => {
+    const name = uniq('counted-');
+    const first = await pusherClient(t, broker);
+    const channel = await first.subscribe(name);
+    const two = first.nextEvent(channel, 'pusher:subscription_count', { filter: (d) => d.subscription_count === 2 });
+    const second = await pusherClient(t, broker);
+    await second.subscribe(name);
+    await two;
+    assert.equal(channel.subscriptionCount, 2);
+    const one = first.nextEvent(channel, 'pusher:subscription_count', { filter: (d) => d.subscription_count === 1 });
+    second.pusher.unsubscribe(name);
+    await one;
   });
 });

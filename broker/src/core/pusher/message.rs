@@ -320,6 +320,12 @@ pub fn presence_subscription_succeeded<'m>(
     json.finish()
 }
 
+/// `pusher_internal:subscription_count`; `data` is the string `{"subscription_count":n}`.
+pub fn subscription_count(channel: &str, count: usize) -> Vec<u8> {
+    let inner = format!(r#"{{"subscription_count":{count}}}"#);
+    member_event("pusher_internal:subscription_count", channel, &inner)
+}
+
 /// `pusher:cache_miss`: a cache channel has no (unexpired) event to replay.
 pub fn cache_miss(channel: &str) -> Vec<u8> {
     let mut json = Json::with_capacity(48 + channel.len());

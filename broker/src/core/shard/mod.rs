@@ -1251,7 +1251,6 @@ impl Shard {
                 WebhookEvent::channel(WebhookKind::CacheMiss, channel.as_str()),
             );
         }
-        self.subscription_count_webhook(app, &channel, count);
         self.send_to(
             shard,
             MeshMsg::SubscribeAccepted(Admission {
@@ -1264,6 +1263,7 @@ impl Shard {
                 then,
             }),
         );
+        self.subscription_count_changed(app, &channel, count);
         if admitted.first_socket_of_user
             && let Some(member) = member
         {
@@ -1364,7 +1364,7 @@ impl Shard {
         if home.is_empty() {
             self.homes[app.get()].remove(channel);
         }
-        self.subscription_count_webhook(app, channel, count);
+        self.subscription_count_changed(app, channel, count);
         if let (Some(user), true) = (user, removed.last_socket_of_user) {
             let json = message::member_removed(channel.as_str(), user);
             let frame = frame::encode_frame(Opcode::Text, &json);
@@ -1372,15 +1372,21 @@ impl Shard {
         }
     }
 
-    /// `subscription_count` webhooks, for channels without a roster (presence channels have
-    /// member events instead).
-    fn subscription_count_webhook(&mut self, app: AppIdx, channel: &ChannelName, count: usize) {
-        if !channel.kind().is_presence() {
-            let event = WebhookEvent {
-                subscription_count: Some(count),
-                ..WebhookEvent::channel(WebhookKind::SubscriptionCount, channel.as_str())
-            };
-            self.webhook(app, event);
+    /// A channel's subscriber count changed: the `subscription_count` webhook and, when the
+    /// app opts in, `pusher_internal:subscription_count` to the subscribers. Presence channels
+    /// have member events instead.
+    fn subscription_count_changed(&mut self, app: AppIdx, channel: &ChannelName, count: usize) {
+        if channel.kind().is_presence() {
+            return;
+        }
+        let event = WebhookEvent {
+            subscription_count: Some(count),
+            ..WebhookEvent::channel(WebhookKind::SubscriptionCount, channel.as_str())
+        };
+        self.webhook(app, event);
+        if count > 0 && self.state.apps.get(app).config.subscription_count_events {
+            let json = message::subscription_count(channel.as_str(), count);
+            self.home_publish(app, channel, frame::encode_frame(Opcode::Text, &json), None);
         }
     }
 

@@ -1253,3 +1253,32 @@ fn subscription_count_webhooks_follow_the_count() {
         .collect();
     assert_eq!(counts, [json!(1), json!(2)]);
 }
+
+#[test]
+fn subscription_count_events_are_opt_in_and_reach_every_subscriber() {
+    let mut cluster = Cluster::new(2);
+    let a = cluster.connect(0);
+    cluster.subscribe(a, "plain");
+    let b = cluster.connect(1);
+    cluster.subscribe(b, "plain");
+    assert!(cluster.recv(a).is_empty());
+
+    let mut cluster = Cluster::with(2, |c| c.apps[0].subscription_count_events = true);
+    let a = cluster.connect(0);
+    let reply = cluster.subscribe(a, "counted");
+    assert_eq!(reply[0]["event"], "pusher_internal:subscription_succeeded");
+    assert_eq!(reply[1]["event"], "pusher_internal:subscription_count");
+    assert_eq!(inner(&reply[1]), json!({"subscription_count": 1}));
+    let b = cluster.connect(1);
+    let reply = cluster.subscribe(b, "counted");
+    assert_eq!(inner(&reply[1]), json!({"subscription_count": 2}));
+    assert_eq!(inner(&cluster.recv(a)[0]), json!({"subscription_count": 2}));
+    cluster.send(
+        b,
+        json!({"event": "pusher:unsubscribe", "data": {"channel": "counted"}}),
+    );
+    assert_eq!(inner(&cluster.recv(a)[0]), json!({"subscription_count": 1}));
+    // Presence channels report members instead.
+    cluster.join_presence(a, "presence-p", "u");
+    assert!(cluster.recv(a).is_empty());
+}
