@@ -126,7 +126,9 @@ export function pusherOptions(broker, { app, authSecret, user, masterKey }) {
       customHandler: ({ socketId }, callback) => {
         try {
           const signer = signerFor(secretFor(authSecret, app, null));
-          callback(null, signer.authenticateUser(socketId, { id: user.user_id, user_info: user.user_info }));
+          const userData = { id: user.user_id, user_info: user.user_info };
+          if (user.watchlist) userData.watchlist = user.watchlist;
+          callback(null, signer.authenticateUser(socketId, userData));
         } catch (err) {
           callback(err, null);
         }

@@ -167,6 +167,25 @@ describe('HTTP API', () => {
     assert.equal(excluded.received((m) => m.event === 'skipped').length, 0);
   });
 
+  it('batch_events with info reports counts per event, in order', T, async (t) => {
+    const subscriber = await pusherClient(t, broker);
+    const counted = uniq('batch-info-');
+    const member = newUser('batch-member');
+    const present = await pusherClient(t, broker, { user: member });
+    const presence = uniq('presence-batch-');
+    await subscriber.subscribe(counted);
+    await present.subscribe(presence);
+    const res = await sdk.triggerBatch([
+      { channel: counted, name: 'a', data: '1', info: 'subscription_count' },
+      { channel: uniq('nobody-'), name: 'b', data: '2' },
+      { channel: presence, name: 'c', data: '3', info: 'user_count,subscription_count' },
+    ]);
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), {
+      batch: [{ subscription_count: 1 }, {}, { subscription_count: 1, user_count: 1 }],
+    });
+  });
+
   it('batch_events with more than 10 events is 400', T, async () => {
     const batch = Array.from({ length: 11 }, (_, i) => ({ channel: uniq('b-'), name: `e${i}`, data: {} }));
     await expectHttpError(sdk.triggerBatch(batch), 400);

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { startBroker } from '../lib/broker.mjs';
 import { WRONG_SECRET, disconnectAll, newUser, pusherClient, serverSdk } from '../lib/clients.mjs';
 import { rawClient } from '../lib/raw.mjs';
-import { TEST_TIMEOUT_MS, waitFor } from '../lib/wait.mjs';
+import { EVENT_TIMEOUT_MS, TEST_TIMEOUT_MS, waitFor, withTimeout } from '../lib/wait.mjs';
 
 const T = { timeout: TEST_TIMEOUT_MS };
 
@@ -56,5 +56,29 @@ describe('user authentication', () => {
     await Promise.all(terminated);
     await bystander.barrier();
     assert.equal(bystander.state, 'connected');
+  });
+});
+
+describe('watchlists', () => {
+  let broker;
+  before(async () => {
+    broker = await startBroker();
+  });
+  after(async () => {
+    disconnectAll();
+    await broker?.stop();
+  });
+
+  it('user.watchlist gets online and offline events for watched users', T, async (t) => {
+    const bob = newUser('bob');
+    const watcher = await pusherClient(t, broker, { user: { ...newUser('watcher'), watchlist: [bob.user_id] } });
+    const online = new Promise((resolve) => watcher.pusher.user.watchlist.bind('online', resolve));
+    const offline = new Promise((resolve) => watcher.pusher.user.watchlist.bind('offline', resolve));
+    await signedIn(watcher);
+    const bobClient = await pusherClient(t, broker, { user: bob });
+    await signedIn(bobClient);
+    assert.deepEqual((await withTimeout(online, EVENT_TIMEOUT_MS, 'online')).user_ids, [bob.user_id]);
+    bobClient.disconnect();
+    assert.deepEqual((await withTimeout(offline, EVENT_TIMEOUT_MS, 'offline')).user_ids, [bob.user_id]);
   });
 });

@@ -320,6 +320,26 @@ pub fn presence_subscription_succeeded<'m>(
     json.finish()
 }
 
+/// `pusher_internal:watchlist_events`: `data` is the string
+/// `{"events":[{"name":"online"|"offline","user_ids":[...]}]}`.
+pub fn watchlist_events(online: bool, users: &[UserId]) -> Vec<u8> {
+    let mut ids = Json::with_capacity(16 * users.len());
+    for (i, user) in users.iter().enumerate() {
+        if i > 0 {
+            ids.raw(",");
+        }
+        ids.string(user.as_str());
+    }
+    let ids = String::from_utf8(ids.finish()).unwrap_or_default();
+    let name = if online { "online" } else { "offline" };
+    let inner = format!(r#"{{"events":[{{"name":"{name}","user_ids":[{ids}]}}]}}"#);
+    let mut json = Json::with_capacity(64 + inner.len() * 2);
+    json.raw(r#"{"event":"pusher_internal:watchlist_events","data":"#)
+        .string(&inner)
+        .raw("}");
+    json.finish()
+}
+
 /// `pusher_internal:subscription_count`; `data` is the string `{"subscription_count":n}`.
 pub fn subscription_count(channel: &str, count: usize) -> Vec<u8> {
     let inner = format!(r#"{{"subscription_count":{count}}}"#);

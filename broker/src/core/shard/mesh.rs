@@ -111,6 +111,35 @@ pub enum MeshMsg {
         /// The channel.
         channel: ChannelName,
     },
+    /// To the user's home shard: a socket signed in as `user` (`online` true) or went away.
+    UserSockets {
+        /// The app.
+        app: AppIdx,
+        /// The user.
+        user: UserId,
+        /// Whether a socket arrived (true) or left (false).
+        online: bool,
+    },
+    /// To the home shards of watched users: start (or stop) watching them.
+    Watch {
+        /// The app.
+        app: AppIdx,
+        /// The watching socket.
+        watcher: Watcher,
+        /// Watched users homed on the receiving shard.
+        users: Vec<UserId>,
+        /// Start (true) or stop (false).
+        start: bool,
+    },
+    /// To a watcher's shard: users came online or went offline.
+    WatchlistNotify {
+        /// The watching socket.
+        watcher: Watcher,
+        /// `online` or `offline`.
+        online: bool,
+        /// The users.
+        users: Vec<UserId>,
+    },
     /// To every shard: close every socket signed in as `user`.
     TerminateUser {
         /// The app.
@@ -162,6 +191,17 @@ pub struct Admission {
     pub frame: Bytes,
     /// Cache channels: the cached event or `pusher:cache_miss`, sent right after.
     pub then: Option<Bytes>,
+}
+
+/// A socket following users' online status (sign-in `watchlist`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Watcher {
+    /// The socket's shard.
+    pub shard: ShardId,
+    /// Its key there.
+    pub conn: ConnKey,
+    /// The socket (guards against key reuse).
+    pub socket_id: SocketId,
 }
 
 /// What the home shard knows of one channel.

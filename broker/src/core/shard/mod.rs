@@ -25,7 +25,7 @@ use slab::Slab;
 
 use self::home::HomeChannel;
 pub use self::mesh::{
-    Admission, AnswerPart, ChannelStats, ConnKey, Join, MeshMsg, QueryId, ReplyTo, ShardId,
+    Admission, AnswerPart, ChannelStats, ConnKey, Join, MeshMsg, QueryId, ReplyTo, ShardId, Watcher,
 };
 use crate::config::{ClientEvents, ServerConfig};
 use crate::core::app::{AppTable, QuotaExceeded};
@@ -157,6 +157,13 @@ struct Subscription {
     state: SubState,
 }
 
+/// A user homed on this shard: signed-in sockets on every shard, and who watches them.
+#[derive(Default, Debug)]
+struct UserHome {
+    sockets: u32,
+    watchers: Vec<Watcher>,
+}
+
 /// One WebSocket connection's protocol state.
 struct Conn {
     socket_id: SocketId,
@@ -168,6 +175,8 @@ struct Conn {
     ping_sent: Option<Instant>,
     /// The user this socket signed in as (`pusher:signin`).
     user: Option<UserId>,
+    /// Users whose online status this socket follows.
+    watchlist: Vec<UserId>,
     client_events: TokenBucket,
     outbox: VecDeque<Bytes>,
     outbox_bytes: usize,
@@ -191,6 +200,8 @@ pub struct Shard {
     homes: Vec<HashMap<ChannelName, HomeChannel>>,
     /// Signed-in sockets on this shard, per app and user.
     users: Vec<HashMap<UserId, Vec<ConnKey>>>,
+    /// Users homed here: signed-in sockets on every shard, and who watches them.
+    user_homes: Vec<HashMap<UserId, UserHome>>,
     to_self: VecDeque<MeshMsg>,
     to_others: VecDeque<(ShardId, MeshMsg)>,
     ready: Vec<ConnKey>,
@@ -227,6 +238,7 @@ impl Shard {
             local: (0..apps).map(|_| HashMap::new()).collect(),
             homes: (0..apps).map(|_| HashMap::new()).collect(),
             users: (0..apps).map(|_| HashMap::new()).collect(),
+            user_homes: (0..apps).map(|_| HashMap::new()).collect(),
             to_self: VecDeque::new(),
             to_others: VecDeque::new(),
             ready: Vec::new(),
@@ -324,6 +336,7 @@ impl Shard {
             last_seen: now,
             ping_sent: None,
             user: None,
+            watchlist: Vec::new(),
             client_events: TokenBucket::new(
                 client_event_rate.capacity,
                 client_event_rate.period,
@@ -530,16 +543,29 @@ impl Shard {
         };
         match verify_signin(&ctx, auth, user_data) {
             Ok(proof) => {
-                let app_idx = conn.app;
-                let (user, user_data, _watchlist) = proof.into_parts();
+                let (app_idx, socket_id) = (conn.app, conn.socket_id);
+                let (user, user_data, watchlist) = proof.into_parts();
                 self.users[app_idx.get()]
                     .entry(user.clone())
                     .or_default()
                     .push(key);
                 if let Some(conn) = self.conns.get_mut(key) {
-                    conn.user = Some(user);
+                    conn.user = Some(user.clone());
+                    conn.watchlist = watchlist.clone();
                 }
                 self.send_json(key, &message::signin_success(&user_data));
+                let msg = MeshMsg::UserSockets {
+                    app: app_idx,
+                    user: user.clone(),
+                    online: true,
+                };
+                self.send_to(self.user_home(app_idx, &user), msg);
+                let watcher = Watcher {
+                    shard: self.id,
+                    conn: key,
+                    socket_id,
+                };
+                self.send_watch(app_idx, watcher, watchlist, true);
             }
             Err(SigninError::WatchlistTooLong) => {
                 inc(&self.metrics.auth_failures);
@@ -551,6 +577,94 @@ impl Shard {
                 let text = format!("sign-in refused: {err}");
                 self.send_error_message(key, ErrorCode::Unauthorized, &text);
             }
+        }
+    }
+
+    /// The shard that counts `user`'s sockets and keeps their watchers.
+    fn user_home(&self, app: AppIdx, user: &UserId) -> ShardId {
+        let mut hasher = DefaultHasher::new();
+        app.hash(&mut hasher);
+        user.as_str().hash(&mut hasher);
+        (hasher.finish() % self.shard_count.max(1) as u64) as ShardId
+    }
+
+    /// Starts or stops watching `users`, one message per home shard.
+    fn send_watch(&mut self, app: AppIdx, watcher: Watcher, users: Vec<UserId>, start: bool) {
+        let mut by_home: Vec<Vec<UserId>> = vec![Vec::new(); self.shard_count];
+        for user in users {
+            let home = self.user_home(app, &user);
+            by_home[home].push(user);
+        }
+        for (home, users) in by_home.into_iter().enumerate() {
+            if !users.is_empty() {
+                let msg = MeshMsg::Watch {
+                    app,
+                    watcher,
+                    users,
+                    start,
+                };
+                self.send_to(home, msg);
+            }
+        }
+    }
+
+    /// At a user's home: count a socket arriving or leaving, and tell watchers when the user
+    /// comes online (first socket) or goes offline (last socket).
+    fn home_user_sockets(&mut self, app: AppIdx, user: UserId, online: bool) {
+        let homes = &mut self.user_homes[app.get()];
+        let entry = homes.entry(user.clone()).or_default();
+        let changed = if online {
+            entry.sockets += 1;
+            entry.sockets == 1
+        } else {
+            entry.sockets = entry.sockets.saturating_sub(1);
+            entry.sockets == 0
+        };
+        let watchers = if changed {
+            entry.watchers.clone()
+        } else {
+            Vec::new()
+        };
+        if entry.sockets == 0 && entry.watchers.is_empty() {
+            homes.remove(&user);
+        }
+        for watcher in watchers {
+            let msg = MeshMsg::WatchlistNotify {
+                watcher,
+                online,
+                users: vec![user.clone()],
+            };
+            self.send_to(watcher.shard, msg);
+        }
+    }
+
+    /// At users' home: register (or drop) a watcher; a new watcher hears at once who is online.
+    fn home_watch(&mut self, app: AppIdx, watcher: Watcher, users: Vec<UserId>, start: bool) {
+        let homes = &mut self.user_homes[app.get()];
+        let mut online = Vec::new();
+        for user in users {
+            if start {
+                let entry = homes.entry(user.clone()).or_default();
+                if !entry.watchers.contains(&watcher) {
+                    entry.watchers.push(watcher);
+                }
+                if entry.sockets > 0 {
+                    online.push(user);
+                }
+            } else if let Some(entry) = homes.get_mut(&user) {
+                entry.watchers.retain(|w| *w != watcher);
+                if entry.sockets == 0 && entry.watchers.is_empty() {
+                    homes.remove(&user);
+                }
+            }
+        }
+        if !online.is_empty() {
+            let msg = MeshMsg::WatchlistNotify {
+                watcher,
+                online: true,
+                users: online,
+            };
+            self.send_to(watcher.shard, msg);
         }
     }
 
@@ -893,6 +1007,18 @@ impl Shard {
                     sockets.remove(user);
                 }
             }
+            let msg = MeshMsg::UserSockets {
+                app: conn.app,
+                user: user.clone(),
+                online: false,
+            };
+            self.send_to(self.user_home(conn.app, user), msg);
+            let watcher = Watcher {
+                shard: self.id,
+                conn: key,
+                socket_id: conn.socket_id,
+            };
+            self.send_watch(conn.app, watcher, conn.watchlist, false);
         }
         self.state.apps.disconnect(conn.app);
         inc(&self.metrics.connections_closed);
@@ -1167,6 +1293,23 @@ impl Shard {
                     .map(|(name, home)| (name.as_str().to_owned(), home.stats()))
                     .collect();
                 self.answer(reply_to, AnswerPart::Channels(channels));
+            }
+            MeshMsg::UserSockets { app, user, online } => self.home_user_sockets(app, user, online),
+            MeshMsg::Watch {
+                app,
+                watcher,
+                users,
+                start,
+            } => self.home_watch(app, watcher, users, start),
+            MeshMsg::WatchlistNotify {
+                watcher,
+                online,
+                users,
+            } => {
+                if self.socket_id(watcher.conn) == Some(watcher.socket_id) {
+                    let json = message::watchlist_events(online, &users);
+                    self.send_json(watcher.conn, &json);
+                }
             }
             MeshMsg::TerminateUser { app, user } => {
                 let keys = self.users[app.get()]

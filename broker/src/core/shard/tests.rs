@@ -1282,3 +1282,82 @@ fn subscription_count_events_are_opt_in_and_reach_every_subscriber() {
     cluster.join_presence(a, "presence-p", "u");
     assert!(cluster.recv(a).is_empty());
 }
+
+fn watchlist_event(frames: &[Value]) -> Option<Value> {
+    frames
+        .iter()
+        .find(|f| f["event"] == "pusher_internal:watchlist_events")
+        .map(inner)
+}
+
+#[test]
+fn watchers_hear_when_a_user_comes_online_and_goes_offline() {
+    let mut cluster = Cluster::new(2);
+    let watcher = cluster.connect(0);
+    let reply = cluster.signin(watcher, r#"{"id":"w","watchlist":["bob","carol"]}"#);
+    assert_eq!(reply.len(), 1, "nobody is online yet: {reply:?}");
+    let bob1 = cluster.connect(1);
+    cluster.signin(bob1, r#"{"id":"bob"}"#);
+    assert_eq!(
+        watchlist_event(&cluster.recv(watcher)),
+        Some(json!({"events": [{"name": "online", "user_ids": ["bob"]}]}))
+    );
+    let bob2 = cluster.connect(0);
+    cluster.signin(bob2, r#"{"id":"bob"}"#);
+    assert!(
+        cluster.recv(watcher).is_empty(),
+        "a second socket is not news"
+    );
+    let now = cluster.now;
+    cluster.shards[1].handle_disconnect(bob1.key, bob1.socket_id, now);
+    cluster.route();
+    assert!(
+        cluster.recv(watcher).is_empty(),
+        "bob is still online through his other socket"
+    );
+    cluster.shards[0].handle_disconnect(bob2.key, bob2.socket_id, now);
+    cluster.route();
+    assert_eq!(
+        watchlist_event(&cluster.recv(watcher)),
+        Some(json!({"events": [{"name": "offline", "user_ids": ["bob"]}]}))
+    );
+}
+
+#[test]
+fn a_new_watcher_hears_at_once_who_is_already_online() {
+    let mut cluster = Cluster::new(2);
+    for (shard, id) in [(0, "a"), (1, "b")] {
+        let client = cluster.connect(shard);
+        cluster.signin(client, &format!(r#"{{"id":"{id}"}}"#));
+    }
+    let watcher = cluster.connect(1);
+    let reply = cluster.signin(watcher, r#"{"id":"w","watchlist":["a","b","nobody"]}"#);
+    let mut online: Vec<String> = reply
+        .iter()
+        .filter(|f| f["event"] == "pusher_internal:watchlist_events")
+        .flat_map(|f| {
+            inner(f)["events"][0]["user_ids"]
+                .as_array()
+                .unwrap()
+                .clone()
+        })
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    online.sort();
+    assert_eq!(online, ["a", "b"]);
+}
+
+#[test]
+fn a_watcher_that_left_is_no_longer_told() {
+    let mut cluster = Cluster::new(1);
+    let watcher = cluster.connect(0);
+    cluster.signin(watcher, r#"{"id":"w","watchlist":["bob"]}"#);
+    let now = cluster.now;
+    cluster.shards[0].handle_disconnect(watcher.key, watcher.socket_id, now);
+    // The key is reused by a newcomer, who must not receive the old watcher's events.
+    let newcomer = cluster.connect(0);
+    assert_eq!(newcomer.key, watcher.key);
+    let bob = cluster.connect(0);
+    cluster.signin(bob, r#"{"id":"bob"}"#);
+    assert!(cluster.recv(newcomer).is_empty());
+}
