@@ -135,12 +135,41 @@ pub struct AppConfig {
     pub cache_ttl: Duration,
     /// Where to send webhooks, and which.
     pub webhooks: Vec<WebhookConfig>,
+    /// Rate limits; `None` (no `[apps.rate_limits]` table) means none beyond
+    /// `client_events_per_second`.
+    pub rate_limits: Option<RateLimits>,
     /// Send `pusher_internal:subscription_count` to subscribers of non-presence channels
     /// whenever their count changes (Pusher's opt-in "subscription counting").
     pub subscription_count_events: bool,
     /// Connections that have not signed in (`pusher:signin`) within this time are closed
     /// with 4009; `None` (the default) lets anonymous connections stay.
     pub signin_timeout: Option<Duration>,
+}
+
+/// Per-app rate limits. The defaults come from a production deployment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimits {
+    /// WebSocket connection attempts per minute from one IP address (over: HTTP 429).
+    pub connections_per_minute_per_ip: u32,
+    /// Client events per minute from one user (a signed-in or presence user, else one
+    /// connection), on top of `client_events_per_second` (over: 4301).
+    pub client_events_per_minute_per_user: u32,
+    /// Channel subscriptions one connection may hold (over: `pusher:subscription_error` 429).
+    pub subscriptions_per_connection: usize,
+    /// HTTP API requests per second for the app (over: HTTP 429).
+    pub api_requests_per_second: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            connections_per_minute_per_ip: 10,
+            client_events_per_minute_per_user: 30,
+            subscriptions_per_connection: 20,
+            api_requests_per_second: 100,
+        }
+    }
 }
 
 /// One webhook endpoint.
@@ -281,6 +310,7 @@ struct FileApp {
     cache_ttl_secs: u64,
     webhooks: Vec<WebhookConfig>,
     subscription_count_events: bool,
+    rate_limits: Option<RateLimits>,
 }
 
 impl Default for FileApp {
@@ -307,6 +337,7 @@ impl Default for FileApp {
             cache_ttl_secs: 1800,
             webhooks: Vec::new(),
             subscription_count_events: false,
+            rate_limits: None,
         }
     }
 }
@@ -334,6 +365,7 @@ impl FileApp {
             cache_ttl: Duration::from_secs(self.cache_ttl_secs),
             webhooks: self.webhooks,
             subscription_count_events: self.subscription_count_events,
+            rate_limits: self.rate_limits,
             signin_timeout: (self.signin_timeout_secs > 0)
                 .then(|| Duration::from_secs(self.signin_timeout_secs)),
         }
@@ -594,6 +626,33 @@ impl Config {
                         field(&format!("webhooks[{w}].url")),
                         format!("{:?} is not an http:// or https:// URL", hook.url),
                     ));
+                }
+            }
+            if let Some(limits) = &app.rate_limits {
+                for (name, value) in [
+                    (
+                        "connections_per_minute_per_ip",
+                        limits.connections_per_minute_per_ip as usize,
+                    ),
+                    (
+                        "client_events_per_minute_per_user",
+                        limits.client_events_per_minute_per_user as usize,
+                    ),
+                    (
+                        "subscriptions_per_connection",
+                        limits.subscriptions_per_connection,
+                    ),
+                    (
+                        "api_requests_per_second",
+                        limits.api_requests_per_second as usize,
+                    ),
+                ] {
+                    if value == 0 {
+                        return Err(invalid(
+                            field(&format!("rate_limits.{name}")),
+                            "must be greater than 0",
+                        ));
+                    }
                 }
             }
             if app.cache_ttl.is_zero() || app.cache_ttl > MAX_DURATION {

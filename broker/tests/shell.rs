@@ -266,3 +266,37 @@ fn a_client_that_does_not_answer_the_ping_is_closed_with_4201() {
     assert_eq!(error["data"]["code"], 4201);
     assert_eq!(client.recv().unwrap(), json!({"close": 4201}));
 }
+
+fn rate_limited(c: &mut ringcast::config::Config) {
+    c.apps[0].rate_limits = Some(ringcast::config::RateLimits {
+        connections_per_minute_per_ip: 2,
+        client_events_per_minute_per_user: 30,
+        subscriptions_per_connection: 20,
+        api_requests_per_second: 3,
+    });
+}
+
+#[test]
+fn too_many_connection_attempts_get_429_with_retry_after() {
+    let server = TestServer::start_with(1, rate_limited);
+    let _a = WsClient::connect(server.addr);
+    let _b = WsClient::connect(server.addr);
+    let reply = raw_http(
+        server.addr,
+        b"GET /app/it-key?protocol=7 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.starts_with("HTTP/1.1 429"), "{text}");
+    assert!(text.contains("Retry-After: 30\r\n"), "{text}");
+}
+
+#[test]
+fn too_many_api_requests_get_429_with_retry_after() {
+    let server = TestServer::start_with(1, rate_limited);
+    let path = format!("/apps/{APP_ID}/channels");
+    let statuses: Vec<u16> = (0..4)
+        .map(|_| api(server.addr, "GET", &path, "", &[]).0)
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 429]);
+}

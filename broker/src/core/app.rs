@@ -4,13 +4,17 @@
 //! counters, touched on connect and disconnect, never per message.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use ring::hmac;
 
 use crate::config::AppConfig;
 use crate::core::auth::hmac_key;
 use crate::core::ids::AppIdx;
+use crate::core::rate_limit::{KeyedLimiter, Rate};
 
 /// One configured app.
 pub struct App {
@@ -21,9 +25,62 @@ pub struct App {
     /// The secret as an HMAC-SHA256 key.
     pub secret: hmac::Key,
     connections: AtomicUsize,
+    limiters: Option<Limiters>,
+}
+
+/// Most distinct keys (IPs, users) a limiter remembers.
+const MAX_LIMITER_KEYS: usize = 100_000;
+
+/// Rate limiters shared by every shard. They are touched on connect, on client events and
+/// on API requests, never per delivered message, so a mutex is cheap here.
+struct Limiters {
+    connection_attempts: Mutex<KeyedLimiter<IpAddr>>,
+    client_events: Mutex<KeyedLimiter<String>>,
+    api_requests: Mutex<KeyedLimiter<()>>,
+}
+
+fn take<K: std::hash::Hash + Eq + Clone>(
+    limiter: &Mutex<KeyedLimiter<K>>,
+    key: &K,
+    now: Instant,
+) -> Result<(), Duration> {
+    // A poisoned lock only means another thread panicked mid-update; the counts are still usable.
+    limiter
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .try_acquire(key, now)
 }
 
 impl App {
+    /// Counts a WebSocket connection attempt from `ip`; `Err` says when to retry.
+    pub fn admit_connection_attempt(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        self.limiters
+            .as_ref()
+            .map_or(Ok(()), |l| take(&l.connection_attempts, &ip, now))
+    }
+
+    /// Counts a client event from `sender` (a user id, or a socket id for anonymous sockets).
+    pub fn admit_client_event(&self, sender: &str, now: Instant) -> Result<(), Duration> {
+        self.limiters
+            .as_ref()
+            .map_or(Ok(()), |l| take(&l.client_events, &sender.to_owned(), now))
+    }
+
+    /// Counts an HTTP API request.
+    pub fn admit_api_request(&self, now: Instant) -> Result<(), Duration> {
+        self.limiters
+            .as_ref()
+            .map_or(Ok(()), |l| take(&l.api_requests, &(), now))
+    }
+
+    /// Subscriptions one connection may hold.
+    pub fn max_subscriptions(&self) -> usize {
+        let cap = self.config.max_subscriptions_per_connection;
+        self.config
+            .rate_limits
+            .map_or(cap, |r| cap.min(r.subscriptions_per_connection))
+    }
+
     /// Open connections of this app on the whole server.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::Relaxed)
@@ -59,6 +116,29 @@ impl AppTable {
                 secret: hmac_key(&config.secret),
                 config: config.clone(),
                 connections: AtomicUsize::new(0),
+                limiters: config.rate_limits.map(|r| Limiters {
+                    connection_attempts: Mutex::new(KeyedLimiter::new(
+                        Rate {
+                            capacity: r.connections_per_minute_per_ip,
+                            period: Duration::from_secs(60),
+                        },
+                        MAX_LIMITER_KEYS,
+                    )),
+                    client_events: Mutex::new(KeyedLimiter::new(
+                        Rate {
+                            capacity: r.client_events_per_minute_per_user,
+                            period: Duration::from_secs(60),
+                        },
+                        MAX_LIMITER_KEYS,
+                    )),
+                    api_requests: Mutex::new(KeyedLimiter::new(
+                        Rate {
+                            capacity: r.api_requests_per_second,
+                            period: Duration::from_secs(1),
+                        },
+                        1,
+                    )),
+                }),
             })
             .collect();
         let by_id = apps.iter().map(|a| (a.config.id.clone(), a.idx)).collect();

@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use crate::core::auth::api::{ApiRequest, verify};
 use crate::core::channel::ChannelName;
 use crate::core::http::request::{Method, RequestHead};
-use crate::core::http::response::{json_error, response};
+use crate::core::http::response::{json_error_with, response};
 use crate::core::ids::{AppIdx, SocketId, UserId};
 use crate::core::shard::{Answer, ChannelStats, Publish, Query, QueryId, Shard};
 
@@ -33,14 +33,20 @@ pub enum ApiRoute<'a> {
 struct ApiError {
     status: u16,
     message: String,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
-    fn bad_request(message: impl Into<String>) -> Self {
+    fn new(status: u16, message: impl Into<String>) -> Self {
         Self {
-            status: 400,
+            status,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, message)
     }
 }
 
@@ -100,7 +106,19 @@ pub fn handle(
             finish,
             keep_alive,
         }),
-        Err(err) => Reply::Now(json_error(err.status, &err.message, keep_alive)),
+        Err(err) => {
+            let retry_after = err.retry_after.map(|s| s.to_string());
+            let headers: Vec<(&str, &str)> = retry_after
+                .iter()
+                .map(|s| ("Retry-After", s.as_str()))
+                .collect();
+            Reply::Now(json_error_with(
+                err.status,
+                &err.message,
+                &headers,
+                keep_alive,
+            ))
+        }
     }
 }
 
@@ -117,10 +135,10 @@ fn authorized(
     clock: &Clock,
 ) -> Result<AppIdx, ApiError> {
     let state = shard.state();
-    let app = state.apps.by_id(app_id).ok_or_else(|| ApiError {
-        status: 404,
-        message: format!("unknown app id {app_id:?}"),
-    })?;
+    let app = state
+        .apps
+        .by_id(app_id)
+        .ok_or_else(|| ApiError::new(404, format!("unknown app id {app_id:?}")))?;
     let query = head
         .query_pairs()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -142,14 +160,15 @@ fn authorized(
         clock.unix_secs,
         state.config.api_timestamp_window,
     )
-    .map_err(|e| ApiError {
-        status: e.status(),
-        message: e.to_string(),
-    })?;
+    .map_err(|e| ApiError::new(e.status(), e.to_string()))?;
     if !app.config.enabled {
+        return Err(ApiError::new(403, "app is disabled"));
+    }
+    if let Err(wait) = app.admit_api_request(clock.now) {
         return Err(ApiError {
-            status: 403,
-            message: "app is disabled".into(),
+            status: 429,
+            message: "too many API requests for this app".into(),
+            retry_after: Some(wait.as_secs().max(1)),
         });
     }
     Ok(app.idx)
@@ -313,10 +332,10 @@ fn validate_event(
     // The SDKs send `data` as a string; other JSON is passed on as its text.
     let data = serde_json::from_str::<String>(raw.get()).unwrap_or_else(|_| raw.get().to_owned());
     if data.len() > config.max_message_bytes {
-        return Err(ApiError {
-            status: 413,
-            message: format!("\"data\" is larger than {} bytes", config.max_message_bytes),
-        });
+        return Err(ApiError::new(
+            413,
+            format!("\"data\" is larger than {} bytes", config.max_message_bytes),
+        ));
     }
     let raw_channels: Vec<&str> = match (&event.channel, &event.channels) {
         (Some(one), None) => vec![one.as_str()],

@@ -213,6 +213,20 @@ async fn websocket(
             return;
         }
     };
+    if let Err(retry) = rt
+        .core()
+        .connection_attempt(&head.path, remote.ip(), Instant::now())
+    {
+        let seconds = retry.as_secs().max(1).to_string();
+        let response = response::json_error_with(
+            429,
+            "too many connection attempts from this address",
+            &[("Retry-After", &seconds)],
+            false,
+        );
+        let _ = stream.write_all(response).await;
+        return;
+    }
     let protocol = head.query_param("protocol");
     let request = ConnectRequest {
         path: &head.path,

@@ -357,6 +357,20 @@ impl Shard {
         Ok(key)
     }
 
+    /// Counts a connection attempt on `path` from `remote` against the app's per-IP rate
+    /// limit, before the upgrade; `Err` is the time to wait (HTTP 429 with `Retry-After`).
+    pub fn connection_attempt(
+        &self,
+        path: &str,
+        remote: IpAddr,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        let app = path
+            .strip_prefix("/app/")
+            .and_then(|key| self.state.apps.by_key(key));
+        app.map_or(Ok(()), |app| app.admit_connection_attempt(remote, now))
+    }
+
     /// The socket id of an open connection.
     pub fn socket_id(&self, key: ConnKey) -> Option<SocketId> {
         self.conns.get(key).map(|c| c.socket_id)
@@ -487,10 +501,10 @@ impl Shard {
             // pusher-js never re-subscribes an active channel; a repeat is a no-op.
             return;
         }
-        if conn.subscriptions.len() >= app.config.max_subscriptions_per_connection {
+        if conn.subscriptions.len() >= app.max_subscriptions() {
             let text = format!(
                 "a connection may hold at most {} subscriptions",
-                app.config.max_subscriptions_per_connection
+                app.max_subscriptions()
             );
             let frame = message::subscription_error(channel.as_str(), "LimitReached", &text, 429);
             self.send_json(key, &frame);
@@ -807,7 +821,14 @@ impl Shard {
             return;
         }
         let rate = client_event_rate(app.config.client_events_per_second);
-        if conn.client_events.try_acquire(rate, now).is_err() {
+        let sender = sub
+            .user
+            .as_ref()
+            .or(conn.user.as_ref())
+            .map_or_else(|| conn.socket_id.to_string(), |u| u.as_str().to_owned());
+        if conn.client_events.try_acquire(rate, now).is_err()
+            || app.admit_client_event(&sender, now).is_err()
+        {
             self.send_error(key, ErrorCode::ClientEventRateLimited);
             return;
         }
