@@ -213,10 +213,10 @@ async fn websocket(
             return;
         }
     };
-    if let Err(retry) = rt
+    let attempt = rt
         .core()
-        .connection_attempt(&head.path, remote.ip(), Instant::now())
-    {
+        .connection_attempt(&head.path, remote.ip(), Instant::now());
+    if let Err(retry) = attempt {
         let seconds = retry.as_secs().max(1).to_string();
         let response = response::json_error_with(
             429,
