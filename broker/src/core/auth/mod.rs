@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod channel;
+pub mod jwt;
 pub mod user;
 
 use ring::hmac;
