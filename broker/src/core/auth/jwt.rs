@@ -197,6 +197,9 @@ pub struct VerifyOptions<'a> {
 }
 
 /// The verified identity of a connection.
+// The private field makes `verify` the only constructor even inside this crate, which
+// `#[non_exhaustive]` would not.
+#[allow(clippy::manual_non_exhaustive)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
     /// The user id, if the token names one.
