@@ -135,6 +135,8 @@ pub struct AppConfig {
     pub cache_ttl: Duration,
     /// Where to send webhooks, and which.
     pub webhooks: Vec<WebhookConfig>,
+    /// JWT connection authentication; `None` (no `[apps.jwt]` table) means none.
+    pub jwt: Option<JwtConfig>,
     /// Rate limits; `None` (no `[apps.rate_limits]` table) means none beyond
     /// `client_events_per_second`.
     pub rate_limits: Option<RateLimits>,
@@ -144,6 +146,90 @@ pub struct AppConfig {
     /// Connections that have not signed in (`pusher:signin`) within this time are closed
     /// with 4009; `None` (the default) lets anonymous connections stay.
     pub signin_timeout: Option<Duration>,
+}
+
+/// Signature algorithm of an app's connection tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 with `secret`.
+    #[serde(rename = "HS256")]
+    Hs256,
+    /// RSA with `public_key` / `public_key_file`.
+    #[serde(rename = "RS256")]
+    Rs256,
+    /// ECDSA P-256 with `public_key` / `public_key_file`.
+    #[serde(rename = "ES256")]
+    Es256,
+}
+
+/// JWT connection authentication for one app.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Refuse connections without a valid token (4009); when false a token is optional.
+    #[serde(default)]
+    pub required: bool,
+    /// The algorithm tokens must be signed with.
+    pub algorithm: JwtAlgorithm,
+    /// HS256 secret.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// RS256/ES256 public key, PEM SubjectPublicKeyInfo (filled from `public_key_file`).
+    #[serde(default)]
+    pub public_key: Option<String>,
+    /// A file holding `public_key`.
+    #[serde(default)]
+    pub public_key_file: Option<PathBuf>,
+    /// Required `iss`.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Required `aud`.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Allowed clock difference for `exp`/`nbf`.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    /// Claim holding the user id.
+    #[serde(default = "default_user_claim")]
+    pub user_id_claim: String,
+    /// Claim holding the tenant id.
+    #[serde(default = "default_tenant_claim")]
+    pub tenant_claim: String,
+    /// Claim holding the actor type.
+    #[serde(default = "default_actor_claim")]
+    pub actor_claim: String,
+    /// Claim holding the roles.
+    #[serde(default = "default_roles_claim")]
+    pub roles_claim: String,
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+fn default_user_claim() -> String {
+    "sub".into()
+}
+fn default_tenant_claim() -> String {
+    "tenant_id".into()
+}
+fn default_actor_claim() -> String {
+    "actor".into()
+}
+fn default_roles_claim() -> String {
+    "roles".into()
+}
+
+impl std::fmt::Debug for JwtConfig {
+    /// Everything but the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtConfig")
+            .field("required", &self.required)
+            .field("algorithm", &self.algorithm)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Per-app rate limits. The defaults come from a production deployment.
@@ -311,6 +397,7 @@ struct FileApp {
     webhooks: Vec<WebhookConfig>,
     subscription_count_events: bool,
     rate_limits: Option<RateLimits>,
+    jwt: Option<JwtConfig>,
 }
 
 impl Default for FileApp {
@@ -338,6 +425,7 @@ impl Default for FileApp {
             webhooks: Vec::new(),
             subscription_count_events: false,
             rate_limits: None,
+            jwt: None,
         }
     }
 }
@@ -366,6 +454,7 @@ impl FileApp {
             webhooks: self.webhooks,
             subscription_count_events: self.subscription_count_events,
             rate_limits: self.rate_limits,
+            jwt: self.jwt,
             signin_timeout: (self.signin_timeout_secs > 0)
                 .then(|| Duration::from_secs(self.signin_timeout_secs)),
         }
@@ -501,6 +590,7 @@ impl Config {
             apps: file.apps.into_iter().map(FileApp::into_app).collect(),
         };
         let env_app = apply_env(&mut config, env)?;
+        load_jwt_keys(&mut config)?;
         if demo && !env_app && config.apps.is_empty() {
             config
                 .apps
@@ -628,6 +718,12 @@ impl Config {
                     ));
                 }
             }
+            if let Some(jwt) = &app.jwt {
+                jwt_key(jwt).map_err(|message| invalid(field("jwt"), message))?;
+                if jwt.leeway_secs > MAX_DURATION.as_secs() {
+                    return Err(invalid(field("jwt.leeway_secs"), "must be at most 86400"));
+                }
+            }
             if let Some(limits) = &app.rate_limits {
                 for (name, value) in [
                     (
@@ -685,6 +781,54 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+/// Reads `public_key_file`s into `public_key`.
+fn load_jwt_keys(config: &mut Config) -> Result<(), ConfigError> {
+    for (i, app) in config.apps.iter_mut().enumerate() {
+        let Some(jwt) = &mut app.jwt else { continue };
+        if let Some(path) = &jwt.public_key_file {
+            let pem = std::fs::read_to_string(path).map_err(|e| {
+                invalid(
+                    format!("apps[{i}].jwt.public_key_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            jwt.public_key = Some(pem);
+        }
+    }
+    Ok(())
+}
+
+/// The verifying key an app's JWT settings describe, or why there is none.
+pub fn jwt_key(jwt: &JwtConfig) -> Result<crate::core::auth::jwt::VerifyingKey, String> {
+    use crate::core::auth::jwt::VerifyingKey;
+    match jwt.algorithm {
+        JwtAlgorithm::Hs256 => match jwt.secret.as_deref() {
+            Some(secret) if secret.len() >= 32 => Ok(VerifyingKey::hs256(secret.as_bytes())),
+            Some(_) => Err("HS256 secret must be at least 32 bytes".into()),
+            None => Err("HS256 needs a secret".into()),
+        },
+        JwtAlgorithm::Rs256 | JwtAlgorithm::Es256 => {
+            let pem = jwt
+                .public_key
+                .as_deref()
+                .ok_or("RS256/ES256 need public_key or public_key_file")?;
+            let key = VerifyingKey::from_public_pem(pem).map_err(|e| e.to_string())?;
+            let expected = if jwt.algorithm == JwtAlgorithm::Rs256 {
+                "RS256"
+            } else {
+                "ES256"
+            };
+            if key.algorithm().name() != expected {
+                return Err(format!(
+                    "the public key is a {} key, not {expected}",
+                    key.algorithm().name()
+                ));
+            }
+            Ok(key)
+        }
     }
 }
 

@@ -300,3 +300,106 @@ fn too_many_api_requests_get_429_with_retry_after() {
         .collect();
     assert_eq!(statuses, [200, 200, 200, 429]);
 }
+
+const JWT_SECRET: &str = "a-jwt-secret-of-at-least-32-bytes!";
+
+fn jwt_required(c: &mut ringcast::config::Config) {
+    c.apps[0].jwt = Some(ringcast::config::JwtConfig {
+        required: true,
+        algorithm: ringcast::config::JwtAlgorithm::Hs256,
+        secret: Some(JWT_SECRET.into()),
+        public_key: None,
+        public_key_file: None,
+        issuer: None,
+        audience: None,
+        leeway_secs: 0,
+        user_id_claim: "sub".into(),
+        tenant_claim: "tenant_id".into(),
+        actor_claim: "actor".into(),
+        roles_claim: "roles".into(),
+    });
+}
+
+fn hs256(claims: &serde_json::Value) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, JWT_SECRET.as_bytes());
+    format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(ring::hmac::sign(&key, input.as_bytes()).as_ref())
+    )
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn jwt_in_the_query_admits_and_a_missing_one_is_closed_with_4009() {
+    let server = TestServer::start_with(1, jwt_required);
+    let token = hs256(&json!({"sub": "u1", "jti": "q-1", "exp": unix_now() + 60}));
+    let mut client = WsClient::open(
+        server.addr,
+        &format!("/app/it-key?protocol=7&token={token}"),
+    );
+    assert_eq!(
+        client.recv().unwrap()["event"],
+        "pusher:connection_established"
+    );
+    let mut anonymous = WsClient::open(server.addr, "/app/it-key?protocol=7");
+    let error = anonymous.recv().unwrap();
+    assert_eq!(error["data"]["code"], 4009);
+    assert_eq!(anonymous.recv().unwrap(), json!({"close": 4009}));
+
+    // Revoking the token over the signed API closes the live socket.
+    let body = json!({"jti": "q-1"}).to_string();
+    let (status, _) = api(
+        server.addr,
+        "POST",
+        &format!("/apps/{APP_ID}/tokens/revoke"),
+        &body,
+        &[],
+    );
+    assert_eq!(status, 200);
+    let error = client.recv_until(Duration::from_secs(5), |v| v["event"] == "pusher:error");
+    assert_eq!(error["data"]["message"], "token revoked");
+}
+
+#[test]
+fn jwt_as_a_websocket_subprotocol_is_accepted_and_echoed() {
+    use std::io::{Read, Write};
+    let server = TestServer::start_with(1, jwt_required);
+    let token = hs256(&json!({"sub": "u1", "exp": unix_now() + 60}));
+    let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let request = format!(
+        "GET /app/it-key?protocol=7 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: pusher, {token}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&received).contains("connection_established") {
+        let n = stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&received));
+        received.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+    assert!(
+        text.contains(&format!("Sec-WebSocket-Protocol: {token}\r\n")),
+        "{text}"
+    );
+    assert!(text.contains("pusher:connection_established"), "{text}");
+}

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use ring::hmac;
 
-use crate::config::AppConfig;
+use crate::config::{AppConfig, jwt_key};
 use crate::core::auth::hmac_key;
+use crate::core::auth::jwt::{self, ClaimNames, Identity, VerifyOptions, VerifyingKey};
 use crate::core::ids::AppIdx;
 use crate::core::rate_limit::{KeyedLimiter, Rate};
 
@@ -26,6 +27,34 @@ pub struct App {
     pub secret: hmac::Key,
     connections: AtomicUsize,
     limiters: Option<Limiters>,
+    jwt: Option<JwtVerifier>,
+    /// Revoked token ids, with the time (Unix seconds) after which they no longer matter.
+    revoked: Mutex<HashMap<String, u64>>,
+}
+
+/// Most revoked token ids remembered; the ones expiring soonest are dropped first.
+const MAX_REVOKED: usize = 100_000;
+
+struct JwtVerifier {
+    key: VerifyingKey,
+    claims: ClaimNames,
+    required: bool,
+}
+
+/// Why a connection's token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// The app requires a token and none came.
+    #[error(
+        "a token is required (query parameter \"token\", Sec-WebSocket-Protocol or Authorization: Bearer)"
+    )]
+    Missing,
+    /// The token did not verify.
+    #[error("{0}")]
+    Invalid(#[from] jwt::JwtError),
+    /// The token was revoked.
+    #[error("token revoked")]
+    Revoked,
 }
 
 /// Most distinct keys (IPs, users) a limiter remembers.
@@ -52,6 +81,74 @@ fn take<K: std::hash::Hash + Eq + Clone>(
 }
 
 impl App {
+    /// Checks a connection's token (if the app uses JWT) and returns its identity.
+    pub fn authenticate(
+        &self,
+        token: Option<&str>,
+        now_unix: u64,
+    ) -> Result<Option<Identity>, TokenError> {
+        let Some(verifier) = &self.jwt else {
+            return Ok(None);
+        };
+        let Some(token) = token else {
+            return if verifier.required {
+                Err(TokenError::Missing)
+            } else {
+                Ok(None)
+            };
+        };
+        let config = self.config.jwt.as_ref();
+        let opts = VerifyOptions {
+            key: &verifier.key,
+            issuer: config.and_then(|c| c.issuer.as_deref()),
+            audience: config.and_then(|c| c.audience.as_deref()),
+            leeway_secs: config.map_or(0, |c| c.leeway_secs),
+            claims: &verifier.claims,
+            max_user_id_chars: self.config.max_user_id_chars,
+        };
+        let identity = jwt::verify(token, &opts, now_unix)?;
+        if identity
+            .jti
+            .as_deref()
+            .is_some_and(|jti| self.is_revoked(jti, now_unix))
+        {
+            return Err(TokenError::Revoked);
+        }
+        Ok(Some(identity))
+    }
+
+    /// Whether token id `jti` is revoked.
+    pub fn is_revoked(&self, jti: &str, now_unix: u64) -> bool {
+        let revoked = self
+            .revoked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        revoked.get(jti).is_some_and(|&until| until >= now_unix)
+    }
+
+    /// Revokes token id `jti` until `until_unix` (its expiry: later it is refused anyway).
+    pub fn revoke(&self, jti: &str, until_unix: u64, now_unix: u64) {
+        let mut revoked = self
+            .revoked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        revoked.retain(|_, &mut until| until >= now_unix);
+        if revoked.len() >= MAX_REVOKED
+            && let Some(soonest) = revoked
+                .iter()
+                .min_by_key(|&(_, &until)| until)
+                .map(|(k, _)| k.clone())
+        {
+            revoked.remove(&soonest);
+        }
+        revoked.insert(jti.to_owned(), until_unix);
+    }
+
+    /// The leeway allowed after a token's `exp`.
+    pub fn token_leeway(&self) -> Duration {
+        Duration::from_secs(self.config.jwt.as_ref().map_or(0, |j| j.leeway_secs))
+    }
+
     /// Counts a WebSocket connection attempt from `ip`; `Err` says when to retry.
     pub fn admit_connection_attempt(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
         self.limiters
@@ -116,6 +213,20 @@ impl AppTable {
                 secret: hmac_key(&config.secret),
                 config: config.clone(),
                 connections: AtomicUsize::new(0),
+                // Keys were validated when the config was loaded.
+                jwt: config.jwt.as_ref().and_then(|j| {
+                    Some(JwtVerifier {
+                        key: jwt_key(j).ok()?,
+                        claims: ClaimNames {
+                            user_id: j.user_id_claim.clone(),
+                            tenant: j.tenant_claim.clone(),
+                            actor: j.actor_claim.clone(),
+                            roles: j.roles_claim.clone(),
+                        },
+                        required: j.required,
+                    })
+                }),
+                revoked: Mutex::new(HashMap::new()),
                 limiters: config.rate_limits.map(|r| Limiters {
                     connection_attempts: Mutex::new(KeyedLimiter::new(
                         Rate {

@@ -27,6 +27,8 @@ pub enum ApiRoute<'a> {
     Users(&'a str),
     /// `POST /users/{user}/terminate_connections`.
     TerminateUser(&'a str),
+    /// `POST /tokens/revoke`.
+    RevokeToken,
 }
 
 /// A client error with its HTTP status.
@@ -254,6 +256,17 @@ fn serve(
             let query = start_stats(shard, app, &channel, clock);
             Ok(Served::Later(vec![query], Finish::Channel { info }))
         }
+        ApiRoute::RevokeToken => {
+            let request: RevokeBody = parse_body(body)?;
+            if request.jti.is_empty() || request.jti.chars().count() > 128 {
+                return Err(ApiError::bad_request("\"jti\" must be 1 to 128 characters"));
+            }
+            // Without an expiry the revocation is kept for a day, the longest token lifetime
+            // the broker plans for.
+            let until = request.expires_at.unwrap_or(clock.unix_secs + 86_400);
+            shard.revoke_token(app, &request.jti, until, clock.unix_secs, clock.now);
+            Ok(Served::Now(json!({})))
+        }
         ApiRoute::TerminateUser(raw) => {
             let max = shard.state().apps.get(app).config.max_user_id_chars;
             let user = UserId::parse(raw, max)
@@ -284,6 +297,14 @@ struct EventBody<'a> {
     channels: Option<Vec<String>>,
     socket_id: Option<String>,
     info: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    jti: String,
+    /// The token's `exp`: after it the token is refused anyway.
+    expires_at: Option<u64>,
 }
 
 #[derive(Deserialize)]

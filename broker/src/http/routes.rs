@@ -20,6 +20,7 @@ use super::{Clock, Reply, ServerView};
 /// | GET | `/apps/{id}/channels/{name}` | one channel's state |
 /// | GET | `/apps/{id}/channels/{name}/users` | a presence channel's users |
 /// | POST | `/apps/{id}/users/{user}/terminate_connections` | close a signed-in user's sockets |
+/// | POST | `/apps/{id}/tokens/revoke` | revoke a JWT by `jti`, closing its live sockets |
 pub fn handle(
     shard: &mut Shard,
     view: &ServerView<'_>,
@@ -78,11 +79,13 @@ pub fn handle(
         (Method::Post, ["apps", app, "users", user, "terminate_connections"]) => {
             (*app, ApiRoute::TerminateUser(user))
         }
+        (Method::Post, ["apps", app, "tokens", "revoke"]) => (*app, ApiRoute::RevokeToken),
         (_, ["up" | "metrics"])
         | (_, ["apps", _, "events" | "batch_events" | "channels"])
         | (_, ["apps", _, "channels", _])
         | (_, ["apps", _, "channels", _, "users"])
-        | (_, ["apps", _, "users", _, "terminate_connections"]) => {
+        | (_, ["apps", _, "users", _, "terminate_connections"])
+        | (_, ["apps", _, "tokens", "revoke"]) => {
             return Reply::Now(json_error(405, "method not allowed", keep_alive));
         }
         _ => return Reply::Now(json_error(404, "not found", keep_alive)),

@@ -13,6 +13,7 @@ use monoio::net::TcpStream;
 
 use super::iovec::FrameBatch;
 use super::runtime::{ShardRt, Signal};
+use crate::core::auth::jwt::looks_like_token;
 use crate::core::http::request::{
     BodyLength, ChunkedDecoder, HeadError, HeadLimits, RequestHead, parse_head,
 };
@@ -228,14 +229,30 @@ async fn websocket(
         return;
     }
     let protocol = head.query_param("protocol");
+    // Browsers cannot set headers on a WebSocket, so a token may ride in the query or as a
+    // subprotocol (which must then be echoed); other clients may use Authorization.
+    let query_token = head.query_param("token");
+    let protocol_token = upgrade.protocols.iter().find(|p| looks_like_token(p));
+    let bearer = head
+        .header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let token = query_token
+        .as_deref()
+        .or(protocol_token.map(String::as_str))
+        .or(bearer);
     let request = ConnectRequest {
         path: &head.path,
         protocol: protocol.as_deref(),
         origin: head.header("origin"),
         remote: remote.ip(),
+        token,
+        now_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
     };
     let accepted = rt.with_core(|core| core.accept_websocket(&request, Instant::now()));
-    let mut handshake = switching_protocols(&upgrade.accept, None);
+    let mut handshake = switching_protocols(&upgrade.accept, protocol_token.map(String::as_str));
     let key = match accepted {
         Accept::Open(key) => key,
         Accept::Refused(frames, code) => {

@@ -134,6 +134,19 @@ impl VerifyingKey {
     }
 }
 
+/// Whether `text` has the shape of a compact JWS (three base64url parts), e.g. to pick the
+/// token out of the `Sec-WebSocket-Protocol` values a browser offers.
+pub fn looks_like_token(text: &str) -> bool {
+    let is_b64url = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let parts: Vec<&str> = text.split('.').collect();
+    parts.len() == 3 && parts.iter().all(|p| is_b64url(p)) && text.len() <= MAX_TOKEN_BYTES
+}
+
 /// Reads one DER element with `tag` from the front of `input`: `(contents, rest)`.
 fn der_take(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
     let (&t, rest) = input.split_first()?;

@@ -24,6 +24,8 @@ pub enum ErrorCode {
     NoProtocolVersion,
     /// 4009: the connection is not authorized (for example its `Origin` is not allowed).
     Unauthorized,
+    /// 4010: the connection's token expired; the client needs a new one to reconnect.
+    TokenExpired,
     /// 4100: the server is over capacity, or this client fell too far behind.
     OverCapacity,
     /// 4200: generic "reconnect now", e.g. the server is shutting down.
@@ -46,8 +48,6 @@ pub enum ErrorCode {
     MessageTooLarge,
     /// 4307: a channel name that is not valid.
     InvalidChannelName,
-    /// 4308: the connection has as many subscriptions as the app allows.
-    TooManySubscriptions,
 }
 
 impl ErrorCode {
@@ -62,6 +62,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedProtocolVersion => 4007,
             ErrorCode::NoProtocolVersion => 4008,
             ErrorCode::Unauthorized => 4009,
+            ErrorCode::TokenExpired => 4010,
             ErrorCode::OverCapacity => 4100,
             ErrorCode::Reconnect => 4200,
             ErrorCode::PongNotReceived => 4201,
@@ -73,7 +74,6 @@ impl ErrorCode {
             ErrorCode::ClientEventRejected => 4305,
             ErrorCode::MessageTooLarge => 4306,
             ErrorCode::InvalidChannelName => 4307,
-            ErrorCode::TooManySubscriptions => 4308,
         }
     }
 
@@ -93,6 +93,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedProtocolVersion => "Unsupported protocol version",
             ErrorCode::NoProtocolVersion => "No protocol version supplied",
             ErrorCode::Unauthorized => "Connection is unauthorized",
+            ErrorCode::TokenExpired => "Token expired",
             ErrorCode::OverCapacity => "Over capacity",
             ErrorCode::Reconnect => "Server is restarting, please reconnect",
             ErrorCode::PongNotReceived => "Pong reply not received",
@@ -104,7 +105,6 @@ impl ErrorCode {
             ErrorCode::ClientEventRejected => "Client event rejected",
             ErrorCode::MessageTooLarge => "Message too large",
             ErrorCode::InvalidChannelName => "Invalid channel name",
-            ErrorCode::TooManySubscriptions => "Too many subscriptions",
         }
     }
 
@@ -118,6 +118,7 @@ impl ErrorCode {
         ErrorCode::UnsupportedProtocolVersion,
         ErrorCode::NoProtocolVersion,
         ErrorCode::Unauthorized,
+        ErrorCode::TokenExpired,
         ErrorCode::OverCapacity,
         ErrorCode::Reconnect,
         ErrorCode::PongNotReceived,
@@ -129,7 +130,6 @@ impl ErrorCode {
         ErrorCode::ClientEventRejected,
         ErrorCode::MessageTooLarge,
         ErrorCode::InvalidChannelName,
-        ErrorCode::TooManySubscriptions,
     ];
 }
 

@@ -140,6 +140,13 @@ pub enum MeshMsg {
         /// The users.
         users: Vec<UserId>,
     },
+    /// To every shard: close every socket whose token has id `jti`.
+    RevokeToken {
+        /// The app.
+        app: AppIdx,
+        /// The token id.
+        jti: String,
+    },
     /// To every shard: close every socket signed in as `user`.
     TerminateUser {
         /// The app.

@@ -30,6 +30,7 @@ pub use self::mesh::{
 use crate::config::{ClientEvents, ServerConfig};
 use crate::core::app::{AppTable, QuotaExceeded};
 use crate::core::auth::channel::{AuthContext, ChannelAuthorized, authorize_subscription};
+use crate::core::auth::jwt::Identity;
 use crate::core::auth::user::{SigninContext, SigninError, verify_signin};
 use crate::core::channel::{ChannelName, ChannelNameError};
 use crate::core::ids::{AppIdx, SocketId, UserId};
@@ -69,6 +70,10 @@ pub struct ConnectRequest<'a> {
     pub origin: Option<&'a str>,
     /// The peer's address.
     pub remote: IpAddr,
+    /// A JWT from the `token` query parameter, `Sec-WebSocket-Protocol` or `Authorization`.
+    pub token: Option<&'a str>,
+    /// Wall-clock seconds since the Unix epoch, for token expiry.
+    pub now_unix: u64,
 }
 
 /// The outcome of [`Shard::accept_websocket`].
@@ -177,6 +182,10 @@ struct Conn {
     user: Option<UserId>,
     /// Users whose online status this socket follows.
     watchlist: Vec<UserId>,
+    /// The verified JWT identity, if the app uses tokens.
+    identity: Option<Box<Identity>>,
+    /// When the token expires (4010 then).
+    token_expires: Option<Instant>,
     client_events: TokenBucket,
     outbox: VecDeque<Bytes>,
     outbox_bytes: usize,
@@ -277,10 +286,12 @@ impl Shard {
     pub fn accept_websocket(&mut self, request: &ConnectRequest<'_>, now: Instant) -> Accept {
         match self.try_accept(request, now) {
             Ok(key) => Accept::Open(key),
-            Err(code) => {
+            Err((code, text)) => {
                 self.metrics.error(code);
                 let mut bytes = Vec::with_capacity(128);
-                frame::encode_frame_into(&mut bytes, Opcode::Text, &message::error(code));
+                let json =
+                    message::error_with_message(code, text.as_deref().unwrap_or(code.message()));
+                frame::encode_frame_into(&mut bytes, Opcode::Text, &json);
                 bytes.extend_from_slice(&frame::encode_close(code.code(), code.message()));
                 Accept::Refused(Bytes::from(bytes), code)
             }
@@ -291,26 +302,41 @@ impl Shard {
         &mut self,
         request: &ConnectRequest<'_>,
         now: Instant,
-    ) -> Result<ConnKey, ErrorCode> {
+    ) -> Result<ConnKey, (ErrorCode, Option<String>)> {
+        let plain = |code: ErrorCode| (code, None);
         let key = request
             .path
             .strip_prefix("/app/")
             .filter(|k| !k.is_empty() && !k.contains('/'))
-            .ok_or(ErrorCode::PathNotFound)?;
-        let protocol = request.protocol.ok_or(ErrorCode::NoProtocolVersion)?;
+            .ok_or(plain(ErrorCode::PathNotFound))?;
+        let protocol = request
+            .protocol
+            .ok_or(plain(ErrorCode::NoProtocolVersion))?;
         let version: u32 = protocol
             .parse()
-            .map_err(|_| ErrorCode::InvalidVersionFormat)?;
+            .map_err(|_| plain(ErrorCode::InvalidVersionFormat))?;
         if version != PROTOCOL_VERSION {
-            return Err(ErrorCode::UnsupportedProtocolVersion);
+            return Err(plain(ErrorCode::UnsupportedProtocolVersion));
         }
-        let app = self.state.apps.by_key(key).ok_or(ErrorCode::AppNotFound)?;
+        let app = self
+            .state
+            .apps
+            .by_key(key)
+            .ok_or(plain(ErrorCode::AppNotFound))?;
         if !app.config.enabled {
-            return Err(ErrorCode::AppDisabled);
+            return Err(plain(ErrorCode::AppDisabled));
         }
         if !app.config.origin_allowed(request.origin) {
-            return Err(ErrorCode::Unauthorized);
+            return Err((ErrorCode::Unauthorized, Some("origin not allowed".into())));
         }
+        let identity = app
+            .authenticate(request.token, request.now_unix)
+            .map_err(|e| (ErrorCode::Unauthorized, Some(format!("token refused: {e}"))))?;
+        // Expiry as a point on the monotonic clock the shard runs on.
+        let token_expires = identity.as_ref().map(|id| {
+            let left = id.expires_at.saturating_sub(request.now_unix);
+            now + Duration::from_secs(left) + app.token_leeway()
+        });
         let app_idx = app.idx;
         let limits = FrameLimits {
             max_frame_bytes: app.config.max_message_bytes + FRAME_ENVELOPE_BYTES,
@@ -318,8 +344,8 @@ impl Shard {
         };
         let client_event_rate = client_event_rate(app.config.client_events_per_second);
         self.state.apps.try_connect(app_idx).map_err(|e| match e {
-            QuotaExceeded::Server => ErrorCode::OverCapacity,
-            QuotaExceeded::App => ErrorCode::AppOverConnectionQuota,
+            QuotaExceeded::Server => plain(ErrorCode::OverCapacity),
+            QuotaExceeded::App => plain(ErrorCode::AppOverConnectionQuota),
         })?;
         self.next_socket += 1;
         // The low half carries the shard id so ids never collide across shards.
@@ -337,6 +363,8 @@ impl Shard {
             ping_sent: None,
             user: None,
             watchlist: Vec::new(),
+            identity: identity.map(Box::new),
+            token_expires,
             client_events: TokenBucket::new(
                 client_event_rate.capacity,
                 client_event_rate.period,
@@ -592,6 +620,32 @@ impl Shard {
                 self.send_error_message(key, ErrorCode::Unauthorized, &text);
             }
         }
+    }
+
+    /// Revokes token id `jti` until `until_unix` and closes live sockets using it, on every
+    /// shard (HTTP API `tokens/revoke`).
+    pub fn revoke_token(
+        &mut self,
+        app: AppIdx,
+        jti: &str,
+        until_unix: u64,
+        now_unix: u64,
+        now: Instant,
+    ) {
+        self.state.apps.get(app).revoke(jti, until_unix, now_unix);
+        for shard in 0..self.shard_count {
+            let msg = MeshMsg::RevokeToken {
+                app,
+                jti: jti.to_owned(),
+            };
+            self.send_to(shard, msg);
+        }
+        self.drain_to_self(now);
+    }
+
+    /// The verified token identity of a connection.
+    pub fn identity(&self, key: ConnKey) -> Option<&Identity> {
+        self.conns.get(key).and_then(|c| c.identity.as_deref())
     }
 
     /// The shard that counts `user`'s sockets and keeps their watchers.
@@ -1056,8 +1110,13 @@ impl Shard {
         let mut to_ping = Vec::new();
         let mut to_close = Vec::new();
         let mut unsigned = Vec::new();
+        let mut expired = Vec::new();
         for (key, conn) in &self.conns {
             if conn.closing {
+                continue;
+            }
+            if conn.token_expires.is_some_and(|at| now >= at) {
+                expired.push(key);
                 continue;
             }
             let signin_timeout = self.state.apps.get(conn.app).config.signin_timeout;
@@ -1084,6 +1143,9 @@ impl Shard {
         }
         for key in to_close {
             self.close_with(key, ErrorCode::PongNotReceived);
+        }
+        for key in expired {
+            self.close_with(key, ErrorCode::TokenExpired);
         }
         for key in unsigned {
             let text = "sign-in (pusher:signin) did not happen in time";
@@ -1330,6 +1392,21 @@ impl Shard {
                 if self.socket_id(watcher.conn) == Some(watcher.socket_id) {
                     let json = message::watchlist_events(online, &users);
                     self.send_json(watcher.conn, &json);
+                }
+            }
+            MeshMsg::RevokeToken { app, jti } => {
+                let keys: Vec<ConnKey> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| {
+                        c.app == app
+                            && c.identity.as_ref().and_then(|i| i.jti.as_deref())
+                                == Some(jti.as_str())
+                    })
+                    .map(|(k, _)| k)
+                    .collect();
+                for key in keys {
+                    self.send_error_message(key, ErrorCode::Unauthorized, "token revoked");
                 }
             }
             MeshMsg::TerminateUser { app, user } => {

@@ -16,6 +16,9 @@ use crate::core::ws::frame::{
 
 const KEY: &str = "test-key";
 const SECRET: &str = "test-secret";
+/// The wall clock of the simulated cluster at its start.
+const NOW_UNIX: u64 = 1_800_000_000;
+const JWT_SECRET: &str = "a-jwt-secret-of-at-least-32-bytes!";
 
 struct Cluster {
     shards: Vec<Shard>,
@@ -93,11 +96,23 @@ impl Cluster {
         path: &str,
         protocol: Option<&str>,
     ) -> Result<Client, (Vec<Value>, ErrorCode)> {
+        self.try_connect_with_token(shard, path, protocol, None)
+    }
+
+    fn try_connect_with_token(
+        &mut self,
+        shard: ShardId,
+        path: &str,
+        protocol: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<Client, (Vec<Value>, ErrorCode)> {
         let request = ConnectRequest {
             path,
             protocol,
             origin: None,
             remote: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            token,
+            now_unix: NOW_UNIX,
         };
         match self.shards[shard].accept_websocket(&request, self.now) {
             Accept::Open(key) => {
@@ -1448,4 +1463,140 @@ fn rate_limits_cap_subscriptions_per_connection() {
     let reply = cluster.subscribe(a, "three");
     assert_eq!(reply[0]["event"], "pusher:subscription_error");
     assert_eq!(reply[0]["data"]["status"], 429);
+}
+
+fn with_jwt(required: bool) -> impl FnOnce(&mut Config) {
+    move |c: &mut Config| {
+        c.apps[0].jwt = Some(crate::config::JwtConfig {
+            required,
+            algorithm: crate::config::JwtAlgorithm::Hs256,
+            secret: Some(JWT_SECRET.into()),
+            public_key: None,
+            public_key_file: None,
+            issuer: None,
+            audience: None,
+            leeway_secs: 0,
+            user_id_claim: "sub".into(),
+            tenant_claim: "tenant_id".into(),
+            actor_claim: "actor".into(),
+            roles_claim: "roles".into(),
+        });
+    }
+}
+
+fn hs256(claims: &Value) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, JWT_SECRET.as_bytes());
+    let sig = ring::hmac::sign(&key, input.as_bytes());
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+}
+
+#[test]
+fn a_required_token_must_be_present_and_valid() {
+    let mut cluster = Cluster::with(1, with_jwt(true));
+    let path = format!("/app/{KEY}");
+    let (frames, code) = cluster
+        .try_connect_with_token(0, &path, Some("7"), None)
+        .unwrap_err();
+    assert_eq!(code, ErrorCode::Unauthorized);
+    assert!(
+        frames[0]["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("token is required")
+    );
+    let expired = hs256(&json!({"sub": "u", "exp": NOW_UNIX - 1}));
+    let (frames, _) = cluster
+        .try_connect_with_token(0, &path, Some("7"), Some(&expired))
+        .unwrap_err();
+    assert!(
+        frames[0]["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired"),
+        "{frames:?}"
+    );
+    let good = hs256(
+        &json!({"sub": "u1", "tenant_id": "t1", "actor": "user", "roles": ["admin"], "exp": NOW_UNIX + 60}),
+    );
+    let client = cluster
+        .try_connect_with_token(0, &path, Some("7"), Some(&good))
+        .unwrap();
+    let identity = cluster.shards[0].identity(client.key).unwrap();
+    assert_eq!(identity.user_id.as_deref(), Some("u1"));
+    assert_eq!(identity.tenant.as_deref(), Some("t1"));
+    assert_eq!(identity.roles, ["admin"]);
+}
+
+#[test]
+fn an_optional_token_may_be_absent_but_not_invalid() {
+    let mut cluster = Cluster::with(1, with_jwt(false));
+    let path = format!("/app/{KEY}");
+    assert!(
+        cluster
+            .try_connect_with_token(0, &path, Some("7"), None)
+            .is_ok()
+    );
+    let forged = hs256(&json!({"sub": "u", "exp": NOW_UNIX + 60})).replace('.', ".x");
+    assert!(
+        cluster
+            .try_connect_with_token(0, &path, Some("7"), Some(&forged))
+            .is_err()
+    );
+}
+
+#[test]
+fn a_live_socket_is_closed_with_4010_when_its_token_expires() {
+    let mut cluster = Cluster::with(1, with_jwt(true));
+    let token = hs256(&json!({"sub": "u", "exp": NOW_UNIX + 30}));
+    let client = cluster
+        .try_connect_with_token(0, &format!("/app/{KEY}"), Some("7"), Some(&token))
+        .unwrap();
+    cluster.recv(client);
+    cluster.tick(Duration::from_secs(29));
+    assert!(cluster.recv(client).is_empty());
+    cluster.tick(Duration::from_secs(1));
+    let got = cluster.recv(client);
+    assert_eq!(got[0]["data"]["code"], 4010);
+    assert_eq!(got[1], json!({"close": 4010}));
+}
+
+#[test]
+fn revoking_a_token_closes_its_sockets_on_every_shard_and_refuses_it_later() {
+    let mut cluster = Cluster::with(2, with_jwt(true));
+    let path = format!("/app/{KEY}");
+    let revoked = hs256(&json!({"sub": "u", "jti": "t-1", "exp": NOW_UNIX + 600}));
+    let kept = hs256(&json!({"sub": "u", "jti": "t-2", "exp": NOW_UNIX + 600}));
+    let a = cluster
+        .try_connect_with_token(0, &path, Some("7"), Some(&revoked))
+        .unwrap();
+    let b = cluster
+        .try_connect_with_token(1, &path, Some("7"), Some(&revoked))
+        .unwrap();
+    let c = cluster
+        .try_connect_with_token(1, &path, Some("7"), Some(&kept))
+        .unwrap();
+    for client in [a, b, c] {
+        cluster.recv(client);
+    }
+    let now = cluster.now;
+    cluster.shards[0].revoke_token(AppIdx(0), "t-1", NOW_UNIX + 600, NOW_UNIX, now);
+    cluster.route();
+    for client in [a, b] {
+        let got = cluster.recv(client);
+        assert_eq!(got[0]["data"]["message"], "token revoked");
+        assert_eq!(got[1], json!({"close": 4009}));
+    }
+    assert!(cluster.recv(c).is_empty());
+    assert!(
+        cluster
+            .try_connect_with_token(1, &path, Some("7"), Some(&revoked))
+            .is_err()
+    );
 }
