@@ -135,6 +135,8 @@ pub struct AppConfig {
     pub cache_ttl: Duration,
     /// Where to send webhooks, and which.
     pub webhooks: Vec<WebhookConfig>,
+    /// Channel policies, evaluated in addition to channel signatures.
+    pub policies: Vec<crate::core::policy::RuleConfig>,
     /// JWT connection authentication; `None` (no `[apps.jwt]` table) means none.
     pub jwt: Option<JwtConfig>,
     /// Rate limits; `None` (no `[apps.rate_limits]` table) means none beyond
@@ -398,6 +400,7 @@ struct FileApp {
     subscription_count_events: bool,
     rate_limits: Option<RateLimits>,
     jwt: Option<JwtConfig>,
+    policies: Vec<crate::core::policy::RuleConfig>,
 }
 
 impl Default for FileApp {
@@ -426,6 +429,7 @@ impl Default for FileApp {
             subscription_count_events: false,
             rate_limits: None,
             jwt: None,
+            policies: Vec::new(),
         }
     }
 }
@@ -455,6 +459,7 @@ impl FileApp {
             subscription_count_events: self.subscription_count_events,
             rate_limits: self.rate_limits,
             jwt: self.jwt,
+            policies: self.policies,
             signin_timeout: (self.signin_timeout_secs > 0)
                 .then(|| Duration::from_secs(self.signin_timeout_secs)),
         }
@@ -718,6 +723,8 @@ impl Config {
                     ));
                 }
             }
+            crate::core::policy::PolicySet::compile(&app.policies)
+                .map_err(|e| invalid(field("policies"), e.to_string()))?;
             if let Some(jwt) = &app.jwt {
                 jwt_key(jwt).map_err(|message| invalid(field("jwt"), message))?;
                 if jwt.leeway_secs > MAX_DURATION.as_secs() {

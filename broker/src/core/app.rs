@@ -15,6 +15,7 @@ use crate::config::{AppConfig, jwt_key};
 use crate::core::auth::hmac_key;
 use crate::core::auth::jwt::{self, ClaimNames, Identity, VerifyOptions, VerifyingKey};
 use crate::core::ids::AppIdx;
+use crate::core::policy::PolicySet;
 use crate::core::rate_limit::{KeyedLimiter, Rate};
 
 /// One configured app.
@@ -25,6 +26,8 @@ pub struct App {
     pub config: AppConfig,
     /// The secret as an HMAC-SHA256 key.
     pub secret: hmac::Key,
+    /// Channel policies (validated when the config was loaded).
+    pub policies: PolicySet,
     connections: AtomicUsize,
     limiters: Option<Limiters>,
     jwt: Option<JwtVerifier>,
@@ -211,6 +214,7 @@ impl AppTable {
             .map(|(i, config)| App {
                 idx: AppIdx(u16::try_from(i).unwrap_or(u16::MAX)),
                 secret: hmac_key(&config.secret),
+                policies: PolicySet::compile(&config.policies).unwrap_or_default(),
                 config: config.clone(),
                 connections: AtomicUsize::new(0),
                 // Keys were validated when the config was loaded.

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod channel;
 pub mod http;
 pub mod ids;
+pub mod policy;
 pub mod pusher;
 pub mod rate_limit;
 pub mod shard;

@@ -111,9 +111,21 @@ function tomlValue(value) {
 export function renderConfig({ server, apps }) {
   const lines = ['[server]'];
   for (const [k, v] of Object.entries(server)) lines.push(`${k} = ${tomlValue(v)}`);
+  const isTableList = (v) => Array.isArray(v) && v.length > 0 && v.every((x) => x && typeof x === 'object' && !Array.isArray(x));
   for (const app of apps) {
     lines.push('', '[[apps]]');
-    for (const [k, v] of Object.entries(app)) lines.push(`${k} = ${tomlValue(v)}`);
+    const tables = [];
+    for (const [k, v] of Object.entries(app)) {
+      if (isTableList(v)) tables.push([k, v]);
+      else lines.push(`${k} = ${tomlValue(v)}`);
+    }
+    // Arrays of objects (policies, webhooks) become [[apps.<key>]] sub-tables after the scalars.
+    for (const [k, list] of tables) {
+      for (const table of list) {
+        lines.push(`[[apps.${k}]]`);
+        for (const [tk, tv] of Object.entries(table)) lines.push(`${tk} = ${tomlValue(tv)}`);
+      }
+    }
   }
   return lines.join('\n') + '\n';
 }

@@ -34,6 +34,7 @@ use crate::core::auth::jwt::Identity;
 use crate::core::auth::user::{SigninContext, SigninError, verify_signin};
 use crate::core::channel::{ChannelName, ChannelNameError};
 use crate::core::ids::{AppIdx, SocketId, UserId};
+use crate::core::policy::{Decision, Subject};
 use crate::core::pusher::ErrorCode;
 use crate::core::pusher::message::{self, ClientMessage, SubscribeRequest};
 use crate::core::rate_limit::{Rate, TokenBucket};
@@ -552,16 +553,23 @@ impl Shard {
             request.auth.as_deref(),
             request.channel_data.as_deref(),
         );
+        let proof = proof
+            .map_err(|e| (e.to_string(), e.status()))
+            .and_then(|proof| {
+                // Policies come on top of the signature, never instead of it.
+                match policy_decision(app, conn, &proof) {
+                    Decision::Allow { .. } => Ok(proof),
+                    Decision::Deny { rule, reason } => {
+                        Err((format!("denied by policy {rule:?}: {reason}"), 403))
+                    }
+                }
+            });
         match proof {
             Ok(proof) => self.join(key, proof),
-            Err(err) => {
+            Err((text, status)) => {
                 inc(&self.metrics.auth_failures);
-                let frame = message::subscription_error(
-                    channel.as_str(),
-                    "AuthError",
-                    &err.to_string(),
-                    err.status(),
-                );
+                let frame =
+                    message::subscription_error(channel.as_str(), "AuthError", &text, status);
                 self.send_json(key, &frame);
             }
         }
@@ -1723,6 +1731,58 @@ impl Shard {
             self.answers.push((query, done.answer));
         }
     }
+}
+
+/// Evaluates the app's policies for a subscription whose signature already holds. The subject
+/// is the connection's JWT identity; without one, the signed sign-in user or presence member
+/// (with `tenant_id`, `actor` and `roles` read from its signed `user_info`).
+fn policy_decision(
+    app: &crate::core::app::App,
+    conn: &Conn,
+    proof: &ChannelAuthorized,
+) -> Decision {
+    if app.policies.is_empty() {
+        return Decision::Allow { rules: Vec::new() };
+    }
+    if let Some(identity) = conn.identity.as_deref() {
+        let subject = Subject {
+            user_id: identity.user_id.as_deref(),
+            tenant: identity.tenant.as_deref(),
+            actor: identity.actor.as_deref(),
+            roles: &identity.roles,
+        };
+        return app.policies.evaluate(proof.channel(), &subject);
+    }
+    let member = proof.member();
+    let info: Option<serde_json::Value> = member
+        .and_then(|m| m.user_info.as_deref())
+        .and_then(|text| serde_json::from_str(text).ok());
+    let text = |field: &str| {
+        info.as_ref()
+            .and_then(|i| i.get(field))
+            .and_then(|v| v.as_str())
+    };
+    let roles: Vec<String> = info
+        .as_ref()
+        .and_then(|i| i.get("roles"))
+        .and_then(|r| r.as_array())
+        .map(|r| {
+            r.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let subject = Subject {
+        user_id: conn
+            .user
+            .as_ref()
+            .map(UserId::as_str)
+            .or(member.map(|m| m.user_id.as_str())),
+        tenant: text("tenant_id"),
+        actor: text("actor"),
+        roles: &roles,
+    };
+    app.policies.evaluate(proof.channel(), &subject)
 }
 
 fn client_event_rate(per_second: u32) -> Rate {

@@ -1600,3 +1600,80 @@ fn revoking_a_token_closes_its_sockets_on_every_shard_and_refuses_it_later() {
             .is_err()
     );
 }
+
+fn with_policies(c: &mut Config) {
+    use crate::core::policy::RuleConfig;
+    let rule = |name: &str, channel: &str| RuleConfig {
+        name: name.into(),
+        channel: channel.into(),
+        tenant: None,
+        user: None,
+        actors: Vec::new(),
+        roles: Vec::new(),
+    };
+    c.apps[0].policies = vec![
+        RuleConfig {
+            tenant: Some("{tenant}".into()),
+            ..rule("tenant-isolation", "tenant.{tenant}.**")
+        },
+        RuleConfig {
+            user: Some("{id}".into()),
+            actors: vec!["user".into()],
+            ..rule("personal", "user.{id}")
+        },
+    ];
+}
+
+#[test]
+fn policies_refuse_a_validly_signed_cross_tenant_presence_subscription() {
+    let mut cluster = Cluster::with(1, with_policies);
+    let a = cluster.connect(0);
+    let channel = "presence-tenant.t1.room.1";
+    let join = |cluster: &mut Cluster, tenant: &str| {
+        let data = json!({"user_id": "u", "user_info": {"tenant_id": tenant, "actor": "user"}})
+            .to_string();
+        let sig = hmac_hex(
+            &hmac_key(SECRET),
+            format!("{}:{channel}:{data}", a.socket_id).as_bytes(),
+        );
+        cluster.send(a, json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": format!("{KEY}:{sig}"), "channel_data": data}}));
+        cluster.recv(a)
+    };
+    let reply = join(&mut cluster, "t2");
+    assert_eq!(reply[0]["event"], "pusher:subscription_error");
+    assert_eq!(reply[0]["data"]["status"], 403);
+    assert!(
+        reply[0]["data"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("tenant-isolation")
+    );
+    let reply = join(&mut cluster, "t1");
+    assert_eq!(reply[0]["event"], "pusher_internal:subscription_succeeded");
+}
+
+#[test]
+fn policies_use_the_jwt_identity_when_there_is_one() {
+    let mut cluster = Cluster::with(1, |c| {
+        with_policies(c);
+        with_jwt(true)(c);
+    });
+    let token =
+        hs256(&json!({"sub": "w1", "actor": "worker", "tenant_id": "t1", "exp": NOW_UNIX + 60}));
+    let worker = cluster
+        .try_connect_with_token(0, &format!("/app/{KEY}"), Some("7"), Some(&token))
+        .unwrap();
+    cluster.recv(worker);
+    let reply = cluster.subscribe_private(worker, "private-user.w1");
+    assert!(
+        reply[0]["data"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("personal"),
+        "{reply:?}"
+    );
+    let reply = cluster.subscribe_private(worker, "private-tenant.t1.jobs");
+    assert_eq!(reply[0]["event"], "pusher_internal:subscription_succeeded");
+    let reply = cluster.subscribe_private(worker, "private-tenant.t2.jobs");
+    assert_eq!(reply[0]["data"]["status"], 403);
+}

@@ -1,0 +1,476 @@
+//! Channel policies: declarative per-app rules, evaluated by a pure function.
+//!
+//! A rule has a channel pattern and requirements on the subscriber's identity. Every rule whose
+//! pattern matches must be satisfied (they are ANDed); a channel no rule matches is left to
+//! the HMAC signature alone. Patterns are matched against the name without its kind prefix
+//! (`private-`, `presence-`, ...), segment by segment on dots: `{name}` captures one segment,
+//! `**` (last only) matches one or more remaining segments, anything else is literal.
+//! Requirements may refer to captures: `tenant = "{tenant}"`.
+
+use serde::Deserialize;
+
+use crate::core::channel::{ChannelKind, ChannelName};
+
+/// One rule as configured.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Name reported in denials and audit records.
+    pub name: String,
+    /// Channel pattern, e.g. `tenant.{tenant}.**` or `user.{id}`.
+    pub channel: String,
+    /// Required tenant id (a literal or `{capture}`).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Required user id (a literal or `{capture}`).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Allowed actor types; empty means any.
+    #[serde(default)]
+    pub actors: Vec<String>,
+    /// Roles of which the subscriber needs at least one; empty means none needed.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Capture(String),
+    Rest,
+}
+
+/// Why a rule could not be compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("policy {rule:?}: {message}")]
+pub struct RuleError {
+    rule: String,
+    message: String,
+}
+
+#[derive(Clone, Debug)]
+struct Rule {
+    config: RuleConfig,
+    pattern: Vec<Segment>,
+}
+
+/// An app's compiled rules.
+#[derive(Clone, Debug, Default)]
+pub struct PolicySet {
+    rules: Vec<Rule>,
+}
+
+/// Who is subscribing: from a verified JWT, else from signed sign-in / presence data.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Subject<'a> {
+    /// User id.
+    pub user_id: Option<&'a str>,
+    /// Tenant id.
+    pub tenant: Option<&'a str>,
+    /// Actor type.
+    pub actor: Option<&'a str>,
+    /// Roles.
+    pub roles: &'a [String],
+}
+
+/// The outcome of evaluating the rules for one subscription.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed; `rules` are the names of the rules that matched (empty: none applied).
+    Allow {
+        /// Matched rules.
+        rules: Vec<String>,
+    },
+    /// Refused by `rule`.
+    Deny {
+        /// The rule.
+        rule: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl PolicySet {
+    /// Compiles configured rules, refusing malformed patterns and unknown captures.
+    pub fn compile(configs: &[RuleConfig]) -> Result<Self, RuleError> {
+        let mut rules = Vec::with_capacity(configs.len());
+        for config in configs {
+            let err = |message: String| RuleError {
+                rule: config.name.clone(),
+                message,
+            };
+            let raw: Vec<&str> = config.channel.split('.').collect();
+            let mut pattern = Vec::with_capacity(raw.len());
+            for (i, part) in raw.iter().enumerate() {
+                let segment = if *part == "**" {
+                    if i + 1 != raw.len() {
+                        return Err(err("`**` may only end a pattern".into()));
+                    }
+                    Segment::Rest
+                } else if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}'))
+                {
+                    if name.is_empty() {
+                        return Err(err("empty capture `{}`".into()));
+                    }
+                    Segment::Capture(name.to_owned())
+                } else if part.is_empty() || part.contains(['{', '}', '*']) {
+                    return Err(err(format!("bad pattern segment {part:?}")));
+                } else {
+                    Segment::Literal((*part).to_owned())
+                };
+                pattern.push(segment);
+            }
+            for template in [&config.tenant, &config.user].into_iter().flatten() {
+                if let Some(name) = template.strip_prefix('{').and_then(|t| t.strip_suffix('}'))
+                    && !pattern.contains(&Segment::Capture(name.to_owned()))
+                {
+                    return Err(err(format!(
+                        "{template} is not captured by the channel pattern"
+                    )));
+                }
+            }
+            rules.push(Rule {
+                config: config.clone(),
+                pattern,
+            });
+        }
+        Ok(Self { rules })
+    }
+
+    /// Whether no rule is configured.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Decides whether `subject` may subscribe to `channel`.
+    pub fn evaluate(&self, channel: &ChannelName, subject: &Subject<'_>) -> Decision {
+        let name = unprefixed(channel);
+        let segments: Vec<&str> = name.split('.').collect();
+        let mut matched = Vec::new();
+        for rule in &self.rules {
+            let Some(captures) = match_pattern(&rule.pattern, &segments) else {
+                continue;
+            };
+            if let Err(reason) = check(&rule.config, &captures, subject) {
+                return Decision::Deny {
+                    rule: rule.config.name.clone(),
+                    reason,
+                };
+            }
+            matched.push(rule.config.name.clone());
+        }
+        Decision::Allow { rules: matched }
+    }
+}
+
+/// The channel name without its kind prefix.
+fn unprefixed(channel: &ChannelName) -> &str {
+    const PREFIXES: [&str; 8] = [
+        "private-encrypted-cache-",
+        "private-encrypted-",
+        "private-cache-",
+        "presence-cache-",
+        "private-",
+        "presence-",
+        "cache-",
+        "#server-to-user-",
+    ];
+    if channel.kind() == ChannelKind::Public {
+        return channel.as_str();
+    }
+    PREFIXES
+        .iter()
+        .find_map(|p| channel.as_str().strip_prefix(p))
+        .unwrap_or(channel.as_str())
+}
+
+fn match_pattern<'a>(
+    pattern: &'a [Segment],
+    segments: &[&'a str],
+) -> Option<Vec<(&'a str, &'a str)>> {
+    let mut captures = Vec::new();
+    for (i, segment) in pattern.iter().enumerate() {
+        match segment {
+            Segment::Rest => return (segments.len() > i).then_some(captures),
+            Segment::Literal(literal) => {
+                if segments.get(i) != Some(&literal.as_str()) {
+                    return None;
+                }
+            }
+            Segment::Capture(name) => {
+                let value = segments.get(i).filter(|v| !v.is_empty())?;
+                captures.push((name.as_str(), *value));
+            }
+        }
+    }
+    (segments.len() == pattern.len()).then_some(captures)
+}
+
+fn resolve<'a>(template: &'a str, captures: &[(&str, &'a str)]) -> &'a str {
+    template
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .and_then(|name| captures.iter().find(|(n, _)| *n == name).map(|(_, v)| *v))
+        .unwrap_or(template)
+}
+
+fn check(
+    rule: &RuleConfig,
+    captures: &[(&str, &str)],
+    subject: &Subject<'_>,
+) -> Result<(), String> {
+    if let Some(template) = &rule.tenant {
+        let required = resolve(template, captures);
+        match subject.tenant {
+            Some(tenant) if tenant == required => {}
+            Some(tenant) => {
+                return Err(format!(
+                    "tenant {tenant:?} may not use tenant {required:?}'s channels"
+                ));
+            }
+            None => return Err("the connection carries no tenant".into()),
+        }
+    }
+    if let Some(template) = &rule.user {
+        let required = resolve(template, captures);
+        match subject.user_id {
+            Some(user) if user == required => {}
+            Some(_) => return Err("this channel belongs to another user".into()),
+            None => return Err("the connection carries no user id".into()),
+        }
+    }
+    if !rule.actors.is_empty()
+        && !subject
+            .actor
+            .is_some_and(|a| rule.actors.iter().any(|x| x == a))
+    {
+        return Err(format!(
+            "actor {:?} is not one of {:?}",
+            subject.actor.unwrap_or("(none)"),
+            rule.actors
+        ));
+    }
+    if !rule.roles.is_empty() && !subject.roles.iter().any(|r| rule.roles.contains(r)) {
+        return Err(format!("one of the roles {:?} is required", rule.roles));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(name: &str, channel: &str) -> RuleConfig {
+        RuleConfig {
+            name: name.into(),
+            channel: channel.into(),
+            tenant: None,
+            user: None,
+            actors: Vec::new(),
+            roles: Vec::new(),
+        }
+    }
+
+    /// The rules a multi-tenant marketplace would configure.
+    fn marketplace() -> PolicySet {
+        PolicySet::compile(&[
+            RuleConfig {
+                tenant: Some("{tenant}".into()),
+                ..rule("tenant-isolation", "tenant.{tenant}.**")
+            },
+            RuleConfig {
+                user: Some("{id}".into()),
+                ..rule("tenant-personal", "tenant.{tenant}.user.{id}")
+            },
+            RuleConfig {
+                user: Some("{id}".into()),
+                actors: vec!["user".into()],
+                ..rule("personal", "user.{id}")
+            },
+            RuleConfig {
+                user: Some("{id}".into()),
+                ..rule("laravel-user", "App.Models.User.{id}")
+            },
+            RuleConfig {
+                user: Some("{id}".into()),
+                actors: vec!["worker".into()],
+                ..rule("worker", "worker.{id}")
+            },
+            RuleConfig {
+                actors: vec!["user".into(), "worker".into()],
+                ..rule("group", "group.{room}")
+            },
+            RuleConfig {
+                roles: vec!["admin".into()],
+                ..rule("admin-feed", "ops.**")
+            },
+        ])
+        .unwrap()
+    }
+
+    fn name(raw: &str) -> ChannelName {
+        ChannelName::parse(raw, 200).unwrap()
+    }
+
+    fn subject<'a>(
+        user: &'a str,
+        tenant: &'a str,
+        actor: &'a str,
+        roles: &'a [String],
+    ) -> Subject<'a> {
+        Subject {
+            user_id: Some(user),
+            tenant: Some(tenant),
+            actor: Some(actor),
+            roles,
+        }
+    }
+
+    fn denied_by(decision: Decision) -> Option<String> {
+        match decision {
+            Decision::Deny { rule, .. } => Some(rule),
+            Decision::Allow { .. } => None,
+        }
+    }
+
+    #[test]
+    fn tenant_channels_are_only_for_that_tenant_with_or_without_prefix() {
+        let p = marketplace();
+        let alice = subject("alice", "t1", "user", &[]);
+        for channel in [
+            "tenant.t1.orders.9",
+            "private-tenant.t1.orders.9",
+            "presence-tenant.t1.orders.9.chat",
+        ] {
+            assert_eq!(
+                denied_by(p.evaluate(&name(channel), &alice)),
+                None,
+                "{channel}"
+            );
+        }
+        let mallory = subject("mallory", "t2", "user", &[]);
+        for channel in ["tenant.t1.orders.9", "private-tenant.t1.orders.9.chat"] {
+            assert_eq!(
+                denied_by(p.evaluate(&name(channel), &mallory)).as_deref(),
+                Some("tenant-isolation")
+            );
+        }
+        let anonymous = Subject::default();
+        assert_eq!(
+            denied_by(p.evaluate(&name("private-tenant.t1.orders.9"), &anonymous)).as_deref(),
+            Some("tenant-isolation")
+        );
+        // `tenant.t1` alone is not a tenant resource channel: `**` needs at least one segment.
+        assert_eq!(denied_by(p.evaluate(&name("tenant.t1"), &anonymous)), None);
+    }
+
+    #[test]
+    fn personal_channels_are_self_only() {
+        let p = marketplace();
+        let alice = subject("alice", "t1", "user", &[]);
+        assert_eq!(
+            denied_by(p.evaluate(&name("private-user.alice"), &alice)),
+            None
+        );
+        assert_eq!(
+            denied_by(p.evaluate(&name("private-user.bob"), &alice)).as_deref(),
+            Some("personal")
+        );
+        assert_eq!(
+            denied_by(p.evaluate(&name("private-App.Models.User.alice"), &alice)),
+            None
+        );
+        assert_eq!(
+            denied_by(p.evaluate(&name("private-App.Models.User.7"), &alice)).as_deref(),
+            Some("laravel-user")
+        );
+        assert_eq!(
+            denied_by(p.evaluate(&name("private-tenant.t1.user.alice"), &alice)),
+            None
+        );
+        assert_eq!(
+            denied_by(p.evaluate(&name("private-tenant.t1.user.bob"), &alice)).as_deref(),
+            Some("tenant-personal")
+        );
+    }
+
+    #[test]
+    fn actor_types_separate_users_and_workers() {
+        let p = marketplace();
+        let worker = subject("w1", "t1", "worker", &[]);
+        assert_eq!(
+            denied_by(p.evaluate(&name("private-user.w1"), &worker)).as_deref(),
+            Some("personal")
+        );
+        assert_eq!(
+            denied_by(p.evaluate(&name("private-worker.w1"), &worker)),
+            None
+        );
+        let user = subject("w1", "t1", "user", &[]);
+        assert_eq!(
+            denied_by(p.evaluate(&name("private-worker.w1"), &user)).as_deref(),
+            Some("worker")
+        );
+        for subject in [worker, user] {
+            assert_eq!(
+                denied_by(p.evaluate(&name("presence-group.lobby"), &subject)),
+                None
+            );
+        }
+        let bot = subject("b", "t1", "bot", &[]);
+        assert_eq!(
+            denied_by(p.evaluate(&name("presence-group.lobby"), &bot)).as_deref(),
+            Some("group")
+        );
+    }
+
+    #[test]
+    fn roles_allow_when_any_matches() {
+        let p = marketplace();
+        let admin = ["support".to_owned(), "admin".to_owned()];
+        assert_eq!(
+            denied_by(p.evaluate(
+                &name("private-ops.alerts"),
+                &subject("a", "t", "user", &admin)
+            )),
+            None
+        );
+        assert_eq!(
+            denied_by(p.evaluate(&name("private-ops.alerts"), &subject("a", "t", "user", &[])))
+                .as_deref(),
+            Some("admin-feed")
+        );
+    }
+
+    #[test]
+    fn unmatched_channels_are_left_to_the_signature_and_matches_are_reported() {
+        let p = marketplace();
+        assert_eq!(
+            p.evaluate(&name("news"), &Subject::default()),
+            Decision::Allow { rules: vec![] }
+        );
+        let alice = subject("alice", "t1", "user", &[]);
+        let Decision::Allow { rules } = p.evaluate(&name("private-tenant.t1.user.alice"), &alice)
+        else {
+            panic!()
+        };
+        assert_eq!(rules, ["tenant-isolation", "tenant-personal"]);
+    }
+
+    #[test]
+    fn malformed_rules_are_refused_at_load() {
+        for (pattern, user) in [
+            ("a.**.b", None),
+            ("a.{}", None),
+            ("a..b", None),
+            ("a.b*", None),
+            ("user.{id}", Some("{other}")),
+        ] {
+            let config = RuleConfig {
+                user: user.map(str::to_owned),
+                ..rule("bad", pattern)
+            };
+            assert!(PolicySet::compile(&[config]).is_err(), "{pattern}");
+        }
+    }
+}

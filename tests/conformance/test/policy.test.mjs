@@ -1,0 +1,54 @@
+// Channel policies enforced on top of valid HMAC signatures (issue: security). The backend signs
+// everything the client asks for; the broker still refuses what the app's policies forbid.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { MAIN_APP, startBroker } from '../lib/broker.mjs';
+import { disconnectAll, newUser, pusherClient, uniq } from '../lib/clients.mjs';
+import { TEST_TIMEOUT_MS } from '../lib/wait.mjs';
+
+const T = { timeout: TEST_TIMEOUT_MS };
+
+const POLICIES = [
+  { name: 'tenant-isolation', channel: 'tenant.{tenant}.**', tenant: '{tenant}' },
+  { name: 'personal', channel: 'user.{id}', user: '{id}', actors: ['user'] },
+];
+
+/** A presence identity whose signed user_info carries tenant and actor. */
+function member(name, tenant, actor) {
+  const user = newUser(name);
+  return { ...user, user_info: { name, tenant_id: tenant, actor } };
+}
+
+describe('channel policies', () => {
+  let broker;
+  before(async () => {
+    broker = await startBroker({ apps: [{ ...MAIN_APP, policies: POLICIES }] });
+  });
+  after(async () => {
+    disconnectAll();
+    await broker?.stop();
+  });
+
+  it('a cross-tenant subscription is refused with subscription_error despite a valid signature', T, async (t) => {
+    const room = `presence-tenant.t1.${uniq('room')}`;
+    const outsider = await pusherClient(t, broker, { user: member('mallory', 't2', 'user') });
+    const error = await outsider.subscribeExpectingError(room);
+    assert.equal(error.status, 403);
+    assert.match(error.error, /tenant-isolation/);
+    const insider = await pusherClient(t, broker, { user: member('alice', 't1', 'user') });
+    await insider.subscribe(room);
+  });
+
+  it('a worker is refused on a user channel, a user is admitted to their own', T, async (t) => {
+    const worker = member('w', 't1', 'worker');
+    const workerClient = await pusherClient(t, broker, { user: worker });
+    const error = await workerClient.subscribeExpectingError(`presence-user.${worker.user_id}`);
+    assert.match(error.error, /personal/);
+    const user = member('u', 't1', 'user');
+    const userClient = await pusherClient(t, broker, { user });
+    await userClient.subscribe(`presence-user.${user.user_id}`);
+    const other = await userClient.subscribeExpectingError(`presence-user.${worker.user_id}`);
+    assert.equal(other.status, 403);
+  });
+});
