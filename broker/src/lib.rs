@@ -24,6 +24,7 @@
 //! receives it, sent to the channel's home, and forwarded to every shard with subscribers; each
 //! subscriber's queue holds a clone of the same buffer.
 
+pub mod audit;
 pub mod config;
 pub mod core;
 pub mod http;

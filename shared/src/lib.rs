@@ -1,8 +1,7 @@
 //! Types shared by the Ringcast broker and its admin UI.
 //!
 //! Everything here compiles for `wasm32-unknown-unknown` as well as for the broker: plain
-//! data with `serde`, no I/O, no threads. The admin API's request and response types land
-//! here as the dashboard's pages do.
+//! data with `serde` (the admin API's JSON) and `rkyv` (the audit store's encoding), no I/O.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,4 +13,142 @@ pub enum Health {
     Ok,
     /// Shutting down: not accepting new work.
     Draining,
+}
+
+/// Whether an audit record is an authorization decision or another security event.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditKind {
+    /// An authorization decision (subscribe, sign-in, token, API signature).
+    Decision,
+    /// A security event (rate limit hit, origin refused, protocol violation, ...).
+    Security,
+}
+
+/// The outcome recorded.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditDecision {
+    /// Allowed.
+    Allow,
+    /// Refused.
+    Deny,
+}
+
+/// One audit record. It never holds a message body: only who, where, what was decided and why.
+#[derive(
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+pub struct AuditRecord {
+    /// Milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// Decision or security event.
+    pub kind: AuditKind,
+    /// What was attempted: `subscribe`, `signin`, `token`, `api_signature`, `rate_limit`,
+    /// `origin`, `protocol`, ...
+    pub action: String,
+    /// The app id.
+    pub app: String,
+    /// Tenant of the subject, if known.
+    pub tenant: Option<String>,
+    /// User of the subject, if known.
+    pub user: Option<String>,
+    /// Actor type of the subject, if known.
+    pub actor: Option<String>,
+    /// Socket id, for WebSocket events.
+    pub socket: Option<String>,
+    /// Remote IP address.
+    pub remote_ip: Option<String>,
+    /// Channel, for channel events.
+    pub channel: Option<String>,
+    /// Allowed or refused.
+    pub decision: AuditDecision,
+    /// The rule that decided (policy name, limit name, check name).
+    pub rule: Option<String>,
+    /// Why, in words.
+    pub reason: Option<String>,
+}
+
+/// A page of audit records, newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPage {
+    /// The records.
+    pub records: Vec<AuditRecord>,
+    /// Pass as `cursor` to get the next (older) page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> AuditRecord {
+        AuditRecord {
+            time_ms: 1_800_000_000_000,
+            kind: AuditKind::Decision,
+            action: "subscribe".into(),
+            app: "1".into(),
+            tenant: Some("t1".into()),
+            user: Some("u1".into()),
+            actor: None,
+            socket: Some("1.2".into()),
+            remote_ip: Some("127.0.0.1".into()),
+            channel: Some("private-x".into()),
+            decision: AuditDecision::Deny,
+            rule: Some("tenant-isolation".into()),
+            reason: Some("tenant mismatch".into()),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_through_rkyv() {
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&record()).unwrap();
+        let back = rkyv::from_bytes::<AuditRecord, rkyv::rancor::Error>(&bytes).unwrap();
+        assert_eq!(back, record());
+    }
+
+    #[test]
+    fn corrupt_bytes_are_an_error_not_a_panic() {
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&record()).unwrap();
+        let mut broken = bytes.to_vec();
+        broken.truncate(broken.len() / 2);
+        assert!(rkyv::from_bytes::<AuditRecord, rkyv::rancor::Error>(&broken).is_err());
+    }
+
+    #[test]
+    fn records_serialize_to_json_for_the_admin_api() {
+        let json = serde_json::to_value(record()).unwrap();
+        assert_eq!(json["decision"], "deny");
+        assert_eq!(json["kind"], "decision");
+    }
 }

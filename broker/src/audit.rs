@@ -1,0 +1,516 @@
+//! The audit log: authorization decisions and security events, stored in `sled`, encoded with
+//! `rkyv`.
+//!
+//! Shards hand records over with `try_send` on a bounded queue (overflow is counted, a shard
+//! never waits). One writer thread batches them and group-commits: every `flush_interval` it
+//! applies the batch and calls `flush`, so after a crash every record older than the interval
+//! is on disk. Keys are the record time (ms, big-endian) followed by a sled-generated id, so
+//! they sort by time. Queries run on the same thread, never on a shard. Records hold no message
+//! bodies: the type has no field for one.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ringcast_shared::{AuditDecision, AuditKind, AuditPage, AuditRecord};
+
+/// Most records one query returns.
+pub const MAX_PAGE: usize = 1000;
+/// Most records one query looks at before returning what it has (with a cursor to go on).
+const MAX_SCAN: usize = 100_000;
+/// How often old records are pruned.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+
+/// Audit settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// Group-commit interval.
+    pub flush_interval: Duration,
+    /// Records older than this are deleted.
+    pub retention: Duration,
+    /// At most this many records are kept (the oldest go first).
+    pub max_records: u64,
+    /// Records that may wait for the writer before new ones are dropped.
+    pub queue_capacity: usize,
+}
+
+/// Counters of the audit writer.
+#[derive(Default, Debug)]
+pub struct AuditMetrics {
+    /// Records stored.
+    pub written: AtomicU64,
+    /// Records dropped because the queue was full.
+    pub dropped: AtomicU64,
+    /// Records deleted by retention.
+    pub pruned: AtomicU64,
+    /// Failed writes or flushes.
+    pub errors: AtomicU64,
+}
+
+/// A search over the audit log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Only security events and denials.
+    pub security_only: bool,
+    /// App id.
+    pub app: Option<String>,
+    /// Tenant.
+    pub tenant: Option<String>,
+    /// User.
+    pub user: Option<String>,
+    /// Channel.
+    pub channel: Option<String>,
+    /// Decision.
+    pub decision: Option<AuditDecision>,
+    /// From this time (ms, inclusive).
+    pub since_ms: Option<u64>,
+    /// Until this time (ms, inclusive).
+    pub until_ms: Option<u64>,
+    /// Page size (capped at [`MAX_PAGE`]).
+    pub limit: usize,
+    /// Continue after this cursor (from a previous page).
+    pub cursor: Option<String>,
+}
+
+enum Message {
+    Record(AuditRecord),
+    Query(AuditQuery, async_channel::Sender<Result<AuditPage, String>>),
+    Stop,
+}
+
+/// Why the audit store could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open the audit store in {path}: {source}")]
+pub struct OpenError {
+    path: String,
+    source: sled::Error,
+}
+
+/// The shards' side of the audit log.
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: SyncSender<Message>,
+    metrics: Arc<AuditMetrics>,
+}
+
+impl AuditLog {
+    /// Opens (or creates) the store in `dir` and starts the writer thread.
+    pub fn open(
+        dir: &Path,
+        settings: AuditSettings,
+        metrics: Arc<AuditMetrics>,
+    ) -> Result<(AuditLog, std::thread::JoinHandle<()>), OpenError> {
+        let db = sled::open(dir).map_err(|source| OpenError {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let tree = db.open_tree("audit").map_err(|source| OpenError {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(settings.queue_capacity.max(1));
+        let writer = Writer {
+            count: tree.len() as u64,
+            db,
+            tree,
+            settings,
+            metrics: metrics.clone(),
+            batch: Vec::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("ringcast-audit".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| OpenError {
+                path: dir.display().to_string(),
+                source: sled::Error::Io(e),
+            })?;
+        Ok((AuditLog { tx, metrics }, thread))
+    }
+
+    /// Hands records over without blocking; what does not fit is counted and dropped.
+    pub fn push_all(&self, records: &mut Vec<AuditRecord>) {
+        for record in records.drain(..) {
+            if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+                self.tx.try_send(Message::Record(record))
+            {
+                self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Runs a query on the writer thread; the answer arrives on the returned channel.
+    pub fn query(&self, query: AuditQuery) -> async_channel::Receiver<Result<AuditPage, String>> {
+        let (reply, answer) = async_channel::bounded(1);
+        if self
+            .tx
+            .try_send(Message::Query(query, reply.clone()))
+            .is_err()
+        {
+            let _ = reply.try_send(Err("the audit log is busy; try again".into()));
+        }
+        answer
+    }
+
+    /// Writes and flushes what is pending, then stops the writer.
+    pub fn stop(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            match self.tx.try_send(Message::Stop) {
+                Ok(()) | Err(TrySendError::Disconnected(_)) => return,
+                Err(TrySendError::Full(_)) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    }
+}
+
+struct Writer {
+    db: sled::Db,
+    tree: sled::Tree,
+    settings: AuditSettings,
+    metrics: Arc<AuditMetrics>,
+    batch: Vec<AuditRecord>,
+    count: u64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Message>) {
+        self.prune();
+        let mut next_flush = Instant::now() + self.settings.flush_interval;
+        let mut next_retention = Instant::now() + RETENTION_EVERY;
+        loop {
+            let wait = next_flush.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(Message::Record(record)) => self.batch.push(record),
+                Ok(Message::Query(query, reply)) => {
+                    // Queries see everything received so far.
+                    self.apply();
+                    let _ = reply.try_send(self.query(&query));
+                }
+                Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                    self.commit();
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            let now = Instant::now();
+            if now >= next_flush {
+                self.commit();
+                next_flush = now + self.settings.flush_interval;
+            }
+            if now >= next_retention {
+                self.prune();
+                next_retention = now + RETENTION_EVERY;
+            }
+        }
+    }
+
+    /// Writes the batch (without flushing).
+    fn apply(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let mut batch = sled::Batch::default();
+        let mut written = 0u64;
+        for record in self.batch.drain(..) {
+            let Ok(bytes) = rkyv::to_bytes::<rkyv::rancor::Error>(&record) else {
+                self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let id = self.db.generate_id().unwrap_or(0);
+            let mut key = [0u8; 16];
+            key[..8].copy_from_slice(&record.time_ms.to_be_bytes());
+            key[8..].copy_from_slice(&id.to_be_bytes());
+            batch.insert(&key[..], bytes.as_slice());
+            written += 1;
+        }
+        match self.tree.apply_batch(batch) {
+            Ok(()) => {
+                self.count += written;
+                self.metrics.written.fetch_add(written, Ordering::Relaxed);
+            }
+            Err(err) => {
+                self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%err, "audit write failed");
+            }
+        }
+    }
+
+    /// Writes the batch and flushes it to disk (group commit).
+    fn commit(&mut self) {
+        let had = !self.batch.is_empty();
+        self.apply();
+        if had && let Err(err) = self.db.flush() {
+            self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%err, "audit flush failed");
+        }
+    }
+
+    /// Deletes records past the retention age, then the oldest beyond `max_records`.
+    fn prune(&mut self) {
+        let cutoff = now_ms().saturating_sub(self.settings.retention.as_millis() as u64);
+        let mut removed = 0u64;
+        let mut doomed = Vec::new();
+        for item in self.tree.range(..cutoff.to_be_bytes().to_vec()) {
+            let Ok((key, _)) = item else { break };
+            doomed.push(key);
+        }
+        let excess = self
+            .count
+            .saturating_sub(doomed.len() as u64)
+            .saturating_sub(self.settings.max_records);
+        if excess > 0 {
+            for item in self.tree.iter().skip(doomed.len()).take(excess as usize) {
+                let Ok((key, _)) = item else { break };
+                doomed.push(key);
+            }
+        }
+        for key in doomed {
+            if self.tree.remove(key).ok().flatten().is_some() {
+                removed += 1;
+            }
+        }
+        self.count = self.count.saturating_sub(removed);
+        self.metrics.pruned.fetch_add(removed, Ordering::Relaxed);
+    }
+
+    fn query(&self, query: &AuditQuery) -> Result<AuditPage, String> {
+        let limit = query.limit.clamp(1, MAX_PAGE);
+        let upper: Vec<u8> = match &query.cursor {
+            Some(cursor) => hex::decode(cursor).map_err(|_| "invalid cursor".to_owned())?,
+            None => (query.until_ms.unwrap_or(u64::MAX).saturating_add(1))
+                .to_be_bytes()
+                .to_vec(),
+        };
+        let lower = query.since_ms.unwrap_or(0).to_be_bytes().to_vec();
+        let mut records = Vec::new();
+        let mut next_cursor = None;
+        let mut scanned = 0;
+        for item in self.tree.range(lower..upper).rev() {
+            let (key, value) = item.map_err(|e| e.to_string())?;
+            scanned += 1;
+            if scanned > MAX_SCAN || records.len() == limit {
+                next_cursor = Some(hex::encode(&key).to_string());
+                if records.len() == limit {
+                    // The cursor is exclusive: continue just after the last record returned.
+                    next_cursor = records
+                        .last()
+                        .map(|(k, _): &(sled::IVec, AuditRecord)| hex::encode(k));
+                }
+                break;
+            }
+            let Ok(record) = rkyv::from_bytes::<AuditRecord, rkyv::rancor::Error>(&value) else {
+                continue;
+            };
+            if matches(query, &record) {
+                records.push((key, record));
+            }
+        }
+        Ok(AuditPage {
+            records: records.into_iter().map(|(_, r)| r).collect(),
+            next_cursor,
+        })
+    }
+}
+
+fn matches(query: &AuditQuery, record: &AuditRecord) -> bool {
+    let eq = |want: &Option<String>, have: &Option<String>| {
+        want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
+    };
+    (!query.security_only
+        || record.kind == AuditKind::Security
+        || record.decision == AuditDecision::Deny)
+        && query.app.as_ref().is_none_or(|a| *a == record.app)
+        && eq(&query.tenant, &record.tenant)
+        && eq(&query.user, &record.user)
+        && eq(&query.channel, &record.channel)
+        && query.decision.is_none_or(|d| d == record.decision)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> AuditSettings {
+        AuditSettings {
+            flush_interval: Duration::from_millis(20),
+            retention: Duration::from_secs(3600),
+            max_records: 1000,
+            queue_capacity: 1000,
+        }
+    }
+
+    fn record(i: u64, decision: AuditDecision) -> AuditRecord {
+        AuditRecord {
+            time_ms: now_ms() - 1000 + i,
+            kind: AuditKind::Decision,
+            action: "subscribe".into(),
+            app: "1".into(),
+            tenant: Some(format!("t{}", i % 2)),
+            user: Some(format!("u{i}")),
+            actor: None,
+            socket: None,
+            remote_ip: None,
+            channel: Some("private-x".into()),
+            decision,
+            rule: None,
+            reason: None,
+        }
+    }
+
+    fn page(log: &AuditLog, query: AuditQuery) -> AuditPage {
+        log.query(query).recv_blocking().unwrap().unwrap()
+    }
+
+    #[test]
+    fn records_are_stored_newest_first_filtered_and_paged() {
+        let dir = tempdir();
+        let (log, _thread) = AuditLog::open(&dir, settings(), Arc::default()).unwrap();
+        let mut records: Vec<AuditRecord> = (0..10)
+            .map(|i| {
+                record(
+                    i,
+                    if i % 3 == 0 {
+                        AuditDecision::Deny
+                    } else {
+                        AuditDecision::Allow
+                    },
+                )
+            })
+            .collect();
+        log.push_all(&mut records);
+        let all = page(
+            &log,
+            AuditQuery {
+                limit: 100,
+                ..Default::default()
+            },
+        );
+        let users: Vec<_> = all
+            .records
+            .iter()
+            .map(|r| r.user.clone().unwrap())
+            .collect();
+        assert_eq!(
+            users,
+            ["u9", "u8", "u7", "u6", "u5", "u4", "u3", "u2", "u1", "u0"]
+        );
+        let denied = page(
+            &log,
+            AuditQuery {
+                security_only: true,
+                limit: 100,
+                ..Default::default()
+            },
+        );
+        assert_eq!(denied.records.len(), 4);
+        let t1 = page(
+            &log,
+            AuditQuery {
+                tenant: Some("t1".into()),
+                limit: 100,
+                ..Default::default()
+            },
+        );
+        assert_eq!(t1.records.len(), 5);
+        let first = page(
+            &log,
+            AuditQuery {
+                limit: 4,
+                ..Default::default()
+            },
+        );
+        assert_eq!(first.records.len(), 4);
+        let second = page(
+            &log,
+            AuditQuery {
+                limit: 4,
+                cursor: first.next_cursor.clone(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(second.records[0].user.as_deref(), Some("u5"));
+        let last = page(
+            &log,
+            AuditQuery {
+                limit: 4,
+                cursor: second.next_cursor.clone(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(last.records.len(), 2);
+        assert_eq!(last.next_cursor, None);
+        log.stop(Duration::from_secs(1));
+    }
+
+    #[test]
+    fn records_survive_a_reopen_after_stop() {
+        let dir = tempdir();
+        {
+            let (log, thread) = AuditLog::open(&dir, settings(), Arc::default()).unwrap();
+            log.push_all(&mut vec![record(1, AuditDecision::Deny)]);
+            log.stop(Duration::from_secs(1));
+            thread.join().unwrap();
+        }
+        let (log, _thread) = AuditLog::open(&dir, settings(), Arc::default()).unwrap();
+        assert_eq!(
+            page(
+                &log,
+                AuditQuery {
+                    limit: 10,
+                    ..Default::default()
+                }
+            )
+            .records
+            .len(),
+            1
+        );
+        log.stop(Duration::from_secs(1));
+    }
+
+    #[test]
+    fn retention_keeps_at_most_max_records() {
+        let dir = tempdir();
+        let mut s = settings();
+        s.max_records = 3;
+        let (log, thread) = AuditLog::open(&dir, s.clone(), Arc::default()).unwrap();
+        log.push_all(&mut (0..5).map(|i| record(i, AuditDecision::Allow)).collect());
+        log.stop(Duration::from_secs(1));
+        thread.join().unwrap();
+        // Retention runs when a writer starts.
+        let metrics = Arc::new(AuditMetrics::default());
+        let (log, _thread) = AuditLog::open(&dir, s, metrics.clone()).unwrap();
+        let kept = page(
+            &log,
+            AuditQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        );
+        let users: Vec<_> = kept
+            .records
+            .iter()
+            .map(|r| r.user.clone().unwrap())
+            .collect();
+        assert_eq!(users, ["u4", "u3", "u2"]);
+        assert_eq!(metrics.pruned.load(Ordering::Relaxed), 2);
+        log.stop(Duration::from_secs(1));
+    }
+
+    fn tempdir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "ringcast-audit-test-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
