@@ -92,6 +92,14 @@ pub struct ServerConfig {
     pub api_timestamp_window: Duration,
     /// Where persistent data lives.
     pub data_dir: PathBuf,
+    /// Audit log group-commit interval: after a crash, every older record is on disk.
+    pub audit_flush_interval: Duration,
+    /// Audit records older than this are deleted.
+    pub audit_retention: Duration,
+    /// At most this many audit records are kept.
+    pub audit_max_records: u64,
+    /// Bearer token for the admin API (`/admin/api/...`); `None` disables it.
+    pub admin_token: Option<String>,
 }
 
 /// One app.
@@ -349,6 +357,10 @@ struct FileServer {
     mesh_queue_capacity: usize,
     api_timestamp_window_secs: u64,
     data_dir: PathBuf,
+    audit_flush_interval_ms: u64,
+    audit_retention_days: u64,
+    audit_max_records: u64,
+    admin_token: Option<String>,
 }
 
 impl Default for FileServer {
@@ -370,6 +382,10 @@ impl Default for FileServer {
             mesh_queue_capacity: 65_536,
             api_timestamp_window_secs: 600,
             data_dir: PathBuf::from("./data"),
+            audit_flush_interval_ms: 100,
+            audit_retention_days: 30,
+            audit_max_records: 10_000_000,
+            admin_token: None,
         }
     }
 }
@@ -485,6 +501,10 @@ impl FileServer {
             mesh_queue_capacity: self.mesh_queue_capacity,
             api_timestamp_window: Duration::from_secs(self.api_timestamp_window_secs),
             data_dir: self.data_dir,
+            audit_flush_interval: Duration::from_millis(self.audit_flush_interval_ms),
+            audit_retention: Duration::from_secs(self.audit_retention_days.saturating_mul(86_400)),
+            audit_max_records: self.audit_max_records,
+            admin_token: self.admin_token,
         }
     }
 }
@@ -651,6 +671,30 @@ impl Config {
             if value > MAX_DURATION {
                 return Err(invalid(field, "must be at most 86400 (one day)"));
             }
+        }
+        if s.audit_flush_interval.is_zero() || s.audit_flush_interval > Duration::from_secs(10) {
+            return Err(invalid(
+                "server.audit_flush_interval_ms",
+                "must be between 1 and 10000",
+            ));
+        }
+        if s.audit_retention.is_zero() || s.audit_retention > Duration::from_secs(3650 * 86_400) {
+            return Err(invalid(
+                "server.audit_retention_days",
+                "must be between 1 and 3650",
+            ));
+        }
+        if s.audit_max_records == 0 {
+            return Err(invalid(
+                "server.audit_max_records",
+                "must be greater than 0",
+            ));
+        }
+        if s.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(invalid(
+                "server.admin_token",
+                "must be at least 16 characters",
+            ));
         }
         if s.shards > 256 {
             return Err(invalid("server.shards", "at most 256"));

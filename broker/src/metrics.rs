@@ -145,6 +145,8 @@ pub struct ServerFacts<'a> {
     pub app_ids: Vec<&'a str>,
     /// The webhook sender's counters.
     pub webhooks: &'a WebhookMetrics,
+    /// The audit writer's counters.
+    pub audit: &'a crate::audit::AuditMetrics,
 }
 
 /// Renders every shard's counters, summed, in the Prometheus text format.
@@ -258,7 +260,28 @@ pub fn render_prometheus(
         );
     }
     let w = facts.webhooks;
+    let a = facts.audit;
     for (name, help, value) in [
+        (
+            "ringcast_audit_records_written_total",
+            "Audit records stored.",
+            &a.written,
+        ),
+        (
+            "ringcast_audit_records_dropped_total",
+            "Audit records dropped: the writer's queue was full.",
+            &a.dropped,
+        ),
+        (
+            "ringcast_audit_records_pruned_total",
+            "Audit records deleted by retention.",
+            &a.pruned,
+        ),
+        (
+            "ringcast_audit_errors_total",
+            "Audit writes or flushes that failed.",
+            &a.errors,
+        ),
         (
             "ringcast_webhook_events_queued_total",
             "Webhook events handed to the sender.",

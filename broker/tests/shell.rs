@@ -214,6 +214,7 @@ fn graceful_shutdown_closes_clients_with_4200() {
 fn a_second_server_on_the_same_port_is_refused() {
     let first = TestServer::start(2);
     let mut config = ringcast::config::Config::demo();
+    config.server.data_dir = support::temp_dir("second");
     config.server.port = first.addr.port();
     config.server.shards = 1;
     let err = ringcast::shell::Server::start(config)

@@ -10,8 +10,9 @@ use crate::core::http::request::{Method, RequestHead};
 use crate::core::http::response::{json_error_with, response};
 use crate::core::ids::{AppIdx, SocketId, UserId};
 use crate::core::shard::{Answer, ChannelStats, Publish, Query, QueryId, Shard};
+use ringcast_shared::{AuditDecision, AuditKind};
 
-use super::{Clock, Later, Reply};
+use super::{Clock, Later, Reply, ServerView};
 
 /// An API endpoint below `/apps/{id}`.
 pub enum ApiRoute<'a> {
@@ -97,9 +98,11 @@ pub fn handle(
     head: &RequestHead,
     body: &[u8],
     clock: &Clock,
+    view: &ServerView<'_>,
 ) -> Reply {
+    let remote = view.remote;
     let keep_alive = head.keep_alive;
-    match authorized(shard, app_id, head, body, clock)
+    match authorized(shard, app_id, head, body, clock, remote)
         .and_then(|app| serve(shard, app, route, head, body, clock))
     {
         Ok(Served::Now(value)) => Reply::Now(json_response(&value, keep_alive)),
@@ -130,13 +133,14 @@ enum Served {
 }
 
 fn authorized(
-    shard: &Shard,
+    shard: &mut Shard,
     app_id: &str,
     head: &RequestHead,
     body: &[u8],
     clock: &Clock,
+    remote: std::net::IpAddr,
 ) -> Result<AppIdx, ApiError> {
-    let state = shard.state();
+    let state = shard.state().clone();
     let app = state
         .apps
         .by_id(app_id)
@@ -155,18 +159,38 @@ fn authorized(
         query: &query,
         body,
     };
-    verify(
+    let window = state.config.api_timestamp_window;
+    if let Err(e) = verify(
         &request,
         &app.config.key,
         &app.secret,
         clock.unix_secs,
-        state.config.api_timestamp_window,
-    )
-    .map_err(|e| ApiError::new(e.status(), e.to_string()))?;
+        window,
+    ) {
+        shard.audit_event(
+            app.idx,
+            AuditKind::Decision,
+            "api_signature",
+            AuditDecision::Deny,
+            Some(remote),
+            Some("signature"),
+            Some(e.to_string()),
+        );
+        return Err(ApiError::new(e.status(), e.to_string()));
+    }
     if !app.config.enabled {
         return Err(ApiError::new(403, "app is disabled"));
     }
     if let Err(wait) = app.admit_api_request(clock.now) {
+        shard.audit_event(
+            app.idx,
+            AuditKind::Security,
+            "rate_limit",
+            AuditDecision::Deny,
+            Some(remote),
+            Some("api_requests_per_second"),
+            None,
+        );
         return Err(ApiError {
             status: 429,
             message: "too many API requests for this app".into(),

@@ -30,6 +30,8 @@ pub struct ServerView<'a> {
     pub driver: &'a str,
     /// Whether a graceful shutdown has begun.
     pub shutting_down: bool,
+    /// The client's address (for audit records).
+    pub remote: std::net::IpAddr,
 }
 
 /// A handler's result.
@@ -38,6 +40,13 @@ pub enum Reply {
     Now(Vec<u8>),
     /// Await these queries, then call [`finish`].
     Later(Later),
+    /// Run this audit query on the audit thread, then answer with its page as JSON.
+    Audit {
+        /// The query.
+        query: crate::audit::AuditQuery,
+        /// Whether the connection stays open.
+        keep_alive: bool,
+    },
 }
 
 /// A response waiting for query answers.

@@ -1,5 +1,8 @@
 //! The whole route table in one place.
 
+use ringcast_shared::AuditDecision;
+
+use crate::audit::{AuditQuery, MAX_PAGE};
 use crate::core::http::request::{Method, RequestHead};
 use crate::core::http::response::{json_error, response};
 use crate::core::shard::Shard;
@@ -21,6 +24,8 @@ use super::{Clock, Reply, ServerView};
 /// | GET | `/apps/{id}/channels/{name}/users` | a presence channel's users |
 /// | POST | `/apps/{id}/users/{user}/terminate_connections` | close a signed-in user's sockets |
 /// | POST | `/apps/{id}/tokens/revoke` | revoke a JWT by `jti`, closing its live sockets |
+/// | GET | `/admin/api/audit` | audit log search (admin token) |
+/// | GET | `/admin/api/security-events` | security events and denials (admin token) |
 pub fn handle(
     shard: &mut Shard,
     view: &ServerView<'_>,
@@ -59,6 +64,7 @@ pub fn handle(
                 driver: view.driver,
                 app_ids: apps,
                 webhooks: &shard.state().webhook_metrics,
+                audit: &shard.state().audit_metrics,
             };
             let text = render_prometheus(view.metrics, &facts);
             return Reply::Now(response(
@@ -68,6 +74,10 @@ pub fn handle(
                 &[],
                 keep_alive,
             ));
+        }
+        (Method::Get, ["admin", "api", "audit"]) => return admin_audit(shard, head, false),
+        (Method::Get, ["admin", "api", "security-events"]) => {
+            return admin_audit(shard, head, true);
         }
         (Method::Post, ["apps", app, "events"]) => (*app, ApiRoute::Events),
         (Method::Post, ["apps", app, "batch_events"]) => (*app, ApiRoute::BatchEvents),
@@ -81,6 +91,7 @@ pub fn handle(
         }
         (Method::Post, ["apps", app, "tokens", "revoke"]) => (*app, ApiRoute::RevokeToken),
         (_, ["up" | "metrics"])
+        | (_, ["admin", "api", "audit" | "security-events"])
         | (_, ["apps", _, "events" | "batch_events" | "channels"])
         | (_, ["apps", _, "channels", _])
         | (_, ["apps", _, "channels", _, "users"])
@@ -91,5 +102,86 @@ pub fn handle(
         _ => return Reply::Now(json_error(404, "not found", keep_alive)),
     };
     let (app_id, route) = route;
-    api::handle(shard, app_id, route, head, body, clock)
+    api::handle(shard, app_id, route, head, body, clock, view)
+}
+
+/// `GET /admin/api/audit` and `/admin/api/security-events`, behind the configured admin token.
+fn admin_audit(shard: &Shard, head: &RequestHead, security_only: bool) -> Reply {
+    let keep_alive = head.keep_alive;
+    let Some(token) = shard.state().config.admin_token.as_deref() else {
+        return Reply::Now(json_error(
+            404,
+            "the admin API is off (set server.admin_token)",
+            keep_alive,
+        ));
+    };
+    let presented = head
+        .header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !same_secret(token, presented.trim()) {
+        return Reply::Now(json_error(
+            401,
+            "a valid admin token is required (Authorization: Bearer ...)",
+            keep_alive,
+        ));
+    }
+    match audit_query(head, security_only) {
+        Ok(query) => Reply::Audit { query, keep_alive },
+        Err(message) => Reply::Now(json_error(400, &message, keep_alive)),
+    }
+}
+
+/// Compares secrets in constant time (over their SHA-256 digests, so lengths do not leak).
+fn same_secret(expected: &str, presented: &str) -> bool {
+    use ring::digest::{SHA256, digest};
+    let (a, b) = (
+        digest(&SHA256, expected.as_bytes()),
+        digest(&SHA256, presented.as_bytes()),
+    );
+    a.as_ref()
+        .iter()
+        .zip(b.as_ref())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+fn audit_query(head: &RequestHead, security_only: bool) -> Result<AuditQuery, String> {
+    let pairs = head.query_pairs().map_err(|e| e.to_string())?;
+    let mut query = AuditQuery {
+        security_only,
+        limit: 100,
+        ..AuditQuery::default()
+    };
+    for (key, value) in pairs {
+        let number = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{key} must be a number, got {v:?}"))
+        };
+        match key.as_str() {
+            "app" => query.app = Some(value),
+            "tenant" => query.tenant = Some(value),
+            "user" => query.user = Some(value),
+            "channel" => query.channel = Some(value),
+            "decision" => {
+                query.decision = Some(match value.as_str() {
+                    "allow" => AuditDecision::Allow,
+                    "deny" => AuditDecision::Deny,
+                    _ => return Err(format!("decision must be allow or deny, got {value:?}")),
+                });
+            }
+            "since" => query.since_ms = Some(number(&value)?),
+            "until" => query.until_ms = Some(number(&value)?),
+            "limit" => {
+                let limit = number(&value)?;
+                if limit == 0 || limit > MAX_PAGE as u64 {
+                    return Err(format!("limit must be 1 to {MAX_PAGE}"));
+                }
+                query.limit = limit as usize;
+            }
+            "cursor" => query.cursor = Some(value),
+            other => return Err(format!("unknown parameter {other:?}")),
+        }
+    }
+    Ok(query)
 }

@@ -81,7 +81,7 @@ pub async fn serve(rt: Rc<ShardRt>, stream: TcpStream, remote: SocketAddr) {
             websocket(rt, stream, head, buf, remote).await;
             return;
         }
-        if !serve_http(&rt, &mut stream, &head, &mut buf).await {
+        if !serve_http(&rt, &mut stream, &head, &mut buf, remote.ip()).await {
             return;
         }
     }
@@ -124,6 +124,7 @@ async fn serve_http(
     stream: &mut TcpStream,
     head: &RequestHead,
     buf: &mut BytesMut,
+    remote: std::net::IpAddr,
 ) -> bool {
     let shard_metrics = &rt.all_metrics[rt.core().id()];
     inc(&shard_metrics.http_requests);
@@ -147,6 +148,7 @@ async fn serve_http(
         metrics: &rt.all_metrics,
         driver: rt.driver.name(),
         shutting_down: rt.shutting_down.get(),
+        remote,
     };
     let reply = rt.with_core(|core| http::handle(core, &view, head, &body, &clock));
     let bytes = match reply {
@@ -155,6 +157,14 @@ async fn serve_http(
             let answers = rt.await_answers(&later.queries).await;
             http::finish(later, answers)
         }
+        Reply::Audit { query, keep_alive } => match rt.audit.query(query).recv().await {
+            Ok(Ok(page)) => {
+                let body = serde_json::to_vec(&page).unwrap_or_default();
+                response::response(200, "application/json", &body, &[], keep_alive)
+            }
+            Ok(Err(message)) => response::json_error(400, &message, keep_alive),
+            Err(_) => response::json_error(503, "the audit log is not available", keep_alive),
+        },
     };
     let (result, _) = stream.write_all(bytes).await;
     result.is_ok() && head.keep_alive && !rt.shutting_down.get()
@@ -214,9 +224,8 @@ async fn websocket(
             return;
         }
     };
-    let attempt = rt
-        .core()
-        .connection_attempt(&head.path, remote.ip(), Instant::now());
+    let attempt =
+        rt.with_core(|core| core.connection_attempt(&head.path, remote.ip(), Instant::now()));
     if let Err(retry) = attempt {
         let seconds = retry.as_secs().max(1).to_string();
         let response = response::json_error_with(

@@ -40,6 +40,9 @@ pub enum StartError {
     /// A shard thread could not be started.
     #[error("cannot start shard thread: {0}")]
     Thread(std::io::Error),
+    /// The data directory or the audit store could not be opened.
+    #[error("{0}")]
+    Storage(String),
 }
 
 /// A running server.
@@ -50,8 +53,13 @@ pub struct Server {
     threads: Vec<thread::JoinHandle<()>>,
     webhooks: crate::webhooks::WebhookQueue,
     webhook_thread: thread::JoinHandle<()>,
+    audit: crate::audit::AuditLog,
+    audit_thread: thread::JoinHandle<()>,
     shutdown_timeout: Duration,
 }
+
+/// Audit records that may wait for the writer before new ones are dropped.
+const AUDIT_QUEUE_CAPACITY: usize = 65_536;
 
 /// Webhook events that may wait for the sender thread before new ones are dropped.
 const WEBHOOK_QUEUE_CAPACITY: usize = 65_536;
@@ -72,10 +80,25 @@ impl Server {
         let apps = AppTable::new(&config.apps, config.server.max_connections);
         let shutdown_timeout = config.server.shutdown_timeout;
         let webhook_metrics = Arc::new(crate::metrics::WebhookMetrics::default());
+        let audit_metrics = Arc::new(crate::audit::AuditMetrics::default());
+        let audit_dir = config.server.data_dir.join("audit");
+        std::fs::create_dir_all(&audit_dir).map_err(|e| {
+            StartError::Storage(format!("cannot create {}: {e}", audit_dir.display()))
+        })?;
+        let settings = crate::audit::AuditSettings {
+            flush_interval: config.server.audit_flush_interval,
+            retention: config.server.audit_retention,
+            max_records: config.server.audit_max_records,
+            queue_capacity: AUDIT_QUEUE_CAPACITY,
+        };
+        let (audit, audit_thread) =
+            crate::audit::AuditLog::open(&audit_dir, settings, audit_metrics.clone())
+                .map_err(|e| StartError::Storage(e.to_string()))?;
         let state = Arc::new(ServerState {
             config: config.server,
             apps,
             webhook_metrics: webhook_metrics.clone(),
+            audit_metrics,
         });
         let (webhooks, webhook_thread) =
             crate::webhooks::spawn(state.clone(), WEBHOOK_QUEUE_CAPACITY, webhook_metrics)
@@ -98,6 +121,7 @@ impl Server {
                 listener,
                 driver,
                 webhooks: webhooks.clone(),
+                audit: audit.clone(),
             };
             let thread = thread::Builder::new()
                 .name(format!("ringcast-shard-{id}"))
@@ -113,6 +137,8 @@ impl Server {
             threads,
             webhooks,
             webhook_thread,
+            audit,
+            audit_thread,
             shutdown_timeout,
         })
     }
@@ -156,6 +182,15 @@ impl Server {
         }
         if self.webhook_thread.is_finished() {
             let _ = self.webhook_thread.join();
+        }
+        // Last: everything the shards recorded is written and flushed before the process ends.
+        self.audit.stop(WEBHOOK_FLUSH_TIMEOUT);
+        let deadline = std::time::Instant::now() + WEBHOOK_FLUSH_TIMEOUT;
+        while !self.audit_thread.is_finished() && std::time::Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        if self.audit_thread.is_finished() {
+            let _ = self.audit_thread.join();
         }
     }
 }

@@ -97,6 +97,8 @@ pub struct ShardSetup {
     pub driver: Driver,
     /// Where webhook events go.
     pub webhooks: crate::webhooks::WebhookQueue,
+    /// Where audit records go.
+    pub audit: crate::audit::AuditLog,
 }
 
 /// Runs one shard to completion on the current thread.
@@ -172,6 +174,9 @@ pub struct ShardRt {
     scratch: RefCell<Vec<ConnKey>>,
     webhooks: crate::webhooks::WebhookQueue,
     webhook_scratch: RefCell<Vec<(crate::core::ids::AppIdx, crate::core::webhook::WebhookEvent)>>,
+    /// The audit log (records go there; admin queries are sent there).
+    pub audit: crate::audit::AuditLog,
+    audit_scratch: RefCell<Vec<ringcast_shared::AuditRecord>>,
     /// Every shard's counters.
     pub all_metrics: Arc<Vec<Arc<ShardMetrics>>>,
     /// Config and apps.
@@ -205,8 +210,21 @@ impl ShardRt {
             }
             answers.extend(core.take_answers());
             core.take_webhooks(&mut self.webhook_scratch.borrow_mut());
+            core.take_audit(&mut self.audit_scratch.borrow_mut());
             result
         };
+        {
+            let mut records = self.audit_scratch.borrow_mut();
+            if !records.is_empty() {
+                let time_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                for record in records.iter_mut() {
+                    record.time_ms = time_ms;
+                }
+                self.audit.push_all(&mut records);
+            }
+        }
         {
             let mut hooks = self.webhook_scratch.borrow_mut();
             if !hooks.is_empty() {
@@ -330,6 +348,7 @@ async fn shard_main(setup: ShardSetup) {
         listener,
         driver,
         webhooks,
+        audit,
     } = setup;
     let listener_fd = listener.as_raw_fd();
     let listener = match TcpListener::from_std(listener) {
@@ -349,6 +368,8 @@ async fn shard_main(setup: ShardSetup) {
         scratch: RefCell::new(Vec::new()),
         webhooks,
         webhook_scratch: RefCell::new(Vec::new()),
+        audit,
+        audit_scratch: RefCell::new(Vec::new()),
         mesh: mesh.clone(),
         all_metrics: metrics,
         state,

@@ -35,6 +35,8 @@ impl TestServer {
         let mut config = Config::demo();
         config.server.port = 0;
         config.server.shards = shards;
+        // Each server gets its own store: sled allows one process per directory.
+        config.server.data_dir = temp_dir("server");
         config.apps[0].id = APP_ID.into();
         config.apps[0].key = KEY.into();
         config.apps[0].secret = SECRET.into();
@@ -260,4 +262,15 @@ pub fn raw_http(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let _ = stream.read_to_end(&mut out);
     out
+}
+
+/// A fresh directory under the system temp dir.
+pub fn temp_dir(what: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "ringcast-test-{what}-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }

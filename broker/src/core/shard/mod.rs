@@ -32,7 +32,7 @@ use crate::core::app::{AppTable, QuotaExceeded};
 use crate::core::auth::channel::{AuthContext, ChannelAuthorized, authorize_subscription};
 use crate::core::auth::jwt::Identity;
 use crate::core::auth::user::{SigninContext, SigninError, verify_signin};
-use crate::core::channel::{ChannelName, ChannelNameError};
+use crate::core::channel::{ChannelKind, ChannelName, ChannelNameError};
 use crate::core::ids::{AppIdx, SocketId, UserId};
 use crate::core::policy::{Decision, Subject};
 use crate::core::pusher::ErrorCode;
@@ -42,6 +42,7 @@ use crate::core::webhook::{ClientEventInfo, LEAVE_DELAY, WebhookEvent, WebhookKi
 use crate::core::ws::close;
 use crate::core::ws::frame::{self, FrameLimits, Message, MessageDecoder, Opcode, Role};
 use crate::metrics::{ShardMetrics, add, inc};
+use ringcast_shared::{AuditDecision, AuditKind, AuditRecord};
 
 /// What every shard shares, read-only: the config and the app table.
 pub struct ServerState {
@@ -51,6 +52,8 @@ pub struct ServerState {
     pub apps: AppTable,
     /// The webhook sender's counters (read by `/metrics`).
     pub webhook_metrics: std::sync::Arc<crate::metrics::WebhookMetrics>,
+    /// The audit writer's counters (read by `/metrics`).
+    pub audit_metrics: std::sync::Arc<crate::audit::AuditMetrics>,
 }
 
 /// The Pusher protocol version spoken. Older clients (5, 6) expect different framing of some
@@ -185,6 +188,8 @@ struct Conn {
     watchlist: Vec<UserId>,
     /// The verified JWT identity, if the app uses tokens.
     identity: Option<Box<Identity>>,
+    /// The peer's address (for audit records).
+    remote: IpAddr,
     /// When the token expires (4010 then).
     token_expires: Option<Instant>,
     client_events: TokenBucket,
@@ -218,6 +223,7 @@ pub struct Shard {
     queries: Slab<PendingQuery>,
     answers: Vec<(QueryId, Answer)>,
     webhooks: Vec<(AppIdx, WebhookEvent)>,
+    audit: Vec<AuditRecord>,
     next_socket: u64,
     socket_prefix: u64,
 }
@@ -255,6 +261,7 @@ impl Shard {
             queries: Slab::new(),
             answers: Vec::new(),
             webhooks: Vec::new(),
+            audit: Vec::new(),
             next_socket: 0,
             // The first half of a socket id is random so ids are not guessable across restarts.
             socket_prefix: fastrand::u64(1..1_000_000_000),
@@ -327,18 +334,44 @@ impl Shard {
         if !app.config.enabled {
             return Err(plain(ErrorCode::AppDisabled));
         }
+        let app_idx = app.idx;
         if !app.config.origin_allowed(request.origin) {
+            let reason = request
+                .origin
+                .map(|o| format!("origin {:?}", o.chars().take(128).collect::<String>()));
+            self.audit_event(
+                app_idx,
+                AuditKind::Security,
+                "origin",
+                AuditDecision::Deny,
+                Some(request.remote),
+                Some("allowed_origins"),
+                reason,
+            );
             return Err((ErrorCode::Unauthorized, Some("origin not allowed".into())));
         }
-        let identity = app
-            .authenticate(request.token, request.now_unix)
-            .map_err(|e| (ErrorCode::Unauthorized, Some(format!("token refused: {e}"))))?;
+        let uses_jwt = app.config.jwt.is_some();
+        let identity = match app.authenticate(request.token, request.now_unix) {
+            Ok(identity) => identity,
+            Err(e) => {
+                self.audit_event(
+                    app_idx,
+                    AuditKind::Decision,
+                    "token",
+                    AuditDecision::Deny,
+                    Some(request.remote),
+                    Some("jwt"),
+                    Some(e.to_string()),
+                );
+                return Err((ErrorCode::Unauthorized, Some(format!("token refused: {e}"))));
+            }
+        };
+        let app = self.state.apps.get(app_idx);
         // Expiry as a point on the monotonic clock the shard runs on.
         let token_expires = identity.as_ref().map(|id| {
             let left = id.expires_at.saturating_sub(request.now_unix);
             now + Duration::from_secs(left) + app.token_leeway()
         });
-        let app_idx = app.idx;
         let limits = FrameLimits {
             max_frame_bytes: app.config.max_message_bytes + FRAME_ENVELOPE_BYTES,
             max_message_bytes: app.config.max_message_bytes + FRAME_ENVELOPE_BYTES,
@@ -365,6 +398,7 @@ impl Shard {
             user: None,
             watchlist: Vec::new(),
             identity: identity.map(Box::new),
+            remote: request.remote,
             token_expires,
             client_events: TokenBucket::new(
                 client_event_rate.capacity,
@@ -378,6 +412,17 @@ impl Shard {
             peer_closed: false,
         });
         inc(&self.metrics.connections_opened);
+        if uses_jwt && self.conns.get(key).is_some_and(|c| c.identity.is_some()) {
+            self.audit_conn(
+                key,
+                AuditKind::Decision,
+                "token",
+                AuditDecision::Allow,
+                None,
+                Some("jwt"),
+                None,
+            );
+        }
         self.metrics.apps[app_idx.get()]
             .connections
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -389,15 +434,31 @@ impl Shard {
     /// Counts a connection attempt on `path` from `remote` against the app's per-IP rate
     /// limit, before the upgrade; `Err` is the time to wait (HTTP 429 with `Retry-After`).
     pub fn connection_attempt(
-        &self,
+        &mut self,
         path: &str,
         remote: IpAddr,
         now: Instant,
     ) -> Result<(), Duration> {
-        let app = path
+        let Some(app) = path
             .strip_prefix("/app/")
-            .and_then(|key| self.state.apps.by_key(key));
-        app.map_or(Ok(()), |app| app.admit_connection_attempt(remote, now))
+            .and_then(|key| self.state.apps.by_key(key))
+        else {
+            return Ok(());
+        };
+        let app_idx = app.idx;
+        let result = app.admit_connection_attempt(remote, now);
+        if result.is_err() {
+            self.audit_event(
+                app_idx,
+                AuditKind::Security,
+                "rate_limit",
+                AuditDecision::Deny,
+                Some(remote),
+                Some("connections_per_minute_per_ip"),
+                None,
+            );
+        }
+        result
     }
 
     /// The socket id of an open connection.
@@ -446,6 +507,20 @@ impl Shard {
                     self.handle_message(key, msg, now);
                 }
                 Err(err) => {
+                    let rule = if err.close_code() == close::MESSAGE_TOO_BIG {
+                        "max_message_bytes"
+                    } else {
+                        "rfc6455"
+                    };
+                    self.audit_conn(
+                        key,
+                        AuditKind::Security,
+                        "protocol",
+                        AuditDecision::Deny,
+                        None,
+                        Some(rule),
+                        Some(err.to_string()),
+                    );
                     self.close_ws(key, err.close_code(), &err.to_string());
                     buf.clear();
                     break;
@@ -553,21 +628,58 @@ impl Shard {
             request.auth.as_deref(),
             request.channel_data.as_deref(),
         );
-        let proof = proof
-            .map_err(|e| (e.to_string(), e.status()))
-            .and_then(|proof| {
-                // Policies come on top of the signature, never instead of it.
-                match policy_decision(app, conn, &proof) {
-                    Decision::Allow { .. } => Ok(proof),
-                    Decision::Deny { rule, reason } => {
-                        Err((format!("denied by policy {rule:?}: {reason}"), 403))
-                    }
+        // Policies come on top of the signature, never instead of it.
+        let outcome = match proof {
+            Err(e) => Err((
+                e.to_string(),
+                e.status(),
+                "signature".to_owned(),
+                e.to_string(),
+            )),
+            Ok(proof) => match policy_decision(app, conn, &proof) {
+                Decision::Allow { rules } => Ok((proof, rules)),
+                Decision::Deny { rule, reason } => Err((
+                    format!("denied by policy {rule:?}: {reason}"),
+                    403,
+                    rule,
+                    reason,
+                )),
+            },
+        };
+        let signed =
+            channel.kind().requires_signature() || channel.kind() == ChannelKind::ServerToUser;
+        match outcome {
+            Ok((proof, rules)) => {
+                // Public channels no rule covers involve no authorization decision.
+                if signed || !rules.is_empty() {
+                    let rule = if rules.is_empty() {
+                        "signature".to_owned()
+                    } else {
+                        rules.join(",")
+                    };
+                    self.audit_conn(
+                        key,
+                        AuditKind::Decision,
+                        "subscribe",
+                        AuditDecision::Allow,
+                        Some(channel.as_str()),
+                        Some(&rule),
+                        None,
+                    );
                 }
-            });
-        match proof {
-            Ok(proof) => self.join(key, proof),
-            Err((text, status)) => {
+                self.join(key, proof);
+            }
+            Err((text, status, rule, reason)) => {
                 inc(&self.metrics.auth_failures);
+                self.audit_conn(
+                    key,
+                    AuditKind::Decision,
+                    "subscribe",
+                    AuditDecision::Deny,
+                    Some(channel.as_str()),
+                    Some(&rule),
+                    Some(reason),
+                );
                 let frame =
                     message::subscription_error(channel.as_str(), "AuthError", &text, status);
                 self.send_json(key, &frame);
@@ -604,6 +716,15 @@ impl Shard {
                     conn.watchlist = watchlist.clone();
                 }
                 self.send_json(key, &message::signin_success(&user_data));
+                self.audit_conn(
+                    key,
+                    AuditKind::Decision,
+                    "signin",
+                    AuditDecision::Allow,
+                    None,
+                    Some("signature"),
+                    None,
+                );
                 let msg = MeshMsg::UserSockets {
                     app: app_idx,
                     user: user.clone(),
@@ -619,11 +740,29 @@ impl Shard {
             }
             Err(SigninError::WatchlistTooLong) => {
                 inc(&self.metrics.auth_failures);
+                self.audit_conn(
+                    key,
+                    AuditKind::Decision,
+                    "signin",
+                    AuditDecision::Deny,
+                    None,
+                    Some("watchlist"),
+                    Some(SigninError::WatchlistTooLong.to_string()),
+                );
                 let text = SigninError::WatchlistTooLong.to_string();
                 self.send_error_message(key, ErrorCode::WatchlistOverLimit, &text);
             }
             Err(err) => {
                 inc(&self.metrics.auth_failures);
+                self.audit_conn(
+                    key,
+                    AuditKind::Decision,
+                    "signin",
+                    AuditDecision::Deny,
+                    None,
+                    Some("signature"),
+                    Some(err.to_string()),
+                );
                 let text = format!("sign-in refused: {err}");
                 self.send_error_message(key, ErrorCode::Unauthorized, &text);
             }
@@ -891,6 +1030,16 @@ impl Shard {
         if conn.client_events.try_acquire(rate, now).is_err()
             || app.admit_client_event(&sender, now).is_err()
         {
+            let channel = sub.channel.as_str().to_owned();
+            self.audit_conn(
+                key,
+                AuditKind::Security,
+                "rate_limit",
+                AuditDecision::Deny,
+                Some(&channel),
+                Some("client_events"),
+                None,
+            );
             self.send_error(key, ErrorCode::ClientEventRateLimited);
             return;
         }
@@ -987,6 +1136,76 @@ impl Shard {
         }
         self.drain_to_self(now);
         id
+    }
+
+    /// Audit records produced since the last call. Their `time_ms` is 0: the shell stamps
+    /// them with the wall clock as it hands them to the audit log.
+    pub fn take_audit(&mut self, out: &mut Vec<AuditRecord>) {
+        out.append(&mut self.audit);
+    }
+
+    /// Records an audit entry not tied to a connection (HTTP API, refused connections).
+    #[allow(clippy::too_many_arguments)]
+    pub fn audit_event(
+        &mut self,
+        app: AppIdx,
+        kind: AuditKind,
+        action: &str,
+        decision: AuditDecision,
+        remote: Option<IpAddr>,
+        rule: Option<&str>,
+        reason: Option<String>,
+    ) {
+        self.audit.push(AuditRecord {
+            time_ms: 0,
+            kind,
+            action: action.to_owned(),
+            app: self.state.apps.get(app).config.id.clone(),
+            tenant: None,
+            user: None,
+            actor: None,
+            socket: None,
+            remote_ip: remote.map(|ip| ip.to_string()),
+            channel: None,
+            decision,
+            rule: rule.map(str::to_owned),
+            reason,
+        });
+    }
+
+    /// Records an audit entry about connection `key`, with its identity filled in.
+    #[allow(clippy::too_many_arguments)]
+    fn audit_conn(
+        &mut self,
+        key: ConnKey,
+        kind: AuditKind,
+        action: &str,
+        decision: AuditDecision,
+        channel: Option<&str>,
+        rule: Option<&str>,
+        reason: Option<String>,
+    ) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let identity = conn.identity.as_deref();
+        self.audit.push(AuditRecord {
+            time_ms: 0,
+            kind,
+            action: action.to_owned(),
+            app: self.state.apps.get(conn.app).config.id.clone(),
+            tenant: identity.and_then(|i| i.tenant.clone()),
+            user: identity
+                .and_then(|i| i.user_id.clone())
+                .or_else(|| conn.user.as_ref().map(|u| u.as_str().to_owned())),
+            actor: identity.and_then(|i| i.actor.clone()),
+            socket: Some(conn.socket_id.to_string()),
+            remote_ip: Some(conn.remote.to_string()),
+            channel: channel.map(str::to_owned),
+            decision,
+            rule: rule.map(str::to_owned),
+            reason,
+        });
     }
 
     /// Webhook events produced since the last call, for the webhook sender.

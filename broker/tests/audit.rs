@@ -1,0 +1,241 @@
+//! The audit log end to end: the admin query API, no message bodies in the store, and
+//! durability after `kill -9`.
+
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ringcast_shared::{AuditDecision, AuditRecord};
+use serde_json::{Value, json};
+use support::{APP_ID, TestServer, WsClient, api, http, raw_http};
+
+const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+fn with_admin(c: &mut ringcast::config::Config) {
+    c.server.admin_token = Some(ADMIN_TOKEN.into());
+    c.server.audit_flush_interval = Duration::from_millis(20);
+}
+
+fn admin_get(server: &TestServer, target: &str, token: &str) -> (u16, Value) {
+    let request = format!(
+        "GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    let raw = raw_http(server.addr, request.as_bytes());
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// Polls the admin API until `pred` holds for the page (records reach the store asynchronously).
+fn wait_for_page(server: &TestServer, target: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, page) = admin_get(server, target, ADMIN_TOKEN);
+        assert_eq!(status, 200, "{page}");
+        if pred(&page) || Instant::now() > deadline {
+            return page;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_admin_api_is_off_without_a_token_and_refuses_a_wrong_one() {
+    let server = TestServer::start(1);
+    assert_eq!(http(server.addr, "GET", "/admin/api/audit", "").0, 404);
+    let server = TestServer::start_with(1, with_admin);
+    assert_eq!(
+        admin_get(&server, "/admin/api/audit", "wrong-token-wrong-token").0,
+        401
+    );
+    assert_eq!(
+        admin_get(&server, "/admin/api/audit?decision=maybe", ADMIN_TOKEN).0,
+        400
+    );
+}
+
+#[test]
+fn denied_subscriptions_are_searchable_as_security_events() {
+    let server = TestServer::start_with(2, with_admin);
+    let mut client = WsClient::connect(server.addr);
+    client.send(&json!({"event": "pusher:subscribe", "data": {"channel": "private-vault", "auth": "it-key:00"}}));
+    assert_eq!(client.recv().unwrap()["event"], "pusher:subscription_error");
+    let page = wait_for_page(
+        &server,
+        "/admin/api/security-events?channel=private-vault",
+        |p| p["records"].as_array().is_some_and(|r| !r.is_empty()),
+    );
+    let record: AuditRecord = serde_json::from_value(page["records"][0].clone()).unwrap();
+    assert_eq!(record.action, "subscribe");
+    assert_eq!(record.decision, AuditDecision::Deny);
+    assert_eq!(record.app, APP_ID);
+    assert_eq!(record.socket.as_deref(), Some(client.socket_id.as_str()));
+    assert_eq!(record.remote_ip.as_deref(), Some("127.0.0.1"));
+    assert!(record.time_ms > 1_600_000_000_000);
+    let (_, allowed) = admin_get(
+        &server,
+        "/admin/api/audit?decision=allow&channel=private-vault",
+        ADMIN_TOKEN,
+    );
+    assert_eq!(allowed["records"], json!([]));
+}
+
+#[test]
+fn no_message_body_reaches_the_audit_store() {
+    let marker = format!("BODY-{}", fastrand::u64(..));
+    let dir = support::temp_dir("bodies");
+    let data_dir = dir.clone();
+    let server = TestServer::start_with(1, move |c| {
+        with_admin(c);
+        c.server.data_dir = data_dir;
+        c.apps[0].client_events_per_second = 1;
+    });
+    let mut a = WsClient::connect(server.addr);
+    let mut b = WsClient::connect(server.addr);
+    for client in [&mut a, &mut b] {
+        client.subscribe("marker-public");
+    }
+    // Through the HTTP API, and through a refused API call carrying the body.
+    let body = json!({"name": "e", "channel": "marker-public", "data": marker}).to_string();
+    assert_eq!(
+        api(
+            server.addr,
+            "POST",
+            &format!("/apps/{APP_ID}/events"),
+            &body,
+            &[]
+        )
+        .0,
+        200
+    );
+    let forged = format!(
+        "/apps/{APP_ID}/events?auth_key=it-key&auth_timestamp=1&auth_version=1.0&auth_signature=00"
+    );
+    assert_eq!(http(server.addr, "POST", &forged, &body).0, 401);
+    // Through client events (one relayed, one over the rate limit), and denied subscriptions.
+    client_event_attempts(server.addr, &marker);
+    a.send(&json!({"event": "pusher:subscribe", "data": {"channel": "private-x", "auth": format!("it-key:{marker}")}}));
+    // A protocol violation whose payload is the marker.
+    a.send_raw(&[&[0x81u8, marker.len() as u8][..], marker.as_bytes()].concat());
+    std::thread::sleep(Duration::from_millis(200));
+    let (_, page) = admin_get(
+        &server,
+        "/admin/api/security-events?limit=1000",
+        ADMIN_TOKEN,
+    );
+    assert!(page["records"].as_array().unwrap().len() >= 3, "{page}");
+    server.shutdown();
+    let found = scan_for(&dir, marker.as_bytes());
+    assert!(found.is_empty(), "message body found in {found:?}");
+}
+
+fn client_event_attempts(addr: std::net::SocketAddr, marker: &str) {
+    use ringcast::core::auth::{hmac_hex, hmac_key};
+    let mut sender = WsClient::connect(addr);
+    let mut receiver = WsClient::connect(addr);
+    for client in [&mut sender, &mut receiver] {
+        let sig = hmac_hex(
+            &hmac_key(support::SECRET),
+            format!("{}:private-chat", client.socket_id).as_bytes(),
+        );
+        client.send(&json!({"event": "pusher:subscribe", "data": {"channel": "private-chat", "auth": format!("it-key:{sig}")}}));
+        assert_eq!(
+            client.recv().unwrap()["event"],
+            "pusher_internal:subscription_succeeded"
+        );
+    }
+    for _ in 0..2 {
+        sender.send(
+            &json!({"event": "client-msg", "channel": "private-chat", "data": {"text": marker}}),
+        );
+    }
+    assert_eq!(receiver.recv().unwrap()["data"]["text"], marker);
+}
+
+/// Files under `dir` containing `needle`.
+fn scan_for(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap().flatten() {
+                stack.push(entry.path());
+            }
+        } else if let Ok(bytes) = std::fs::read(&path)
+            && bytes.windows(needle.len()).any(|w| w == needle)
+        {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn records_older_than_the_flush_interval_survive_kill_9() {
+    let dir = support::temp_dir("kill9");
+    let config = dir.join("ringcast.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nport = 0\nshards = 2\ndata_dir = {:?}\naudit_flush_interval_ms = 100\n\n\
+             [[apps]]\nid = \"{APP_ID}\"\nkey = \"it-key\"\nsecret = \"it-secret\"\n",
+            dir.join("data")
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = read_listen_address(&mut child);
+    // Load: many refused subscriptions, each an audit record, from several connections.
+    let attempts = 300;
+    let mut clients: Vec<WsClient> = (0..3).map(|_| WsClient::connect(addr)).collect();
+    for i in 0..attempts {
+        let client = &mut clients[i % 3];
+        client.send(&json!({"event": "pusher:subscribe", "data": {"channel": format!("private-k{i}"), "auth": "it-key:00"}}));
+    }
+    for client in &mut clients {
+        for _ in 0..attempts / 3 {
+            assert_eq!(client.recv().unwrap()["event"], "pusher:subscription_error");
+        }
+    }
+    // Every record is now older than two flush intervals.
+    std::thread::sleep(Duration::from_millis(250));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let db =
+        sled::open(dir.join("data").join("audit")).expect("the store opens cleanly after kill -9");
+    let tree = db.open_tree("audit").unwrap();
+    let denied = tree
+        .iter()
+        .values()
+        .filter_map(Result::ok)
+        .filter_map(|v| rkyv::from_bytes::<AuditRecord, rkyv::rancor::Error>(&v).ok())
+        .filter(|r| r.action == "subscribe" && r.decision == AuditDecision::Deny)
+        .count();
+    assert_eq!(denied, attempts);
+}
+
+fn read_listen_address(child: &mut std::process::Child) -> std::net::SocketAddr {
+    use std::io::{BufRead, BufReader};
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if let Some(addr) = line.strip_prefix("ringcast: listening on ") {
+            return addr.trim().parse().unwrap();
+        }
+    }
+    let _ = std::io::stderr().flush();
+    panic!("the broker did not report its address");
+}
