@@ -7,6 +7,9 @@
 //! is on disk. Keys are the record time (ms, big-endian) followed by a sled-generated id, so
 //! they sort by time. Queries run on the same thread, never on a shard. Records hold no message
 //! bodies: the type has no field for one.
+//!
+//! The same writer also persists the resources app backends set for channel policies (a
+//! separate tree, same group commit), so they survive a restart.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -74,8 +77,25 @@ pub struct AuditQuery {
     pub cursor: Option<String>,
 }
 
+/// A resource change to persist: `value` `None` deletes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceWrite {
+    /// The app id.
+    pub app: String,
+    /// Resource type.
+    pub kind: String,
+    /// Resource id.
+    pub id: String,
+    /// The resource, or `None` to delete it.
+    pub value: Option<crate::core::policy::Resource>,
+}
+
+/// A persisted resource, as loaded at start: app id, type, id, resource.
+pub type LoadedResource = (String, String, String, crate::core::policy::Resource);
+
 enum Message {
     Record(AuditRecord),
+    Resource(ResourceWrite),
     Query(AuditQuery, async_channel::Sender<Result<AuditPage, String>>),
     Stop,
 }
@@ -96,12 +116,13 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Opens (or creates) the store in `dir` and starts the writer thread.
+    /// Opens (or creates) the store in `dir`, loads the persisted resources and starts the
+    /// writer thread.
     pub fn open(
         dir: &Path,
         settings: AuditSettings,
         metrics: Arc<AuditMetrics>,
-    ) -> Result<(AuditLog, std::thread::JoinHandle<()>), OpenError> {
+    ) -> Result<(AuditLog, std::thread::JoinHandle<()>, Vec<LoadedResource>), OpenError> {
         let db = sled::open(dir).map_err(|source| OpenError {
             path: dir.display().to_string(),
             source,
@@ -110,8 +131,25 @@ impl AuditLog {
             path: dir.display().to_string(),
             source,
         })?;
+        let resources = db.open_tree("resources").map_err(|source| OpenError {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let loaded = resources
+            .iter()
+            .filter_map(Result::ok)
+            .filter_map(|(key, value)| {
+                let mut parts = key
+                    .split(|&b| b == 0)
+                    .map(|p| String::from_utf8_lossy(p).into_owned());
+                let (app, kind, id) = (parts.next()?, parts.next()?, parts.next()?);
+                Some((app, kind, id, serde_json::from_slice(&value).ok()?))
+            })
+            .collect();
         let (tx, rx) = std::sync::mpsc::sync_channel(settings.queue_capacity.max(1));
         let writer = Writer {
+            resources,
+            dirty: false,
             count: tree.len() as u64,
             db,
             tree,
@@ -126,7 +164,7 @@ impl AuditLog {
                 path: dir.display().to_string(),
                 source: sled::Error::Io(e),
             })?;
-        Ok((AuditLog { tx, metrics }, thread))
+        Ok((AuditLog { tx, metrics }, thread, loaded))
     }
 
     /// Hands records over without blocking; what does not fit is counted and dropped.
@@ -138,6 +176,12 @@ impl AuditLog {
                 self.metrics.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Persists a resource change; `false` if the writer's queue is full (the caller reports
+    /// the failure rather than losing the change silently).
+    pub fn persist_resource(&self, write: ResourceWrite) -> bool {
+        self.tx.try_send(Message::Resource(write)).is_ok()
     }
 
     /// Runs a query on the writer thread; the answer arrives on the returned channel.
@@ -166,6 +210,9 @@ impl AuditLog {
 }
 
 struct Writer {
+    resources: sled::Tree,
+    /// Resource changes since the last flush.
+    dirty: bool,
     db: sled::Db,
     tree: sled::Tree,
     settings: AuditSettings,
@@ -189,6 +236,7 @@ impl Writer {
             let wait = next_flush.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
                 Ok(Message::Record(record)) => self.batch.push(record),
+                Ok(Message::Resource(write)) => self.write_resource(&write),
                 Ok(Message::Query(query, reply)) => {
                     // Queries see everything received so far.
                     self.apply();
@@ -243,9 +291,38 @@ impl Writer {
         }
     }
 
+    fn write_resource(&mut self, write: &ResourceWrite) {
+        let key = [
+            write.app.as_bytes(),
+            write.kind.as_bytes(),
+            write.id.as_bytes(),
+        ]
+        .join(&0u8);
+        let result = match &write.value {
+            Some(resource) => serde_json::to_vec(resource)
+                .map_err(|e| e.to_string())
+                .and_then(|v| {
+                    self.resources
+                        .insert(key, v)
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                }),
+            None => self
+                .resources
+                .remove(key)
+                .map(drop)
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(err) = result {
+            self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%err, "resource write failed");
+        }
+        self.dirty = true;
+    }
+
     /// Writes the batch and flushes it to disk (group commit).
     fn commit(&mut self) {
-        let had = !self.batch.is_empty();
+        let had = !self.batch.is_empty() || std::mem::take(&mut self.dirty);
         self.apply();
         if had && let Err(err) = self.db.flush() {
             self.metrics.errors.fetch_add(1, Ordering::Relaxed);
@@ -372,7 +449,7 @@ mod tests {
     #[test]
     fn records_are_stored_newest_first_filtered_and_paged() {
         let dir = tempdir();
-        let (log, _thread) = AuditLog::open(&dir, settings(), Arc::default()).unwrap();
+        let (log, _thread, _) = AuditLog::open(&dir, settings(), Arc::default()).unwrap();
         let mut records: Vec<AuditRecord> = (0..10)
             .map(|i| {
                 record(
@@ -454,12 +531,29 @@ mod tests {
     fn records_survive_a_reopen_after_stop() {
         let dir = tempdir();
         {
-            let (log, thread) = AuditLog::open(&dir, settings(), Arc::default()).unwrap();
+            let (log, thread, _) = AuditLog::open(&dir, settings(), Arc::default()).unwrap();
             log.push_all(&mut vec![record(1, AuditDecision::Deny)]);
+            let resource = crate::core::policy::Resource {
+                participants: vec!["buyer".into()],
+                attributes: [("status".to_owned(), "DISPUTED".to_owned())].into(),
+            };
+            assert!(log.persist_resource(ResourceWrite {
+                app: "1".into(),
+                kind: "escrow".into(),
+                id: "42".into(),
+                value: Some(resource),
+            }));
             log.stop(Duration::from_secs(1));
             thread.join().unwrap();
         }
-        let (log, _thread) = AuditLog::open(&dir, settings(), Arc::default()).unwrap();
+        let (log, _thread, resources) = AuditLog::open(&dir, settings(), Arc::default()).unwrap();
+        assert_eq!(resources.len(), 1);
+        let (app, kind, id, resource) = &resources[0];
+        assert_eq!(
+            (app.as_str(), kind.as_str(), id.as_str()),
+            ("1", "escrow", "42")
+        );
+        assert_eq!(resource.attributes["status"], "DISPUTED");
         assert_eq!(
             page(
                 &log,
@@ -480,13 +574,13 @@ mod tests {
         let dir = tempdir();
         let mut s = settings();
         s.max_records = 3;
-        let (log, thread) = AuditLog::open(&dir, s.clone(), Arc::default()).unwrap();
+        let (log, thread, _) = AuditLog::open(&dir, s.clone(), Arc::default()).unwrap();
         log.push_all(&mut (0..5).map(|i| record(i, AuditDecision::Allow)).collect());
         log.stop(Duration::from_secs(1));
         thread.join().unwrap();
         // Retention runs when a writer starts.
         let metrics = Arc::new(AuditMetrics::default());
-        let (log, _thread) = AuditLog::open(&dir, s, metrics.clone()).unwrap();
+        let (log, _thread, _) = AuditLog::open(&dir, s, metrics.clone()).unwrap();
         let kept = page(
             &log,
             AuditQuery {

@@ -239,3 +239,74 @@ fn read_listen_address(child: &mut std::process::Child) -> std::net::SocketAddr 
     let _ = std::io::stderr().flush();
     panic!("the broker did not report its address");
 }
+
+fn escrow_policy(c: &mut ringcast::config::Config) {
+    use ringcast::core::policy::{Alternative, RuleConfig};
+    c.apps[0].policies = vec![RuleConfig {
+        name: "escrow-chat".into(),
+        channel: "escrow.{id}.chat".into(),
+        tenant: None,
+        user: None,
+        actors: Vec::new(),
+        roles: Vec::new(),
+        resource: Some("escrow:{id}".into()),
+        allow: vec![Alternative {
+            participant: true,
+            role: None,
+            attributes: Default::default(),
+        }],
+    }];
+}
+
+/// Subscribes to a presence channel as `user` and returns the reply's event name.
+fn join_as(addr: std::net::SocketAddr, channel: &str, user: &str) -> String {
+    use ringcast::core::auth::{hmac_hex, hmac_key};
+    let mut client = WsClient::connect(addr);
+    let data = json!({"user_id": user}).to_string();
+    let sig = hmac_hex(
+        &hmac_key(support::SECRET),
+        format!("{}:{channel}:{data}", client.socket_id).as_bytes(),
+    );
+    client.send(&json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": format!("it-key:{sig}"), "channel_data": data}}));
+    client.recv().unwrap()["event"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn resources_set_by_the_backend_survive_a_restart() {
+    let dir = support::temp_dir("resources");
+    let data_dir = dir.clone();
+    let server = TestServer::start_with(2, move |c| {
+        escrow_policy(c);
+        c.server.data_dir = data_dir;
+    });
+    let path = format!("/apps/{APP_ID}/resources/escrow/7");
+    let body = json!({"participants": ["buyer"], "attributes": {"status": "OPEN"}}).to_string();
+    assert_eq!(api(server.addr, "PUT", &path, &body, &[]).0, 200);
+    assert_eq!(
+        join_as(server.addr, "presence-escrow.7.chat", "buyer"),
+        "pusher_internal:subscription_succeeded"
+    );
+    assert_eq!(
+        join_as(server.addr, "presence-escrow.7.chat", "eve"),
+        "pusher:subscription_error"
+    );
+    // Bad input gets a clear 400.
+    let bad = json!({"participants": "buyer"}).to_string();
+    assert_eq!(api(server.addr, "PUT", &path, &bad, &[]).0, 400);
+    server.shutdown();
+
+    let data_dir = dir.clone();
+    let server = TestServer::start_with(1, move |c| {
+        escrow_policy(c);
+        c.server.data_dir = data_dir;
+    });
+    assert_eq!(
+        join_as(server.addr, "presence-escrow.7.chat", "buyer"),
+        "pusher_internal:subscription_succeeded"
+    );
+    assert_eq!(api(server.addr, "DELETE", &path, "", &[]).0, 200);
+    assert_eq!(
+        join_as(server.addr, "presence-escrow.7.chat", "buyer"),
+        "pusher:subscription_error"
+    );
+}

@@ -7,7 +7,9 @@
 //! `**` (last only) matches one or more remaining segments, anything else is literal.
 //! Requirements may refer to captures: `tenant = "{tenant}"`.
 
-use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
 
 use crate::core::channel::{ChannelKind, ChannelName};
 
@@ -31,7 +33,44 @@ pub struct RuleConfig {
     /// Roles of which the subscriber needs at least one; empty means none needed.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// A resource the rule is about, `type:{capture}` (e.g. `escrow:{id}`); with it, the
+    /// subscriber must satisfy one of `allow`.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// Alternatives, any of which admits the subscriber to the resource's channel.
+    #[serde(default)]
+    pub allow: Vec<Alternative>,
 }
+
+/// One way into a resource's channel.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alternative {
+    /// The subscriber is one of the resource's participants.
+    #[serde(default)]
+    pub participant: bool,
+    /// The subscriber has this role.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// The resource's attributes have these values.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// A resource set by the app backend: who takes part, and its attributes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resource {
+    /// User ids taking part.
+    #[serde(default)]
+    pub participants: Vec<String>,
+    /// Attributes, e.g. `status = "DISPUTED"`.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// An app's resources by `(type, id)`.
+pub type Resources = HashMap<(String, String), Resource>;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Segment {
@@ -120,7 +159,30 @@ impl PolicySet {
                 };
                 pattern.push(segment);
             }
-            for template in [&config.tenant, &config.user].into_iter().flatten() {
+            let resource_id = match &config.resource {
+                Some(resource) => {
+                    let Some((kind, id)) = resource.split_once(':') else {
+                        return Err(err(format!(
+                            "resource {resource:?} must be \"type:{{capture}}\""
+                        )));
+                    };
+                    if kind.is_empty() || config.allow.is_empty() {
+                        return Err(err(
+                            "a resource rule needs a type and at least one `allow` alternative"
+                                .into(),
+                        ));
+                    }
+                    Some(id.to_owned())
+                }
+                None if !config.allow.is_empty() => {
+                    return Err(err("`allow` needs `resource`".into()));
+                }
+                None => None,
+            };
+            for template in [&config.tenant, &config.user, &resource_id]
+                .into_iter()
+                .flatten()
+            {
                 if let Some(name) = template.strip_prefix('{').and_then(|t| t.strip_suffix('}'))
                     && !pattern.contains(&Segment::Capture(name.to_owned()))
                 {
@@ -142,8 +204,13 @@ impl PolicySet {
         self.rules.is_empty()
     }
 
-    /// Decides whether `subject` may subscribe to `channel`.
-    pub fn evaluate(&self, channel: &ChannelName, subject: &Subject<'_>) -> Decision {
+    /// Decides whether `subject` may subscribe to `channel`; `resources` are the app's.
+    pub fn evaluate(
+        &self,
+        channel: &ChannelName,
+        subject: &Subject<'_>,
+        resources: &Resources,
+    ) -> Decision {
         let name = unprefixed(channel);
         let segments: Vec<&str> = name.split('.').collect();
         let mut matched = Vec::new();
@@ -151,7 +218,9 @@ impl PolicySet {
             let Some(captures) = match_pattern(&rule.pattern, &segments) else {
                 continue;
             };
-            if let Err(reason) = check(&rule.config, &captures, subject) {
+            let checked = check(&rule.config, &captures, subject)
+                .and_then(|()| check_resource(&rule.config, &captures, subject, resources));
+            if let Err(reason) = checked {
                 return Decision::Deny {
                     rule: rule.config.name.clone(),
                     reason,
@@ -214,6 +283,43 @@ fn resolve<'a>(template: &'a str, captures: &[(&str, &'a str)]) -> &'a str {
         .unwrap_or(template)
 }
 
+fn check_resource(
+    rule: &RuleConfig,
+    captures: &[(&str, &str)],
+    subject: &Subject<'_>,
+    resources: &Resources,
+) -> Result<(), String> {
+    let Some(template) = &rule.resource else {
+        return Ok(());
+    };
+    let (kind, id) = template.split_once(':').unwrap_or((template, ""));
+    let id = resolve(id, captures);
+    let Some(resource) = resources.get(&(kind.to_owned(), id.to_owned())) else {
+        return Err(format!("no {kind} {id:?} is known"));
+    };
+    let admitted = rule.allow.iter().any(|alt| {
+        (!alt.participant
+            || subject
+                .user_id
+                .is_some_and(|u| resource.participants.iter().any(|p| p == u)))
+            && alt
+                .role
+                .as_ref()
+                .is_none_or(|role| subject.roles.contains(role))
+            && alt
+                .attributes
+                .iter()
+                .all(|(k, v)| resource.attributes.get(k) == Some(v))
+    });
+    if admitted {
+        Ok(())
+    } else {
+        Err(format!(
+            "not admitted to {kind} {id:?} (not a participant, or the conditions for other roles do not hold)"
+        ))
+    }
+}
+
 fn check(
     rule: &RuleConfig,
     captures: &[(&str, &str)],
@@ -268,6 +374,8 @@ mod tests {
             user: None,
             actors: Vec::new(),
             roles: Vec::new(),
+            resource: None,
+            allow: Vec::new(),
         }
     }
 
@@ -343,7 +451,7 @@ mod tests {
             "presence-tenant.t1.orders.9.chat",
         ] {
             assert_eq!(
-                denied_by(p.evaluate(&name(channel), &alice)),
+                denied_by(p.evaluate(&name(channel), &alice, &Resources::new())),
                 None,
                 "{channel}"
             );
@@ -351,17 +459,25 @@ mod tests {
         let mallory = subject("mallory", "t2", "user", &[]);
         for channel in ["tenant.t1.orders.9", "private-tenant.t1.orders.9.chat"] {
             assert_eq!(
-                denied_by(p.evaluate(&name(channel), &mallory)).as_deref(),
+                denied_by(p.evaluate(&name(channel), &mallory, &Resources::new())).as_deref(),
                 Some("tenant-isolation")
             );
         }
         let anonymous = Subject::default();
         assert_eq!(
-            denied_by(p.evaluate(&name("private-tenant.t1.orders.9"), &anonymous)).as_deref(),
+            denied_by(p.evaluate(
+                &name("private-tenant.t1.orders.9"),
+                &anonymous,
+                &Resources::new()
+            ))
+            .as_deref(),
             Some("tenant-isolation")
         );
         // `tenant.t1` alone is not a tenant resource channel: `**` needs at least one segment.
-        assert_eq!(denied_by(p.evaluate(&name("tenant.t1"), &anonymous)), None);
+        assert_eq!(
+            denied_by(p.evaluate(&name("tenant.t1"), &anonymous, &Resources::new())),
+            None
+        );
     }
 
     #[test]
@@ -369,27 +485,45 @@ mod tests {
         let p = marketplace();
         let alice = subject("alice", "t1", "user", &[]);
         assert_eq!(
-            denied_by(p.evaluate(&name("private-user.alice"), &alice)),
+            denied_by(p.evaluate(&name("private-user.alice"), &alice, &Resources::new())),
             None
         );
         assert_eq!(
-            denied_by(p.evaluate(&name("private-user.bob"), &alice)).as_deref(),
+            denied_by(p.evaluate(&name("private-user.bob"), &alice, &Resources::new())).as_deref(),
             Some("personal")
         );
         assert_eq!(
-            denied_by(p.evaluate(&name("private-App.Models.User.alice"), &alice)),
+            denied_by(p.evaluate(
+                &name("private-App.Models.User.alice"),
+                &alice,
+                &Resources::new()
+            )),
             None
         );
         assert_eq!(
-            denied_by(p.evaluate(&name("private-App.Models.User.7"), &alice)).as_deref(),
+            denied_by(p.evaluate(
+                &name("private-App.Models.User.7"),
+                &alice,
+                &Resources::new()
+            ))
+            .as_deref(),
             Some("laravel-user")
         );
         assert_eq!(
-            denied_by(p.evaluate(&name("private-tenant.t1.user.alice"), &alice)),
+            denied_by(p.evaluate(
+                &name("private-tenant.t1.user.alice"),
+                &alice,
+                &Resources::new()
+            )),
             None
         );
         assert_eq!(
-            denied_by(p.evaluate(&name("private-tenant.t1.user.bob"), &alice)).as_deref(),
+            denied_by(p.evaluate(
+                &name("private-tenant.t1.user.bob"),
+                &alice,
+                &Resources::new()
+            ))
+            .as_deref(),
             Some("tenant-personal")
         );
     }
@@ -399,27 +533,28 @@ mod tests {
         let p = marketplace();
         let worker = subject("w1", "t1", "worker", &[]);
         assert_eq!(
-            denied_by(p.evaluate(&name("private-user.w1"), &worker)).as_deref(),
+            denied_by(p.evaluate(&name("private-user.w1"), &worker, &Resources::new())).as_deref(),
             Some("personal")
         );
         assert_eq!(
-            denied_by(p.evaluate(&name("private-worker.w1"), &worker)),
+            denied_by(p.evaluate(&name("private-worker.w1"), &worker, &Resources::new())),
             None
         );
         let user = subject("w1", "t1", "user", &[]);
         assert_eq!(
-            denied_by(p.evaluate(&name("private-worker.w1"), &user)).as_deref(),
+            denied_by(p.evaluate(&name("private-worker.w1"), &user, &Resources::new())).as_deref(),
             Some("worker")
         );
         for subject in [worker, user] {
             assert_eq!(
-                denied_by(p.evaluate(&name("presence-group.lobby"), &subject)),
+                denied_by(p.evaluate(&name("presence-group.lobby"), &subject, &Resources::new())),
                 None
             );
         }
         let bot = subject("b", "t1", "bot", &[]);
         assert_eq!(
-            denied_by(p.evaluate(&name("presence-group.lobby"), &bot)).as_deref(),
+            denied_by(p.evaluate(&name("presence-group.lobby"), &bot, &Resources::new()))
+                .as_deref(),
             Some("group")
         );
     }
@@ -431,13 +566,18 @@ mod tests {
         assert_eq!(
             denied_by(p.evaluate(
                 &name("private-ops.alerts"),
-                &subject("a", "t", "user", &admin)
+                &subject("a", "t", "user", &admin),
+                &Resources::new()
             )),
             None
         );
         assert_eq!(
-            denied_by(p.evaluate(&name("private-ops.alerts"), &subject("a", "t", "user", &[])))
-                .as_deref(),
+            denied_by(p.evaluate(
+                &name("private-ops.alerts"),
+                &subject("a", "t", "user", &[]),
+                &Resources::new()
+            ))
+            .as_deref(),
             Some("admin-feed")
         );
     }
@@ -446,12 +586,15 @@ mod tests {
     fn unmatched_channels_are_left_to_the_signature_and_matches_are_reported() {
         let p = marketplace();
         assert_eq!(
-            p.evaluate(&name("news"), &Subject::default()),
+            p.evaluate(&name("news"), &Subject::default(), &Resources::new()),
             Decision::Allow { rules: vec![] }
         );
         let alice = subject("alice", "t1", "user", &[]);
-        let Decision::Allow { rules } = p.evaluate(&name("private-tenant.t1.user.alice"), &alice)
-        else {
+        let Decision::Allow { rules } = p.evaluate(
+            &name("private-tenant.t1.user.alice"),
+            &alice,
+            &Resources::new(),
+        ) else {
             panic!()
         };
         assert_eq!(rules, ["tenant-isolation", "tenant-personal"]);
@@ -472,5 +615,92 @@ mod tests {
             };
             assert!(PolicySet::compile(&[config]).is_err(), "{pattern}");
         }
+    }
+
+    fn escrow_rule() -> PolicySet {
+        PolicySet::compile(&[RuleConfig {
+            tenant: Some("{tenant}".into()),
+            resource: Some("escrow:{id}".into()),
+            allow: vec![
+                Alternative {
+                    participant: true,
+                    role: None,
+                    attributes: BTreeMap::new(),
+                },
+                Alternative {
+                    participant: false,
+                    role: Some("admin".into()),
+                    attributes: BTreeMap::from([("status".to_owned(), "DISPUTED".to_owned())]),
+                },
+            ],
+            ..rule("escrow-chat", "tenant.{tenant}.escrow.{id}.chat")
+        }])
+        .unwrap()
+    }
+
+    #[test]
+    fn escrow_chat_is_for_participants_and_for_admins_only_while_disputed() {
+        let p = escrow_rule();
+        let mut resources = Resources::new();
+        let mut escrow = Resource {
+            participants: vec!["buyer".into(), "seller".into()],
+            attributes: BTreeMap::from([("status".to_owned(), "OPEN".to_owned())]),
+        };
+        resources.insert(("escrow".into(), "42".into()), escrow.clone());
+        let chat = name("private-tenant.t1.escrow.42.chat");
+        let admin_roles = ["admin".to_owned()];
+        let buyer = subject("buyer", "t1", "user", &[]);
+        let admin = subject("root", "t1", "user", &admin_roles);
+        let stranger = subject("eve", "t1", "user", &[]);
+        assert_eq!(denied_by(p.evaluate(&chat, &buyer, &resources)), None);
+        assert_eq!(
+            denied_by(p.evaluate(&chat, &admin, &resources)).as_deref(),
+            Some("escrow-chat")
+        );
+        assert_eq!(
+            denied_by(p.evaluate(&chat, &stranger, &resources)).as_deref(),
+            Some("escrow-chat")
+        );
+        escrow.attributes.insert("status".into(), "DISPUTED".into());
+        resources.insert(("escrow".into(), "42".into()), escrow);
+        assert_eq!(denied_by(p.evaluate(&chat, &admin, &resources)), None);
+        assert_eq!(
+            denied_by(p.evaluate(&chat, &stranger, &resources)).as_deref(),
+            Some("escrow-chat")
+        );
+        // Another tenant's admin stays out even while disputed.
+        let other_admin = subject("root", "t2", "user", &admin_roles);
+        assert_eq!(
+            denied_by(p.evaluate(&chat, &other_admin, &resources)).as_deref(),
+            Some("escrow-chat")
+        );
+        // Unknown escrows admit nobody.
+        assert!(
+            denied_by(p.evaluate(
+                &name("private-tenant.t1.escrow.43.chat"),
+                &buyer,
+                &resources
+            ))
+            .is_some()
+        );
+    }
+
+    #[test]
+    fn resource_rules_must_be_complete() {
+        let no_allow = RuleConfig {
+            resource: Some("escrow:{id}".into()),
+            ..rule("r", "escrow.{id}")
+        };
+        assert!(PolicySet::compile(&[no_allow]).is_err());
+        let uncaptured = RuleConfig {
+            resource: Some("escrow:{other}".into()),
+            allow: vec![Alternative {
+                participant: true,
+                role: None,
+                attributes: BTreeMap::new(),
+            }],
+            ..rule("r", "escrow.{id}")
+        };
+        assert!(PolicySet::compile(&[uncaptured]).is_err());
     }
 }

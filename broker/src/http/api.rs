@@ -9,6 +9,7 @@ use crate::core::channel::ChannelName;
 use crate::core::http::request::{Method, RequestHead};
 use crate::core::http::response::{json_error_with, response};
 use crate::core::ids::{AppIdx, SocketId, UserId};
+use crate::core::policy::Resource;
 use crate::core::shard::{Answer, ChannelStats, Publish, Query, QueryId, Shard};
 use ringcast_shared::{AuditDecision, AuditKind};
 
@@ -30,6 +31,15 @@ pub enum ApiRoute<'a> {
     TerminateUser(&'a str),
     /// `POST /tokens/revoke`.
     RevokeToken,
+    /// `PUT` / `DELETE /resources/{type}/{id}`.
+    Resource {
+        /// Resource type, e.g. `escrow`.
+        kind: &'a str,
+        /// Resource id.
+        id: &'a str,
+        /// `DELETE` rather than `PUT`.
+        delete: bool,
+    },
 }
 
 /// A client error with its HTTP status.
@@ -88,6 +98,8 @@ pub enum Finish {
     },
     /// `GET /channels/{name}/users`.
     Users,
+    /// A change every shard has applied: `{}`.
+    Applied,
 }
 
 /// Authenticates and serves one API request.
@@ -110,6 +122,13 @@ pub fn handle(
             queries,
             finish,
             keep_alive,
+            persist: None,
+        }),
+        Ok(Served::Persist(query, write)) => Reply::Later(Later {
+            queries: vec![query],
+            finish: Finish::Applied,
+            keep_alive,
+            persist: Some(write),
         }),
         Err(err) => {
             let retry_after = err.retry_after.map(|s| s.to_string());
@@ -130,6 +149,8 @@ pub fn handle(
 enum Served {
     Now(Value),
     Later(Vec<QueryId>, Finish),
+    /// Await the query, persist the write, then answer `{}`.
+    Persist(QueryId, crate::audit::ResourceWrite),
 }
 
 fn authorized(
@@ -151,7 +172,11 @@ fn authorized(
     let method = match head.method {
         Method::Get => "GET",
         Method::Post => "POST",
-        _ => "",
+        Method::Put => "PUT",
+        Method::Delete => "DELETE",
+        Method::Head => "HEAD",
+        Method::Options => "OPTIONS",
+        Method::Other => "",
     };
     let request = ApiRequest {
         method,
@@ -279,6 +304,34 @@ fn serve(
             }
             let query = start_stats(shard, app, &channel, clock);
             Ok(Served::Later(vec![query], Finish::Channel { info }))
+        }
+        ApiRoute::Resource { kind, id, delete } => {
+            let valid = |s: &str| {
+                !s.is_empty()
+                    && s.len() <= 64
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            };
+            if !valid(kind) || !valid(id) {
+                return Err(ApiError::bad_request(
+                    "resource type and id must be 1 to 64 characters of [A-Za-z0-9_.-]",
+                ));
+            }
+            let value = if delete {
+                None
+            } else {
+                let resource: Resource = parse_body(body)?;
+                check_resource(&resource)?;
+                Some(resource)
+            };
+            let query = shard.set_resource(app, kind, id, value.clone(), clock.now);
+            let write = crate::audit::ResourceWrite {
+                app: shard.state().apps.get(app).config.id.clone(),
+                kind: kind.to_owned(),
+                id: id.to_owned(),
+                value,
+            };
+            Ok(Served::Persist(query, write))
         }
         ApiRoute::RevokeToken => {
             let request: RevokeBody = parse_body(body)?;
@@ -450,6 +503,31 @@ fn start_stats(shard: &mut Shard, app: AppIdx, channel: &ChannelName, clock: &Cl
     shard.start_query(query, clock.now)
 }
 
+/// Bounds on what a backend may store per resource.
+fn check_resource(resource: &Resource) -> Result<(), ApiError> {
+    if resource.participants.len() > 1000
+        || resource
+            .participants
+            .iter()
+            .any(|p| p.is_empty() || p.chars().count() > 128)
+    {
+        return Err(ApiError::bad_request(
+            "participants: at most 1000 user ids of 1 to 128 characters",
+        ));
+    }
+    if resource.attributes.len() > 64
+        || resource
+            .attributes
+            .iter()
+            .any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 256)
+    {
+        return Err(ApiError::bad_request(
+            "attributes: at most 64, keys up to 64 and values up to 256 bytes",
+        ));
+    }
+    Ok(())
+}
+
 fn channel_name(shard: &Shard, app: AppIdx, raw: &str) -> Result<ChannelName, ApiError> {
     let max = shard.state().apps.get(app).config.max_channel_name_chars;
     ChannelName::parse(raw, max).map_err(|e| ApiError::bad_request(format!("channel {raw:?}: {e}")))
@@ -538,6 +616,7 @@ pub fn finish(finish: Finish, answers: Vec<Answer>, keep_alive: bool) -> Vec<u8>
             }
             _ => json!({ "occupied": false }),
         },
+        Finish::Applied => json!({}),
         Finish::Users => match answers.next() {
             Some(Answer::Users(users)) => {
                 let users: Vec<Value> = users.iter().map(|u| json!({ "id": u.as_str() })).collect();

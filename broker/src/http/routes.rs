@@ -24,6 +24,7 @@ use super::{Clock, Reply, ServerView};
 /// | GET | `/apps/{id}/channels/{name}/users` | a presence channel's users |
 /// | POST | `/apps/{id}/users/{user}/terminate_connections` | close a signed-in user's sockets |
 /// | POST | `/apps/{id}/tokens/revoke` | revoke a JWT by `jti`, closing its live sockets |
+/// | PUT, DELETE | `/apps/{id}/resources/{type}/{id}` | set or delete a policy resource |
 /// | GET | `/admin/api/audit` | audit log search (admin token) |
 /// | GET | `/admin/api/security-events` | security events and denials (admin token) |
 pub fn handle(
@@ -90,13 +91,30 @@ pub fn handle(
             (*app, ApiRoute::TerminateUser(user))
         }
         (Method::Post, ["apps", app, "tokens", "revoke"]) => (*app, ApiRoute::RevokeToken),
+        (Method::Put, ["apps", app, "resources", kind, id]) => (
+            *app,
+            ApiRoute::Resource {
+                kind,
+                id,
+                delete: false,
+            },
+        ),
+        (Method::Delete, ["apps", app, "resources", kind, id]) => (
+            *app,
+            ApiRoute::Resource {
+                kind,
+                id,
+                delete: true,
+            },
+        ),
         (_, ["up" | "metrics"])
         | (_, ["admin", "api", "audit" | "security-events"])
         | (_, ["apps", _, "events" | "batch_events" | "channels"])
         | (_, ["apps", _, "channels", _])
         | (_, ["apps", _, "channels", _, "users"])
         | (_, ["apps", _, "users", _, "terminate_connections"])
-        | (_, ["apps", _, "tokens", "revoke"]) => {
+        | (_, ["apps", _, "tokens", "revoke"])
+        | (_, ["apps", _, "resources", _, _]) => {
             return Reply::Now(json_error(405, "method not allowed", keep_alive));
         }
         _ => return Reply::Now(json_error(404, "not found", keep_alive)),

@@ -153,9 +153,21 @@ async fn serve_http(
     let reply = rt.with_core(|core| http::handle(core, &view, head, &body, &clock));
     let bytes = match reply {
         Reply::Now(bytes) => bytes,
-        Reply::Later(later) => {
+        Reply::Later(mut later) => {
             let answers = rt.await_answers(&later.queries).await;
-            http::finish(later, answers)
+            let persisted = later
+                .persist
+                .take()
+                .is_none_or(|write| rt.audit.persist_resource(write));
+            if persisted {
+                http::finish(later, answers)
+            } else {
+                response::json_error(
+                    503,
+                    "the store is busy; retry the request",
+                    later.keep_alive,
+                )
+            }
         }
         Reply::Audit { query, keep_alive } => match rt.audit.query(query).recv().await {
             Ok(Ok(page)) => {

@@ -91,14 +91,23 @@ impl Server {
             max_records: config.server.audit_max_records,
             queue_capacity: AUDIT_QUEUE_CAPACITY,
         };
-        let (audit, audit_thread) =
+        let (audit, audit_thread, loaded) =
             crate::audit::AuditLog::open(&audit_dir, settings, audit_metrics.clone())
                 .map_err(|e| StartError::Storage(e.to_string()))?;
+        let mut initial_resources: Vec<crate::core::policy::Resources> =
+            (0..apps.len()).map(|_| Default::default()).collect();
+        for (app_id, kind, id, resource) in loaded {
+            // Resources of apps no longer configured stay on disk but are not loaded.
+            if let Some(app) = apps.by_id(&app_id) {
+                initial_resources[app.idx.get()].insert((kind, id), resource);
+            }
+        }
         let state = Arc::new(ServerState {
             config: config.server,
             apps,
             webhook_metrics: webhook_metrics.clone(),
             audit_metrics,
+            initial_resources,
         });
         let (webhooks, webhook_thread) =
             crate::webhooks::spawn(state.clone(), WEBHOOK_QUEUE_CAPACITY, webhook_metrics)

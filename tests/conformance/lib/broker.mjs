@@ -104,6 +104,10 @@ function tomlValue(value) {
   if (typeof value === 'string') return JSON.stringify(value);
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
   if (Array.isArray(value)) return `[${value.map(tomlValue).join(', ')}]`;
+  if (value && typeof value === 'object') {
+    // Nested objects (policy alternatives, attributes) become inline tables.
+    return `{ ${Object.entries(value).map(([k, v]) => `${k} = ${tomlValue(v)}`).join(', ')} }`;
+  }
   throw new Error(`cannot write ${typeof value} as TOML`);
 }
 

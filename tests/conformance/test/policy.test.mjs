@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { MAIN_APP, startBroker } from '../lib/broker.mjs';
-import { disconnectAll, newUser, pusherClient, uniq } from '../lib/clients.mjs';
+import { disconnectAll, newUser, pusherClient, serverSdk, uniq } from '../lib/clients.mjs';
 import { TEST_TIMEOUT_MS } from '../lib/wait.mjs';
 
 const T = { timeout: TEST_TIMEOUT_MS };
@@ -12,12 +12,33 @@ const T = { timeout: TEST_TIMEOUT_MS };
 const POLICIES = [
   { name: 'tenant-isolation', channel: 'tenant.{tenant}.**', tenant: '{tenant}' },
   { name: 'personal', channel: 'user.{id}', user: '{id}', actors: ['user'] },
+  {
+    name: 'escrow-chat',
+    channel: 'tenant.{tenant}.escrow.{id}.chat',
+    tenant: '{tenant}',
+    resource: 'escrow:{id}',
+    allow: [{ participant: true }, { role: 'admin', attributes: { status: 'DISPUTED' } }],
+  },
 ];
 
-/** A presence identity whose signed user_info carries tenant and actor. */
-function member(name, tenant, actor) {
+/** A presence identity whose signed user_info carries tenant, actor and roles. */
+function member(name, tenant, actor, roles = []) {
   const user = newUser(name);
-  return { ...user, user_info: { name, tenant_id: tenant, actor } };
+  return { ...user, user_info: { name, tenant_id: tenant, actor, roles } };
+}
+
+/** PUT /apps/{id}/resources/{type}/{id}, signed by the server SDK as a backend would. */
+async function putResource(broker, kind, id, resource) {
+  const sdk = serverSdk(broker);
+  const path = `/apps/${broker.app.id}/resources/${kind}/${id}`;
+  const body = JSON.stringify(resource);
+  const query = sdk.createSignedQueryString({ method: 'PUT', path, body });
+  const res = await fetch(`${broker.httpBase}${path}?${query}`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json' },
+    body,
+  });
+  assert.equal(res.status, 200, await res.text());
 }
 
 describe('channel policies', () => {
@@ -50,5 +71,23 @@ describe('channel policies', () => {
     await userClient.subscribe(`presence-user.${user.user_id}`);
     const other = await userClient.subscribeExpectingError(`presence-user.${worker.user_id}`);
     assert.equal(other.status, 403);
+  });
+
+  it('an admin is refused on an escrow chat until the backend marks it DISPUTED, then admitted', T, async (t) => {
+    const escrow = uniq('e');
+    const chat = `presence-tenant.t1.escrow.${escrow}.chat`;
+    const buyer = member('buyer', 't1', 'user');
+    await putResource(broker, 'escrow', escrow, { participants: [buyer.user_id], attributes: { status: 'OPEN' } });
+    const buyerClient = await pusherClient(t, broker, { user: buyer });
+    await buyerClient.subscribe(chat);
+
+    const admin = member('admin', 't1', 'user', ['admin']);
+    const adminClient = await pusherClient(t, broker, { user: admin });
+    const refused = await adminClient.subscribeExpectingError(chat);
+    assert.match(refused.error, /escrow-chat/);
+
+    await putResource(broker, 'escrow', escrow, { participants: [buyer.user_id], attributes: { status: 'DISPUTED' } });
+    const later = await pusherClient(t, broker, { user: admin });
+    await later.subscribe(chat);
   });
 });

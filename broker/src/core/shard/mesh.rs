@@ -140,6 +140,19 @@ pub enum MeshMsg {
         /// The users.
         users: Vec<UserId>,
     },
+    /// To every shard: set (or delete) a resource, then answer.
+    SetResource {
+        /// Where to answer.
+        reply_to: ReplyTo,
+        /// The app.
+        app: AppIdx,
+        /// Resource type.
+        kind: String,
+        /// Resource id.
+        id: String,
+        /// The resource; `None` deletes it.
+        resource: Option<std::sync::Arc<crate::core::policy::Resource>>,
+    },
     /// To every shard: close every socket whose token has id `jti`.
     RevokeToken {
         /// The app.
@@ -229,4 +242,6 @@ pub enum AnswerPart {
     Channels(Vec<(String, ChannelStats)>),
     /// For [`MeshMsg::ChannelUsers`].
     Users(Vec<UserId>),
+    /// For [`MeshMsg::SetResource`].
+    Applied,
 }

@@ -34,7 +34,7 @@ use crate::core::auth::jwt::Identity;
 use crate::core::auth::user::{SigninContext, SigninError, verify_signin};
 use crate::core::channel::{ChannelKind, ChannelName, ChannelNameError};
 use crate::core::ids::{AppIdx, SocketId, UserId};
-use crate::core::policy::{Decision, Subject};
+use crate::core::policy::{Decision, Resource, Resources, Subject};
 use crate::core::pusher::ErrorCode;
 use crate::core::pusher::message::{self, ClientMessage, SubscribeRequest};
 use crate::core::rate_limit::{Rate, TokenBucket};
@@ -54,6 +54,8 @@ pub struct ServerState {
     pub webhook_metrics: std::sync::Arc<crate::metrics::WebhookMetrics>,
     /// The audit writer's counters (read by `/metrics`).
     pub audit_metrics: std::sync::Arc<crate::audit::AuditMetrics>,
+    /// Resources loaded from the store at start, per app (each shard starts from a copy).
+    pub initial_resources: Vec<Resources>,
 }
 
 /// The Pusher protocol version spoken. Older clients (5, 6) expect different framing of some
@@ -144,6 +146,8 @@ pub enum Answer {
     Channels(Vec<(String, ChannelStats)>),
     /// For [`Query::Users`].
     Users(Vec<UserId>),
+    /// Every shard applied an update.
+    Applied,
 }
 
 struct PendingQuery {
@@ -217,6 +221,8 @@ pub struct Shard {
     users: Vec<HashMap<UserId, Vec<ConnKey>>>,
     /// Users homed here: signed-in sockets on every shard, and who watches them.
     user_homes: Vec<HashMap<UserId, UserHome>>,
+    /// Resources set by app backends (replicated to every shard), per app.
+    resources: Vec<Resources>,
     to_self: VecDeque<MeshMsg>,
     to_others: VecDeque<(ShardId, MeshMsg)>,
     ready: Vec<ConnKey>,
@@ -255,6 +261,7 @@ impl Shard {
             homes: (0..apps).map(|_| HashMap::new()).collect(),
             users: (0..apps).map(|_| HashMap::new()).collect(),
             user_homes: (0..apps).map(|_| HashMap::new()).collect(),
+            resources: state.initial_resources.clone(),
             to_self: VecDeque::new(),
             to_others: VecDeque::new(),
             ready: Vec::new(),
@@ -636,7 +643,7 @@ impl Shard {
                 "signature".to_owned(),
                 e.to_string(),
             )),
-            Ok(proof) => match policy_decision(app, conn, &proof) {
+            Ok(proof) => match policy_decision(app, conn, &proof, &self.resources[app.idx.get()]) {
                 Decision::Allow { rules } => Ok((proof, rules)),
                 Decision::Deny { rule, reason } => Err((
                     format!("denied by policy {rule:?}: {reason}"),
@@ -767,6 +774,39 @@ impl Shard {
                 self.send_error_message(key, ErrorCode::Unauthorized, &text);
             }
         }
+    }
+
+    /// Sets (or, with `None`, deletes) a resource on every shard. The returned query completes
+    /// once every shard has applied it, so a subscription after the API call sees it.
+    pub fn set_resource(
+        &mut self,
+        app: AppIdx,
+        kind: &str,
+        id: &str,
+        resource: Option<Resource>,
+        now: Instant,
+    ) -> QueryId {
+        let query = self.queries.insert(PendingQuery {
+            awaiting: self.shard_count,
+            answer: Answer::Applied,
+        });
+        let reply_to = ReplyTo {
+            shard: self.id,
+            query,
+        };
+        let resource = resource.map(std::sync::Arc::new);
+        for shard in 0..self.shard_count {
+            let msg = MeshMsg::SetResource {
+                reply_to,
+                app,
+                kind: kind.to_owned(),
+                id: id.to_owned(),
+                resource: resource.clone(),
+            };
+            self.send_to(shard, msg);
+        }
+        self.drain_to_self(now);
+        query
     }
 
     /// Revokes token id `jti` until `until_unix` and closes live sockets using it, on every
@@ -1621,6 +1661,24 @@ impl Shard {
                     self.send_json(watcher.conn, &json);
                 }
             }
+            MeshMsg::SetResource {
+                reply_to,
+                app,
+                kind,
+                id,
+                resource,
+            } => {
+                let key = (kind, id);
+                match resource {
+                    Some(resource) => {
+                        self.resources[app.get()].insert(key, (*resource).clone());
+                    }
+                    None => {
+                        self.resources[app.get()].remove(&key);
+                    }
+                }
+                self.answer(reply_to, AnswerPart::Applied);
+            }
             MeshMsg::RevokeToken { app, jti } => {
                 let keys: Vec<ConnKey> = self
                     .conns
@@ -1939,6 +1997,7 @@ impl Shard {
             (Answer::Channel(stats), AnswerPart::Channel(part)) => *stats = part,
             (Answer::Users(users), AnswerPart::Users(part)) => *users = part,
             (Answer::Channels(list), AnswerPart::Channels(part)) => list.extend(part),
+            (Answer::Applied, AnswerPart::Applied) => {}
             _ => {}
         }
         pending.awaiting -= 1;
@@ -1959,6 +2018,7 @@ fn policy_decision(
     app: &crate::core::app::App,
     conn: &Conn,
     proof: &ChannelAuthorized,
+    resources: &Resources,
 ) -> Decision {
     if app.policies.is_empty() {
         return Decision::Allow { rules: Vec::new() };
@@ -1970,7 +2030,7 @@ fn policy_decision(
             actor: identity.actor.as_deref(),
             roles: &identity.roles,
         };
-        return app.policies.evaluate(proof.channel(), &subject);
+        return app.policies.evaluate(proof.channel(), &subject, resources);
     }
     let member = proof.member();
     let info: Option<serde_json::Value> = member
@@ -2001,7 +2061,7 @@ fn policy_decision(
         actor: text("actor"),
         roles: &roles,
     };
-    app.policies.evaluate(proof.channel(), &subject)
+    app.policies.evaluate(proof.channel(), &subject, resources)
 }
 
 fn client_event_rate(per_second: u32) -> Rate {

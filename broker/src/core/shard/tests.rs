@@ -50,6 +50,7 @@ fn state_with(shard_count: usize, tweak: impl FnOnce(&mut Config)) -> Arc<Server
         apps,
         webhook_metrics: Arc::default(),
         audit_metrics: Arc::default(),
+        initial_resources: (0..config.apps.len()).map(|_| Default::default()).collect(),
     })
 }
 
@@ -1612,6 +1613,8 @@ fn with_policies(c: &mut Config) {
         user: None,
         actors: Vec::new(),
         roles: Vec::new(),
+        resource: None,
+        allow: Vec::new(),
     };
     c.apps[0].policies = vec![
         RuleConfig {
