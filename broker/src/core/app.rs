@@ -49,7 +49,7 @@ struct JwtVerifier {
 pub enum TokenError {
     /// The app requires a token and none came.
     #[error(
-        "a token is required (query parameter \"token\", Sec-WebSocket-Protocol or Authorization: Bearer)"
+        "a token is required (query parameter \"token\", path /token/{{jwt}}/app/{{key}}, Sec-WebSocket-Protocol or Authorization: Bearer)"
     )]
     Missing,
     /// The token did not verify.

@@ -236,8 +236,10 @@ async fn websocket(
             return;
         }
     };
-    let attempt =
-        rt.with_core(|core| core.connection_attempt(&head.path, remote.ip(), Instant::now()));
+    // pusher-js can only prefix the path (`wsPath`), so a token may also come as
+    // `/token/{jwt}/app/{key}`.
+    let (path, path_token) = split_token_path(&head.path);
+    let attempt = rt.with_core(|core| core.connection_attempt(&path, remote.ip(), Instant::now()));
     if let Err(retry) = attempt {
         let seconds = retry.as_secs().max(1).to_string();
         let response = response::json_error_with(
@@ -260,10 +262,11 @@ async fn websocket(
         .map(str::trim);
     let token = query_token
         .as_deref()
+        .or(path_token)
         .or(protocol_token.map(String::as_str))
         .or(bearer);
     let request = ConnectRequest {
-        path: &head.path,
+        path: &path,
         protocol: protocol.as_deref(),
         origin: head.header("origin"),
         remote: remote.ip(),
@@ -317,6 +320,19 @@ async fn websocket(
     rt.with_core(|core| core.handle_disconnect(key, socket_id, Instant::now()));
     rt.unregister_writer(key, &signal);
     signal.notify();
+}
+
+/// Splits `/token/{jwt}/app/{key}` into `/app/{key}` and the token; other paths pass through.
+fn split_token_path(path: &str) -> (std::borrow::Cow<'_, str>, Option<&str>) {
+    match path
+        .strip_prefix("/token/")
+        .and_then(|rest| rest.split_once("/app/"))
+    {
+        Some((token, key)) if looks_like_token(token) => {
+            (format!("/app/{key}").into(), Some(token))
+        }
+        _ => (path.into(), None),
+    }
 }
 
 /// Our close frame is out: RFC 6455 §7.1.1 has the server close the TCP connection once the
@@ -415,5 +431,25 @@ async fn write_loop<W: AsyncWriteRent>(
     // SAFETY: the read half still owns the fd, so it is open; shutdown(2) has no memory effects.
     unsafe {
         libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_token_path;
+
+    #[test]
+    fn a_token_path_prefix_is_split_off_and_other_paths_pass_through() {
+        let (path, token) = split_token_path("/token/aaa.bbb.ccc/app/key");
+        assert_eq!((path.as_ref(), token), ("/app/key", Some("aaa.bbb.ccc")));
+        for other in [
+            "/app/key",
+            "/token/not-a-jwt/app/key",
+            "/token/a.b.c",
+            "/elsewhere",
+        ] {
+            let (path, token) = split_token_path(other);
+            assert_eq!((path.as_ref(), token), (other, None), "{other}");
+        }
     }
 }

@@ -1,0 +1,70 @@
+// JWT connection authentication with unmodified pusher-js: the token rides in `wsPath`
+// (`/token/{jwt}`), expiry closes the live socket with 4010, revocation with 4009.
+
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import Pusher from 'pusher-js';
+import { MAIN_APP, startBroker } from '../lib/broker.mjs';
+import { PusherClient, disconnectAll, newUser, pusherOptions, serverSdk } from '../lib/clients.mjs';
+import { TEST_TIMEOUT_MS } from '../lib/wait.mjs';
+
+const T = { timeout: TEST_TIMEOUT_MS };
+const JWT_SECRET = 'conformance-jwt-secret-of-32-bytes-at-least';
+
+function b64url(data) {
+  return Buffer.from(data).toString('base64url');
+}
+
+/** An HS256 token, as an identity provider would issue it. */
+function jwt(claims) {
+  const input = `${b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64url(JSON.stringify(claims))}`;
+  return `${input}.${createHmac('sha256', JWT_SECRET).update(input).digest('base64url')}`;
+}
+
+function client(t, broker, token) {
+  const options = { ...pusherOptions(broker, { app: broker.app, user: newUser('jwt') }), wsPath: token ? `/token/${token}` : '' };
+  const c = new PusherClient(new Pusher(broker.app.key, options), null);
+  t.after(() => c.disconnect());
+  return c;
+}
+
+describe('JWT connections (pusher-js)', () => {
+  let broker;
+  before(async () => {
+    broker = await startBroker({
+      apps: [{ ...MAIN_APP, jwt: { required: true, algorithm: 'HS256', secret: JWT_SECRET, leeway_secs: 0 } }],
+    });
+  });
+  after(async () => {
+    disconnectAll();
+    await broker?.stop();
+  });
+
+  const now = () => Math.floor(Date.now() / 1000);
+
+  it('a valid token connects; none is refused with 4009', T, async (t) => {
+    await client(t, broker, jwt({ sub: 'u1', exp: now() + 60 })).connected();
+    const anonymous = client(t, broker, null);
+    // Refused during the handshake, pusher-js wraps the error: {type: 'WebSocketError', error: {...}}.
+    const codeOf = (e) => (e.data ?? e.error?.data)?.code;
+    const [error] = await anonymous.errors.next((e) => codeOf(e) === 4009, { what: '4009' });
+    assert.match((error.data ?? error.error.data).message, /token is required/);
+  });
+
+  it('a live socket is closed with 4010 when its token expires', T, async (t) => {
+    const c = client(t, broker, jwt({ sub: 'u2', exp: now() + 2 }));
+    await c.connected();
+    await c.errors.next((e) => e.data?.code === 4010, { what: '4010', timeoutMs: 6000 });
+  });
+
+  it('revoking a token by jti closes its live socket with 4009', T, async (t) => {
+    const c = client(t, broker, jwt({ sub: 'u3', jti: 'revoke-me', exp: now() + 60 }));
+    await c.connected();
+    const closed = c.errors.next((e) => e.data?.code === 4009, { what: 'revocation' });
+    const res = await serverSdk(broker).post({ path: '/tokens/revoke', body: { jti: 'revoke-me' } });
+    assert.equal(res.status, 200);
+    const [error] = await closed;
+    assert.equal(error.data.message, 'token revoked');
+  });
+});
