@@ -16,6 +16,43 @@ pub struct AppCounters {
     pub publishes: AtomicU64,
     /// Event frames queued to subscriber sockets.
     pub deliveries: AtomicU64,
+    /// Denied authorization decisions (subscribe, sign-in, token, API signature).
+    pub auth_failures: AtomicU64,
+}
+
+/// Most tenants tracked; the rest are summed under `tenant="other"` so a flood of tenant ids
+/// cannot grow memory or the metrics page without bound.
+const MAX_TENANTS: usize = 1000;
+
+/// Counters per app and tenant, shared by the shards (touched only on denials).
+#[derive(Default, Debug)]
+pub struct TenantCounters {
+    counts: std::sync::Mutex<std::collections::BTreeMap<(u16, String), u64>>,
+}
+
+impl TenantCounters {
+    /// Adds one for `tenant` of `app`.
+    pub fn count(&self, app: crate::core::ids::AppIdx, tenant: &str) {
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = (app.0, tenant.to_owned());
+        let key = if counts.contains_key(&key) || counts.len() < MAX_TENANTS {
+            key
+        } else {
+            (app.0, "other".to_owned())
+        };
+        *counts.entry(key).or_insert(0) += 1;
+    }
+
+    fn snapshot(&self) -> Vec<((u16, String), u64)> {
+        let counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        counts.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
 }
 
 /// Counters of one shard.
@@ -147,6 +184,8 @@ pub struct ServerFacts<'a> {
     pub webhooks: &'a WebhookMetrics,
     /// The audit writer's counters.
     pub audit: &'a crate::audit::AuditMetrics,
+    /// Failed authorizations per app and tenant.
+    pub tenants: &'a TenantCounters,
 }
 
 /// Renders every shard's counters, summed, in the Prometheus text format.
@@ -314,6 +353,18 @@ pub fn render_prometheus(
             value.load(Ordering::Relaxed)
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP ringcast_tenant_auth_failures_total Denied authorization decisions per app and tenant.\n# TYPE ringcast_tenant_auth_failures_total counter"
+    );
+    for ((app, tenant), n) in facts.tenants.snapshot() {
+        let app_id = facts.app_ids.get(usize::from(app)).copied().unwrap_or("?");
+        let tenant = tenant.replace(['\\', '"', '\n'], "_");
+        let _ = writeln!(
+            out,
+            "ringcast_tenant_auth_failures_total{{app=\"{app_id}\",tenant=\"{tenant}\"}} {n}"
+        );
+    }
     if cfg!(feature = "count-allocations") {
         let n = ALLOCATIONS.load(Ordering::Relaxed);
         let _ = writeln!(
@@ -331,7 +382,7 @@ pub fn render_prometheus(
         let n = sum(&|s| load(&s.errors[i]));
         let _ = writeln!(out, "ringcast_errors_total{{code=\"{}\"}} {n}", code.code());
     }
-    let per_app: [PerAppSeries; 4] = [
+    let per_app: [PerAppSeries; 5] = [
         (
             "ringcast_app_connections",
             "Open connections per app.",
@@ -355,6 +406,12 @@ pub fn render_prometheus(
             "Event frames delivered per app.",
             "counter",
             |a| a.deliveries.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "ringcast_app_auth_failures_total",
+            "Denied authorization decisions per app.",
+            "counter",
+            |a| a.auth_failures.load(Ordering::Relaxed) as i64,
         ),
     ];
     for (name, help, kind, get) in per_app {

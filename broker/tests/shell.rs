@@ -404,3 +404,35 @@ fn jwt_as_a_websocket_subprotocol_is_accepted_and_echoed() {
     );
     assert!(text.contains("pusher:connection_established"), "{text}");
 }
+
+#[test]
+fn failed_authorizations_are_counted_per_app_and_tenant() {
+    let server = TestServer::start_with(1, jwt_required);
+    let token = hs256(&json!({"sub": "u1", "tenant_id": "acme", "exp": unix_now() + 60}));
+    let mut client = WsClient::open(
+        server.addr,
+        &format!("/app/it-key?protocol=7&token={token}"),
+    );
+    assert_eq!(
+        client.recv().unwrap()["event"],
+        "pusher:connection_established"
+    );
+    client.send(&json!({"event": "pusher:subscribe", "data": {"channel": "private-x", "auth": "it-key:00"}}));
+    assert_eq!(client.recv().unwrap()["event"], "pusher:subscription_error");
+    let mut refused = WsClient::open(server.addr, "/app/it-key?protocol=7");
+    assert_eq!(refused.recv().unwrap()["data"]["code"], 4009);
+    let (_, metrics) = http(server.addr, "GET", "/metrics", "");
+    let text = metrics.as_str().unwrap();
+    assert!(
+        text.contains(&format!(
+            "ringcast_app_auth_failures_total{{app=\"{APP_ID}\"}} 2"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "ringcast_tenant_auth_failures_total{{app=\"{APP_ID}\",tenant=\"acme\"}} 1"
+        )),
+        "{text}"
+    );
+}

@@ -66,6 +66,7 @@ pub fn handle(
                 app_ids: apps,
                 webhooks: &shard.state().webhook_metrics,
                 audit: &shard.state().audit_metrics,
+                tenants: &shard.state().tenant_auth_failures,
             };
             let text = render_prometheus(view.metrics, &facts);
             return Reply::Now(response(

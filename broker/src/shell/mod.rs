@@ -108,6 +108,7 @@ impl Server {
             webhook_metrics: webhook_metrics.clone(),
             audit_metrics,
             initial_resources,
+            tenant_auth_failures: Default::default(),
         });
         let (webhooks, webhook_thread) =
             crate::webhooks::spawn(state.clone(), WEBHOOK_QUEUE_CAPACITY, webhook_metrics)

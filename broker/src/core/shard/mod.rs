@@ -56,6 +56,8 @@ pub struct ServerState {
     pub audit_metrics: std::sync::Arc<crate::audit::AuditMetrics>,
     /// Resources loaded from the store at start, per app (each shard starts from a copy).
     pub initial_resources: Vec<Resources>,
+    /// Failed authorizations per app and tenant (read by `/metrics`).
+    pub tenant_auth_failures: crate::metrics::TenantCounters,
 }
 
 /// The Pusher protocol version spoken. Older clients (5, 6) expect different framing of some
@@ -677,7 +679,6 @@ impl Shard {
                 self.join(key, proof);
             }
             Err((text, status, rule, reason)) => {
-                inc(&self.metrics.auth_failures);
                 self.audit_conn(
                     key,
                     AuditKind::Decision,
@@ -746,7 +747,6 @@ impl Shard {
                 self.send_watch(app_idx, watcher, watchlist, true);
             }
             Err(SigninError::WatchlistTooLong) => {
-                inc(&self.metrics.auth_failures);
                 self.audit_conn(
                     key,
                     AuditKind::Decision,
@@ -760,7 +760,6 @@ impl Shard {
                 self.send_error_message(key, ErrorCode::WatchlistOverLimit, &text);
             }
             Err(err) => {
-                inc(&self.metrics.auth_failures);
                 self.audit_conn(
                     key,
                     AuditKind::Decision,
@@ -1196,6 +1195,7 @@ impl Shard {
         rule: Option<&str>,
         reason: Option<String>,
     ) {
+        self.count_denial(app, kind, decision, None);
         self.audit.push(AuditRecord {
             time_ms: 0,
             kind,
@@ -1211,6 +1211,26 @@ impl Shard {
             rule: rule.map(str::to_owned),
             reason,
         });
+    }
+
+    /// Counts a failed authorization (a denied decision) per app and per tenant.
+    fn count_denial(
+        &self,
+        app: AppIdx,
+        kind: AuditKind,
+        decision: AuditDecision,
+        tenant: Option<&str>,
+    ) {
+        if kind != AuditKind::Decision || decision != AuditDecision::Deny {
+            return;
+        }
+        inc(&self.metrics.auth_failures);
+        if let Some(counters) = self.metrics.apps.get(app.get()) {
+            inc(&counters.auth_failures);
+        }
+        if let Some(tenant) = tenant {
+            self.state.tenant_auth_failures.count(app, tenant);
+        }
     }
 
     /// Records an audit entry about connection `key`, with its identity filled in.
@@ -1229,6 +1249,12 @@ impl Shard {
             return;
         };
         let identity = conn.identity.as_deref();
+        self.count_denial(
+            conn.app,
+            kind,
+            decision,
+            identity.and_then(|i| i.tenant.as_deref()),
+        );
         self.audit.push(AuditRecord {
             time_ms: 0,
             kind,

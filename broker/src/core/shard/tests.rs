@@ -51,6 +51,7 @@ fn state_with(shard_count: usize, tweak: impl FnOnce(&mut Config)) -> Arc<Server
         webhook_metrics: Arc::default(),
         audit_metrics: Arc::default(),
         initial_resources: (0..config.apps.len()).map(|_| Default::default()).collect(),
+        tenant_auth_failures: Default::default(),
     })
 }
 
