@@ -192,6 +192,8 @@ struct Conn {
     user: Option<UserId>,
     /// Users whose online status this socket follows.
     watchlist: Vec<UserId>,
+    /// `user_info` of the signed sign-in `user_data` (JSON text), for policies without JWT.
+    signin_info: Option<Box<str>>,
     /// The verified JWT identity, if the app uses tokens.
     identity: Option<Box<Identity>>,
     /// The peer's address (for audit records).
@@ -406,6 +408,7 @@ impl Shard {
             ping_sent: None,
             user: None,
             watchlist: Vec::new(),
+            signin_info: None,
             identity: identity.map(Box::new),
             remote: request.remote,
             token_expires,
@@ -719,9 +722,13 @@ impl Shard {
                     .entry(user.clone())
                     .or_default()
                     .push(key);
+                let info = serde_json::from_str::<serde_json::Value>(&user_data)
+                    .ok()
+                    .and_then(|data| data.get("user_info").map(ToString::to_string));
                 if let Some(conn) = self.conns.get_mut(key) {
                     conn.user = Some(user.clone());
                     conn.watchlist = watchlist.clone();
+                    conn.signin_info = info.map(Into::into);
                 }
                 self.send_json(key, &message::signin_success(&user_data));
                 self.audit_conn(
@@ -2058,10 +2065,15 @@ fn policy_decision(
         };
         return app.policies.evaluate(proof.channel(), &subject, resources);
     }
+    // Without a token: the signed-in user (sign-in `user_data`), else the presence member,
+    // each with `tenant_id`, `actor` and `roles` read from its signed `user_info`.
     let member = proof.member();
-    let info: Option<serde_json::Value> = member
-        .and_then(|m| m.user_info.as_deref())
-        .and_then(|text| serde_json::from_str(text).ok());
+    let info_text = match &conn.user {
+        Some(_) => conn.signin_info.as_deref(),
+        None => member.and_then(|m| m.user_info.as_deref()),
+    };
+    let info: Option<serde_json::Value> =
+        info_text.and_then(|text| serde_json::from_str(text).ok());
     let text = |field: &str| {
         info.as_ref()
             .and_then(|i| i.get(field))

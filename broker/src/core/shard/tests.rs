@@ -1835,3 +1835,19 @@ fn token_decisions_are_audited() {
     );
     assert_eq!(records[1].tenant.as_deref(), Some("t1"));
 }
+
+#[test]
+fn policies_use_the_signed_in_users_info_without_jwt() {
+    let mut cluster = Cluster::with(1, with_policies);
+    let a = cluster.connect(0);
+    cluster.signin(
+        a,
+        r#"{"id":"alice","user_info":{"tenant_id":"t1","actor":"user"}}"#,
+    );
+    let reply = cluster.subscribe_private(a, "private-tenant.t1.orders");
+    assert_eq!(reply[0]["event"], "pusher_internal:subscription_succeeded");
+    let reply = cluster.subscribe_private(a, "private-tenant.t2.orders");
+    assert_eq!(reply[0]["data"]["status"], 403);
+    let reply = cluster.subscribe_private(a, "private-user.alice");
+    assert_eq!(reply[0]["event"], "pusher_internal:subscription_succeeded");
+}
