@@ -54,14 +54,17 @@ pub async fn serve(rt: Rc<ShardRt>, stream: TcpStream, remote: SocketAddr) {
     let mut stream = stream;
     let mut buf = BytesMut::with_capacity(INITIAL_READ_BYTES);
     loop {
+        // The in-flight read owns the buffer when the timeout cancels it, so whether a request
+        // had started is kept outside the read.
+        let mut started = !buf.is_empty();
         let head = match monoio::time::timeout(
             handshake_timeout,
-            read_head(&mut stream, &mut buf, &limits),
+            read_head(&mut stream, &mut buf, &limits, &mut started),
         )
         .await
         {
             Err(_) => {
-                if !buf.is_empty() {
+                if started {
                     let body =
                         response::json_error(408, "request head not received in time", false);
                     let _ = stream.write_all(body).await;
@@ -91,6 +94,7 @@ async fn read_head(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     limits: &HeadLimits,
+    started: &mut bool,
 ) -> Result<RequestHead, ReadHeadError> {
     loop {
         if !buf.is_empty()
@@ -101,7 +105,7 @@ async fn read_head(
         }
         match read_more(stream, buf).await {
             Ok(0) | Err(_) => return Err(ReadHeadError::Closed),
-            Ok(_) => {}
+            Ok(_) => *started = true,
         }
     }
 }
