@@ -6,7 +6,10 @@ use libfuzzer_sys::fuzz_target;
 use ringcast::core::ws::frame::{FrameLimits, MessageDecoder, Role};
 
 fuzz_target!(|data: &[u8]| {
-    let limits = FrameLimits { max_frame_bytes: 16 * 1024, max_message_bytes: 32 * 1024 };
+    let limits = FrameLimits {
+        max_frame_bytes: 16 * 1024,
+        max_message_bytes: 32 * 1024,
+    };
     let mut decoder = MessageDecoder::new(Role::Server, limits);
     let mut buf = BytesMut::new();
     // The first byte picks a chunk size, so reassembly across reads is exercised too.

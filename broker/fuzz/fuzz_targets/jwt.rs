@@ -5,7 +5,9 @@ use libfuzzer_sys::fuzz_target;
 use ringcast::core::auth::jwt::{ClaimNames, VerifyOptions, VerifyingKey, verify};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(token) = std::str::from_utf8(data) else { return };
+    let Ok(token) = std::str::from_utf8(data) else {
+        return;
+    };
     let names = ClaimNames::default();
     let keys = [
         VerifyingKey::hs256(b"fuzz-secret-of-at-least-32-bytes!!"),

@@ -6,7 +6,10 @@ use ringcast::core::http::request::{ChunkedDecoder, HeadLimits, parse_head};
 use ringcast::core::ws::handshake::validate_upgrade;
 
 fuzz_target!(|data: &[u8]| {
-    let limits = HeadLimits { max_head_bytes: 8192, max_headers: 64 };
+    let limits = HeadLimits {
+        max_head_bytes: 8192,
+        max_headers: 64,
+    };
     if let Ok(Some(head)) = parse_head(data, &limits) {
         let _ = head.query_pairs();
         let _ = head.path_segments();
