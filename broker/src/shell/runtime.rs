@@ -457,11 +457,32 @@ async fn receive_mesh(rt: Rc<ShardRt>, inbox: async_channel::Receiver<Inbound>) 
 
 async fn tick(rt: Rc<ShardRt>) {
     let mut interval = monoio::time::interval(Duration::from_secs(1));
+    let mut peak = 0usize;
     loop {
         interval.tick().await;
         if rt.mesh.shutdown_requested() {
             begin_shutdown(&rt);
         }
         rt.with_core(|core| core.handle_tick(Instant::now()));
+        let connections = rt.core().connection_count();
+        peak = peak.max(connections);
+        // After a mass disconnect, give the freed per-connection memory back to the OS:
+        // glibc keeps it in this thread's arena otherwise, and RSS would stay at its peak.
+        if peak >= TRIM_AFTER_PEAK && connections < peak / 2 {
+            trim_heap();
+            peak = connections;
+        }
+    }
+}
+
+/// Connections a shard must have had before a drop below half of them triggers a trim.
+const TRIM_AFTER_PEAK: usize = 1000;
+
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns unused heap pages to the kernel; it is thread-safe and
+    // does not touch memory in use.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
