@@ -99,9 +99,21 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<FanoutResult> {
             eprintln!("connected {} / {}", i + 1, args.subscribers);
         }
     }
+    // Slow consumers: subscribed, then never read again (kept open until the run ends).
+    let mut slow = Vec::new();
+    for _ in 0..args.slow_subscribers {
+        let stream = connect_from(target, None)?;
+        let (mut conn, _) = PusherConn::open(stream, target).await?;
+        let subscribe = format!(
+            r#"{{"event":"pusher:subscribe","data":{{"channel":"{}"}}}}"#,
+            channels[0]
+        );
+        conn.send_text(&subscribe).await?;
+        slow.push(conn);
+    }
     eprintln!(
-        "{} subscribers ready; publishing {}/s for {:?}",
-        args.subscribers, args.rate, args.duration
+        "{} subscribers (+{} that never read) ready; publishing {}/s for {:?}",
+        args.subscribers, args.slow_subscribers, args.rate, args.duration
     );
 
     let before = if args.scrape_metrics {
@@ -135,6 +147,7 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<FanoutResult> {
     } else {
         None
     };
+    drop(slow);
 
     let (expected, delivered, published) = (
         shared.expected.get(),
@@ -152,6 +165,7 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<FanoutResult> {
         (Some(w), Some(d)) if d > 0.0 => Some(w / d),
         _ => None,
     };
+    let slow_consumers_closed = delta("ringcast_slow_consumers_closed_total");
     let allocations_per_publish = match (
         delta("ringcast_allocations_total"),
         delta("ringcast_publishes_total"),
@@ -180,6 +194,7 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<FanoutResult> {
         publish_latency,
         writes_per_delivery,
         allocations_per_publish,
+        slow_consumers_closed,
         server_rss_kib: args.server_pid.and_then(rss_kib),
     })
 }

@@ -67,6 +67,10 @@ pub struct FanoutArgs {
     /// Event data size in bytes.
     #[arg(long, default_value_t = 100)]
     pub payload: usize,
+    /// Extra subscribers (on channel 0) that subscribe and then never read: slow consumers
+    /// the server must cut off (4100) without slowing the others.
+    #[arg(long, default_value_t = 0)]
+    pub slow_subscribers: usize,
     /// Source addresses 127.0.0.2 .. 127.0.0.(1+N) for the subscribers.
     #[arg(long, default_value_t = 4)]
     pub source_addresses: u8,

@@ -46,6 +46,8 @@ pub struct FanoutResult {
     pub writes_per_delivery: Option<f64>,
     /// From the server's `/metrics` (if it counts allocations): allocations per publish.
     pub allocations_per_publish: Option<f64>,
+    /// From the server's `/metrics`: connections closed with 4100 during the run.
+    pub slow_consumers_closed: Option<f64>,
     /// Server RSS at the end, in KiB.
     pub server_rss_kib: Option<u64>,
 }
@@ -97,6 +99,9 @@ pub fn markdown(r: &FanoutResult) -> String {
     }
     if let Some(a) = r.allocations_per_publish {
         rows.push(("allocations per publish", format!("{a:.1}")));
+    }
+    if let Some(closed) = r.slow_consumers_closed {
+        rows.push(("slow consumers closed (4100)", format!("{closed:.0}")));
     }
     if let Some(rss) = r.server_rss_kib {
         rows.push(("server RSS", format!("{rss} KiB")));

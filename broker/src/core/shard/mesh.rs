@@ -17,8 +17,9 @@ pub type ShardId = usize;
 /// [`SocketId`] to detect reuse).
 pub type ConnKey = usize;
 
-/// Index of a pending query in the shard that started it.
-pub type QueryId = usize;
+/// A pending query in the shard that started it. Never reused: the shell may still be waiting
+/// on an answered query's id when the next query starts.
+pub type QueryId = u64;
 
 /// Where a query's answer goes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -230,7 +230,8 @@ pub struct Shard {
     to_self: VecDeque<MeshMsg>,
     to_others: VecDeque<(ShardId, MeshMsg)>,
     ready: Vec<ConnKey>,
-    queries: Slab<PendingQuery>,
+    queries: HashMap<QueryId, PendingQuery>,
+    next_query: QueryId,
     answers: Vec<(QueryId, Answer)>,
     webhooks: Vec<(AppIdx, WebhookEvent)>,
     audit: Vec<AuditRecord>,
@@ -269,7 +270,8 @@ impl Shard {
             to_self: VecDeque::new(),
             to_others: VecDeque::new(),
             ready: Vec::new(),
-            queries: Slab::new(),
+            queries: HashMap::new(),
+            next_query: 0,
             answers: Vec::new(),
             webhooks: Vec::new(),
             audit: Vec::new(),
@@ -792,7 +794,7 @@ impl Shard {
         resource: Option<Resource>,
         now: Instant,
     ) -> QueryId {
-        let query = self.queries.insert(PendingQuery {
+        let query = self.new_query(PendingQuery {
             awaiting: self.shard_count,
             answer: Answer::Applied,
         });
@@ -1147,7 +1149,7 @@ impl Shard {
             Query::Channels { .. } => (self.shard_count, Answer::Channels(Vec::new())),
             Query::Users { .. } => (1, Answer::Users(Vec::new())),
         };
-        let id = self.queries.insert(PendingQuery { awaiting, answer });
+        let id = self.new_query(PendingQuery { awaiting, answer });
         let reply_to = ReplyTo {
             shard: self.id,
             query: id,
@@ -1302,6 +1304,12 @@ impl Shard {
         if self.wants_webhook(app, event.kind) {
             self.webhooks.push((app, event));
         }
+    }
+
+    fn new_query(&mut self, pending: PendingQuery) -> QueryId {
+        self.next_query += 1;
+        self.queries.insert(self.next_query, pending);
+        self.next_query
     }
 
     /// Completed query answers.
@@ -2023,7 +2031,7 @@ impl Shard {
     }
 
     fn gather(&mut self, query: QueryId, part: AnswerPart) {
-        let Some(pending) = self.queries.get_mut(query) else {
+        let Some(pending) = self.queries.get_mut(&query) else {
             return;
         };
         match (&mut pending.answer, part) {
@@ -2035,7 +2043,9 @@ impl Shard {
         }
         pending.awaiting -= 1;
         if pending.awaiting == 0 {
-            let mut done = self.queries.remove(query);
+            let Some(mut done) = self.queries.remove(&query) else {
+                return;
+            };
             if let Answer::Channels(list) = &mut done.answer {
                 list.sort_by(|a, b| a.0.cmp(&b.0));
             }

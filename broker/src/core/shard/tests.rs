@@ -1851,3 +1851,28 @@ fn policies_use_the_signed_in_users_info_without_jwt() {
     let reply = cluster.subscribe_private(a, "private-user.alice");
     assert_eq!(reply[0]["event"], "pusher_internal:subscription_succeeded");
 }
+
+#[test]
+fn query_ids_are_never_reused_even_when_queries_complete_at_once() {
+    // On one shard every query completes inside the call that starts it; the shell may not
+    // have collected the first answer when the second query starts.
+    let mut cluster = Cluster::new(1);
+    let now = cluster.now;
+    let first = cluster.shards[0].start_query(
+        Query::Channel {
+            app: AppIdx(0),
+            channel: name("a"),
+        },
+        now,
+    );
+    let second = cluster.shards[0].start_query(
+        Query::Channel {
+            app: AppIdx(0),
+            channel: name("b"),
+        },
+        now,
+    );
+    assert_ne!(first, second);
+    let answered: Vec<QueryId> = cluster.shards[0].take_answers().map(|(id, _)| id).collect();
+    assert_eq!(answered, [first, second]);
+}
