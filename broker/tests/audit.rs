@@ -290,18 +290,13 @@ fn read_listen_address(child: &mut std::process::Child) -> std::net::SocketAddr 
 fn escrow_policy(c: &mut ringcast::config::Config) {
     use ringcast::core::policy::{Alternative, RuleConfig};
     c.apps[0].policies = vec![RuleConfig {
-        name: "escrow-chat".into(),
-        channel: "escrow.{id}.chat".into(),
-        tenant: None,
-        user: None,
-        actors: Vec::new(),
-        roles: Vec::new(),
         resource: Some("escrow:{id}".into()),
         allow: vec![Alternative {
             participant: true,
             role: None,
             attributes: Default::default(),
         }],
+        ..RuleConfig::new("escrow-chat", "escrow.{id}.chat")
     }];
 }
 

@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{APP_ID, TestServer, WsClient, api, http, raw_http};
+use support::{APP_ID, TestServer, WsClient, api, http};
 
 /// Connects until there is a client on every shard.
 fn clients_on_every_shard(server: &TestServer, shards: u64) -> Vec<WsClient> {
@@ -158,12 +158,7 @@ fn metrics_are_prometheus_text() {
 #[test]
 fn upgrade_with_wrong_version_gets_426() {
     let server = TestServer::start(1);
-    let reply = raw_http(
-        server.addr,
-        b"GET /app/it-key?protocol=7 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
-    );
-    let text = String::from_utf8_lossy(&reply);
+    let text = support::raw_upgrade(server.addr, 8);
     assert!(text.starts_with("HTTP/1.1 426"), "{text}");
     assert!(text.contains("Sec-WebSocket-Version: 13"), "{text}");
 }
@@ -282,12 +277,7 @@ fn too_many_connection_attempts_get_429_with_retry_after() {
     let server = TestServer::start_with(1, rate_limited);
     let _a = WsClient::connect(server.addr);
     let _b = WsClient::connect(server.addr);
-    let reply = raw_http(
-        server.addr,
-        b"GET /app/it-key?protocol=7 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    );
-    let text = String::from_utf8_lossy(&reply);
+    let text = support::raw_upgrade(server.addr, 13);
     assert!(text.starts_with("HTTP/1.1 429"), "{text}");
     assert!(text.contains("Retry-After: 30\r\n"), "{text}");
 }

@@ -42,6 +42,22 @@ pub struct RuleConfig {
     pub allow: Vec<Alternative>,
 }
 
+impl RuleConfig {
+    /// A rule named `name` on `channel` with no requirements yet.
+    pub fn new(name: &str, channel: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            channel: channel.to_owned(),
+            tenant: None,
+            user: None,
+            actors: Vec::new(),
+            roles: Vec::new(),
+            resource: None,
+            allow: Vec::new(),
+        }
+    }
+}
+
 /// One way into a resource's channel.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -367,16 +383,7 @@ mod tests {
     use super::*;
 
     fn rule(name: &str, channel: &str) -> RuleConfig {
-        RuleConfig {
-            name: name.into(),
-            channel: channel.into(),
-            tenant: None,
-            user: None,
-            actors: Vec::new(),
-            roles: Vec::new(),
-            resource: None,
-            allow: Vec::new(),
-        }
+        RuleConfig::new(name, channel)
     }
 
     /// The rules a multi-tenant marketplace would configure.

@@ -274,3 +274,13 @@ pub fn temp_dir(what: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A raw upgrade request for `/app/{KEY}` with the given `Sec-WebSocket-Version`; returns the
+/// server's whole answer.
+pub fn raw_upgrade(addr: SocketAddr, version: u8) -> String {
+    let request = format!(
+        "GET /app/{KEY}?protocol=7 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: {version}\r\n\r\n"
+    );
+    String::from_utf8_lossy(&raw_http(addr, request.as_bytes())).into_owned()
+}

@@ -1607,16 +1607,7 @@ fn revoking_a_token_closes_its_sockets_on_every_shard_and_refuses_it_later() {
 
 fn with_policies(c: &mut Config) {
     use crate::core::policy::RuleConfig;
-    let rule = |name: &str, channel: &str| RuleConfig {
-        name: name.into(),
-        channel: channel.into(),
-        tenant: None,
-        user: None,
-        actors: Vec::new(),
-        roles: Vec::new(),
-        resource: None,
-        allow: Vec::new(),
-    };
+    let rule = RuleConfig::new;
     c.apps[0].policies = vec![
         RuleConfig {
             tenant: Some("{tenant}".into()),
