@@ -271,6 +271,15 @@ impl ShardRt {
         writers[key] = Some(signal);
     }
 
+    /// Drops trailing empty writer slots after a connection peak.
+    fn release_writer_slots(&self) {
+        let mut writers = self.writers.borrow_mut();
+        while writers.last().is_some_and(Option::is_none) {
+            writers.pop();
+        }
+        writers.shrink_to_fit();
+    }
+
     /// Forgets the writer of `key`, if it is still `signal` (keys are reused).
     pub fn unregister_writer(&self, key: ConnKey, signal: &Rc<Signal>) {
         let mut writers = self.writers.borrow_mut();
@@ -457,7 +466,8 @@ async fn receive_mesh(rt: Rc<ShardRt>, inbox: async_channel::Receiver<Inbound>) 
 
 async fn tick(rt: Rc<ShardRt>) {
     let mut interval = monoio::time::interval(Duration::from_secs(1));
-    let mut peak = 0usize;
+    // Most connections since the last trim.
+    let mut high_water = 0usize;
     loop {
         interval.tick().await;
         if rt.mesh.shutdown_requested() {
@@ -465,18 +475,21 @@ async fn tick(rt: Rc<ShardRt>) {
         }
         rt.with_core(|core| core.handle_tick(Instant::now()));
         let connections = rt.core().connection_count();
-        peak = peak.max(connections);
-        // After a mass disconnect, give the freed per-connection memory back to the OS:
-        // glibc keeps it in this thread's arena otherwise, and RSS would stay at its peak.
-        if peak >= TRIM_AFTER_PEAK && connections < peak / 2 {
+        high_water = high_water.max(connections);
+        // After many disconnects, give the freed per-connection memory back to the OS: glibc
+        // keeps it in this thread's arena otherwise, and RSS would stay at its peak. Checked
+        // every tick, so trims follow a drain that spans several ticks.
+        if connections + TRIM_STEP <= high_water {
+            rt.core().release_memory();
+            rt.release_writer_slots();
             trim_heap();
-            peak = connections;
+            high_water = connections;
         }
     }
 }
 
-/// Connections a shard must have had before a drop below half of them triggers a trim.
-const TRIM_AFTER_PEAK: usize = 1000;
+/// A drop of this many connections since the last trim triggers another.
+const TRIM_STEP: usize = 500;
 
 fn trim_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -475,6 +475,22 @@ impl Shard {
         result
     }
 
+    /// Gives back the capacity of tables that grew during a connection peak (the connection
+    /// table keeps its keys; only trailing free slots go).
+    pub fn release_memory(&mut self) {
+        self.conns.shrink_to_fit();
+        for channels in &mut self.local {
+            channels.shrink_to_fit();
+        }
+        for homes in &mut self.homes {
+            homes.shrink_to_fit();
+        }
+        for users in &mut self.users {
+            users.shrink_to_fit();
+        }
+        self.ready.shrink_to_fit();
+    }
+
     /// The socket id of an open connection.
     pub fn socket_id(&self, key: ConnKey) -> Option<SocketId> {
         self.conns.get(key).map(|c| c.socket_id)
