@@ -17,7 +17,11 @@
 //!   fallback) per shard. A connection's reader feeds [`core::shard::Shard::handle_input`];
 //!   its writer drains [`core::shard::Shard::take_output`] and coalesces frames into one
 //!   `writev`.
-//! - [`http`] maps HTTP requests to responses (the Pusher HTTP API, `/up`, `/metrics`).
+//! - [`http`] maps HTTP requests to responses (the Pusher HTTP API, resources, token
+//!   revocation, the admin audit API, `/up`, `/metrics`).
+//! - [`audit`] is the writer thread of the audit log and the resource store (sled, rkyv,
+//!   group commit); [`webhooks`] is the webhook sender thread. Shards reach both only through
+//!   bounded queues and never wait on them.
 //!
 //! A channel's *home* shard owns its authoritative state (subscriber counts, presence
 //! roster). A publish is encoded into one WebSocket frame (`bytes::Bytes`) by the shard that
