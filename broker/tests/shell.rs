@@ -312,18 +312,7 @@ fn jwt_required(c: &mut ringcast::config::Config) {
 }
 
 fn hs256(claims: &serde_json::Value) -> String {
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    );
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, JWT_SECRET.as_bytes());
-    format!(
-        "{input}.{}",
-        URL_SAFE_NO_PAD.encode(ring::hmac::sign(&key, input.as_bytes()).as_ref())
-    )
+    ringcast::core::auth::jwt::sign_hs256(claims, JWT_SECRET.as_bytes())
 }
 
 fn unix_now() -> u64 {
@@ -337,14 +326,7 @@ fn unix_now() -> u64 {
 fn jwt_in_the_query_admits_and_a_missing_one_is_closed_with_4009() {
     let server = TestServer::start_with(1, jwt_required);
     let token = hs256(&json!({"sub": "u1", "jti": "q-1", "exp": unix_now() + 60}));
-    let mut client = WsClient::open(
-        server.addr,
-        &format!("/app/it-key?protocol=7&token={token}"),
-    );
-    assert_eq!(
-        client.recv().unwrap()["event"],
-        "pusher:connection_established"
-    );
+    let mut client = WsClient::connect_with_token(server.addr, &token);
     let mut anonymous = WsClient::open(server.addr, "/app/it-key?protocol=7");
     let error = anonymous.recv().unwrap();
     assert_eq!(error["data"]["code"], 4009);
@@ -399,14 +381,7 @@ fn jwt_as_a_websocket_subprotocol_is_accepted_and_echoed() {
 fn failed_authorizations_are_counted_per_app_and_tenant() {
     let server = TestServer::start_with(1, jwt_required);
     let token = hs256(&json!({"sub": "u1", "tenant_id": "acme", "exp": unix_now() + 60}));
-    let mut client = WsClient::open(
-        server.addr,
-        &format!("/app/it-key?protocol=7&token={token}"),
-    );
-    assert_eq!(
-        client.recv().unwrap()["event"],
-        "pusher:connection_established"
-    );
+    let mut client = WsClient::connect_with_token(server.addr, &token);
     client.send(&json!({"event": "pusher:subscribe", "data": {"channel": "private-x", "auth": "it-key:00"}}));
     assert_eq!(client.recv().unwrap()["event"], "pusher:subscription_error");
     let mut refused = WsClient::open(server.addr, "/app/it-key?protocol=7");

@@ -86,6 +86,14 @@ impl WsClient {
         client
     }
 
+    /// Connects with a JWT in the `token` query parameter and reads `connection_established`.
+    pub fn connect_with_token(addr: SocketAddr, token: &str) -> Self {
+        let mut client = Self::open(addr, &format!("/app/{KEY}?protocol=7&token={token}"));
+        let hello = client.recv().expect("connection_established");
+        assert_eq!(hello["event"], "pusher:connection_established", "{hello}");
+        client
+    }
+
     /// Like [`WsClient::connect`], with a 4 KiB kernel receive buffer, so that a client that
     /// stops reading backs up into the server quickly.
     pub fn connect_with_small_receive_buffer(addr: SocketAddr) -> Self {

@@ -134,6 +134,17 @@ impl VerifyingKey {
     }
 }
 
+/// Signs `claims` as a compact HS256 JWS (for tools and tests that issue tokens).
+pub fn sign_hs256(claims: &Value, secret: &[u8]) -> String {
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, secret), input.as_bytes());
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+}
+
 /// Whether `text` has the shape of a compact JWS (three base64url parts), e.g. to pick the
 /// token out of the `Sec-WebSocket-Protocol` values a browser offers.
 pub fn looks_like_token(text: &str) -> bool {

@@ -1489,16 +1489,7 @@ fn with_jwt(required: bool) -> impl FnOnce(&mut Config) {
 }
 
 fn hs256(claims: &Value) -> String {
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    );
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, JWT_SECRET.as_bytes());
-    let sig = ring::hmac::sign(&key, input.as_bytes());
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+    crate::core::auth::jwt::sign_hs256(claims, JWT_SECRET.as_bytes())
 }
 
 #[test]
