@@ -213,6 +213,27 @@ pub struct JwtConfig {
     pub roles_claim: String,
 }
 
+impl JwtConfig {
+    /// HS256 with `secret`, optional tokens, and every other setting at its default (as an
+    /// `[apps.jwt]` table with only `algorithm` and `secret` would give).
+    pub fn hs256(secret: &str) -> Self {
+        Self {
+            required: false,
+            algorithm: JwtAlgorithm::Hs256,
+            secret: Some(secret.to_owned()),
+            public_key: None,
+            public_key_file: None,
+            issuer: None,
+            audience: None,
+            leeway_secs: default_leeway(),
+            user_id_claim: default_user_claim(),
+            tenant_claim: default_tenant_claim(),
+            actor_claim: default_actor_claim(),
+            roles_claim: default_roles_claim(),
+        }
+    }
+}
+
 fn default_leeway() -> u64 {
     30
 }
@@ -1164,6 +1185,16 @@ mod tests {
         assert!(err(&over).starts_with("server.activity_timeout_secs"));
         let config = Config::from_toml_str(ONE_APP, &no_env).unwrap();
         assert!(!format!("{:?}", config.apps[0]).contains("\"s\""));
+    }
+
+    #[test]
+    fn jwt_hs256_constructor_matches_a_minimal_toml_table() {
+        let text = format!(
+            "{ONE_APP}[apps.jwt]\nalgorithm = \"HS256\"\nsecret = \"{}\"\n",
+            "s".repeat(32)
+        );
+        let config = Config::from_toml_str(&text, &no_env).unwrap();
+        assert_eq!(config.apps[0].jwt, Some(JwtConfig::hs256(&"s".repeat(32))));
     }
 
     #[test]

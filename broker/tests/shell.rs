@@ -297,17 +297,8 @@ const JWT_SECRET: &str = "a-jwt-secret-of-at-least-32-bytes!";
 fn jwt_required(c: &mut ringcast::config::Config) {
     c.apps[0].jwt = Some(ringcast::config::JwtConfig {
         required: true,
-        algorithm: ringcast::config::JwtAlgorithm::Hs256,
-        secret: Some(JWT_SECRET.into()),
-        public_key: None,
-        public_key_file: None,
-        issuer: None,
-        audience: None,
         leeway_secs: 0,
-        user_id_claim: "sub".into(),
-        tenant_claim: "tenant_id".into(),
-        actor_claim: "actor".into(),
-        roles_claim: "roles".into(),
+        ..ringcast::config::JwtConfig::hs256(JWT_SECRET)
     });
 }
 

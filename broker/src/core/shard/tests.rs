@@ -1473,17 +1473,8 @@ fn with_jwt(required: bool) -> impl FnOnce(&mut Config) {
     move |c: &mut Config| {
         c.apps[0].jwt = Some(crate::config::JwtConfig {
             required,
-            algorithm: crate::config::JwtAlgorithm::Hs256,
-            secret: Some(JWT_SECRET.into()),
-            public_key: None,
-            public_key_file: None,
-            issuer: None,
-            audience: None,
             leeway_secs: 0,
-            user_id_claim: "sub".into(),
-            tenant_claim: "tenant_id".into(),
-            actor_claim: "actor".into(),
-            roles_claim: "roles".into(),
+            ..crate::config::JwtConfig::hs256(JWT_SECRET)
         });
     }
 }
