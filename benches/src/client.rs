@@ -109,6 +109,29 @@ impl PusherConn {
         result.map(|_| ())
     }
 
+    /// Completes a closing handshake: sends close 1000 and waits (up to a second) for the
+    /// server's close frame.
+    pub async fn close(mut self) -> io::Result<()> {
+        let frame =
+            encode_client_frame(Opcode::Close, &1000u16.to_be_bytes(), fastish_mask(), true);
+        let (result, _) = self.stream.write_all(frame).await;
+        result?;
+        let echo = async {
+            loop {
+                match self.decoder.decode(&mut self.buf) {
+                    Ok(Some(Message::Close(_))) | Err(_) => return,
+                    Ok(Some(_)) => continue,
+                    Ok(None) => {}
+                }
+                if !matches!(read_more(&mut self.stream, &mut self.buf).await, Ok(n) if n > 0) {
+                    return;
+                }
+            }
+        };
+        let _ = monoio::time::timeout(Duration::from_secs(1), echo).await;
+        Ok(())
+    }
+
     /// The next text message; `None` when the server closed.
     pub async fn next_text(&mut self) -> io::Result<Option<Bytes>> {
         loop {

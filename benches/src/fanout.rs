@@ -6,11 +6,11 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 use crate::FanoutArgs;
 use crate::client::{ApiConn, PusherConn, connect_from};
 use crate::report::{FanoutResult, Latency};
+use crate::util::{contains, rss_kib};
 
 /// Concurrent publishing connections.
 const PUBLISHERS: u32 = 4;
@@ -29,17 +29,7 @@ struct Shared {
 
 /// Runs one fan-out measurement.
 pub fn run(args: &FanoutArgs) -> anyhow::Result<FanoutResult> {
-    match RuntimeBuilder::<IoUringDriver>::new()
-        .enable_timer()
-        .with_entries(8192)
-        .build()
-    {
-        Ok(mut rt) => rt.block_on(fanout(args.clone())),
-        Err(_) => RuntimeBuilder::<LegacyDriver>::new()
-            .enable_timer()
-            .build()?
-            .block_on(fanout(args.clone())),
-    }
+    crate::util::block_on(fanout(args.clone()))?
 }
 
 fn histogram() -> Histogram<u64> {
@@ -275,10 +265,6 @@ fn timestamp(text: &[u8]) -> Option<u64> {
         .ok()
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 fn percentiles(h: &Histogram<u64>) -> Latency {
     Latency {
         p50_us: h.value_at_quantile(0.5),
@@ -298,18 +284,6 @@ fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines().find_map(|line| {
         line.strip_prefix(name)?
             .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| {
-        l.strip_prefix("VmRSS:")?
-            .trim()
-            .strip_suffix("kB")?
             .trim()
             .parse()
             .ok()

@@ -3,11 +3,17 @@
 //! `fanout` opens N subscribers over C channels (spread over several 127.0.0.x source
 //! addresses), publishes through the signed HTTP API at a fixed open-loop rate with a send
 //! timestamp in every payload, and reports delivered messages per second, the delivery ratio
-//! and end-to-end latency percentiles. Every run is bounded in time and count.
+//! and end-to-end latency percentiles.
+//!
+//! `churn` makes clients join and leave presence channels for a bounded time, checks every
+//! member event on the way, and afterwards checks the server for ghost members, leaked
+//! channels, descriptors and memory growth. Every run is bounded in time and count.
 
+mod churn;
 mod client;
 mod fanout;
 mod report;
+mod util;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,6 +31,9 @@ struct Cli {
 enum Command {
     /// N subscribers, one publisher at a fixed rate: throughput, delivery ratio, latency.
     Fanout(FanoutArgs),
+    /// Presence churn for a bounded time, then checks for ghost members, leaked channels
+    /// and memory growth. Exits with status 1 if a check fails.
+    Churn(ChurnArgs),
 }
 
 /// Which server to load.
@@ -85,6 +94,40 @@ pub struct FanoutArgs {
     pub json: Option<PathBuf>,
 }
 
+/// Options of `churn`.
+#[derive(Args, Clone, Debug)]
+pub struct ChurnArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Concurrent churning clients (two share each user id).
+    #[arg(long, default_value_t = 50)]
+    pub workers: usize,
+    /// Presence channels the clients rotate over.
+    #[arg(long, default_value_t = 10)]
+    pub channels: usize,
+    /// Upper bound on sessions started per second, over all workers.
+    #[arg(long, default_value_t = 200)]
+    pub session_rate: u32,
+    /// How long to churn.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// How long each client stays in its channel before leaving.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub hold: Duration,
+    /// Source addresses 127.0.0.2 .. 127.0.0.(1+N) for the clients.
+    #[arg(long, default_value_t = 4)]
+    pub source_addresses: u8,
+    /// A server pid whose RSS and descriptors to watch.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// How often to read the server's RSS.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub sample_every: Duration,
+    /// Write the result as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
 fn parse_duration(raw: &str) -> Result<Duration, String> {
     let (number, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len()));
     let n: u64 = number
@@ -106,6 +149,21 @@ fn main() -> anyhow::Result<()> {
             if let Some(path) = &args.json {
                 std::fs::write(path, serde_json::to_string_pretty(&result)?)?;
             }
+        }
+        Command::Churn(args) => {
+            let result = churn::run(&args)?;
+            println!("{}", report::churn_markdown(&result));
+            if let Some(path) = &args.json {
+                std::fs::write(path, serde_json::to_string_pretty(&result)?)?;
+            }
+            let failures = result.failures();
+            if !failures.is_empty() {
+                for failure in &failures {
+                    eprintln!("churn check failed: {failure}");
+                }
+                std::process::exit(1);
+            }
+            eprintln!("churn checks passed");
         }
     }
     Ok(())

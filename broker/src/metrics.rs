@@ -207,6 +207,23 @@ pub fn render_prometheus(
         shards.len(),
         env!("CARGO_PKG_VERSION")
     );
+    let me = std::process::id();
+    if let Some(rss) = process::rss_kib(me) {
+        gauge(
+            &mut out,
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            (rss * 1024) as i64,
+        );
+    }
+    if let Some(fds) = process::open_fds(me) {
+        gauge(
+            &mut out,
+            "process_open_fds",
+            "Open file descriptors.",
+            fds as i64,
+        );
+    }
     let open = sum_i(&|s| {
         s.apps
             .iter()
@@ -437,4 +454,37 @@ fn gauge(out: &mut String, name: &str, help: &str, value: i64) {
         out,
         "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
     );
+}
+
+/// What Linux's `/proc` says about a process: for `/metrics`, and for tests and benchmarks
+/// that watch a server from outside.
+pub mod process {
+    /// Resident memory (`VmRSS` in `/proc/PID/status`), in KiB.
+    pub fn rss_kib(pid: u32) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status.lines().find_map(|l| {
+            l.strip_prefix("VmRSS:")?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+    }
+
+    /// Open file descriptors (entries of `/proc/PID/fd`).
+    pub fn open_fds(pid: u32) -> Option<u64> {
+        Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn reads_this_process() {
+            let me = std::process::id();
+            assert!(super::rss_kib(me).is_some_and(|kib| kib > 0));
+            assert!(super::open_fds(me).is_some_and(|n| n >= 3));
+            assert_eq!(super::rss_kib(u32::MAX), None);
+        }
+    }
 }

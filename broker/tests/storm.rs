@@ -9,6 +9,8 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ringcast::metrics::process;
+
 const CONNECTIONS: usize = 15_000;
 const THREADS: usize = 4;
 
@@ -41,23 +43,12 @@ fn spawn_broker(dir: &std::path::Path) -> (Child, SocketAddr) {
     (child, addr)
 }
 
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+fn open_fds(pid: u32) -> u64 {
+    process::open_fds(pid).unwrap_or(0)
 }
 
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("VmRSS:")?
-                .trim()
-                .strip_suffix("kB")?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
+    process::rss_kib(pid).unwrap_or(0)
 }
 
 /// One WebSocket handshake up to `connection_established`, from `source`.
@@ -123,9 +114,8 @@ fn storms_of_15000_connections_leave_no_stall_and_no_leak() {
         drop(connect(addr, Ipv4Addr::new(127, 0, 9, 2)).expect("accepting after the storm"));
         let accept_after = probe.elapsed();
         // Disconnects are processed and memory is handed back within a few ticks.
-        let settled = |fds: usize, rss: u64| {
-            fds <= base_fds + base_fds / 10 && rss <= base_rss + base_rss / 10
-        };
+        let settled =
+            |fds: u64, rss: u64| fds <= base_fds + base_fds / 10 && rss <= base_rss + base_rss / 10;
         let deadline = Instant::now() + Duration::from_secs(15);
         while !settled(open_fds(pid), rss_kib(pid)) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
