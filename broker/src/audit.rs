@@ -37,6 +37,9 @@ pub struct AuditSettings {
     pub max_records: u64,
     /// Records that may wait for the writer before new ones are dropped.
     pub queue_capacity: usize,
+    /// sled's page cache, in bytes (sled's default, 1 GiB, would let the cache grow with
+    /// every record written).
+    pub cache_bytes: u64,
 }
 
 /// Counters of the audit writer.
@@ -123,10 +126,17 @@ impl AuditLog {
         settings: AuditSettings,
         metrics: Arc<AuditMetrics>,
     ) -> Result<(AuditLog, std::thread::JoinHandle<()>, Vec<LoadedResource>), OpenError> {
-        let db = sled::open(dir).map_err(|source| OpenError {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(settings.cache_bytes)
+            // The writer flushes at its own group-commit interval; sled's flusher thread
+            // would only add wake-ups (and hold the store's lock after it is closed).
+            .flush_every_ms(None)
+            .open()
+            .map_err(|source| OpenError {
+                path: dir.display().to_string(),
+                source,
+            })?;
         let tree = db.open_tree("audit").map_err(|source| OpenError {
             path: dir.display().to_string(),
             source,
@@ -421,6 +431,7 @@ mod tests {
             retention: Duration::from_secs(3600),
             max_records: 1000,
             queue_capacity: 1000,
+            cache_bytes: 1 << 20,
         }
     }
 
@@ -578,6 +589,8 @@ mod tests {
         log.push_all(&mut (0..5).map(|i| record(i, AuditDecision::Allow)).collect());
         log.stop(Duration::from_secs(1));
         thread.join().unwrap();
+        // The store is locked while any handle to it lives.
+        drop(log);
         // Retention runs when a writer starts.
         let metrics = Arc::new(AuditMetrics::default());
         let (log, _thread, _) = AuditLog::open(&dir, s, metrics.clone()).unwrap();

@@ -98,6 +98,8 @@ pub struct ServerConfig {
     pub audit_retention: Duration,
     /// At most this many audit records are kept.
     pub audit_max_records: u64,
+    /// Memory for the audit store's page cache, in bytes.
+    pub audit_cache_bytes: u64,
     /// Bearer token for the admin API (`/admin/api/...`); `None` disables it.
     pub admin_token: Option<String>,
 }
@@ -381,6 +383,7 @@ struct FileServer {
     audit_flush_interval_ms: u64,
     audit_retention_days: u64,
     audit_max_records: u64,
+    audit_cache_mb: u64,
     admin_token: Option<String>,
 }
 
@@ -400,12 +403,13 @@ impl Default for FileServer {
             max_request_headers: 64,
             max_http_body_bytes: 1_048_576,
             send_buffer_bytes: 1_048_576,
-            mesh_queue_capacity: 65_536,
+            mesh_queue_capacity: 16_384,
             api_timestamp_window_secs: 600,
             data_dir: PathBuf::from("./data"),
             audit_flush_interval_ms: 100,
             audit_retention_days: 30,
             audit_max_records: 10_000_000,
+            audit_cache_mb: 16,
             admin_token: None,
         }
     }
@@ -525,6 +529,7 @@ impl FileServer {
             audit_flush_interval: Duration::from_millis(self.audit_flush_interval_ms),
             audit_retention: Duration::from_secs(self.audit_retention_days.saturating_mul(86_400)),
             audit_max_records: self.audit_max_records,
+            audit_cache_bytes: self.audit_cache_mb.saturating_mul(1 << 20),
             admin_token: self.admin_token,
         }
     }
@@ -709,6 +714,12 @@ impl Config {
             return Err(invalid(
                 "server.audit_max_records",
                 "must be greater than 0",
+            ));
+        }
+        if !(1 << 20..=64 << 30).contains(&s.audit_cache_bytes) {
+            return Err(invalid(
+                "server.audit_cache_mb",
+                "must be between 1 and 65536",
             ));
         }
         if s.admin_token.as_ref().is_some_and(|t| t.len() < 16) {

@@ -7,12 +7,11 @@ use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BytesMut};
-use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 
-use super::iovec::FrameBatch;
-use super::runtime::{ShardRt, Signal};
+use super::io::{self, write_batch};
+use super::runtime::{ShardRt, Writer};
 use crate::core::auth::jwt::looks_like_token;
 use crate::core::http::request::{
     BodyLength, ChunkedDecoder, HeadError, HeadLimits, RequestHead, parse_head,
@@ -110,16 +109,9 @@ async fn read_head(
     }
 }
 
-/// Appends what the socket has to `buf`, growing it when it is full.
+/// Appends what the socket has to `buf`, growing it when it is nearly full.
 async fn read_more<R: AsyncReadRent>(reader: &mut R, buf: &mut BytesMut) -> std::io::Result<usize> {
-    if buf.capacity() - buf.len() < INITIAL_READ_BYTES / 2 {
-        buf.reserve(buf.capacity().max(INITIAL_READ_BYTES));
-    }
-    let owned = std::mem::take(buf);
-    let len = owned.len();
-    let (result, slice) = reader.read(owned.slice_mut(len..)).await;
-    *buf = slice.into_inner();
-    result
+    io::read_more(reader, buf, INITIAL_READ_BYTES / 2).await
 }
 
 /// Serves one HTTP request; returns whether the connection stays open for another.
@@ -230,7 +222,7 @@ async fn websocket(
     rt: Rc<ShardRt>,
     mut stream: TcpStream,
     head: RequestHead,
-    mut buf: BytesMut,
+    buf: BytesMut,
     remote: SocketAddr,
 ) {
     let upgrade = match validate_upgrade(&head) {
@@ -294,21 +286,38 @@ async fn websocket(
     let Some(socket_id) = rt.core().socket_id(key) else {
         return;
     };
-    let signal = Rc::new(Signal::default());
-    rt.register_writer(key, signal.clone());
-    let fd = stream.as_raw_fd();
-    let (mut reader, writer) = stream.into_split();
+    // The 101 goes out before any frame: the writer starts only once it is written. A new
+    // socket's send buffer is empty, so this write cannot stall.
+    let (written, _) = stream.write_all(handshake).await;
+    if written.is_err() {
+        rt.with_core(|core| core.handle_disconnect(key, socket_id, Instant::now()));
+        return;
+    }
+    let writer = Rc::new(Writer::new(stream.as_raw_fd()));
+    rt.register_writer(key, writer.clone());
+    let (reader, write_half) = stream.into_split();
+    // Two small tasks for the connection's lifetime; this one, which carried the handshake's
+    // state, ends here, so an idle connection costs only what they hold.
     monoio::spawn(write_loop(
         rt.clone(),
-        writer,
+        write_half,
         key,
         socket_id,
-        signal.clone(),
-        handshake,
-        fd,
+        writer.clone(),
     ));
+    monoio::spawn(read_loop(rt, reader, buf, key, socket_id, writer));
+}
 
-    let metrics = rt.all_metrics[rt.core().id()].clone();
+/// Reads frames until the peer or the writer closes the connection.
+async fn read_loop<R: AsyncReadRent>(
+    rt: Rc<ShardRt>,
+    mut reader: R,
+    mut buf: BytesMut,
+    key: ConnKey,
+    socket_id: SocketId,
+    writer: Rc<Writer>,
+) {
+    let shard = rt.core().id();
     loop {
         if !buf.is_empty() {
             rt.with_core(|core| core.handle_input(key, socket_id, &mut buf, Instant::now()));
@@ -318,12 +327,12 @@ async fn websocket(
         }
         match read_more(&mut reader, &mut buf).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => add(&metrics.bytes_in, n as u64),
+            Ok(n) => add(&rt.all_metrics[shard].bytes_in, n as u64),
         }
     }
     rt.with_core(|core| core.handle_disconnect(key, socket_id, Instant::now()));
-    rt.unregister_writer(key, &signal);
-    signal.notify();
+    rt.unregister_writer(key, &writer);
+    writer.signal.notify();
 }
 
 /// Splits `/token/{jwt}/app/{key}` into `/app/{key}` and the token; other paths pass through.
@@ -341,101 +350,71 @@ fn split_token_path(path: &str) -> (std::borrow::Cow<'_, str>, Option<&str>) {
 
 /// Our close frame is out: RFC 6455 §7.1.1 has the server close the TCP connection once the
 /// peer has answered with its own close frame. Waits for that, or for [`CLOSE_GRACE`].
-async fn await_peer_close(rt: &ShardRt, key: ConnKey, socket_id: SocketId, signal: &Signal) {
-    let deadline = Instant::now() + CLOSE_GRACE;
-    while !rt.core().peer_closed(key, socket_id) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || monoio::time::timeout(left, signal.wait()).await.is_err() {
+async fn await_peer_close(rt: &ShardRt, key: ConnKey, socket_id: SocketId, writer: &Writer) {
+    writer.arm(CLOSE_GRACE);
+    while !rt.core().peer_closed(key, socket_id) && !writer.expired() {
+        writer.signal.wait().await;
+    }
+    writer.disarm();
+}
+
+/// Writes what the shard queues for the connection, coalescing queued frames into one
+/// `writev`, until the connection closes. A write that stalls for [`WRITE_STALL`] ends it.
+async fn write_loop<W: AsyncWriteRent>(
+    rt: Rc<ShardRt>,
+    mut sink: W,
+    key: ConnKey,
+    socket_id: SocketId,
+    writer: Rc<Writer>,
+) {
+    let shard = rt.core().id();
+    loop {
+        let mut frames = rt.lend_frames();
+        let state = rt.core().take_output(
+            key,
+            socket_id,
+            &mut frames,
+            MAX_FRAMES_PER_WRITE,
+            MAX_BYTES_PER_WRITE,
+        );
+        if frames.is_empty() {
+            rt.return_frames(frames);
+            if state == OutputState::Close {
+                await_peer_close(&rt, key, socket_id, &writer).await;
+                break;
+            }
+            writer.signal.wait().await;
+            continue;
+        }
+        writer.arm(WRITE_STALL);
+        let (result, len) = if frames.len() == 1 {
+            let frame = frames.pop().unwrap_or_default();
+            rt.return_frames(frames);
+            let len = frame.len();
+            (sink.write_all(frame).await.0.map(|_| ()), len)
+        } else {
+            let mut batch = rt.lend_batch();
+            batch.fill(&mut frames);
+            rt.return_frames(frames);
+            let len = batch.byte_len();
+            let (result, batch) = write_batch(&mut sink, batch).await;
+            rt.return_batch(batch);
+            (result, len)
+        };
+        writer.disarm();
+        if result.is_err() {
+            break;
+        }
+        let metrics = &rt.all_metrics[shard];
+        inc(&metrics.write_calls);
+        add(&metrics.bytes_out, len as u64);
+        if state == OutputState::Close {
+            await_peer_close(&rt, key, socket_id, &writer).await;
             break;
         }
     }
-}
-
-/// Writes a whole batch with `writev`, resuming after partial writes without allocating
-/// (monoio's `write_vectored_all` copies the iovec array on every call).
-async fn write_batch<W: AsyncWriteRent>(
-    writer: &mut W,
-    mut batch: FrameBatch,
-) -> std::io::Result<FrameBatch> {
-    while batch.byte_len() > 0 {
-        let (result, returned) = writer.writev(batch).await;
-        batch = returned;
-        match result {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => batch.advance(n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(batch)
-}
-
-async fn write_loop<W: AsyncWriteRent>(
-    rt: Rc<ShardRt>,
-    mut writer: W,
-    key: ConnKey,
-    socket_id: SocketId,
-    signal: Rc<Signal>,
-    handshake: Vec<u8>,
-    fd: i32,
-) {
-    let metrics = rt.all_metrics[rt.core().id()].clone();
-    let (result, _) = writer.write_all(handshake).await;
-    if result.is_ok() {
-        let mut frames = Vec::with_capacity(MAX_FRAMES_PER_WRITE);
-        let mut batch = FrameBatch::default();
-        loop {
-            let state = rt.core().take_output(
-                key,
-                socket_id,
-                &mut frames,
-                MAX_FRAMES_PER_WRITE,
-                MAX_BYTES_PER_WRITE,
-            );
-            if frames.is_empty() {
-                if state == OutputState::Close {
-                    await_peer_close(&rt, key, socket_id, &signal).await;
-                    break;
-                }
-                signal.wait().await;
-                continue;
-            }
-            let written = if frames.len() == 1 {
-                let frame = frames.pop().unwrap_or_default();
-                let len = frame.len();
-                match monoio::time::timeout(WRITE_STALL, writer.write_all(frame)).await {
-                    Ok((Ok(_), _)) => Some(len),
-                    _ => None,
-                }
-            } else {
-                batch.fill(&mut frames);
-                let len = batch.byte_len();
-                match monoio::time::timeout(WRITE_STALL, write_batch(&mut writer, batch)).await {
-                    Ok(Ok(returned)) => {
-                        batch = returned;
-                        batch.clear();
-                        Some(len)
-                    }
-                    _ => {
-                        batch = FrameBatch::default();
-                        None
-                    }
-                }
-            };
-            let Some(len) = written else { break };
-            inc(&metrics.write_calls);
-            add(&metrics.bytes_out, len as u64);
-            if state == OutputState::Close {
-                await_peer_close(&rt, key, socket_id, &signal).await;
-                break;
-            }
-        }
-    }
     // Both directions, so that the reader (waiting in read) sees end-of-stream and cleans up.
-    // SAFETY: the read half still owns the fd, so it is open; shutdown(2) has no memory effects.
-    unsafe {
-        libc::shutdown(fd, libc::SHUT_RDWR);
-    }
+    writer.shutdown();
 }
 
 #[cfg(test)]

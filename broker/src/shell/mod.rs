@@ -6,9 +6,11 @@
 //! into one `writev`.
 
 mod conn;
-mod iovec;
+pub mod io;
 mod runtime;
 mod signals;
+
+pub use runtime::Signal;
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
@@ -59,10 +61,10 @@ pub struct Server {
 }
 
 /// Audit records that may wait for the writer before new ones are dropped.
-const AUDIT_QUEUE_CAPACITY: usize = 65_536;
+const AUDIT_QUEUE_CAPACITY: usize = 16_384;
 
 /// Webhook events that may wait for the sender thread before new ones are dropped.
-const WEBHOOK_QUEUE_CAPACITY: usize = 65_536;
+const WEBHOOK_QUEUE_CAPACITY: usize = 16_384;
 /// How long shutdown waits for the webhook sender's last attempt.
 const WEBHOOK_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -90,6 +92,7 @@ impl Server {
             retention: config.server.audit_retention,
             max_records: config.server.audit_max_records,
             queue_capacity: AUDIT_QUEUE_CAPACITY,
+            cache_bytes: config.server.audit_cache_bytes,
         };
         let (audit, audit_thread, loaded) =
             crate::audit::AuditLog::open(&audit_dir, settings, audit_metrics.clone())

@@ -4,7 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::TcpListener as StdListener;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -12,9 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use monoio::net::TcpListener;
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
+use super::io::FrameBatch;
 use crate::config::Driver;
 use crate::core::shard::{Answer, ConnKey, MeshMsg, QueryId, ServerState, Shard, ShardId};
 use crate::metrics::{ShardMetrics, inc};
@@ -145,6 +147,71 @@ impl Signal {
     }
 }
 
+/// A connection's writer as the shard sees it: its wake-up flag, its socket, a deadline, and
+/// the frame vectors it borrows while writing.
+///
+/// A write that makes no progress (the peer does not read) and a closing handshake the peer
+/// never answers both end at a deadline. The shard's ticker checks every writer's deadline
+/// once a second and shuts the socket down when one has passed, which fails the pending write
+/// and wakes both tasks. So no connection carries a timer of its own, and an idle
+/// connection's tasks stay small.
+pub struct Writer {
+    /// Wakes the writer task.
+    pub signal: Signal,
+    fd: RawFd,
+    deadline: Cell<Option<Instant>>,
+    expired: Cell<bool>,
+}
+
+impl Writer {
+    /// The writer of the socket `fd`.
+    pub fn new(fd: RawFd) -> Self {
+        Self {
+            signal: Signal::default(),
+            fd,
+            deadline: Cell::new(None),
+            expired: Cell::new(false),
+        }
+    }
+
+    /// Sets a deadline `after` from now for what the writer is about to wait on.
+    pub fn arm(&self, after: Duration) {
+        self.deadline.set(Some(Instant::now() + after));
+    }
+
+    /// Clears the deadline: the wait ended in time.
+    pub fn disarm(&self) {
+        self.deadline.set(None);
+    }
+
+    /// Whether a deadline passed (the socket has then been shut down).
+    pub fn expired(&self) -> bool {
+        self.expired.get()
+    }
+
+    /// Shuts the socket down in both directions: the reader sees end-of-stream, a pending
+    /// write fails.
+    pub fn shutdown(&self) {
+        // SAFETY: the fd stays open while either half of the connection lives. This is
+        // called by the writer task, which owns the write half, or by the ticker for a
+        // registered writer, whose reader (owning the read half) unregisters it before
+        // dropping that half. So the fd is open and is this connection's. shutdown(2) has no
+        // memory effects.
+        unsafe {
+            libc::shutdown(self.fd, libc::SHUT_RDWR);
+        }
+    }
+
+    fn expire_if_due(&self, now: Instant) {
+        if self.deadline.get().is_some_and(|d| d <= now) {
+            self.deadline.set(None);
+            self.expired.set(true);
+            self.shutdown();
+            self.signal.notify();
+        }
+    }
+}
+
 struct SignalWait<'a> {
     signal: &'a Signal,
 }
@@ -164,8 +231,12 @@ impl Future for SignalWait<'_> {
 /// The shard's state plus the task wake-up tables around it.
 pub struct ShardRt {
     core: RefCell<Shard>,
-    /// Writer wake-ups, by connection key.
-    writers: RefCell<Vec<Option<Rc<Signal>>>>,
+    /// Connection writers, by connection key.
+    writers: RefCell<Vec<Option<Rc<Writer>>>>,
+    /// Frame vectors lent to writers while they write, so idle connections hold none.
+    frame_vecs: RefCell<Vec<Vec<Bytes>>>,
+    /// `writev` batches lent the same way.
+    batches: RefCell<Vec<FrameBatch>>,
     /// Answers awaited by HTTP requests.
     queries: RefCell<HashMap<QueryId, Rc<QuerySlot>>>,
     mesh: Mesh,
@@ -234,8 +305,8 @@ impl ShardRt {
         {
             let writers = self.writers.borrow();
             for &key in &ready {
-                if let Some(Some(signal)) = writers.get(key) {
-                    signal.notify();
+                if let Some(Some(writer)) = writers.get(key) {
+                    writer.signal.notify();
                 }
             }
         }
@@ -263,31 +334,62 @@ impl ShardRt {
     }
 
     /// Registers the writer of connection `key`.
-    pub fn register_writer(&self, key: ConnKey, signal: Rc<Signal>) {
+    pub fn register_writer(&self, key: ConnKey, writer: Rc<Writer>) {
         let mut writers = self.writers.borrow_mut();
         if writers.len() <= key {
             writers.resize(key + 1, None);
         }
-        writers[key] = Some(signal);
+        writers[key] = Some(writer);
     }
 
-    /// Drops trailing empty writer slots after a connection peak.
+    /// Drops trailing empty writer slots and pooled vectors after a connection peak.
     fn release_writer_slots(&self) {
         let mut writers = self.writers.borrow_mut();
         while writers.last().is_some_and(Option::is_none) {
             writers.pop();
         }
         writers.shrink_to_fit();
+        *self.frame_vecs.borrow_mut() = Vec::new();
+        *self.batches.borrow_mut() = Vec::new();
     }
 
-    /// Forgets the writer of `key`, if it is still `signal` (keys are reused).
-    pub fn unregister_writer(&self, key: ConnKey, signal: &Rc<Signal>) {
+    /// Forgets the writer of `key`, if it is still `writer` (keys are reused).
+    pub fn unregister_writer(&self, key: ConnKey, writer: &Rc<Writer>) {
         let mut writers = self.writers.borrow_mut();
         if let Some(slot) = writers.get_mut(key)
-            && slot.as_ref().is_some_and(|s| Rc::ptr_eq(s, signal))
+            && slot.as_ref().is_some_and(|w| Rc::ptr_eq(w, writer))
         {
             *slot = None;
         }
+    }
+
+    /// Shuts down the sockets of writers whose deadline has passed.
+    fn expire_writers(&self, now: Instant) {
+        for writer in self.writers.borrow().iter().flatten() {
+            writer.expire_if_due(now);
+        }
+    }
+
+    /// Lends an empty frame vector (from the pool, or a new one).
+    pub fn lend_frames(&self) -> Vec<Bytes> {
+        self.frame_vecs.borrow_mut().pop().unwrap_or_default()
+    }
+
+    /// Takes back a frame vector, emptied.
+    pub fn return_frames(&self, mut frames: Vec<Bytes>) {
+        frames.clear();
+        self.frame_vecs.borrow_mut().push(frames);
+    }
+
+    /// Lends an empty `writev` batch.
+    pub fn lend_batch(&self) -> FrameBatch {
+        self.batches.borrow_mut().pop().unwrap_or_default()
+    }
+
+    /// Takes back a batch, emptied.
+    pub fn return_batch(&self, mut batch: FrameBatch) {
+        batch.clear();
+        self.batches.borrow_mut().push(batch);
     }
 
     /// Waits for the answers to `ids`, in order.
@@ -371,6 +473,8 @@ async fn shard_main(setup: ShardSetup) {
     let rt = Rc::new(ShardRt {
         core: RefCell::new(core),
         writers: RefCell::new(Vec::new()),
+        frame_vecs: RefCell::new(Vec::new()),
+        batches: RefCell::new(Vec::new()),
         queries: RefCell::new(HashMap::new()),
         backlog: RefCell::new((0..shard_count).map(|_| VecDeque::new()).collect()),
         pumping: RefCell::new(vec![false; shard_count]),
@@ -474,6 +578,7 @@ async fn tick(rt: Rc<ShardRt>) {
             begin_shutdown(&rt);
         }
         rt.with_core(|core| core.handle_tick(Instant::now()));
+        rt.expire_writers(Instant::now());
         let connections = rt.core().connection_count();
         high_water = high_water.max(connections);
         // After many disconnects, give the freed per-connection memory back to the OS: glibc

@@ -1,8 +1,10 @@
-//! A batch of frames written with one `writev`: the shared `Bytes` of a publish go to the
-//! kernel as they are, without being copied into a per-socket buffer.
+//! Socket I/O shared by the broker and the load generator: a batch of frames written with one
+//! `writev` (the shared `Bytes` of a publish go to the kernel as they are, without being copied
+//! into a per-socket buffer), and append-reads into a growing buffer.
 
-use bytes::Bytes;
-use monoio::buf::IoVecBuf;
+use bytes::{Bytes, BytesMut};
+use monoio::buf::{IoBufMut, IoVecBuf};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 /// Frames and the iovec array pointing into them.
 #[derive(Default)]
@@ -54,6 +56,43 @@ impl FrameBatch {
             first.iov_len -= written;
         }
     }
+}
+
+/// Writes a whole batch with `writev`, resuming after partial writes without allocating
+/// (monoio's `write_vectored_all` copies the iovec array on every call). The batch comes back
+/// either way, so its vectors can be reused.
+pub async fn write_batch<W: AsyncWriteRent>(
+    writer: &mut W,
+    mut batch: FrameBatch,
+) -> (std::io::Result<()>, FrameBatch) {
+    while batch.byte_len() > 0 {
+        let (result, returned) = writer.writev(batch).await;
+        batch = returned;
+        match result {
+            Ok(0) => return (Err(std::io::ErrorKind::WriteZero.into()), batch),
+            Ok(n) => batch.advance(n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return (Err(e), batch),
+        }
+    }
+    (Ok(()), batch)
+}
+
+/// Appends what the socket has to `buf`; when less than `min_spare` bytes are free, the
+/// buffer first grows (at least doubling). Returns the bytes read, 0 at end-of-stream.
+pub async fn read_more<R: AsyncReadRent>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    min_spare: usize,
+) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < min_spare {
+        buf.reserve(buf.capacity().max(min_spare * 2));
+    }
+    let owned = std::mem::take(buf);
+    let len = owned.len();
+    let (result, slice) = reader.read(owned.slice_mut(len..)).await;
+    *buf = slice.into_inner();
+    result
 }
 
 // SAFETY: `iovecs` points into the heap buffers of `frames`, which the batch owns and does not
