@@ -5,8 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes, BytesMut};
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use ringcast::core::auth::api::signed_query;
 use ringcast::core::auth::hmac_key;
@@ -16,8 +15,9 @@ use ringcast::core::ws::frame::{
 
 use crate::Target;
 
-/// Opens a TCP connection from `source` (if given) to the target.
-pub fn connect_from(target: &Target, source: Option<Ipv4Addr>) -> io::Result<TcpStream> {
+/// Opens a TCP connection from `source` (if given) to the target without blocking the
+/// runtime: a non-blocking `connect`, then a wait for writability (at most 5 s).
+pub async fn connect_from(target: &Target, source: Option<Ipv4Addr>) -> io::Result<TcpStream> {
     let host: Ipv4Addr = target
         .host
         .parse()
@@ -28,24 +28,45 @@ pub fn connect_from(target: &Target, source: Option<Ipv4Addr>) -> io::Result<Tcp
         socket2::Type::STREAM,
         Some(socket2::Protocol::TCP),
     )?;
+    socket.set_nonblocking(true)?;
     if let Some(source) = source {
         socket.bind(&SocketAddr::V4(SocketAddrV4::new(source, 0)).into())?;
     }
-    socket.connect_timeout(&remote.into(), Duration::from_secs(5))?;
+    match socket.connect(&remote.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
     socket.set_nodelay(true)?;
-    socket.set_nonblocking(true)?;
-    TcpStream::from_std(socket.into())
+    let probe = socket.try_clone()?;
+    let stream = TcpStream::from_std(socket.into())?;
+    match monoio::time::timeout(Duration::from_secs(5), stream.writable(false)).await {
+        Ok(result) => result?,
+        Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+    }
+    match probe.take_error()? {
+        Some(err) => Err(err),
+        None => Ok(stream),
+    }
 }
 
 async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
-    if buf.capacity() - buf.len() < 4096 {
-        buf.reserve(16 * 1024);
+    ringcast::shell::io::read_more(stream, buf, 4096).await
+}
+
+/// Reads until `buf` holds a whole HTTP response head; returns its length.
+async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Ok(end + 4);
+        }
+        if read_more(stream, buf).await? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "closed before a response head",
+            ));
+        }
     }
-    let owned = std::mem::take(buf);
-    let len = owned.len();
-    let (result, slice) = stream.read(owned.slice_mut(len..)).await;
-    *buf = slice.into_inner();
-    result
 }
 
 /// A Pusher WebSocket connection.
@@ -67,17 +88,7 @@ impl PusherConn {
         let (result, _) = stream.write_all(request.into_bytes()).await;
         result?;
         let mut buf = BytesMut::with_capacity(4096);
-        let head_end = loop {
-            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break end + 4;
-            }
-            if read_more(&mut stream, &mut buf).await? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "closed during upgrade",
-                ));
-            }
-        };
+        let head_end = read_head(&mut stream, &mut buf).await?;
         if !buf.starts_with(b"HTTP/1.1 101") {
             return Err(io::Error::other("upgrade refused"));
         }
@@ -100,6 +111,37 @@ impl PusherConn {
             .map_err(io::Error::other)?;
         let socket_id = data["socket_id"].as_str().unwrap_or_default().to_owned();
         Ok((conn, socket_id))
+    }
+
+    /// Subscribes to `channel` and waits for `pusher_internal:subscription_succeeded`.
+    /// `auth` is the `(auth, channel_data)` of a private or presence channel (`channel_data`
+    /// may be empty). A `subscription_error` or `pusher:error` is an error.
+    pub async fn subscribe(&mut self, channel: &str, auth: Option<(&str, &str)>) -> io::Result<()> {
+        let mut data = serde_json::json!({ "channel": channel });
+        if let Some((auth, channel_data)) = auth {
+            data["auth"] = auth.into();
+            if !channel_data.is_empty() {
+                data["channel_data"] = channel_data.into();
+            }
+        }
+        let subscribe = serde_json::json!({ "event": "pusher:subscribe", "data": data });
+        self.send_text(&subscribe.to_string()).await?;
+        loop {
+            let text = self
+                .next_text()
+                .await?
+                .ok_or_else(|| io::Error::other("closed while subscribing"))?;
+            let has = |needle: &[u8]| text.windows(needle.len()).any(|w| w == needle);
+            if has(b"pusher_internal:subscription_succeeded") {
+                return Ok(());
+            }
+            if has(b"subscription_error") || has(b"pusher:error") {
+                return Err(io::Error::other(format!(
+                    "subscription refused: {}",
+                    String::from_utf8_lossy(&text)
+                )));
+            }
+        }
     }
 
     /// Sends a JSON text message.
@@ -157,18 +199,22 @@ fn fastish_mask() -> [u8; 4] {
     nanos.to_le_bytes()
 }
 
-/// A keep-alive HTTP/1.1 connection for signed API calls.
+/// An HTTP/1.1 connection for signed API calls, kept alive while the server allows; a
+/// request on a connection the server has closed is retried once on a new one.
 pub struct ApiConn {
     stream: TcpStream,
     buf: BytesMut,
+    /// The server said `Connection: close`, or the connection failed.
+    closed: bool,
 }
 
 impl ApiConn {
     /// Connects to the target.
-    pub fn connect(target: &Target) -> io::Result<Self> {
+    pub async fn connect(target: &Target) -> io::Result<Self> {
         Ok(Self {
-            stream: connect_from(target, None)?,
+            stream: connect_from(target, None).await?,
             buf: BytesMut::with_capacity(4096),
+            closed: false,
         })
     }
 
@@ -204,6 +250,28 @@ impl ApiConn {
         path: &str,
         body: &str,
     ) -> io::Result<(u16, Bytes)> {
+        let reused = !self.closed;
+        if self.closed {
+            *self = Self::connect(target).await?;
+        }
+        match self.exchange(target, method, path, body).await {
+            Err(_) if reused => {
+                // The server may have closed an idle keep-alive connection: once more, afresh.
+                *self = Self::connect(target).await?;
+                self.exchange(target, method, path, body).await
+            }
+            other => other,
+        }
+    }
+
+    async fn exchange(
+        &mut self,
+        target: &Target,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> io::Result<(u16, Bytes)> {
+        self.closed = true;
         let request = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             target.host,
@@ -212,17 +280,7 @@ impl ApiConn {
         );
         let (result, _) = self.stream.write_all(request.into_bytes()).await;
         result?;
-        let head_end = loop {
-            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break end + 4;
-            }
-            if read_more(&mut self.stream, &mut self.buf).await? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "closed before response",
-                ));
-            }
-        };
+        let head_end = read_head(&mut self.stream, &mut self.buf).await?;
         let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
         let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
         let length: usize = head
@@ -241,6 +299,12 @@ impl ApiConn {
                 ));
             }
         }
+        self.closed = head.lines().any(|l| {
+            l.split_once(':').is_some_and(|(name, value)| {
+                name.eq_ignore_ascii_case("connection")
+                    && value.trim().eq_ignore_ascii_case("close")
+            })
+        });
         self.buf.advance(head_end);
         Ok((status, self.buf.split_to(length).freeze()))
     }

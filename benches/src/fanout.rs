@@ -9,8 +9,8 @@ use hdrhistogram::Histogram;
 
 use crate::FanoutArgs;
 use crate::client::{ApiConn, PusherConn, connect_from};
-use crate::report::{FanoutResult, Latency};
-use crate::util::{contains, rss_kib};
+use crate::report::FanoutResult;
+use crate::util::{histogram, percentiles, rss_kib};
 
 /// Concurrent publishing connections.
 const PUBLISHERS: u32 = 4;
@@ -19,6 +19,8 @@ const DRAIN: Duration = Duration::from_secs(5);
 
 struct Shared {
     epoch: Instant,
+    /// Events sent before this (µs since `epoch`) belong to an earlier window.
+    window_start_us: Cell<u64>,
     latency: RefCell<Histogram<u64>>,
     publish_latency: RefCell<Histogram<u64>>,
     delivered: Cell<u64>,
@@ -27,21 +29,16 @@ struct Shared {
     publish_errors: Cell<u64>,
 }
 
-/// Runs one fan-out measurement.
-pub fn run(args: &FanoutArgs) -> anyhow::Result<FanoutResult> {
+/// Connects the subscribers once, then measures one window per publish rate.
+pub fn run(args: &FanoutArgs) -> anyhow::Result<Vec<FanoutResult>> {
     crate::util::block_on(fanout(args.clone()))?
 }
 
-fn histogram() -> Histogram<u64> {
-    // 1 µs .. 60 s at 3 significant digits; the bounds are constants, so this cannot fail.
-    Histogram::new_with_bounds(1, 60_000_000, 3)
-        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
-}
-
-async fn fanout(args: FanoutArgs) -> anyhow::Result<FanoutResult> {
+async fn fanout(args: FanoutArgs) -> anyhow::Result<Vec<FanoutResult>> {
     let target = &args.target;
     let shared = Rc::new(Shared {
         epoch: Instant::now(),
+        window_start_us: Cell::new(0),
         latency: RefCell::new(histogram()),
         publish_latency: RefCell::new(histogram()),
         delivered: Cell::new(0),
@@ -62,27 +59,10 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<FanoutResult> {
         );
         let source = (args.source_addresses > 0)
             .then(|| Ipv4Addr::new(127, 0, 0, 2 + (i % args.source_addresses as usize) as u8));
-        let stream = connect_from(target, source)?;
+        let stream = connect_from(target, source).await?;
         let (mut conn, _) = PusherConn::open(stream, target).await?;
         let channel = i % channels.len();
-        conn.send_text(&format!(
-            r#"{{"event":"pusher:subscribe","data":{{"channel":"{}"}}}}"#,
-            channels[channel]
-        ))
-        .await?;
-        loop {
-            let text = conn
-                .next_text()
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("closed while subscribing"))?;
-            if contains(&text, b"subscription_succeeded") {
-                break;
-            }
-            anyhow::ensure!(
-                !contains(&text, b"subscription_error"),
-                "subscription refused"
-            );
-        }
+        conn.subscribe(&channels[channel], None).await?;
         per_channel[channel] += 1;
         monoio::spawn(receive(conn, shared.clone()));
         if (i + 1) % 1000 == 0 {
@@ -92,7 +72,7 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<FanoutResult> {
     // Slow consumers: subscribed, then never read again (kept open until the run ends).
     let mut slow = Vec::new();
     for _ in 0..args.slow_subscribers {
-        let stream = connect_from(target, None)?;
+        let stream = connect_from(target, None).await?;
         let (mut conn, _) = PusherConn::open(stream, target).await?;
         let subscribe = format!(
             r#"{{"event":"pusher:subscribe","data":{{"channel":"{}"}}}}"#,
@@ -102,29 +82,56 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<FanoutResult> {
         slow.push(conn);
     }
     eprintln!(
-        "{} subscribers (+{} that never read) ready; publishing {}/s for {:?}",
-        args.subscribers, args.slow_subscribers, args.rate, args.duration
+        "{} subscribers (+{} that never read) ready",
+        args.subscribers, args.slow_subscribers
     );
+    let per_channel = Rc::new(per_channel);
+    let channels = Rc::new(channels);
+    let mut results = Vec::new();
+    for &rate in &args.rate {
+        eprintln!("publishing {rate}/s for {:?}", args.duration);
+        let result = window(&args, rate, &channels, &per_channel, &shared).await?;
+        eprintln!(
+            "  delivered {:.4} of expected, p99 {:.2} ms",
+            result.delivery_ratio,
+            result.latency.p99_us as f64 / 1000.0
+        );
+        results.push(result);
+    }
+    drop(slow);
+    Ok(results)
+}
 
+/// One measurement window at `rate` publishes per second.
+async fn window(
+    args: &FanoutArgs,
+    rate: u32,
+    channels: &Rc<Vec<String>>,
+    per_channel: &Rc<Vec<u64>>,
+    shared: &Rc<Shared>,
+) -> anyhow::Result<FanoutResult> {
+    let target = &args.target;
+    shared.reset();
     let before = if args.scrape_metrics {
         scrape(target).await.ok()
     } else {
         None
     };
-    let per_channel = Rc::new(per_channel);
-    let channels = Rc::new(channels);
     let start = Instant::now();
-    let mut publishers = Vec::new();
-    for p in 0..PUBLISHERS.min(args.rate.max(1)) {
-        publishers.push(monoio::spawn(publish(
+    let publishers = PUBLISHERS.min(rate.max(1));
+    let mut handles = Vec::new();
+    for p in 0..publishers {
+        handles.push(monoio::spawn(publish(
             p,
+            publishers,
+            rate,
             args.clone(),
             channels.clone(),
             per_channel.clone(),
             shared.clone(),
         )));
     }
-    for handle in publishers {
+    for handle in handles {
         handle.await?;
     }
     let seconds = start.elapsed().as_secs_f64();
@@ -137,7 +144,6 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<FanoutResult> {
     } else {
         None
     };
-    drop(slow);
 
     let (expected, delivered, published) = (
         shared.expected.get(),
@@ -168,7 +174,7 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<FanoutResult> {
     Ok(FanoutResult {
         subscribers: args.subscribers,
         channels: args.channels.max(1),
-        rate: args.rate,
+        rate,
         seconds,
         published,
         publish_errors: shared.publish_errors.get(),
@@ -189,9 +195,29 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<FanoutResult> {
     })
 }
 
+impl Shared {
+    /// Starts a new window: counters at zero, and deliveries of earlier events ignored.
+    fn reset(&self) {
+        self.window_start_us
+            .set(self.epoch.elapsed().as_micros() as u64);
+        self.latency.borrow_mut().reset();
+        self.publish_latency.borrow_mut().reset();
+        for counter in [
+            &self.delivered,
+            &self.expected,
+            &self.published,
+            &self.publish_errors,
+        ] {
+            counter.set(0);
+        }
+    }
+}
+
 async fn receive(mut conn: PusherConn, shared: Rc<Shared>) {
     while let Ok(Some(text)) = conn.next_text().await {
-        if let Some(sent_us) = timestamp(&text) {
+        if let Some(sent_us) = timestamp(&text)
+            && sent_us >= shared.window_start_us.get()
+        {
             let now_us = shared.epoch.elapsed().as_micros() as u64;
             let _ = shared
                 .latency
@@ -204,17 +230,18 @@ async fn receive(mut conn: PusherConn, shared: Rc<Shared>) {
 
 async fn publish(
     index: u32,
+    publishers: u32,
+    rate: u32,
     args: FanoutArgs,
     channels: Rc<Vec<String>>,
     per_channel: Rc<Vec<u64>>,
     shared: Rc<Shared>,
 ) -> anyhow::Result<()> {
     let target = &args.target;
-    let mut api = ApiConn::connect(target)?;
+    let mut api = ApiConn::connect(target).await?;
     let path = format!("/apps/{}/events", args.target.app_id);
-    let interval =
-        Duration::from_secs_f64(PUBLISHERS.min(args.rate.max(1)) as f64 / args.rate.max(1) as f64);
-    let start = Instant::now() + interval.mul_f64(index as f64 / PUBLISHERS as f64);
+    let interval = Duration::from_secs_f64(f64::from(publishers) / f64::from(rate.max(1)));
+    let start = Instant::now() + interval.mul_f64(f64::from(index) / f64::from(publishers));
     let padding = "x".repeat(args.payload.saturating_sub(40));
     let mut k: u64 = 0;
     loop {
@@ -226,7 +253,7 @@ async fn publish(
         if due > now {
             monoio::time::sleep(due - now).await;
         }
-        let seq = k * PUBLISHERS as u64 + index as u64;
+        let seq = k * u64::from(publishers) + u64::from(index);
         let channel = (seq % channels.len() as u64) as usize;
         let sent_us = shared.epoch.elapsed().as_micros() as u64;
         let data = format!(r#"{{"t":{sent_us},"s":{seq},"p":"{padding}"}}"#);
@@ -247,7 +274,7 @@ async fn publish(
             Ok(_) => shared.publish_errors.set(shared.publish_errors.get() + 1),
             Err(_) => {
                 shared.publish_errors.set(shared.publish_errors.get() + 1);
-                api = ApiConn::connect(target)?;
+                api = ApiConn::connect(target).await?;
             }
         }
         k += 1;
@@ -265,17 +292,8 @@ fn timestamp(text: &[u8]) -> Option<u64> {
         .ok()
 }
 
-fn percentiles(h: &Histogram<u64>) -> Latency {
-    Latency {
-        p50_us: h.value_at_quantile(0.5),
-        p99_us: h.value_at_quantile(0.99),
-        p999_us: h.value_at_quantile(0.999),
-        max_us: h.max(),
-    }
-}
-
 async fn scrape(target: &crate::Target) -> std::io::Result<String> {
-    let mut conn = ApiConn::connect(target)?;
+    let mut conn = ApiConn::connect(target).await?;
     let (_, body) = conn.request(target, "GET", "/metrics", "").await?;
     Ok(String::from_utf8_lossy(&body).into_owned())
 }

@@ -9,10 +9,14 @@
 //! member event on the way, and afterwards checks the server for ghost members, leaked
 //! channels, descriptors and memory growth. Every run is bounded in time and count.
 
+mod bare;
 mod churn;
 mod client;
 mod fanout;
+mod idle;
+mod plot;
 mod report;
+mod storm;
 mod util;
 
 use std::path::PathBuf;
@@ -34,6 +38,26 @@ enum Command {
     /// Presence churn for a bounded time, then checks for ghost members, leaked channels
     /// and memory growth. Exits with status 1 if a check fails.
     Churn(ChurnArgs),
+    /// Server RSS per idle subscribed connection at several connection counts.
+    Idle(IdleArgs),
+    /// Connection storms at rising concurrency: rate, latency to subscribed, failures.
+    Storm(StormArgs),
+    /// Compare fan-out results of several servers: a table and one plot.
+    Compare(CompareArgs),
+    /// Run the bare-loop baseline server: subscribe and fan out pre-encoded frames, nothing
+    /// else, on one thread.
+    BareServer(BareArgs),
+}
+
+/// Options of `bare-server`.
+#[derive(Args, Clone, Debug)]
+pub struct BareArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on.
+    #[arg(long, default_value_t = 8099)]
+    pub port: u16,
 }
 
 /// Which server to load.
@@ -67,9 +91,10 @@ pub struct FanoutArgs {
     /// Channels the subscribers are spread over (round-robin).
     #[arg(long, default_value_t = 1)]
     pub channels: usize,
-    /// Publishes per second (each to one channel, round-robin).
-    #[arg(long, default_value_t = 100)]
-    pub rate: u32,
+    /// Publishes per second (each to one channel, round-robin); several, comma-separated,
+    /// measure one window each over the same subscribers.
+    #[arg(long, value_delimiter = ',', default_value = "100")]
+    pub rate: Vec<u32>,
     /// How long to publish.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
@@ -89,6 +114,79 @@ pub struct FanoutArgs {
     /// A server pid whose RSS to report.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Write the result as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Draw latency against delivery rate into this SVG file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// The server's name in reports and plots.
+    #[arg(long, default_value = "server")]
+    pub label: String,
+}
+
+/// Options of `compare`.
+#[derive(Args, Clone, Debug)]
+pub struct CompareArgs {
+    /// `label=path` of a `fanout --json` file; repeat for each server.
+    #[arg(long = "fanout", required = true)]
+    pub fanout: Vec<String>,
+    /// The label of the baseline the others are compared with (e.g. the bare loop).
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// Draw every server's latency against delivery rate into this SVG file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+/// Options of `storm`.
+#[derive(Args, Clone, Debug)]
+pub struct StormArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Connections per level (at most about 19,000 in one process: 20,000 open files).
+    #[arg(long, default_value_t = 10_000)]
+    pub connections: usize,
+    /// Concurrent openers, one level each, comma-separated; stops after a level with failures.
+    #[arg(long, value_delimiter = ',', default_value = "16,64,256,1024")]
+    pub concurrency: Vec<usize>,
+    /// Channels the connections subscribe to.
+    #[arg(long, default_value_t = 100)]
+    pub channels: usize,
+    /// Source addresses 127.0.0.2 .. 127.0.0.(1+N).
+    #[arg(long, default_value_t = 4)]
+    pub source_addresses: u8,
+    /// A level that takes longer than this stops opening.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    pub max_time: Duration,
+    /// A server pid whose RSS and descriptors to report.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Write the result as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// Options of `idle`.
+#[derive(Args, Clone, Debug)]
+pub struct IdleArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// The server's pid (its RSS is what is measured).
+    #[arg(long)]
+    pub server_pid: u32,
+    /// Connection counts to measure at, in increasing order.
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000,15000")]
+    pub steps: Vec<usize>,
+    /// Channels the connections are spread over.
+    #[arg(long, default_value_t = 100)]
+    pub channels: usize,
+    /// Source addresses 127.0.0.2 .. 127.0.0.(1+N) for the connections.
+    #[arg(long, default_value_t = 4)]
+    pub source_addresses: u8,
+    /// Give up if connecting takes longer than this.
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    pub max_time: Duration,
     /// Write the result as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -144,8 +242,52 @@ fn parse_duration(raw: &str) -> Result<Duration, String> {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Fanout(args) => {
-            let result = fanout::run(&args)?;
-            println!("{}", report::markdown(&result));
+            let results = fanout::run(&args)?;
+            println!("{}", report::markdown(&results));
+            if let Some(path) = &args.json {
+                std::fs::write(path, serde_json::to_string_pretty(&results)?)?;
+            }
+            if let Some(path) = &args.plot {
+                let series = [plot::Series {
+                    label: &args.label,
+                    results: &results,
+                }];
+                plot::latency_vs_rate(path, "fan-out latency", &series)?;
+            }
+        }
+        Command::BareServer(args) => bare::serve(&args)?,
+        Command::Compare(args) => {
+            let mut servers = Vec::new();
+            for entry in &args.fanout {
+                let (label, path) = entry
+                    .split_once('=')
+                    .ok_or_else(|| anyhow::anyhow!("--fanout wants label=path, got {entry:?}"))?;
+                let results: Vec<report::FanoutResult> =
+                    serde_json::from_slice(&std::fs::read(path)?)?;
+                servers.push((label.to_owned(), results));
+            }
+            println!(
+                "{}",
+                report::compare_markdown(&servers, args.baseline.as_deref())
+            );
+            if let Some(path) = &args.plot {
+                let series: Vec<plot::Series<'_>> = servers
+                    .iter()
+                    .map(|(label, results)| plot::Series { label, results })
+                    .collect();
+                plot::latency_vs_rate(path, "fan-out: latency against delivery rate", &series)?;
+            }
+        }
+        Command::Storm(args) => {
+            let result = storm::run(&args)?;
+            println!("{}", report::storm_markdown(&result));
+            if let Some(path) = &args.json {
+                std::fs::write(path, serde_json::to_string_pretty(&result)?)?;
+            }
+        }
+        Command::Idle(args) => {
+            let result = idle::run(&args)?;
+            println!("{}", report::idle_markdown(&result));
             if let Some(path) = &args.json {
                 std::fs::write(path, serde_json::to_string_pretty(&result)?)?;
             }

@@ -1,9 +1,9 @@
 //! Results: JSON for machines, a Markdown table for people.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Latency percentiles in microseconds.
-#[derive(Serialize, Default, Debug)]
+#[derive(Serialize, Deserialize, Default, Debug)]
 pub struct Latency {
     /// Median.
     pub p50_us: u64,
@@ -16,7 +16,7 @@ pub struct Latency {
 }
 
 /// What a fan-out run measured.
-#[derive(Serialize, Default, Debug)]
+#[derive(Serialize, Deserialize, Default, Debug)]
 pub struct FanoutResult {
     /// Subscribers connected and subscribed.
     pub subscribers: usize,
@@ -52,63 +52,40 @@ pub struct FanoutResult {
     pub server_rss_kib: Option<u64>,
 }
 
-/// A Markdown table of one result.
-pub fn markdown(r: &FanoutResult) -> String {
-    let mut rows = vec![
-        (
-            "subscribers / channels",
-            format!("{} / {}", r.subscribers, r.channels),
-        ),
-        (
-            "publish rate (target)",
-            format!("{}/s for {:.1} s", r.rate, r.seconds),
-        ),
-        (
-            "published (errors)",
-            format!("{} ({})", r.published, r.publish_errors),
-        ),
-        (
-            "delivered / expected",
-            format!("{} / {} ({:.4})", r.delivered, r.expected, r.delivery_ratio),
-        ),
-        (
-            "deliveries per second",
-            format!("{:.0}", r.deliveries_per_sec),
-        ),
-        (
-            "latency p50 / p99 / p99.9 / max",
-            format!(
-                "{:.2} / {:.2} / {:.2} / {:.2} ms",
-                ms(r.latency.p50_us),
-                ms(r.latency.p99_us),
-                ms(r.latency.p999_us),
-                ms(r.latency.max_us)
-            ),
-        ),
-        (
-            "publish latency p50 / p99",
-            format!(
-                "{:.2} / {:.2} ms",
-                ms(r.publish_latency.p50_us),
-                ms(r.publish_latency.p99_us)
-            ),
-        ),
-    ];
-    if let Some(w) = r.writes_per_delivery {
-        rows.push(("socket writes per delivery", format!("{w:.4}")));
+/// A Markdown table of fan-out results, one row per publish rate.
+pub fn markdown(results: &[FanoutResult]) -> String {
+    let mut out = String::from(
+        "| publishes/s | delivered / expected | deliveries/s | latency p50 / p99 / p99.9 / max (ms) | publish p99 (ms) | writes per delivery | allocations per publish | slow closed | server RSS |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
+    let opt = |v: Option<f64>, digits: usize| v.map_or("-".to_owned(), |v| format!("{v:.digits$}"));
+    for r in results {
+        out.push_str(&format!(
+            "| {} | {} / {} ({:.4}) | {:.0} | {:.2} / {:.2} / {:.2} / {:.2} | {:.2} | {} | {} | {} | {} |\n",
+            r.rate,
+            r.delivered,
+            r.expected,
+            r.delivery_ratio,
+            r.deliveries_per_sec,
+            ms(r.latency.p50_us),
+            ms(r.latency.p99_us),
+            ms(r.latency.p999_us),
+            ms(r.latency.max_us),
+            ms(r.publish_latency.p99_us),
+            opt(r.writes_per_delivery, 4),
+            opt(r.allocations_per_publish, 1),
+            opt(r.slow_consumers_closed, 0),
+            r.server_rss_kib.map_or("-".to_owned(), |k| format!("{k} KiB")),
+        ));
     }
-    if let Some(a) = r.allocations_per_publish {
-        rows.push(("allocations per publish", format!("{a:.1}")));
-    }
-    if let Some(closed) = r.slow_consumers_closed {
-        rows.push(("slow consumers closed (4100)", format!("{closed:.0}")));
-    }
-    if let Some(rss) = r.server_rss_kib {
-        rows.push(("server RSS", format!("{rss} KiB")));
-    }
-    let mut out = String::from("| measure | value |\n|---|---|\n");
-    for (k, v) in rows {
-        out.push_str(&format!("| {k} | {v} |\n"));
+    if let Some(r) = results.first() {
+        out.push_str(&format!(
+            "\n{} subscribers over {} channels, {:.0} s per rate; publish errors: {}\n",
+            r.subscribers,
+            r.channels,
+            r.seconds,
+            results.iter().map(|r| r.publish_errors).sum::<u64>()
+        ));
     }
     out
 }
@@ -163,8 +140,8 @@ pub struct ChurnResult {
     pub leaked_channels: Vec<String>,
     /// Server RSS when the churn began, in KiB.
     pub rss_start_kib: Option<u64>,
-    /// Server RSS after a tenth of the run (warmed up), in KiB.
-    pub rss_warm_kib: Option<u64>,
+    /// Server RSS halfway through the run, in KiB.
+    pub rss_mid_kib: Option<u64>,
     /// Server RSS after every client left, in KiB.
     pub rss_end_kib: Option<u64>,
     /// Highest RSS sampled during the churn, in KiB.
@@ -180,7 +157,7 @@ pub struct ChurnResult {
 impl ChurnResult {
     /// What is wrong, if anything: errors, lost events, inconsistent or ghost members,
     /// leaked channels or descriptors, or memory that kept growing (over 10% above the
-    /// warmed-up reading once every client left).
+    /// halfway reading once every client left).
     pub fn failures(&self) -> Vec<String> {
         let mut out = Vec::new();
         if self.sessions == 0 {
@@ -213,12 +190,10 @@ impl ChurnResult {
         {
             out.push(format!("file descriptors {before} -> {after}"));
         }
-        if let (Some(warm), Some(end)) = (self.rss_warm_kib, self.rss_end_kib)
-            && end * 10 > warm * 11
+        if let (Some(mid), Some(end)) = (self.rss_mid_kib, self.rss_end_kib)
+            && end * 10 > mid * 11
         {
-            out.push(format!(
-                "RSS grew: {warm} KiB warmed up, {end} KiB at the end"
-            ));
+            out.push(format!("RSS grew: {mid} KiB halfway, {end} KiB at the end"));
         }
         out
     }
@@ -256,11 +231,11 @@ pub fn churn_markdown(r: &ChurnResult) -> String {
             r.leaked_channels.len().to_string(),
         ),
         (
-            "server RSS start / warmed up / max / end",
+            "server RSS start / halfway / max / end",
             format!(
                 "{} / {} / {} / {}",
                 kib(r.rss_start_kib),
-                kib(r.rss_warm_kib),
+                kib(r.rss_mid_kib),
                 kib(r.rss_max_kib),
                 kib(r.rss_end_kib)
             ),
@@ -278,6 +253,174 @@ pub fn churn_markdown(r: &ChurnResult) -> String {
     for (k, v) in rows {
         out.push_str(&format!("| {k} | {v} |\n"));
     }
+    out
+}
+
+/// RSS with a number of idle subscribed connections open.
+#[derive(Serialize, Debug)]
+pub struct IdleStep {
+    /// Connections open (each subscribed to one channel).
+    pub connections: usize,
+    /// Server RSS, settled, in KiB.
+    pub rss_kib: u64,
+    /// (RSS - baseline) / connections, in bytes.
+    pub per_connection_bytes: f64,
+    /// Time to open and subscribe this step's new connections.
+    pub connect_seconds: f64,
+}
+
+/// What an idle-memory run measured.
+#[derive(Serialize, Debug)]
+pub struct IdleResult {
+    /// Server RSS before the first connection, in KiB.
+    pub baseline_kib: u64,
+    /// One reading per step.
+    pub steps: Vec<IdleStep>,
+    /// Server RSS after every connection was dropped, in KiB.
+    pub after_disconnect_kib: u64,
+    /// Server file descriptors before.
+    pub fds_before: Option<u64>,
+    /// Server file descriptors after every connection was dropped.
+    pub fds_after: Option<u64>,
+}
+
+/// A Markdown table of an idle-memory result.
+pub fn idle_markdown(r: &IdleResult) -> String {
+    let mut out = String::from("| connections | server RSS | per connection |\n|---|---|---|\n");
+    out.push_str(&format!("| 0 | {} KiB | |\n", r.baseline_kib));
+    for step in &r.steps {
+        out.push_str(&format!(
+            "| {} | {} KiB | {:.0} bytes |\n",
+            step.connections, step.rss_kib, step.per_connection_bytes
+        ));
+    }
+    out.push_str(&format!(
+        "| 0 (after disconnect) | {} KiB | |\n",
+        r.after_disconnect_kib
+    ));
+    out
+}
+
+/// One concurrency level of a connection storm.
+#[derive(Serialize, Debug)]
+pub struct StormLevel {
+    /// Connections opened at once.
+    pub concurrency: usize,
+    /// Connections upgraded and subscribed.
+    pub subscribed: usize,
+    /// Connections that failed (refused, timed out, closed).
+    pub failures: u64,
+    /// The first failure.
+    pub first_error: Option<String>,
+    /// Time until every connection was subscribed (or failed).
+    pub seconds: f64,
+    /// Subscribed connections per second.
+    pub connections_per_sec: f64,
+    /// TCP connect to `subscription_succeeded`, per connection.
+    pub latency: Latency,
+    /// Server RSS with every connection open, in KiB.
+    pub rss_peak_kib: Option<u64>,
+    /// After all connections dropped at once: time for a new one to be subscribed, in ms.
+    pub accept_after_drop_ms: Option<f64>,
+}
+
+/// What a connection storm measured.
+#[derive(Serialize, Debug)]
+pub struct StormResult {
+    /// Connections per level.
+    pub connections: usize,
+    /// One entry per concurrency level run.
+    pub levels: Vec<StormLevel>,
+    /// Server file descriptors before the storms.
+    pub fds_before: Option<u64>,
+    /// Server file descriptors after the last drop.
+    pub fds_after: Option<u64>,
+    /// Server RSS before the storms, in KiB.
+    pub rss_before_kib: Option<u64>,
+    /// Server RSS after the last drop, in KiB.
+    pub rss_after_kib: Option<u64>,
+}
+
+/// A Markdown table of a storm result.
+pub fn storm_markdown(r: &StormResult) -> String {
+    let mut out = String::from(
+        "| concurrency | subscribed | failed | time (s) | connections/s | connect→subscribed p50 / p99 / max (ms) | server RSS peak | new connection after drop (ms) |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for l in &r.levels {
+        out.push_str(&format!(
+            "| {} | {} | {} | {:.2} | {:.0} | {:.1} / {:.1} / {:.1} | {} | {} |\n",
+            l.concurrency,
+            l.subscribed,
+            l.failures,
+            l.seconds,
+            l.connections_per_sec,
+            ms(l.latency.p50_us),
+            ms(l.latency.p99_us),
+            ms(l.latency.max_us),
+            l.rss_peak_kib
+                .map_or("-".to_owned(), |k| format!("{k} KiB")),
+            l.accept_after_drop_ms
+                .map_or("refused".to_owned(), |v| format!("{v:.1}")),
+        ));
+    }
+    let fmt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+    out.push_str(&format!(
+        "\nserver fds {} before, {} after; RSS {} KiB before, {} KiB after\n",
+        fmt(r.fds_before),
+        fmt(r.fds_after),
+        fmt(r.rss_before_kib),
+        fmt(r.rss_after_kib)
+    ));
+    out
+}
+
+/// A fan-out window passes when every event arrived and p99 stayed under 50 ms.
+pub fn sustained(r: &FanoutResult) -> bool {
+    r.expected > 0
+        && r.delivered >= r.expected
+        && r.publish_errors == 0
+        && r.latency.p99_us < 50_000
+}
+
+/// The highest window that passed, if any.
+pub fn best_sustained(results: &[FanoutResult]) -> Option<&FanoutResult> {
+    results
+        .iter()
+        .filter(|r| sustained(r))
+        .max_by(|a, b| a.deliveries_per_sec.total_cmp(&b.deliveries_per_sec))
+}
+
+/// One row per server: its best sustained fan-out and, if a baseline is named, the ratio.
+pub fn compare_markdown(servers: &[(String, Vec<FanoutResult>)], baseline: Option<&str>) -> String {
+    let base = baseline
+        .and_then(|name| servers.iter().find(|(label, _)| label == name))
+        .and_then(|(_, results)| best_sustained(results))
+        .map(|r| r.deliveries_per_sec);
+    let mut out = String::from(
+        "| server | best sustained deliveries/s | at publishes/s | p50 / p99 (ms) | vs baseline |\n|---|---|---|---|---|\n",
+    );
+    for (label, results) in servers {
+        match best_sustained(results) {
+            Some(r) => out.push_str(&format!(
+                "| {label} | {:.0} | {} | {:.2} / {:.2} | {} |\n",
+                r.deliveries_per_sec,
+                r.rate,
+                ms(r.latency.p50_us),
+                ms(r.latency.p99_us),
+                base.map_or("-".to_owned(), |b| format!(
+                    "{:.0}%",
+                    100.0 * r.deliveries_per_sec / b
+                )),
+            )),
+            None => out.push_str(&format!(
+                "| {label} | none of the rates was sustained | | | |\n"
+            )),
+        }
+    }
+    out.push_str(
+        "\nSustained: every event delivered, no publish error, p99 end-to-end latency under 50 ms.\n",
+    );
     out
 }
 
@@ -303,13 +446,46 @@ mod tests {
             ghost_members: 0,
             leaked_channels: Vec::new(),
             rss_start_kib: Some(50_000),
-            rss_warm_kib: Some(52_000),
+            rss_mid_kib: Some(52_000),
             rss_end_kib: Some(57_000),
             rss_max_kib: Some(58_000),
             rss_samples: Vec::new(),
             fds_before: Some(12),
             fds_after: Some(12),
         }
+    }
+
+    fn window(rate: u32, delivered: u64, p99_ms: u64) -> FanoutResult {
+        FanoutResult {
+            rate,
+            expected: u64::from(rate) * 100,
+            delivered,
+            deliveries_per_sec: delivered as f64 / 10.0,
+            latency: Latency {
+                p99_us: p99_ms * 1000,
+                ..Latency::default()
+            },
+            ..FanoutResult::default()
+        }
+    }
+
+    #[test]
+    fn the_best_sustained_rate_needs_full_delivery_and_a_p99_under_50_ms() {
+        let ringcast = vec![
+            window(100, 10_000, 2),
+            window(200, 20_000, 30),
+            window(400, 40_000, 80),
+            window(800, 70_000, 20),
+        ];
+        assert_eq!(best_sustained(&ringcast).map(|r| r.rate), Some(200));
+        let bare = vec![window(100, 10_000, 1), window(400, 40_000, 5)];
+        let table = compare_markdown(
+            &[("ringcast".into(), ringcast), ("bare".into(), bare)],
+            Some("bare"),
+        );
+        assert!(table.contains("| ringcast | 2000 | 200 |"), "{table}");
+        assert!(table.contains("| 50% |"), "{table}");
+        assert!(table.contains("| bare | 4000 | 400 |"), "{table}");
     }
 
     #[test]

@@ -2,7 +2,10 @@
 
 use std::future::Future;
 
+use hdrhistogram::Histogram;
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
+
+use crate::report::Latency;
 
 /// Runs `fut` on a monoio runtime: io_uring where the kernel has it, epoll otherwise.
 pub fn block_on<F: Future>(fut: F) -> anyhow::Result<F::Output> {
@@ -24,4 +27,21 @@ pub use ringcast::metrics::process::{open_fds, rss_kib};
 /// Whether `needle` occurs in `haystack`.
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A latency histogram in microseconds, 1 µs .. 60 s at 3 significant digits.
+pub fn histogram() -> Histogram<u64> {
+    // The bounds are constants, so this cannot fail.
+    Histogram::new_with_bounds(1, 60_000_000, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
+}
+
+/// The percentiles reports show.
+pub fn percentiles(h: &Histogram<u64>) -> Latency {
+    Latency {
+        p50_us: h.value_at_quantile(0.5),
+        p99_us: h.value_at_quantile(0.99),
+        p999_us: h.value_at_quantile(0.999),
+        max_us: h.max(),
+    }
 }
