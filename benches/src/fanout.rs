@@ -1,30 +1,48 @@
 //! The fan-out run: subscribers, an open-loop publisher, and the measurements.
+//!
+//! Past what one process may open (20,000 files here), the subscribers are spread over
+//! several processes: this one and children running `ringcast-bench fanout-child`, which
+//! connect their share, say `ready`, and answer each `report` line on their stdin with
+//! their deliveries and latency histogram since the last one, as one JSON line. Send
+//! timestamps are wall-clock microseconds, so every process measures the same way.
 
 use std::cell::{Cell, RefCell};
+use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 
-use crate::FanoutArgs;
 use crate::client::{ApiConn, PusherConn, connect_from};
 use crate::report::FanoutResult;
-use crate::util::{histogram, percentiles, rss_kib};
+use crate::util::{cpu_seconds, histogram, percentiles, rss_kib};
+use crate::{FanoutArgs, FanoutChildArgs, Target};
 
 /// Concurrent publishing connections.
 const PUBLISHERS: u32 = 4;
 /// How long to wait for in-flight deliveries after the last publish.
 const DRAIN: Duration = Duration::from_secs(5);
+/// Subscribers per process, leaving room under the 20,000 open files for the rest.
+const PER_PROCESS: usize = 15_000;
+
+/// Wall-clock microseconds: send and receive times comparable across processes.
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
 
 struct Shared {
-    epoch: Instant,
-    /// Events sent before this (µs since `epoch`) belong to an earlier window.
+    /// Events sent before this (wall-clock µs) belong to an earlier window.
     window_start_us: Cell<u64>,
     latency: RefCell<Histogram<u64>>,
     publish_latency: RefCell<Histogram<u64>>,
     delivered: Cell<u64>,
     expected: Cell<u64>,
+    /// Deliveries expected by this process's own subscribers.
+    own_expected: Cell<u64>,
     published: Cell<u64>,
     publish_errors: Cell<u64>,
 }
@@ -37,12 +55,12 @@ pub fn run(args: &FanoutArgs) -> anyhow::Result<Vec<FanoutResult>> {
 async fn fanout(args: FanoutArgs) -> anyhow::Result<Vec<FanoutResult>> {
     let target = &args.target;
     let shared = Rc::new(Shared {
-        epoch: Instant::now(),
         window_start_us: Cell::new(0),
         latency: RefCell::new(histogram()),
         publish_latency: RefCell::new(histogram()),
         delivered: Cell::new(0),
         expected: Cell::new(0),
+        own_expected: Cell::new(0),
         published: Cell::new(0),
         publish_errors: Cell::new(0),
     });
@@ -51,23 +69,38 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<Vec<FanoutResult>> {
         .collect();
     let mut per_channel = vec![0u64; channels.len()];
 
-    let connect_deadline = Instant::now() + Duration::from_secs(120);
+    // Subscriber i listens on channel i % C, whichever process holds it.
     for i in 0..args.subscribers {
-        anyhow::ensure!(
-            Instant::now() < connect_deadline,
-            "connecting subscribers took over 120 s"
-        );
-        let source = (args.source_addresses > 0)
-            .then(|| Ipv4Addr::new(127, 0, 0, 2 + (i % args.source_addresses as usize) as u8));
-        let stream = connect_from(target, source).await?;
-        let (mut conn, _) = PusherConn::open(stream, target).await?;
-        let channel = i % channels.len();
-        conn.subscribe(&channels[channel], None).await?;
-        per_channel[channel] += 1;
-        monoio::spawn(receive(conn, shared.clone()));
-        if (i + 1) % 1000 == 0 {
-            eprintln!("connected {} / {}", i + 1, args.subscribers);
+        per_channel[i % channels.len()] += 1;
+    }
+    let processes = if args.processes == 0 {
+        args.subscribers.div_ceil(PER_PROCESS).max(1)
+    } else {
+        args.processes
+    };
+    let share = args.subscribers.div_ceil(processes);
+    let mut children = Vec::new();
+    for p in 1..processes {
+        let range = (p * share).min(args.subscribers)..((p + 1) * share).min(args.subscribers);
+        if !range.is_empty() {
+            children.push(ChildProcess::spawn(&args, range)?);
         }
+    }
+    let own = 0..share.min(args.subscribers);
+    subscribe_range(
+        target,
+        own.clone(),
+        &channels,
+        args.source_addresses,
+        &shared,
+    )
+    .await?;
+    let mut own_per_channel = vec![0u64; channels.len()];
+    for i in own {
+        own_per_channel[i % channels.len()] += 1;
+    }
+    for child in &mut children {
+        child.wait_ready()?;
     }
     // Slow consumers: subscribed, then never read again (kept open until the run ends).
     let mut slow = Vec::new();
@@ -85,12 +118,15 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<Vec<FanoutResult>> {
         "{} subscribers (+{} that never read) ready",
         args.subscribers, args.slow_subscribers
     );
-    let per_channel = Rc::new(per_channel);
+    let counts = Counts {
+        all: Rc::new(per_channel),
+        own: Rc::new(own_per_channel),
+    };
     let channels = Rc::new(channels);
     let mut results = Vec::new();
     for &rate in &args.rate {
         eprintln!("publishing {rate}/s for {:?}", args.duration);
-        let result = window(&args, rate, &channels, &per_channel, &shared).await?;
+        let result = window(&args, rate, &channels, &counts, &shared, &mut children).await?;
         eprintln!(
             "  delivered {:.4} of expected, p99 {:.2} ms",
             result.delivery_ratio,
@@ -102,13 +138,21 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<Vec<FanoutResult>> {
     Ok(results)
 }
 
+/// Subscribers per channel: in all processes, and in this one.
+#[derive(Clone)]
+struct Counts {
+    all: Rc<Vec<u64>>,
+    own: Rc<Vec<u64>>,
+}
+
 /// One measurement window at `rate` publishes per second.
 async fn window(
     args: &FanoutArgs,
     rate: u32,
     channels: &Rc<Vec<String>>,
-    per_channel: &Rc<Vec<u64>>,
+    counts: &Counts,
     shared: &Rc<Shared>,
+    children: &mut [ChildProcess],
 ) -> anyhow::Result<FanoutResult> {
     let target = &args.target;
     shared.reset();
@@ -117,6 +161,7 @@ async fn window(
     } else {
         None
     };
+    let cpu_before = args.server_pid.and_then(cpu_seconds);
     let start = Instant::now();
     let publishers = PUBLISHERS.min(rate.max(1));
     let mut handles = Vec::new();
@@ -127,7 +172,7 @@ async fn window(
             rate,
             args.clone(),
             channels.clone(),
-            per_channel.clone(),
+            counts.clone(),
             shared.clone(),
         )));
     }
@@ -135,9 +180,27 @@ async fn window(
         handle.await?;
     }
     let seconds = start.elapsed().as_secs_f64();
+    let server_cpu_percent = match (cpu_before, args.server_pid.and_then(cpu_seconds)) {
+        (Some(before), Some(after)) => Some(100.0 * (after - before) / seconds.max(f64::EPSILON)),
+        _ => None,
+    };
     let drain_until = Instant::now() + DRAIN;
-    while shared.delivered.get() < shared.expected.get() && Instant::now() < drain_until {
+    while shared.delivered.get() < shared.own_expected.get() && Instant::now() < drain_until {
         monoio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if !children.is_empty() {
+        // The children's subscribers get the same events; give them a moment more.
+        monoio::time::sleep(Duration::from_millis(500)).await;
+        for child in children.iter_mut() {
+            let report = child.report()?;
+            shared
+                .delivered
+                .set(shared.delivered.get() + report.delivered);
+            let mut latency = shared.latency.borrow_mut();
+            for (value, count) in report.latency {
+                let _ = latency.record_n(value, count);
+            }
+        }
     }
     let after = if args.scrape_metrics {
         scrape(target).await.ok()
@@ -192,19 +255,20 @@ async fn window(
         allocations_per_publish,
         slow_consumers_closed,
         server_rss_kib: args.server_pid.and_then(rss_kib),
+        server_cpu_percent,
     })
 }
 
 impl Shared {
     /// Starts a new window: counters at zero, and deliveries of earlier events ignored.
     fn reset(&self) {
-        self.window_start_us
-            .set(self.epoch.elapsed().as_micros() as u64);
+        self.window_start_us.set(now_us());
         self.latency.borrow_mut().reset();
         self.publish_latency.borrow_mut().reset();
         for counter in [
             &self.delivered,
             &self.expected,
+            &self.own_expected,
             &self.published,
             &self.publish_errors,
         ] {
@@ -218,11 +282,10 @@ async fn receive(mut conn: PusherConn, shared: Rc<Shared>) {
         if let Some(sent_us) = timestamp(&text)
             && sent_us >= shared.window_start_us.get()
         {
-            let now_us = shared.epoch.elapsed().as_micros() as u64;
             let _ = shared
                 .latency
                 .borrow_mut()
-                .record(now_us.saturating_sub(sent_us).max(1));
+                .record(now_us().saturating_sub(sent_us).max(1));
             shared.delivered.set(shared.delivered.get() + 1);
         }
     }
@@ -234,7 +297,7 @@ async fn publish(
     rate: u32,
     args: FanoutArgs,
     channels: Rc<Vec<String>>,
-    per_channel: Rc<Vec<u64>>,
+    counts: Counts,
     shared: Rc<Shared>,
 ) -> anyhow::Result<()> {
     let target = &args.target;
@@ -255,7 +318,7 @@ async fn publish(
         }
         let seq = k * u64::from(publishers) + u64::from(index);
         let channel = (seq % channels.len() as u64) as usize;
-        let sent_us = shared.epoch.elapsed().as_micros() as u64;
+        let sent_us = now_us();
         let data = format!(r#"{{"t":{sent_us},"s":{seq},"p":"{padding}"}}"#);
         let body = serde_json::json!({"name": "bench", "channel": channels[channel], "data": data})
             .to_string();
@@ -265,7 +328,10 @@ async fn publish(
                 shared.published.set(shared.published.get() + 1);
                 shared
                     .expected
-                    .set(shared.expected.get() + per_channel[channel]);
+                    .set(shared.expected.get() + counts.all[channel]);
+                shared
+                    .own_expected
+                    .set(shared.own_expected.get() + counts.own[channel]);
                 let _ = shared
                     .publish_latency
                     .borrow_mut()
@@ -279,6 +345,170 @@ async fn publish(
         }
         k += 1;
     }
+}
+
+/// Connects and subscribes subscribers `range` (subscriber i on channel i % C), each then
+/// counted by a receive task.
+async fn subscribe_range(
+    target: &Target,
+    range: std::ops::Range<usize>,
+    channels: &[String],
+    source_addresses: u8,
+    shared: &Rc<Shared>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let total = range.len();
+    for (n, i) in range.enumerate() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "connecting subscribers took over 120 s"
+        );
+        let source = (source_addresses > 0)
+            .then(|| Ipv4Addr::new(127, 0, 0, 2 + (i % source_addresses as usize) as u8));
+        let stream = connect_from(target, source).await?;
+        let (mut conn, _) = PusherConn::open(stream, target).await?;
+        conn.subscribe(&channels[i % channels.len()], None).await?;
+        monoio::spawn(receive(conn, shared.clone()));
+        if (n + 1) % 1000 == 0 {
+            eprintln!("connected {} / {total}", n + 1);
+        }
+    }
+    Ok(())
+}
+
+/// What a child process received since its last report.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ChildReport {
+    delivered: u64,
+    /// Latency histogram as (value µs, count) pairs.
+    latency: Vec<(u64, u64)>,
+}
+
+/// A `fanout-child` process holding part of the subscribers.
+struct ChildProcess {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl ChildProcess {
+    fn spawn(args: &FanoutArgs, range: std::ops::Range<usize>) -> anyhow::Result<Self> {
+        let t = &args.target;
+        let mut child = Command::new(std::env::current_exe()?)
+            .args([
+                "fanout-child",
+                "--host",
+                &t.host,
+                "--port",
+                &t.port.to_string(),
+            ])
+            .args([
+                "--app-id", &t.app_id, "--key", &t.key, "--secret", &t.secret,
+            ])
+            .args([
+                "--first",
+                &range.start.to_string(),
+                "--end",
+                &range.end.to_string(),
+            ])
+            .args(["--channels", &args.channels.max(1).to_string()])
+            .args(["--source-addresses", &args.source_addresses.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            anyhow::bail!("child process without pipes");
+        };
+        Ok(Self {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout),
+        })
+    }
+
+    fn line(&mut self) -> anyhow::Result<String> {
+        let mut line = String::new();
+        anyhow::ensure!(
+            self.stdout.read_line(&mut line)? > 0,
+            "a fan-out child process ended early"
+        );
+        Ok(line)
+    }
+
+    fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let line = self.line()?;
+        anyhow::ensure!(line.trim() == "ready", "child said {line:?}");
+        Ok(())
+    }
+
+    fn report(&mut self) -> anyhow::Result<ChildReport> {
+        writeln!(self.stdin, "report")?;
+        self.stdin.flush()?;
+        Ok(serde_json::from_str(&self.line()?)?)
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a child: subscribers `first..end`, then a report per `report` line on stdin.
+pub fn run_child(args: &FanoutChildArgs) -> anyhow::Result<()> {
+    crate::util::block_on(child(args.clone()))?
+}
+
+async fn child(args: FanoutChildArgs) -> anyhow::Result<()> {
+    let shared = Rc::new(Shared {
+        window_start_us: Cell::new(0),
+        latency: RefCell::new(histogram()),
+        publish_latency: RefCell::new(histogram()),
+        delivered: Cell::new(0),
+        expected: Cell::new(0),
+        own_expected: Cell::new(0),
+        published: Cell::new(0),
+        publish_errors: Cell::new(0),
+    });
+    let channels: Vec<String> = (0..args.channels.max(1))
+        .map(|i| format!("bench-{i}"))
+        .collect();
+    subscribe_range(
+        &args.target,
+        args.first..args.end,
+        &channels,
+        args.source_addresses,
+        &shared,
+    )
+    .await?;
+    println!("ready");
+    // Commands come from the parent on stdin, read by a thread so the runtime keeps going.
+    let (tx, rx) = async_channel::unbounded::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            if tx.send_blocking(line).is_err() {
+                break;
+            }
+        }
+    });
+    while let Ok(command) = rx.recv().await {
+        if command.trim() != "report" {
+            continue;
+        }
+        let report = ChildReport {
+            delivered: shared.delivered.get(),
+            latency: shared
+                .latency
+                .borrow()
+                .iter_recorded()
+                .map(|v| (v.value_iterated_to(), v.count_at_value()))
+                .collect(),
+        };
+        println!("{}", serde_json::to_string(&report)?);
+        shared.reset();
+    }
+    Ok(())
 }
 
 /// The send timestamp in an event's data: the data string holds `{\"t\":123,...`.

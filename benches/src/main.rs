@@ -44,6 +44,9 @@ enum Command {
     Storm(StormArgs),
     /// Compare fan-out results of several servers: a table and one plot.
     Compare(CompareArgs),
+    /// Part of a fan-out's subscribers in another process (started by `fanout`).
+    #[command(hide = true)]
+    FanoutChild(FanoutChildArgs),
     /// Run the bare-loop baseline server: subscribe and fan out pre-encoded frames, nothing
     /// else, on one thread.
     BareServer(BareArgs),
@@ -120,9 +123,32 @@ pub struct FanoutArgs {
     /// Draw latency against delivery rate into this SVG file.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Processes holding the subscribers (0: one per 15,000, to stay under the open-file
+    /// limit).
+    #[arg(long, default_value_t = 0)]
+    pub processes: usize,
     /// The server's name in reports and plots.
     #[arg(long, default_value = "server")]
     pub label: String,
+}
+
+/// Options of `fanout-child` (started by `fanout`, not by hand).
+#[derive(Args, Clone, Debug)]
+pub struct FanoutChildArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// First subscriber index held here.
+    #[arg(long)]
+    pub first: usize,
+    /// One past the last subscriber index held here.
+    #[arg(long)]
+    pub end: usize,
+    /// Channels, as in the parent.
+    #[arg(long)]
+    pub channels: usize,
+    /// Source addresses, as in the parent.
+    #[arg(long)]
+    pub source_addresses: u8,
 }
 
 /// Options of `compare`.
@@ -256,6 +282,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::BareServer(args) => bare::serve(&args)?,
+        Command::FanoutChild(args) => fanout::run_child(&args)?,
         Command::Compare(args) => {
             let mut servers = Vec::new();
             for entry in &args.fanout {

@@ -7,6 +7,16 @@ use plotters::prelude::*;
 
 use crate::report::FanoutResult;
 
+/// Line colours, told apart easily on white.
+const COLORS: [RGBColor; 6] = [
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
 /// One server's results, labelled.
 pub struct Series<'a> {
     /// The server's name in the legend.
@@ -40,11 +50,12 @@ pub fn latency_vs_rate(path: &Path, title: &str, series: &[Series<'_>]) -> anyho
         .x_label_formatter(&|v| format!("{:.0}k", v / 1000.0))
         .draw()?;
     for (i, s) in series.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+        let color = COLORS[i % COLORS.len()].to_rgba();
         for (quantile, dashed) in [("p50", false), ("p99", true)] {
             let data: Vec<(f64, f64)> = s
                 .results
                 .iter()
+                .filter(|r| r.delivered > 0)
                 .map(|r| {
                     let us = if dashed {
                         r.latency.p99_us
@@ -66,7 +77,7 @@ pub fn latency_vs_rate(path: &Path, title: &str, series: &[Series<'_>]) -> anyho
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(SeriesLabelPosition::UpperRight)
         .draw()?;
     root.present()?;
     Ok(())
@@ -83,6 +94,7 @@ mod tests {
             .into_iter()
             .map(|(rate, p50, p99)| FanoutResult {
                 rate,
+                delivered: u64::from(rate) * 10_000,
                 deliveries_per_sec: f64::from(rate) * 1000.0,
                 latency: Latency {
                     p50_us: (p50 * 1000.0) as u64,

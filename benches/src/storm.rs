@@ -32,6 +32,8 @@ struct Level {
 }
 
 async fn storm(args: StormArgs) -> anyhow::Result<StormResult> {
+    // A run just before may have left closes for the server to process.
+    monoio::time::sleep(Duration::from_secs(2)).await;
     let fds_before = args.server_pid.and_then(open_fds);
     let rss_before_kib = args.server_pid.and_then(rss_kib);
     let mut levels = Vec::new();

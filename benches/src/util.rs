@@ -24,6 +24,19 @@ pub fn block_on<F: Future>(fut: F) -> anyhow::Result<F::Output> {
 
 pub use ringcast::metrics::process::{open_fds, rss_kib};
 
+/// CPU time a process has used (user + system), in seconds, from `/proc/PID/stat`.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at state, field 3;
+    // utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let ticks: u64 = fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (per_second > 0).then(|| ticks as f64 / per_second as f64)
+}
+
 /// Whether `needle` occurs in `haystack`.
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
@@ -43,5 +56,15 @@ pub fn percentiles(h: &Histogram<u64>) -> Latency {
         p99_us: h.value_at_quantile(0.99),
         p999_us: h.value_at_quantile(0.999),
         max_us: h.max(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_this_process_cpu_time() {
+        let spent = super::cpu_seconds(std::process::id()).expect("own /proc/PID/stat");
+        assert!(spent >= 0.0);
+        assert_eq!(super::cpu_seconds(u32::MAX), None);
     }
 }
