@@ -36,6 +36,12 @@ const SUBSCRIBE_PRESENCE: &str = concat!(
     r#""channel_data":"{\"user_id\":\"1234\",\"user_info\":{\"name\":\"Ada Lovelace\","#,
     r#"\"avatar\":\"https://cdn.example.com/u/1234.png\"}}"}}"#,
 );
+/// pusher-js joining a private channel: no `channel_data`, nothing escaped.
+const SUBSCRIBE_PRIVATE: &str = concat!(
+    r#"{"event":"pusher:subscribe","data":{"auth":"278d425bdf160c739803:"#,
+    r#"58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4","#,
+    r#""channel":"private-chat.room-42"}}"#,
+);
 /// A whisper from Laravel Echo (`.whisper('typing', ...)`).
 const CLIENT_TYPING: &str = concat!(
     r#"{"event":"client-typing","channel":"private-chat.room-42","#,
@@ -413,6 +419,7 @@ fn api_publish_group(c: &mut Criterion) {
 
 fn messages(c: &mut Criterion) {
     client_message_group(c, "subscribe_presence", SUBSCRIBE_PRESENCE);
+    client_message_group(c, "subscribe_private", SUBSCRIBE_PRIVATE);
     client_message_group(c, "client_typing", CLIENT_TYPING);
     client_message_group(c, "ping", PING);
     api_publish_group(c);
