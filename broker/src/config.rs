@@ -22,6 +22,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// The apps (at least one).
     pub apps: Vec<AppConfig>,
+    /// Who may sign in to the admin dashboard.
+    pub admins: Vec<crate::core::admin::AdminAccount>,
 }
 
 /// The I/O driver.
@@ -102,6 +104,8 @@ pub struct ServerConfig {
     pub audit_cache_bytes: u64,
     /// Bearer token for the admin API (`/admin/api/...`); `None` disables it.
     pub admin_token: Option<String>,
+    /// Where the built admin UI (`index.html`, the wasm module and its glue) is read from.
+    pub admin_ui_dir: PathBuf,
 }
 
 /// One app.
@@ -359,6 +363,15 @@ struct FileConfig {
     server: FileServer,
     #[serde(default)]
     apps: Vec<FileApp>,
+    #[serde(default)]
+    admins: Vec<FileAdmin>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAdmin {
+    name: String,
+    password_hash: String,
 }
 
 #[derive(Deserialize)]
@@ -385,6 +398,7 @@ struct FileServer {
     audit_max_records: u64,
     audit_cache_mb: u64,
     admin_token: Option<String>,
+    admin_ui_dir: PathBuf,
 }
 
 impl Default for FileServer {
@@ -411,6 +425,7 @@ impl Default for FileServer {
             audit_max_records: 10_000_000,
             audit_cache_mb: 16,
             admin_token: None,
+            admin_ui_dir: PathBuf::from("target/admin-ui/dist"),
         }
     }
 }
@@ -531,6 +546,7 @@ impl FileServer {
             audit_max_records: self.audit_max_records,
             audit_cache_bytes: self.audit_cache_mb.saturating_mul(1 << 20),
             admin_token: self.admin_token,
+            admin_ui_dir: self.admin_ui_dir,
         }
     }
 }
@@ -639,6 +655,14 @@ impl Config {
         let mut config = Config {
             server: file.server.into_server(),
             apps: file.apps.into_iter().map(FileApp::into_app).collect(),
+            admins: file
+                .admins
+                .into_iter()
+                .map(|a| crate::core::admin::AdminAccount {
+                    name: a.name,
+                    password_hash: a.password_hash,
+                })
+                .collect(),
         };
         let env_app = apply_env(&mut config, env)?;
         load_jwt_keys(&mut config)?;
@@ -659,6 +683,7 @@ impl Config {
         let mut config = Config {
             server: FileServer::default().into_server(),
             apps: vec![AppConfig::with_credentials(DEMO_ID, DEMO_KEY, DEMO_SECRET)],
+            admins: Vec::new(),
         };
         config.server.shards = std::thread::available_parallelism().map_or(1, usize::from);
         config
@@ -733,6 +758,20 @@ impl Config {
         }
         if self.apps.is_empty() {
             return Err(invalid("apps", "at least one app is required"));
+        }
+        for (i, admin) in self.admins.iter().enumerate() {
+            if admin.name.is_empty() || admin.name.len() > 64 {
+                return Err(invalid(format!("admins[{i}].name"), "1 to 64 characters"));
+            }
+            if self.admins[..i].iter().any(|a| a.name == admin.name) {
+                return Err(invalid(format!("admins[{i}].name"), "names must be unique"));
+            }
+            if !crate::core::admin::is_password_hash(&admin.password_hash) {
+                return Err(invalid(
+                    format!("admins[{i}].password_hash"),
+                    "must be an argon2 PHC string (make one with `ringcast hash-password`)",
+                ));
+            }
         }
         for (i, app) in self.apps.iter().enumerate() {
             let field = |name: &str| format!("apps[{i}].{name}");

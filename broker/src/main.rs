@@ -31,6 +31,8 @@ enum Command {
         #[arg(long, short, env = "RINGCAST_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Read a password on standard input and print its argon2 hash, for `[[admins]]`.
+    HashPassword,
     /// Load and validate a config file, then exit.
     CheckConfig {
         /// TOML config file.
@@ -64,8 +66,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("config ok: {} app(s)", loaded.apps.len());
             Ok(())
         }
+        Command::HashPassword => {
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(!password.is_empty(), "no password on standard input");
+            println!("{}", ringcast::core::admin::hash_password(password));
+            Ok(())
+        }
         Command::Serve { config } => {
-            let loaded = Config::load(config.as_deref(), &env)?;
+            let demo = config.is_none();
+            let mut loaded = Config::load(config.as_deref(), &env)?;
+            if demo && loaded.admins.is_empty() {
+                // The embedded demo gets a dashboard admin with a password made up now.
+                let password = ringcast::core::admin::random_password();
+                loaded.admins.push(ringcast::core::admin::AdminAccount {
+                    name: "admin".into(),
+                    password_hash: ringcast::core::admin::hash_password(&password),
+                });
+                println!(
+                    "ringcast: admin dashboard at /admin/ (for local use only): name=admin password={password}"
+                );
+            }
             for app in &loaded.apps {
                 if loaded.is_demo_app(app) {
                     println!(

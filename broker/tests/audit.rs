@@ -43,9 +43,9 @@ fn wait_for_page(server: &TestServer, target: &str, pred: impl Fn(&Value) -> boo
 }
 
 #[test]
-fn the_admin_api_is_off_without_a_token_and_refuses_a_wrong_one() {
+fn the_admin_api_needs_a_session_or_the_token_and_refuses_a_wrong_one() {
     let server = TestServer::start(1);
-    assert_eq!(http(server.addr, "GET", "/admin/api/audit", "").0, 404);
+    assert_eq!(http(server.addr, "GET", "/admin/api/audit", "").0, 401);
     let server = TestServer::start_with(1, with_admin);
     assert_eq!(
         admin_get(&server, "/admin/api/audit", "wrong-token-wrong-token").0,

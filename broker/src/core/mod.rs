@@ -3,6 +3,7 @@
 //! Nothing below this module does I/O, spawns tasks or reads a clock; time arrives as a
 //! parameter and output leaves through return values or caller-owned buffers.
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod channel;

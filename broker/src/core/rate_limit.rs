@@ -108,6 +108,17 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
         result
     }
 
+    /// Whether `key` has a token, without taking it: `Err` says how long until it has.
+    pub fn check(&mut self, key: &K, now: Instant) -> Result<(), Duration> {
+        match self.buckets.get(key) {
+            None => Ok(()),
+            Some(bucket) => {
+                let mut probe = *bucket;
+                probe.try_acquire(self.rate, now)
+            }
+        }
+    }
+
     /// Keys remembered.
     pub fn len(&self) -> usize {
         self.buckets.len()

@@ -2,8 +2,11 @@
 //! parsed request to a response. Like the core, nothing here does I/O: a request that needs
 //! other shards returns [`Reply::Later`] with the queries to await.
 
+mod admin;
 mod api;
 mod routes;
+
+pub use admin::AdminAssets;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -8,6 +8,7 @@ use crate::core::http::response::{json_error, response};
 use crate::core::shard::Shard;
 use crate::metrics::{ServerFacts, render_prometheus};
 
+use super::admin;
 use super::api::{self, ApiRoute};
 use super::{Clock, Reply, ServerView};
 
@@ -25,8 +26,8 @@ use super::{Clock, Reply, ServerView};
 /// | POST | `/apps/{id}/users/{user}/terminate_connections` | close a signed-in user's sockets |
 /// | POST | `/apps/{id}/tokens/revoke` | revoke a JWT by `jti`, closing its live sockets |
 /// | PUT, DELETE | `/apps/{id}/resources/{type}/{id}` | set or delete a policy resource |
-/// | GET | `/admin/api/audit` | audit log search (admin token) |
-/// | GET | `/admin/api/security-events` | security events and denials (admin token) |
+/// | GET | `/admin/`, `/admin/{file}` | the dashboard (see `http::admin`) |
+/// | any | `/admin/api/...` | the admin API: sign-in, apps, channels, audit (see `http::admin`) |
 pub fn handle(
     shard: &mut Shard,
     view: &ServerView<'_>,
@@ -77,9 +78,12 @@ pub fn handle(
                 keep_alive,
             ));
         }
-        (Method::Get, ["admin", "api", "audit"]) => return admin_audit(shard, head, false),
-        (Method::Get, ["admin", "api", "security-events"]) => {
-            return admin_audit(shard, head, true);
+        (_, ["admin", "api", rest @ ..]) => {
+            return admin::api(shard, view, head, body, clock, rest);
+        }
+        (Method::Get | Method::Head, ["admin"]) => return admin::static_file(shard, head, ""),
+        (Method::Get | Method::Head, ["admin", file]) => {
+            return admin::static_file(shard, head, file);
         }
         (Method::Post, ["apps", app, "events"]) => (*app, ApiRoute::Events),
         (Method::Post, ["apps", app, "batch_events"]) => (*app, ApiRoute::BatchEvents),
@@ -109,7 +113,8 @@ pub fn handle(
             },
         ),
         (_, ["up" | "metrics"])
-        | (_, ["admin", "api", "audit" | "security-events"])
+        | (_, ["admin"])
+        | (_, ["admin", _])
         | (_, ["apps", _, "events" | "batch_events" | "channels"])
         | (_, ["apps", _, "channels", _])
         | (_, ["apps", _, "channels", _, "users"])
@@ -124,48 +129,8 @@ pub fn handle(
     api::handle(shard, app_id, route, head, body, clock, view)
 }
 
-/// `GET /admin/api/audit` and `/admin/api/security-events`, behind the configured admin token.
-fn admin_audit(shard: &Shard, head: &RequestHead, security_only: bool) -> Reply {
-    let keep_alive = head.keep_alive;
-    let Some(token) = shard.state().config.admin_token.as_deref() else {
-        return Reply::Now(json_error(
-            404,
-            "the admin API is off (set server.admin_token)",
-            keep_alive,
-        ));
-    };
-    let presented = head
-        .header("authorization")
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if !same_secret(token, presented.trim()) {
-        return Reply::Now(json_error(
-            401,
-            "a valid admin token is required (Authorization: Bearer ...)",
-            keep_alive,
-        ));
-    }
-    match audit_query(head, security_only) {
-        Ok(query) => Reply::Audit { query, keep_alive },
-        Err(message) => Reply::Now(json_error(400, &message, keep_alive)),
-    }
-}
-
-/// Compares secrets in constant time (over their SHA-256 digests, so lengths do not leak).
-fn same_secret(expected: &str, presented: &str) -> bool {
-    use ring::digest::{SHA256, digest};
-    let (a, b) = (
-        digest(&SHA256, expected.as_bytes()),
-        digest(&SHA256, presented.as_bytes()),
-    );
-    a.as_ref()
-        .iter()
-        .zip(b.as_ref())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
-}
-
-fn audit_query(head: &RequestHead, security_only: bool) -> Result<AuditQuery, String> {
+/// The audit search parameters of `GET /admin/api/audit` and `/admin/api/security-events`.
+pub(super) fn audit_query(head: &RequestHead, security_only: bool) -> Result<AuditQuery, String> {
     let pairs = head.query_pairs().map_err(|e| e.to_string())?;
     let mut query = AuditQuery {
         security_only,

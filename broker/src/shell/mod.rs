@@ -18,7 +18,6 @@ use std::thread;
 use std::time::Duration;
 
 use crate::config::{Config, Driver};
-use crate::core::app::AppTable;
 use crate::core::shard::ServerState;
 use crate::metrics::ShardMetrics;
 
@@ -79,7 +78,6 @@ impl Server {
             .first()
             .and_then(|l| l.local_addr().ok())
             .unwrap_or(requested);
-        let apps = AppTable::new(&config.apps, config.server.max_connections);
         let shutdown_timeout = config.server.shutdown_timeout;
         let webhook_metrics = Arc::new(crate::metrics::WebhookMetrics::default());
         let audit_metrics = Arc::new(crate::audit::AuditMetrics::default());
@@ -97,22 +95,22 @@ impl Server {
         let (audit, audit_thread, loaded) =
             crate::audit::AuditLog::open(&audit_dir, settings, audit_metrics.clone())
                 .map_err(|e| StartError::Storage(e.to_string()))?;
-        let mut initial_resources: Vec<crate::core::policy::Resources> =
-            (0..apps.len()).map(|_| Default::default()).collect();
+        let mut state = ServerState::new(config);
         for (app_id, kind, id, resource) in loaded {
             // Resources of apps no longer configured stay on disk but are not loaded.
-            if let Some(app) = apps.by_id(&app_id) {
-                initial_resources[app.idx.get()].insert((kind, id), resource);
+            if let Some(idx) = state.apps.by_id(&app_id).map(|app| app.idx) {
+                state.initial_resources[idx.get()].insert((kind, id), resource);
             }
         }
-        let state = Arc::new(ServerState {
-            config: config.server,
-            apps,
-            webhook_metrics: webhook_metrics.clone(),
-            audit_metrics,
-            initial_resources,
-            tenant_auth_failures: Default::default(),
-        });
+        state.webhook_metrics = webhook_metrics.clone();
+        state.audit_metrics = audit_metrics;
+        if !state.admin_ui.is_built() {
+            tracing::warn!(
+                dir = %state.config.admin_ui_dir.display(),
+                "the admin UI is not built (scripts/build-admin-ui); /admin/ says so"
+            );
+        }
+        let state = Arc::new(state);
         let (webhooks, webhook_thread) =
             crate::webhooks::spawn(state.clone(), WEBHOOK_QUEUE_CAPACITY, webhook_metrics)
                 .map_err(StartError::Thread)?;

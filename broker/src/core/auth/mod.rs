@@ -29,3 +29,17 @@ pub fn verify_hex(key: &hmac::Key, message: &[u8], signature_hex: &str) -> bool 
 pub fn hmac_key(secret: &str) -> hmac::Key {
     hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes())
 }
+
+/// Compares secrets in constant time (over their SHA-256 digests, so lengths do not leak).
+pub fn same_secret(expected: &str, presented: &str) -> bool {
+    use ring::digest::{SHA256, digest};
+    let (a, b) = (
+        digest(&SHA256, expected.as_bytes()),
+        digest(&SHA256, presented.as_bytes()),
+    );
+    a.as_ref()
+        .iter()
+        .zip(b.as_ref())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}

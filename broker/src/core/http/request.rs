@@ -28,6 +28,21 @@ pub enum Method {
     Other,
 }
 
+impl Method {
+    /// The method as it appears on the request line (empty for [`Method::Other`]).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Head => "HEAD",
+            Method::Options => "OPTIONS",
+            Method::Other => "",
+        }
+    }
+}
+
 /// How the body's length is known.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum BodyLength {

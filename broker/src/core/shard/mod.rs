@@ -58,6 +58,31 @@ pub struct ServerState {
     pub initial_resources: Vec<Resources>,
     /// Failed authorizations per app and tenant (read by `/metrics`).
     pub tenant_auth_failures: crate::metrics::TenantCounters,
+    /// Dashboard admins and their sessions, shared by every shard.
+    pub admins: std::sync::Mutex<crate::core::admin::Admins>,
+    /// The built dashboard, served at `/admin/`.
+    pub admin_ui: crate::http::AdminAssets,
+}
+
+impl ServerState {
+    /// The state for `config`, with fresh counters, no stored resources, and the admin UI
+    /// read from `server.admin_ui_dir`.
+    pub fn new(config: crate::config::Config) -> Self {
+        let apps = AppTable::new(&config.apps, config.server.max_connections);
+        let admin_ui = crate::http::AdminAssets::load(&config.server.admin_ui_dir);
+        Self {
+            initial_resources: (0..config.apps.len())
+                .map(|_| Resources::default())
+                .collect(),
+            config: config.server,
+            apps,
+            webhook_metrics: Default::default(),
+            audit_metrics: Default::default(),
+            tenant_auth_failures: Default::default(),
+            admins: std::sync::Mutex::new(crate::core::admin::Admins::new(config.admins)),
+            admin_ui,
+        }
+    }
 }
 
 /// The Pusher protocol version spoken. Older clients (5, 6) expect different framing of some
@@ -1234,6 +1259,36 @@ impl Shard {
             channel: None,
             decision,
             rule: rule.map(str::to_owned),
+            reason,
+        });
+    }
+
+    /// Records an admin's action (sign-in, dashboard API call), with no app.
+    pub fn audit_admin(
+        &mut self,
+        kind: AuditKind,
+        action: &str,
+        admin: Option<&str>,
+        decision: AuditDecision,
+        remote: IpAddr,
+        reason: Option<String>,
+    ) {
+        if kind == AuditKind::Decision && decision == AuditDecision::Deny {
+            inc(&self.metrics.auth_failures);
+        }
+        self.audit.push(AuditRecord {
+            time_ms: 0,
+            kind,
+            action: action.to_owned(),
+            app: String::new(),
+            tenant: None,
+            user: admin.map(str::to_owned),
+            actor: Some("admin".to_owned()),
+            socket: None,
+            remote_ip: Some(remote.to_string()),
+            channel: None,
+            decision,
+            rule: None,
             reason,
         });
     }

@@ -44,15 +44,7 @@ fn state_with(shard_count: usize, tweak: impl FnOnce(&mut Config)) -> Arc<Server
     app.secret = SECRET.into();
     app.client_events = ClientEvents::Enabled;
     tweak(&mut config);
-    let apps = AppTable::new(&config.apps, config.server.max_connections);
-    Arc::new(ServerState {
-        config: config.server,
-        apps,
-        webhook_metrics: Arc::default(),
-        audit_metrics: Arc::default(),
-        initial_resources: (0..config.apps.len()).map(|_| Default::default()).collect(),
-        tenant_auth_failures: Default::default(),
-    })
+    Arc::new(ServerState::new(config))
 }
 
 impl Cluster {

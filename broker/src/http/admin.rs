@@ -1,0 +1,436 @@
+//! The admin dashboard's HTTP side: the built UI at `/admin/`, sign-in, and the admin API
+//! under `/admin/api/`.
+//!
+//! Every admin API call is authorized (a session cookie, plus the CSRF header for calls that
+//! change something, or the configured bearer token for scripts) and audited. The dashboard
+//! mirrors the app API under `/admin/api/apps/{id}/...` without app signatures.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+
+use ringcast_shared::{AuditDecision, AuditKind};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::core::admin::{CSRF_HEADER, SESSION_COOKIE, SESSION_TTL, SignInError};
+use crate::core::auth::same_secret;
+use crate::core::http::request::{Method, RequestHead};
+use crate::core::http::response::{json_error, json_error_with, response};
+use crate::core::shard::Shard;
+
+use super::api::{self, ApiRoute};
+use super::routes::audit_query;
+use super::{Clock, Reply, ServerView};
+
+/// Headers on every admin response: no framing, no sniffing, no referrer, no caching.
+const SECURITY_HEADERS: [(&str, &str); 4] = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cache-Control", "no-store"),
+];
+
+/// What the dashboard page may load: itself, its wasm, and WebSocket/HTTP calls back here.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
+     style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self' ws: wss:; \
+     frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// The built admin UI, read once at start.
+pub struct AdminAssets {
+    files: HashMap<String, (&'static str, Vec<u8>)>,
+    dir: String,
+}
+
+impl AdminAssets {
+    /// Reads the files of `dir` (not its subdirectories). A missing or empty directory
+    /// gives no files: `/admin/` then explains how to build the UI.
+    pub fn load(dir: &Path) -> Self {
+        let mut files = HashMap::new();
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let (Some(name), Ok(bytes)) = (
+                    path.file_name().and_then(|n| n.to_str()).map(str::to_owned),
+                    std::fs::read(&path),
+                ) else {
+                    continue;
+                };
+                files.insert(name.clone(), (content_type(&name), bytes));
+            }
+        }
+        Self {
+            files,
+            dir: dir.display().to_string(),
+        }
+    }
+
+    /// Whether the UI was built (its `index.html` is there).
+    pub fn is_built(&self) -> bool {
+        self.files.contains_key("index.html")
+    }
+}
+
+fn content_type(name: &str) -> &'static str {
+    match name.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("wasm") => "application/wasm",
+        Some("css") => "text/css; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("json") => "application/json",
+        _ => "application/octet-stream",
+    }
+}
+
+/// `GET /admin/` and `/admin/{file}`.
+pub fn static_file(shard: &Shard, head: &RequestHead, file: &str) -> Reply {
+    let keep_alive = head.keep_alive;
+    if head.path == "/admin" {
+        // Relative asset URLs need the trailing slash.
+        return Reply::Now(response(
+            308,
+            "text/plain; charset=utf-8",
+            b"see /admin/",
+            &[("Location", "/admin/")],
+            keep_alive,
+        ));
+    }
+    let assets = &shard.state().admin_ui;
+    let name = if file.is_empty() { "index.html" } else { file };
+    let mut headers: Vec<(&str, &str)> = SECURITY_HEADERS.to_vec();
+    headers.push(("Content-Security-Policy", CONTENT_SECURITY_POLICY));
+    match assets.files.get(name) {
+        Some((content_type, bytes)) => {
+            Reply::Now(response(200, content_type, bytes, &headers, keep_alive))
+        }
+        None if name == "index.html" => {
+            let page = format!(
+                "<!doctype html><meta charset=utf-8><title>Ringcast admin</title>\
+                 <h1>The admin UI is not built</h1><p>No <code>index.html</code> in \
+                 <code>{}</code>. Build it with <code>scripts/build-admin-ui</code> and restart \
+                 the broker, or set <code>server.admin_ui_dir</code>.</p>",
+                html_escape(&assets.dir)
+            );
+            Reply::Now(response(
+                503,
+                "text/html; charset=utf-8",
+                page.as_bytes(),
+                &headers,
+                keep_alive,
+            ))
+        }
+        None => Reply::Now(json_error(404, "not found", keep_alive)),
+    }
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Routes `/admin/api/...` (the segments after `api`).
+pub fn api(
+    shard: &mut Shard,
+    view: &ServerView<'_>,
+    head: &RequestHead,
+    body: &[u8],
+    clock: &Clock,
+    rest: &[&str],
+) -> Reply {
+    let keep_alive = head.keep_alive;
+    match (head.method, rest) {
+        (Method::Post, ["login"]) => return sign_in(shard, view.remote, head, body, clock),
+        (Method::Get, ["session"]) => {
+            return match session(shard, head, clock) {
+                Some((name, csrf)) => ok(&json!({ "name": name, "csrf": csrf }), keep_alive),
+                None => Reply::Now(json_error(401, "not signed in", keep_alive)),
+            };
+        }
+        _ => {}
+    }
+    let changes_state = !matches!(head.method, Method::Get | Method::Head);
+    let admin = match authorize(shard, head, clock, changes_state) {
+        Ok(admin) => admin,
+        Err(refusal) => {
+            shard.audit_admin(
+                AuditKind::Security,
+                "admin_api",
+                None,
+                AuditDecision::Deny,
+                view.remote,
+                Some(format!(
+                    "{} {}: {}",
+                    head.method.as_str(),
+                    head.path,
+                    refusal.1
+                )),
+            );
+            return Reply::Now(json_error(refusal.0, refusal.1, keep_alive));
+        }
+    };
+    shard.audit_admin(
+        AuditKind::Decision,
+        "admin_api",
+        Some(&admin),
+        AuditDecision::Allow,
+        view.remote,
+        Some(format!("{} {}", head.method.as_str(), head.path)),
+    );
+    match (head.method, rest) {
+        (Method::Post, ["logout"]) => {
+            if let Some(token) = cookie(head, SESSION_COOKIE) {
+                lock(shard).sign_out(token);
+            }
+            Reply::Now(response(
+                200,
+                "application/json",
+                b"{}",
+                &[("Set-Cookie", &expired_cookie())],
+                keep_alive,
+            ))
+        }
+        (Method::Get, ["apps"]) => ok(&apps(shard), keep_alive),
+        (Method::Get, ["audit"]) => audit(head, false),
+        (Method::Get, ["security-events"]) => audit(head, true),
+        (Method::Get, ["apps", app, "channels"]) => {
+            api::handle_for_admin(shard, app, ApiRoute::Channels, head, body, clock)
+        }
+        (Method::Get, ["apps", app, "channels", channel]) => {
+            api::handle_for_admin(shard, app, ApiRoute::Channel(channel), head, body, clock)
+        }
+        (Method::Get, ["apps", app, "channels", channel, "users"]) => {
+            api::handle_for_admin(shard, app, ApiRoute::Users(channel), head, body, clock)
+        }
+        (Method::Post, ["apps", app, "events"]) => {
+            api::handle_for_admin(shard, app, ApiRoute::Events, head, body, clock)
+        }
+        (_, ["logout" | "apps" | "audit" | "security-events"])
+        | (_, ["apps", _, "channels" | "events"])
+        | (_, ["apps", _, "channels", _])
+        | (_, ["apps", _, "channels", _, "users"]) => {
+            Reply::Now(json_error(405, "method not allowed", keep_alive))
+        }
+        _ => Reply::Now(json_error(404, "not found", keep_alive)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignInBody {
+    name: String,
+    password: String,
+}
+
+/// `POST /admin/api/login`: `{"name", "password"}` → a session cookie and the CSRF token.
+fn sign_in(
+    shard: &mut Shard,
+    remote: IpAddr,
+    head: &RequestHead,
+    body: &[u8],
+    clock: &Clock,
+) -> Reply {
+    let keep_alive = head.keep_alive;
+    let Ok(request) = serde_json::from_slice::<SignInBody>(body) else {
+        return Reply::Now(json_error(
+            400,
+            "send {\"name\": ..., \"password\": ...}",
+            keep_alive,
+        ));
+    };
+    let outcome = lock(shard).sign_in(&request.name, &request.password, remote, clock.now);
+    match outcome {
+        Ok((token, session)) => {
+            shard.audit_admin(
+                AuditKind::Decision,
+                "admin_signin",
+                Some(&request.name),
+                AuditDecision::Allow,
+                remote,
+                None,
+            );
+            let secure = head
+                .header("x-forwarded-proto")
+                .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+            let cookie = format!(
+                "{SESSION_COOKIE}={token}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={}{}",
+                SESSION_TTL.as_secs(),
+                if secure { "; Secure" } else { "" }
+            );
+            let body = json!({ "name": session.admin, "csrf": session.csrf }).to_string();
+            Reply::Now(response(
+                200,
+                "application/json",
+                body.as_bytes(),
+                &[("Set-Cookie", &cookie), ("Cache-Control", "no-store")],
+                keep_alive,
+            ))
+        }
+        Err(err) => {
+            let (status, message, retry) = match err {
+                SignInError::BadCredentials => (401, "wrong name or password", None),
+                SignInError::Throttled(wait) => (
+                    429,
+                    "too many failed sign-ins from this address",
+                    Some(wait.as_secs().max(1).to_string()),
+                ),
+            };
+            shard.audit_admin(
+                AuditKind::Security,
+                "admin_signin",
+                Some(&request.name),
+                AuditDecision::Deny,
+                remote,
+                Some(message.to_owned()),
+            );
+            let headers: Vec<(&str, &str)> =
+                retry.iter().map(|s| ("Retry-After", s.as_str())).collect();
+            Reply::Now(json_error_with(status, message, &headers, keep_alive))
+        }
+    }
+}
+
+fn lock(shard: &Shard) -> std::sync::MutexGuard<'_, crate::core::admin::Admins> {
+    // A panic while holding the lock cannot leave the sessions half-changed in a way that
+    // matters more than locking everyone out would.
+    shard
+        .state()
+        .admins
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The signed-in admin and their CSRF token, from the session cookie.
+fn session(shard: &Shard, head: &RequestHead, clock: &Clock) -> Option<(String, String)> {
+    let token = cookie(head, SESSION_COOKIE)?;
+    let admins = lock(shard);
+    let session = admins.session(token, clock.now)?;
+    Some((session.admin.clone(), session.csrf.clone()))
+}
+
+/// Who is calling: the session's admin, or `token` for the bearer token. Refusals carry
+/// their status and message.
+fn authorize(
+    shard: &Shard,
+    head: &RequestHead,
+    clock: &Clock,
+    changes_state: bool,
+) -> Result<String, (u16, &'static str)> {
+    if let Some(presented) = head
+        .header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return match shard.state().config.admin_token.as_deref() {
+            Some(token) if same_secret(token, presented.trim()) => Ok("token".to_owned()),
+            _ => Err((401, "a valid admin token or session is required")),
+        };
+    }
+    let Some((admin, csrf)) = session(shard, head, clock) else {
+        return Err((401, "sign in first"));
+    };
+    if changes_state
+        && !head
+            .header(CSRF_HEADER)
+            .is_some_and(|t| same_secret(&csrf, t))
+    {
+        return Err((403, "missing or wrong CSRF token (X-CSRF-Token)"));
+    }
+    Ok(admin)
+}
+
+fn cookie<'h>(head: &'h RequestHead, name: &str) -> Option<&'h str> {
+    head.header("cookie")?.split(';').find_map(|pair| {
+        let (key, value) = pair.trim().split_once('=')?;
+        (key == name).then_some(value)
+    })
+}
+
+fn expired_cookie() -> String {
+    format!("{SESSION_COOKIE}=; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=0")
+}
+
+/// The configured apps and their limits; secrets never leave in full.
+fn apps(shard: &Shard) -> serde_json::Value {
+    let apps: Vec<_> = shard
+        .state()
+        .apps
+        .iter()
+        .map(|app| {
+            let c = &app.config;
+            json!({
+                "id": c.id,
+                "key": c.key,
+                "secret": mask(&c.secret),
+                "enabled": c.enabled,
+                "max_connections": c.max_connections,
+                "max_message_bytes": c.max_message_bytes,
+                "client_events": format!("{:?}", c.client_events).to_lowercase(),
+                "client_events_per_second": c.client_events_per_second,
+                "max_presence_members": c.max_presence_members,
+                "max_subscriptions_per_connection": c.max_subscriptions_per_connection,
+                "allowed_origins": c.allowed_origins,
+                "rate_limits": c.rate_limits.is_some(),
+                "jwt": c.jwt.is_some(),
+                "policies": c.policies.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
+                "webhooks": c.webhooks.len(),
+            })
+        })
+        .collect();
+    json!({ "apps": apps })
+}
+
+/// The first and last two characters of a secret, the rest hidden.
+fn mask(secret: &str) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    if chars.len() <= 8 {
+        return "•".repeat(chars.len());
+    }
+    let head: String = chars[..2].iter().collect();
+    let tail: String = chars[chars.len() - 2..].iter().collect();
+    format!("{head}{}{tail}", "•".repeat(chars.len() - 4))
+}
+
+fn audit(head: &RequestHead, security_only: bool) -> Reply {
+    match audit_query(head, security_only) {
+        Ok(query) => Reply::Audit {
+            query,
+            keep_alive: head.keep_alive,
+        },
+        Err(message) => Reply::Now(json_error(400, &message, head.keep_alive)),
+    }
+}
+
+fn ok(value: &serde_json::Value, keep_alive: bool) -> Reply {
+    Reply::Now(response(
+        200,
+        "application/json",
+        value.to_string().as_bytes(),
+        &[("Cache-Control", "no-store")],
+        keep_alive,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked_but_recognisable() {
+        assert_eq!(mask("ringcast-demo-secret"), "ri••••••••••••••••et");
+        assert_eq!(mask("short"), "•••••");
+    }
+
+    #[test]
+    fn assets_get_their_content_types() {
+        assert_eq!(content_type("admin_ui_bg.wasm"), "application/wasm");
+        assert_eq!(content_type("index.html"), "text/html; charset=utf-8");
+        assert_eq!(
+            content_type("admin_ui.js"),
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(content_type("noext"), "application/octet-stream");
+    }
+}

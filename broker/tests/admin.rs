@@ -1,0 +1,290 @@
+//! The admin dashboard's server side over real sockets: the UI files (or the "not built"
+//! page), sign-in with a session cookie, CSRF on state-changing calls, throttled and audited
+//! failures, and the app API mirrored for a signed-in admin.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use ringcast::core::admin::{AdminAccount, FAILED_SIGNINS_PER_MINUTE, hash_password};
+use serde_json::{Value, json};
+use support::{APP_ID, TestServer, WsClient, raw_http, temp_dir};
+
+const PASSWORD: &str = "correct horse battery";
+
+fn with_admin(c: &mut ringcast::config::Config) {
+    c.admins = vec![AdminAccount {
+        name: "ops".into(),
+        password_hash: hash_password(PASSWORD),
+    }];
+}
+
+/// A response: status, head (lower-cased) and body.
+struct Answer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+fn request(
+    server: &TestServer,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Answer {
+    let mut text = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        server.addr,
+        body.len()
+    );
+    for (name, value) in headers {
+        text.push_str(&format!("{name}: {value}\r\n"));
+    }
+    text.push_str("\r\n");
+    text.push_str(body);
+    let raw = String::from_utf8_lossy(&raw_http(server.addr, text.as_bytes())).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    Answer {
+        status: head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0),
+        head: head.to_owned(),
+        body: body.to_owned(),
+    }
+}
+
+/// Signs in; returns the `Cookie` header value and the CSRF token.
+fn sign_in(server: &TestServer) -> (String, String) {
+    let answer = request(
+        server,
+        "POST",
+        "/admin/api/login",
+        &[],
+        &json!({"name": "ops", "password": PASSWORD}).to_string(),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let cookie = answer.header("set-cookie").expect("a session cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/admin"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    let pair = cookie.split(';').next().unwrap().to_owned();
+    (pair, answer.json()["csrf"].as_str().unwrap().to_owned())
+}
+
+#[test]
+fn without_a_built_ui_admin_says_how_to_build_it() {
+    let server = TestServer::start(1);
+    let redirect = request(&server, "GET", "/admin", &[], "");
+    assert_eq!(redirect.status, 308);
+    assert_eq!(redirect.header("location"), Some("/admin/"));
+    let page = request(&server, "GET", "/admin/", &[], "");
+    assert_eq!(page.status, 503);
+    assert!(
+        page.body.contains("scripts/build-admin-ui"),
+        "{}",
+        page.body
+    );
+    // The rest of the server is unaffected.
+    assert_eq!(request(&server, "GET", "/up", &[], "").status, 200);
+}
+
+#[test]
+fn a_built_ui_is_served_with_its_content_types_and_a_strict_policy() {
+    let dir = temp_dir("admin-ui");
+    std::fs::write(dir.join("index.html"), "<!doctype html><title>x</title>").unwrap();
+    std::fs::write(dir.join("admin_ui_bg.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    let server = TestServer::start_with(1, |c| c.server.admin_ui_dir = dir.clone());
+    let index = request(&server, "GET", "/admin/", &[], "");
+    assert_eq!(index.status, 200);
+    assert!(index.body.contains("<title>x</title>"));
+    let csp = index.header("content-security-policy").unwrap();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("'wasm-unsafe-eval'"));
+    let wasm = request(&server, "GET", "/admin/admin_ui_bg.wasm", &[], "");
+    assert_eq!(wasm.header("content-type"), Some("application/wasm"));
+    assert_eq!(
+        request(&server, "GET", "/admin/missing.js", &[], "").status,
+        404
+    );
+    // Path tricks do not leave the directory.
+    assert_eq!(
+        request(&server, "GET", "/admin/..%2fCargo.toml", &[], "").status,
+        404
+    );
+}
+
+#[test]
+fn admins_sign_in_and_state_changes_need_the_csrf_token() {
+    let server = TestServer::start_with(1, with_admin);
+    // Nothing without a session.
+    assert_eq!(
+        request(&server, "GET", "/admin/api/apps", &[], "").status,
+        401
+    );
+    assert_eq!(
+        request(&server, "GET", "/admin/api/session", &[], "").status,
+        401
+    );
+
+    let (cookie, csrf) = sign_in(&server);
+    let session = request(
+        &server,
+        "GET",
+        "/admin/api/session",
+        &[("Cookie", &cookie)],
+        "",
+    );
+    assert_eq!(session.json(), json!({"name": "ops", "csrf": csrf}));
+    let apps = request(
+        &server,
+        "GET",
+        "/admin/api/apps",
+        &[("Cookie", &cookie)],
+        "",
+    );
+    assert_eq!(apps.status, 200);
+    let app = &apps.json()["apps"][0];
+    assert_eq!(app["id"], APP_ID);
+    assert!(
+        !apps.body.contains(support::SECRET),
+        "the secret leaked: {}",
+        apps.body
+    );
+
+    // A test event from the dashboard reaches a subscriber, but only with the CSRF token.
+    let mut subscriber = WsClient::connect(server.addr);
+    subscriber.subscribe("news");
+    let event = json!({"name": "note", "channel": "news", "data": "{\"x\":1}"}).to_string();
+    let target = format!("/admin/api/apps/{APP_ID}/events");
+    let refused = request(&server, "POST", &target, &[("Cookie", &cookie)], &event);
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let wrong = [("Cookie", cookie.as_str()), ("X-CSRF-Token", "nope")];
+    assert_eq!(
+        request(&server, "POST", &target, &wrong, &event).status,
+        403
+    );
+    let headers = [("Cookie", cookie.as_str()), ("X-CSRF-Token", csrf.as_str())];
+    assert_eq!(
+        request(&server, "POST", &target, &headers, &event).status,
+        200
+    );
+    let got = subscriber.recv_until(Duration::from_secs(5), |m| m["event"] == "note");
+    assert_eq!(got["data"], "{\"x\":1}");
+
+    // Channel queries work without app signatures.
+    let channels = request(
+        &server,
+        "GET",
+        &format!("/admin/api/apps/{APP_ID}/channels"),
+        &[("Cookie", &cookie)],
+        "",
+    );
+    assert!(
+        channels.json()["channels"]["news"].is_object(),
+        "{}",
+        channels.body
+    );
+
+    // Signing out ends the session.
+    let out = request(&server, "POST", "/admin/api/logout", &headers, "");
+    assert_eq!(out.status, 200);
+    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
+    assert_eq!(
+        request(
+            &server,
+            "GET",
+            "/admin/api/apps",
+            &[("Cookie", &cookie)],
+            ""
+        )
+        .status,
+        401
+    );
+}
+
+#[test]
+fn failed_sign_ins_are_throttled_and_land_in_the_security_feed() {
+    let server = TestServer::start_with(1, with_admin);
+    let wrong = json!({"name": "ops", "password": "guess"}).to_string();
+    for _ in 0..FAILED_SIGNINS_PER_MINUTE {
+        let answer = request(&server, "POST", "/admin/api/login", &[], &wrong);
+        assert_eq!(answer.status, 401);
+        assert_eq!(answer.json()["error"], "wrong name or password");
+    }
+    let throttled = request(&server, "POST", "/admin/api/login", &[], &wrong);
+    assert_eq!(throttled.status, 429);
+    assert!(throttled.header("retry-after").is_some());
+    let garbage = request(&server, "POST", "/admin/api/login", &[], "{");
+    assert_eq!(garbage.status, 400);
+
+    // From another address the right password still works, and the feed shows the failures.
+    let server_addr = server.addr;
+    let login = json!({"name": "ops", "password": PASSWORD}).to_string();
+    let from_elsewhere = {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(&std::net::SocketAddr::from(([127, 0, 0, 2], 0)).into())
+            .unwrap();
+        socket.connect(&server_addr.into()).unwrap();
+        let mut stream: std::net::TcpStream = socket.into();
+        use std::io::{Read, Write};
+        write!(
+            stream,
+            "POST /admin/api/login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{login}",
+            login.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert!(
+        from_elsewhere.starts_with("HTTP/1.1 200"),
+        "{from_elsewhere}"
+    );
+    let cookie = from_elsewhere
+        .lines()
+        .find_map(|l| l.strip_prefix("Set-Cookie: "))
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let feed = request(
+            &server,
+            "GET",
+            "/admin/api/security-events?user=ops",
+            &[("Cookie", &cookie)],
+            "",
+        );
+        let denials = feed.json()["records"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .filter(|r| r["action"] == "admin_signin" && r["decision"] == "deny")
+                    .count()
+            })
+            .unwrap_or(0);
+        if denials as u32 > FAILED_SIGNINS_PER_MINUTE {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "failed sign-ins not in the feed: {}",
+            feed.body
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
