@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ringcast::config::Config;
-use ringcast::core::app::AppTable;
 use ringcast::core::channel::ChannelName;
 use ringcast::core::ids::{AppIdx, SocketId};
 use ringcast::core::shard::{
@@ -48,15 +47,7 @@ fn new_shard() -> Shard {
     let app = &mut config.apps[0];
     app.key = KEY.into();
     app.secret = SECRET.into();
-    let apps = AppTable::new(&config.apps, config.server.max_connections);
-    let state = Arc::new(ServerState {
-        config: config.server,
-        apps,
-        webhook_metrics: Arc::default(),
-        audit_metrics: Arc::default(),
-        initial_resources: (0..config.apps.len()).map(|_| Default::default()).collect(),
-        tenant_auth_failures: Default::default(),
-    });
+    let state = Arc::new(ServerState::new(config));
     let metrics = Arc::new(ShardMetrics::new(state.apps.len()));
     Shard::new(0, 1, state, metrics)
 }

@@ -407,19 +407,27 @@ pub fn compare_markdown(servers: &[(String, Vec<FanoutResult>)], baseline: Optio
     );
     for (label, results) in servers {
         match best_sustained(results) {
-            Some(r) => out.push_str(&format!(
-                "| {label} | {:.0} | {} | {:.2} / {:.2} | {} |\n",
-                r.deliveries_per_sec,
-                r.rate,
-                ms(r.latency.p50_us),
-                ms(r.latency.p99_us),
-                base.map_or("-".to_owned(), |b| format!(
-                    "{:.0}%",
-                    100.0 * r.deliveries_per_sec / b
-                )),
-            )),
+            Some(r) => {
+                let cpu = r.server_cpu_percent.filter(|c| *c > 0.0);
+                out.push_str(&format!(
+                    "| {label} | {:.0} | {} | {:.2} / {:.2} | {} | {} | {} |\n",
+                    r.deliveries_per_sec,
+                    r.rate,
+                    ms(r.latency.p50_us),
+                    ms(r.latency.p99_us),
+                    base.map_or("-".to_owned(), |b| format!(
+                        "{:.0}%",
+                        100.0 * r.deliveries_per_sec / b
+                    )),
+                    cpu.map_or("-".to_owned(), |c| format!("{c:.0}%")),
+                    cpu.map_or("-".to_owned(), |c| format!(
+                        "{:.0}",
+                        r.deliveries_per_sec / (c / 100.0)
+                    )),
+                ));
+            }
             None => out.push_str(&format!(
-                "| {label} | none of the rates was sustained | | | |\n"
+                "| {label} | none of the rates was sustained | | | | | |\n"
             )),
         }
     }
