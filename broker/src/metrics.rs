@@ -88,6 +88,8 @@ pub struct ShardMetrics {
     pub errors: [AtomicU64; ErrorCode::ALL.len()],
     /// Per-app counters, indexed by app.
     pub apps: Vec<AppCounters>,
+    /// From an event's acceptance to its frame's write completing, per event frame written.
+    pub delivery_latency: LatencyHistogram,
 }
 
 impl ShardMetrics {
@@ -109,6 +111,7 @@ impl ShardMetrics {
             http_requests: AtomicU64::new(0),
             errors: std::array::from_fn(|_| AtomicU64::new(0)),
             apps: (0..app_count).map(|_| AppCounters::default()).collect(),
+            delivery_latency: LatencyHistogram::default(),
         }
     }
 
@@ -118,6 +121,63 @@ impl ShardMetrics {
             self.errors[i].fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// Buckets of [`LatencyHistogram`]: four per doubling from 16 µs, the last one open.
+pub const LATENCY_BUCKETS: usize = 96;
+
+/// A latency histogram with logarithmic buckets (about 19% wide), written by one shard with
+/// relaxed atomics and summed by readers. Bucket `i` holds latencies up to
+/// [`latency_bucket_bound_us`]`(i)`; the last one everything longer (over about 70 s).
+#[derive(Debug)]
+pub struct LatencyHistogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS],
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        Self {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl LatencyHistogram {
+    /// Counts `n` samples of `latency`.
+    pub fn record(&self, latency: std::time::Duration, n: u64) {
+        let us = latency.as_micros().max(1) as f64;
+        // Bucket i's upper bound is 16 µs · 2^(i/4).
+        let i = (4.0 * (us / 16.0).log2()).ceil().max(0.0) as usize;
+        self.buckets[i.min(LATENCY_BUCKETS - 1)].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The counts, bucket by bucket.
+    pub fn counts(&self) -> [u64; LATENCY_BUCKETS] {
+        std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed))
+    }
+}
+
+/// The upper bound of latency bucket `i`, in microseconds.
+pub fn latency_bucket_bound_us(i: usize) -> u64 {
+    (16.0 * 2f64.powf(i as f64 / 4.0)).round() as u64
+}
+
+/// The `q` quantile (0..1) of bucket counts, as its bucket's upper bound in microseconds;
+/// `None` without samples.
+pub fn latency_quantile_us(counts: &[u64], q: f64) -> Option<u64> {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = (q * total as f64).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (i, &c) in counts.iter().enumerate() {
+        seen += c;
+        if seen >= rank {
+            return Some(latency_bucket_bound_us(i));
+        }
+    }
+    Some(latency_bucket_bound_us(counts.len() - 1))
 }
 
 /// Adds one to a counter.
@@ -438,6 +498,32 @@ pub fn render_prometheus(
             let _ = writeln!(out, "{name}{{app=\"{app_id}\"}} {v}");
         }
     }
+    let mut latency = [0u64; LATENCY_BUCKETS];
+    for shard in shards {
+        for (sum, count) in latency.iter_mut().zip(shard.delivery_latency.counts()) {
+            *sum += count;
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ringcast_delivery_latency_seconds From an event's acceptance to its frame written to the subscriber's socket.\n# TYPE ringcast_delivery_latency_seconds histogram"
+    );
+    let mut cumulative = 0;
+    for (i, count) in latency.iter().enumerate() {
+        cumulative += count;
+        // Every fourth bound (each doubling) keeps the page short; counts stay exact.
+        if i % 4 == 3 && i + 1 < LATENCY_BUCKETS {
+            let _ = writeln!(
+                out,
+                "ringcast_delivery_latency_seconds_bucket{{le=\"{}\"}} {cumulative}",
+                latency_bucket_bound_us(i) as f64 / 1e6
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "ringcast_delivery_latency_seconds_bucket{{le=\"+Inf\"}} {cumulative}\nringcast_delivery_latency_seconds_count {cumulative}"
+    );
     out
 }
 
@@ -485,6 +571,34 @@ pub mod process {
             assert!(super::rss_kib(me).is_some_and(|kib| kib > 0));
             assert!(super::open_fds(me).is_some_and(|n| n >= 3));
             assert_eq!(super::rss_kib(u32::MAX), None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod latency_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn latencies_land_in_buckets_about_a_fifth_wide() {
+        let h = LatencyHistogram::default();
+        h.record(Duration::from_micros(5), 1);
+        h.record(Duration::from_millis(10), 98);
+        h.record(Duration::from_secs(600), 1);
+        let counts = h.counts();
+        assert_eq!(counts.iter().sum::<u64>(), 100);
+        assert_eq!(latency_quantile_us(&counts, 0.0), Some(16));
+        let p50 = latency_quantile_us(&counts, 0.5).unwrap();
+        assert!((10_000..=12_000).contains(&p50), "{p50}");
+        assert_eq!(
+            latency_quantile_us(&counts, 1.0),
+            Some(latency_bucket_bound_us(LATENCY_BUCKETS - 1))
+        );
+        assert_eq!(latency_quantile_us(&[0; 4], 0.5), None);
+        for i in 1..LATENCY_BUCKETS {
+            let (lo, hi) = (latency_bucket_bound_us(i - 1), latency_bucket_bound_us(i));
+            assert!(hi > lo && (hi as f64) < lo as f64 * 1.2 + 1.0, "{lo} {hi}");
         }
     }
 }

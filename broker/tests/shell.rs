@@ -153,6 +153,42 @@ fn metrics_are_prometheus_text() {
     let text = body.as_str().unwrap();
     assert!(text.contains("ringcast_connections 1"), "{text}");
     assert!(text.contains("ringcast_info{driver="), "{text}");
+    assert!(text.contains("process_resident_memory_bytes "), "{text}");
+    assert!(text.contains("process_open_fds "), "{text}");
+}
+
+#[test]
+fn delivery_latency_is_measured_from_acceptance_to_the_socket_write() {
+    let server = TestServer::start(2);
+    let mut clients: Vec<WsClient> = (0..4).map(|_| WsClient::connect(server.addr)).collect();
+    for client in &mut clients {
+        client.subscribe("timed");
+    }
+    let path = format!("/apps/{APP_ID}/events");
+    for i in 0..5 {
+        let body = json!({"name": "tick", "channel": "timed", "data": i.to_string()}).to_string();
+        assert_eq!(api(server.addr, "POST", &path, &body, &[]).0, 200);
+    }
+    for client in &mut clients {
+        for _ in 0..5 {
+            client.recv_until(Duration::from_secs(5), |v| v["event"] == "tick");
+        }
+    }
+    // Writers record after their write completes, just after the client could read it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, metrics) = http(server.addr, "GET", "/metrics", "");
+        let text = metrics.as_str().unwrap().to_owned();
+        if text.contains("ringcast_delivery_latency_seconds_count 20") {
+            assert!(
+                text.contains("ringcast_delivery_latency_seconds_bucket{le=\"+Inf\"} 20"),
+                "{text}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]

@@ -370,13 +370,14 @@ async fn write_loop<W: AsyncWriteRent>(
     let shard = rt.core().id();
     loop {
         let mut frames = rt.lend_frames();
-        let state = rt.core().take_output(
+        let taken = rt.core().take_output(
             key,
             socket_id,
             &mut frames,
             MAX_FRAMES_PER_WRITE,
             MAX_BYTES_PER_WRITE,
         );
+        let state = taken.state;
         if frames.is_empty() {
             rt.return_frames(frames);
             if state == OutputState::Close {
@@ -408,6 +409,13 @@ async fn write_loop<W: AsyncWriteRent>(
         let metrics = &rt.all_metrics[shard];
         inc(&metrics.write_calls);
         add(&metrics.bytes_out, len as u64);
+        if let Some(oldest) = taken.oldest_event {
+            // Every event in the write is counted with the oldest one's latency: an upper
+            // bound, exact for the common single-event write.
+            metrics
+                .delivery_latency
+                .record(oldest.elapsed(), taken.events as u64);
+        }
         if state == OutputState::Close {
             await_peer_close(&rt, key, socket_id, &writer).await;
             break;

@@ -4,6 +4,8 @@
 //! roster); other shards reach it only through these messages, carried by bounded FIFO queues,
 //! so that every channel sees one order of events.
 
+use std::time::Instant;
+
 use bytes::Bytes;
 
 use crate::core::auth::channel::PresenceMember;
@@ -73,6 +75,8 @@ pub enum MeshMsg {
         frame: Bytes,
         /// A socket that must not receive it (the sender, or `socket_id` of the API call).
         except: Option<SocketId>,
+        /// When the event was accepted, for the delivery latency.
+        published: Instant,
     },
     /// From the home shard to each shard with subscribers: deliver locally.
     Deliver {
@@ -84,6 +88,8 @@ pub enum MeshMsg {
         frame: Bytes,
         /// A socket that must not receive it.
         except: Option<SocketId>,
+        /// When the event was accepted, for the delivery latency.
+        published: Instant,
     },
     /// To the home shard: describe a channel.
     ChannelInfo {

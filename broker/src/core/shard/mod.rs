@@ -126,6 +126,17 @@ pub enum OutputState {
     Close,
 }
 
+/// What [`Shard::take_output`] handed out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Taken {
+    /// Whether the connection is to be closed once these frames are written.
+    pub state: OutputState,
+    /// When the oldest published event among the frames was accepted.
+    pub oldest_event: Option<Instant>,
+    /// How many of the frames are published events (the rest are replies and control).
+    pub events: usize,
+}
+
 /// An event to publish on behalf of the HTTP API.
 pub struct Publish<'a> {
     /// The app.
@@ -226,7 +237,9 @@ struct Conn {
     /// When the token expires (4010 then).
     token_expires: Option<Instant>,
     client_events: TokenBucket,
-    outbox: VecDeque<Bytes>,
+    /// Frames waiting for the writer, with when their event was accepted (`None` for
+    /// replies and control frames).
+    outbox: VecDeque<(Bytes, Option<Instant>)>,
     outbox_bytes: usize,
     in_ready: bool,
     /// A close frame is queued; input is ignored and nothing else is sent.
@@ -1160,6 +1173,7 @@ impl Shard {
             channel: channel.clone(),
             frame,
             except: Some(socket_id),
+            published: now,
         };
         self.send_home(app_idx, &channel, msg);
     }
@@ -1177,6 +1191,7 @@ impl Shard {
             channel: channel.clone(),
             frame,
             except: publish.except,
+            published: now,
         };
         self.send_home(publish.app, channel, msg);
         self.drain_to_self(now);
@@ -1417,23 +1432,38 @@ impl Shard {
         out: &mut Vec<Bytes>,
         max_frames: usize,
         max_bytes: usize,
-    ) -> OutputState {
+    ) -> Taken {
         let Some(conn) = self.conns.get_mut(key).filter(|c| c.socket_id == socket_id) else {
-            return OutputState::Close;
+            return Taken {
+                state: OutputState::Close,
+                oldest_event: None,
+                events: 0,
+            };
         };
         let mut bytes = 0;
+        let mut oldest_event: Option<Instant> = None;
+        let mut events = 0;
         while out.len() < max_frames && bytes < max_bytes {
-            let Some(frame) = conn.outbox.pop_front() else {
+            let Some((frame, published)) = conn.outbox.pop_front() else {
                 break;
             };
+            if let Some(published) = published {
+                events += 1;
+                oldest_event = Some(oldest_event.map_or(published, |o| o.min(published)));
+            }
             bytes += frame.len();
             out.push(frame);
         }
         conn.outbox_bytes -= bytes;
-        if conn.closing && conn.outbox.is_empty() {
+        let state = if conn.closing && conn.outbox.is_empty() {
             OutputState::Close
         } else {
             OutputState::Open
+        };
+        Taken {
+            state,
+            oldest_event,
+            events,
         }
     }
 
@@ -1606,7 +1636,15 @@ impl Shard {
         if conn.closing {
             return;
         }
-        if enqueue(conn, key, frame, cap, &mut self.ready, &self.metrics) == Enqueued::Overflow {
+        if enqueue(
+            conn,
+            key,
+            (frame, None),
+            cap,
+            &mut self.ready,
+            &self.metrics,
+        ) == Enqueued::Overflow
+        {
             self.close_slow_consumer(key);
         }
     }
@@ -1621,7 +1659,7 @@ impl Shard {
         }
         let frame = frame::encode_close(code, reason);
         conn.outbox_bytes += frame.len();
-        conn.outbox.push_back(frame);
+        conn.outbox.push_back((frame, None));
         conn.closing = true;
         mark_ready(conn, key, &mut self.ready);
         self.leave_all(key);
@@ -1642,7 +1680,7 @@ impl Shard {
         );
         let frame = frame::encode_frame(Opcode::Text, &json);
         conn.outbox_bytes += frame.len();
-        conn.outbox.push_back(frame);
+        conn.outbox.push_back((frame, None));
         self.close_ws(key, ErrorCode::OverCapacity.code(), "Over capacity");
     }
 
@@ -1705,6 +1743,7 @@ impl Shard {
                 channel,
                 frame,
                 except,
+                published,
             } => {
                 if channel.kind().is_cache() {
                     self.homes[app.get()]
@@ -1712,15 +1751,16 @@ impl Shard {
                         .or_insert_with(|| HomeChannel::new(self.shard_count))
                         .remember(frame.clone(), now);
                 }
-                self.home_publish(app, &channel, frame, except);
+                self.home_publish(app, &channel, frame, except, published);
             }
             MeshMsg::Deliver {
                 app,
                 channel,
                 frame,
                 except,
+                published,
             } => {
-                self.deliver_local(app, &channel, &frame, except);
+                self.deliver_local(app, &channel, &frame, except, published);
             }
             MeshMsg::ChannelInfo {
                 reply_to,
@@ -1901,7 +1941,7 @@ impl Shard {
                 then,
             }),
         );
-        self.subscription_count_changed(app, &channel, count);
+        self.subscription_count_changed(app, &channel, count, now);
         if admitted.first_socket_of_user
             && let Some(member) = member
         {
@@ -1911,7 +1951,7 @@ impl Shard {
                 member.user_info.as_deref(),
             );
             let frame = frame::encode_frame(Opcode::Text, &json);
-            self.home_publish(app, &channel, frame, Some(socket_id));
+            self.home_publish(app, &channel, frame, Some(socket_id), now);
         }
     }
 
@@ -2002,18 +2042,24 @@ impl Shard {
         if home.is_empty() {
             self.homes[app.get()].remove(channel);
         }
-        self.subscription_count_changed(app, channel, count);
+        self.subscription_count_changed(app, channel, count, now);
         if let (Some(user), true) = (user, removed.last_socket_of_user) {
             let json = message::member_removed(channel.as_str(), user);
             let frame = frame::encode_frame(Opcode::Text, &json);
-            self.home_publish(app, channel, frame, None);
+            self.home_publish(app, channel, frame, None, now);
         }
     }
 
     /// A channel's subscriber count changed: the `subscription_count` webhook and, when the
     /// app opts in, `pusher_internal:subscription_count` to the subscribers. Presence channels
     /// have member events instead.
-    fn subscription_count_changed(&mut self, app: AppIdx, channel: &ChannelName, count: usize) {
+    fn subscription_count_changed(
+        &mut self,
+        app: AppIdx,
+        channel: &ChannelName,
+        count: usize,
+        now: Instant,
+    ) {
         if channel.kind().is_presence() {
             return;
         }
@@ -2024,7 +2070,8 @@ impl Shard {
         self.webhook(app, event);
         if count > 0 && self.state.apps.get(app).config.subscription_count_events {
             let json = message::subscription_count(channel.as_str(), count);
-            self.home_publish(app, channel, frame::encode_frame(Opcode::Text, &json), None);
+            let frame = frame::encode_frame(Opcode::Text, &json);
+            self.home_publish(app, channel, frame, None, now);
         }
     }
 
@@ -2035,6 +2082,7 @@ impl Shard {
         channel: &ChannelName,
         frame: Bytes,
         except: Option<SocketId>,
+        published: Instant,
     ) {
         let Some(home) = self.homes[app.get()].get(channel) else {
             return;
@@ -2046,6 +2094,7 @@ impl Shard {
                 channel: channel.clone(),
                 frame: frame.clone(),
                 except,
+                published,
             };
             self.send_to(shard, msg);
         }
@@ -2057,6 +2106,7 @@ impl Shard {
         channel: &ChannelName,
         frame: &Bytes,
         except: Option<SocketId>,
+        published: Instant,
     ) {
         let Some(subscribers) = self.local[app.get()].get(channel) else {
             return;
@@ -2075,7 +2125,7 @@ impl Shard {
             if enqueue(
                 conn,
                 key,
-                frame.clone(),
+                (frame.clone(), Some(published)),
                 cap,
                 &mut self.ready,
                 &self.metrics,
@@ -2199,16 +2249,16 @@ enum Enqueued {
 fn enqueue(
     conn: &mut Conn,
     key: ConnKey,
-    frame: Bytes,
+    queued: (Bytes, Option<Instant>),
     cap: usize,
     ready: &mut Vec<ConnKey>,
     metrics: &ShardMetrics,
 ) -> Enqueued {
-    if conn.outbox_bytes + frame.len() > cap {
+    if conn.outbox_bytes + queued.0.len() > cap {
         return Enqueued::Overflow;
     }
-    conn.outbox_bytes += frame.len();
-    conn.outbox.push_back(frame);
+    conn.outbox_bytes += queued.0.len();
+    conn.outbox.push_back(queued);
     inc(&metrics.messages_out);
     mark_ready(conn, key, ready);
     Enqueued::Queued

@@ -442,6 +442,50 @@ fn publish_reuses_one_frame_buffer_for_every_subscriber() {
 }
 
 #[test]
+fn events_carry_their_acceptance_time_to_the_writer_across_shards() {
+    let mut cluster = Cluster::new(2);
+    let near = cluster.connect(0);
+    let far = cluster.connect(1);
+    for c in [near, far] {
+        cluster.subscribe(c, "timed");
+    }
+    let accepted = cluster.now;
+    cluster.publish(0, "timed", "x", None);
+    cluster.tick(Duration::from_millis(5));
+    cluster.publish(1, "timed", "y", None);
+    for c in [near, far] {
+        let mut ready = Vec::new();
+        cluster.shards[c.shard].take_ready(&mut ready);
+        let mut frames = Vec::new();
+        let taken = cluster.shards[c.shard].take_output(
+            c.key,
+            c.socket_id,
+            &mut frames,
+            usize::MAX,
+            usize::MAX,
+        );
+        // Both events, stamped with the oldest one's acceptance, on either shard.
+        assert_eq!(frames.len(), 2);
+        assert_eq!(taken.events, 2);
+        assert_eq!(taken.oldest_event, Some(accepted));
+        assert_eq!(taken.state, OutputState::Open);
+    }
+    // Replies are not events.
+    let late = cluster.connect(0);
+    let mut ready = Vec::new();
+    cluster.shards[0].take_ready(&mut ready);
+    let mut frames = Vec::new();
+    let taken = cluster.shards[0].take_output(
+        late.key,
+        late.socket_id,
+        &mut frames,
+        usize::MAX,
+        usize::MAX,
+    );
+    assert_eq!((taken.events, taken.oldest_event), (0, None));
+}
+
+#[test]
 fn socket_id_exclusion_skips_only_that_socket() {
     let mut cluster = Cluster::new(2);
     let a = cluster.connect(0);
