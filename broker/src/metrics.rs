@@ -18,6 +18,8 @@ pub struct AppCounters {
     pub deliveries: AtomicU64,
     /// Denied authorization decisions (subscribe, sign-in, token, API signature).
     pub auth_failures: AtomicU64,
+    /// Requests refused by a rate limit (connection attempts, client events, API calls).
+    pub rate_limited: AtomicU64,
 }
 
 /// Most tenants tracked; the rest are summed under `tenant="other"` so a flood of tenant ids
@@ -46,7 +48,8 @@ impl TenantCounters {
         *counts.entry(key).or_insert(0) += 1;
     }
 
-    fn snapshot(&self) -> Vec<((u16, String), u64)> {
+    /// Every (app, tenant) and its count.
+    pub fn snapshot(&self) -> Vec<((u16, String), u64)> {
         let counts = self
             .counts
             .lock()
@@ -80,6 +83,8 @@ pub struct ShardMetrics {
     pub auth_failures: AtomicU64,
     /// Connections closed because their send buffer was full.
     pub slow_consumers_closed: AtomicU64,
+    /// Requests refused by a rate limit.
+    pub rate_limited: AtomicU64,
     /// Mesh messages that waited because a queue to another shard was full.
     pub mesh_delayed: AtomicU64,
     /// HTTP requests served.
@@ -107,6 +112,7 @@ impl ShardMetrics {
             write_calls: AtomicU64::new(0),
             auth_failures: AtomicU64::new(0),
             slow_consumers_closed: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
             mesh_delayed: AtomicU64::new(0),
             http_requests: AtomicU64::new(0),
             errors: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -178,6 +184,98 @@ pub fn latency_quantile_us(counts: &[u64], q: f64) -> Option<u64> {
         }
     }
     Some(latency_bucket_bound_us(counts.len() - 1))
+}
+
+/// The dashboard's picture of the server (see [`ringcast_shared::Overview`]). Latency
+/// percentiles cover the samples since `previous_latency`, which is updated to now.
+pub fn overview(
+    shards: &[std::sync::Arc<ShardMetrics>],
+    app_ids: &[&str],
+    tenants: &TenantCounters,
+    previous_latency: &mut [u64; LATENCY_BUCKETS],
+) -> ringcast_shared::Overview {
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let sum = |f: &dyn Fn(&ShardMetrics) -> u64| shards.iter().map(|s| f(s)).sum::<u64>();
+    let shard_connections: Vec<i64> = shards
+        .iter()
+        .map(|s| {
+            s.apps
+                .iter()
+                .map(|a| a.connections.load(Ordering::Relaxed))
+                .sum()
+        })
+        .collect();
+    let mut latency = [0u64; LATENCY_BUCKETS];
+    for shard in shards {
+        for (total, count) in latency.iter_mut().zip(shard.delivery_latency.counts()) {
+            *total += count;
+        }
+    }
+    let interval: Vec<u64> = latency
+        .iter()
+        .zip(previous_latency.iter())
+        .map(|(now, before)| now.saturating_sub(*before))
+        .collect();
+    *previous_latency = latency;
+    let apps = app_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let app = |f: &dyn Fn(&AppCounters) -> u64| {
+                shards
+                    .iter()
+                    .filter_map(|s| s.apps.get(i))
+                    .map(f)
+                    .sum::<u64>()
+            };
+            ringcast_shared::AppLoad {
+                id: (*id).to_owned(),
+                connections: shards
+                    .iter()
+                    .filter_map(|s| s.apps.get(i))
+                    .map(|a| a.connections.load(Ordering::Relaxed))
+                    .sum(),
+                publishes: app(&|a| load(&a.publishes)),
+                deliveries: app(&|a| load(&a.deliveries)),
+                auth_failures: app(&|a| load(&a.auth_failures)),
+                rate_limited: app(&|a| load(&a.rate_limited)),
+            }
+        })
+        .collect();
+    let tenants = tenants
+        .snapshot()
+        .into_iter()
+        .map(
+            |((app, tenant), auth_failures)| ringcast_shared::TenantLoad {
+                app: app_ids
+                    .get(usize::from(app))
+                    .map_or_else(String::new, |id| (*id).to_owned()),
+                tenant,
+                auth_failures,
+            },
+        )
+        .collect();
+    ringcast_shared::Overview {
+        time_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        connections: shard_connections.iter().sum(),
+        subscriptions: shards
+            .iter()
+            .map(|s| s.subscriptions.load(Ordering::Relaxed))
+            .sum(),
+        messages_in: sum(&|s| load(&s.messages_in)),
+        messages_out: sum(&|s| load(&s.messages_out)),
+        deliveries: sum(&|s| load(&s.deliveries)),
+        auth_failures: sum(&|s| load(&s.auth_failures)),
+        rate_limited: sum(&|s| load(&s.rate_limited)),
+        slow_consumers_closed: sum(&|s| load(&s.slow_consumers_closed)),
+        latency_p50_us: latency_quantile_us(&interval, 0.5),
+        latency_p99_us: latency_quantile_us(&interval, 0.99),
+        shards: shard_connections,
+        apps,
+        tenants,
+    }
 }
 
 /// Adds one to a counter.
@@ -302,7 +400,7 @@ pub fn render_prometheus(
         "Active channel subscriptions.",
         sum_i(&|s| s.subscriptions.load(Ordering::Relaxed)),
     );
-    let counters: [(&str, &str, u64); 13] = [
+    let counters: [(&str, &str, u64); 14] = [
         (
             "ringcast_connections_opened_total",
             "WebSocket connections accepted.",
@@ -352,6 +450,11 @@ pub fn render_prometheus(
             "ringcast_slow_consumers_closed_total",
             "Connections closed with 4100 for a full send buffer.",
             sum(&|s| load(&s.slow_consumers_closed)),
+        ),
+        (
+            "ringcast_rate_limited_total",
+            "Requests refused by a rate limit (connection attempts, client events, API calls).",
+            sum(&|s| load(&s.rate_limited)),
         ),
         (
             "ringcast_mesh_delayed_total",
@@ -459,7 +562,7 @@ pub fn render_prometheus(
         let n = sum(&|s| load(&s.errors[i]));
         let _ = writeln!(out, "ringcast_errors_total{{code=\"{}\"}} {n}", code.code());
     }
-    let per_app: [PerAppSeries; 5] = [
+    let per_app: [PerAppSeries; 6] = [
         (
             "ringcast_app_connections",
             "Open connections per app.",
@@ -489,6 +592,12 @@ pub fn render_prometheus(
             "Denied authorization decisions per app.",
             "counter",
             |a| a.auth_failures.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "ringcast_app_rate_limited_total",
+            "Requests refused by a rate limit per app.",
+            "counter",
+            |a| a.rate_limited.load(Ordering::Relaxed) as i64,
         ),
     ];
     for (name, help, kind, get) in per_app {

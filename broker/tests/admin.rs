@@ -288,3 +288,67 @@ fn failed_sign_ins_are_throttled_and_land_in_the_security_feed() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn the_overview_streams_live_and_follows_connections() {
+    use std::io::{BufRead, BufReader, Write};
+    let server = TestServer::start_with(2, with_admin);
+    let (cookie, _) = sign_in(&server);
+    let _one = WsClient::connect(server.addr);
+    let snapshot = request(
+        &server,
+        "GET",
+        "/admin/api/overview",
+        &[("Cookie", &cookie)],
+        "",
+    );
+    assert_eq!(snapshot.status, 200, "{}", snapshot.body);
+    let overview: ringcast_shared::Overview = serde_json::from_str(&snapshot.body).unwrap();
+    assert_eq!(overview.connections, 1);
+    assert_eq!(overview.shards.len(), 2);
+    assert_eq!(overview.apps[0].id, APP_ID);
+
+    let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /admin/api/live HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n"
+    )
+    .unwrap();
+    let mut lines = BufReader::new(stream).lines();
+    let head: Vec<String> = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert!(head[0].starts_with("HTTP/1.1 200"), "{head:?}");
+    assert!(
+        head.iter().any(|h| h == "Content-Type: text/event-stream"),
+        "{head:?}"
+    );
+    let mut next = || -> ringcast_shared::Overview {
+        let line = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find(|l| l.starts_with("data: "))
+            .expect("an event");
+        serde_json::from_str(&line["data: ".len()..]).unwrap()
+    };
+    assert_eq!(next().connections, 1);
+    let mut more: Vec<WsClient> = (0..3).map(|_| WsClient::connect(server.addr)).collect();
+    more[0].subscribe("watched");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let overview = next();
+        if overview.connections == 4 && overview.subscriptions == 1 {
+            assert_eq!(overview.shards.iter().sum::<i64>(), 4);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{overview:?}");
+    }
+    // Without a session there is no stream.
+    let refused = request(&server, "GET", "/admin/api/live", &[], "");
+    assert_eq!(refused.status, 401);
+}

@@ -108,6 +108,70 @@ pub struct AuditPage {
     pub next_cursor: Option<String>,
 }
 
+/// A live picture of the broker for the dashboard: `GET /admin/api/overview` once, or
+/// `GET /admin/api/live`, one per second as server-sent events. Counters are totals since
+/// start; the dashboard turns consecutive snapshots into rates.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Overview {
+    /// Milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// Open WebSocket connections.
+    pub connections: i64,
+    /// Channel subscriptions.
+    pub subscriptions: i64,
+    /// WebSocket messages received.
+    pub messages_in: u64,
+    /// Frames queued for sending.
+    pub messages_out: u64,
+    /// Event frames queued to subscribers.
+    pub deliveries: u64,
+    /// Denied authorization decisions.
+    pub auth_failures: u64,
+    /// Requests refused by a rate limit.
+    pub rate_limited: u64,
+    /// Connections closed for not reading (4100).
+    pub slow_consumers_closed: u64,
+    /// Delivery latency (acceptance to socket write) since the previous snapshot, median
+    /// and 99th percentile in microseconds; `None` when nothing was delivered.
+    pub latency_p50_us: Option<u64>,
+    /// See `latency_p50_us`.
+    pub latency_p99_us: Option<u64>,
+    /// Connections per shard (the balance between cores).
+    pub shards: Vec<i64>,
+    /// Per app.
+    pub apps: Vec<AppLoad>,
+    /// Denied authorizations per app and tenant.
+    pub tenants: Vec<TenantLoad>,
+}
+
+/// One app in an [`Overview`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppLoad {
+    /// The app id.
+    pub id: String,
+    /// Open connections.
+    pub connections: i64,
+    /// Events published.
+    pub publishes: u64,
+    /// Event frames delivered.
+    pub deliveries: u64,
+    /// Denied authorization decisions.
+    pub auth_failures: u64,
+    /// Rate-limit refusals.
+    pub rate_limited: u64,
+}
+
+/// One tenant of one app in an [`Overview`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantLoad {
+    /// The app id.
+    pub app: String,
+    /// The tenant.
+    pub tenant: String,
+    /// Denied authorization decisions.
+    pub auth_failures: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -194,6 +194,15 @@ pub fn api(
             ))
         }
         (Method::Get, ["apps"]) => ok(&apps(shard), keep_alive),
+        (Method::Get, ["overview"]) => {
+            let mut since_start = [0; crate::metrics::LATENCY_BUCKETS];
+            let overview = overview(shard, view.metrics, &mut since_start);
+            ok(
+                &serde_json::to_value(overview).unwrap_or_default(),
+                keep_alive,
+            )
+        }
+        (Method::Get, ["live"]) => Reply::Live,
         (Method::Get, ["audit"]) => audit(head, false),
         (Method::Get, ["security-events"]) => audit(head, true),
         (Method::Get, ["apps", app, "channels"]) => {
@@ -208,7 +217,7 @@ pub fn api(
         (Method::Post, ["apps", app, "events"]) => {
             api::handle_for_admin(shard, app, ApiRoute::Events, head, body, clock)
         }
-        (_, ["logout" | "apps" | "audit" | "security-events"])
+        (_, ["logout" | "apps" | "audit" | "security-events" | "overview" | "live"])
         | (_, ["apps", _, "channels" | "events"])
         | (_, ["apps", _, "channels", _])
         | (_, ["apps", _, "channels", _, "users"]) => {
@@ -380,6 +389,22 @@ fn apps(shard: &Shard) -> serde_json::Value {
         })
         .collect();
     json!({ "apps": apps })
+}
+
+/// The dashboard's picture of the server now (see [`crate::metrics::overview`]).
+pub fn overview(
+    shard: &Shard,
+    metrics: &[std::sync::Arc<crate::metrics::ShardMetrics>],
+    previous_latency: &mut [u64; crate::metrics::LATENCY_BUCKETS],
+) -> ringcast_shared::Overview {
+    let state = shard.state();
+    let app_ids: Vec<&str> = state.apps.iter().map(|a| a.config.id.as_str()).collect();
+    crate::metrics::overview(
+        metrics,
+        &app_ids,
+        &state.tenant_auth_failures,
+        previous_latency,
+    )
 }
 
 /// The first and last two characters of a secret, the rest hidden.

@@ -6,7 +6,7 @@ mod admin;
 mod api;
 mod routes;
 
-pub use admin::AdminAssets;
+pub use admin::{AdminAssets, overview as admin_overview};
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,6 +43,9 @@ pub enum Reply {
     Now(Vec<u8>),
     /// Await these queries, then call [`finish`].
     Later(Later),
+    /// Stream an [`ringcast_shared::Overview`] every second as server-sent events until the
+    /// client goes away or the server shuts down.
+    Live,
     /// Run this audit query on the audit thread, then answer with its page as JSON.
     Audit {
         /// The query.

@@ -149,6 +149,10 @@ async fn serve_http(
     let reply = rt.with_core(|core| http::handle(core, &view, head, &body, &clock));
     let bytes = match reply {
         Reply::Now(bytes) => bytes,
+        Reply::Live => {
+            live(rt, stream).await;
+            return false;
+        }
         Reply::Later(mut later) => {
             let answers = rt.await_answers(&later.queries).await;
             let persisted = later
@@ -176,6 +180,28 @@ async fn serve_http(
     };
     let (result, _) = stream.write_all(bytes).await;
     result.is_ok() && head.keep_alive && !rt.shutting_down.get()
+}
+
+/// Streams the dashboard's overview once a second as server-sent events, until the client
+/// goes away (the next write fails) or the server shuts down.
+async fn live(rt: &Rc<ShardRt>, stream: &mut TcpStream) {
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n\
+                Connection: close\r\nX-Accel-Buffering: no\r\n\r\n";
+    if stream.write_all(head.as_bytes().to_vec()).await.0.is_err() {
+        return;
+    }
+    let mut previous_latency = [0; crate::metrics::LATENCY_BUCKETS];
+    while !rt.shutting_down.get() {
+        let overview = http::admin_overview(&rt.core(), &rt.all_metrics, &mut previous_latency);
+        let event = format!(
+            "data: {}\n\n",
+            serde_json::to_string(&overview).unwrap_or_default()
+        );
+        if stream.write_all(event.into_bytes()).await.0.is_err() {
+            return;
+        }
+        monoio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 async fn read_body(

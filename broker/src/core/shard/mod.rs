@@ -1261,6 +1261,7 @@ impl Shard {
         reason: Option<String>,
     ) {
         self.count_denial(app, kind, decision, None);
+        self.count_rate_limit(app, action);
         self.audit.push(AuditRecord {
             time_ms: 0,
             kind,
@@ -1308,6 +1309,17 @@ impl Shard {
         });
     }
 
+    /// Counts a rate-limit refusal (every one is audited with the action `rate_limit`).
+    fn count_rate_limit(&self, app: AppIdx, action: &str) {
+        if action != "rate_limit" {
+            return;
+        }
+        inc(&self.metrics.rate_limited);
+        if let Some(counters) = self.metrics.apps.get(app.get()) {
+            inc(&counters.rate_limited);
+        }
+    }
+
     /// Counts a failed authorization (a denied decision) per app and per tenant.
     fn count_denial(
         &self,
@@ -1350,6 +1362,7 @@ impl Shard {
             decision,
             identity.and_then(|i| i.tenant.as_deref()),
         );
+        self.count_rate_limit(conn.app, action);
         self.audit.push(AuditRecord {
             time_ms: 0,
             kind,
