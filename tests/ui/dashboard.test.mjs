@@ -1,0 +1,168 @@
+// The admin dashboard in a real browser against a real broker: Debian's Chromium driven by
+// playwright-core, the broker binary serving target/admin-ui/dist at /admin/. Signs in (after a
+// refused attempt that must show an error and reach the security feed), watches the overview's
+// connection count follow WebSocket clients, opens the apps page, and saves screenshots of each
+// page, wide and narrow, under target/ui-screenshots/.
+// Run with `scripts/ui-test` (builds first) or `node --test tests/ui/`.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const DIST = path.join(ROOT, 'target/admin-ui/dist');
+const SHOTS = path.join(ROOT, 'target/ui-screenshots');
+const BROKER = process.env.RINGCAST_BIN ?? path.join(ROOT, 'target/debug/ringcast');
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+// Quiet on a closed network (TOOLCHAIN.md); headless and --no-sandbox come from Playwright.
+const CHROMIUM_ARGS = [
+  '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync',
+];
+const PASSWORD = 'correct horse battery staple';
+const APP = { id: 'ui-app', key: 'ui-key', secret: 'ui-secret' };
+
+let broker, baseUrl, context, scratch;
+
+/** Starts the broker on a free port and resolves with its address. */
+async function startBroker() {
+  const hash = execFileSync(BROKER, ['hash-password'], { input: PASSWORD }).toString().trim();
+  const config = path.join(scratch, 'ringcast.toml');
+  await writeFile(config, `
+[server]
+port = 0
+shards = 2
+data_dir = "${path.join(scratch, 'data')}"
+admin_ui_dir = "${DIST}"
+
+[[apps]]
+id = "${APP.id}"
+key = "${APP.key}"
+secret = "${APP.secret}"
+
+[[admins]]
+name = "ops"
+password_hash = "${hash}"
+`);
+  broker = spawn(BROKER, ['serve', '--config', config], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    broker.stdout.on('data', (chunk) => {
+      out += chunk;
+      const m = out.match(/listening on (\S+)/);
+      if (m) resolve(m[1]);
+    });
+    broker.on('exit', (code) => reject(new Error(`broker exited with ${code}`)));
+  });
+}
+
+before(async () => {
+  assert.ok(existsSync(path.join(DIST, 'index.html')), `${DIST} is missing: run scripts/build-admin-ui`);
+  assert.ok(existsSync(BROKER), `${BROKER} is missing: cargo build -p ringcast`);
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium`);
+  scratch = await mkdtemp(path.join(tmpdir(), 'ringcast-ui-'));
+  baseUrl = `http://${await startBroker()}`;
+  // A fresh profile per run; launchPersistentContext is how Playwright takes a user-data-dir.
+  context = await chromium.launchPersistentContext(path.join(scratch, 'profile'), {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width: 1280, height: 800 },
+  });
+  await mkdir(SHOTS, { recursive: true });
+});
+
+after(async () => {
+  await context?.close();
+  broker?.kill('SIGTERM');
+  if (scratch) await rm(scratch, { recursive: true, force: true });
+});
+
+/** Saves the page wide and narrow (a phone's width). */
+async function shoot(page, name) {
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.screenshot({ path: path.join(SHOTS, `${name}-mobile.png`), fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 800 });
+}
+
+test('sign-in, live overview and apps', { timeout: 120_000 }, async () => {
+  const page = await context.newPage();
+  const problems = [];
+  page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
+  page.on('console', (msg) => {
+    if (msg.type() === 'error' && !msg.text().includes('401')) problems.push(`console: ${msg.text()}`);
+  });
+  const wasmTypes = [];
+  page.on('response', (res) => {
+    if (res.url().endsWith('.wasm')) wasmTypes.push(res.headers()['content-type']);
+  });
+
+  await page.goto(`${baseUrl}/admin/`);
+  const form = page.locator('form.signin');
+  await form.waitFor({ timeout: 30_000 });
+  assert.deepEqual(wasmTypes, ['application/wasm']);
+
+  // A wrong password: an error on the page, and a security event in the feed.
+  await page.getByLabel('Name').fill('ops');
+  await page.getByLabel('Password').fill('guess');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('alert').filter({ hasText: 'wrong name or password' }).waitFor();
+  await shoot(page, 'signin-failed');
+
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('link', { name: 'Overview' }).waitFor();
+  const feed = await page.evaluate(async () => (await fetch('/admin/api/security-events?user=ops')).json());
+  assert.ok(
+    feed.records.some((r) => r.action === 'admin_signin' && r.decision === 'deny'),
+    JSON.stringify(feed),
+  );
+
+  // The connection count follows clients (opened from a second page, as browsers would).
+  const connections = page.locator('[data-metric="Connections"]');
+  await page.waitForFunction(() => document.querySelector('[data-metric="Connections"]')?.textContent === '0');
+  const clients = await context.newPage();
+  await clients.goto(`${baseUrl}/up`);
+  await clients.evaluate(({ key }) => {
+    window.sockets = [0, 1, 2].map(() => new WebSocket(`ws://${location.host}/app/${key}?protocol=7`));
+  }, { key: APP.key });
+  await page.waitForFunction(
+    () => document.querySelector('[data-metric="Connections"]')?.textContent === '3',
+    null,
+    { timeout: 10_000 },
+  );
+  assert.equal(await page.locator(`[data-app-connections="${APP.id}"]`).innerText(), '3');
+  await shoot(page, 'overview');
+  await clients.evaluate(() => window.sockets.forEach((s) => s.close()));
+  await page.waitForFunction(
+    () => document.querySelector('[data-metric="Connections"]')?.textContent === '0',
+    null,
+    { timeout: 10_000 },
+  );
+  assert.equal(await connections.innerText(), '0');
+
+  // Apps: limits shown, the secret masked.
+  await page.getByRole('link', { name: 'Apps' }).click();
+  await page.getByRole('heading', { name: APP.id }).waitFor({ timeout: 10_000 });
+  const text = await page.locator('section.app').innerText();
+  assert.ok(!text.includes(APP.secret), text);
+  assert.match(text, /ui•+et|u•+t/);
+  await shoot(page, 'apps');
+
+  // Reloading keeps the session and the page; signing out ends it.
+  await page.reload();
+  await page.getByRole('heading', { name: APP.id }).waitFor();
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.locator('form.signin').waitFor();
+
+  assert.deepEqual(problems, [], 'the page logged errors');
+  await clients.close();
+  await page.close();
+});
