@@ -18,7 +18,7 @@
 //!   its writer drains [`core::shard::Shard::take_output`] and coalesces frames into one
 //!   `writev`.
 //! - [`http`] maps HTTP requests to responses (the Pusher HTTP API, resources, token
-//!   revocation, the admin audit API, `/up`, `/metrics`).
+//!   revocation, the admin dashboard and its API with sign-in sessions, `/up`, `/metrics`).
 //! - [`audit`] is the writer thread of the audit log and the resource store (sled, rkyv,
 //!   group commit); [`webhooks`] is the webhook sender thread. Shards reach both only through
 //!   bounded queues and never wait on them.
@@ -26,7 +26,8 @@
 //! A channel's *home* shard owns its authoritative state (subscriber counts, presence
 //! roster). A publish is encoded into one WebSocket frame (`bytes::Bytes`) by the shard that
 //! receives it, sent to the channel's home, and forwarded to every shard with subscribers; each
-//! subscriber's queue holds a clone of the same buffer.
+//! subscriber's queue holds a clone of the same buffer, stamped with the event's acceptance time
+//! so writers can measure delivery latency.
 
 pub mod audit;
 pub mod config;
