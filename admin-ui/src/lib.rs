@@ -20,16 +20,22 @@ pub use api::Session;
 pub enum Page {
     /// Live metrics.
     Overview,
+    /// Failed authorizations and security events as they happen.
+    Security,
+    /// Search over the audit log.
+    Audit,
     /// Configured apps and their limits.
     Apps,
 }
 
 impl Page {
-    const ALL: [Page; 2] = [Page::Overview, Page::Apps];
+    const ALL: [Page; 4] = [Page::Overview, Page::Security, Page::Audit, Page::Apps];
 
     fn slug(self) -> &'static str {
         match self {
             Page::Overview => "overview",
+            Page::Security => "security",
+            Page::Audit => "audit",
             Page::Apps => "apps",
         }
     }
@@ -37,6 +43,8 @@ impl Page {
     fn title(self) -> &'static str {
         match self {
             Page::Overview => "Overview",
+            Page::Security => "Security",
+            Page::Audit => "Audit",
             Page::Apps => "Apps",
         }
     }
@@ -115,6 +123,8 @@ pub fn App() -> impl IntoView {
                     </header>
                     {move || match page.get() {
                         Page::Overview => view! { <pages::overview::Overview /> }.into_any(),
+                        Page::Security => view! { <pages::audit::Security /> }.into_any(),
+                        Page::Audit => view! { <pages::audit::Audit /> }.into_any(),
                         Page::Apps => view! { <pages::apps::Apps /> }.into_any(),
                     }}
                 </Show>
@@ -143,6 +153,7 @@ mod tests {
     #[test]
     fn pages_come_from_the_url_fragment() {
         assert_eq!(Page::from_hash("#apps"), Page::Apps);
+        assert_eq!(Page::from_hash("#security"), Page::Security);
         assert_eq!(Page::from_hash("#overview"), Page::Overview);
         assert_eq!(Page::from_hash(""), Page::Overview);
         assert_eq!(Page::from_hash("#nonsense"), Page::Overview);

@@ -148,6 +148,42 @@ test('sign-in, live overview and apps', { timeout: 120_000 }, async () => {
   );
   assert.equal(await connections.innerText(), '0');
 
+  // A refused subscription (a forged signature) shows up in the security feed, as does the
+  // refused sign-in.
+  await clients.evaluate(({ key }) => new Promise((resolve) => {
+    const ws = new WebSocket(`ws://${location.host}/app/${key}?protocol=7`);
+    ws.onmessage = (m) => {
+      const msg = JSON.parse(m.data);
+      if (msg.event === 'pusher:connection_established') {
+        ws.send(JSON.stringify({
+          event: 'pusher:subscribe',
+          data: { channel: 'private-vault', auth: `${key}:${'0'.repeat(64)}` },
+        }));
+      } else if (msg.event === 'pusher:subscription_error') {
+        resolve();
+      }
+    };
+  }), { key: APP.key });
+  await page.getByRole('link', { name: 'Security' }).click();
+  const feedRows = page.locator('table.records tbody tr');
+  await feedRows.filter({ hasText: 'private-vault' }).filter({ hasText: 'deny' }).waitFor({ timeout: 10_000 });
+  await feedRows.filter({ hasText: 'admin_signin' }).first().waitFor();
+  await shoot(page, 'security');
+
+  // Audit: search by channel, allowed decisions included.
+  await page.getByRole('link', { name: 'Audit' }).click();
+  await page.getByLabel('Channel').fill('private-vault');
+  await page.getByLabel('Channel').press('Enter');
+  await page.getByLabel('Channel').blur();
+  // Once the filtered page is in, every row is about that channel.
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll('table.records tbody tr')];
+    return rows.length > 0 && rows.every((r) => r.textContent.includes('private-vault'));
+  }, null, { timeout: 10_000 });
+  const auditText = await page.locator('table.records tbody').innerText();
+  assert.match(auditText, /subscribe/);
+  await shoot(page, 'audit');
+
   // Apps: limits shown, the secret masked.
   await page.getByRole('link', { name: 'Apps' }).click();
   await page.getByRole('heading', { name: APP.id }).waitFor({ timeout: 10_000 });

@@ -1,5 +1,6 @@
 //! The dashboard's pages.
 
 pub mod apps;
+pub mod audit;
 pub mod overview;
 pub mod signin;
