@@ -24,18 +24,27 @@ pub enum Page {
     Security,
     /// Search over the audit log.
     Audit,
+    /// Occupied channels, members, test events.
+    Channels,
     /// Configured apps and their limits.
     Apps,
 }
 
 impl Page {
-    const ALL: [Page; 4] = [Page::Overview, Page::Security, Page::Audit, Page::Apps];
+    const ALL: [Page; 5] = [
+        Page::Overview,
+        Page::Security,
+        Page::Audit,
+        Page::Channels,
+        Page::Apps,
+    ];
 
     fn slug(self) -> &'static str {
         match self {
             Page::Overview => "overview",
             Page::Security => "security",
             Page::Audit => "audit",
+            Page::Channels => "channels",
             Page::Apps => "apps",
         }
     }
@@ -45,6 +54,7 @@ impl Page {
             Page::Overview => "Overview",
             Page::Security => "Security",
             Page::Audit => "Audit",
+            Page::Channels => "Channels",
             Page::Apps => "Apps",
         }
     }
@@ -125,6 +135,7 @@ pub fn App() -> impl IntoView {
                         Page::Overview => view! { <pages::overview::Overview /> }.into_any(),
                         Page::Security => view! { <pages::audit::Security /> }.into_any(),
                         Page::Audit => view! { <pages::audit::Audit /> }.into_any(),
+                        Page::Channels => view! { <pages::channels::Channels session=Signal::from(session) /> }.into_any(),
                         Page::Apps => view! { <pages::apps::Apps /> }.into_any(),
                     }}
                 </Show>

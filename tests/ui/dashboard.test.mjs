@@ -7,6 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -183,6 +184,41 @@ test('sign-in, live overview and apps', { timeout: 120_000 }, async () => {
   const auditText = await page.locator('table.records tbody').innerText();
   assert.match(auditText, /subscribe/);
   await shoot(page, 'audit');
+
+  // Channels: a public and a presence channel with their counts, the presence members, and a
+  // test event that reaches the subscriber.
+  const socketId = await clients.evaluate(({ key }) => new Promise((resolve) => {
+    window.received = [];
+    const ws = new WebSocket(`ws://${location.host}/app/${key}?protocol=7`);
+    window.member = ws;
+    ws.onmessage = (m) => {
+      const msg = JSON.parse(m.data);
+      window.received.push(msg);
+      if (msg.event === 'pusher:connection_established') resolve(JSON.parse(msg.data).socket_id);
+    };
+  }), { key: APP.key });
+  const channelData = JSON.stringify({ user_id: 'alice', user_info: { name: 'Alice' } });
+  const signature = createHmac('sha256', APP.secret)
+    .update(`${socketId}:presence-room:${channelData}`)
+    .digest('hex');
+  await clients.evaluate(({ key, signature, channelData }) => {
+    for (const [channel, extra] of [['news', {}], ['presence-room', { auth: `${key}:${signature}`, channel_data: channelData }]]) {
+      window.member.send(JSON.stringify({ event: 'pusher:subscribe', data: { channel, ...extra } }));
+    }
+  }, { key: APP.key, signature, channelData });
+  await page.getByRole('link', { name: 'Channels' }).click();
+  const room = page.locator('tr[data-channel="presence-room"]');
+  await room.waitFor({ timeout: 10_000 });
+  assert.match(await room.innerText(), /presence-room\s+1\s+1/);
+  await room.getByRole('button', { name: 'Members' }).click();
+  await page.locator('section.members li', { hasText: 'alice' }).waitFor();
+  await page.locator('tr[data-channel="news"]').getByRole('button', { name: 'Send event' }).click();
+  assert.equal(await page.getByLabel('Channel').inputValue(), 'news');
+  await page.getByLabel('Event').fill('dashboard-note');
+  await page.getByRole('button', { name: 'Send', exact: true }).click();
+  await page.getByRole('status').filter({ hasText: 'Sent.' }).waitFor();
+  await clients.waitForFunction(() => window.received.some((m) => m.event === 'dashboard-note' && m.channel === 'news'));
+  await shoot(page, 'channels');
 
   // Apps: limits shown, the secret masked.
   await page.getByRole('link', { name: 'Apps' }).click();

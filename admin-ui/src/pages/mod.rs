@@ -2,5 +2,6 @@
 
 pub mod apps;
 pub mod audit;
+pub mod channels;
 pub mod overview;
 pub mod signin;
