@@ -352,3 +352,118 @@ fn the_overview_streams_live_and_follows_connections() {
     let refused = request(&server, "GET", "/admin/api/live", &[], "");
     assert_eq!(refused.status, 401);
 }
+
+#[test]
+fn admins_watch_a_disputed_chat_only_while_it_is_disputed() {
+    use ringcast::core::policy::{Alternative, RuleConfig};
+    let server = TestServer::start_with(2, |c| {
+        with_admin(c);
+        let mut rule = RuleConfig::new("escrow-chat", "tenant.{tenant}.escrow.{id}.chat");
+        rule.tenant = Some("{tenant}".into());
+        rule.resource = Some("escrow:{id}".into());
+        rule.allow = vec![
+            Alternative {
+                participant: true,
+                role: None,
+                attributes: Default::default(),
+            },
+            Alternative {
+                participant: false,
+                role: Some("admin".into()),
+                attributes: [("status".to_owned(), "DISPUTED".to_owned())].into(),
+            },
+        ];
+        c.apps[0].policies = vec![rule];
+    });
+    let (cookie, csrf) = sign_in(&server);
+    let headers = [("Cookie", cookie.as_str()), ("X-CSRF-Token", csrf.as_str())];
+    let disputes_path = format!("/admin/api/apps/{APP_ID}/disputes");
+    let channel = "private-tenant.acme.escrow.42.chat";
+
+    // Admin subscribes with the dashboard's signatures; `DISPUTED` decides.
+    let watch = |expect_ok: bool| {
+        let mut admin = WsClient::connect(server.addr);
+        let auth = request(
+            &server,
+            "POST",
+            &format!("/admin/api/apps/{APP_ID}/pusher-auth"),
+            &headers,
+            &json!({"socket_id": admin.socket_id, "channel": channel, "tenant": "acme"})
+                .to_string(),
+        );
+        assert_eq!(auth.status, 200, "{}", auth.body);
+        let auth = auth.json();
+        admin.send(&json!({"event": "pusher:signin", "data": auth["signin"]}));
+        admin.recv_until(Duration::from_secs(5), |m| {
+            m["event"] == "pusher:signin_success"
+        });
+        admin.send(&json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth["channel_auth"]}}));
+        let reply = admin.recv_until(Duration::from_secs(5), |m| {
+            m["event"] == "pusher_internal:subscription_succeeded"
+                || m["event"] == "pusher:subscription_error"
+        });
+        assert_eq!(
+            reply["event"] == "pusher_internal:subscription_succeeded",
+            expect_ok,
+            "{reply}"
+        );
+        admin
+    };
+
+    let set = |status: &str| {
+        let body = json!({"participants": ["buyer-1", "seller-9"], "attributes": {"status": status, "tenant": "acme"}});
+        let path = format!("/apps/{APP_ID}/resources/escrow/42");
+        assert_eq!(
+            support::api(server.addr, "PUT", &path, &body.to_string(), &[]).0,
+            200
+        );
+    };
+    set("OPEN");
+    assert_eq!(
+        request(&server, "GET", &disputes_path, &[("Cookie", &cookie)], "").json()["disputes"],
+        json!([])
+    );
+    drop(watch(false));
+
+    set("DISPUTED");
+    let listed = request(&server, "GET", &disputes_path, &[("Cookie", &cookie)], "").json();
+    assert_eq!(listed["key"], support::KEY);
+    assert_eq!(listed["disputes"][0]["id"], "42");
+    assert_eq!(
+        listed["disputes"][0]["channels"],
+        json!(["tenant.acme.escrow.42.chat"])
+    );
+    let mut admin = watch(true);
+    let note = json!({"name": "message", "channel": channel, "data": "{\"text\":\"where is my parcel?\"}"});
+    assert_eq!(
+        support::api(
+            server.addr,
+            "POST",
+            &format!("/apps/{APP_ID}/events"),
+            &note.to_string(),
+            &[]
+        )
+        .0,
+        200
+    );
+    let got = admin.recv_until(Duration::from_secs(5), |m| m["event"] == "message");
+    assert_eq!(got["data"], "{\"text\":\"where is my parcel?\"}");
+
+    // Signing needs the CSRF token, and only private channels are signed.
+    let no_csrf = request(
+        &server,
+        "POST",
+        &format!("/admin/api/apps/{APP_ID}/pusher-auth"),
+        &[("Cookie", &cookie)],
+        &json!({"socket_id": "1.1"}).to_string(),
+    );
+    assert_eq!(no_csrf.status, 403);
+    let public = request(
+        &server,
+        "POST",
+        &format!("/admin/api/apps/{APP_ID}/pusher-auth"),
+        &headers,
+        &json!({"socket_id": "1.1", "channel": "news"}).to_string(),
+    );
+    assert_eq!(public.status, 400);
+}

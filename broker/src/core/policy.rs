@@ -378,9 +378,75 @@ fn check(
     Ok(())
 }
 
+/// The channel names (without a `private-`/`presence-` prefix) that rules about resources of
+/// `kind` give the resource `id`: each rule's channel pattern filled in from the rule's
+/// resource capture (the id) and the resource's attributes (e.g. `tenant`). Rules whose
+/// pattern needs a value the resource does not have, or ends in `**`, give nothing.
+pub fn resource_channels(
+    rules: &[RuleConfig],
+    kind: &str,
+    id: &str,
+    attributes: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for rule in rules {
+        let Some((rule_kind, capture)) = rule.resource.as_deref().and_then(|r| r.split_once(':'))
+        else {
+            continue;
+        };
+        let Some(capture) = capture.strip_prefix('{').and_then(|c| c.strip_suffix('}')) else {
+            continue;
+        };
+        if rule_kind != kind {
+            continue;
+        }
+        let filled: Option<Vec<&str>> = rule
+            .channel
+            .split('.')
+            .map(
+                |segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(name) if name == capture => Some(id),
+                    Some(name) => attributes.get(name).map(String::as_str),
+                    None if segment == "**" => None,
+                    None => Some(segment),
+                },
+            )
+            .collect();
+        if let Some(segments) = filled {
+            let channel = segments.join(".");
+            if !out.contains(&channel) {
+                out.push(channel);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resource_channels_are_filled_from_the_id_and_attributes() {
+        let mut chat = RuleConfig::new("escrow-chat", "tenant.{tenant}.escrow.{id}.chat");
+        chat.resource = Some("escrow:{id}".into());
+        let mut feed = RuleConfig::new("escrow-feed", "escrow.{id}.**");
+        feed.resource = Some("escrow:{id}".into());
+        let mut other = RuleConfig::new("orders", "order.{id}");
+        other.resource = Some("order:{id}".into());
+        let rules = [chat, feed, other];
+        let attributes = BTreeMap::from([("tenant".to_owned(), "acme".to_owned())]);
+        assert_eq!(
+            resource_channels(&rules, "escrow", "42", &attributes),
+            ["tenant.acme.escrow.42.chat"]
+        );
+        // Without the tenant attribute the chat channel cannot be named.
+        assert!(resource_channels(&rules, "escrow", "42", &BTreeMap::new()).is_empty());
+        assert_eq!(
+            resource_channels(&rules, "order", "7", &BTreeMap::new()),
+            ["order.7"]
+        );
+    }
 
     fn rule(name: &str, channel: &str) -> RuleConfig {
         RuleConfig::new(name, channel)

@@ -217,8 +217,25 @@ pub fn api(
         (Method::Post, ["apps", app, "events"]) => {
             api::handle_for_admin(shard, app, ApiRoute::Events, head, body, clock)
         }
+        (Method::Get, ["apps", app, "disputes"]) => match disputes(shard, app) {
+            Some(value) => ok(&value, keep_alive),
+            None => Reply::Now(json_error(404, "unknown app", keep_alive)),
+        },
+        (Method::Post, ["apps", app, "pusher-auth"]) => {
+            match pusher_auth(shard, app, &admin, body) {
+                Ok(value) => ok(&value, keep_alive),
+                Err((status, message)) => Reply::Now(json_error(status, &message, keep_alive)),
+            }
+        }
         (_, ["logout" | "apps" | "audit" | "security-events" | "overview" | "live"])
-        | (_, ["apps", _, "channels" | "events"])
+        | (
+            _,
+            [
+                "apps",
+                _,
+                "channels" | "events" | "disputes" | "pusher-auth",
+            ],
+        )
         | (_, ["apps", _, "channels", _])
         | (_, ["apps", _, "channels", _, "users"]) => {
             Reply::Now(json_error(405, "method not allowed", keep_alive))
@@ -405,6 +422,94 @@ pub fn overview(
         &state.tenant_auth_failures,
         previous_latency,
     )
+}
+
+/// `GET /admin/api/apps/{id}/disputes`: the resources whose `status` attribute is
+/// `DISPUTED`, each with the channels its policy rules name (see
+/// [`crate::core::policy::resource_channels`]).
+fn disputes(shard: &Shard, app_id: &str) -> Option<serde_json::Value> {
+    let app = shard.state().apps.by_id(app_id)?;
+    let mut list: Vec<_> = shard
+        .resources(app.idx)
+        .iter()
+        .filter(|(_, r)| r.attributes.get("status").is_some_and(|s| s == "DISPUTED"))
+        .map(|((kind, id), r)| {
+            json!({
+                "kind": kind,
+                "id": id,
+                "participants": r.participants,
+                "attributes": r.attributes,
+                "channels": crate::core::policy::resource_channels(
+                    &app.config.policies, kind, id, &r.attributes,
+                ),
+            })
+        })
+        .collect();
+    list.sort_by(|a, b| {
+        a["kind"]
+            .as_str()
+            .cmp(&b["kind"].as_str())
+            .then(a["id"].as_str().cmp(&b["id"].as_str()))
+    });
+    Some(json!({ "key": app.config.key, "disputes": list }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PusherAuthBody {
+    socket_id: String,
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    tenant: Option<String>,
+}
+
+/// `POST /admin/api/apps/{id}/pusher-auth`: signs the dashboard's own WebSocket in as the
+/// admin (`pusher:signin` user data with role `admin`, actor `admin` and, when given, the
+/// tenant being looked at) and, for a private channel, its subscription. Policies still
+/// decide: an admin reaches a chat only when a rule admits role `admin` there.
+fn pusher_auth(
+    shard: &Shard,
+    app_id: &str,
+    admin: &str,
+    body: &[u8],
+) -> Result<serde_json::Value, (u16, String)> {
+    use crate::core::auth::hmac_hex;
+    let request: PusherAuthBody = serde_json::from_slice(body).map_err(|e| {
+        (
+            400,
+            format!("send {{\"socket_id\", \"channel\", \"tenant\"}}: {e}"),
+        )
+    })?;
+    let app = shard
+        .state()
+        .apps
+        .by_id(app_id)
+        .ok_or_else(|| (404, format!("unknown app id {app_id:?}")))?;
+    if crate::core::ids::SocketId::parse(&request.socket_id).is_none() {
+        return Err((400, format!("invalid socket_id {:?}", request.socket_id)));
+    }
+    let key = &app.secret;
+    let mut user_info = json!({ "roles": ["admin"], "actor": "admin" });
+    if let Some(tenant) = &request.tenant {
+        user_info["tenant_id"] = json!(tenant);
+    }
+    let user_data = json!({ "id": format!("admin:{admin}"), "user_info": user_info }).to_string();
+    let signin = hmac_hex(
+        key,
+        format!("{}::user::{user_data}", request.socket_id).as_bytes(),
+    );
+    let mut answer = json!({
+        "signin": { "auth": format!("{}:{signin}", app.config.key), "user_data": user_data },
+    });
+    if let Some(channel) = &request.channel {
+        if !channel.starts_with("private-") || channel.starts_with("private-encrypted-") {
+            return Err((400, "only private channels are signed here".to_owned()));
+        }
+        let signature = hmac_hex(key, format!("{}:{channel}", request.socket_id).as_bytes());
+        answer["channel_auth"] = json!(format!("{}:{signature}", app.config.key));
+    }
+    Ok(answer)
 }
 
 /// The first and last two characters of a secret, the rest hidden.

@@ -335,6 +335,11 @@ impl Shard {
         &self.state
     }
 
+    /// The policy resources of `app` (every shard holds them all).
+    pub fn resources(&self, app: AppIdx) -> &Resources {
+        &self.resources[app.get()]
+    }
+
     /// Open connections on this shard.
     pub fn connection_count(&self) -> usize {
         self.conns.len()
