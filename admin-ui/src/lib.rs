@@ -24,6 +24,8 @@ pub enum Page {
     Security,
     /// Search over the audit log.
     Audit,
+    /// Disputed escrow chats, watched live.
+    Disputes,
     /// Occupied channels, members, test events.
     Channels,
     /// Configured apps and their limits.
@@ -31,10 +33,11 @@ pub enum Page {
 }
 
 impl Page {
-    const ALL: [Page; 5] = [
+    const ALL: [Page; 6] = [
         Page::Overview,
         Page::Security,
         Page::Audit,
+        Page::Disputes,
         Page::Channels,
         Page::Apps,
     ];
@@ -44,6 +47,7 @@ impl Page {
             Page::Overview => "overview",
             Page::Security => "security",
             Page::Audit => "audit",
+            Page::Disputes => "disputes",
             Page::Channels => "channels",
             Page::Apps => "apps",
         }
@@ -54,6 +58,7 @@ impl Page {
             Page::Overview => "Overview",
             Page::Security => "Security",
             Page::Audit => "Audit",
+            Page::Disputes => "Disputes",
             Page::Channels => "Channels",
             Page::Apps => "Apps",
         }
@@ -135,6 +140,7 @@ pub fn App() -> impl IntoView {
                         Page::Overview => view! { <pages::overview::Overview /> }.into_any(),
                         Page::Security => view! { <pages::audit::Security /> }.into_any(),
                         Page::Audit => view! { <pages::audit::Audit /> }.into_any(),
+                        Page::Disputes => view! { <pages::disputes::Disputes session=Signal::from(session) /> }.into_any(),
                         Page::Channels => view! { <pages::channels::Channels session=Signal::from(session) /> }.into_any(),
                         Page::Apps => view! { <pages::apps::Apps /> }.into_any(),
                     }}

@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { createHmac } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -46,6 +46,16 @@ id = "${APP.id}"
 key = "${APP.key}"
 secret = "${APP.secret}"
 
+[[apps.policies]]
+name = "escrow-chat"
+channel = "tenant.{tenant}.escrow.{id}.chat"
+tenant = "{tenant}"
+resource = "escrow:{id}"
+allow = [
+  { participant = true },
+  { role = "admin", attributes = { status = "DISPUTED" } },
+]
+
 [[admins]]
 name = "ops"
 password_hash = "${hash}"
@@ -83,6 +93,26 @@ after(async () => {
   broker?.kill('SIGTERM');
   if (scratch) await rm(scratch, { recursive: true, force: true });
 });
+
+/** A signed call to the app's HTTP API, as the Laravel backend makes it. */
+async function appApi(method, apiPath, body) {
+  const text = JSON.stringify(body);
+  const params = new URLSearchParams({
+    auth_key: APP.key,
+    auth_timestamp: String(Math.floor(Date.now() / 1000)),
+    auth_version: '1.0',
+    body_md5: createHash('md5').update(text).digest('hex'),
+  });
+  params.sort();
+  const query = params.toString();
+  const signature = createHmac('sha256', APP.secret).update(`${method}\n${apiPath}\n${query}`).digest('hex');
+  const res = await fetch(`${baseUrl}${apiPath}?${query}&auth_signature=${signature}`, {
+    method,
+    headers: { 'content-type': 'application/json' },
+    body: text,
+  });
+  assert.equal(res.status, 200, await res.text());
+}
 
 /** Saves the page wide and narrow (a phone's width). */
 async function shoot(page, name) {
@@ -219,6 +249,45 @@ test('sign-in, live overview and apps', { timeout: 120_000 }, async () => {
   await page.getByRole('status').filter({ hasText: 'Sent.' }).waitFor();
   await clients.waitForFunction(() => window.received.some((m) => m.event === 'dashboard-note' && m.channel === 'news'));
   await shoot(page, 'channels');
+
+  // Disputes: the backend marks escrow 42 disputed; the admin opens its chat and sees the
+  // buyer's message arrive live.
+  await appApi('PUT', `/apps/${APP.id}/resources/escrow/42`, {
+    participants: ['buyer-1', 'seller-9'],
+    attributes: { status: 'DISPUTED', tenant: 'acme' },
+  });
+  await page.getByRole('link', { name: 'Disputes' }).click();
+  await page.getByRole('button', { name: 'Open tenant.acme.escrow.42.chat' }).click();
+  await page.locator('[data-chat-status]').filter({ hasText: 'Live' }).waitFor({ timeout: 10_000 });
+  const chat = 'private-tenant.acme.escrow.42.chat';
+  const buyerSocket = await clients.evaluate(({ key }) => new Promise((resolve) => {
+    const ws = new WebSocket(`ws://${location.host}/app/${key}?protocol=7`);
+    window.buyer = ws;
+    window.buyerEvents = [];
+    ws.onmessage = (m) => {
+      const msg = JSON.parse(m.data);
+      window.buyerEvents.push(msg.event);
+      if (msg.event === 'pusher:connection_established') resolve(JSON.parse(msg.data).socket_id);
+    };
+  }), { key: APP.key });
+  const userData = JSON.stringify({ id: 'buyer-1', user_info: { tenant_id: 'acme' } });
+  const sign = (text) => `${APP.key}:${createHmac('sha256', APP.secret).update(text).digest('hex')}`;
+  await clients.evaluate(({ userData, signinAuth, chat, channelAuth }) => {
+    window.buyer.send(JSON.stringify({ event: 'pusher:signin', data: { auth: signinAuth, user_data: userData } }));
+    window.buyer.send(JSON.stringify({ event: 'pusher:subscribe', data: { channel: chat, auth: channelAuth } }));
+  }, {
+    userData,
+    signinAuth: sign(`${buyerSocket}::user::${userData}`),
+    chat,
+    channelAuth: sign(`${buyerSocket}:${chat}`),
+  });
+  await clients.waitForFunction(() => window.buyerEvents.includes('pusher_internal:subscription_succeeded'));
+  await clients.evaluate(({ chat }) => {
+    window.buyer.send(JSON.stringify({ event: 'client-message', channel: chat, data: { text: 'where is my parcel?' } }));
+  }, { chat });
+  await page.locator('ol.messages li', { hasText: 'where is my parcel?' }).waitFor({ timeout: 10_000 });
+  assert.match(await page.locator('ol.messages').innerText(), /client-message/);
+  await shoot(page, 'disputes');
 
   // Apps: limits shown, the secret masked.
   await page.getByRole('link', { name: 'Apps' }).click();

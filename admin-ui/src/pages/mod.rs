@@ -3,5 +3,6 @@
 pub mod apps;
 pub mod audit;
 pub mod channels;
+pub mod disputes;
 pub mod overview;
 pub mod signin;

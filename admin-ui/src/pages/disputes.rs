@@ -1,0 +1,268 @@
+//! Disputed escrow chats: the resources the app backend marked `status = DISPUTED`, and a
+//! live view of one chat's messages. The dashboard joins the chat over its own WebSocket as an
+//! admin subscriber (signed in by the broker with role `admin`), so the app's policies decide
+//! whether it may; message bodies are shown here and stored nowhere.
+
+use futures::{SinkExt, StreamExt};
+use gloo_net::websocket::Message;
+use gloo_net::websocket::futures::WebSocket;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::Session;
+use crate::api;
+
+#[derive(Clone, Debug, Deserialize)]
+struct AppList {
+    apps: Vec<AppId>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct AppId {
+    id: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct DisputeList {
+    key: String,
+    disputes: Vec<Dispute>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct Dispute {
+    kind: String,
+    id: String,
+    participants: Vec<String>,
+    attributes: std::collections::BTreeMap<String, String>,
+    channels: Vec<String>,
+}
+
+/// The chat being watched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Watch {
+    app: String,
+    key: String,
+    /// The full channel name (`private-...`).
+    channel: String,
+    tenant: Option<String>,
+}
+
+/// Every app's disputes, with the app's id and key.
+async fn load() -> Result<Vec<(String, String, Dispute)>, api::ApiError> {
+    let apps: AppList = api::get("/admin/api/apps").await?;
+    let mut out = Vec::new();
+    for app in apps.apps {
+        let list: DisputeList = api::get(&format!("/admin/api/apps/{}/disputes", app.id)).await?;
+        out.extend(
+            list.disputes
+                .into_iter()
+                .map(|d| (app.id.clone(), list.key.clone(), d)),
+        );
+    }
+    Ok(out)
+}
+
+/// The disputes page.
+#[component]
+pub fn Disputes(session: Signal<Option<Session>>) -> impl IntoView {
+    let disputes = RwSignal::new(Vec::<(String, String, Dispute)>::new());
+    let error = RwSignal::new(None::<String>);
+    let refresh = move || {
+        spawn_local(async move {
+            match load().await {
+                Ok(list) => {
+                    disputes.set(list);
+                    error.set(None);
+                }
+                Err(e) => error.set(Some(e.message)),
+            }
+        });
+    };
+    refresh();
+    let timer = set_interval_with_handle(refresh, std::time::Duration::from_secs(3));
+    on_cleanup(move || {
+        if let Ok(timer) = timer {
+            timer.clear();
+        }
+    });
+    let watching = RwSignal::new(None::<Watch>);
+
+    view! {
+        <h2 class="page">"Disputes"</h2>
+        <p class="muted">"Escrows whose status is DISPUTED. Opening a chat joins it as an admin subscriber; messages are shown, never stored."</p>
+        {move || error.get().map(|e| view! { <p class="error">{e}</p> })}
+        <div class="scroll">
+            <table class="disputes">
+                <thead><tr><th>"App"</th><th>"Resource"</th><th>"Participants"</th><th>"Attributes"</th><th>"Chat"</th></tr></thead>
+                <tbody>
+                    {move || {
+                        let list = disputes.get();
+                        if list.is_empty() {
+                            return view! { <tr><td colspan="5" class="muted">"Nothing is disputed."</td></tr> }.into_any();
+                        }
+                        list.into_iter().map(|(app, key, d)| {
+                            let attributes = d.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
+                            let tenant = d.attributes.get("tenant").cloned();
+                            view! {
+                                <tr data-dispute=format!("{}:{}", d.kind, d.id)>
+                                    <td>{app.clone()}</td>
+                                    <td>{format!("{} {}", d.kind, d.id)}</td>
+                                    <td>{d.participants.join(", ")}</td>
+                                    <td>{attributes}</td>
+                                    <td class="actions">
+                                        {d.channels.into_iter().map(|channel| {
+                                            let watch = Watch {
+                                                app: app.clone(),
+                                                key: key.clone(),
+                                                channel: format!("private-{channel}"),
+                                                tenant: tenant.clone(),
+                                            };
+                                            view! {
+                                                <button class="link" on:click=move |_| watching.set(Some(watch.clone()))>
+                                                    {format!("Open {channel}")}
+                                                </button>
+                                            }
+                                        }).collect_view()}
+                                    </td>
+                                </tr>
+                            }
+                        }).collect_view().into_any()
+                    }}
+                </tbody>
+            </table>
+        </div>
+        {move || watching.get().map(|w| view! { <Chat watch=w session=session /> })}
+    }
+}
+
+/// One chat, live.
+#[component]
+fn Chat(watch: Watch, session: Signal<Option<Session>>) -> impl IntoView {
+    let status = RwSignal::new("connecting…".to_owned());
+    let messages = RwSignal::new(Vec::<(String, String)>::new());
+    let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
+    let title = watch.channel.clone();
+    spawn_local(follow(watch, session, status, messages, stop_rx));
+    // Leaving the chat closes its socket.
+    let stop = std::sync::Mutex::new(Some(stop_tx));
+    on_cleanup(move || {
+        if let Some(tx) = stop.lock().ok().and_then(|mut s| s.take()) {
+            let _ = tx.send(());
+        }
+    });
+    view! {
+        <section class="chat">
+            <h3>{title}</h3>
+            <p class="muted" data-chat-status="">{move || status.get()}</p>
+            <ol class="messages">
+                {move || messages.get().into_iter().map(|(event, data)| view! {
+                    <li><span class="event">{event}</span> <code>{data}</code></li>
+                }).collect_view()}
+            </ol>
+        </section>
+    }
+}
+
+/// Joins the chat and appends its events to `messages` until stopped or closed.
+async fn follow(
+    watch: Watch,
+    session: Signal<Option<Session>>,
+    status: RwSignal<String>,
+    messages: RwSignal<Vec<(String, String)>>,
+    stop: futures::channel::oneshot::Receiver<()>,
+) {
+    let Some(csrf) = session.get_untracked().map(|s| s.csrf) else {
+        return;
+    };
+    let location = window().location();
+    let scheme = if location.protocol().as_deref() == Ok("https:") {
+        "wss"
+    } else {
+        "ws"
+    };
+    let host = location.host().unwrap_or_default();
+    let url = format!(
+        "{scheme}://{host}/app/{}?protocol=7&client=ringcast-admin",
+        watch.key
+    );
+    let socket = match WebSocket::open(&url) {
+        Ok(socket) => socket,
+        Err(e) => {
+            status.set(format!("cannot connect: {e}"));
+            return;
+        }
+    };
+    let (mut tx, mut rx) = socket.split();
+    let mut stop = stop;
+    let mut channel_auth = None;
+    loop {
+        let next = futures::future::select(rx.next(), &mut stop).await;
+        let text = match next {
+            futures::future::Either::Left((Some(Ok(Message::Text(text))), _)) => text,
+            futures::future::Either::Left((Some(Ok(Message::Bytes(_))), _)) => continue,
+            futures::future::Either::Left(_) => {
+                status.set("the connection closed".into());
+                return;
+            }
+            futures::future::Either::Right(_) => return,
+        };
+        let Ok(message) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
+        let event = message["event"].as_str().unwrap_or_default().to_owned();
+        let reply = match event.as_str() {
+            "pusher:connection_established" => {
+                let data: Value = serde_json::from_str(message["data"].as_str().unwrap_or("{}"))
+                    .unwrap_or_default();
+                let body = json!({
+                    "socket_id": data["socket_id"],
+                    "channel": watch.channel,
+                    "tenant": watch.tenant,
+                });
+                let path = format!("/admin/api/apps/{}/pusher-auth", watch.app);
+                match api::post::<Value>(&path, &csrf, &body).await {
+                    Ok(auth) => {
+                        channel_auth = auth["channel_auth"].as_str().map(str::to_owned);
+                        Some(json!({ "event": "pusher:signin", "data": auth["signin"] }))
+                    }
+                    Err(e) => {
+                        status.set(format!("not signed: {}", e.message));
+                        return;
+                    }
+                }
+            }
+            "pusher:signin_success" => Some(json!({
+                "event": "pusher:subscribe",
+                "data": { "channel": watch.channel, "auth": channel_auth.clone() },
+            })),
+            "pusher_internal:subscription_succeeded" => {
+                status.set("Live".into());
+                None
+            }
+            "pusher:subscription_error" | "pusher:error" => {
+                status.set(format!("refused: {}", message["data"]));
+                None
+            }
+            "pusher:ping" => Some(json!({ "event": "pusher:pong", "data": {} })),
+            _ if message["channel"].as_str() == Some(watch.channel.as_str())
+                && !event.starts_with("pusher") =>
+            {
+                let data = match &message["data"] {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                messages.update(|m| m.push((event, data)));
+                None
+            }
+            _ => None,
+        };
+        if let Some(reply) = reply
+            && tx.send(Message::Text(reply.to_string())).await.is_err()
+        {
+            status.set("the connection closed".into());
+            return;
+        }
+    }
+}
