@@ -24,6 +24,8 @@ pub struct Config {
     pub apps: Vec<AppConfig>,
     /// Who may sign in to the admin dashboard.
     pub admins: Vec<crate::core::admin::AdminAccount>,
+    /// Tokens that sign admins in when they carry role `admin` (`[admin_jwt]`).
+    pub admin_jwt: Option<JwtConfig>,
 }
 
 /// The I/O driver.
@@ -365,6 +367,8 @@ struct FileConfig {
     apps: Vec<FileApp>,
     #[serde(default)]
     admins: Vec<FileAdmin>,
+    #[serde(default)]
+    admin_jwt: Option<JwtConfig>,
 }
 
 #[derive(Deserialize)]
@@ -663,6 +667,7 @@ impl Config {
                     password_hash: a.password_hash,
                 })
                 .collect(),
+            admin_jwt: file.admin_jwt,
         };
         let env_app = apply_env(&mut config, env)?;
         load_jwt_keys(&mut config)?;
@@ -684,6 +689,7 @@ impl Config {
             server: FileServer::default().into_server(),
             apps: vec![AppConfig::with_credentials(DEMO_ID, DEMO_KEY, DEMO_SECRET)],
             admins: Vec::new(),
+            admin_jwt: None,
         };
         config.server.shards = std::thread::available_parallelism().map_or(1, usize::from);
         config
@@ -758,6 +764,9 @@ impl Config {
         }
         if self.apps.is_empty() {
             return Err(invalid("apps", "at least one app is required"));
+        }
+        if let Some(jwt) = &self.admin_jwt {
+            jwt_key(jwt).map_err(|message| invalid("admin_jwt", message))?;
         }
         for (i, admin) in self.admins.iter().enumerate() {
             if admin.name.is_empty() || admin.name.len() > 64 {
@@ -908,6 +917,17 @@ impl Config {
 
 /// Reads `public_key_file`s into `public_key`.
 fn load_jwt_keys(config: &mut Config) -> Result<(), ConfigError> {
+    if let Some(jwt) = &mut config.admin_jwt
+        && let Some(path) = &jwt.public_key_file
+    {
+        let pem = std::fs::read_to_string(path).map_err(|e| {
+            invalid(
+                "admin_jwt.public_key_file",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        jwt.public_key = Some(pem);
+    }
     for (i, app) in config.apps.iter_mut().enumerate() {
         let Some(jwt) = &mut app.jwt else { continue };
         if let Some(path) = &jwt.public_key_file {

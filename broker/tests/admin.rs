@@ -467,3 +467,59 @@ fn admins_watch_a_disputed_chat_only_while_it_is_disputed() {
     );
     assert_eq!(public.status, 400);
 }
+
+#[test]
+fn a_token_with_role_admin_signs_in_and_one_without_is_refused() {
+    use ringcast::core::auth::jwt::sign_hs256;
+    const TOKEN_SECRET: &str = "admin tokens are signed with this secret";
+    let server = TestServer::start_with(1, |c| {
+        c.admin_jwt = Some(ringcast::config::JwtConfig::hs256(TOKEN_SECRET));
+    });
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 300;
+    let token = |roles: Value| {
+        sign_hs256(
+            &json!({"sub": "dana", "roles": roles, "exp": exp}),
+            TOKEN_SECRET.as_bytes(),
+        )
+    };
+    let login = |token: String| {
+        request(
+            &server,
+            "POST",
+            "/admin/api/login",
+            &[],
+            &json!({"token": token}).to_string(),
+        )
+    };
+    let refused = login(token(json!(["support"])));
+    assert_eq!(refused.status, 401);
+    assert_eq!(
+        refused.json()["error"],
+        "invalid token, or no role admin in it"
+    );
+    let accepted = login(token(json!(["admin"])));
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    assert_eq!(accepted.json()["name"], "dana");
+    let cookie = accepted
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        request(
+            &server,
+            "GET",
+            "/admin/api/apps",
+            &[("Cookie", &cookie)],
+            ""
+        )
+        .status,
+        200
+    );
+}

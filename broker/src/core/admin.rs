@@ -14,6 +14,7 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use ring::rand::{SecureRandom, SystemRandom};
 
+use crate::core::auth::jwt;
 use crate::core::rate_limit::{KeyedLimiter, Rate};
 
 /// The session cookie's name.
@@ -58,19 +59,48 @@ pub enum SignInError {
     Throttled(Duration),
 }
 
+/// How admin tokens are checked: `[admin_jwt]`, compiled.
+pub struct AdminTokens {
+    key: jwt::VerifyingKey,
+    claims: jwt::ClaimNames,
+    issuer: Option<String>,
+    audience: Option<String>,
+    leeway_secs: u64,
+}
+
+impl AdminTokens {
+    /// From the config; `None` when its key is unusable (the config check refuses that).
+    pub fn new(config: &crate::config::JwtConfig) -> Option<Self> {
+        Some(Self {
+            key: crate::config::jwt_key(config).ok()?,
+            claims: jwt::ClaimNames {
+                user_id: config.user_id_claim.clone(),
+                tenant: config.tenant_claim.clone(),
+                actor: config.actor_claim.clone(),
+                roles: config.roles_claim.clone(),
+            },
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+            leeway_secs: config.leeway_secs,
+        })
+    }
+}
+
 /// Accounts, live sessions and the failed-sign-in limiter.
 pub struct Admins {
     accounts: Vec<AdminAccount>,
+    tokens: Option<AdminTokens>,
     sessions: HashMap<String, Session>,
     failures: KeyedLimiter<IpAddr>,
     rng: SystemRandom,
 }
 
 impl Admins {
-    /// The configured admins.
-    pub fn new(accounts: Vec<AdminAccount>) -> Self {
+    /// The configured admins, and how admin tokens are checked (if they may be used).
+    pub fn new(accounts: Vec<AdminAccount>, tokens: Option<AdminTokens>) -> Self {
         Self {
             accounts,
+            tokens,
             sessions: HashMap::new(),
             failures: KeyedLimiter::new(
                 Rate {
@@ -110,7 +140,42 @@ impl Admins {
         Ok(self.open_session(name, now))
     }
 
-    /// Opens a session for an admin authenticated another way (a JWT with role `admin`).
+    /// Checks a JWT from `[admin_jwt]`: valid, unexpired, with role `admin`; on success opens
+    /// a session named after its user id claim. Failures count like wrong passwords.
+    pub fn sign_in_with_token(
+        &mut self,
+        token: &str,
+        from: IpAddr,
+        now: Instant,
+        now_unix: u64,
+    ) -> Result<(String, Session), SignInError> {
+        if let Err(wait) = self.failures.check(&from, now) {
+            return Err(SignInError::Throttled(wait));
+        }
+        let admin = self.tokens.as_ref().and_then(|t| {
+            let options = jwt::VerifyOptions {
+                key: &t.key,
+                issuer: t.issuer.as_deref(),
+                audience: t.audience.as_deref(),
+                leeway_secs: t.leeway_secs,
+                claims: &t.claims,
+                max_user_id_chars: 64,
+            };
+            let identity = jwt::verify(token, &options, now_unix).ok()?;
+            identity
+                .roles
+                .iter()
+                .any(|r| r == "admin")
+                .then(|| identity.user_id.unwrap_or_else(|| "token".to_owned()))
+        });
+        let Some(admin) = admin else {
+            let _ = self.failures.try_acquire(&from, now);
+            return Err(SignInError::BadCredentials);
+        };
+        Ok(self.open_session(&admin, now))
+    }
+
+    /// Opens a session for an admin who has proved who they are.
     pub fn open_session(&mut self, admin: &str, now: Instant) -> (String, Session) {
         self.sweep(now);
         if self.sessions.len() >= MAX_SESSIONS
@@ -215,11 +280,62 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$
 mod tests {
     use super::*;
 
+    const TOKEN_SECRET: &str = "an admin token secret of 32+ bytes!";
+
     fn admins() -> Admins {
-        Admins::new(vec![AdminAccount {
-            name: "ops".into(),
-            password_hash: hash_password("correct horse"),
-        }])
+        let tokens = AdminTokens::new(&crate::config::JwtConfig::hs256(TOKEN_SECRET));
+        Admins::new(
+            vec![AdminAccount {
+                name: "ops".into(),
+                password_hash: hash_password("correct horse"),
+            }],
+            tokens,
+        )
+    }
+
+    #[test]
+    fn a_token_with_role_admin_opens_a_session_and_others_count_as_failures() {
+        let mut admins = admins();
+        let now = Instant::now();
+        let unix = 1_800_000_000;
+        let token = |roles: serde_json::Value, exp: u64| {
+            jwt::sign_hs256(
+                &serde_json::json!({"sub": "dana", "roles": roles, "exp": exp}),
+                TOKEN_SECRET.as_bytes(),
+            )
+        };
+        let (_, session) = admins
+            .sign_in_with_token(
+                &token(serde_json::json!(["admin"]), unix + 60),
+                HOME,
+                now,
+                unix,
+            )
+            .unwrap();
+        assert_eq!(session.admin, "dana");
+        for bad in [
+            token(serde_json::json!(["user"]), unix + 60),
+            token(serde_json::json!(["admin"]), unix - 600),
+            "not.a.token".to_owned(),
+        ] {
+            assert_eq!(
+                admins
+                    .sign_in_with_token(&bad, HOME, now, unix)
+                    .unwrap_err(),
+                SignInError::BadCredentials
+            );
+        }
+        // Without [admin_jwt] no token signs anyone in.
+        let mut none = Admins::new(Vec::new(), None);
+        assert!(
+            none.sign_in_with_token(
+                &token(serde_json::json!(["admin"]), unix + 60),
+                HOME,
+                now,
+                unix
+            )
+            .is_err()
+        );
     }
 
     const HOME: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);

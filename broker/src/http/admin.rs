@@ -244,14 +244,16 @@ pub fn api(
     }
 }
 
+/// A sign-in: a configured admin's name and password, or a token from `[admin_jwt]`.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SignInBody {
-    name: String,
-    password: String,
+#[serde(deny_unknown_fields, untagged)]
+enum SignInBody {
+    Password { name: String, password: String },
+    Token { token: String },
 }
 
-/// `POST /admin/api/login`: `{"name", "password"}` → a session cookie and the CSRF token.
+/// `POST /admin/api/login`: `{"name", "password"}` or `{"token"}` (a JWT with role `admin`)
+/// → a session cookie and the CSRF token.
 fn sign_in(
     shard: &mut Shard,
     remote: IpAddr,
@@ -263,20 +265,29 @@ fn sign_in(
     let Ok(request) = serde_json::from_slice::<SignInBody>(body) else {
         return Reply::Now(json_error(
             400,
-            "send {\"name\": ..., \"password\": ...}",
+            "send {\"name\": ..., \"password\": ...} or {\"token\": ...}",
             keep_alive,
         ));
     };
-    let outcome = lock(shard).sign_in(&request.name, &request.password, remote, clock.now);
+    let (who, outcome) = match &request {
+        SignInBody::Password { name, password } => (
+            Some(name.as_str()),
+            lock(shard).sign_in(name, password, remote, clock.now),
+        ),
+        SignInBody::Token { token } => (
+            None,
+            lock(shard).sign_in_with_token(token, remote, clock.now, clock.unix_secs),
+        ),
+    };
     match outcome {
         Ok((token, session)) => {
             shard.audit_admin(
                 AuditKind::Decision,
                 "admin_signin",
-                Some(&request.name),
+                Some(&session.admin),
                 AuditDecision::Allow,
                 remote,
-                None,
+                who.is_none().then(|| "token".to_owned()),
             );
             let secure = head
                 .header("x-forwarded-proto")
@@ -297,6 +308,9 @@ fn sign_in(
         }
         Err(err) => {
             let (status, message, retry) = match err {
+                SignInError::BadCredentials if who.is_none() => {
+                    (401, "invalid token, or no role admin in it", None)
+                }
                 SignInError::BadCredentials => (401, "wrong name or password", None),
                 SignInError::Throttled(wait) => (
                     429,
@@ -307,7 +321,7 @@ fn sign_in(
             shard.audit_admin(
                 AuditKind::Security,
                 "admin_signin",
-                Some(&request.name),
+                who,
                 AuditDecision::Deny,
                 remote,
                 Some(message.to_owned()),

@@ -79,7 +79,13 @@ impl ServerState {
             webhook_metrics: Default::default(),
             audit_metrics: Default::default(),
             tenant_auth_failures: Default::default(),
-            admins: std::sync::Mutex::new(crate::core::admin::Admins::new(config.admins)),
+            admins: std::sync::Mutex::new(crate::core::admin::Admins::new(
+                config.admins,
+                config
+                    .admin_jwt
+                    .as_ref()
+                    .and_then(crate::core::admin::AdminTokens::new),
+            )),
             admin_ui,
         }
     }
