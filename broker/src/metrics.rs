@@ -26,10 +26,13 @@ pub struct AppCounters {
 /// cannot grow memory or the metrics page without bound.
 const MAX_TENANTS: usize = 1000;
 
-/// Counters per app and tenant, shared by the shards (touched only on denials).
+/// Counters per app and tenant, shared by the shards: failed authorizations, and open
+/// connections whose token or sign-in names a tenant (touched on denials, and on connect and
+/// disconnect of such connections).
 #[derive(Default, Debug)]
 pub struct TenantCounters {
     counts: std::sync::Mutex<std::collections::BTreeMap<(u16, String), u64>>,
+    connections: std::sync::Mutex<std::collections::BTreeMap<(u16, String), i64>>,
 }
 
 impl TenantCounters {
@@ -48,7 +51,44 @@ impl TenantCounters {
         *counts.entry(key).or_insert(0) += 1;
     }
 
-    /// Every (app, tenant) and its count.
+    /// A connection of `tenant` opened.
+    pub fn connect(&self, app: crate::core::ids::AppIdx, tenant: &str) {
+        self.change_connections(app, tenant, 1);
+    }
+
+    /// A connection of `tenant` closed.
+    pub fn disconnect(&self, app: crate::core::ids::AppIdx, tenant: &str) {
+        self.change_connections(app, tenant, -1);
+    }
+
+    fn change_connections(&self, app: crate::core::ids::AppIdx, tenant: &str, by: i64) {
+        let mut open = self
+            .connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = (app.0, tenant.to_owned());
+        let key = if open.contains_key(&key) || open.len() < MAX_TENANTS {
+            key
+        } else {
+            (app.0, "other".to_owned())
+        };
+        let count = open.entry(key.clone()).or_insert(0);
+        *count += by;
+        if *count == 0 {
+            open.remove(&key);
+        }
+    }
+
+    /// Every (app, tenant) with open connections, and how many.
+    pub fn connections(&self) -> Vec<((u16, String), i64)> {
+        let open = self
+            .connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        open.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
+    /// Every (app, tenant) and its count of failed authorizations.
     pub fn snapshot(&self) -> Vec<((u16, String), u64)> {
         let counts = self
             .counts
@@ -242,15 +282,22 @@ pub fn overview(
             }
         })
         .collect();
-    let tenants = tenants
-        .snapshot()
+    let mut merged: std::collections::BTreeMap<(u16, String), (i64, u64)> = Default::default();
+    for (key, open) in tenants.connections() {
+        merged.entry(key).or_default().0 = open;
+    }
+    for (key, failures) in tenants.snapshot() {
+        merged.entry(key).or_default().1 = failures;
+    }
+    let tenants = merged
         .into_iter()
         .map(
-            |((app, tenant), auth_failures)| ringcast_shared::TenantLoad {
+            |((app, tenant), (connections, auth_failures))| ringcast_shared::TenantLoad {
                 app: app_ids
                     .get(usize::from(app))
                     .map_or_else(String::new, |id| (*id).to_owned()),
                 tenant,
+                connections,
                 auth_failures,
             },
         )
@@ -543,6 +590,18 @@ pub fn render_prometheus(
         let _ = writeln!(
             out,
             "ringcast_tenant_auth_failures_total{{app=\"{app_id}\",tenant=\"{tenant}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ringcast_tenant_connections Open connections whose token or sign-in names the tenant.\n# TYPE ringcast_tenant_connections gauge"
+    );
+    for ((app, tenant), n) in facts.tenants.connections() {
+        let app_id = facts.app_ids.get(usize::from(app)).copied().unwrap_or("?");
+        let tenant = tenant.replace(['\\', '"', '\n'], "_");
+        let _ = writeln!(
+            out,
+            "ringcast_tenant_connections{{app=\"{app_id}\",tenant=\"{tenant}\"}} {n}"
         );
     }
     if cfg!(feature = "count-allocations") {

@@ -348,6 +348,40 @@ fn the_overview_streams_live_and_follows_connections() {
         }
         assert!(Instant::now() < deadline, "{overview:?}");
     }
+    // A client signed in with a tenant counts toward it until it leaves.
+    let mut tenant_user = WsClient::connect(server.addr);
+    let user_data = json!({"id": "u-1", "user_info": {"tenant_id": "acme"}}).to_string();
+    let signature = ringcast::core::auth::hmac_hex(
+        &ringcast::core::auth::hmac_key(support::SECRET),
+        format!("{}::user::{user_data}", tenant_user.socket_id).as_bytes(),
+    );
+    tenant_user.send(&json!({"event": "pusher:signin", "data": {
+        "auth": format!("{}:{signature}", support::KEY), "user_data": user_data,
+    }}));
+    tenant_user.recv_until(Duration::from_secs(5), |m| {
+        m["event"] == "pusher:signin_success"
+    });
+    let acme = |o: &ringcast_shared::Overview| {
+        o.tenants
+            .iter()
+            .find(|t| t.tenant == "acme")
+            .map_or(0, |t| t.connections)
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while acme(&next()) != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the tenant's connection was not counted"
+        );
+    }
+    drop(tenant_user);
+    while acme(&next()) != 0 {
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(5),
+            "still counted"
+        );
+    }
+
     // Without a session there is no stream.
     let refused = request(&server, "GET", "/admin/api/live", &[], "");
     assert_eq!(refused.status, 401);

@@ -140,7 +140,7 @@ pub struct Overview {
     pub shards: Vec<i64>,
     /// Per app.
     pub apps: Vec<AppLoad>,
-    /// Denied authorizations per app and tenant.
+    /// Open connections and denied authorizations per app and tenant.
     pub tenants: Vec<TenantLoad>,
 }
 
@@ -168,6 +168,8 @@ pub struct TenantLoad {
     pub app: String,
     /// The tenant.
     pub tenant: String,
+    /// Open connections whose token or sign-in names this tenant.
+    pub connections: i64,
     /// Denied authorization decisions.
     pub auth_failures: u64,
 }

@@ -168,16 +168,16 @@ pub fn Overview() -> impl IntoView {
                 </table>
             </section>
             <section>
-                <h2>"Failed auths by tenant"</h2>
+                <h2>"Tenants"</h2>
                 <table>
-                    <thead><tr><th>"App"</th><th>"Tenant"</th><th>"Failed auths"</th></tr></thead>
+                    <thead><tr><th>"App"</th><th>"Tenant"</th><th>"Connections"</th><th>"Failed auths"</th></tr></thead>
                     <tbody>
                         {move || latest().map(|(s, _)| {
                             if s.tenants.is_empty() {
-                                return view! { <tr><td colspan="3" class="muted">"No failed authorizations."</td></tr> }.into_any();
+                                return view! { <tr><td colspan="4" class="muted">"No connection or failure names a tenant yet."</td></tr> }.into_any();
                             }
                             s.tenants.iter().map(|t| view! {
-                                <tr><td>{t.app.clone()}</td><td>{t.tenant.clone()}</td><td>{t.auth_failures}</td></tr>
+                                <tr><td>{t.app.clone()}</td><td>{t.tenant.clone()}</td><td>{t.connections}</td><td>{t.auth_failures}</td></tr>
                             }).collect_view().into_any()
                         })}
                     </tbody>

@@ -430,12 +430,7 @@ pub fn overview(
 ) -> ringcast_shared::Overview {
     let state = shard.state();
     let app_ids: Vec<&str> = state.apps.iter().map(|a| a.config.id.as_str()).collect();
-    crate::metrics::overview(
-        metrics,
-        &app_ids,
-        &state.tenant_auth_failures,
-        previous_latency,
-    )
+    crate::metrics::overview(metrics, &app_ids, &state.tenants, previous_latency)
 }
 
 /// `GET /admin/api/apps/{id}/disputes`: the resources whose `status` attribute is

@@ -67,7 +67,7 @@ pub fn handle(
                 app_ids: apps,
                 webhooks: &shard.state().webhook_metrics,
                 audit: &shard.state().audit_metrics,
-                tenants: &shard.state().tenant_auth_failures,
+                tenants: &shard.state().tenants,
             };
             let text = render_prometheus(view.metrics, &facts);
             return Reply::Now(response(

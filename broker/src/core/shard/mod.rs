@@ -56,8 +56,9 @@ pub struct ServerState {
     pub audit_metrics: std::sync::Arc<crate::audit::AuditMetrics>,
     /// Resources loaded from the store at start, per app (each shard starts from a copy).
     pub initial_resources: Vec<Resources>,
-    /// Failed authorizations per app and tenant (read by `/metrics`).
-    pub tenant_auth_failures: crate::metrics::TenantCounters,
+    /// Failed authorizations and open connections per app and tenant (read by `/metrics`
+    /// and the dashboard).
+    pub tenants: crate::metrics::TenantCounters,
     /// Dashboard admins and their sessions, shared by every shard.
     pub admins: std::sync::Mutex<crate::core::admin::Admins>,
     /// The built dashboard, served at `/admin/`.
@@ -78,7 +79,7 @@ impl ServerState {
             apps,
             webhook_metrics: Default::default(),
             audit_metrics: Default::default(),
-            tenant_auth_failures: Default::default(),
+            tenants: Default::default(),
             admins: std::sync::Mutex::new(crate::core::admin::Admins::new(
                 config.admins,
                 config
@@ -238,6 +239,8 @@ struct Conn {
     signin_info: Option<Box<str>>,
     /// The verified JWT identity, if the app uses tokens.
     identity: Option<Box<Identity>>,
+    /// The tenant the connection counts toward (from its token, else its sign-in).
+    tenant: Option<Box<str>>,
     /// The peer's address (for audit records).
     remote: IpAddr,
     /// When the token expires (4010 then).
@@ -449,6 +452,13 @@ impl Shard {
             self.socket_prefix,
             self.next_socket * self.shard_count as u64 + self.id as u64,
         );
+        let tenant: Option<Box<str>> = identity
+            .as_ref()
+            .and_then(|i| i.tenant.as_deref())
+            .map(Into::into);
+        if let Some(tenant) = &tenant {
+            self.state.tenants.connect(app_idx, tenant);
+        }
         let key = self.conns.insert(Conn {
             socket_id,
             app: app_idx,
@@ -461,6 +471,7 @@ impl Shard {
             watchlist: Vec::new(),
             signin_info: None,
             identity: identity.map(Box::new),
+            tenant,
             remote: request.remote,
             token_expires,
             client_events: TokenBucket::new(
@@ -795,6 +806,15 @@ impl Shard {
                 if let Some(conn) = self.conns.get_mut(key) {
                     conn.user = Some(user.clone());
                     conn.watchlist = watchlist.clone();
+                    if conn.tenant.is_none()
+                        && let Some(tenant) = info
+                            .as_deref()
+                            .and_then(|i| serde_json::from_str::<serde_json::Value>(i).ok())
+                            .and_then(|i| i["tenant_id"].as_str().map(Box::<str>::from))
+                    {
+                        self.state.tenants.connect(conn.app, &tenant);
+                        conn.tenant = Some(tenant);
+                    }
                     conn.signin_info = info.map(Into::into);
                 }
                 self.send_json(key, &message::signin_success(&user_data));
@@ -1347,7 +1367,7 @@ impl Shard {
             inc(&counters.auth_failures);
         }
         if let Some(tenant) = tenant {
-            self.state.tenant_auth_failures.count(app, tenant);
+            self.state.tenants.count(app, tenant);
         }
     }
 
@@ -1529,6 +1549,9 @@ impl Shard {
             self.send_watch(conn.app, watcher, conn.watchlist, false);
         }
         self.state.apps.disconnect(conn.app);
+        if let Some(tenant) = &conn.tenant {
+            self.state.tenants.disconnect(conn.app, tenant);
+        }
         inc(&self.metrics.connections_closed);
         self.metrics.apps[conn.app.get()]
             .connections
