@@ -5,13 +5,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 /// The signed-in admin.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-pub struct Session {
-    /// Who.
-    pub name: String,
-    /// Sent as `X-CSRF-Token` on every call that changes something.
-    pub csrf: String,
-}
+pub use ringcast_shared::AdminSession as Session;
 
 /// An API failure, as the broker words it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -174,6 +174,100 @@ pub struct TenantLoad {
     pub auth_failures: u64,
 }
 
+/// The signed-in admin (`POST /admin/api/login`, `GET /admin/api/session`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminSession {
+    /// Who.
+    pub name: String,
+    /// Sent back as `X-CSRF-Token` on every call that changes something.
+    pub csrf: String,
+}
+
+/// One configured app as the dashboard shows it (`GET /admin/api/apps`); the secret is
+/// masked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppSummary {
+    /// App id.
+    pub id: String,
+    /// App key.
+    pub key: String,
+    /// The secret with all but its first and last two characters hidden.
+    pub secret: String,
+    /// Whether connections are accepted.
+    pub enabled: bool,
+    /// Connection quota; `None` is unlimited.
+    pub max_connections: Option<u64>,
+    /// Largest event data.
+    pub max_message_bytes: u64,
+    /// `enabled`, `members_only` or `disabled`.
+    pub client_events: String,
+    /// Client events per second per connection.
+    pub client_events_per_second: u64,
+    /// Distinct users per presence channel.
+    pub max_presence_members: u64,
+    /// Subscriptions per connection.
+    pub max_subscriptions_per_connection: u64,
+    /// Allowed browser origins.
+    pub allowed_origins: Vec<String>,
+    /// Whether `[apps.rate_limits]` is set.
+    pub rate_limits: bool,
+    /// Whether JWT connection auth is configured.
+    pub jwt: bool,
+    /// Policy rule names.
+    pub policies: Vec<String>,
+    /// Webhook endpoints.
+    pub webhooks: u64,
+}
+
+/// `GET /admin/api/apps`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppList {
+    /// Every configured app.
+    pub apps: Vec<AppSummary>,
+}
+
+/// A resource the app backend marked `status = DISPUTED`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dispute {
+    /// Resource type, e.g. `escrow`.
+    pub kind: String,
+    /// Resource id.
+    pub id: String,
+    /// Who takes part.
+    pub participants: Vec<String>,
+    /// Its attributes (`status`, and e.g. `tenant`).
+    pub attributes: std::collections::BTreeMap<String, String>,
+    /// Channels its policy rules name, without a `private-` prefix.
+    pub channels: Vec<String>,
+}
+
+/// `GET /admin/api/apps/{id}/disputes`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisputeList {
+    /// The app's key, for the dashboard's WebSocket URL.
+    pub key: String,
+    /// The disputed resources.
+    pub disputes: Vec<Dispute>,
+}
+
+/// `pusher:signin` data signed by the broker for the dashboard's own socket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigninData {
+    /// `key:signature`.
+    pub auth: String,
+    /// The signed user data (JSON text).
+    pub user_data: String,
+}
+
+/// `POST /admin/api/apps/{id}/pusher-auth`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PusherAuth {
+    /// Signs the socket in as the admin.
+    pub signin: SigninData,
+    /// The private channel's subscription auth, when a channel was asked for.
+    pub channel_auth: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

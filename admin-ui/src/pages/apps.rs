@@ -1,35 +1,9 @@
 //! The configured apps and their limits (the broker masks the secrets).
 
 use leptos::prelude::*;
-use serde::Deserialize;
+use ringcast_shared::AppList;
 
 use crate::api;
-
-/// One app as `/admin/api/apps` lists it.
-#[derive(Clone, Debug, Deserialize)]
-pub struct AppInfo {
-    id: String,
-    key: String,
-    secret: String,
-    enabled: bool,
-    /// `None`: unlimited.
-    max_connections: Option<u64>,
-    max_message_bytes: u64,
-    client_events: String,
-    client_events_per_second: u64,
-    max_presence_members: u64,
-    max_subscriptions_per_connection: u64,
-    allowed_origins: Vec<String>,
-    rate_limits: bool,
-    jwt: bool,
-    policies: Vec<String>,
-    webhooks: u64,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-struct AppList {
-    apps: Vec<AppInfo>,
-}
 
 /// The apps page.
 #[component]

@@ -7,18 +7,10 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serde::Deserialize;
 
+use ringcast_shared::AppList;
+
 use crate::Session;
 use crate::api;
-
-#[derive(Clone, Debug, Deserialize)]
-struct AppList {
-    apps: Vec<AppId>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-struct AppId {
-    id: String,
-}
 
 #[derive(Clone, Debug, Default, Deserialize)]
 struct ChannelInfo {

@@ -8,36 +8,11 @@ use gloo_net::websocket::Message;
 use gloo_net::websocket::futures::WebSocket;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use serde::Deserialize;
+use ringcast_shared::{AppList, Dispute, DisputeList, PusherAuth};
 use serde_json::{Value, json};
 
 use crate::Session;
 use crate::api;
-
-#[derive(Clone, Debug, Deserialize)]
-struct AppList {
-    apps: Vec<AppId>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-struct AppId {
-    id: String,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-struct DisputeList {
-    key: String,
-    disputes: Vec<Dispute>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-struct Dispute {
-    kind: String,
-    id: String,
-    participants: Vec<String>,
-    attributes: std::collections::BTreeMap<String, String>,
-    channels: Vec<String>,
-}
 
 /// The chat being watched.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -222,10 +197,13 @@ async fn follow(
                     "tenant": watch.tenant,
                 });
                 let path = format!("/admin/api/apps/{}/pusher-auth", watch.app);
-                match api::post::<Value>(&path, &csrf, &body).await {
+                match api::post::<PusherAuth>(&path, &csrf, &body).await {
                     Ok(auth) => {
-                        channel_auth = auth["channel_auth"].as_str().map(str::to_owned);
-                        Some(json!({ "event": "pusher:signin", "data": auth["signin"] }))
+                        channel_auth = auth.channel_auth;
+                        Some(json!({
+                            "event": "pusher:signin",
+                            "data": { "auth": auth.signin.auth, "user_data": auth.signin.user_data },
+                        }))
                     }
                     Err(e) => {
                         status.set(format!("not signed: {}", e.message));

@@ -9,10 +9,14 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 
-use ringcast_shared::{AuditDecision, AuditKind};
+use ringcast_shared::{
+    AdminSession, AppList, AppSummary, AuditDecision, AuditKind, Dispute, DisputeList, PusherAuth,
+    SigninData,
+};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::config::ClientEvents;
 use crate::core::admin::{CSRF_HEADER, SESSION_COOKIE, SESSION_TTL, SignInError};
 use crate::core::auth::same_secret;
 use crate::core::http::request::{Method, RequestHead};
@@ -146,7 +150,7 @@ pub fn api(
         (Method::Post, ["login"]) => return sign_in(shard, view.remote, head, body, clock),
         (Method::Get, ["session"]) => {
             return match session(shard, head, clock) {
-                Some((name, csrf)) => ok(&json!({ "name": name, "csrf": csrf }), keep_alive),
+                Some((name, csrf)) => ok(&AdminSession { name, csrf }, keep_alive),
                 None => Reply::Now(json_error(401, "not signed in", keep_alive)),
             };
         }
@@ -297,7 +301,11 @@ fn sign_in(
                 SESSION_TTL.as_secs(),
                 if secure { "; Secure" } else { "" }
             );
-            let body = json!({ "name": session.admin, "csrf": session.csrf }).to_string();
+            let body = serde_json::to_string(&AdminSession {
+                name: session.admin,
+                csrf: session.csrf,
+            })
+            .unwrap_or_default();
             Reply::Now(response(
                 200,
                 "application/json",
@@ -393,33 +401,38 @@ fn expired_cookie() -> String {
 }
 
 /// The configured apps and their limits; secrets never leave in full.
-fn apps(shard: &Shard) -> serde_json::Value {
-    let apps: Vec<_> = shard
+fn apps(shard: &Shard) -> AppList {
+    let apps = shard
         .state()
         .apps
         .iter()
         .map(|app| {
             let c = &app.config;
-            json!({
-                "id": c.id,
-                "key": c.key,
-                "secret": mask(&c.secret),
-                "enabled": c.enabled,
-                "max_connections": c.max_connections,
-                "max_message_bytes": c.max_message_bytes,
-                "client_events": format!("{:?}", c.client_events).to_lowercase(),
-                "client_events_per_second": c.client_events_per_second,
-                "max_presence_members": c.max_presence_members,
-                "max_subscriptions_per_connection": c.max_subscriptions_per_connection,
-                "allowed_origins": c.allowed_origins,
-                "rate_limits": c.rate_limits.is_some(),
-                "jwt": c.jwt.is_some(),
-                "policies": c.policies.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
-                "webhooks": c.webhooks.len(),
-            })
+            AppSummary {
+                id: c.id.clone(),
+                key: c.key.clone(),
+                secret: mask(&c.secret),
+                enabled: c.enabled,
+                max_connections: c.max_connections,
+                max_message_bytes: c.max_message_bytes as u64,
+                client_events: match c.client_events {
+                    ClientEvents::Enabled => "enabled",
+                    ClientEvents::MembersOnly => "members_only",
+                    ClientEvents::Disabled => "disabled",
+                }
+                .to_owned(),
+                client_events_per_second: u64::from(c.client_events_per_second),
+                max_presence_members: c.max_presence_members as u64,
+                max_subscriptions_per_connection: c.max_subscriptions_per_connection as u64,
+                allowed_origins: c.allowed_origins.clone(),
+                rate_limits: c.rate_limits.is_some(),
+                jwt: c.jwt.is_some(),
+                policies: c.policies.iter().map(|p| p.name.clone()).collect(),
+                webhooks: c.webhooks.len() as u64,
+            }
         })
         .collect();
-    json!({ "apps": apps })
+    AppList { apps }
 }
 
 /// The dashboard's picture of the server now (see [`crate::metrics::overview`]).
@@ -436,31 +449,30 @@ pub fn overview(
 /// `GET /admin/api/apps/{id}/disputes`: the resources whose `status` attribute is
 /// `DISPUTED`, each with the channels its policy rules name (see
 /// [`crate::core::policy::resource_channels`]).
-fn disputes(shard: &Shard, app_id: &str) -> Option<serde_json::Value> {
+fn disputes(shard: &Shard, app_id: &str) -> Option<DisputeList> {
     let app = shard.state().apps.by_id(app_id)?;
-    let mut list: Vec<_> = shard
+    let mut disputes: Vec<Dispute> = shard
         .resources(app.idx)
         .iter()
         .filter(|(_, r)| r.attributes.get("status").is_some_and(|s| s == "DISPUTED"))
-        .map(|((kind, id), r)| {
-            json!({
-                "kind": kind,
-                "id": id,
-                "participants": r.participants,
-                "attributes": r.attributes,
-                "channels": crate::core::policy::resource_channels(
-                    &app.config.policies, kind, id, &r.attributes,
-                ),
-            })
+        .map(|((kind, id), r)| Dispute {
+            kind: kind.clone(),
+            id: id.clone(),
+            participants: r.participants.clone(),
+            attributes: r.attributes.clone(),
+            channels: crate::core::policy::resource_channels(
+                &app.config.policies,
+                kind,
+                id,
+                &r.attributes,
+            ),
         })
         .collect();
-    list.sort_by(|a, b| {
-        a["kind"]
-            .as_str()
-            .cmp(&b["kind"].as_str())
-            .then(a["id"].as_str().cmp(&b["id"].as_str()))
-    });
-    Some(json!({ "key": app.config.key, "disputes": list }))
+    disputes.sort_by(|a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));
+    Some(DisputeList {
+        key: app.config.key.clone(),
+        disputes,
+    })
 }
 
 #[derive(Deserialize)]
@@ -482,7 +494,7 @@ fn pusher_auth(
     app_id: &str,
     admin: &str,
     body: &[u8],
-) -> Result<serde_json::Value, (u16, String)> {
+) -> Result<PusherAuth, (u16, String)> {
     use crate::core::auth::hmac_hex;
     let request: PusherAuthBody = serde_json::from_slice(body).map_err(|e| {
         (
@@ -508,17 +520,25 @@ fn pusher_auth(
         key,
         format!("{}::user::{user_data}", request.socket_id).as_bytes(),
     );
-    let mut answer = json!({
-        "signin": { "auth": format!("{}:{signin}", app.config.key), "user_data": user_data },
-    });
-    if let Some(channel) = &request.channel {
-        if !channel.starts_with("private-") || channel.starts_with("private-encrypted-") {
+    let channel_auth = match &request.channel {
+        None => None,
+        Some(channel)
+            if !channel.starts_with("private-") || channel.starts_with("private-encrypted-") =>
+        {
             return Err((400, "only private channels are signed here".to_owned()));
         }
-        let signature = hmac_hex(key, format!("{}:{channel}", request.socket_id).as_bytes());
-        answer["channel_auth"] = json!(format!("{}:{signature}", app.config.key));
-    }
-    Ok(answer)
+        Some(channel) => {
+            let signature = hmac_hex(key, format!("{}:{channel}", request.socket_id).as_bytes());
+            Some(format!("{}:{signature}", app.config.key))
+        }
+    };
+    Ok(PusherAuth {
+        signin: SigninData {
+            auth: format!("{}:{signin}", app.config.key),
+            user_data,
+        },
+        channel_auth,
+    })
 }
 
 /// The first and last two characters of a secret, the rest hidden.
@@ -542,11 +562,11 @@ fn audit(head: &RequestHead, security_only: bool) -> Reply {
     }
 }
 
-fn ok(value: &serde_json::Value, keep_alive: bool) -> Reply {
+fn ok<T: serde::Serialize>(value: &T, keep_alive: bool) -> Reply {
     Reply::Now(response(
         200,
         "application/json",
-        value.to_string().as_bytes(),
+        &serde_json::to_vec(value).unwrap_or_default(),
         &[("Cache-Control", "no-store")],
         keep_alive,
     ))
