@@ -54,19 +54,8 @@ pub fn run(args: &FanoutArgs) -> anyhow::Result<Vec<FanoutResult>> {
 
 async fn fanout(args: FanoutArgs) -> anyhow::Result<Vec<FanoutResult>> {
     let target = &args.target;
-    let shared = Rc::new(Shared {
-        window_start_us: Cell::new(0),
-        latency: RefCell::new(histogram()),
-        publish_latency: RefCell::new(histogram()),
-        delivered: Cell::new(0),
-        expected: Cell::new(0),
-        own_expected: Cell::new(0),
-        published: Cell::new(0),
-        publish_errors: Cell::new(0),
-    });
-    let channels: Vec<String> = (0..args.channels.max(1))
-        .map(|i| format!("bench-{i}"))
-        .collect();
+    let shared = Rc::new(Shared::new());
+    let channels = channel_names(args.channels);
     let mut per_channel = vec![0u64; channels.len()];
 
     // Subscriber i listens on channel i % C, whichever process holds it.
@@ -259,7 +248,25 @@ async fn window(
     })
 }
 
+/// The channels of a run: `bench-0` .. `bench-(n-1)` (at least one).
+fn channel_names(n: usize) -> Vec<String> {
+    (0..n.max(1)).map(|i| format!("bench-{i}")).collect()
+}
+
 impl Shared {
+    fn new() -> Self {
+        Self {
+            window_start_us: Cell::new(0),
+            latency: RefCell::new(histogram()),
+            publish_latency: RefCell::new(histogram()),
+            delivered: Cell::new(0),
+            expected: Cell::new(0),
+            own_expected: Cell::new(0),
+            published: Cell::new(0),
+            publish_errors: Cell::new(0),
+        }
+    }
+
     /// Starts a new window: counters at zero, and deliveries of earlier events ignored.
     fn reset(&self) {
         self.window_start_us.set(now_us());
@@ -461,19 +468,8 @@ pub fn run_child(args: &FanoutChildArgs) -> anyhow::Result<()> {
 }
 
 async fn child(args: FanoutChildArgs) -> anyhow::Result<()> {
-    let shared = Rc::new(Shared {
-        window_start_us: Cell::new(0),
-        latency: RefCell::new(histogram()),
-        publish_latency: RefCell::new(histogram()),
-        delivered: Cell::new(0),
-        expected: Cell::new(0),
-        own_expected: Cell::new(0),
-        published: Cell::new(0),
-        publish_errors: Cell::new(0),
-    });
-    let channels: Vec<String> = (0..args.channels.max(1))
-        .map(|i| format!("bench-{i}"))
-        .collect();
+    let shared = Rc::new(Shared::new());
+    let channels = channel_names(args.channels);
     subscribe_range(
         &args.target,
         args.first..args.end,
