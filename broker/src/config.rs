@@ -108,6 +108,110 @@ pub struct ServerConfig {
     pub admin_token: Option<String>,
     /// Where the built admin UI (`index.html`, the wasm module and its glue) is read from.
     pub admin_ui_dir: PathBuf,
+    /// Scale-out through Redis (`[cluster]`); `None`: a single node.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// Scale-out settings: several nodes sharing one Redis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Where Redis is.
+    pub redis: RedisTarget,
+    /// Prefix of every Redis key and of the pub/sub channel, so clusters can share a Redis.
+    pub prefix: String,
+    /// A node silent this long is declared dead and its members are removed.
+    pub node_timeout: Duration,
+}
+
+impl ClusterConfig {
+    /// How often a node records its heartbeat: six times per timeout, so a live node would
+    /// have to miss several in a row to be declared dead.
+    pub fn heartbeat_interval(&self) -> Duration {
+        (self.node_timeout / 6).max(Duration::from_millis(100))
+    }
+
+    /// How long a node may be silent before the others remove it. Dead nodes are looked for
+    /// at every heartbeat, so removal completes within `node_timeout`.
+    pub fn dead_after(&self) -> Duration {
+        self.node_timeout.saturating_sub(self.heartbeat_interval())
+    }
+}
+
+/// A Redis server, from a `redis://[user:password@]host[:port][/db]` URL.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisTarget {
+    /// Host name or address.
+    pub host: String,
+    /// Port (6379 by default).
+    pub port: u16,
+    /// ACL user name, if any.
+    pub username: Option<String>,
+    /// Password, if any.
+    pub password: Option<String>,
+    /// Database number.
+    pub db: u32,
+}
+
+impl std::fmt::Debug for RedisTarget {
+    /// Everything but the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "redis://{}:{}/{}", self.host, self.port, self.db)
+    }
+}
+
+impl RedisTarget {
+    /// Parses a `redis://` URL.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let rest = url.trim().strip_prefix("redis://").ok_or_else(|| {
+            if url.starts_with("rediss://") {
+                "TLS (rediss://) is not supported; reach Redis over a private network or a TLS tunnel".to_owned()
+            } else {
+                format!("expected redis://host:port, got {url:?}")
+            }
+        })?;
+        let (auth, rest) = match rest.rsplit_once('@') {
+            Some((auth, rest)) => (Some(auth), rest),
+            None => (None, rest),
+        };
+        let (authority, db) = match rest.split_once('/') {
+            Some((authority, "")) => (authority, 0),
+            Some((authority, db)) => (
+                authority,
+                db.parse()
+                    .map_err(|_| format!("database must be a number, got {db:?}"))?,
+            ),
+            None => (rest, 0),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => (
+                host,
+                port.parse()
+                    .map_err(|_| format!("port must be a number, got {port:?}"))?,
+            ),
+            _ => (authority, 6379),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err("the host is missing".into());
+        }
+        let (username, password) = match auth {
+            None => (None, None),
+            Some(auth) => match auth.split_once(':') {
+                Some((user, password)) => (
+                    (!user.is_empty()).then(|| user.to_owned()),
+                    Some(password.to_owned()),
+                ),
+                None => (None, Some(auth.to_owned())),
+            },
+        };
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+            username,
+            password,
+            db,
+        })
+    }
 }
 
 /// One app.
@@ -369,6 +473,26 @@ struct FileConfig {
     admins: Vec<FileAdmin>,
     #[serde(default)]
     admin_jwt: Option<JwtConfig>,
+    #[serde(default)]
+    cluster: FileCluster,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileCluster {
+    redis_url: Option<String>,
+    prefix: String,
+    node_timeout_secs: u64,
+}
+
+impl Default for FileCluster {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            prefix: "ringcast".into(),
+            node_timeout_secs: 30,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -551,6 +675,7 @@ impl FileServer {
             audit_cache_bytes: self.audit_cache_mb.saturating_mul(1 << 20),
             admin_token: self.admin_token,
             admin_ui_dir: self.admin_ui_dir,
+            cluster: None,
         }
     }
 }
@@ -656,6 +781,7 @@ impl Config {
         demo: bool,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
+        let cluster = file.cluster;
         let mut config = Config {
             server: file.server.into_server(),
             apps: file.apps.into_iter().map(FileApp::into_app).collect(),
@@ -669,6 +795,7 @@ impl Config {
                 .collect(),
             admin_jwt: file.admin_jwt,
         };
+        config.server.cluster = cluster_from(cluster, env)?;
         let env_app = apply_env(&mut config, env)?;
         load_jwt_keys(&mut config)?;
         if demo && !env_app && config.apps.is_empty() {
@@ -1014,6 +1141,74 @@ fn parse_env<T: std::str::FromStr>(name: &str, value: &str, what: &str) -> Resul
         .map_err(|_| invalid(name, format!("expected {what}, got {value:?}")))
 }
 
+/// The `[cluster]` table with its environment overrides: `RINGCAST_REDIS_URL`, or Reverb's
+/// `REVERB_SCALING_ENABLED=true` with Laravel's `REDIS_URL` or `REDIS_HOST` / `REDIS_PORT` /
+/// `REDIS_USERNAME` / `REDIS_PASSWORD` / `REDIS_DB`; `REVERB_SCALING_CHANNEL` names the prefix.
+fn cluster_from(
+    file: FileCluster,
+    raw_env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<ClusterConfig>, ConfigError> {
+    let env = |name: &str| raw_env(name).filter(|v| !v.trim().is_empty());
+    let mut url = file.redis_url.map(|u| ("cluster.redis_url", u));
+    let mut prefix = file.prefix;
+    let scaling = env("REVERB_SCALING_ENABLED")
+        .is_some_and(|v| matches!(v.trim(), "true" | "1" | "on" | "yes"));
+    if scaling {
+        if let Some(u) = env("REDIS_URL") {
+            url = Some(("REDIS_URL", u));
+        } else {
+            let host = env("REDIS_HOST").unwrap_or_else(|| "127.0.0.1".into());
+            let port = env("REDIS_PORT").unwrap_or_else(|| "6379".into());
+            let auth = match (env("REDIS_USERNAME"), env("REDIS_PASSWORD")) {
+                (user, Some(password)) => format!("{}:{password}@", user.unwrap_or_default()),
+                _ => String::new(),
+            };
+            let db = env("REDIS_DB").unwrap_or_else(|| "0".into());
+            url = Some((
+                "REDIS_HOST",
+                format!(
+                    "redis://{auth}{}:{}/{}",
+                    host.trim(),
+                    port.trim(),
+                    db.trim()
+                ),
+            ));
+        }
+        if let Some(channel) = env("REVERB_SCALING_CHANNEL") {
+            prefix = channel.trim().to_owned();
+        }
+    }
+    if let Some(u) = env("RINGCAST_REDIS_URL") {
+        url = Some(("RINGCAST_REDIS_URL", u));
+    }
+    let Some((field, url)) = url else {
+        return Ok(None);
+    };
+    let redis = RedisTarget::parse(&url).map_err(|message| invalid(field, message))?;
+    if prefix.is_empty()
+        || prefix.len() > 64
+        || !prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        return Err(invalid(
+            "cluster.prefix",
+            "must be 1 to 64 characters of [A-Za-z0-9_.-]",
+        ));
+    }
+    if !(1..=3600).contains(&file.node_timeout_secs) {
+        return Err(invalid(
+            "cluster.node_timeout_secs",
+            "must be between 1 and 3600",
+        ));
+    }
+    Ok(Some(ClusterConfig {
+        redis,
+        prefix,
+        node_timeout: Duration::from_secs(file.node_timeout_secs),
+    }))
+}
+
 /// Applies environment overrides; returns whether they defined the app credentials.
 fn apply_env(
     config: &mut Config,
@@ -1135,6 +1330,79 @@ mod tests {
     }
 
     const ONE_APP: &str = "[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\n";
+
+    #[test]
+    fn the_cluster_is_off_by_default_and_configured_by_url() {
+        let single = Config::from_toml_str(ONE_APP, &no_env).unwrap();
+        assert_eq!(single.server.cluster, None);
+        let text = format!(
+            "[cluster]\nredis_url = \"redis://:pw@10.0.0.5:6380/2\"\nnode_timeout_secs = 12\n{ONE_APP}"
+        );
+        let cluster = Config::from_toml_str(&text, &no_env)
+            .unwrap()
+            .server
+            .cluster
+            .unwrap();
+        assert_eq!(cluster.redis.host, "10.0.0.5");
+        assert_eq!(cluster.redis.port, 6380);
+        assert_eq!(cluster.redis.db, 2);
+        assert_eq!(cluster.redis.username, None);
+        assert_eq!(cluster.redis.password.as_deref(), Some("pw"));
+        assert_eq!(cluster.prefix, "ringcast");
+        assert_eq!(cluster.heartbeat_interval(), Duration::from_secs(2));
+        assert_eq!(cluster.dead_after(), Duration::from_secs(10));
+        assert!(!format!("{:?}", cluster.redis).contains("pw"));
+    }
+
+    #[test]
+    fn cluster_settings_are_validated_with_the_field_named() {
+        let e = err(&format!("[cluster]\nredis_url = \"http://x\"\n{ONE_APP}"));
+        assert!(e.contains("cluster.redis_url"), "{e}");
+        let e = err(&format!("[cluster]\nredis_url = \"rediss://x\"\n{ONE_APP}"));
+        assert!(e.contains("TLS"), "{e}");
+        let e = err(&format!(
+            "[cluster]\nredis_url = \"redis://x\"\nprefix = \"a b\"\n{ONE_APP}"
+        ));
+        assert!(e.contains("cluster.prefix"), "{e}");
+        let e = err(&format!(
+            "[cluster]\nredis_url = \"redis://x\"\nnode_timeout_secs = 0\n{ONE_APP}"
+        ));
+        assert!(e.contains("cluster.node_timeout_secs"), "{e}");
+    }
+
+    #[test]
+    fn reverb_scaling_variables_turn_the_cluster_on() {
+        let env = with_env(&[
+            ("REVERB_SCALING_ENABLED", "true"),
+            ("REDIS_HOST", "redis.internal"),
+            ("REDIS_PASSWORD", "secret"),
+            ("REVERB_SCALING_CHANNEL", "reverb"),
+        ]);
+        let cluster = Config::from_toml_str(ONE_APP, &env)
+            .unwrap()
+            .server
+            .cluster
+            .unwrap();
+        assert_eq!(cluster.redis.host, "redis.internal");
+        assert_eq!(cluster.redis.port, 6379);
+        assert_eq!(cluster.redis.password.as_deref(), Some("secret"));
+        assert_eq!(cluster.prefix, "reverb");
+        let env = with_env(&[("RINGCAST_REDIS_URL", "redis://127.0.0.2:7000")]);
+        let cluster = Config::from_toml_str(ONE_APP, &env)
+            .unwrap()
+            .server
+            .cluster
+            .unwrap();
+        assert_eq!(
+            (cluster.redis.host.as_str(), cluster.redis.port),
+            ("127.0.0.2", 7000)
+        );
+        let off = with_env(&[("REVERB_SCALING_ENABLED", "false"), ("REDIS_HOST", "x")]);
+        assert_eq!(
+            Config::from_toml_str(ONE_APP, &off).unwrap().server.cluster,
+            None
+        );
+    }
 
     #[test]
     fn no_file_gives_the_demo_app_with_defaults() {

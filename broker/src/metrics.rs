@@ -391,6 +391,8 @@ pub struct ServerFacts<'a> {
     pub audit: &'a crate::audit::AuditMetrics,
     /// Failed authorizations per app and tenant.
     pub tenants: &'a TenantCounters,
+    /// The cluster link, in cluster mode.
+    pub cluster: Option<&'a crate::core::cluster::ClusterStatus>,
 }
 
 /// Renders every shard's counters, summed, in the Prometheus text format.
@@ -412,6 +414,9 @@ pub fn render_prometheus(
         shards.len(),
         env!("CARGO_PKG_VERSION")
     );
+    if let Some(cluster) = facts.cluster {
+        render_cluster(&mut out, cluster);
+    }
     let me = std::process::id();
     if let Some(rss) = process::rss_kib(me) {
         gauge(
@@ -702,6 +707,62 @@ type PerAppSeries = (
     &'static str,
     fn(&AppCounters) -> i64,
 );
+
+fn render_cluster(out: &mut String, cluster: &crate::core::cluster::ClusterStatus) {
+    let up = cluster.is_up();
+    let _ = writeln!(
+        out,
+        "# HELP ringcast_cluster_up 1 while the link to Redis is up and synchronized; 0 means degraded (local delivery only).\n# TYPE ringcast_cluster_up gauge\nringcast_cluster_up{{node=\"{}\"}} {}",
+        cluster.node,
+        u8::from(up)
+    );
+    gauge(
+        out,
+        "ringcast_cluster_degraded",
+        "1 while Redis is unreachable and this node works alone.",
+        i64::from(!up),
+    );
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as i64;
+    gauge(
+        out,
+        "ringcast_cluster_nodes",
+        "Nodes alive at the last heartbeat, this one included.",
+        load(&cluster.nodes_alive),
+    );
+    for (name, help, value) in [
+        (
+            "ringcast_cluster_published_total",
+            "Messages published to the cluster.",
+            &cluster.published,
+        ),
+        (
+            "ringcast_cluster_received_total",
+            "Messages received from the cluster.",
+            &cluster.received,
+        ),
+        (
+            "ringcast_cluster_local_only_total",
+            "Events delivered on this node only because Redis was unreachable.",
+            &cluster.local_only,
+        ),
+        (
+            "ringcast_cluster_connects_total",
+            "Connections made to Redis.",
+            &cluster.connects,
+        ),
+        (
+            "ringcast_cluster_nodes_removed_total",
+            "Dead nodes this node removed from the cluster.",
+            &cluster.nodes_removed,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            load(value)
+        );
+    }
+}
 
 fn gauge(out: &mut String, name: &str, help: &str, value: i64) {
     let _ = writeln!(

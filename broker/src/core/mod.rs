@@ -7,6 +7,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod channel;
+pub mod cluster;
 pub mod http;
 pub mod ids;
 pub mod policy;

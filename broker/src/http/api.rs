@@ -598,6 +598,13 @@ fn stats_object(stats: &ChannelStats, info: Info, presence: bool) -> Map<String,
 
 /// Builds a deferred response.
 pub fn finish(finish: Finish, answers: Vec<Answer>, keep_alive: bool) -> Vec<u8> {
+    if answers.contains(&Answer::Unavailable) {
+        return crate::core::http::response::json_error(
+            503,
+            "cluster state is unavailable (Redis became unreachable); retry shortly",
+            keep_alive,
+        );
+    }
     let mut answers = answers.into_iter();
     let value = match finish {
         Finish::Events { channels, info } => {

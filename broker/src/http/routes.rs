@@ -43,16 +43,18 @@ pub fn handle(
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let route = match (head.method, segments.as_slice()) {
         (Method::Get | Method::Head, ["up"]) => {
+            // A degraded node still serves its own clients, so it stays in the load
+            // balancer's pool (200); the body and /metrics say what is wrong.
+            let degraded = shard.state().cluster.as_ref().is_some_and(|c| !c.is_up());
+            let body: &[u8] = if degraded {
+                br#"{"health":"degraded","cluster":"Redis is unreachable: events reach this node's clients only"}"#
+            } else {
+                br#"{"health":"ok"}"#
+            };
             return Reply::Now(if view.shutting_down {
                 json_error(503, "shutting down", false)
             } else {
-                response(
-                    200,
-                    "application/json",
-                    br#"{"health":"ok"}"#,
-                    &[],
-                    keep_alive,
-                )
+                response(200, "application/json", body, &[], keep_alive)
             });
         }
         (Method::Get, ["metrics"]) => {
@@ -68,6 +70,7 @@ pub fn handle(
                 webhooks: &shard.state().webhook_metrics,
                 audit: &shard.state().audit_metrics,
                 tenants: &shard.state().tenants,
+                cluster: shard.state().cluster.as_ref(),
             };
             let text = render_prometheus(view.metrics, &facts);
             return Reply::Now(response(

@@ -5,6 +5,7 @@
 //! and wakes the writer tasks of connections that got output; writers coalesce queued frames
 //! into one `writev`.
 
+mod cluster;
 mod conn;
 pub mod io;
 mod runtime;
@@ -56,8 +57,15 @@ pub struct Server {
     webhook_thread: thread::JoinHandle<()>,
     audit: crate::audit::AuditLog,
     audit_thread: thread::JoinHandle<()>,
+    cluster: Option<(
+        async_channel::Sender<cluster::LinkMsg>,
+        thread::JoinHandle<()>,
+    )>,
     shutdown_timeout: Duration,
 }
+
+/// Requests from the shards that may wait for the cluster link before shards keep a backlog.
+const CLUSTER_QUEUE_CAPACITY: usize = 65_536;
 
 /// Audit records that may wait for the writer before new ones are dropped.
 const AUDIT_QUEUE_CAPACITY: usize = 16_384;
@@ -121,6 +129,24 @@ impl Server {
         );
         let mesh = runtime::Mesh::new(shard_count, state.config.mesh_queue_capacity);
         signals::block_termination_signals();
+        let cluster = match state.config.cluster.clone() {
+            Some(config) => {
+                let (sender, receiver) = async_channel::bounded(CLUSTER_QUEUE_CAPACITY);
+                let node = state.cluster.as_ref().map(|c| c.node.to_string());
+                tracing::info!(redis = ?config.redis, node, "cluster mode");
+                let thread = cluster::spawn(
+                    config,
+                    state.clone(),
+                    mesh.clone(),
+                    audit.clone(),
+                    receiver,
+                    driver,
+                )
+                .map_err(StartError::Thread)?;
+                Some((sender, thread))
+            }
+            None => None,
+        };
         let mut threads = Vec::with_capacity(shard_count);
         for (id, listener) in listeners.into_iter().enumerate() {
             let setup = runtime::ShardSetup {
@@ -133,6 +159,7 @@ impl Server {
                 driver,
                 webhooks: webhooks.clone(),
                 audit: audit.clone(),
+                link: cluster.as_ref().map(|(sender, _)| sender.clone()),
             };
             let thread = thread::Builder::new()
                 .name(format!("ringcast-shard-{id}"))
@@ -150,6 +177,7 @@ impl Server {
             webhook_thread,
             audit,
             audit_thread,
+            cluster,
             shutdown_timeout,
         })
     }
@@ -183,6 +211,14 @@ impl Server {
                 let _ = thread.join();
             } else {
                 tracing::warn!("a shard did not stop within the shutdown timeout");
+            }
+        }
+        // The node leaves the cluster: its members are removed now rather than at the timeout.
+        if let Some((link, thread)) = self.cluster {
+            let _ = link.try_send(cluster::LinkMsg::Stop);
+            let deadline = std::time::Instant::now() + Duration::from_secs(3);
+            while !thread.is_finished() && std::time::Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(10));
             }
         }
         // The shards are done producing: the sender sends what is pending and ends.

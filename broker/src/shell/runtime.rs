@@ -65,6 +65,61 @@ impl Mesh {
     fn shutdown_requested(&self) -> bool {
         self.shutdown.load(Ordering::SeqCst)
     }
+
+    /// Delivers `msg` to shard `to` from outside the shards (the cluster link), waiting
+    /// while its inbox is full.
+    pub async fn deliver(&self, to: ShardId, msg: MeshMsg) {
+        if let Some((sender, _)) = self.inboxes.get(to) {
+            let _ = sender.send(Inbound::Mesh(msg)).await;
+        }
+    }
+}
+
+/// A bounded queue to another thread that never blocks the sender: what does not fit waits
+/// in a local backlog, drained in order by a task.
+pub struct Backlogged<T> {
+    sender: async_channel::Sender<T>,
+    backlog: RefCell<VecDeque<T>>,
+    pumping: Cell<bool>,
+}
+
+impl<T: 'static> Backlogged<T> {
+    /// Wraps `sender`.
+    pub fn new(sender: async_channel::Sender<T>) -> Rc<Self> {
+        Rc::new(Self {
+            sender,
+            backlog: RefCell::new(VecDeque::new()),
+            pumping: Cell::new(false),
+        })
+    }
+
+    /// Sends `msg` now, or after what is already waiting.
+    pub fn send(self: &Rc<Self>, msg: T) {
+        let mut backlog = self.backlog.borrow_mut();
+        if backlog.is_empty() {
+            match self.sender.try_send(msg) {
+                Ok(()) | Err(async_channel::TrySendError::Closed(_)) => return,
+                Err(async_channel::TrySendError::Full(msg)) => backlog.push_back(msg),
+            }
+        } else {
+            backlog.push_back(msg);
+        }
+        if !self.pumping.replace(true) {
+            monoio::spawn(self.clone().pump());
+        }
+    }
+
+    async fn pump(self: Rc<Self>) {
+        loop {
+            let next = self.backlog.borrow_mut().pop_front();
+            let Some(msg) = next else { break };
+            if self.sender.send(msg).await.is_err() {
+                self.backlog.borrow_mut().clear();
+                break;
+            }
+        }
+        self.pumping.set(false);
+    }
 }
 
 /// The I/O driver to use: io_uring unless configured otherwise or unavailable.
@@ -101,6 +156,8 @@ pub struct ShardSetup {
     pub webhooks: crate::webhooks::WebhookQueue,
     /// Where audit records go.
     pub audit: crate::audit::AuditLog,
+    /// The node's cluster link, in cluster mode.
+    pub link: Option<async_channel::Sender<super::cluster::LinkMsg>>,
 }
 
 /// Runs one shard to completion on the current thread.
@@ -256,6 +313,8 @@ pub struct ShardRt {
     pub driver: Driver,
     /// Set once a shutdown has begun.
     pub shutting_down: Cell<bool>,
+    link: Option<Rc<Backlogged<super::cluster::LinkMsg>>>,
+    cluster_scratch: RefCell<Vec<crate::core::cluster::ClusterOut>>,
 }
 
 /// Where an HTTP request waits for a query answer.
@@ -282,8 +341,14 @@ impl ShardRt {
             answers.extend(core.take_answers());
             core.take_webhooks(&mut self.webhook_scratch.borrow_mut());
             core.take_audit(&mut self.audit_scratch.borrow_mut());
+            core.take_cluster(&mut self.cluster_scratch.borrow_mut());
             result
         };
+        if let Some(link) = &self.link {
+            for out in self.cluster_scratch.borrow_mut().drain(..) {
+                link.send(super::cluster::LinkMsg::Out(out));
+            }
+        }
         {
             let mut records = self.audit_scratch.borrow_mut();
             if !records.is_empty() {
@@ -460,6 +525,7 @@ async fn shard_main(setup: ShardSetup) {
         driver,
         webhooks,
         audit,
+        link,
     } = setup;
     let listener_fd = listener.as_raw_fd();
     let listener = match TcpListener::from_std(listener) {
@@ -488,6 +554,8 @@ async fn shard_main(setup: ShardSetup) {
         state,
         driver,
         shutting_down: Cell::new(false),
+        link: link.map(Backlogged::new),
+        cluster_scratch: RefCell::new(Vec::new()),
     });
 
     let inbox = mesh.inboxes[id].1.clone();

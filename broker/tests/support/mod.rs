@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+pub mod hooks;
+pub mod redis;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -151,6 +154,11 @@ impl WsClient {
             true,
         );
         self.stream.write_all(&frame).unwrap();
+    }
+
+    /// How long [`WsClient::recv`] waits before giving up (5 s unless changed).
+    pub fn set_read_timeout(&self, timeout: Duration) {
+        self.stream.set_read_timeout(Some(timeout)).unwrap();
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {

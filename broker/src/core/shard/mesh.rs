@@ -10,6 +10,8 @@ use bytes::Bytes;
 
 use crate::core::auth::channel::PresenceMember;
 use crate::core::channel::ChannelName;
+use crate::core::cluster::ChannelSync;
+use crate::core::cluster::scripts::SyncReply;
 use crate::core::ids::{AppIdx, SocketId, UserId};
 
 /// A shard's index, `0..shard_count`.
@@ -147,10 +149,11 @@ pub enum MeshMsg {
         /// The users.
         users: Vec<UserId>,
     },
-    /// To every shard: set (or delete) a resource, then answer.
+    /// To every shard: set (or delete) a resource, then answer (unless it came from another
+    /// node).
     SetResource {
         /// Where to answer.
-        reply_to: ReplyTo,
+        reply_to: Option<ReplyTo>,
         /// The app.
         app: AppIdx,
         /// Resource type.
@@ -174,6 +177,27 @@ pub enum MeshMsg {
         /// The user.
         user: UserId,
     },
+    /// From the cluster link to a channel's home shard: Redis applied a [`ChannelSync`]
+    /// (`reply`), or could not be reached (`None`: the node is degraded and acts alone).
+    ClusterSynced {
+        /// What the home shard reported.
+        sync: Box<ChannelSync>,
+        /// The script's reply.
+        reply: Option<Box<SyncReply>>,
+    },
+    /// From the cluster link to a channel's home shard: a dead node's part is gone, so the
+    /// channel became vacant (`user` `None`) or `user` left the cluster.
+    ClusterRemoved {
+        /// The app.
+        app: AppIdx,
+        /// The channel.
+        channel: ChannelName,
+        /// The user who left, or `None` for a vacated channel.
+        user: Option<UserId>,
+    },
+    /// From the cluster link to every shard: report your channels' complete state
+    /// (after a reconnect to Redis).
+    ClusterDump,
     /// An answer to a query.
     Answer {
         /// The query at the receiving shard.
@@ -184,7 +208,7 @@ pub enum MeshMsg {
 }
 
 /// A socket asking its channel's home shard to admit it.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Join {
     /// The socket's shard.
     pub shard: ShardId,
@@ -251,4 +275,6 @@ pub enum AnswerPart {
     Users(Vec<UserId>),
     /// For [`MeshMsg::SetResource`].
     Applied,
+    /// The cluster's state could not be read (Redis became unreachable meanwhile).
+    Unavailable,
 }

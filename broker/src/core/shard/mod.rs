@@ -7,6 +7,7 @@
 //! this shard itself are processed before the `handle_*` call returns, so a single-shard server
 //! and a many-shard one run the same code.
 
+mod cluster;
 mod home;
 pub mod mesh;
 #[cfg(test)]
@@ -63,6 +64,8 @@ pub struct ServerState {
     pub admins: std::sync::Mutex<crate::core::admin::Admins>,
     /// The built dashboard, served at `/admin/`.
     pub admin_ui: crate::http::AdminAssets,
+    /// The cluster link's state; `None` for a single node.
+    pub cluster: Option<crate::core::cluster::ClusterStatus>,
 }
 
 impl ServerState {
@@ -71,6 +74,9 @@ impl ServerState {
     pub fn new(config: crate::config::Config) -> Self {
         let apps = AppTable::new(&config.apps, config.server.max_connections);
         let admin_ui = crate::http::AdminAssets::load(&config.server.admin_ui_dir);
+        let cluster = config.server.cluster.as_ref().map(|_| {
+            crate::core::cluster::ClusterStatus::new(crate::core::cluster::NodeId::random())
+        });
         Self {
             initial_resources: (0..config.apps.len())
                 .map(|_| Resources::default())
@@ -87,6 +93,7 @@ impl ServerState {
                     .as_ref()
                     .and_then(crate::core::admin::AdminTokens::new),
             )),
+            cluster,
             admin_ui,
         }
     }
@@ -193,6 +200,8 @@ pub enum Answer {
     Users(Vec<UserId>),
     /// Every shard applied an update.
     Applied,
+    /// Cluster-wide state could not be read.
+    Unavailable,
 }
 
 struct PendingQuery {
@@ -282,6 +291,7 @@ pub struct Shard {
     answers: Vec<(QueryId, Answer)>,
     webhooks: Vec<(AppIdx, WebhookEvent)>,
     audit: Vec<AuditRecord>,
+    cluster_out: Vec<crate::core::cluster::ClusterOut>,
     next_socket: u64,
     socket_prefix: u64,
 }
@@ -322,6 +332,7 @@ impl Shard {
             answers: Vec::new(),
             webhooks: Vec::new(),
             audit: Vec::new(),
+            cluster_out: Vec::new(),
             next_socket: 0,
             // The first half of a socket id is random so ids are not guessable across restarts.
             socket_prefix: fastrand::u64(1..1_000_000_000),
@@ -887,10 +898,18 @@ impl Shard {
             shard: self.id,
             query,
         };
+        self.broadcast(crate::core::cluster::Command::Resource {
+            app: self.app_id(app),
+            kind: kind.to_owned(),
+            id: id.to_owned(),
+            json: resource
+                .as_ref()
+                .and_then(|r| serde_json::to_string(r).ok()),
+        });
         let resource = resource.map(std::sync::Arc::new);
         for shard in 0..self.shard_count {
             let msg = MeshMsg::SetResource {
-                reply_to,
+                reply_to: Some(reply_to),
                 app,
                 kind: kind.to_owned(),
                 id: id.to_owned(),
@@ -913,6 +932,11 @@ impl Shard {
         now: Instant,
     ) {
         self.state.apps.get(app).revoke(jti, until_unix, now_unix);
+        self.broadcast(crate::core::cluster::Command::Revoke {
+            app: self.app_id(app),
+            jti: jti.to_owned(),
+            until_unix,
+        });
         for shard in 0..self.shard_count {
             let msg = MeshMsg::RevokeToken {
                 app,
@@ -1019,6 +1043,10 @@ impl Shard {
     /// Closes every socket signed in as `user`, on every shard (HTTP API
     /// `terminate_connections`).
     pub fn terminate_user(&mut self, app: AppIdx, user: UserId, now: Instant) {
+        self.broadcast(crate::core::cluster::Command::Terminate {
+            app: self.app_id(app),
+            user: user.as_str().to_owned(),
+        });
         for shard in 0..self.shard_count {
             let msg = MeshMsg::TerminateUser {
                 app,
@@ -1199,14 +1227,7 @@ impl Shard {
         self.metrics.apps[app_idx.get()]
             .publishes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let msg = MeshMsg::Publish {
-            app: app_idx,
-            channel: channel.clone(),
-            frame,
-            except: Some(socket_id),
-            published: now,
-        };
-        self.send_home(app_idx, &channel, msg);
+        self.publish_frame(app_idx, &channel, frame, Some(socket_id), now);
     }
 
     /// Publishes an event from the HTTP API to one channel: the frame is encoded once here
@@ -1217,14 +1238,7 @@ impl Shard {
         self.metrics.apps[publish.app.get()]
             .publishes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let msg = MeshMsg::Publish {
-            app: publish.app,
-            channel: channel.clone(),
-            frame,
-            except: publish.except,
-            published: now,
-        };
-        self.send_home(publish.app, channel, msg);
+        self.publish_frame(publish.app, channel, frame, publish.except, now);
         self.drain_to_self(now);
     }
 
@@ -1241,6 +1255,12 @@ impl Shard {
             shard: self.id,
             query: id,
         };
+        if self.cluster_query(reply_to, &query) {
+            if let Some(pending) = self.queries.get_mut(&id) {
+                pending.awaiting = 1;
+            }
+            return id;
+        }
         match query {
             Query::Channel { app, channel } => {
                 let msg = MeshMsg::ChannelInfo {
@@ -1876,7 +1896,9 @@ impl Shard {
                         self.resources[app.get()].remove(&key);
                     }
                 }
-                self.answer(reply_to, AnswerPart::Applied);
+                if let Some(reply_to) = reply_to {
+                    self.answer(reply_to, AnswerPart::Applied);
+                }
             }
             MeshMsg::RevokeToken { app, jti } => {
                 let keys: Vec<ConnKey> = self
@@ -1903,6 +1925,11 @@ impl Shard {
                     self.send_error_message(key, ErrorCode::Unauthorized, text);
                 }
             }
+            MeshMsg::ClusterSynced { sync, reply } => self.cluster_synced(sync, reply, now),
+            MeshMsg::ClusterRemoved { app, channel, user } => {
+                self.cluster_removed(app, &channel, user, now);
+            }
+            MeshMsg::ClusterDump => self.cluster_dump(),
             MeshMsg::Answer { query, part } => self.gather(query, part),
         }
     }
@@ -1918,6 +1945,7 @@ impl Shard {
         } = join;
         let config = &self.state.apps.get(app).config;
         let (max_members, cache_ttl) = (config.max_presence_members, config.cache_ttl);
+        let clustered = self.clustered();
         let home = self.homes[app.get()]
             .entry(channel.clone())
             .or_insert_with(|| HomeChannel::new(self.shard_count));
@@ -1938,6 +1966,19 @@ impl Shard {
             self.send_to(shard, msg);
             return;
         };
+        if clustered {
+            let count = home.stats().subscription_count;
+            let join = Join {
+                shard,
+                conn,
+                socket_id,
+                app,
+                channel,
+                member,
+            };
+            self.cluster_subscribe(join, admitted.first_socket_of_user, count, now);
+            return;
+        }
         let json = match home.roster() {
             Some(roster) => {
                 message::presence_subscription_succeeded(channel.as_str(), roster.members())
@@ -2080,10 +2121,20 @@ impl Shard {
         user: Option<&UserId>,
         now: Instant,
     ) {
+        let clustered = self.clustered();
         let Some(home) = self.homes[app.get()].get_mut(channel) else {
             return;
         };
         let removed = home.release(shard, socket_id, user);
+        if clustered {
+            let count = home.stats().subscription_count;
+            if home.is_empty() {
+                self.homes[app.get()].remove(channel);
+            }
+            let left = user.filter(|_| removed.last_socket_of_user);
+            self.cluster_unsubscribe(app, channel, left, count);
+            return;
+        }
         home.note_release(&removed, user, now);
         let count = home.stats().subscription_count;
         if home.is_empty() {
@@ -2118,7 +2169,11 @@ impl Shard {
         if count > 0 && self.state.apps.get(app).config.subscription_count_events {
             let json = message::subscription_count(channel.as_str(), count);
             let frame = frame::encode_frame(Opcode::Text, &json);
-            self.home_publish(app, channel, frame, None, now);
+            if self.clustered() {
+                self.publish_frame(app, channel, frame, None, now);
+            } else {
+                self.home_publish(app, channel, frame, None, now);
+            }
         }
     }
 
@@ -2207,6 +2262,7 @@ impl Shard {
             (Answer::Users(users), AnswerPart::Users(part)) => *users = part,
             (Answer::Channels(list), AnswerPart::Channels(part)) => list.extend(part),
             (Answer::Applied, AnswerPart::Applied) => {}
+            (answer, AnswerPart::Unavailable) => *answer = Answer::Unavailable,
             _ => {}
         }
         pending.awaiting -= 1;

@@ -1,0 +1,510 @@
+//! The Lua scripts that keep the cluster's shared state in Redis, and the readers of their
+//! replies.
+//!
+//! Keys, with `P` the configured prefix, `A` an app id and `C` a channel name (neither can
+//! contain `:` or a newline):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `P:nodes` | sorted set | node id → last heartbeat (ms, Redis clock) |
+//! | `P:epoch` | string | a random value set once; a new one means Redis lost its data |
+//! | `P:c:A` | hash | channel → subscribers on every node |
+//! | `P:cn:A:C` | hash | node → subscribers of `C` on that node |
+//! | `P:m:A:C` | hash | user → `user_info` JSON (the cluster roster) |
+//! | `P:mr:A:C` | hash | user → how many nodes have the user in `C` |
+//! | `P:n:NODE` | hash | what a node contributed: `c\nA\nC` → count, `m\nA\nC\nUSER` → the `member_removed` message to publish if the node dies |
+//!
+//! Every script runs atomically, so the node whose call makes a transition happen is the only
+//! one that learns of it.
+
+use super::Transitions;
+use super::resp::Value;
+use crate::core::ids::UserId;
+
+/// Removes one entry of a node's contribution (shared by the scripts below). Appends what
+/// became vacant or left the cluster to `out` as `{kind, app, channel, user}`.
+macro_rules! drop_entry_fn {
+    () => {
+        r#"
+local function drop_entry(p, node, field, value, events, quiet, out)
+  local kind = string.sub(field, 1, 1)
+  local rest = string.sub(field, 3)
+  local i = string.find(rest, '\n', 1, true)
+  if not i then return end
+  local app = string.sub(rest, 1, i - 1)
+  rest = string.sub(rest, i + 1)
+  if kind == 'c' then
+    local ch = rest
+    local cn = p .. ':cn:' .. app .. ':' .. ch
+    local n = tonumber(redis.call('HGET', cn, node) or '0')
+    redis.call('HDEL', cn, node)
+    local totals = p .. ':c:' .. app
+    local total = tonumber(redis.call('HGET', totals, ch) or '0') - n
+    if total > 0 then
+      redis.call('HSET', totals, ch, total)
+    else
+      if redis.call('HDEL', totals, ch) == 1 then
+        table.insert(out, {'v', app, ch, ''})
+      end
+    end
+  elseif kind == 'm' then
+    local j = string.find(rest, '\n', 1, true)
+    if not j then return end
+    local ch = string.sub(rest, 1, j - 1)
+    local user = string.sub(rest, j + 1)
+    local refs_key = p .. ':mr:' .. app .. ':' .. ch
+    local refs = redis.call('HINCRBY', refs_key, user, -1)
+    if refs <= 0 then
+      redis.call('HDEL', refs_key, user)
+      redis.call('HDEL', p .. ':m:' .. app .. ':' .. ch, user)
+      if not quiet then redis.call('PUBLISH', events, value) end
+      table.insert(out, {'r', app, ch, user})
+    end
+  end
+  redis.call('HDEL', p .. ':n:' .. node, field)
+end
+"#
+    };
+}
+
+/// Applies a channel's new state on one node.
+///
+/// ARGV: prefix, node, app, channel, node subscribers, op (`""`, `join`, `leave`), user,
+/// user_info (`""` for none), added message, removed message, max members (0: no limit),
+/// events channel, quiet (`1`: publish nothing), want roster (`1`).
+///
+/// Returns `{refused, member, occupied, total, roster}`: `refused` 1 when a join found the
+/// roster full; `member` 1 / -1 when the user joined / left the cluster; `occupied` 1 / -1
+/// when the channel became occupied / vacant; `total` the cluster's subscriber count;
+/// `roster` user, info, user, info, ... when asked for.
+pub const SYNC: &str = r#"
+local p, node, app, ch = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local count = tonumber(ARGV[5])
+local op, user = ARGV[6], ARGV[7]
+local events, quiet = ARGV[12], ARGV[13] == '1'
+local index = p .. ':n:' .. node
+local roster_key = p .. ':m:' .. app .. ':' .. ch
+local refs_key = p .. ':mr:' .. app .. ':' .. ch
+local refused, member, occupied = 0, 0, 0
+if op == 'join' then
+  local field = 'm\n' .. app .. '\n' .. ch .. '\n' .. user
+  if redis.call('HEXISTS', index, field) == 0 then
+    local refs = tonumber(redis.call('HGET', refs_key, user) or '0')
+    local max = tonumber(ARGV[11])
+    if refs == 0 and max > 0 and redis.call('HLEN', roster_key) >= max then
+      refused = 1
+    else
+      redis.call('HSET', index, field, ARGV[10])
+      redis.call('HINCRBY', refs_key, user, 1)
+      if refs == 0 then
+        redis.call('HSET', roster_key, user, ARGV[8])
+        member = 1
+        if not quiet then redis.call('PUBLISH', events, ARGV[9]) end
+      end
+    end
+  end
+elseif op == 'leave' then
+  local field = 'm\n' .. app .. '\n' .. ch .. '\n' .. user
+  local removed = redis.call('HGET', index, field)
+  if removed then
+    redis.call('HDEL', index, field)
+    local refs = redis.call('HINCRBY', refs_key, user, -1)
+    if refs <= 0 then
+      redis.call('HDEL', refs_key, user)
+      redis.call('HDEL', roster_key, user)
+      member = -1
+      if not quiet then redis.call('PUBLISH', events, removed) end
+    end
+  end
+end
+local per_node = p .. ':cn:' .. app .. ':' .. ch
+local totals = p .. ':c:' .. app
+local old = tonumber(redis.call('HGET', per_node, node) or '0')
+local total = tonumber(redis.call('HGET', totals, ch) or '0')
+if count ~= old then
+  local cfield = 'c\n' .. app .. '\n' .. ch
+  if count > 0 then
+    redis.call('HSET', per_node, node, count)
+    redis.call('HSET', index, cfield, count)
+  else
+    redis.call('HDEL', per_node, node)
+    redis.call('HDEL', index, cfield)
+  end
+  local new_total = total + count - old
+  if new_total > 0 then
+    redis.call('HSET', totals, ch, new_total)
+  else
+    redis.call('HDEL', totals, ch)
+    new_total = 0
+  end
+  if total == 0 and new_total > 0 then occupied = 1 end
+  if total > 0 and new_total == 0 then occupied = -1 end
+  total = new_total
+end
+local roster = {}
+if ARGV[14] == '1' then roster = redis.call('HGETALL', roster_key) end
+return {refused, member, occupied, total, roster}
+"#;
+
+/// Records this node's heartbeat and removes every node silent for longer than the timeout.
+///
+/// ARGV: prefix, node, timeout (ms), events channel. Returns `{new, alive, dead, removed}`:
+/// `new` 1 when this node was not registered (first beat, or it was itself declared dead: it
+/// must then report its state again); `alive` the nodes left; `dead` how many were removed;
+/// `removed` the `{kind, app, channel, user}` transitions.
+pub const HEARTBEAT: &str = concat!(
+    drop_entry_fn!(),
+    r#"
+local p, node, timeout, events = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local nodes = p .. ':nodes'
+local new = redis.call('ZADD', nodes, now, node)
+local out = {}
+local removed_nodes = 0
+for _, dead in ipairs(redis.call('ZRANGEBYSCORE', nodes, '-inf', now - timeout)) do
+  if dead ~= node then
+    removed_nodes = removed_nodes + 1
+    local entries = redis.call('HGETALL', p .. ':n:' .. dead)
+    for i = 1, #entries, 2 do
+      drop_entry(p, dead, entries[i], entries[i + 1], events, false, out)
+    end
+    redis.call('DEL', p .. ':n:' .. dead)
+    redis.call('ZREM', nodes, dead)
+  end
+end
+return {new, redis.call('ZCARD', nodes), removed_nodes, out}
+"#
+);
+
+/// Removes a node's whole contribution (a graceful shutdown).
+///
+/// ARGV: prefix, node, events channel. Returns the transitions like [`HEARTBEAT`].
+pub const LEAVE: &str = concat!(
+    drop_entry_fn!(),
+    r#"
+local p, node, events = ARGV[1], ARGV[2], ARGV[3]
+local out = {}
+local entries = redis.call('HGETALL', p .. ':n:' .. node)
+for i = 1, #entries, 2 do
+  drop_entry(p, node, entries[i], entries[i + 1], events, false, out)
+end
+redis.call('DEL', p .. ':n:' .. node)
+redis.call('ZREM', p .. ':nodes', node)
+return out
+"#
+);
+
+/// After a resynchronization re-reported everything this node has: removes what it had
+/// reported before but has no longer (sockets that left while Redis was out of reach).
+///
+/// ARGV: prefix, node, events channel, quiet, then the fields to keep. Returns the
+/// transitions like [`HEARTBEAT`].
+pub const SWEEP: &str = concat!(
+    drop_entry_fn!(),
+    r#"
+local p, node, events, quiet = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
+local keep = {}
+for i = 5, #ARGV do keep[ARGV[i]] = true end
+local out = {}
+local entries = redis.call('HGETALL', p .. ':n:' .. node)
+for i = 1, #entries, 2 do
+  if not keep[entries[i]] then
+    drop_entry(p, node, entries[i], entries[i + 1], events, quiet, out)
+  end
+end
+return out
+"#
+);
+
+/// Sets the epoch if there is none and returns it.
+///
+/// ARGV: prefix, a fresh random value.
+pub const EPOCH: &str = r#"
+local key = ARGV[1] .. ':epoch'
+redis.call('SET', key, ARGV[2], 'NX')
+return redis.call('GET', key)
+"#;
+
+/// One channel's cluster-wide counts. ARGV: prefix, app, channel. Returns `{subscribers,
+/// users}`.
+pub const CHANNEL: &str = r#"
+local p, app, ch = ARGV[1], ARGV[2], ARGV[3]
+return {tonumber(redis.call('HGET', p .. ':c:' .. app, ch) or '0'),
+        redis.call('HLEN', p .. ':m:' .. app .. ':' .. ch)}
+"#;
+
+/// Occupied channels. ARGV: prefix, app, name prefix. Returns `{name, subscribers, users,
+/// ...}`.
+pub const CHANNELS: &str = r#"
+local p, app, prefix = ARGV[1], ARGV[2], ARGV[3]
+local all = redis.call('HGETALL', p .. ':c:' .. app)
+local out = {}
+for i = 1, #all, 2 do
+  local name = all[i]
+  if string.sub(name, 1, #prefix) == prefix then
+    table.insert(out, name)
+    table.insert(out, tonumber(all[i + 1]))
+    table.insert(out, redis.call('HLEN', p .. ':m:' .. app .. ':' .. name))
+  end
+end
+return out
+"#;
+
+/// Every script, for `SCRIPT LOAD` at connect time.
+pub const ALL: [&str; 7] = [SYNC, HEARTBEAT, LEAVE, SWEEP, EPOCH, CHANNEL, CHANNELS];
+
+/// The node-index field of a channel count (what [`SWEEP`] keeps).
+pub fn count_field(app: &str, channel: &str) -> String {
+    format!("c\n{app}\n{channel}")
+}
+
+/// The node-index field of a presence member (what [`SWEEP`] keeps).
+pub fn member_field(app: &str, channel: &str, user: &str) -> String {
+    format!("m\n{app}\n{channel}\n{user}")
+}
+
+/// The reply to [`SYNC`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SyncReply {
+    /// A join found the roster full.
+    pub refused: bool,
+    /// Transitions this call caused.
+    pub transitions: Transitions,
+    /// The roster, when asked for.
+    pub roster: super::Roster,
+}
+
+/// Reads a [`SYNC`] reply; `None` if it is not shaped like one.
+pub fn read_sync(reply: Value, user: Option<&UserId>, max_user_chars: usize) -> Option<SyncReply> {
+    let mut parts = reply.into_array()?.into_iter();
+    let refused = parts.next()?.as_int()? == 1;
+    let member = parts.next()?.as_int()?;
+    let occupied = parts.next()?.as_int()?;
+    let total = parts.next()?.as_int()?.max(0) as u64;
+    let roster = read_roster(parts.next()?, max_user_chars)?;
+    let mut transitions = Transitions {
+        occupied: match occupied {
+            1 => Some(true),
+            -1 => Some(false),
+            _ => None,
+        },
+        total,
+        ..Transitions::default()
+    };
+    if let Some(user) = user {
+        match member {
+            1 => transitions.added.push(user.clone()),
+            -1 => transitions.removed.push(user.clone()),
+            _ => {}
+        }
+    }
+    Some(SyncReply {
+        refused,
+        transitions,
+        roster,
+    })
+}
+
+fn read_roster(value: Value, max_user_chars: usize) -> Option<super::Roster> {
+    let items = match value {
+        Value::Map(pairs) => pairs
+            .into_iter()
+            .flat_map(|(k, v)| [k, v])
+            .collect::<Vec<_>>(),
+        other => other.into_array()?,
+    };
+    let mut roster = Vec::with_capacity(items.len() / 2);
+    let mut items = items.into_iter();
+    while let (Some(user), Some(info)) = (items.next(), items.next()) {
+        let user = std::str::from_utf8(user.as_bytes()?).ok()?;
+        let Ok(user) = UserId::parse(user, max_user_chars) else {
+            continue;
+        };
+        let info = std::str::from_utf8(info.as_bytes()?).ok()?;
+        let info = (!info.is_empty()).then(|| std::sync::Arc::from(info));
+        roster.push((user, info));
+    }
+    Some(roster)
+}
+
+/// One transition found while removing a node's contribution.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Removal {
+    /// The app's id.
+    pub app: String,
+    /// The channel's name.
+    pub channel: String,
+    /// `Some(user)`: the user left the cluster; `None`: the channel became vacant.
+    pub user: Option<String>,
+}
+
+/// Reads the transitions of [`HEARTBEAT`], [`LEAVE`] or [`SWEEP`].
+pub fn read_removals(value: Value) -> Vec<Removal> {
+    let Some(items) = value.into_array() else {
+        return Vec::new();
+    };
+    items
+        .into_iter()
+        .filter_map(|item| {
+            let fields = item.into_array()?;
+            let text = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(Value::as_bytes)
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                    .map(str::to_owned)
+            };
+            let kind = text(0)?;
+            let (app, channel, user) = (text(1)?, text(2)?, text(3)?);
+            Some(Removal {
+                app,
+                channel,
+                user: (kind == "r").then_some(user),
+            })
+        })
+        .collect()
+}
+
+/// The reply to [`HEARTBEAT`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// This node was not registered.
+    pub new: bool,
+    /// Nodes alive, this one included.
+    pub alive: u64,
+    /// Dead nodes removed by this call.
+    pub dead: u64,
+    /// What their removal changed.
+    pub removals: Vec<Removal>,
+}
+
+/// Reads the reply to [`HEARTBEAT`].
+pub fn read_heartbeat(value: Value) -> Option<Heartbeat> {
+    let mut parts = value.into_array()?.into_iter();
+    let new = parts.next()?.as_int()? == 1;
+    let alive = parts.next()?.as_int()?.max(0) as u64;
+    let dead = parts.next()?.as_int()?.max(0) as u64;
+    Some(Heartbeat {
+        new,
+        alive,
+        dead,
+        removals: read_removals(parts.next()?),
+    })
+}
+
+/// Reads the reply to [`CHANNELS`]: `(name, subscribers, users)`.
+pub fn read_channels(value: Value) -> Vec<(String, u64, u64)> {
+    let Some(items) = value.into_array() else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(items.len() / 3);
+    let mut items = items.into_iter();
+    while let (Some(name), Some(subs), Some(users)) = (items.next(), items.next(), items.next()) {
+        let Some(name) = name.as_bytes().and_then(|b| std::str::from_utf8(b).ok()) else {
+            continue;
+        };
+        out.push((
+            name.to_owned(),
+            subs.as_int().unwrap_or(0).max(0) as u64,
+            users.as_int().unwrap_or(0).max(0) as u64,
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn bulk(s: &str) -> Value {
+        Value::Bulk(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    #[test]
+    fn a_sync_reply_is_read_with_its_transitions_and_roster() {
+        let reply = Value::Array(vec![
+            Value::Integer(0),
+            Value::Integer(1),
+            Value::Integer(1),
+            Value::Integer(3),
+            Value::Array(vec![
+                bulk("u1"),
+                bulk(r#"{"name":"A"}"#),
+                bulk("u2"),
+                bulk(""),
+            ]),
+        ]);
+        let user = UserId::parse("u1", 64).unwrap();
+        let read = read_sync(reply, Some(&user), 64).unwrap();
+        assert!(!read.refused);
+        assert_eq!(read.transitions.occupied, Some(true));
+        assert_eq!(read.transitions.added, vec![user.clone()]);
+        assert_eq!(read.transitions.total, 3);
+        assert_eq!(read.roster.len(), 2);
+        assert_eq!(read.roster[0].1.as_deref(), Some(r#"{"name":"A"}"#));
+        assert_eq!(read.roster[1].1, None);
+    }
+
+    #[test]
+    fn a_malformed_sync_reply_is_none() {
+        assert!(read_sync(Value::Integer(1), None, 64).is_none());
+        assert!(read_sync(Value::Array(vec![Value::Integer(0)]), None, 64).is_none());
+    }
+
+    #[test]
+    fn removals_and_heartbeats_are_read() {
+        let removals = Value::Array(vec![
+            Value::Array(vec![bulk("v"), bulk("1"), bulk("room"), bulk("")]),
+            Value::Array(vec![bulk("r"), bulk("1"), bulk("presence-r"), bulk("u9")]),
+            Value::Integer(5),
+        ]);
+        let beat = read_heartbeat(Value::Array(vec![
+            Value::Integer(1),
+            Value::Integer(2),
+            Value::Integer(1),
+            removals,
+        ]))
+        .unwrap();
+        assert!(beat.new);
+        assert_eq!((beat.alive, beat.dead), (2, 1));
+        assert_eq!(
+            beat.removals,
+            vec![
+                Removal {
+                    app: "1".into(),
+                    channel: "room".into(),
+                    user: None
+                },
+                Removal {
+                    app: "1".into(),
+                    channel: "presence-r".into(),
+                    user: Some("u9".into())
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn channel_lists_are_read() {
+        let reply = Value::Array(vec![
+            bulk("a"),
+            Value::Integer(2),
+            Value::Integer(0),
+            bulk("presence-b"),
+            Value::Integer(3),
+            Value::Integer(1),
+        ]);
+        assert_eq!(
+            read_channels(reply),
+            vec![("a".into(), 2, 0), ("presence-b".into(), 3, 1)]
+        );
+    }
+
+    #[test]
+    fn index_fields_are_the_scripts_format() {
+        assert_eq!(count_field("1", "room"), "c\n1\nroom");
+        assert_eq!(member_field("1", "presence-r", "u"), "m\n1\npresence-r\nu");
+    }
+}

@@ -1,0 +1,458 @@
+//! The shard's side of cluster mode (see [`crate::core::cluster`]): what home shards report
+//! to the node's cluster link, and how they act on what comes back.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::home::HomeChannel;
+use super::mesh::{Admission, Join, MeshMsg};
+use super::{Shard, message};
+use crate::core::channel::ChannelName;
+use crate::core::cluster::scripts::SyncReply;
+use crate::core::cluster::{
+    ChannelSync, ClusterOut, ClusterQuery, Command, Envelope, PresenceOp, Transitions,
+};
+use crate::core::ids::{AppIdx, SocketId, UserId};
+use crate::core::webhook::{WebhookEvent, WebhookKind};
+use crate::core::ws::frame::{self, Opcode};
+
+impl Shard {
+    /// Whether this node is part of a cluster.
+    pub(super) fn clustered(&self) -> bool {
+        self.state.cluster.is_some()
+    }
+
+    /// Whether cluster-wide state can be read now.
+    pub(super) fn cluster_up(&self) -> bool {
+        self.state.cluster.as_ref().is_some_and(|c| c.is_up())
+    }
+
+    /// Requests for the node's cluster link produced since the last call.
+    pub fn take_cluster(&mut self, out: &mut Vec<ClusterOut>) {
+        out.append(&mut self.cluster_out);
+    }
+
+    /// Sends an event frame to the channel's subscribers: through the cluster when there is
+    /// one (every node, this one included, delivers it when Redis hands it back), else to
+    /// the channel's home shard.
+    pub(super) fn publish_frame(
+        &mut self,
+        app: AppIdx,
+        channel: &ChannelName,
+        frame: Bytes,
+        except: Option<SocketId>,
+        now: Instant,
+    ) {
+        if self.clustered() {
+            self.cluster_out.push(ClusterOut::Publish {
+                app,
+                channel: channel.clone(),
+                frame,
+                except,
+            });
+        } else {
+            let msg = MeshMsg::Publish {
+                app,
+                channel: channel.clone(),
+                frame,
+                except,
+                published: now,
+            };
+            self.send_home(app, channel, msg);
+        }
+    }
+
+    /// Tells the other nodes about a command this node has applied.
+    pub(super) fn broadcast(&mut self, command: Command) {
+        if self.clustered() {
+            self.cluster_out.push(ClusterOut::Broadcast(command));
+        }
+    }
+
+    /// The app's id, as nodes name apps to each other.
+    pub(super) fn app_id(&self, app: AppIdx) -> String {
+        self.state.apps.get(app).config.id.clone()
+    }
+
+    /// The pub/sub messages that announce `member`'s arrival (sparing `except`) and departure.
+    fn member_envelopes(
+        &self,
+        app: AppIdx,
+        channel: &ChannelName,
+        user: &UserId,
+        info: Option<&str>,
+        except: Option<SocketId>,
+    ) -> (Bytes, Bytes) {
+        let app_id = self.app_id(app);
+        let added = message::member_added(channel.as_str(), user, info);
+        let removed = message::member_removed(channel.as_str(), user);
+        let envelope = |json: Vec<u8>, except| {
+            Envelope::Event {
+                app: app_id.clone(),
+                channel: channel.as_str().to_owned(),
+                except,
+                frame: frame::encode_frame(Opcode::Text, &json),
+            }
+            .encode()
+        };
+        (envelope(added, except), envelope(removed, None))
+    }
+
+    fn join_op(
+        &self,
+        app: AppIdx,
+        channel: &ChannelName,
+        user: &UserId,
+        info: Option<std::sync::Arc<str>>,
+        except: Option<SocketId>,
+    ) -> PresenceOp {
+        let (added, removed) = self.member_envelopes(app, channel, user, info.as_deref(), except);
+        PresenceOp::Join {
+            user: user.clone(),
+            info,
+            added,
+            removed,
+            max_members: self.state.apps.get(app).config.max_presence_members,
+        }
+    }
+
+    /// At the home shard, cluster mode: a socket was admitted locally. Public and private
+    /// channels confirm at once; a presence subscription waits for the cluster's roster.
+    pub(super) fn cluster_subscribe(
+        &mut self,
+        join: Join,
+        first_socket_of_user: bool,
+        node_subscribers: usize,
+        now: Instant,
+    ) {
+        let (app, channel) = (join.app, join.channel.clone());
+        let local = Transitions {
+            occupied: (node_subscribers == 1).then_some(true),
+            added: match (&join.member, first_socket_of_user) {
+                (Some(member), true) => vec![member.user_id.clone()],
+                _ => Vec::new(),
+            },
+            removed: Vec::new(),
+            total: node_subscribers as u64,
+        };
+        let op = match (&join.member, first_socket_of_user) {
+            (Some(member), true) => Some(self.join_op(
+                app,
+                &channel,
+                &member.user_id,
+                member.user_info.clone(),
+                Some(join.socket_id),
+            )),
+            _ => None,
+        };
+        let waiting = if join.member.is_some() {
+            Some(join)
+        } else {
+            let frame = message::subscription_succeeded(channel.as_str());
+            self.confirm(join, frame, now);
+            None
+        };
+        self.cluster_out
+            .push(ClusterOut::Sync(Box::new(ChannelSync {
+                app,
+                channel,
+                node_subscribers: node_subscribers as u32,
+                op,
+                waiting,
+                local,
+            })));
+    }
+
+    /// At the home shard, cluster mode: a socket left.
+    pub(super) fn cluster_unsubscribe(
+        &mut self,
+        app: AppIdx,
+        channel: &ChannelName,
+        left: Option<&UserId>,
+        node_subscribers: usize,
+    ) {
+        let local = Transitions {
+            occupied: (node_subscribers == 0).then_some(false),
+            removed: left.into_iter().cloned().collect(),
+            total: node_subscribers as u64,
+            ..Transitions::default()
+        };
+        self.cluster_out
+            .push(ClusterOut::Sync(Box::new(ChannelSync {
+                app,
+                channel: channel.clone(),
+                node_subscribers: node_subscribers as u32,
+                op: left.map(|user| PresenceOp::Leave { user: user.clone() }),
+                waiting: None,
+                local,
+            })));
+    }
+
+    /// Confirms a subscription to the socket's shard, with a cache channel's last event.
+    fn confirm(&mut self, join: Join, json: Vec<u8>, now: Instant) {
+        let Join {
+            shard,
+            conn,
+            socket_id,
+            app,
+            channel,
+            member,
+        } = join;
+        let ttl = self.state.apps.get(app).config.cache_ttl;
+        let then = channel.kind().is_cache().then(|| {
+            let cached = self.homes[app.get()]
+                .get(&channel)
+                .and_then(|home| home.cached(now, ttl));
+            if cached.is_none() {
+                self.webhook(
+                    app,
+                    WebhookEvent::channel(WebhookKind::CacheMiss, channel.as_str()),
+                );
+            }
+            cached.unwrap_or_else(|| {
+                frame::encode_frame(Opcode::Text, &message::cache_miss(channel.as_str()))
+            })
+        });
+        self.send_to(
+            shard,
+            MeshMsg::SubscribeAccepted(Admission {
+                conn,
+                socket_id,
+                app,
+                channel,
+                user: member.map(|m| m.user_id),
+                frame: frame::encode_frame(Opcode::Text, &json),
+                then,
+            }),
+        );
+    }
+
+    /// At the home shard: the link's answer to a [`ChannelSync`].
+    pub(super) fn cluster_synced(
+        &mut self,
+        sync: Box<ChannelSync>,
+        reply: Option<Box<SyncReply>>,
+        now: Instant,
+    ) {
+        let ChannelSync {
+            app,
+            channel,
+            op,
+            waiting,
+            local,
+            ..
+        } = *sync;
+        let via_redis = reply.is_some();
+        let (transitions, roster, refused) = match reply {
+            Some(reply) => (reply.transitions, Some(reply.roster), reply.refused),
+            None => (local, None, false),
+        };
+        let joining = waiting.as_ref().map(|j| j.socket_id);
+        if let Some(join) = waiting {
+            if refused {
+                self.refuse_cluster_join(join);
+                return;
+            }
+            let json = match &roster {
+                Some(roster) => message::presence_subscription_succeeded(
+                    channel.as_str(),
+                    roster.iter().map(|(user, info)| (user, info.as_deref())),
+                ),
+                None => {
+                    let home = self.homes[app.get()].get(&channel);
+                    match home.and_then(HomeChannel::roster) {
+                        Some(roster) => message::presence_subscription_succeeded(
+                            channel.as_str(),
+                            roster.members(),
+                        ),
+                        None => message::subscription_succeeded(channel.as_str()),
+                    }
+                }
+            };
+            self.confirm(join, json, now);
+        }
+        if !via_redis {
+            // Redis did not publish the member events: this node's subscribers get them.
+            for user in &transitions.added {
+                let info = match &op {
+                    Some(PresenceOp::Join { info, .. }) => info.clone(),
+                    _ => None,
+                };
+                let json = message::member_added(channel.as_str(), user, info.as_deref());
+                let frame = frame::encode_frame(Opcode::Text, &json);
+                self.home_publish(app, &channel, frame, joining, now);
+            }
+            for user in &transitions.removed {
+                let json = message::member_removed(channel.as_str(), user);
+                let frame = frame::encode_frame(Opcode::Text, &json);
+                self.home_publish(app, &channel, frame, None, now);
+            }
+        }
+        self.announce(app, &channel, &transitions, now);
+        self.subscription_count_changed(app, &channel, transitions.total as usize, now);
+    }
+
+    /// The cluster's roster was full: undo the local admission and refuse.
+    fn refuse_cluster_join(&mut self, join: Join) {
+        let (app, channel) = (join.app, join.channel.clone());
+        let user = join.member.as_ref().map(|m| m.user_id.clone());
+        if let Some(home) = self.homes[app.get()].get_mut(&channel) {
+            let released = home.release(join.shard, join.socket_id, user.as_ref());
+            let count = home.stats().subscription_count;
+            if home.is_empty() {
+                self.homes[app.get()].remove(&channel);
+            }
+            let left = user.as_ref().filter(|_| released.last_socket_of_user);
+            // The user was never added to the cluster roster, so there is nothing to remove
+            // there; only this node's count goes back.
+            self.cluster_out
+                .push(ClusterOut::Sync(Box::new(ChannelSync {
+                    app,
+                    channel: channel.clone(),
+                    node_subscribers: count as u32,
+                    op: left.map(|user| PresenceOp::Leave { user: user.clone() }),
+                    waiting: None,
+                    local: Transitions::default(),
+                })));
+        }
+        let max = self.state.apps.get(app).config.max_presence_members;
+        let text = format!("presence channel is full ({max} members)");
+        let json = message::subscription_error(channel.as_str(), "LimitReached", &text, 403);
+        let msg = MeshMsg::SubscribeRefused {
+            conn: join.conn,
+            socket_id: join.socket_id,
+            app,
+            channel,
+            frame: frame::encode_frame(Opcode::Text, &json),
+        };
+        self.send_to(join.shard, msg);
+    }
+
+    /// Sends the webhooks due for cluster-wide transitions this node was the one to see.
+    fn announce(
+        &mut self,
+        app: AppIdx,
+        channel: &ChannelName,
+        transitions: &Transitions,
+        now: Instant,
+    ) {
+        let shard_count = self.shard_count;
+        let home = self.homes[app.get()]
+            .entry(channel.clone())
+            .or_insert_with(|| HomeChannel::new(shard_count));
+        let mut events = Vec::new();
+        match transitions.occupied {
+            Some(true) if home.cluster_occupied() => events.push(WebhookEvent::channel(
+                WebhookKind::ChannelOccupied,
+                channel.as_str(),
+            )),
+            Some(false) => home.cluster_vacated(now),
+            _ => {}
+        }
+        for user in &transitions.added {
+            if home.cluster_member_added(user) {
+                events.push(WebhookEvent::member(
+                    WebhookKind::MemberAdded,
+                    channel.as_str(),
+                    user.as_str(),
+                ));
+            }
+        }
+        for user in &transitions.removed {
+            home.cluster_member_removed(user.clone(), now);
+        }
+        if home.is_empty() {
+            self.homes[app.get()].remove(channel);
+        }
+        for event in events {
+            self.webhook(app, event);
+        }
+    }
+
+    /// At the home shard: a dead node's part of a channel was removed by this node.
+    pub(super) fn cluster_removed(
+        &mut self,
+        app: AppIdx,
+        channel: &ChannelName,
+        user: Option<UserId>,
+        now: Instant,
+    ) {
+        let transitions = match user {
+            Some(user) => Transitions {
+                removed: vec![user],
+                ..Transitions::default()
+            },
+            None => Transitions {
+                occupied: Some(false),
+                ..Transitions::default()
+            },
+        };
+        self.announce(app, channel, &transitions, now);
+    }
+
+    /// Reports every channel homed here, complete, for a resynchronization.
+    pub(super) fn cluster_dump(&mut self) {
+        let mut channels = Vec::new();
+        for (app, homes) in self.homes.iter().enumerate() {
+            let app = AppIdx(app as u16);
+            for (channel, home) in homes {
+                let count = home.stats().subscription_count;
+                if count == 0 {
+                    continue;
+                }
+                let base = ChannelSync {
+                    app,
+                    channel: channel.clone(),
+                    node_subscribers: count as u32,
+                    op: None,
+                    waiting: None,
+                    local: Transitions::default(),
+                };
+                let members: Vec<_> = home
+                    .roster()
+                    .map(|r| {
+                        r.members()
+                            .map(|(user, info)| (user.clone(), info.map(std::sync::Arc::from)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if members.is_empty() {
+                    channels.push(base);
+                    continue;
+                }
+                for (user, info) in members {
+                    let op = self.join_op(app, channel, &user, info, None);
+                    channels.push(ChannelSync {
+                        op: Some(op),
+                        ..base.clone()
+                    });
+                }
+            }
+        }
+        self.cluster_out.push(ClusterOut::Dump { channels });
+    }
+
+    /// Asks the link for cluster-wide state instead of this node's, when the cluster is up.
+    pub(super) fn cluster_query(&mut self, reply_to: super::ReplyTo, query: &super::Query) -> bool {
+        if !self.cluster_up() {
+            return false;
+        }
+        let query = match query {
+            super::Query::Channel { app, channel } => ClusterQuery::Channel {
+                app: *app,
+                channel: channel.clone(),
+            },
+            super::Query::Channels { app, prefix } => ClusterQuery::Channels {
+                app: *app,
+                prefix: prefix.clone(),
+            },
+            super::Query::Users { app, channel } => ClusterQuery::Users {
+                app: *app,
+                channel: channel.clone(),
+            },
+        };
+        self.cluster_out.push(ClusterOut::Query { reply_to, query });
+        true
+    }
+}

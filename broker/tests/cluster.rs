@@ -1,0 +1,443 @@
+//! Three real broker processes on 127.0.0.2–4 sharing one real `redis-server`: cross-node
+//! delivery in one order, cluster-wide counts and presence, `toOthers`, terminate, webhooks
+//! once, `kill -9` of a node without ghosts, and a Redis restart.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ringcast::core::auth::{hmac_hex, hmac_key};
+use serde_json::{Value, json};
+use support::hooks::Receiver;
+use support::redis::RedisServer;
+use support::{APP_ID, KEY, SECRET, WsClient, api, http};
+
+/// One broker process.
+struct Node {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Node {
+    fn start(host: &str, redis: &RedisServer, hooks: &Receiver) -> Self {
+        let dir = support::temp_dir("cluster-node");
+        let config = dir.join("ringcast.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nhost = \"{host}\"\nport = 0\nshards = 2\ndata_dir = {:?}\n\n\
+                 [cluster]\nredis_url = \"{}\"\nnode_timeout_secs = 3\n\n\
+                 [[apps]]\nid = \"{APP_ID}\"\nkey = \"{KEY}\"\nsecret = \"{SECRET}\"\n\
+                 webhooks = [{{ url = \"{}\" }}]\n",
+                dir.join("data"),
+                redis.url(),
+                hooks.url(),
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines.next().expect("broker output").unwrap();
+            if let Some(addr) = line.strip_prefix("ringcast: listening on ") {
+                break addr.trim().parse().unwrap();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        let node = Self { child, addr };
+        node.wait_until_synchronized();
+        node
+    }
+
+    fn health(&self) -> Value {
+        http(self.addr, "GET", "/up", "").1
+    }
+
+    fn wait_until_synchronized(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.health()["health"] != "ok" {
+            assert!(
+                Instant::now() < deadline,
+                "node never synchronized with Redis"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn client(&self) -> WsClient {
+        WsClient::connect(self.addr)
+    }
+
+    fn publish(&self, channel: &str, event: &str, data: &str, socket_id: Option<&str>) {
+        let mut body = json!({"name": event, "channels": [channel], "data": data});
+        if let Some(socket_id) = socket_id {
+            body["socket_id"] = json!(socket_id);
+        }
+        let (status, reply) = api(
+            self.addr,
+            "POST",
+            &format!("/apps/{APP_ID}/events"),
+            &body.to_string(),
+            &[],
+        );
+        assert_eq!(status, 200, "{reply}");
+    }
+
+    fn get(&self, path: &str, extra: &[(&str, &str)]) -> Value {
+        let (status, body) = api(
+            self.addr,
+            "GET",
+            &format!("/apps/{APP_ID}{path}"),
+            "",
+            extra,
+        );
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cluster(redis: &RedisServer, hooks: &Receiver) -> Vec<Node> {
+    ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+        .iter()
+        .map(|host| Node::start(host, redis, hooks))
+        .collect()
+}
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn is_event(name: &'static str) -> impl Fn(&Value) -> bool {
+    move |v: &Value| v["event"] == name
+}
+
+/// Joins a presence channel as `user`, returning the roster's user ids.
+fn join_presence(client: &mut WsClient, channel: &str, user: &str) -> Vec<String> {
+    let channel_data = json!({"user_id": user, "user_info": {"name": user}}).to_string();
+    let signature = hmac_hex(
+        &hmac_key(SECRET),
+        format!("{}:{channel}:{channel_data}", client.socket_id).as_bytes(),
+    );
+    client.send(&json!({"event": "pusher:subscribe", "data": {
+        "channel": channel, "auth": format!("{KEY}:{signature}"), "channel_data": channel_data}}));
+    let reply = client.recv_until(WAIT, |v| {
+        v["event"] == "pusher_internal:subscription_succeeded" || v["event"] == "pusher:error"
+    });
+    assert_eq!(
+        reply["event"], "pusher_internal:subscription_succeeded",
+        "{reply}"
+    );
+    let data: Value = serde_json::from_str(reply["data"].as_str().unwrap()).unwrap();
+    let mut ids: Vec<String> = data["presence"]["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn sign_in(client: &mut WsClient, user: &str) {
+    let user_data = json!({"id": user}).to_string();
+    let signature = hmac_hex(
+        &hmac_key(SECRET),
+        format!("{}::user::{user_data}", client.socket_id).as_bytes(),
+    );
+    client.send(&json!({"event": "pusher:signin", "data": {
+        "auth": format!("{KEY}:{signature}"), "user_data": user_data}}));
+    client.recv_until(WAIT, is_event("pusher:signin_success"));
+}
+
+fn subscribe_private(client: &mut WsClient, channel: &str) {
+    let signature = hmac_hex(
+        &hmac_key(SECRET),
+        format!("{}:{channel}", client.socket_id).as_bytes(),
+    );
+    client.send(&json!({"event": "pusher:subscribe", "data": {
+        "channel": channel, "auth": format!("{KEY}:{signature}")}}));
+    client.recv_until(WAIT, is_event("pusher_internal:subscription_succeeded"));
+}
+
+/// Collects messages named `event` for `quiet` after the last one.
+fn drain(client: &mut WsClient, event: &str, quiet: Duration) -> Vec<Value> {
+    let mut out = Vec::new();
+    let deadline = Instant::now() + quiet;
+    while Instant::now() < deadline {
+        match client.recv() {
+            Some(v) if v["event"] == event => out.push(v),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    out
+}
+
+#[test]
+fn events_reach_every_node_once_and_in_one_order() {
+    let redis = RedisServer::start();
+    let hooks = Receiver::start(&[]);
+    let nodes = cluster(&redis, &hooks);
+    let mut subscribers: Vec<WsClient> = nodes.iter().map(Node::client).collect();
+    for client in &mut subscribers {
+        client.subscribe("room");
+        client.set_read_timeout(Duration::from_millis(300));
+    }
+    // Cluster-wide counts, asked of any node.
+    let info = nodes[1].get("/channels/room", &[("info", "subscription_count")]);
+    assert_eq!(info["subscription_count"], 3, "{info}");
+    assert_eq!(info["occupied"], true);
+    let list = nodes[2].get("/channels", &[]);
+    assert!(list["channels"].get("room").is_some(), "{list}");
+
+    // Publishes from all three nodes, interleaved: everyone gets each exactly once, all in
+    // the same order, and each node's own publishes in the order it made them.
+    for i in 0..30 {
+        nodes[i % 3].publish("room", "tick", &i.to_string(), None);
+    }
+    let mut orders = Vec::new();
+    for client in &mut subscribers {
+        let got: Vec<String> = drain(client, "tick", Duration::from_secs(2))
+            .iter()
+            .map(|v| v["data"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(got.len(), 30, "{got:?}");
+        for origin in 0..3 {
+            let mine: Vec<usize> = got
+                .iter()
+                .map(|d| d.parse().unwrap())
+                .filter(|i: &usize| i % 3 == origin)
+                .collect();
+            assert!(mine.windows(2).all(|w| w[0] < w[1]), "{mine:?}");
+        }
+        orders.push(got);
+    }
+    assert!(orders.windows(2).all(|w| w[0] == w[1]), "{orders:?}");
+
+    // `socket_id` (Laravel's toOthers) excludes a socket on another node.
+    let excluded = subscribers[0].socket_id.clone();
+    nodes[2].publish("room", "others", "x", Some(&excluded));
+    assert!(drain(&mut subscribers[0], "others", Duration::from_millis(800)).is_empty());
+    assert_eq!(
+        drain(&mut subscribers[1], "others", Duration::from_millis(800)).len(),
+        1
+    );
+
+    // Client events cross nodes too, and never come back to their sender.
+    let mut sender = nodes[0].client();
+    let mut receiver = nodes[1].client();
+    subscribe_private(&mut sender, "private-chat");
+    subscribe_private(&mut receiver, "private-chat");
+    sender
+        .send(&json!({"event": "client-typing", "channel": "private-chat", "data": {"who": "a"}}));
+    let got = receiver.recv_until(WAIT, is_event("client-typing"));
+    assert_eq!(got["data"]["who"], "a");
+    sender.set_read_timeout(Duration::from_millis(300));
+    assert!(drain(&mut sender, "client-typing", Duration::from_millis(600)).is_empty());
+
+    // channel_occupied went out once for the whole cluster.
+    assert!(hooks.wait_for("channel_occupied", "room", WAIT).is_some());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(hooks.count("channel_occupied", "room"), 1);
+}
+
+#[test]
+fn presence_is_cluster_wide_and_a_killed_node_leaves_no_ghosts() {
+    let redis = RedisServer::start();
+    let hooks = Receiver::start(&[]);
+    let mut nodes = cluster(&redis, &hooks);
+    let channel = "presence-lobby";
+    let mut observer = nodes[0].client();
+    assert_eq!(
+        join_presence(&mut observer, channel, "watcher"),
+        ["watcher"]
+    );
+
+    // The same user on two nodes is one member: one member_added, and it stays while either
+    // socket does.
+    let mut alice_1 = nodes[1].client();
+    let mut alice_2 = nodes[2].client();
+    assert_eq!(
+        join_presence(&mut alice_1, channel, "alice"),
+        ["alice", "watcher"]
+    );
+    assert_eq!(
+        join_presence(&mut alice_2, channel, "alice"),
+        ["alice", "watcher"]
+    );
+    observer.set_read_timeout(Duration::from_millis(300));
+    let added = drain(
+        &mut observer,
+        "pusher_internal:member_added",
+        Duration::from_secs(1),
+    );
+    assert_eq!(added.len(), 1, "{added:?}");
+    let users = nodes[2].get(&format!("/channels/{channel}/users"), &[]);
+    let mut ids: Vec<&str> = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["alice", "watcher"]);
+    let info = nodes[1].get(
+        &format!("/channels/{channel}"),
+        &[("info", "user_count,subscription_count")],
+    );
+    assert_eq!(info["user_count"], 2, "{info}");
+    assert_eq!(info["subscription_count"], 3, "{info}");
+    assert!(hooks.wait_for("member_added", channel, WAIT).is_some());
+
+    // Alice leaves node 1: still present through node 2.
+    drop(alice_1);
+    assert!(
+        drain(
+            &mut observer,
+            "pusher_internal:member_removed",
+            Duration::from_secs(1)
+        )
+        .is_empty()
+    );
+
+    // Node 3 (alice's other socket, and bob) dies without a word: within the node timeout
+    // (3 s here) another node removes its members, once.
+    let mut bob = nodes[2].client();
+    join_presence(&mut bob, channel, "bob");
+    // (A webhook is sent by the node that saw the change: wait for bob's before the kill.)
+    let deadline = Instant::now() + WAIT;
+    while hooks.count("member_added", channel) < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = nodes.remove(2);
+    let started = Instant::now();
+    killed.kill();
+    drop(alice_2);
+    drop(bob);
+    observer.set_read_timeout(Duration::from_millis(500));
+    let mut removed = Vec::new();
+    while removed.len() < 2 && started.elapsed() < Duration::from_secs(8) {
+        if let Some(v) = observer.recv()
+            && v["event"] == "pusher_internal:member_removed"
+        {
+            let data: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+            removed.push(data["user_id"].as_str().unwrap().to_owned());
+        }
+    }
+    removed.sort();
+    assert_eq!(removed, ["alice", "bob"], "after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        drain(
+            &mut observer,
+            "pusher_internal:member_removed",
+            Duration::from_secs(1)
+        )
+        .is_empty()
+    );
+    let users = nodes[0].get(&format!("/channels/{channel}/users"), &[]);
+    assert_eq!(users["users"], json!([{"id": "watcher"}]));
+    let info = nodes[1].get(
+        &format!("/channels/{channel}"),
+        &[("info", "subscription_count")],
+    );
+    assert_eq!(info["subscription_count"], 1, "{info}");
+    // member_removed webhooks once each, after the leave delay.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while hooks.count("member_removed", channel) < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(hooks.count("member_removed", channel), 2);
+    assert_eq!(hooks.count("member_added", channel), 3); // watcher, alice, bob
+}
+
+#[test]
+fn terminate_reaches_sockets_on_other_nodes() {
+    let redis = RedisServer::start();
+    let hooks = Receiver::start(&[]);
+    let nodes = cluster(&redis, &hooks);
+    let mut on_two = nodes[1].client();
+    let mut on_three = nodes[2].client();
+    sign_in(&mut on_two, "mallory");
+    sign_in(&mut on_three, "mallory");
+    let (status, _) = api(
+        nodes[0].addr,
+        "POST",
+        &format!("/apps/{APP_ID}/users/mallory/terminate_connections"),
+        "{}",
+        &[],
+    );
+    assert_eq!(status, 200);
+    for client in [&mut on_two, &mut on_three] {
+        let closed = client.recv_until(WAIT, |v| v.get("close").is_some());
+        assert_eq!(closed["close"], 4009, "{closed}");
+    }
+}
+
+#[test]
+fn a_node_without_redis_is_degraded_then_resynchronizes() {
+    let mut redis = RedisServer::start();
+    let hooks = Receiver::start(&[]);
+    let nodes = cluster(&redis, &hooks);
+    let mut local = nodes[0].client();
+    local.subscribe("news");
+    let mut remote = nodes[1].client();
+    remote.subscribe("news");
+    let mut member = nodes[1].client();
+    join_presence(&mut member, "presence-team", "carol");
+
+    redis.stop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while nodes[0].health()["health"] != "degraded" {
+        assert!(
+            Instant::now() < deadline,
+            "the node never said it was degraded"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let metrics = http(nodes[0].addr, "GET", "/metrics", "").1;
+    let metrics = metrics.as_str().unwrap_or_default().to_owned();
+    assert!(metrics.contains("ringcast_cluster_degraded 1"), "{metrics}");
+    // Local delivery keeps working.
+    nodes[0].publish("news", "local", "1", None);
+    local.recv_until(WAIT, is_event("local"));
+
+    redis.start_again();
+    for node in &nodes {
+        node.wait_until_synchronized();
+    }
+    // The restarted (empty) Redis was given back every node's state.
+    let info = nodes[2].get("/channels/news", &[("info", "subscription_count")]);
+    assert_eq!(info["subscription_count"], 2, "{info}");
+    let users = nodes[2].get("/channels/presence-team/users", &[]);
+    assert_eq!(users["users"], json!([{"id": "carol"}]));
+    nodes[2].publish("news", "back", "2", None);
+    local.recv_until(WAIT, is_event("back"));
+    remote.recv_until(WAIT, is_event("back"));
+}

@@ -1,0 +1,97 @@
+//! A real `redis-server` on 127.0.0.1 for cluster tests (installed by `scripts/setup`).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `redis-server` child process without persistence, killed on drop.
+pub struct RedisServer {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts one on a free port.
+    pub fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Self {
+            port,
+            dir: super::temp_dir("redis"),
+            child: None,
+        };
+        redis.start_again();
+        redis
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (its data is gone: nothing is persisted).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port.
+    pub fn start_again(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let child = Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port"])
+                .arg(self.port.to_string())
+                .args(["--save", "", "--appendonly", "no", "--dir"])
+                .arg(&self.dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server is installed (scripts/setup installs it)");
+            self.child = Some(child);
+            while Instant::now() < deadline {
+                if cmd(self.port, &["PING"]).starts_with("+PONG") {
+                    return;
+                }
+                if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
+                    break; // exited: the port was not free yet
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Sends one command and returns the raw reply (empty if Redis is unreachable).
+pub fn cmd(port: u16, args: &[&str]) -> String {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut request = format!("*{}\r\n", args.len());
+    for arg in args {
+        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    if stream.write_all(request.as_bytes()).is_err() {
+        return String::new();
+    }
+    let mut out = vec![0u8; 64 * 1024];
+    let n = stream.read(&mut out).unwrap_or(0);
+    String::from_utf8_lossy(&out[..n]).into_owned()
+}
