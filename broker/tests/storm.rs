@@ -4,9 +4,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use ringcast::metrics::process;
@@ -24,23 +24,7 @@ fn spawn_broker(dir: &std::path::Path) -> (Child, SocketAddr) {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines.next().expect("broker output").unwrap();
-        if let Some(addr) = line.strip_prefix("ringcast: listening on ") {
-            break addr.trim().parse().unwrap();
-        }
-    };
-    (child, addr)
+    support::spawn_broker(&config, "error")
 }
 
 fn open_fds(pid: u32) -> u64 {

@@ -300,3 +300,28 @@ pub fn raw_upgrade(addr: SocketAddr, version: u8) -> String {
     );
     String::from_utf8_lossy(&raw_http(addr, request.as_bytes())).into_owned()
 }
+
+/// Starts the real `ringcast` binary with `config` and waits for its `listening on` line;
+/// the rest of its output is drained in the background.
+pub fn spawn_broker(config: &std::path::Path, log: &str) -> (std::process::Child, SocketAddr) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", log)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines.next().expect("broker output").unwrap();
+        if let Some(addr) = line.strip_prefix("ringcast: listening on ") {
+            break addr.trim().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}

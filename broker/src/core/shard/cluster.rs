@@ -190,7 +190,7 @@ impl Shard {
     }
 
     /// Confirms a subscription to the socket's shard, with a cache channel's last event.
-    fn confirm(&mut self, join: Join, json: Vec<u8>, now: Instant) {
+    pub(super) fn confirm(&mut self, join: Join, json: Vec<u8>, now: Instant) {
         let Join {
             shard,
             conn,
@@ -316,14 +316,19 @@ impl Shard {
                     local: Transitions::default(),
                 })));
         }
-        let max = self.state.apps.get(app).config.max_presence_members;
+        self.refuse_full(&join);
+    }
+
+    /// Refuses a join because the presence roster is full.
+    pub(super) fn refuse_full(&mut self, join: &Join) {
+        let max = self.state.apps.get(join.app).config.max_presence_members;
         let text = format!("presence channel is full ({max} members)");
-        let json = message::subscription_error(channel.as_str(), "LimitReached", &text, 403);
+        let json = message::subscription_error(join.channel.as_str(), "LimitReached", &text, 403);
         let msg = MeshMsg::SubscribeRefused {
             conn: join.conn,
             socket_id: join.socket_id,
-            app,
-            channel,
+            app: join.app,
+            channel: join.channel.clone(),
             frame: frame::encode_frame(Opcode::Text, &json),
         };
         self.send_to(join.shard, msg);

@@ -1935,47 +1935,27 @@ impl Shard {
     }
 
     fn home_subscribe(&mut self, join: Join, now: Instant) {
-        let Join {
-            shard,
-            conn,
-            socket_id,
-            app,
-            channel,
-            member,
-        } = join;
-        let config = &self.state.apps.get(app).config;
-        let (max_members, cache_ttl) = (config.max_presence_members, config.cache_ttl);
+        let (app, channel) = (join.app, join.channel.clone());
+        let max_members = self.state.apps.get(app).config.max_presence_members;
         let clustered = self.clustered();
         let home = self.homes[app.get()]
             .entry(channel.clone())
             .or_insert_with(|| HomeChannel::new(self.shard_count));
-        let admitted = home.admit(shard, socket_id, member.as_ref(), max_members);
+        let admitted = home.admit(
+            join.shard,
+            join.socket_id,
+            join.member.as_ref(),
+            max_members,
+        );
         let Some(admitted) = admitted else {
-            let text = format!("presence channel is full ({max_members} members)");
-            let json = message::subscription_error(channel.as_str(), "LimitReached", &text, 403);
             if home.is_empty() {
                 self.homes[app.get()].remove(&channel);
             }
-            let msg = MeshMsg::SubscribeRefused {
-                conn,
-                socket_id,
-                app,
-                channel,
-                frame: frame::encode_frame(Opcode::Text, &json),
-            };
-            self.send_to(shard, msg);
+            self.refuse_full(&join);
             return;
         };
+        let count = home.stats().subscription_count;
         if clustered {
-            let count = home.stats().subscription_count;
-            let join = Join {
-                shard,
-                conn,
-                socket_id,
-                app,
-                channel,
-                member,
-            };
             self.cluster_subscribe(join, admitted.first_socket_of_user, count, now);
             return;
         }
@@ -1985,18 +1965,8 @@ impl Shard {
             }
             None => message::subscription_succeeded(channel.as_str()),
         };
-        // Cache channels: the last event follows the confirmation, or a cache miss.
+        let member = join.member.clone();
         let occupancy = home.note_admission(&admitted, member.as_ref().map(|m| &m.user_id));
-        let count = home.stats().subscription_count;
-        let cached = channel
-            .kind()
-            .is_cache()
-            .then(|| home.cached(now, cache_ttl));
-        let then = cached.clone().map(|cached| {
-            cached.unwrap_or_else(|| {
-                frame::encode_frame(Opcode::Text, &message::cache_miss(channel.as_str()))
-            })
-        });
         if occupancy.announce_occupied {
             self.webhook(
                 app,
@@ -2011,24 +1981,8 @@ impl Shard {
             );
             self.webhook(app, event);
         }
-        if matches!(cached, Some(None)) {
-            self.webhook(
-                app,
-                WebhookEvent::channel(WebhookKind::CacheMiss, channel.as_str()),
-            );
-        }
-        self.send_to(
-            shard,
-            MeshMsg::SubscribeAccepted(Admission {
-                conn,
-                socket_id,
-                app,
-                channel: channel.clone(),
-                user: member.as_ref().map(|m| m.user_id.clone()),
-                frame: frame::encode_frame(Opcode::Text, &json),
-                then,
-            }),
-        );
+        let socket_id = join.socket_id;
+        self.confirm(join, json, now);
         self.subscription_count_changed(app, &channel, count, now);
         if admitted.first_socket_of_user
             && let Some(member) = member
