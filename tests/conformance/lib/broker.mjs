@@ -112,9 +112,13 @@ function tomlValue(value) {
 }
 
 /** Renders the broker config. `server` keys override the defaults; every app is written as given. */
-export function renderConfig({ server, apps }) {
+export function renderConfig({ server, apps, cluster }) {
   const lines = ['[server]'];
   for (const [k, v] of Object.entries(server)) lines.push(`${k} = ${tomlValue(v)}`);
+  if (cluster) {
+    lines.push('', '[cluster]');
+    for (const [k, v] of Object.entries(cluster)) lines.push(`${k} = ${tomlValue(v)}`);
+  }
   const isTableList = (v) => Array.isArray(v) && v.length > 0 && v.every((x) => x && typeof x === 'object' && !Array.isArray(x));
   for (const app of apps) {
     lines.push('', '[[apps]]');
@@ -157,9 +161,10 @@ function appendTail(buf, chunk) {
  * @param {object} [opts]
  * @param {object[]} [opts.apps] apps to configure (default `DEFAULT_APPS`)
  * @param {object} [opts.server] overrides for the `[server]` table
+ * @param {object} [opts.cluster] a `[cluster]` table (cluster mode through Redis)
  * @returns {Promise<Broker>}
  */
-export async function startBroker({ apps = DEFAULT_APPS, server = {} } = {}) {
+export async function startBroker({ apps = DEFAULT_APPS, server = {}, cluster } = {}) {
   const bin = assertBrokerBinary();
   const dir = await mkdtemp(join(tmpdir(), 'ringcast-conf-'));
   const dataDir = join(dir, 'data');
@@ -172,7 +177,7 @@ export async function startBroker({ apps = DEFAULT_APPS, server = {} } = {}) {
     data_dir: dataDir,
     ...server,
   };
-  await writeFile(configPath, renderConfig({ server: serverTable, apps }));
+  await writeFile(configPath, renderConfig({ server: serverTable, apps, cluster }));
 
   const child = spawn(bin, ['serve', '--config', configPath], {
     cwd: dir,
