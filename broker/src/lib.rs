@@ -28,6 +28,11 @@
 //! receives it, sent to the channel's home, and forwarded to every shard with subscribers; each
 //! subscriber's queue holds a clone of the same buffer, stamped with the event's acceptance time
 //! so writers can measure delivery latency.
+//!
+//! With `[cluster]` set, several nodes share one Redis ([`core::cluster`] has the rules): a
+//! publish goes round through Redis so every node delivers it in one order, home shards report
+//! their node's part of each channel to the node's link thread, and Lua scripts keep the
+//! cluster-wide counts and rosters.
 
 pub mod audit;
 pub mod config;
