@@ -5,6 +5,10 @@
 pub mod hooks;
 pub mod redis;
 
+// Like the rest of this module, unused by the test crates that do not need Redis.
+#[allow(unused_imports)]
+pub use redis::{RedisServer, redis_cmd};
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -5,6 +5,9 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
+use ringcast::core::cluster::resp::Decoder;
+
 /// A `redis-server` child process without persistence, killed on drop.
 pub struct RedisServer {
     /// Its port on 127.0.0.1.
@@ -43,8 +46,10 @@ impl RedisServer {
         }
     }
 
-    /// Starts the server again on the same port.
+    /// Starts the server again on the same port (stopping it first if it is running),
+    /// retrying while the old process still holds the port.
     pub fn start_again(&mut self) {
+        self.stop();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let child = Command::new("redis-server")
@@ -58,7 +63,7 @@ impl RedisServer {
                 .expect("redis-server is installed (scripts/setup installs it)");
             self.child = Some(child);
             while Instant::now() < deadline {
-                if cmd(self.port, &["PING"]).starts_with("+PONG") {
+                if redis_cmd(self.port, &["PING"]).starts_with("+PONG") {
                     return;
                 }
                 if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
@@ -75,11 +80,13 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-/// Sends one command and returns the raw reply (empty if Redis is unreachable).
-pub fn cmd(port: u16, args: &[&str]) -> String {
+/// Sends one command and returns its raw reply, e.g. `+OK\r\n` (empty if Redis is
+/// unreachable; what arrived if Redis goes quiet for two seconds mid-reply).
+pub fn redis_cmd(port: u16, args: &[&str]) -> String {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return String::new();
     };
@@ -91,7 +98,20 @@ pub fn cmd(port: u16, args: &[&str]) -> String {
     if stream.write_all(request.as_bytes()).is_err() {
         return String::new();
     }
-    let mut out = vec![0u8; 64 * 1024];
-    let n = stream.read(&mut out).unwrap_or(0);
-    String::from_utf8_lossy(&out[..n]).into_owned()
+    let mut received = BytesMut::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => received.extend_from_slice(&chunk[..n]),
+        }
+        let mut rest = received.clone();
+        match Decoder::default().decode(&mut rest) {
+            Ok(None) => continue,
+            Ok(Some(_)) => received.truncate(received.len() - rest.len()),
+            Err(_) => {}
+        }
+        break;
+    }
+    String::from_utf8_lossy(&received).into_owned()
 }
