@@ -25,11 +25,11 @@ use crate::config::{ClusterConfig, Driver};
 use crate::core::channel::ChannelName;
 use crate::core::cluster::resp::{Decoder, Value, encode_command};
 use crate::core::cluster::scripts::{self, Removal};
-use crate::core::cluster::{
-    ChannelSync, ClusterOut, ClusterQuery, ClusterStatus, Command, Envelope, PresenceOp,
-};
+use crate::core::cluster::{ChannelSync, ClusterOut, ClusterStatus, Command, Envelope, PresenceOp};
 use crate::core::ids::{AppIdx, UserId};
-use crate::core::shard::{AnswerPart, ChannelStats, MeshMsg, ReplyTo, ServerState, home_shard};
+use crate::core::shard::{
+    AnswerPart, ChannelStats, MeshMsg, Query, ReplyTo, ServerState, home_shard,
+};
 
 /// What shards (and the server) send to the link.
 pub enum LinkMsg {
@@ -368,10 +368,10 @@ impl Link {
         queued(conn, pending);
     }
 
-    fn send_query(&self, conn: &Connection, reply_to: ReplyTo, query: ClusterQuery) {
+    fn send_query(&self, conn: &Connection, reply_to: ReplyTo, query: Query) {
         let prefix = self.config.prefix.as_bytes();
         match query {
-            ClusterQuery::Channel { app, channel } => {
+            Query::Channel { app, channel } => {
                 let sha = self.shas.borrow()[5].clone();
                 let app = self.app_id(app);
                 send(
@@ -387,7 +387,7 @@ impl Link {
                     Pending::Query(reply_to, QueryKind::Channel),
                 );
             }
-            ClusterQuery::Channels {
+            Query::Channels {
                 app,
                 prefix: filter,
             } => {
@@ -406,7 +406,7 @@ impl Link {
                     Pending::Query(reply_to, QueryKind::Channels),
                 );
             }
-            ClusterQuery::Users { app, channel } => {
+            Query::Users { app, channel } => {
                 let key = format!(
                     "{}:m:{}:{}",
                     self.config.prefix,

@@ -94,8 +94,8 @@ pub enum ClusterOut {
     Query {
         /// Where the answer goes.
         reply_to: ReplyTo,
-        /// What is asked.
-        query: ClusterQuery,
+        /// What is asked (answered for the whole cluster).
+        query: crate::core::shard::Query,
     },
     /// One shard's part of a resynchronization: its homed channels' complete state.
     Dump {
@@ -175,32 +175,6 @@ pub enum PresenceOp {
     Leave {
         /// The user.
         user: UserId,
-    },
-}
-
-/// A question about cluster-wide state.
-#[derive(Debug)]
-pub enum ClusterQuery {
-    /// Subscription and user counts of one channel.
-    Channel {
-        /// The app.
-        app: AppIdx,
-        /// The channel.
-        channel: ChannelName,
-    },
-    /// Occupied channels whose names start with `prefix`.
-    Channels {
-        /// The app.
-        app: AppIdx,
-        /// The name prefix.
-        prefix: String,
-    },
-    /// The users of a presence channel.
-    Users {
-        /// The app.
-        app: AppIdx,
-        /// The channel.
-        channel: ChannelName,
     },
 }
 

@@ -10,9 +10,7 @@ use super::mesh::{Admission, Join, MeshMsg};
 use super::{Shard, message};
 use crate::core::channel::ChannelName;
 use crate::core::cluster::scripts::SyncReply;
-use crate::core::cluster::{
-    ChannelSync, ClusterOut, ClusterQuery, Command, Envelope, PresenceOp, Transitions,
-};
+use crate::core::cluster::{ChannelSync, ClusterOut, Command, Envelope, PresenceOp, Transitions};
 use crate::core::ids::{AppIdx, SocketId, UserId};
 use crate::core::webhook::{WebhookEvent, WebhookKind};
 use crate::core::ws::frame::{self, Opcode};
@@ -436,28 +434,5 @@ impl Shard {
             }
         }
         self.cluster_out.push(ClusterOut::Dump { channels });
-    }
-
-    /// Asks the link for cluster-wide state instead of this node's, when the cluster is up.
-    pub(super) fn cluster_query(&mut self, reply_to: super::ReplyTo, query: &super::Query) -> bool {
-        if !self.cluster_up() {
-            return false;
-        }
-        let query = match query {
-            super::Query::Channel { app, channel } => ClusterQuery::Channel {
-                app: *app,
-                channel: channel.clone(),
-            },
-            super::Query::Channels { app, prefix } => ClusterQuery::Channels {
-                app: *app,
-                prefix: prefix.clone(),
-            },
-            super::Query::Users { app, channel } => ClusterQuery::Users {
-                app: *app,
-                channel: channel.clone(),
-            },
-        };
-        self.cluster_out.push(ClusterOut::Query { reply_to, query });
-        true
     }
 }

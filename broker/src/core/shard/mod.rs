@@ -1255,10 +1255,14 @@ impl Shard {
             shard: self.id,
             query: id,
         };
-        if self.cluster_query(reply_to, &query) {
+        // A cluster answers from Redis, for every node at once; when Redis is out of reach,
+        // this node's shards answer for this node.
+        if self.cluster_up() {
             if let Some(pending) = self.queries.get_mut(&id) {
                 pending.awaiting = 1;
             }
+            self.cluster_out
+                .push(crate::core::cluster::ClusterOut::Query { reply_to, query });
             return id;
         }
         match query {
