@@ -24,7 +24,7 @@ use super::runtime::{Mesh, Signal};
 use crate::config::{ClusterConfig, Driver};
 use crate::core::channel::ChannelName;
 use crate::core::cluster::resp::{Decoder, Value, encode_command};
-use crate::core::cluster::scripts::{self, Removal};
+use crate::core::cluster::scripts::{self, Removal, Script};
 use crate::core::cluster::{ChannelSync, ClusterOut, ClusterStatus, Command, Envelope, PresenceOp};
 use crate::core::ids::{AppIdx, UserId};
 use crate::core::shard::{
@@ -87,8 +87,6 @@ enum Pending {
     Ignore,
     /// A handshake step whose error ends the connection.
     Required(&'static str),
-    /// `SCRIPT LOAD` of script `n`.
-    Loaded(usize),
     /// The epoch: compared with the one seen before.
     Epoch,
     /// A channel report; `announce` false for reports restoring a Redis that lost its
@@ -150,7 +148,8 @@ struct Link {
     events_channel: String,
     shard_count: usize,
     conn: RefCell<Option<Rc<Connection>>>,
-    shas: RefCell<Vec<String>>,
+    /// Each script's SHA-1, indexed by [`Script`].
+    shas: [String; Script::ALL.len()],
     epoch: RefCell<Option<Bytes>>,
     /// The epoch changed since the last connection: Redis lost its data, so reports made to
     /// restore it announce nothing.
@@ -177,7 +176,7 @@ impl Link {
             events_channel,
             shard_count,
             conn: RefCell::new(None),
-            shas: RefCell::new(vec![String::new(); scripts::ALL.len()]),
+            shas: Script::ALL.map(Script::sha1),
             epoch: RefCell::new(None),
             quiet: Cell::new(false),
             resync: RefCell::new(None),
@@ -339,27 +338,25 @@ impl Link {
         };
         let quiet = if resync && self.quiet.get() { "1" } else { "0" };
         let want_roster = if sync.waiting.is_some() { "1" } else { "0" };
-        let sha = self.shas.borrow()[0].clone();
         let node = self.status().node.to_string();
-        let args: [&[u8]; 17] = [
-            b"EVALSHA",
-            sha.as_bytes(),
-            b"0",
-            self.config.prefix.as_bytes(),
-            node.as_bytes(),
-            app_id.as_bytes(),
-            sync.channel.as_str().as_bytes(),
-            count.as_bytes(),
-            op.as_bytes(),
-            user.as_bytes(),
-            info.as_bytes(),
-            &added,
-            &removed,
-            max.as_bytes(),
-            self.events_channel.as_bytes(),
-            quiet.as_bytes(),
-            want_roster.as_bytes(),
-        ];
+        let args = self.eval(
+            Script::Sync,
+            &[
+                node.as_bytes(),
+                app_id.as_bytes(),
+                sync.channel.as_str().as_bytes(),
+                count.as_bytes(),
+                op.as_bytes(),
+                user.as_bytes(),
+                info.as_bytes(),
+                &added,
+                &removed,
+                max.as_bytes(),
+                self.events_channel.as_bytes(),
+                quiet.as_bytes(),
+                want_roster.as_bytes(),
+            ],
+        );
         encode_command(&args, &mut conn.out.borrow_mut());
         let pending = Pending::Sync {
             sync,
@@ -369,21 +366,13 @@ impl Link {
     }
 
     fn send_query(&self, conn: &Connection, reply_to: ReplyTo, query: Query) {
-        let prefix = self.config.prefix.as_bytes();
         match query {
             Query::Channel { app, channel } => {
-                let sha = self.shas.borrow()[5].clone();
                 let app = self.app_id(app);
+                let args = [app.as_bytes(), channel.as_str().as_bytes()];
                 send(
                     conn,
-                    &[
-                        b"EVALSHA",
-                        sha.as_bytes(),
-                        b"0",
-                        prefix,
-                        app.as_bytes(),
-                        channel.as_str().as_bytes(),
-                    ],
+                    &self.eval(Script::Channel, &args),
                     Pending::Query(reply_to, QueryKind::Channel),
                 );
             }
@@ -391,18 +380,11 @@ impl Link {
                 app,
                 prefix: filter,
             } => {
-                let sha = self.shas.borrow()[6].clone();
                 let app = self.app_id(app);
+                let args = [app.as_bytes(), filter.as_bytes()];
                 send(
                     conn,
-                    &[
-                        b"EVALSHA",
-                        sha.as_bytes(),
-                        b"0",
-                        prefix,
-                        app.as_bytes(),
-                        filter.as_bytes(),
-                    ],
+                    &self.eval(Script::Channels, &args),
                     Pending::Query(reply_to, QueryKind::Channels),
                 );
             }
@@ -428,6 +410,20 @@ impl Link {
             part,
         };
         self.mesh.deliver(reply_to.shard, msg).await;
+    }
+
+    /// `EVALSHA` of `script` with the prefix and then `args` as its ARGV (no keys: every
+    /// script derives its key names from the prefix).
+    fn eval<'a>(&'a self, script: Script, args: &[&'a [u8]]) -> Vec<&'a [u8]> {
+        let mut command: Vec<&[u8]> = Vec::with_capacity(args.len() + 4);
+        command.extend([
+            b"EVALSHA".as_slice(),
+            self.shas[script as usize].as_bytes(),
+            b"0",
+            self.config.prefix.as_bytes(),
+        ]);
+        command.extend_from_slice(args);
+        command
     }
 
     fn app_id(&self, app: AppIdx) -> String {
@@ -518,23 +514,17 @@ impl Link {
             &[b"SELECT", db.as_bytes()],
             Pending::Required("SELECT"),
         );
-        for (i, script) in scripts::ALL.iter().enumerate() {
+        for script in Script::ALL {
             send(
                 &conn,
-                &[b"SCRIPT", b"LOAD", script.as_bytes()],
-                Pending::Loaded(i),
+                &[b"SCRIPT", b"LOAD", script.source().as_bytes()],
+                Pending::Ignore,
             );
         }
         let fresh = format!("{:016x}", fastrand::u64(..));
         send(
             &conn,
-            &[
-                b"EVAL",
-                scripts::EPOCH.as_bytes(),
-                b"0",
-                self.config.prefix.as_bytes(),
-                fresh.as_bytes(),
-            ],
+            &self.eval(Script::Epoch, &[fresh.as_bytes()]),
             Pending::Epoch,
         );
         self.send_heartbeat(&conn, true);
@@ -645,11 +635,6 @@ impl Link {
         }
         match pending {
             Pending::Ignore | Pending::Required(_) => {}
-            Pending::Loaded(i) => {
-                if let Some(sha) = value.as_bytes() {
-                    self.shas.borrow_mut()[i] = String::from_utf8_lossy(sha).into_owned();
-                }
-            }
             Pending::Epoch => {
                 let epoch = value.as_bytes().cloned();
                 let previous = self.epoch.replace(epoch.clone());
@@ -796,20 +781,15 @@ impl Link {
             }
             self.send_sync(&conn, Box::new(sync), true);
         }
-        let sha = self.shas.borrow()[3].clone();
         let node = self.status().node.to_string();
         let quiet = if self.quiet.get() { "1" } else { "0" };
         let mut args: Vec<&[u8]> = vec![
-            b"EVALSHA",
-            sha.as_bytes(),
-            b"0",
-            self.config.prefix.as_bytes(),
             node.as_bytes(),
             self.events_channel.as_bytes(),
             quiet.as_bytes(),
         ];
         args.extend(keep.iter().map(|k| k.as_bytes()));
-        send(&conn, &args, Pending::Sweep);
+        send(&conn, &self.eval(Script::Sweep, &args), Pending::Sweep);
     }
 
     /// Routes removals (of a dead node, or swept) to the home shards, which send the
@@ -967,17 +947,14 @@ impl Link {
     fn send_heartbeat(&self, conn: &Connection, initial: bool) {
         let node = self.status().node.to_string();
         let timeout = self.config.dead_after().as_millis().to_string();
+        let args = [
+            node.as_bytes(),
+            timeout.as_bytes(),
+            self.events_channel.as_bytes(),
+        ];
         send(
             conn,
-            &[
-                b"EVAL",
-                scripts::HEARTBEAT.as_bytes(),
-                b"0",
-                self.config.prefix.as_bytes(),
-                node.as_bytes(),
-                timeout.as_bytes(),
-                self.events_channel.as_bytes(),
-            ],
+            &self.eval(Script::Heartbeat, &args),
             Pending::Heartbeat { initial },
         );
     }
@@ -1018,18 +995,8 @@ impl Link {
             return;
         };
         let node = self.status().node.to_string();
-        send(
-            &conn,
-            &[
-                b"EVAL",
-                scripts::LEAVE.as_bytes(),
-                b"0",
-                self.config.prefix.as_bytes(),
-                node.as_bytes(),
-                self.events_channel.as_bytes(),
-            ],
-            Pending::Leave,
-        );
+        let args = [node.as_bytes(), self.events_channel.as_bytes()];
+        send(&conn, &self.eval(Script::Leave, &args), Pending::Leave);
         let _ = monoio::time::timeout(LEAVE_TIMEOUT, self.left.wait()).await;
         self.status().set_up(false);
     }

@@ -251,8 +251,62 @@ end
 return out
 "#;
 
-/// Every script, for `SCRIPT LOAD` at connect time.
-pub const ALL: [&str; 7] = [SYNC, HEARTBEAT, LEAVE, SWEEP, EPOCH, CHANNEL, CHANNELS];
+/// One of the scripts above. Each connection loads them all (`SCRIPT LOAD`) before anything
+/// else and then calls them by SHA-1, which is computed here rather than read back from the
+/// replies, so calls can follow the loads in the same pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Script {
+    /// [`SYNC`].
+    Sync,
+    /// [`HEARTBEAT`].
+    Heartbeat,
+    /// [`LEAVE`].
+    Leave,
+    /// [`SWEEP`].
+    Sweep,
+    /// [`EPOCH`].
+    Epoch,
+    /// [`CHANNEL`].
+    Channel,
+    /// [`CHANNELS`].
+    Channels,
+}
+
+impl Script {
+    /// Every script, in declaration order (`script as usize` indexes this).
+    pub const ALL: [Script; 7] = [
+        Script::Sync,
+        Script::Heartbeat,
+        Script::Leave,
+        Script::Sweep,
+        Script::Epoch,
+        Script::Channel,
+        Script::Channels,
+    ];
+
+    /// The Lua text.
+    pub fn source(self) -> &'static str {
+        match self {
+            Script::Sync => SYNC,
+            Script::Heartbeat => HEARTBEAT,
+            Script::Leave => LEAVE,
+            Script::Sweep => SWEEP,
+            Script::Epoch => EPOCH,
+            Script::Channel => CHANNEL,
+            Script::Channels => CHANNELS,
+        }
+    }
+
+    /// The name Redis gives the script: the hex SHA-1 of its text.
+    pub fn sha1(self) -> String {
+        sha1_hex(self.source().as_bytes())
+    }
+}
+
+fn sha1_hex(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, bytes);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// The node-index field of a channel count (what [`SWEEP`] keeps).
 pub fn count_field(app: &str, channel: &str) -> String {
@@ -500,6 +554,16 @@ mod tests {
             read_channels(reply),
             vec![("a".into(), 2, 0), ("presence-b".into(), 3, 1)]
         );
+    }
+
+    #[test]
+    fn scripts_are_named_by_the_sha1_of_their_text() {
+        // FIPS 180-1's example: SHA-1("abc").
+        assert_eq!(sha1_hex(b"abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(Script::Sync.sha1(), sha1_hex(SYNC.as_bytes()));
+        for (i, script) in Script::ALL.iter().enumerate() {
+            assert_eq!(*script as usize, i);
+        }
     }
 
     #[test]
