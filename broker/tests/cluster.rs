@@ -433,3 +433,53 @@ fn a_node_without_redis_is_degraded_then_resynchronizes() {
     local.recv_until(WAIT, is_event("back"));
     remote.recv_until(WAIT, is_event("back"));
 }
+
+#[test]
+fn a_node_started_later_replays_cache_channels_from_redis() {
+    let redis = RedisServer::start();
+    let hooks = Receiver::start(&[]);
+    let early: Vec<Node> = ["127.0.0.2", "127.0.0.3"]
+        .iter()
+        .map(|host| Node::start(host, &redis, &hooks))
+        .collect();
+    early[0].publish("cache-prices", "price", "100", None);
+    early[1].publish("cache-prices", "price", "101", None);
+    // Member events of a presence cache channel are delivered but never kept as its last
+    // event, on any node.
+    let mut alice = early[0].client();
+    join_presence(&mut alice, "presence-cache-room", "alice");
+    early[1].publish("presence-cache-room", "news", "kept", None);
+    alice.recv_until(WAIT, is_event("news"));
+    let mut bob = early[1].client();
+    join_presence(&mut bob, "presence-cache-room", "bob");
+    alice.recv_until(WAIT, is_event("pusher_internal:member_added"));
+
+    let late = Node::start("127.0.0.4", &redis, &hooks);
+    let mut client = late.client();
+    client.subscribe("cache-prices");
+    let last = client.recv_until(WAIT, |v| v["channel"] == "cache-prices");
+    assert_eq!(
+        (&last["event"], &last["data"]),
+        (&json!("price"), &json!("101"))
+    );
+    let mut carol = late.client();
+    join_presence(&mut carol, "presence-cache-room", "carol");
+    let last = carol.recv_until(WAIT, |v| {
+        v["channel"] == "presence-cache-room" && v["event"] != "pusher_internal:member_added"
+    });
+    assert_eq!(
+        (&last["event"], &last["data"]),
+        (&json!("news"), &json!("kept"))
+    );
+    // Now the late node has its own copy; a second subscriber gets it without asking Redis.
+    let mut second = late.client();
+    second.subscribe("cache-prices");
+    let again = second.recv_until(WAIT, |v| v["channel"] == "cache-prices");
+    assert_eq!(again["data"], "101");
+    // A cache channel nobody published on is a miss on every node, with its webhook.
+    let mut empty = late.client();
+    empty.subscribe("cache-empty");
+    let miss = empty.recv_until(WAIT, |v| v["channel"] == "cache-empty");
+    assert_eq!(miss["event"], "pusher:cache_miss");
+    assert!(hooks.wait_for("cache_miss", "cache-empty", WAIT).is_some());
+}

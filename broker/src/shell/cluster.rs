@@ -224,19 +224,35 @@ impl Link {
                 except,
             } => match self.connection() {
                 Some(conn) => {
+                    let app_id = self.app_id(app);
                     let envelope = Envelope::Event {
-                        app: self.app_id(app),
+                        app: app_id.clone(),
                         channel: channel.as_str().to_owned(),
                         except,
                         frame,
+                        notice: false,
                     }
                     .encode();
                     self.status().published.fetch_add(1, Ordering::Relaxed);
-                    send(
-                        &conn,
-                        &[b"PUBLISH", self.events_channel.as_bytes(), &envelope],
-                        Pending::Ignore,
-                    );
+                    let events = self.events_channel.as_bytes();
+                    if channel.kind().is_cache() {
+                        let ttl = self.state.apps.get(app).config.cache_ttl;
+                        let ttl = ttl.as_millis().to_string();
+                        let args = [
+                            app_id.as_bytes(),
+                            channel.as_str().as_bytes(),
+                            ttl.as_bytes(),
+                            events,
+                            &envelope,
+                        ];
+                        send(
+                            &conn,
+                            &self.eval(Script::PublishCached, &args),
+                            Pending::Ignore,
+                        );
+                    } else {
+                        send(&conn, &[b"PUBLISH", events, &envelope], Pending::Ignore);
+                    }
                 }
                 None => {
                     self.status().local_only.fetch_add(1, Ordering::Relaxed);
@@ -247,6 +263,7 @@ impl Link {
                         frame,
                         except,
                         published: Instant::now(),
+                        remember: true,
                     };
                     self.mesh.deliver(home, msg).await;
                 }
@@ -338,6 +355,7 @@ impl Link {
         };
         let quiet = if resync && self.quiet.get() { "1" } else { "0" };
         let want_roster = if sync.waiting.is_some() { "1" } else { "0" };
+        let want_cache = if sync.fetch_cache { "1" } else { "0" };
         let node = self.status().node.to_string();
         let args = self.eval(
             Script::Sync,
@@ -355,6 +373,7 @@ impl Link {
                 self.events_channel.as_bytes(),
                 quiet.as_bytes(),
                 want_roster.as_bytes(),
+                want_cache.as_bytes(),
             ],
         );
         encode_command(&args, &mut conn.out.borrow_mut());
@@ -833,6 +852,7 @@ impl Link {
                 channel,
                 except,
                 frame,
+                notice,
             }) => {
                 let Some(app) = self.app_idx(&app) else {
                     return;
@@ -847,6 +867,7 @@ impl Link {
                     frame,
                     except,
                     published: Instant::now(),
+                    remember: !notice,
                 };
                 self.mesh.deliver(home, msg).await;
             }

@@ -17,6 +17,10 @@
 //!   that a channel became occupied or a user joined, and only that node sends the webhook.
 //!   `member_added` / `member_removed` frames are published by the script itself, in the same
 //!   atomic step, so they are ordered with the channel's other events.
+//! - **Cache channels are shared.** Their events are published with [`scripts::PUBLISH_CACHED`],
+//!   which keeps the envelope as the channel's last event in the same atomic step. A node with
+//!   no copy of its own asks for Redis's in the subscription's [`ChannelSync`]. Presence
+//!   notices travel as [`Envelope::Event`] with `notice` set, so they are never kept.
 //! - **Nodes heartbeat.** Each node records a heartbeat in a sorted set; a node silent for
 //!   longer than the timeout is removed by whichever node notices first ([`scripts::HEARTBEAT`]):
 //!   its counts are subtracted and its members removed, with the `member_removed` frames it
@@ -147,8 +151,11 @@ pub struct ChannelSync {
     pub node_subscribers: u32,
     /// Presence membership change of this node, if any.
     pub op: Option<PresenceOp>,
-    /// A socket waiting for the cluster roster (presence subscriptions).
+    /// A socket waiting for the cluster's answer before it is confirmed: presence
+    /// subscriptions (for the roster) and cache channels this node has no last event for.
     pub waiting: Option<crate::core::shard::Join>,
+    /// Ask Redis for the cache channel's last event (this node has none).
+    pub fetch_cache: bool,
     /// The transitions as this node alone sees them, acted on instead of the cluster's when
     /// Redis cannot be reached.
     pub local: Transitions,

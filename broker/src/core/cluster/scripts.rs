@@ -12,6 +12,7 @@
 //! | `P:cn:A:C` | hash | node → subscribers of `C` on that node |
 //! | `P:m:A:C` | hash | user → `user_info` JSON (the cluster roster) |
 //! | `P:mr:A:C` | hash | user → how many nodes have the user in `C` |
+//! | `P:cache:A:C` | string | a cache channel's last event (its envelope), expiring after the app's `cache_ttl_secs` |
 //! | `P:n:NODE` | hash | what a node contributed: `c\nA\nC` → count, `m\nA\nC\nUSER` → the `member_removed` message to publish if the node dies |
 //!
 //! Every script runs atomically, so the node whose call makes a transition happen is the only
@@ -71,12 +72,13 @@ end
 ///
 /// ARGV: prefix, node, app, channel, node subscribers, op (`""`, `join`, `leave`), user,
 /// user_info (`""` for none), added message, removed message, max members (0: no limit),
-/// events channel, quiet (`1`: publish nothing), want roster (`1`).
+/// events channel, quiet (`1`: publish nothing), want roster (`1`), want cache (`1`).
 ///
-/// Returns `{refused, member, occupied, total, roster}`: `refused` 1 when a join found the
-/// roster full; `member` 1 / -1 when the user joined / left the cluster; `occupied` 1 / -1
-/// when the channel became occupied / vacant; `total` the cluster's subscriber count;
-/// `roster` user, info, user, info, ... when asked for.
+/// Returns `{refused, member, occupied, total, roster, cached}`: `refused` 1 when a join
+/// found the roster full; `member` 1 / -1 when the user joined / left the cluster; `occupied`
+/// 1 / -1 when the channel became occupied / vacant; `total` the cluster's subscriber count;
+/// `roster` user, info, user, info, ... when asked for; `cached` the cache channel's last
+/// event and its remaining time to live in milliseconds, when asked for and there is one.
 pub const SYNC: &str = r#"
 local p, node, app, ch = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local count = tonumber(ARGV[5])
@@ -143,7 +145,13 @@ if count ~= old then
 end
 local roster = {}
 if ARGV[14] == '1' then roster = redis.call('HGETALL', roster_key) end
-return {refused, member, occupied, total, roster}
+local cached = {}
+if ARGV[15] == '1' then
+  local key = p .. ':cache:' .. app .. ':' .. ch
+  local last = redis.call('GET', key)
+  if last then cached = {last, redis.call('PTTL', key)} end
+end
+return {refused, member, occupied, total, roster, cached}
 "#;
 
 /// Records this node's heartbeat and removes every node silent for longer than the timeout.
@@ -217,6 +225,16 @@ return out
 "#
 );
 
+/// Publishes an event of a cache channel and keeps it as the channel's last event, in one
+/// step, so that the kept event is always the last one every node delivered.
+///
+/// ARGV: prefix, app, channel, time to live (ms), events channel, envelope.
+pub const PUBLISH_CACHED: &str = r#"
+local p, app, ch = ARGV[1], ARGV[2], ARGV[3]
+redis.call('SET', p .. ':cache:' .. app .. ':' .. ch, ARGV[6], 'PX', ARGV[4])
+return redis.call('PUBLISH', ARGV[5], ARGV[6])
+"#;
+
 /// Sets the epoch if there is none and returns it.
 ///
 /// ARGV: prefix, a fresh random value.
@@ -270,11 +288,13 @@ pub enum Script {
     Channel,
     /// [`CHANNELS`].
     Channels,
+    /// [`PUBLISH_CACHED`].
+    PublishCached,
 }
 
 impl Script {
     /// Every script, in declaration order (`script as usize` indexes this).
-    pub const ALL: [Script; 7] = [
+    pub const ALL: [Script; 8] = [
         Script::Sync,
         Script::Heartbeat,
         Script::Leave,
@@ -282,6 +302,7 @@ impl Script {
         Script::Epoch,
         Script::Channel,
         Script::Channels,
+        Script::PublishCached,
     ];
 
     /// The Lua text.
@@ -294,6 +315,7 @@ impl Script {
             Script::Epoch => EPOCH,
             Script::Channel => CHANNEL,
             Script::Channels => CHANNELS,
+            Script::PublishCached => PUBLISH_CACHED,
         }
     }
 
@@ -327,6 +349,17 @@ pub struct SyncReply {
     pub transitions: Transitions,
     /// The roster, when asked for.
     pub roster: super::Roster,
+    /// The cache channel's last event, when asked for and there is one.
+    pub cached: Option<Cached>,
+}
+
+/// A cache channel's last event as Redis keeps it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Cached {
+    /// The complete WebSocket frame.
+    pub frame: bytes::Bytes,
+    /// How long Redis keeps it still.
+    pub remaining: std::time::Duration,
 }
 
 /// Reads a [`SYNC`] reply; `None` if it is not shaped like one.
@@ -337,6 +370,7 @@ pub fn read_sync(reply: Value, user: Option<&UserId>, max_user_chars: usize) -> 
     let occupied = parts.next()?.as_int()?;
     let total = parts.next()?.as_int()?.max(0) as u64;
     let roster = read_roster(parts.next()?, max_user_chars)?;
+    let cached = parts.next().and_then(read_cached);
     let mut transitions = Transitions {
         occupied: match occupied {
             1 => Some(true),
@@ -357,6 +391,21 @@ pub fn read_sync(reply: Value, user: Option<&UserId>, max_user_chars: usize) -> 
         refused,
         transitions,
         roster,
+        cached,
+    })
+}
+
+/// Reads `{envelope, ttl}`; `None` for an empty array or anything unreadable.
+fn read_cached(value: Value) -> Option<Cached> {
+    let mut parts = value.into_array()?.into_iter();
+    let envelope = parts.next()?.as_bytes()?.clone();
+    let remaining = parts.next()?.as_int()?;
+    let super::Envelope::Event { frame, .. } = super::Envelope::decode(&envelope).ok()? else {
+        return None;
+    };
+    Some(Cached {
+        frame,
+        remaining: std::time::Duration::from_millis(remaining.max(0) as u64),
     })
 }
 
@@ -499,6 +548,49 @@ mod tests {
         assert_eq!(read.roster.len(), 2);
         assert_eq!(read.roster[0].1.as_deref(), Some(r#"{"name":"A"}"#));
         assert_eq!(read.roster[1].1, None);
+    }
+
+    #[test]
+    fn a_sync_reply_carries_the_cached_event_when_there_is_one() {
+        let frame = Bytes::from_static(b"\x81\x02hi");
+        let envelope = crate::core::cluster::Envelope::Event {
+            app: "1".into(),
+            channel: "cache-x".into(),
+            except: None,
+            frame: frame.clone(),
+            notice: false,
+        }
+        .encode();
+        let reply = |cached: Value| {
+            Value::Array(vec![
+                Value::Integer(0),
+                Value::Integer(0),
+                Value::Integer(0),
+                Value::Integer(1),
+                Value::Array(vec![]),
+                cached,
+            ])
+        };
+        let read = read_sync(
+            reply(Value::Array(vec![
+                Value::Bulk(envelope),
+                Value::Integer(1500),
+            ])),
+            None,
+            64,
+        )
+        .unwrap();
+        assert_eq!(
+            read.cached,
+            Some(Cached {
+                frame,
+                remaining: std::time::Duration::from_millis(1500)
+            })
+        );
+        let none = read_sync(reply(Value::Array(vec![])), None, 64).unwrap();
+        assert_eq!(none.cached, None);
+        let garbage = reply(Value::Array(vec![bulk("Zz"), Value::Integer(5)]));
+        assert_eq!(read_sync(garbage, None, 64).unwrap().cached, None);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use super::{Command, NodeId};
 use crate::core::ids::SocketId;
 
 const EVENT: u8 = b'E';
+const NOTICE: u8 = b'P';
 const TERMINATE: u8 = b'T';
 const REVOKE: u8 = b'R';
 const RESOURCE_SET: u8 = b'S';
@@ -28,6 +29,9 @@ pub enum Envelope {
         except: Option<SocketId>,
         /// The complete WebSocket frame.
         frame: Bytes,
+        /// A presence notice (`member_added` / `member_removed`): delivered like any event,
+        /// but never kept as a cache channel's last event.
+        notice: bool,
     },
     /// A command from node `origin` (which applied it already).
     Command {
@@ -62,9 +66,10 @@ impl Envelope {
                 channel,
                 except,
                 frame,
+                notice,
             } => {
                 out.reserve(8 + app.len() + channel.len() + frame.len());
-                out.put_u8(EVENT);
+                out.put_u8(if *notice { NOTICE } else { EVENT });
                 put_str(&mut out, app);
                 put_str(&mut out, channel);
                 put_str(&mut out, &except.map(|s| s.to_string()).unwrap_or_default());
@@ -120,7 +125,7 @@ impl Envelope {
         };
         let tag = reader.u8()?;
         match tag {
-            EVENT => {
+            EVENT | NOTICE => {
                 let app = reader.string()?;
                 let channel = reader.string()?;
                 let except = reader.string()?;
@@ -135,6 +140,7 @@ impl Envelope {
                     channel,
                     except,
                     frame,
+                    notice: tag == NOTICE,
                 })
             }
             TERMINATE | REVOKE | RESOURCE_SET | RESOURCE_DELETE => {
@@ -230,6 +236,7 @@ mod tests {
             channel: "presence-room".into(),
             except: SocketId::parse("123.456"),
             frame: Bytes::from_static(b"\x81\x05hello"),
+            notice: false,
         };
         let message = event.encode();
         let decoded = Envelope::decode(&message).unwrap();
@@ -242,14 +249,17 @@ mod tests {
     }
 
     #[test]
-    fn an_event_without_exclusion_round_trips() {
-        let event = Envelope::Event {
-            app: "1".into(),
-            channel: "c".into(),
-            except: None,
-            frame: Bytes::new(),
-        };
-        assert_eq!(Envelope::decode(&event.encode()).unwrap(), event);
+    fn events_and_notices_without_exclusion_round_trip() {
+        for notice in [false, true] {
+            let event = Envelope::Event {
+                app: "1".into(),
+                channel: "c".into(),
+                except: None,
+                frame: Bytes::new(),
+                notice,
+            };
+            assert_eq!(Envelope::decode(&event.encode()).unwrap(), event);
+        }
     }
 
     #[test]

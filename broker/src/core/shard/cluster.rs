@@ -56,6 +56,7 @@ impl Shard {
                 frame,
                 except,
                 published: now,
+                remember: true,
             };
             self.send_home(app, channel, msg);
         }
@@ -91,6 +92,7 @@ impl Shard {
                 channel: channel.as_str().to_owned(),
                 except,
                 frame: frame::encode_frame(Opcode::Text, &json),
+                notice: true,
             }
             .encode()
         };
@@ -116,7 +118,8 @@ impl Shard {
     }
 
     /// At the home shard, cluster mode: a socket was admitted locally. Public and private
-    /// channels confirm at once; a presence subscription waits for the cluster's roster.
+    /// channels confirm at once; a presence subscription waits for the cluster's roster, and
+    /// a cache channel this node has no last event for waits for Redis's copy.
     pub(super) fn cluster_subscribe(
         &mut self,
         join: Join,
@@ -144,7 +147,12 @@ impl Shard {
             )),
             _ => None,
         };
-        let waiting = if join.member.is_some() {
+        // A cache channel's last event may have been published before this node started:
+        // Redis keeps a copy, fetched in the same round trip.
+        let fetch_cache = channel.kind().is_cache()
+            && self.cluster_up()
+            && self.cached(app, &channel, now).is_none();
+        let waiting = if join.member.is_some() || fetch_cache {
             Some(join)
         } else {
             let frame = message::subscription_succeeded(channel.as_str());
@@ -158,6 +166,7 @@ impl Shard {
                 node_subscribers: node_subscribers as u32,
                 op,
                 waiting,
+                fetch_cache,
                 local,
             })));
     }
@@ -183,6 +192,7 @@ impl Shard {
                 node_subscribers: node_subscribers as u32,
                 op: left.map(|user| PresenceOp::Leave { user: user.clone() }),
                 waiting: None,
+                fetch_cache: false,
                 local,
             })));
     }
@@ -197,11 +207,8 @@ impl Shard {
             channel,
             member,
         } = join;
-        let ttl = self.state.apps.get(app).config.cache_ttl;
         let then = channel.kind().is_cache().then(|| {
-            let cached = self.homes[app.get()]
-                .get(&channel)
-                .and_then(|home| home.cached(now, ttl));
+            let cached = self.cached(app, &channel, now);
             if cached.is_none() {
                 self.webhook(
                     app,
@@ -226,6 +233,14 @@ impl Shard {
         );
     }
 
+    /// A cache channel's last event as this node has it, if still fresh.
+    fn cached(&self, app: AppIdx, channel: &ChannelName, now: Instant) -> Option<Bytes> {
+        let ttl = self.state.apps.get(app).config.cache_ttl;
+        self.homes[app.get()]
+            .get(channel)
+            .and_then(|home| home.cached(now, ttl))
+    }
+
     /// At the home shard: the link's answer to a [`ChannelSync`].
     pub(super) fn cluster_synced(
         &mut self,
@@ -242,10 +257,24 @@ impl Shard {
             ..
         } = *sync;
         let via_redis = reply.is_some();
-        let (transitions, roster, refused) = match reply {
-            Some(reply) => (reply.transitions, Some(reply.roster), reply.refused),
-            None => (local, None, false),
+        let (transitions, roster, refused, cached) = match reply {
+            Some(reply) => (
+                reply.transitions,
+                Some(reply.roster),
+                reply.refused,
+                reply.cached,
+            ),
+            None => (local, None, false, None),
         };
+        if let Some(cached) = cached
+            && self.cached(app, &channel, now).is_none()
+            && let Some(home) = self.homes[app.get()].get_mut(&channel)
+        {
+            // Kept here for as long as Redis would still have kept it.
+            let ttl = self.state.apps.get(app).config.cache_ttl;
+            let age = ttl.saturating_sub(cached.remaining);
+            home.remember(cached.frame, now.checked_sub(age).unwrap_or(now));
+        }
         let joining = waiting.as_ref().map(|j| j.socket_id);
         if let Some(join) = waiting {
             if refused {
@@ -253,6 +282,9 @@ impl Shard {
                 return;
             }
             let json = match &roster {
+                _ if !channel.kind().is_presence() => {
+                    message::subscription_succeeded(channel.as_str())
+                }
                 Some(roster) => message::presence_subscription_succeeded(
                     channel.as_str(),
                     roster.iter().map(|(user, info)| (user, info.as_deref())),
@@ -311,6 +343,7 @@ impl Shard {
                     node_subscribers: count as u32,
                     op: left.map(|user| PresenceOp::Leave { user: user.clone() }),
                     waiting: None,
+                    fetch_cache: false,
                     local: Transitions::default(),
                 })));
         }
@@ -410,6 +443,7 @@ impl Shard {
                     node_subscribers: count as u32,
                     op: None,
                     waiting: None,
+                    fetch_cache: false,
                     local: Transitions::default(),
                 };
                 let members: Vec<_> = home

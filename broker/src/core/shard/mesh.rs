@@ -79,6 +79,8 @@ pub enum MeshMsg {
         except: Option<SocketId>,
         /// When the event was accepted, for the delivery latency.
         published: Instant,
+        /// Whether a cache channel keeps it as its last event (not presence notices).
+        remember: bool,
     },
     /// From the home shard to each shard with subscribers: deliver locally.
     Deliver {

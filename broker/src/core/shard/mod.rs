@@ -1815,8 +1815,9 @@ impl Shard {
                 frame,
                 except,
                 published,
+                remember,
             } => {
-                if channel.kind().is_cache() {
+                if remember && channel.kind().is_cache() {
                     self.homes[app.get()]
                         .entry(channel.clone())
                         .or_insert_with(|| HomeChannel::new(self.shard_count))

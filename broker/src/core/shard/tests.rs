@@ -1885,3 +1885,221 @@ fn query_ids_are_never_reused_even_when_queries_complete_at_once() {
     let answered: Vec<QueryId> = cluster.shards[0].take_answers().map(|(id, _)| id).collect();
     assert_eq!(answered, [first, second]);
 }
+
+/// Cluster mode, with the test standing in for the node's link to Redis.
+mod cluster_mode {
+    use super::*;
+    use crate::config::{ClusterConfig, RedisTarget};
+    use crate::core::cluster::scripts::{Cached, SyncReply};
+    use crate::core::cluster::{ChannelSync, ClusterOut, Transitions};
+
+    fn clustered(shard_count: usize) -> Cluster {
+        let cluster = Cluster::with(shard_count, |c| {
+            c.server.cluster = Some(ClusterConfig {
+                redis: RedisTarget::parse("redis://127.0.0.1:6379").unwrap(),
+                prefix: "test".into(),
+                node_timeout: Duration::from_secs(30),
+            });
+        });
+        cluster.shards[0]
+            .state
+            .cluster
+            .as_ref()
+            .unwrap()
+            .set_up(true);
+        cluster
+    }
+
+    impl Cluster {
+        /// What the shards asked of the link.
+        fn link(&mut self) -> Vec<ClusterOut> {
+            let mut out = Vec::new();
+            for shard in &mut self.shards {
+                shard.take_cluster(&mut out);
+            }
+            out
+        }
+
+        /// The one channel report the shards made.
+        fn sync(&mut self) -> Box<ChannelSync> {
+            let mut syncs: Vec<_> = self
+                .link()
+                .into_iter()
+                .filter_map(|out| match out {
+                    ClusterOut::Sync(sync) => Some(sync),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(syncs.len(), 1);
+            syncs.remove(0)
+        }
+
+        /// Answers a channel report as Redis would.
+        fn synced(&mut self, sync: Box<ChannelSync>, reply: Option<SyncReply>) {
+            let home = home_shard(sync.app, &sync.channel, self.shards.len());
+            let msg = MeshMsg::ClusterSynced {
+                sync,
+                reply: reply.map(Box::new),
+            };
+            let now = self.now;
+            self.shards[home].handle_mesh(msg, now);
+            self.route();
+        }
+
+        /// An event coming back from Redis.
+        fn redis_delivers(&mut self, channel: &str, frame: Bytes, remember: bool) {
+            let channel = name(channel);
+            let home = home_shard(AppIdx(0), &channel, self.shards.len());
+            let msg = MeshMsg::Publish {
+                app: AppIdx(0),
+                channel,
+                frame,
+                except: None,
+                published: self.now,
+                remember,
+            };
+            let now = self.now;
+            self.shards[home].handle_mesh(msg, now);
+            self.route();
+        }
+    }
+
+    fn event_frame(channel: &str, data: &str) -> Bytes {
+        let json = json!({"event": "price", "channel": channel, "data": data}).to_string();
+        frame::encode_frame(Opcode::Text, json.as_bytes())
+    }
+
+    fn reply(total: u64, cached: Option<Cached>) -> SyncReply {
+        SyncReply {
+            transitions: Transitions {
+                total,
+                ..Transitions::default()
+            },
+            cached,
+            ..SyncReply::default()
+        }
+    }
+
+    #[test]
+    fn a_publish_is_delivered_only_when_redis_hands_it_back() {
+        let mut cluster = clustered(2);
+        let a = cluster.connect(1);
+        let reply = cluster.subscribe(a, "room");
+        assert_eq!(reply[0]["event"], "pusher_internal:subscription_succeeded");
+        let sync = cluster.sync();
+        assert_eq!(sync.node_subscribers, 1);
+        assert!(sync.waiting.is_none() && !sync.fetch_cache);
+
+        cluster.publish(0, "room", "hi", None);
+        assert!(cluster.recv(a).is_empty());
+        let published = cluster.link();
+        let [ClusterOut::Publish { frame, .. }] = &published[..] else {
+            panic!("{published:?}")
+        };
+        cluster.redis_delivers("room", frame.clone(), true);
+        assert_eq!(cluster.recv(a)[0]["data"], "hi");
+    }
+
+    #[test]
+    fn a_cache_channel_this_node_has_no_copy_of_waits_for_redis() {
+        let mut cluster = clustered(2);
+        let a = cluster.connect(0);
+        assert!(cluster.subscribe(a, "cache-prices").is_empty());
+        let sync = cluster.sync();
+        assert!(sync.fetch_cache && sync.waiting.is_some());
+        let cached = Cached {
+            frame: event_frame("cache-prices", "101"),
+            remaining: Duration::from_secs(60),
+        };
+        cluster.synced(sync, Some(reply(1, Some(cached))));
+        let got = cluster.recv(a);
+        assert_eq!(got[0]["event"], "pusher_internal:subscription_succeeded");
+        assert_eq!(got[1]["data"], "101");
+
+        // The node keeps the copy: the next subscriber is confirmed at once.
+        let b = cluster.connect(1);
+        let got = cluster.subscribe(b, "cache-prices");
+        assert_eq!(got[1]["data"], "101");
+        assert!(!cluster.sync().fetch_cache);
+
+        // ... for as long as Redis would have kept it.
+        cluster.tick(Duration::from_secs(1800 - 60 + 1));
+        let c = cluster.connect(1);
+        assert!(cluster.subscribe(c, "cache-prices").is_empty());
+        assert!(cluster.sync().fetch_cache);
+    }
+
+    #[test]
+    fn a_cache_channel_redis_has_nothing_for_is_a_miss() {
+        let mut cluster = clustered(1);
+        let a = cluster.connect(0);
+        cluster.subscribe(a, "cache-empty");
+        let sync = cluster.sync();
+        cluster.synced(sync, Some(reply(1, None)));
+        assert_eq!(
+            cluster.events(a),
+            [
+                "pusher_internal:subscription_succeeded",
+                "pusher:cache_miss"
+            ]
+        );
+    }
+
+    #[test]
+    fn without_redis_a_waiting_cache_subscription_uses_what_the_node_has() {
+        let mut cluster = clustered(1);
+        let a = cluster.connect(0);
+        cluster.subscribe(a, "cache-empty");
+        let sync = cluster.sync();
+        cluster.synced(sync, None);
+        assert_eq!(
+            cluster.events(a),
+            [
+                "pusher_internal:subscription_succeeded",
+                "pusher:cache_miss"
+            ]
+        );
+    }
+
+    #[test]
+    fn presence_notices_are_never_a_cache_channels_last_event() {
+        let mut cluster = clustered(1);
+        cluster.redis_delivers("presence-cache-room", event_frame("x", "news"), true);
+        let notice =
+            json!({"event": "pusher_internal:member_added", "channel": "presence-cache-room",
+            "data": "{\"user_id\":\"b\"}"})
+            .to_string();
+        let notice = frame::encode_frame(Opcode::Text, notice.as_bytes());
+        cluster.redis_delivers("presence-cache-room", notice, false);
+        let a = cluster.connect(0);
+        assert!(
+            cluster
+                .join_presence(a, "presence-cache-room", "a")
+                .is_empty()
+        );
+        let sync = cluster.sync();
+        assert!(!sync.fetch_cache, "the node has the news event");
+        cluster.synced(sync, Some(reply(1, None)));
+        let got = cluster.recv(a);
+        assert_eq!(got[0]["event"], "pusher_internal:subscription_succeeded");
+        assert_eq!(got[1]["data"], "news");
+    }
+
+    #[test]
+    fn a_full_cluster_roster_refuses_the_join_and_gives_the_count_back() {
+        let mut cluster = clustered(1);
+        let a = cluster.connect(0);
+        cluster.join_presence(a, "presence-room", "a");
+        let sync = cluster.sync();
+        assert_eq!(sync.node_subscribers, 1);
+        let refused = SyncReply {
+            refused: true,
+            ..SyncReply::default()
+        };
+        cluster.synced(sync, Some(refused));
+        let got = cluster.recv(a);
+        assert_eq!(got[0]["event"], "pusher:subscription_error");
+        assert_eq!(got[0]["data"]["type"], "LimitReached");
+        assert_eq!(cluster.sync().node_subscribers, 0);
+    }
+}
