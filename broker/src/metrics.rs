@@ -393,6 +393,8 @@ pub struct ServerFacts<'a> {
     pub tenants: &'a TenantCounters,
     /// The cluster link, in cluster mode.
     pub cluster: Option<&'a crate::core::cluster::ClusterStatus>,
+    /// Cluster mode: each app's connections on every node (indexed like `app_ids`).
+    pub cluster_app_connections: Vec<usize>,
 }
 
 /// Renders every shard's counters, summed, in the Prometheus text format.
@@ -416,6 +418,14 @@ pub fn render_prometheus(
     );
     if let Some(cluster) = facts.cluster {
         render_cluster(&mut out, cluster);
+        let name = "ringcast_cluster_app_connections";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Open connections per app on every node (the others' as of their last heartbeat).\n# TYPE {name} gauge"
+        );
+        for (app_id, n) in facts.app_ids.iter().zip(&facts.cluster_app_connections) {
+            let _ = writeln!(out, "{name}{{app=\"{app_id}\"}} {n}");
+        }
     }
     let me = std::process::id();
     if let Some(rss) = process::rss_kib(me) {

@@ -22,6 +22,11 @@ struct Node {
 
 impl Node {
     fn start(host: &str, redis: &RedisServer, hooks: &Receiver) -> Self {
+        Self::start_with(host, redis, hooks, "")
+    }
+
+    /// A node whose app has `app_extra` (TOML lines) in its section.
+    fn start_with(host: &str, redis: &RedisServer, hooks: &Receiver, app_extra: &str) -> Self {
         let dir = support::temp_dir("cluster-node");
         let config = dir.join("ringcast.toml");
         std::fs::write(
@@ -30,7 +35,7 @@ impl Node {
                 "[server]\nhost = \"{host}\"\nport = 0\nshards = 2\ndata_dir = {:?}\n\n\
                  [cluster]\nredis_url = \"{}\"\nnode_timeout_secs = 3\n\n\
                  [[apps]]\nid = \"{APP_ID}\"\nkey = \"{KEY}\"\nsecret = \"{SECRET}\"\n\
-                 webhooks = [{{ url = \"{}\" }}]\n",
+                 webhooks = [{{ url = \"{}\" }}]\n{app_extra}\n",
                 dir.join("data"),
                 redis.url(),
                 hooks.url(),
@@ -482,4 +487,45 @@ fn a_node_started_later_replays_cache_channels_from_redis() {
     let miss = empty.recv_until(WAIT, |v| v["channel"] == "cache-empty");
     assert_eq!(miss["event"], "pusher:cache_miss");
     assert!(hooks.wait_for("cache_miss", "cache-empty", WAIT).is_some());
+}
+
+#[test]
+fn an_apps_connection_quota_counts_every_node() {
+    let redis = RedisServer::start();
+    let hooks = Receiver::start(&[]);
+    let nodes: Vec<Node> = ["127.0.0.2", "127.0.0.3"]
+        .iter()
+        .map(|host| Node::start_with(host, &redis, &hooks, "max_connections = 3"))
+        .collect();
+    // Nodes learn each other's counts from heartbeats (every 0.5 s with a 3 s timeout).
+    let counted_everywhere = |n: usize| {
+        let line = format!("ringcast_cluster_app_connections{{app=\"{APP_ID}\"}} {n}\n");
+        let deadline = Instant::now() + WAIT;
+        for node in &nodes {
+            loop {
+                let metrics = http(node.addr, "GET", "/metrics", "").1;
+                if metrics.as_str().unwrap_or_default().contains(&line) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{} never counted {n}", node.addr);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    let held: Vec<WsClient> = (0..2).map(|_| nodes[0].client()).collect();
+    let _third = nodes[1].client();
+    counted_everywhere(3);
+    // A fourth connection is refused on either node, with Pusher's over-quota error.
+    for node in &nodes {
+        let mut refused = WsClient::open(node.addr, &format!("/app/{KEY}?protocol=7"));
+        let error = refused.recv().expect("pusher:error");
+        assert_eq!(error["event"], "pusher:error", "{error}");
+        assert_eq!(error["data"]["code"], 4004, "{error}");
+        assert_eq!(refused.recv(), Some(json!({"close": 4004})));
+    }
+    // Slots freed on one node admit connections on the other.
+    drop(held);
+    counted_everywhere(1);
+    let mut again = nodes[1].client();
+    again.subscribe("room");
 }

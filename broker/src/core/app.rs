@@ -29,6 +29,8 @@ pub struct App {
     /// Channel policies (validated when the config was loaded).
     pub policies: PolicySet,
     connections: AtomicUsize,
+    /// Cluster mode: this app's connections on the other nodes, as of the last heartbeat.
+    elsewhere: AtomicUsize,
     limiters: Option<Limiters>,
     jwt: Option<JwtVerifier>,
     /// Revoked token ids, with the time (Unix seconds) after which they no longer matter.
@@ -185,6 +187,18 @@ impl App {
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::Relaxed)
     }
+
+    /// Cluster mode: records this app's connections on the other nodes (from a heartbeat).
+    pub fn set_elsewhere(&self, connections: usize) {
+        self.elsewhere.store(connections, Ordering::Relaxed);
+    }
+
+    /// This app's connections on every node: this one's now, the others' as of the last
+    /// heartbeat (just [`App::connections`] on a single node).
+    pub fn cluster_connections(&self) -> usize {
+        self.connections()
+            .saturating_add(self.elsewhere.load(Ordering::Relaxed))
+    }
 }
 
 /// All apps, looked up by index, id or key.
@@ -217,6 +231,7 @@ impl AppTable {
                 policies: PolicySet::compile(&config.policies).unwrap_or_default(),
                 config: config.clone(),
                 connections: AtomicUsize::new(0),
+                elsewhere: AtomicUsize::new(0),
                 // Keys were validated when the config was loaded.
                 jwt: config.jwt.as_ref().and_then(|j| {
                     Some(JwtVerifier {
@@ -303,7 +318,8 @@ impl AppTable {
         self.connections.load(Ordering::Relaxed)
     }
 
-    /// Takes a connection slot for `idx`, checking the server and app quotas.
+    /// Takes a connection slot for `idx`, checking the server and app quotas. An app's quota
+    /// counts its connections on the cluster's other nodes too (as of their last heartbeat).
     pub fn try_connect(&self, idx: AppIdx) -> Result<(), QuotaExceeded> {
         if self.connections.fetch_add(1, Ordering::AcqRel) >= self.max_connections {
             self.connections.fetch_sub(1, Ordering::AcqRel);
@@ -313,7 +329,8 @@ impl AppTable {
         let limit = app
             .config
             .max_connections
-            .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+            .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX))
+            .saturating_sub(app.elsewhere.load(Ordering::Relaxed));
         if app.connections.fetch_add(1, Ordering::AcqRel) >= limit {
             app.connections.fetch_sub(1, Ordering::AcqRel);
             self.connections.fetch_sub(1, Ordering::AcqRel);

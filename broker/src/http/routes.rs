@@ -71,6 +71,12 @@ pub fn handle(
                 audit: &shard.state().audit_metrics,
                 tenants: &shard.state().tenants,
                 cluster: shard.state().cluster.as_ref(),
+                cluster_app_connections: shard
+                    .state()
+                    .apps
+                    .iter()
+                    .map(|a| a.cluster_connections())
+                    .collect(),
             };
             let text = render_prometheus(view.metrics, &facts);
             return Reply::Now(response(

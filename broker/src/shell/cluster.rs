@@ -700,6 +700,9 @@ impl Link {
                     self.status()
                         .nodes_alive
                         .store(beat.alive, Ordering::Relaxed);
+                    for (app, others) in self.state.apps.iter().zip(&beat.elsewhere) {
+                        app.set_elsewhere(usize::try_from(*others).unwrap_or(usize::MAX));
+                    }
                     if beat.dead > 0 {
                         self.status()
                             .nodes_removed
@@ -968,11 +971,20 @@ impl Link {
     fn send_heartbeat(&self, conn: &Connection, initial: bool) {
         let node = self.status().node.to_string();
         let timeout = self.config.dead_after().as_millis().to_string();
-        let args = [
+        let counts: Vec<(&str, String)> = self
+            .state
+            .apps
+            .iter()
+            .map(|app| (app.config.id.as_str(), app.connections().to_string()))
+            .collect();
+        let mut args = vec![
             node.as_bytes(),
             timeout.as_bytes(),
             self.events_channel.as_bytes(),
         ];
+        for (app, count) in &counts {
+            args.extend([app.as_bytes(), count.as_bytes()]);
+        }
         send(
             conn,
             &self.eval(Script::Heartbeat, &args),

@@ -13,7 +13,8 @@
 //! | `P:m:A:C` | hash | user → `user_info` JSON (the cluster roster) |
 //! | `P:mr:A:C` | hash | user → how many nodes have the user in `C` |
 //! | `P:cache:A:C` | string | a cache channel's last event (its envelope), expiring after the app's `cache_ttl_secs` |
-//! | `P:n:NODE` | hash | what a node contributed: `c\nA\nC` → count, `m\nA\nC\nUSER` → the `member_removed` message to publish if the node dies |
+//! | `P:k:A` | hash | node → connections of app `A` on that node (refreshed by every heartbeat) |
+//! | `P:n:NODE` | hash | what a node contributed: `c\nA\nC` → count, `m\nA\nC\nUSER` → the `member_removed` message to publish if the node dies, `k\nA` → its connections of app `A` |
 //!
 //! Every script runs atomically, so the node whose call makes a transition happen is the only
 //! one that learns of it.
@@ -30,6 +31,11 @@ macro_rules! drop_entry_fn {
 local function drop_entry(p, node, field, value, events, quiet, out)
   local kind = string.sub(field, 1, 1)
   local rest = string.sub(field, 3)
+  if kind == 'k' then
+    redis.call('HDEL', p .. ':k:' .. rest, node)
+    redis.call('HDEL', p .. ':n:' .. node, field)
+    return
+  end
   local i = string.find(rest, '\n', 1, true)
   if not i then return end
   local app = string.sub(rest, 1, i - 1)
@@ -154,12 +160,15 @@ end
 return {refused, member, occupied, total, roster, cached}
 "#;
 
-/// Records this node's heartbeat and removes every node silent for longer than the timeout.
+/// Records this node's heartbeat and connection counts, and removes every node silent for
+/// longer than the timeout.
 ///
-/// ARGV: prefix, node, timeout (ms), events channel. Returns `{new, alive, dead, removed}`:
-/// `new` 1 when this node was not registered (first beat, or it was itself declared dead: it
-/// must then report its state again); `alive` the nodes left; `dead` how many were removed;
-/// `removed` the `{kind, app, channel, user}` transitions.
+/// ARGV: prefix, node, timeout (ms), events channel, then app id and this node's connections
+/// of that app, for every app. Returns `{new, alive, dead, removed, elsewhere}`: `new` 1 when
+/// this node was not registered (first beat, or it was itself declared dead: it must then
+/// report its state again); `alive` the nodes left; `dead` how many were removed; `removed`
+/// the `{kind, app, channel, user}` transitions; `elsewhere` each app's connections on the
+/// other live nodes, in ARGV's order.
 pub const HEARTBEAT: &str = concat!(
     drop_entry_fn!(),
     r#"
@@ -181,7 +190,25 @@ for _, dead in ipairs(redis.call('ZRANGEBYSCORE', nodes, '-inf', now - timeout))
     redis.call('ZREM', nodes, dead)
   end
 end
-return {new, redis.call('ZCARD', nodes), removed_nodes, out}
+local elsewhere = {}
+for i = 5, #ARGV - 1, 2 do
+  local app, mine = ARGV[i], tonumber(ARGV[i + 1])
+  local counts = p .. ':k:' .. app
+  if mine > 0 then
+    redis.call('HSET', counts, node, mine)
+    redis.call('HSET', p .. ':n:' .. node, 'k\n' .. app, mine)
+  else
+    redis.call('HDEL', counts, node)
+    redis.call('HDEL', p .. ':n:' .. node, 'k\n' .. app)
+  end
+  local others = 0
+  local all = redis.call('HGETALL', counts)
+  for j = 1, #all, 2 do
+    if all[j] ~= node then others = others + tonumber(all[j + 1]) end
+  end
+  table.insert(elsewhere, others)
+end
+return {new, redis.call('ZCARD', nodes), removed_nodes, out, elsewhere}
 "#
 );
 
@@ -217,7 +244,8 @@ for i = 5, #ARGV do keep[ARGV[i]] = true end
 local out = {}
 local entries = redis.call('HGETALL', p .. ':n:' .. node)
 for i = 1, #entries, 2 do
-  if not keep[entries[i]] then
+  -- Connection counts ('k') are refreshed by heartbeats, not reports.
+  if not keep[entries[i]] and string.sub(entries[i], 1, 1) ~= 'k' then
     drop_entry(p, node, entries[i], entries[i + 1], events, quiet, out)
   end
 end
@@ -480,6 +508,8 @@ pub struct Heartbeat {
     pub dead: u64,
     /// What their removal changed.
     pub removals: Vec<Removal>,
+    /// Each app's connections on the other nodes, in the order the apps were sent.
+    pub elsewhere: Vec<u64>,
 }
 
 /// Reads the reply to [`HEARTBEAT`].
@@ -488,11 +518,20 @@ pub fn read_heartbeat(value: Value) -> Option<Heartbeat> {
     let new = parts.next()?.as_int()? == 1;
     let alive = parts.next()?.as_int()?.max(0) as u64;
     let dead = parts.next()?.as_int()?.max(0) as u64;
+    let removals = read_removals(parts.next()?);
+    let elsewhere = parts
+        .next()
+        .and_then(Value::into_array)
+        .unwrap_or_default()
+        .iter()
+        .map(|v| v.as_int().unwrap_or(0).max(0) as u64)
+        .collect();
     Some(Heartbeat {
         new,
         alive,
         dead,
-        removals: read_removals(parts.next()?),
+        removals,
+        elsewhere,
     })
 }
 
@@ -611,10 +650,12 @@ mod tests {
             Value::Integer(2),
             Value::Integer(1),
             removals,
+            Value::Array(vec![Value::Integer(7), Value::Integer(0)]),
         ]))
         .unwrap();
         assert!(beat.new);
         assert_eq!((beat.alive, beat.dead), (2, 1));
+        assert_eq!(beat.elsewhere, [7, 0]);
         assert_eq!(
             beat.removals,
             vec![

@@ -338,6 +338,25 @@ fn connection_errors_use_the_pusher_codes() {
 }
 
 #[test]
+fn app_connection_quota_counts_the_other_nodes_connections() {
+    let mut cluster = Cluster::with(1, |c| c.apps[0].max_connections = Some(3));
+    let state = cluster.shards[0].state.clone();
+    let app = state.apps.get(AppIdx(0));
+    app.set_elsewhere(2);
+    cluster.connect(0);
+    assert_eq!(app.cluster_connections(), 3);
+    let (_, code) = cluster
+        .try_connect(0, "/app/test-key", Some("7"))
+        .unwrap_err();
+    assert_eq!(code, ErrorCode::AppOverConnectionQuota);
+    // More elsewhere than the quota (a burst on other nodes) refuses, never underflows.
+    app.set_elsewhere(10);
+    assert!(cluster.try_connect(0, "/app/test-key", Some("7")).is_err());
+    app.set_elsewhere(1);
+    assert!(cluster.try_connect(0, "/app/test-key", Some("7")).is_ok());
+}
+
+#[test]
 fn app_connection_quota_is_inclusive_and_freed_on_disconnect() {
     let mut cluster = Cluster::with(2, |c| c.apps[0].max_connections = Some(2));
     let a = cluster.connect(0);
