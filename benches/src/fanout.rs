@@ -17,11 +17,13 @@ use hdrhistogram::Histogram;
 
 use crate::client::{ApiConn, PusherConn, connect_from};
 use crate::report::FanoutResult;
-use crate::util::{cpu_seconds, histogram, percentiles, rss_kib};
+use crate::util::{histogram, percentiles, rss_kib, thread_cpu_seconds, total_cpu_seconds};
 use crate::{FanoutArgs, FanoutChildArgs, Target};
 
-/// Concurrent publishing connections.
+/// Concurrent publishing connections (rounded up to a multiple of the node count).
 const PUBLISHERS: u32 = 4;
+/// The name of a Ringcast node's Redis link thread.
+const LINK_THREAD: &str = "ringcast-cluster";
 /// How long to wait for in-flight deliveries after the last publish.
 const DRAIN: Duration = Duration::from_secs(5);
 /// Subscribers per process, leaving room under the 20,000 open files for the rest.
@@ -52,8 +54,28 @@ pub fn run(args: &FanoutArgs) -> anyhow::Result<Vec<FanoutResult>> {
     crate::util::block_on(fanout(args.clone()))?
 }
 
+/// Node 0 (`--host`, `--port`) and the `--node` ones, each with the same app.
+fn node_targets(target: &Target, nodes: &[String]) -> anyhow::Result<Vec<Target>> {
+    let mut targets = vec![target.clone()];
+    for node in nodes {
+        let (host, port) = node
+            .rsplit_once(':')
+            .ok_or_else(|| anyhow::anyhow!("--node {node:?}: expected HOST:PORT"))?;
+        let port = port
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--node {node:?}: bad port"))?;
+        targets.push(Target {
+            host: host.to_owned(),
+            port,
+            ..target.clone()
+        });
+    }
+    Ok(targets)
+}
+
 async fn fanout(args: FanoutArgs) -> anyhow::Result<Vec<FanoutResult>> {
     let target = &args.target;
+    let targets = node_targets(target, &args.nodes)?;
     let shared = Rc::new(Shared::new());
     let channels = channel_names(args.channels);
     let mut per_channel = vec![0u64; channels.len()];
@@ -77,7 +99,7 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<Vec<FanoutResult>> {
     }
     let own = 0..share.min(args.subscribers);
     subscribe_range(
-        target,
+        &targets,
         own.clone(),
         &channels,
         args.source_addresses,
@@ -115,7 +137,16 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<Vec<FanoutResult>> {
     let mut results = Vec::new();
     for &rate in &args.rate {
         eprintln!("publishing {rate}/s for {:?}", args.duration);
-        let result = window(&args, rate, &channels, &counts, &shared, &mut children).await?;
+        let result = window(
+            &args,
+            &targets,
+            rate,
+            &channels,
+            &counts,
+            &shared,
+            &mut children,
+        )
+        .await?;
         eprintln!(
             "  delivered {:.4} of expected, p99 {:.2} ms",
             result.delivery_ratio,
@@ -137,22 +168,34 @@ struct Counts {
 /// One measurement window at `rate` publishes per second.
 async fn window(
     args: &FanoutArgs,
+    targets: &[Target],
     rate: u32,
     channels: &Rc<Vec<String>>,
     counts: &Counts,
     shared: &Rc<Shared>,
     children: &mut [ChildProcess],
 ) -> anyhow::Result<FanoutResult> {
-    let target = &args.target;
     shared.reset();
     let before = if args.scrape_metrics {
-        scrape(target).await.ok()
+        scrape(targets).await.ok()
     } else {
         None
     };
-    let cpu_before = args.server_pid.and_then(cpu_seconds);
+    let pids = &args.server_pid;
+    let link_cpu = || -> Option<f64> {
+        pids.iter()
+            .map(|&pid| thread_cpu_seconds(pid, LINK_THREAD))
+            .sum()
+    };
+    let cpu_before = total_cpu_seconds(pids);
+    let link_before = link_cpu();
+    let redis_before = args.redis_pid.and_then(|pid| total_cpu_seconds(&[pid]));
     let start = Instant::now();
-    let publishers = PUBLISHERS.min(rate.max(1));
+    let nodes = targets.len() as u32;
+    let publishers = PUBLISHERS
+        .div_ceil(nodes)
+        .saturating_mul(nodes)
+        .min(rate.max(1));
     let mut handles = Vec::new();
     for p in 0..publishers {
         handles.push(monoio::spawn(publish(
@@ -160,6 +203,7 @@ async fn window(
             publishers,
             rate,
             args.clone(),
+            targets[p as usize % targets.len()].clone(),
             channels.clone(),
             counts.clone(),
             shared.clone(),
@@ -169,10 +213,17 @@ async fn window(
         handle.await?;
     }
     let seconds = start.elapsed().as_secs_f64();
-    let server_cpu_percent = match (cpu_before, args.server_pid.and_then(cpu_seconds)) {
+    let percent = |before: Option<f64>, after: Option<f64>| match (before, after) {
         (Some(before), Some(after)) => Some(100.0 * (after - before) / seconds.max(f64::EPSILON)),
         _ => None,
     };
+    let server_cpu_percent = percent(cpu_before, total_cpu_seconds(pids));
+    let clustered = args.redis_pid.is_some();
+    let link_cpu_percent = percent(link_before, link_cpu()).filter(|_| clustered);
+    let redis_cpu_percent = percent(
+        redis_before,
+        args.redis_pid.and_then(|pid| total_cpu_seconds(&[pid])),
+    );
     let drain_until = Instant::now() + DRAIN;
     while shared.delivered.get() < shared.own_expected.get() && Instant::now() < drain_until {
         monoio::time::sleep(Duration::from_millis(20)).await;
@@ -192,7 +243,7 @@ async fn window(
         }
     }
     let after = if args.scrape_metrics {
-        scrape(target).await.ok()
+        scrape(targets).await.ok()
     } else {
         None
     };
@@ -204,7 +255,8 @@ async fn window(
     );
     let delta = |name: &str| -> Option<f64> {
         let (b, a) = (before.as_ref()?, after.as_ref()?);
-        Some(metric(a, name)? - metric(b, name)?)
+        let sum = |texts: &[String]| -> Option<f64> { texts.iter().map(|t| metric(t, name)).sum() };
+        Some(sum(a)? - sum(b)?)
     };
     let writes_per_delivery = match (
         delta("ringcast_write_calls_total"),
@@ -243,8 +295,13 @@ async fn window(
         writes_per_delivery,
         allocations_per_publish,
         slow_consumers_closed,
-        server_rss_kib: args.server_pid.and_then(rss_kib),
+        server_rss_kib: (!pids.is_empty())
+            .then(|| pids.iter().map(|&pid| rss_kib(pid)).sum())
+            .flatten(),
         server_cpu_percent,
+        link_cpu_percent,
+        redis_cpu_percent,
+        nodes: Some(targets.len()),
     })
 }
 
@@ -298,16 +355,18 @@ async fn receive(mut conn: PusherConn, shared: Rc<Shared>) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn publish(
     index: u32,
     publishers: u32,
     rate: u32,
     args: FanoutArgs,
+    target: Target,
     channels: Rc<Vec<String>>,
     counts: Counts,
     shared: Rc<Shared>,
 ) -> anyhow::Result<()> {
-    let target = &args.target;
+    let target = &target;
     let mut api = ApiConn::connect(target).await?;
     let path = format!("/apps/{}/events", args.target.app_id);
     let interval = Duration::from_secs_f64(f64::from(publishers) / f64::from(rate.max(1)));
@@ -357,7 +416,7 @@ async fn publish(
 /// Connects and subscribes subscribers `range` (subscriber i on channel i % C), each then
 /// counted by a receive task.
 async fn subscribe_range(
-    target: &Target,
+    targets: &[Target],
     range: std::ops::Range<usize>,
     channels: &[String],
     source_addresses: u8,
@@ -372,6 +431,7 @@ async fn subscribe_range(
         );
         let source = (source_addresses > 0)
             .then(|| Ipv4Addr::new(127, 0, 0, 2 + (i % source_addresses as usize) as u8));
+        let target = &targets[i % targets.len()];
         let stream = connect_from(target, source).await?;
         let (mut conn, _) = PusherConn::open(stream, target).await?;
         conn.subscribe(&channels[i % channels.len()], None).await?;
@@ -420,6 +480,7 @@ impl ChildProcess {
             ])
             .args(["--channels", &args.channels.max(1).to_string()])
             .args(["--source-addresses", &args.source_addresses.to_string()])
+            .args(args.nodes.iter().flat_map(|node| ["--node", node.as_str()]))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()?;
@@ -471,7 +532,7 @@ async fn child(args: FanoutChildArgs) -> anyhow::Result<()> {
     let shared = Rc::new(Shared::new());
     let channels = channel_names(args.channels);
     subscribe_range(
-        &args.target,
+        &node_targets(&args.target, &args.nodes)?,
         args.first..args.end,
         &channels,
         args.source_addresses,
@@ -518,10 +579,15 @@ fn timestamp(text: &[u8]) -> Option<u64> {
         .ok()
 }
 
-async fn scrape(target: &crate::Target) -> std::io::Result<String> {
-    let mut conn = ApiConn::connect(target).await?;
-    let (_, body) = conn.request(target, "GET", "/metrics", "").await?;
-    Ok(String::from_utf8_lossy(&body).into_owned())
+/// Every node's `/metrics` text.
+async fn scrape(targets: &[Target]) -> std::io::Result<Vec<String>> {
+    let mut texts = Vec::with_capacity(targets.len());
+    for target in targets {
+        let mut conn = ApiConn::connect(target).await?;
+        let (_, body) = conn.request(target, "GET", "/metrics", "").await?;
+        texts.push(String::from_utf8_lossy(&body).into_owned());
+    }
+    Ok(texts)
 }
 
 fn metric(text: &str, name: &str) -> Option<f64> {
@@ -543,6 +609,27 @@ mod tests {
         let text = br#"{"event":"bench","channel":"c","data":"{\"t\":12345,\"s\":1}"}"#;
         assert_eq!(timestamp(text), Some(12345));
         assert_eq!(timestamp(br#"{"event":"pusher:pong"}"#), None);
+    }
+
+    #[test]
+    fn nodes_are_the_target_and_each_host_port() {
+        let target = Target {
+            host: "127.0.0.11".into(),
+            port: 1,
+            app_id: "a".into(),
+            key: "k".into(),
+            secret: "s".into(),
+        };
+        let nodes = ["127.0.0.12:2".to_owned(), "127.0.0.13:3".to_owned()];
+        let targets = node_targets(&target, &nodes).unwrap();
+        let addrs: Vec<_> = targets.iter().map(|t| (t.host.as_str(), t.port)).collect();
+        assert_eq!(
+            addrs,
+            [("127.0.0.11", 1), ("127.0.0.12", 2), ("127.0.0.13", 3)]
+        );
+        assert!(targets.iter().all(|t| t.app_id == "a" && t.secret == "s"));
+        assert!(node_targets(&target, &["nohost".to_owned()]).is_err());
+        assert!(node_targets(&target, &["h:x".to_owned()]).is_err());
     }
 
     #[test]

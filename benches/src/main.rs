@@ -114,9 +114,16 @@ pub struct FanoutArgs {
     /// Scrape the server's `/metrics` (Ringcast) before and after, for per-delivery figures.
     #[arg(long)]
     pub scrape_metrics: bool,
-    /// A server pid whose RSS to report.
+    /// The server's pid, for its CPU and RSS; repeat for every node of a cluster (summed).
     #[arg(long)]
-    pub server_pid: Option<u32>,
+    pub server_pid: Vec<u32>,
+    /// Further nodes of the same cluster (`HOST:PORT`, repeatable): subscriber i and
+    /// publisher p connect to node i (or p) modulo the node count, `--host` being node 0.
+    #[arg(long = "node")]
+    pub nodes: Vec<String>,
+    /// The cluster's Redis pid, for its CPU use.
+    #[arg(long)]
+    pub redis_pid: Option<u32>,
     /// Write the result as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -149,6 +156,9 @@ pub struct FanoutChildArgs {
     /// Source addresses, as in the parent.
     #[arg(long)]
     pub source_addresses: u8,
+    /// Cluster nodes, as in the parent.
+    #[arg(long = "node")]
+    pub nodes: Vec<String>,
 }
 
 /// Options of `compare`.

@@ -50,9 +50,18 @@ pub struct FanoutResult {
     pub slow_consumers_closed: Option<f64>,
     /// Server RSS at the end, in KiB.
     pub server_rss_kib: Option<u64>,
-    /// Server CPU use over the window (100 = one core busy).
+    /// Server CPU use over the window (100 = one core busy); every node's, for a cluster.
     #[serde(default)]
     pub server_cpu_percent: Option<f64>,
+    /// Cluster runs: the part of the nodes' CPU spent in their Redis link threads.
+    #[serde(default)]
+    pub link_cpu_percent: Option<f64>,
+    /// Cluster runs: Redis's CPU use over the window.
+    #[serde(default)]
+    pub redis_cpu_percent: Option<f64>,
+    /// Nodes the subscribers and publishers were spread over.
+    #[serde(default)]
+    pub nodes: Option<usize>,
 }
 
 /// A Markdown table of fan-out results, one row per publish rate.
@@ -83,7 +92,27 @@ pub fn markdown(results: &[FanoutResult]) -> String {
             r.server_rss_kib.map_or("-".to_owned(), |k| format!("{k} KiB")),
         ));
     }
+    if results.iter().any(|r| r.redis_cpu_percent.is_some()) {
+        out.push_str(
+            "\n| publishes/s (target) | nodes' CPU | of it, Redis link threads | Redis CPU |\n|---|---|---|---|\n",
+        );
+        let pct = |v: Option<f64>| v.map_or("-".to_owned(), |c| format!("{c:.1}%"));
+        for r in results {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                r.rate,
+                pct(r.server_cpu_percent),
+                pct(r.link_cpu_percent),
+                pct(r.redis_cpu_percent),
+            ));
+        }
+    }
     if let Some(r) = results.first() {
+        if let Some(nodes) = r.nodes.filter(|n| *n > 1) {
+            out.push_str(&format!(
+                "\nSubscribers and publishers spread evenly over {nodes} nodes sharing one Redis.\n"
+            ));
+        }
         out.push_str(&format!(
             "\n{} subscribers over {} channels, {:.0} s or more per rate (publishing falls behind the target rate when the server answers slowly); publish errors: {}\n",
             r.subscribers,

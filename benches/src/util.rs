@@ -26,7 +26,11 @@ pub use ringcast::metrics::process::{open_fds, rss_kib};
 
 /// CPU time a process has used (user + system), in seconds, from `/proc/PID/stat`.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// utime + stime of a `stat` line, in seconds.
+fn stat_cpu_seconds(stat: &str) -> Option<f64> {
     // Fields after the command name (which may hold spaces) start at state, field 3;
     // utime and stime are fields 14 and 15.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -35,6 +39,32 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     // SAFETY: sysconf has no preconditions.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     (per_second > 0).then(|| ticks as f64 / per_second as f64)
+}
+
+/// CPU time used by the threads of `pid` named `name` (the kernel keeps a thread name's
+/// first 15 bytes, as `/proc/PID/task/*/comm` shows); `None` if there is no such thread.
+pub fn thread_cpu_seconds(pid: u32, name: &str) -> Option<f64> {
+    let name = name.get(..15).unwrap_or(name);
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = None;
+    for task in tasks.flatten() {
+        let path = task.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim_end() == name {
+            let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+            *total.get_or_insert(0.0) += stat_cpu_seconds(&stat)?;
+        }
+    }
+    total
+}
+
+/// CPU time used by every process in `pids`, summed; `None` if any is unreadable (or
+/// there are none).
+pub fn total_cpu_seconds(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&pid| cpu_seconds(pid)).sum()
 }
 
 /// Whether `needle` occurs in `haystack`.
@@ -66,5 +96,23 @@ mod tests {
         let spent = super::cpu_seconds(std::process::id()).expect("own /proc/PID/stat");
         assert!(spent >= 0.0);
         assert_eq!(super::cpu_seconds(u32::MAX), None);
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (ready_tx, ready) = std::sync::mpsc::channel::<()>();
+        // The thread names itself when it starts, so wait until it has.
+        let named = std::thread::Builder::new()
+            .name("ringcast-long-thread-name".into())
+            .spawn(move || {
+                let _ = ready_tx.send(());
+                rx.recv()
+            })
+            .unwrap();
+        ready.recv().unwrap();
+        let pid = std::process::id();
+        assert!(super::thread_cpu_seconds(pid, "ringcast-long-thread-name").unwrap() >= 0.0);
+        assert_eq!(super::thread_cpu_seconds(pid, "no-such-thread"), None);
+        drop(tx);
+        let _ = named.join();
+        assert_eq!(super::total_cpu_seconds(&[]), None);
+        assert!(super::total_cpu_seconds(&[std::process::id()]).is_some());
     }
 }
