@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use ringcast::core::auth::{hmac_hex, hmac_key};
 use serde_json::{Value, json};
 use support::hooks::Receiver;
-use support::redis::RedisServer;
+use support::redis::{RedisServer, redis_cmd};
 use support::{APP_ID, KEY, SECRET, WsClient, api, http};
 
 /// One broker process.
@@ -148,14 +148,7 @@ fn join_presence(client: &mut WsClient, channel: &str, user: &str) -> Vec<String
 }
 
 fn sign_in(client: &mut WsClient, user: &str) {
-    let user_data = json!({"id": user}).to_string();
-    let signature = hmac_hex(
-        &hmac_key(SECRET),
-        format!("{}::user::{user_data}", client.socket_id).as_bytes(),
-    );
-    client.send(&json!({"event": "pusher:signin", "data": {
-        "auth": format!("{KEY}:{signature}"), "user_data": user_data}}));
-    client.recv_until(WAIT, is_event("pusher:signin_success"));
+    sign_in_watching(client, user, &[]);
 }
 
 fn subscribe_private(client: &mut WsClient, channel: &str) {
@@ -528,4 +521,100 @@ fn an_apps_connection_quota_counts_every_node() {
     counted_everywhere(1);
     let mut again = nodes[1].client();
     again.subscribe("room");
+}
+
+/// Signs in as `user` following `watchlist`.
+fn sign_in_watching(client: &mut WsClient, user: &str, watchlist: &[&str]) {
+    let user_data = json!({"id": user, "watchlist": watchlist}).to_string();
+    let signature = hmac_hex(
+        &hmac_key(SECRET),
+        format!("{}::user::{user_data}", client.socket_id).as_bytes(),
+    );
+    client.send(&json!({"event": "pusher:signin", "data": {
+        "auth": format!("{KEY}:{signature}"), "user_data": user_data}}));
+    client.recv_until(WAIT, is_event("pusher:signin_success"));
+}
+
+/// The next watchlist event: its name and user ids.
+fn watch_event(client: &mut WsClient, within: Duration) -> (String, Vec<String>) {
+    let message = client.recv_until(within, is_event("pusher_internal:watchlist_events"));
+    let data: Value = serde_json::from_str(message["data"].as_str().unwrap()).unwrap();
+    let event = &data["events"][0];
+    let mut ids: Vec<String> = event["user_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    (event["name"].as_str().unwrap().to_owned(), ids)
+}
+
+#[test]
+fn watchlists_follow_users_on_every_node() {
+    let redis = RedisServer::start();
+    let hooks = Receiver::start(&[]);
+    let mut nodes = cluster(&redis, &hooks);
+    // How many nodes Redis counts the user on ("$-1", nil, is none).
+    let nodes_with = |user: &str| {
+        let reply = redis_cmd(redis.port, &["HGET", &format!("ringcast:u:{APP_ID}"), user]);
+        match reply.lines().last().unwrap_or_default() {
+            "$-1" => "0".to_owned(),
+            count => count.to_owned(),
+        }
+    };
+    let wait_for_nodes = |user: &str, count: &str| {
+        let deadline = Instant::now() + WAIT;
+        while nodes_with(user) != count {
+            assert!(
+                Instant::now() < deadline,
+                "{user} never counted on {count} nodes"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let online = |ids: &[&str]| {
+        (
+            "online".to_owned(),
+            ids.iter().map(|s| s.to_string()).collect(),
+        )
+    };
+    let offline = |ids: &[&str]| {
+        (
+            "offline".to_owned(),
+            ids.iter().map(|s| s.to_string()).collect(),
+        )
+    };
+
+    // alice is online on node 1 before bob, on node 2, starts watching her.
+    let mut alice_1 = nodes[0].client();
+    sign_in(&mut alice_1, "alice");
+    wait_for_nodes("alice", "1");
+    let mut bob = nodes[1].client();
+    sign_in_watching(&mut bob, "bob", &["alice", "carol"]);
+    assert_eq!(watch_event(&mut bob, WAIT), online(&["alice"]));
+
+    // carol comes online on node 3.
+    let mut carol = nodes[2].client();
+    sign_in(&mut carol, "carol");
+    assert_eq!(watch_event(&mut bob, WAIT), online(&["carol"]));
+
+    // alice on a second node is not news, nor is her leaving one of the two.
+    let mut alice_3 = nodes[2].client();
+    sign_in(&mut alice_3, "alice");
+    wait_for_nodes("alice", "2");
+    drop(alice_1);
+    wait_for_nodes("alice", "1");
+    drop(carol);
+    assert_eq!(watch_event(&mut bob, WAIT), offline(&["carol"]));
+
+    // kill -9 of node 3 takes alice's last socket: offline once the node is declared dead
+    // (timeout 3 s).
+    nodes.pop().unwrap().kill();
+    assert_eq!(
+        watch_event(&mut bob, Duration::from_secs(6)),
+        offline(&["alice"])
+    );
+    assert_eq!(nodes_with("alice"), "0");
+    drop(alice_3); // open until its node died
 }

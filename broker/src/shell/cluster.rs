@@ -28,7 +28,8 @@ use crate::core::cluster::scripts::{self, Removal, Script};
 use crate::core::cluster::{ChannelSync, ClusterOut, ClusterStatus, Command, Envelope, PresenceOp};
 use crate::core::ids::{AppIdx, UserId};
 use crate::core::shard::{
-    AnswerPart, ChannelStats, MeshMsg, Query, ReplyTo, ServerState, home_shard,
+    AnswerPart, ChannelStats, MeshMsg, Query, ReplyTo, ServerState, Watcher, home_shard,
+    user_home_shard,
 };
 
 /// What shards (and the server) send to the link.
@@ -45,7 +46,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How long a stopping node waits for Redis to confirm its removal.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Channel reports held back while a resynchronization gathers the shards' state.
+/// Reports held back while a resynchronization gathers the shards' state.
 const MAX_HELD: usize = 1 << 20;
 
 /// Starts the link thread.
@@ -108,6 +109,15 @@ enum Pending {
     Leave,
     /// A query.
     Query(ReplyTo, QueryKind),
+    /// Which of a watcher's users are online.
+    Online {
+        /// The app.
+        app: AppIdx,
+        /// The watching socket.
+        watcher: Watcher,
+        /// The users asked about, in the order asked.
+        users: Vec<UserId>,
+    },
 }
 
 #[derive(Clone, Copy)]
@@ -117,12 +127,14 @@ enum QueryKind {
     Users,
 }
 
-/// A resynchronization in progress: the shards' dumps being gathered, and channel reports
-/// made meanwhile, which must reach Redis after the dumps.
+/// A resynchronization in progress: the shards' dumps being gathered, and reports
+/// ([`ClusterOut::Sync`], [`ClusterOut::UserStatus`]) made meanwhile, which must reach Redis
+/// after the dumps.
 struct Resync {
     awaiting: usize,
     dumps: Vec<ChannelSync>,
-    held: VecDeque<Box<ChannelSync>>,
+    users: Vec<(AppIdx, UserId)>,
+    held: VecDeque<ClusterOut>,
 }
 
 /// One connection's write side.
@@ -283,28 +295,50 @@ impl Link {
                     );
                 }
             }
-            ClusterOut::Sync(sync) => {
+            report @ (ClusterOut::Sync(_) | ClusterOut::UserStatus { .. }) => {
                 if let Some(resync) = self.resync.borrow_mut().as_mut()
                     && resync.held.len() < MAX_HELD
                 {
-                    resync.held.push_back(sync);
+                    resync.held.push_back(report);
                     return;
                 }
                 match self.connection().filter(|_| self.status().is_up()) {
-                    Some(conn) => self.send_sync(&conn, sync, false),
-                    None => self.degraded_sync(sync).await,
+                    Some(conn) => self.send_report(&conn, report),
+                    None => self.degraded_report(report).await,
                 }
             }
+            ClusterOut::WhoIsOnline {
+                app,
+                watcher,
+                users,
+            } => match self.connection() {
+                Some(conn) if !users.is_empty() => {
+                    let key = format!("{}:u:{}", self.config.prefix, self.app_id(app));
+                    let mut args: Vec<&[u8]> = vec![b"HMGET", key.as_bytes()];
+                    args.extend(users.iter().map(|u| u.as_str().as_bytes()));
+                    send(
+                        &conn,
+                        &args,
+                        Pending::Online {
+                            app,
+                            watcher,
+                            users: users.clone(),
+                        },
+                    );
+                }
+                _ => self.online_here(app, watcher, users).await,
+            },
             ClusterOut::Query { reply_to, query } => match self.connection() {
                 Some(conn) => self.send_query(&conn, reply_to, query),
                 None => self.answer(reply_to, AnswerPart::Unavailable).await,
             },
-            ClusterOut::Dump { channels } => {
+            ClusterOut::Dump { channels, users } => {
                 let finished = {
                     let mut resync = self.resync.borrow_mut();
                     match resync.as_mut() {
                         Some(r) => {
                             r.dumps.extend(channels);
+                            r.users.extend(users);
                             r.awaiting = r.awaiting.saturating_sub(1);
                             r.awaiting == 0
                         }
@@ -316,6 +350,72 @@ impl Link {
                 }
             }
         }
+    }
+
+    /// Sends a report held or made while connected.
+    fn send_report(&self, conn: &Connection, report: ClusterOut) {
+        match report {
+            ClusterOut::Sync(sync) => self.send_sync(conn, sync, false),
+            ClusterOut::UserStatus { app, user, online } => {
+                self.send_user(conn, app, &user, online, false);
+            }
+            _ => {}
+        }
+    }
+
+    /// Acts on a report Redis cannot take: the home shard acts on its own.
+    async fn degraded_report(&self, report: ClusterOut) {
+        match report {
+            ClusterOut::Sync(sync) => self.degraded_sync(sync).await,
+            ClusterOut::UserStatus { app, user, online } => {
+                let home = user_home_shard(app, &user, self.shard_count);
+                let msg = MeshMsg::ClusterUserStatus { app, user, online };
+                self.mesh.deliver(home, msg).await;
+            }
+            _ => {}
+        }
+    }
+
+    /// Without Redis: the watcher hears who of `users` is online on this node.
+    async fn online_here(&self, app: AppIdx, watcher: Watcher, users: Vec<UserId>) {
+        let Some(first) = users.first() else {
+            return;
+        };
+        let home = user_home_shard(app, first, self.shard_count);
+        let msg = MeshMsg::WhoIsOnlineHere {
+            app,
+            watcher,
+            users,
+        };
+        self.mesh.deliver(home, msg).await;
+    }
+
+    /// Reports a user's first socket on this node (`online`) or its last one leaving.
+    fn send_user(&self, conn: &Connection, app: AppIdx, user: &UserId, online: bool, resync: bool) {
+        let app_id = self.app_id(app);
+        let status = |online| {
+            Envelope::UserStatus {
+                app: app_id.clone(),
+                user: user.as_str().to_owned(),
+                online,
+            }
+            .encode()
+        };
+        let (came, went) = (status(true), status(false));
+        let node = self.status().node.to_string();
+        let quiet = if resync && self.quiet.get() { "1" } else { "0" };
+        let online = if online { "1" } else { "0" };
+        let args = [
+            node.as_bytes(),
+            app_id.as_bytes(),
+            user.as_str().as_bytes(),
+            online.as_bytes(),
+            self.events_channel.as_bytes(),
+            &came,
+            &went,
+            quiet.as_bytes(),
+        ];
+        send(conn, &self.eval(Script::User, &args), Pending::Ignore);
     }
 
     /// Answers a channel report with "not applied": the home shard acts on its own.
@@ -574,13 +674,18 @@ impl Link {
                 Pending::Query(reply_to, _) => {
                     self.answer(reply_to, AnswerPart::Unavailable).await;
                 }
+                Pending::Online {
+                    app,
+                    watcher,
+                    users,
+                } => self.online_here(app, watcher, users).await,
                 _ => {}
             }
         }
         let resync = self.resync.borrow_mut().take();
         if let Some(resync) = resync {
-            for sync in resync.held {
-                self.degraded_sync(sync).await;
+            for report in resync.held {
+                self.degraded_report(report).await;
             }
         }
         if self.stopping.get() {
@@ -648,6 +753,11 @@ impl Link {
                 Pending::Query(reply_to, _) => {
                     self.answer(reply_to, AnswerPart::Unavailable).await;
                 }
+                Pending::Online {
+                    app,
+                    watcher,
+                    users,
+                } => self.online_here(app, watcher, users).await,
                 _ => tracing::warn!(error = %text, "Redis refused a command"),
             }
             return true;
@@ -690,8 +800,8 @@ impl Link {
                     .take()
                     .map(|r| r.held)
                     .unwrap_or_default();
-                for sync in held {
-                    self.send_sync(conn, sync, false);
+                for report in held {
+                    self.send_report(conn, report);
                 }
             }
             Pending::Heartbeat { initial } => {
@@ -721,6 +831,27 @@ impl Link {
             Pending::Leave => {
                 self.route_removals(scripts::read_removals(value)).await;
                 self.left.notify();
+            }
+            Pending::Online {
+                app: _,
+                watcher,
+                users,
+            } => {
+                let counts = value.into_array().unwrap_or_default();
+                let online: Vec<UserId> = users
+                    .into_iter()
+                    .zip(counts)
+                    .filter(|(_, count)| !matches!(count, Value::Null))
+                    .map(|(user, _)| user)
+                    .collect();
+                if !online.is_empty() {
+                    let msg = MeshMsg::WatchlistNotify {
+                        watcher,
+                        online: true,
+                        users: online,
+                    };
+                    self.mesh.deliver(watcher.shard, msg).await;
+                }
             }
             Pending::Query(reply_to, kind) => {
                 let part = match kind {
@@ -774,6 +905,7 @@ impl Link {
         *self.resync.borrow_mut() = Some(Resync {
             awaiting: self.shard_count,
             dumps: Vec::new(),
+            users: Vec::new(),
             held: VecDeque::new(),
         });
         for shard in 0..self.shard_count {
@@ -786,8 +918,8 @@ impl Link {
         let Some(conn) = self.connection() else {
             return;
         };
-        let dumps = match self.resync.borrow_mut().as_mut() {
-            Some(r) => std::mem::take(&mut r.dumps),
+        let (dumps, users) = match self.resync.borrow_mut().as_mut() {
+            Some(r) => (std::mem::take(&mut r.dumps), std::mem::take(&mut r.users)),
             None => return,
         };
         let mut keep: Vec<String> = Vec::with_capacity(dumps.len());
@@ -802,6 +934,10 @@ impl Link {
                 ));
             }
             self.send_sync(&conn, Box::new(sync), true);
+        }
+        for (app, user) in users {
+            keep.push(scripts::user_field(&self.app_id(app), user.as_str()));
+            self.send_user(&conn, app, &user, true, true);
         }
         let node = self.status().node.to_string();
         let quiet = if self.quiet.get() { "1" } else { "0" };
@@ -872,6 +1008,18 @@ impl Link {
                     published: Instant::now(),
                     remember: !notice,
                 };
+                self.mesh.deliver(home, msg).await;
+            }
+            Ok(Envelope::UserStatus { app, user, online }) => {
+                let Some(app) = self.app_idx(&app) else {
+                    return;
+                };
+                let max = self.state.apps.get(app).config.max_user_id_chars.max(1);
+                let Ok(user) = UserId::parse(&user, max) else {
+                    return;
+                };
+                let home = user_home_shard(app, &user, self.shard_count);
+                let msg = MeshMsg::ClusterUserStatus { app, user, online };
                 self.mesh.deliver(home, msg).await;
             }
             Ok(Envelope::Command { origin, command }) => {

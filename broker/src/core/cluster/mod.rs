@@ -25,6 +25,10 @@
 //!   longer than the timeout is removed by whichever node notices first ([`scripts::HEARTBEAT`]):
 //!   its counts are subtracted and its members removed, with the `member_removed` frames it
 //!   stored when they joined. So a `kill -9` leaves no ghost members.
+//! - **Watchlists are cluster-wide.** Each user's home shard reports the user's first and
+//!   last socket on its node ([`scripts::USER`]); the script counts nodes per user and
+//!   publishes [`Envelope::UserStatus`] when a user comes online on the first node or goes
+//!   offline on the last, and keeps the offline message for a dead node, like presence.
 //! - **Commands fan out.** `terminate_connections`, token revocation and policy resources are
 //!   applied at once on the node that received the API call and broadcast to the others.
 
@@ -101,10 +105,31 @@ pub enum ClusterOut {
         /// What is asked (answered for the whole cluster).
         query: crate::core::shard::Query,
     },
-    /// One shard's part of a resynchronization: its homed channels' complete state.
+    /// A signed-in user's first socket on this node arrived (`online`), or its last one
+    /// left (sent by the user's home shard).
+    UserStatus {
+        /// The app.
+        app: AppIdx,
+        /// The user.
+        user: UserId,
+        /// Whether the user now has a socket on this node.
+        online: bool,
+    },
+    /// Tell `watcher` which of `users` are online anywhere in the cluster.
+    WhoIsOnline {
+        /// The app.
+        app: AppIdx,
+        /// The watching socket.
+        watcher: crate::core::shard::Watcher,
+        /// The users it watches, homed on the sending shard.
+        users: Vec<UserId>,
+    },
+    /// One shard's part of a resynchronization: its homed channels' and users' state.
     Dump {
         /// The channels (each with `op` [`PresenceOp::Join`] for every user present).
         channels: Vec<ChannelSync>,
+        /// Users homed on the shard with a socket on this node.
+        users: Vec<(AppIdx, UserId)>,
     },
 }
 

@@ -13,8 +13,9 @@
 //! | `P:m:A:C` | hash | user → `user_info` JSON (the cluster roster) |
 //! | `P:mr:A:C` | hash | user → how many nodes have the user in `C` |
 //! | `P:cache:A:C` | string | a cache channel's last event (its envelope), expiring after the app's `cache_ttl_secs` |
+//! | `P:u:A` | hash | user → how many nodes have a socket signed in as the user (for watchlists) |
 //! | `P:k:A` | hash | node → connections of app `A` on that node (refreshed by every heartbeat) |
-//! | `P:n:NODE` | hash | what a node contributed: `c\nA\nC` → count, `m\nA\nC\nUSER` → the `member_removed` message to publish if the node dies, `k\nA` → its connections of app `A` |
+//! | `P:n:NODE` | hash | what a node contributed: `c\nA\nC` → count, `m\nA\nC\nUSER` → the `member_removed` message to publish if the node dies, `u\nA\nUSER` → the offline message to publish if the node dies, `k\nA` → its connections of app `A` |
 //!
 //! Every script runs atomically, so the node whose call makes a transition happen is the only
 //! one that learns of it.
@@ -66,6 +67,12 @@ local function drop_entry(p, node, field, value, events, quiet, out)
       redis.call('HDEL', p .. ':m:' .. app .. ':' .. ch, user)
       if not quiet then redis.call('PUBLISH', events, value) end
       table.insert(out, {'r', app, ch, user})
+    end
+  elseif kind == 'u' then
+    local counts = p .. ':u:' .. app
+    if redis.call('HINCRBY', counts, rest, -1) <= 0 then
+      redis.call('HDEL', counts, rest)
+      if not quiet then redis.call('PUBLISH', events, value) end
     end
   end
   redis.call('HDEL', p .. ':n:' .. node, field)
@@ -158,6 +165,33 @@ if ARGV[15] == '1' then
   if last then cached = {last, redis.call('PTTL', key)} end
 end
 return {refused, member, occupied, total, roster, cached}
+"#;
+
+/// A signed-in user's first socket on this node arrived, or its last one left.
+///
+/// ARGV: prefix, node, app, user, online (`1` / `0`), events channel, online message,
+/// offline message, quiet (`1`: publish nothing). The online (offline) message is published
+/// when the user comes online on the first node (goes offline on the last one); the offline
+/// one is kept so that another node can publish it if this one dies.
+pub const USER: &str = r#"
+local p, node, app, user = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local events, quiet = ARGV[6], ARGV[9] == '1'
+local index = p .. ':n:' .. node
+local field = 'u\n' .. app .. '\n' .. user
+local counts = p .. ':u:' .. app
+if ARGV[5] == '1' then
+  if redis.call('HSETNX', index, field, ARGV[8]) == 1 then
+    if redis.call('HINCRBY', counts, user, 1) == 1 and not quiet then
+      redis.call('PUBLISH', events, ARGV[7])
+    end
+  end
+elseif redis.call('HDEL', index, field) == 1 then
+  if redis.call('HINCRBY', counts, user, -1) <= 0 then
+    redis.call('HDEL', counts, user)
+    if not quiet then redis.call('PUBLISH', events, ARGV[8]) end
+  end
+end
+return 1
 "#;
 
 /// Records this node's heartbeat and connection counts, and removes every node silent for
@@ -318,11 +352,13 @@ pub enum Script {
     Channels,
     /// [`PUBLISH_CACHED`].
     PublishCached,
+    /// [`USER`].
+    User,
 }
 
 impl Script {
     /// Every script, in declaration order (`script as usize` indexes this).
-    pub const ALL: [Script; 8] = [
+    pub const ALL: [Script; 9] = [
         Script::Sync,
         Script::Heartbeat,
         Script::Leave,
@@ -331,6 +367,7 @@ impl Script {
         Script::Channel,
         Script::Channels,
         Script::PublishCached,
+        Script::User,
     ];
 
     /// The Lua text.
@@ -344,6 +381,7 @@ impl Script {
             Script::Channel => CHANNEL,
             Script::Channels => CHANNELS,
             Script::PublishCached => PUBLISH_CACHED,
+            Script::User => USER,
         }
     }
 
@@ -361,6 +399,11 @@ fn sha1_hex(bytes: &[u8]) -> String {
 /// The node-index field of a channel count (what [`SWEEP`] keeps).
 pub fn count_field(app: &str, channel: &str) -> String {
     format!("c\n{app}\n{channel}")
+}
+
+/// The node-index field of a signed-in user (what [`SWEEP`] keeps).
+pub fn user_field(app: &str, user: &str) -> String {
+    format!("u\n{app}\n{user}")
 }
 
 /// The node-index field of a presence member (what [`SWEEP`] keeps).
@@ -703,5 +746,6 @@ mod tests {
     fn index_fields_are_the_scripts_format() {
         assert_eq!(count_field("1", "room"), "c\n1\nroom");
         assert_eq!(member_field("1", "presence-r", "u"), "m\n1\npresence-r\nu");
+        assert_eq!(user_field("1", "alice"), "u\n1\nalice");
     }
 }

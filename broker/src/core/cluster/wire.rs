@@ -11,6 +11,8 @@ use crate::core::ids::SocketId;
 
 const EVENT: u8 = b'E';
 const NOTICE: u8 = b'P';
+const ONLINE: u8 = b'N';
+const OFFLINE: u8 = b'F';
 const TERMINATE: u8 = b'T';
 const REVOKE: u8 = b'R';
 const RESOURCE_SET: u8 = b'S';
@@ -32,6 +34,16 @@ pub enum Envelope {
         /// A presence notice (`member_added` / `member_removed`): delivered like any event,
         /// but never kept as a cache channel's last event.
         notice: bool,
+    },
+    /// A signed-in user came online on the cluster (first socket on any node) or went
+    /// offline (last socket gone): for watchlists.
+    UserStatus {
+        /// The app's id.
+        app: String,
+        /// The user.
+        user: String,
+        /// Online (true) or offline.
+        online: bool,
     },
     /// A command from node `origin` (which applied it already).
     Command {
@@ -74,6 +86,11 @@ impl Envelope {
                 put_str(&mut out, channel);
                 put_str(&mut out, &except.map(|s| s.to_string()).unwrap_or_default());
                 out.put_slice(frame);
+            }
+            Envelope::UserStatus { app, user, online } => {
+                out.put_u8(if *online { ONLINE } else { OFFLINE });
+                put_str(&mut out, app);
+                put_str(&mut out, user);
             }
             Envelope::Command { origin, command } => match command {
                 Command::Terminate { app, user } => {
@@ -143,6 +160,11 @@ impl Envelope {
                     notice: tag == NOTICE,
                 })
             }
+            ONLINE | OFFLINE => Ok(Envelope::UserStatus {
+                app: reader.string()?,
+                user: reader.string()?,
+                online: tag == ONLINE,
+            }),
             TERMINATE | REVOKE | RESOURCE_SET | RESOURCE_DELETE => {
                 let origin =
                     NodeId::parse(&reader.string()?).ok_or(WireError::Malformed("node id"))?;
@@ -259,6 +281,22 @@ mod tests {
                 notice,
             };
             assert_eq!(Envelope::decode(&event.encode()).unwrap(), event);
+        }
+    }
+
+    #[test]
+    fn user_statuses_round_trip_and_truncations_are_errors() {
+        for online in [true, false] {
+            let status = Envelope::UserStatus {
+                app: "1".into(),
+                user: "alice".into(),
+                online,
+            };
+            let message = status.encode();
+            assert_eq!(Envelope::decode(&message).unwrap(), status);
+            for end in 0..message.len() {
+                assert!(Envelope::decode(&message.slice(..end)).is_err(), "{end}");
+            }
         }
     }
 

@@ -427,7 +427,8 @@ impl Shard {
         self.announce(app, channel, &transitions, now);
     }
 
-    /// Reports every channel homed here, complete, for a resynchronization.
+    /// Reports every channel and signed-in user homed here, complete, for a
+    /// resynchronization.
     pub(super) fn cluster_dump(&mut self) {
         let mut channels = Vec::new();
         for (app, homes) in self.homes.iter().enumerate() {
@@ -467,6 +468,16 @@ impl Shard {
                 }
             }
         }
-        self.cluster_out.push(ClusterOut::Dump { channels });
+        let mut users = Vec::new();
+        for (app, homes) in self.user_homes.iter().enumerate() {
+            let app = AppIdx(app as u16);
+            users.extend(
+                homes
+                    .iter()
+                    .filter(|(_, home)| home.sockets > 0)
+                    .map(|(user, _)| (app, user.clone())),
+            );
+        }
+        self.cluster_out.push(ClusterOut::Dump { channels, users });
     }
 }

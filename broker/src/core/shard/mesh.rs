@@ -142,6 +142,26 @@ pub enum MeshMsg {
         /// Start (true) or stop (false).
         start: bool,
     },
+    /// From the cluster link to a user's home: the user came online on the cluster or went
+    /// offline (on this node alone while Redis is out of reach); the user's watchers hear.
+    ClusterUserStatus {
+        /// The app.
+        app: AppIdx,
+        /// The user.
+        user: UserId,
+        /// Online or offline.
+        online: bool,
+    },
+    /// From the cluster link to users' home while Redis is out of reach: tell `watcher`
+    /// which of `users` are online on this node.
+    WhoIsOnlineHere {
+        /// The app.
+        app: AppIdx,
+        /// The watching socket.
+        watcher: Watcher,
+        /// The users (homed on the receiving shard).
+        users: Vec<UserId>,
+    },
     /// To a watcher's shard: users came online or went offline.
     WatchlistNotify {
         /// The watching socket.

@@ -305,6 +305,14 @@ pub fn home_shard(app: AppIdx, channel: &ChannelName, shard_count: usize) -> Sha
     (hasher.finish() % shard_count.max(1) as u64) as ShardId
 }
 
+/// The shard that counts a signed-in user's sockets and keeps their watchers.
+pub fn user_home_shard(app: AppIdx, user: &UserId, shard_count: usize) -> ShardId {
+    let mut hasher = DefaultHasher::new();
+    app.hash(&mut hasher);
+    user.as_str().hash(&mut hasher);
+    (hasher.finish() % shard_count.max(1) as u64) as ShardId
+}
+
 impl Shard {
     /// A shard `id` of `shard_count`, sharing `state`.
     pub fn new(
@@ -954,10 +962,7 @@ impl Shard {
 
     /// The shard that counts `user`'s sockets and keeps their watchers.
     fn user_home(&self, app: AppIdx, user: &UserId) -> ShardId {
-        let mut hasher = DefaultHasher::new();
-        app.hash(&mut hasher);
-        user.as_str().hash(&mut hasher);
-        (hasher.finish() % self.shard_count.max(1) as u64) as ShardId
+        user_home_shard(app, user, self.shard_count)
     }
 
     /// Starts or stops watching `users`, one message per home shard.
@@ -981,7 +986,9 @@ impl Shard {
     }
 
     /// At a user's home: count a socket arriving or leaving, and tell watchers when the user
-    /// comes online (first socket) or goes offline (last socket).
+    /// comes online (first socket) or goes offline (last socket). In a cluster the node's
+    /// first and last sockets are reported instead, and watchers hear when the user comes
+    /// online on the first node or goes offline on the last.
     fn home_user_sockets(&mut self, app: AppIdx, user: UserId, online: bool) {
         let homes = &mut self.user_homes[app.get()];
         let entry = homes.entry(user.clone()).or_default();
@@ -992,14 +999,27 @@ impl Shard {
             entry.sockets = entry.sockets.saturating_sub(1);
             entry.sockets == 0
         };
-        let watchers = if changed {
-            entry.watchers.clone()
-        } else {
-            Vec::new()
-        };
         if entry.sockets == 0 && entry.watchers.is_empty() {
             homes.remove(&user);
         }
+        if !changed {
+            return;
+        }
+        if self.clustered() {
+            self.cluster_out
+                .push(crate::core::cluster::ClusterOut::UserStatus { app, user, online });
+        } else {
+            self.notify_watchers(app, &user, online);
+        }
+    }
+
+    /// At a user's home: tells the user's watchers that the user came online or went
+    /// offline.
+    pub(super) fn notify_watchers(&mut self, app: AppIdx, user: &UserId, online: bool) {
+        let watchers = match self.user_homes[app.get()].get(user) {
+            Some(entry) => entry.watchers.clone(),
+            None => return,
+        };
         for watcher in watchers {
             let msg = MeshMsg::WatchlistNotify {
                 watcher,
@@ -1010,26 +1030,14 @@ impl Shard {
         }
     }
 
-    /// At users' home: register (or drop) a watcher; a new watcher hears at once who is online.
-    fn home_watch(&mut self, app: AppIdx, watcher: Watcher, users: Vec<UserId>, start: bool) {
-        let homes = &mut self.user_homes[app.get()];
-        let mut online = Vec::new();
-        for user in users {
-            if start {
-                let entry = homes.entry(user.clone()).or_default();
-                if !entry.watchers.contains(&watcher) {
-                    entry.watchers.push(watcher);
-                }
-                if entry.sockets > 0 {
-                    online.push(user);
-                }
-            } else if let Some(entry) = homes.get_mut(&user) {
-                entry.watchers.retain(|w| *w != watcher);
-                if entry.sockets == 0 && entry.watchers.is_empty() {
-                    homes.remove(&user);
-                }
-            }
-        }
+    /// At users' home: tells `watcher` which of `users` have a socket on this node.
+    pub(super) fn tell_online_here(&mut self, app: AppIdx, watcher: Watcher, users: &[UserId]) {
+        let homes = &self.user_homes[app.get()];
+        let online: Vec<UserId> = users
+            .iter()
+            .filter(|user| homes.get(*user).is_some_and(|entry| entry.sockets > 0))
+            .cloned()
+            .collect();
         if !online.is_empty() {
             let msg = MeshMsg::WatchlistNotify {
                 watcher,
@@ -1037,6 +1045,38 @@ impl Shard {
                 users: online,
             };
             self.send_to(watcher.shard, msg);
+        }
+    }
+
+    /// At users' home: register (or drop) a watcher; a new watcher hears at once who is online.
+    fn home_watch(&mut self, app: AppIdx, watcher: Watcher, users: Vec<UserId>, start: bool) {
+        let homes = &mut self.user_homes[app.get()];
+        for user in &users {
+            if start {
+                let entry = homes.entry(user.clone()).or_default();
+                if !entry.watchers.contains(&watcher) {
+                    entry.watchers.push(watcher);
+                }
+            } else if let Some(entry) = homes.get_mut(user) {
+                entry.watchers.retain(|w| *w != watcher);
+                if entry.sockets == 0 && entry.watchers.is_empty() {
+                    homes.remove(user);
+                }
+            }
+        }
+        if !start {
+            return;
+        }
+        if self.cluster_up() {
+            // Online anywhere in the cluster: Redis knows.
+            self.cluster_out
+                .push(crate::core::cluster::ClusterOut::WhoIsOnline {
+                    app,
+                    watcher,
+                    users,
+                });
+        } else {
+            self.tell_online_here(app, watcher, &users);
         }
     }
 
@@ -1875,6 +1915,14 @@ impl Shard {
                 users,
                 start,
             } => self.home_watch(app, watcher, users, start),
+            MeshMsg::ClusterUserStatus { app, user, online } => {
+                self.notify_watchers(app, &user, online);
+            }
+            MeshMsg::WhoIsOnlineHere {
+                app,
+                watcher,
+                users,
+            } => self.tell_online_here(app, watcher, &users),
             MeshMsg::WatchlistNotify {
                 watcher,
                 online,

@@ -2104,6 +2104,91 @@ mod cluster_mode {
         assert_eq!(got[1]["data"], "news");
     }
 
+    fn user_reports(outs: Vec<ClusterOut>) -> Vec<(String, bool)> {
+        outs.into_iter()
+            .filter_map(|out| match out {
+                ClusterOut::UserStatus { user, online, .. } => {
+                    Some((user.as_str().to_owned(), online))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn watchlists_go_through_redis() {
+        let mut cluster = clustered(2);
+        let bob_1 = cluster.connect(1);
+        cluster.signin(bob_1, r#"{"id":"bob"}"#);
+        let bob_2 = cluster.connect(0);
+        cluster.signin(bob_2, r#"{"id":"bob"}"#);
+        let reports = user_reports(cluster.link());
+        assert_eq!(
+            reports,
+            [("bob".to_owned(), true)],
+            "the node's first socket only"
+        );
+
+        // A new watcher's online users come from Redis, not from this node.
+        let watcher = cluster.connect(0);
+        cluster.signin(watcher, r#"{"id":"w","watchlist":["bob","carol"]}"#);
+        let mut asked: Vec<String> = cluster
+            .link()
+            .into_iter()
+            .filter_map(|out| match out {
+                ClusterOut::WhoIsOnline { users, .. } => Some(users),
+                _ => None,
+            })
+            .flatten()
+            .map(|u| u.as_str().to_owned())
+            .collect();
+        asked.sort();
+        assert_eq!(asked, ["bob", "carol"]);
+        assert_eq!(watchlist_event(&cluster.recv(watcher)), None);
+
+        // Redis announces carol, online on another node.
+        let carol = UserId::parse("carol", 64).unwrap();
+        let home = user_home_shard(AppIdx(0), &carol, 2);
+        let msg = MeshMsg::ClusterUserStatus {
+            app: AppIdx(0),
+            user: carol,
+            online: true,
+        };
+        let now = cluster.now;
+        cluster.shards[home].handle_mesh(msg, now);
+        cluster.route();
+        assert_eq!(
+            watchlist_event(&cluster.recv(watcher)),
+            Some(json!({"events": [{"name": "online", "user_ids": ["carol"]}]}))
+        );
+
+        // A resynchronization reports who is signed in here.
+        for shard in 0..2 {
+            cluster.shards[shard].handle_mesh(MeshMsg::ClusterDump, now);
+        }
+        let mut dumped: Vec<String> = cluster
+            .link()
+            .into_iter()
+            .filter_map(|out| match out {
+                ClusterOut::Dump { users, .. } => Some(users),
+                _ => None,
+            })
+            .flatten()
+            .map(|(_, u)| u.as_str().to_owned())
+            .collect();
+        dumped.sort();
+        assert_eq!(dumped, ["bob", "w"]);
+
+        // Only the node's last socket going is reported; watchers wait for Redis.
+        cluster.shards[1].handle_disconnect(bob_1.key, bob_1.socket_id, now);
+        cluster.route();
+        assert!(user_reports(cluster.link()).is_empty());
+        cluster.shards[0].handle_disconnect(bob_2.key, bob_2.socket_id, now);
+        cluster.route();
+        assert_eq!(user_reports(cluster.link()), [("bob".to_owned(), false)]);
+        assert_eq!(watchlist_event(&cluster.recv(watcher)), None);
+    }
+
     #[test]
     fn a_full_cluster_roster_refuses_the_join_and_gives_the_count_back() {
         let mut cluster = clustered(1);
