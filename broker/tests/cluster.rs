@@ -315,11 +315,15 @@ fn presence_is_cluster_wide_and_a_killed_node_leaves_no_ghosts() {
     // (3 s here) another node removes its members, once.
     let mut bob = nodes[2].client();
     join_presence(&mut bob, channel, "bob");
+    // Node 3 also holds the only subscriber of another channel.
+    let mut lonely = nodes[2].client();
+    lonely.subscribe("lonely");
     // (A webhook is sent by the node that saw the change: wait for bob's before the kill.)
     let deadline = Instant::now() + WAIT;
     while hooks.count("member_added", channel) < 3 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert!(hooks.wait_for("channel_occupied", "lonely", WAIT).is_some());
     let killed = nodes.remove(2);
     let started = Instant::now();
     killed.kill();
@@ -365,6 +369,14 @@ fn presence_is_cluster_wide_and_a_killed_node_leaves_no_ghosts() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(hooks.count("member_removed", channel), 2);
     assert_eq!(hooks.count("member_added", channel), 3); // watcher, alice, bob
+    // The channel only the dead node had is vacated, once, and gone from the list.
+    assert!(hooks.wait_for("channel_vacated", "lonely", WAIT).is_some());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(hooks.count("channel_vacated", "lonely"), 1);
+    assert_eq!(hooks.count("channel_vacated", channel), 0);
+    let list = nodes[0].get("/channels", &[]);
+    assert!(list["channels"].get("lonely").is_none(), "{list}");
+    drop(lonely);
 }
 
 #[test]
