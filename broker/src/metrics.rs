@@ -279,6 +279,7 @@ pub fn overview(
                 deliveries: app(&|a| load(&a.deliveries)),
                 auth_failures: app(&|a| load(&a.auth_failures)),
                 rate_limited: app(&|a| load(&a.rate_limited)),
+                cluster_connections: None,
             }
         })
         .collect();
@@ -322,6 +323,7 @@ pub fn overview(
         shards: shard_connections,
         apps,
         tenants,
+        cluster: None,
     }
 }
 

@@ -290,6 +290,45 @@ fn failed_sign_ins_are_throttled_and_land_in_the_security_feed() {
 }
 
 #[test]
+fn in_a_cluster_the_overview_names_the_node_and_counts_every_nodes_connections() {
+    let redis = support::redis::RedisServer::start();
+    let server = TestServer::start_with(2, |c| {
+        with_admin(c);
+        c.server.cluster = Some(ringcast::config::ClusterConfig {
+            redis: ringcast::config::RedisTarget::parse(&redis.url()).unwrap(),
+            prefix: "ringcast".into(),
+            node_timeout: Duration::from_secs(3),
+        });
+    });
+    // Another node's heartbeat reported 5 connections of the app.
+    let key = format!("ringcast:k:{APP_ID}");
+    support::redis::redis_cmd(redis.port, &["HSET", &key, "another-node", "5"]);
+    let (cookie, _) = sign_in(&server);
+    let _one = WsClient::connect(server.addr);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let answer = request(
+            &server,
+            "GET",
+            "/admin/api/overview",
+            &[("Cookie", &cookie)],
+            "",
+        );
+        let overview: ringcast_shared::Overview = serde_json::from_str(&answer.body).unwrap();
+        let cluster = overview.cluster.clone().expect("a cluster part");
+        let app = &overview.apps[0];
+        if cluster.in_sync && app.cluster_connections == Some(6) {
+            assert_eq!(app.connections, 1);
+            assert_eq!(cluster.nodes, 1);
+            assert_eq!(cluster.node.len(), 16, "{cluster:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{overview:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
 fn the_overview_streams_live_and_follows_connections() {
     use std::io::{BufRead, BufReader, Write};
     let server = TestServer::start_with(2, with_admin);
@@ -307,6 +346,8 @@ fn the_overview_streams_live_and_follows_connections() {
     assert_eq!(overview.connections, 1);
     assert_eq!(overview.shards.len(), 2);
     assert_eq!(overview.apps[0].id, APP_ID);
+    assert_eq!(overview.cluster, None, "a single node has no cluster part");
+    assert_eq!(overview.apps[0].cluster_connections, None);
 
     let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
     stream

@@ -142,6 +142,20 @@ pub struct Overview {
     pub apps: Vec<AppLoad>,
     /// Open connections and denied authorizations per app and tenant.
     pub tenants: Vec<TenantLoad>,
+    /// In a cluster: this node's place in it (every other figure is this node's).
+    #[serde(default)]
+    pub cluster: Option<ClusterView>,
+}
+
+/// A node of a cluster, as its dashboard shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// This node's id.
+    pub node: String,
+    /// Whether the node is connected to Redis and in sync (otherwise it is degraded).
+    pub in_sync: bool,
+    /// Nodes alive at the last heartbeat, this one included.
+    pub nodes: u64,
 }
 
 /// One app in an [`Overview`].
@@ -159,6 +173,10 @@ pub struct AppLoad {
     pub auth_failures: u64,
     /// Rate-limit refusals.
     pub rate_limited: u64,
+    /// In a cluster: open connections on every node (the others' as of their last
+    /// heartbeat).
+    #[serde(default)]
+    pub cluster_connections: Option<i64>,
 }
 
 /// One tenant of one app in an [`Overview`].

@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { startRedis } from '../conformance/lib/redis.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const DIST = path.join(ROOT, 'target/admin-ui/dist');
@@ -29,18 +30,23 @@ const PASSWORD = 'correct horse battery staple';
 const APP = { id: 'ui-app', key: 'ui-key', secret: 'ui-secret' };
 
 let broker, baseUrl, context, scratch;
+const extraBrokers = [];
 
-/** Starts the broker on a free port and resolves with its address. */
-async function startBroker() {
+/**
+ * Starts a broker on a free port and resolves with its address; `name` keeps its files
+ * apart, `host` its address, and `cluster` (a `[cluster]` TOML body) puts it in a cluster.
+ */
+async function startBroker({ name = 'main', host = '127.0.0.1', cluster } = {}) {
   const hash = execFileSync(BROKER, ['hash-password'], { input: PASSWORD }).toString().trim();
-  const config = path.join(scratch, 'ringcast.toml');
+  const config = path.join(scratch, `${name}.toml`);
   await writeFile(config, `
 [server]
+host = "${host}"
 port = 0
 shards = 2
-data_dir = "${path.join(scratch, 'data')}"
+data_dir = "${path.join(scratch, `${name}-data`)}"
 admin_ui_dir = "${DIST}"
-
+${cluster ? `\n[cluster]\n${cluster}\n` : ''}
 [[apps]]
 id = "${APP.id}"
 key = "${APP.key}"
@@ -60,15 +66,17 @@ allow = [
 name = "ops"
 password_hash = "${hash}"
 `);
-  broker = spawn(BROKER, ['serve', '--config', config], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(BROKER, ['serve', '--config', config], { stdio: ['ignore', 'pipe', 'inherit'] });
+  if (name === 'main') broker = child;
+  else extraBrokers.push(child);
   return new Promise((resolve, reject) => {
     let out = '';
-    broker.stdout.on('data', (chunk) => {
+    child.stdout.on('data', (chunk) => {
       out += chunk;
       const m = out.match(/listening on (\S+)/);
       if (m) resolve(m[1]);
     });
-    broker.on('exit', (code) => reject(new Error(`broker exited with ${code}`)));
+    child.on('exit', (code) => reject(new Error(`broker exited with ${code}`)));
   });
 }
 
@@ -91,6 +99,7 @@ before(async () => {
 after(async () => {
   await context?.close();
   broker?.kill('SIGTERM');
+  for (const child of extraBrokers) child.kill('SIGTERM');
   if (scratch) await rm(scratch, { recursive: true, force: true });
 });
 
@@ -306,4 +315,41 @@ test('sign-in, live overview and apps', { timeout: 120_000 }, async () => {
   assert.deepEqual(problems, [], 'the page logged errors');
   await clients.close();
   await page.close();
+});
+
+test('a cluster node names itself and counts the whole cluster', { timeout: 60_000 }, async () => {
+  const redis = await startRedis();
+  try {
+    // Another host, so the browser keeps this node's session cookie apart.
+    const node = `http://${await startBroker({ name: 'node', host: '127.0.0.2', cluster: `redis_url = "${redis.url}"` })}`;
+    const page = await context.newPage();
+    await page.goto(`${node}/admin/`);
+    await page.locator('form.signin').waitFor({ timeout: 30_000 });
+    await page.getByLabel('Name').fill('ops');
+    await page.getByLabel('Password').fill(PASSWORD);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('link', { name: 'Overview' }).waitFor();
+    const line = page.locator('[data-cluster]');
+    await line.waitFor({ timeout: 10_000 });
+    assert.match(await line.innerText(), /^Node [0-9a-f]{16} of a cluster of 1 node, in sync with Redis\./);
+
+    const clients = await context.newPage();
+    await clients.goto(`${node}/up`);
+    await clients.evaluate(({ key }) => {
+      window.sockets = [0, 1].map(() => new WebSocket(`ws://${location.host}/app/${key}?protocol=7`));
+    }, { key: APP.key });
+    // This node's count at once; the cluster's once a heartbeat has carried it.
+    const cell = page.locator(`[data-app-connections="${APP.id}"]`);
+    await page.waitForFunction(
+      (id) => document.querySelector(`[data-app-connections="${id}"]`)?.textContent.trim() === '2 (2 in the cluster)',
+      APP.id,
+      { timeout: 15_000 },
+    );
+    assert.equal((await cell.innerText()).trim(), '2 (2 in the cluster)');
+    await shoot(page, 'overview-cluster');
+    await clients.close();
+    await page.close();
+  } finally {
+    await redis.stop();
+  }
 });

@@ -50,6 +50,23 @@ fn ms(us: Option<u64>) -> String {
     })
 }
 
+/// What the page says about the cluster this node is part of.
+pub fn cluster_line(cluster: &ringcast_shared::ClusterView) -> String {
+    let nodes = match cluster.nodes {
+        1 => "1 node".to_owned(),
+        n => format!("{n} nodes"),
+    };
+    let state = if cluster.in_sync {
+        "in sync with Redis"
+    } else {
+        "degraded: Redis is unreachable, so this node works alone"
+    };
+    format!(
+        "Node {} of a cluster of {nodes}, {state}. The figures below are this node's.",
+        cluster.node
+    )
+}
+
 /// The overview page.
 #[component]
 pub fn Overview() -> impl IntoView {
@@ -120,6 +137,9 @@ pub fn Overview() -> impl IntoView {
             let s = status.get();
             (!s.is_empty()).then(|| view! { <p class="muted">{s}</p> })
         }}
+        {move || latest().and_then(|(s, _)| s.cluster).map(|c| view! {
+            <p class="muted" data-cluster=c.node.clone()>{cluster_line(&c)}</p>
+        })}
         <div class="cards">
             {card("Connections", number(|(s, _)| s.connections.to_string()), series(|(s, _)| s.connections as f64))}
             {card("Subscriptions", number(|(s, _)| s.subscriptions.to_string()), series(|(s, _)| s.subscriptions as f64))}
@@ -157,7 +177,10 @@ pub fn Overview() -> impl IntoView {
                             s.apps.iter().map(|a| view! {
                                 <tr>
                                     <td>{a.id.clone()}</td>
-                                    <td data-app-connections=a.id.clone()>{a.connections}</td>
+                                    <td data-app-connections=a.id.clone()>
+                                        {a.connections}
+                                        {a.cluster_connections.map(|n| format!(" ({n} in the cluster)"))}
+                                    </td>
                                     <td>{a.publishes}</td>
                                     <td>{a.auth_failures}</td>
                                     <td>{a.rate_limited}</td>
@@ -209,5 +232,21 @@ mod tests {
         assert_eq!(r.deliveries, 1000.0);
         assert_eq!(r.auth_failures_per_minute, 60.0);
         assert_eq!(r.messages_in, 0.0);
+    }
+
+    #[test]
+    fn the_cluster_line_names_the_node_and_its_state() {
+        let mut cluster = ringcast_shared::ClusterView {
+            node: "a1b2".into(),
+            in_sync: true,
+            nodes: 3,
+        };
+        assert_eq!(
+            cluster_line(&cluster),
+            "Node a1b2 of a cluster of 3 nodes, in sync with Redis. The figures below are this node's."
+        );
+        cluster.in_sync = false;
+        cluster.nodes = 1;
+        assert!(cluster_line(&cluster).contains("1 node, degraded"));
     }
 }

@@ -443,7 +443,24 @@ pub fn overview(
 ) -> ringcast_shared::Overview {
     let state = shard.state();
     let app_ids: Vec<&str> = state.apps.iter().map(|a| a.config.id.as_str()).collect();
-    crate::metrics::overview(metrics, &app_ids, &state.tenants, previous_latency)
+    let mut overview =
+        crate::metrics::overview(metrics, &app_ids, &state.tenants, previous_latency);
+    if let Some(cluster) = &state.cluster {
+        overview.cluster = Some(ringcast_shared::ClusterView {
+            node: cluster.node.to_string(),
+            in_sync: cluster.is_up(),
+            nodes: cluster
+                .nodes_alive
+                .load(std::sync::atomic::Ordering::Relaxed),
+        });
+        for (load, app) in overview.apps.iter_mut().zip(state.apps.iter()) {
+            // The other nodes' part, from heartbeats, added to this node's figure.
+            let elsewhere = app.cluster_connections().saturating_sub(app.connections());
+            load.cluster_connections =
+                Some(load.connections + i64::try_from(elsewhere).unwrap_or(i64::MAX));
+        }
+    }
+    overview
 }
 
 /// `GET /admin/api/apps/{id}/disputes`: the resources whose `status` attribute is

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { startBroker } from '../lib/broker.mjs';
 import { disconnectAll, echoClient, echoSubscribed, newUser, pusherClient, serverSdk, uniq } from '../lib/clients.mjs';
 import { startRedis } from '../lib/redis.mjs';
-import { SILENCE_MS, TEST_TIMEOUT_MS, sleep, waitFor } from '../lib/wait.mjs';
+import { EVENT_TIMEOUT_MS, SILENCE_MS, TEST_TIMEOUT_MS, sleep, waitFor, withTimeout } from '../lib/wait.mjs';
 
 const T = { timeout: TEST_TIMEOUT_MS };
 
@@ -59,6 +59,24 @@ describe('cluster (3 nodes, one Redis)', () => {
     const [member] = await left;
     assert.equal(member.id, bob.user.user_id);
     assert.equal(aliceChannel.members.count, 1);
+  });
+
+  it("pusher-js's user.watchlist hears a user on another node come online and go offline", T, async (t) => {
+    const bob = newUser('bob');
+    const watcher = await pusherClient(t, nodes[0], { user: { ...newUser('watcher'), watchlist: [bob.user_id] } });
+    const online = new Promise((resolve) => watcher.pusher.user.watchlist.bind('online', resolve));
+    const offline = new Promise((resolve) => watcher.pusher.user.watchlist.bind('offline', resolve));
+    const signedIn = async (client) => {
+      const success = client.nextMessage((m) => m.event === 'pusher:signin_success', { what: 'pusher:signin_success' });
+      client.pusher.signin();
+      await success;
+    };
+    await signedIn(watcher);
+    const bobClient = await pusherClient(t, nodes[2], { user: bob });
+    await signedIn(bobClient);
+    assert.deepEqual((await withTimeout(online, EVENT_TIMEOUT_MS, 'online')).user_ids, [bob.user_id]);
+    bobClient.disconnect();
+    assert.deepEqual((await withTimeout(offline, EVENT_TIMEOUT_MS, 'offline')).user_ids, [bob.user_id]);
   });
 
   it("laravel-echo's toOthers spares the sender's socket on another node", T, async (t) => {
