@@ -168,6 +168,27 @@ impl App {
             .map_or(Ok(()), |l| take(&l.client_events, &sender.to_owned(), now))
     }
 
+    /// Cluster mode: shares the app's `api_requests_per_second` among the `nodes` alive, so
+    /// that requests spread over the nodes by a load balancer meet the app's limit as a
+    /// whole. Each node keeps at least one request per second.
+    pub fn share_api_limit(&self, nodes: u64) {
+        let (Some(limiters), Some(limits)) = (&self.limiters, &self.config.rate_limits) else {
+            return;
+        };
+        let nodes = u32::try_from(nodes.max(1)).unwrap_or(u32::MAX);
+        let capacity = (limits.api_requests_per_second / nodes).max(1);
+        let mut limiter = limiters
+            .api_requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if limiter.rate().capacity != capacity {
+            limiter.set_rate(Rate {
+                capacity,
+                period: Duration::from_secs(1),
+            });
+        }
+    }
+
     /// Counts an HTTP API request.
     pub fn admit_api_request(&self, now: Instant) -> Result<(), Duration> {
         self.limiters
@@ -343,5 +364,35 @@ impl AppTable {
     pub fn disconnect(&self, idx: AppIdx) {
         self.get(idx).connections.fetch_sub(1, Ordering::AcqRel);
         self.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, RateLimits};
+
+    #[test]
+    fn a_clusters_nodes_share_an_apps_api_request_limit() {
+        let mut config = Config::demo();
+        config.apps[0].rate_limits = Some(RateLimits {
+            api_requests_per_second: 10,
+            ..RateLimits::default()
+        });
+        let table = AppTable::new(&config.apps, 1000);
+        let app = table.get(AppIdx(0));
+        let now = Instant::now();
+        let admitted = |at: Instant| {
+            (0..20)
+                .filter(|_| app.admit_api_request(at).is_ok())
+                .count()
+        };
+        app.share_api_limit(3);
+        assert_eq!(admitted(now), 3, "10 per second over 3 nodes");
+        app.share_api_limit(1);
+        assert_eq!(admitted(now + Duration::from_secs(1)), 10);
+        // However many nodes, each keeps one request per second.
+        app.share_api_limit(50);
+        assert_eq!(admitted(now + Duration::from_secs(2)), 1);
     }
 }

@@ -108,6 +108,17 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
         result
     }
 
+    /// The rate applied per key.
+    pub fn rate(&self) -> Rate {
+        self.rate
+    }
+
+    /// Changes the rate applied per key from now on (buckets keep their tokens, up to the
+    /// new capacity at their next refill).
+    pub fn set_rate(&mut self, rate: Rate) {
+        self.rate = rate;
+    }
+
     /// Whether `key` has a token, without taking it: `Err` says how long until it has.
     pub fn check(&mut self, key: &K, now: Instant) -> Result<(), Duration> {
         match self.buckets.get(key) {

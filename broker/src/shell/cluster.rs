@@ -812,6 +812,7 @@ impl Link {
                         .store(beat.alive, Ordering::Relaxed);
                     for (app, others) in self.state.apps.iter().zip(&beat.elsewhere) {
                         app.set_elsewhere(usize::try_from(*others).unwrap_or(usize::MAX));
+                        app.share_api_limit(beat.alive);
                     }
                     if beat.dead > 0 {
                         self.status()
