@@ -630,3 +630,60 @@ fn watchlists_follow_users_on_every_node() {
     assert_eq!(nodes_with("alice"), "0");
     drop(alice_3); // open until its node died
 }
+
+#[test]
+fn leave_webhooks_are_cancelled_by_a_return_to_any_node_and_outlive_their_node() {
+    let redis = RedisServer::start();
+    let hooks = Receiver::start(&[]);
+    let mut nodes = cluster(&redis, &hooks);
+    let channel = "presence-desk";
+    let mut observer = nodes[0].client();
+    join_presence(&mut observer, channel, "watcher");
+
+    // alice leaves node 1 and is back on node 2 within the leave delay: for the app she
+    // never left.
+    let mut alice = nodes[1].client();
+    join_presence(&mut alice, channel, "alice");
+    assert!(hooks.wait_for("member_added", channel, WAIT).is_some());
+    drop(alice);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut alice = nodes[2].client();
+    join_presence(&mut alice, channel, "alice");
+    std::thread::sleep(LEAVE_DELAY_AND_CLAIM);
+    assert_eq!(hooks.count("member_removed", channel), 0);
+    assert_eq!(hooks.count("member_added", channel), 2); // watcher, alice
+
+    // carol leaves node 3 cleanly, and node 3 dies before her member_removed is due: another
+    // node sends it, once. The same for a channel only node 3 had.
+    let mut carol = nodes[2].client();
+    join_presence(&mut carol, channel, "carol");
+    let mut lonely = nodes[2].client();
+    lonely.subscribe("lonely-desk");
+    let deadline = Instant::now() + WAIT;
+    while hooks.count("member_added", channel) < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        hooks
+            .wait_for("channel_occupied", "lonely-desk", WAIT)
+            .is_some()
+    );
+    drop(carol);
+    drop(lonely);
+    std::thread::sleep(Duration::from_millis(500));
+    nodes.pop().unwrap().kill();
+    assert!(hooks.wait_for("member_removed", channel, WAIT).is_some());
+    assert!(
+        hooks
+            .wait_for("channel_vacated", "lonely-desk", WAIT)
+            .is_some()
+    );
+    std::thread::sleep(LEAVE_DELAY_AND_CLAIM);
+    // carol once; alice, whose only socket was on node 3, once too (removed with the node).
+    assert_eq!(hooks.count("member_removed", channel), 2);
+    assert_eq!(hooks.count("channel_vacated", "lonely-desk"), 1);
+    drop(alice);
+}
+
+/// The leave delay (3 s) and a little more, for the claim and the webhook batch.
+const LEAVE_DELAY_AND_CLAIM: Duration = Duration::from_millis(3800);

@@ -24,13 +24,14 @@ use super::runtime::{Mesh, Signal};
 use crate::config::{ClusterConfig, Driver};
 use crate::core::channel::ChannelName;
 use crate::core::cluster::resp::{Decoder, Value, encode_command};
-use crate::core::cluster::scripts::{self, Removal, Script};
+use crate::core::cluster::scripts::{self, DueWebhook, Script};
 use crate::core::cluster::{ChannelSync, ClusterOut, ClusterStatus, Command, Envelope, PresenceOp};
 use crate::core::ids::{AppIdx, UserId};
 use crate::core::shard::{
     AnswerPart, ChannelStats, MeshMsg, Query, ReplyTo, ServerState, Watcher, home_shard,
     user_home_shard,
 };
+use crate::core::webhook::WebhookEvent;
 
 /// What shards (and the server) send to the link.
 pub enum LinkMsg {
@@ -46,6 +47,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How long a stopping node waits for Redis to confirm its removal.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a node claims due webhook events from the cluster's queue.
+const WEBHOOK_POLL: Duration = Duration::from_millis(100);
+/// Most webhook events claimed at once.
+const WEBHOOK_CLAIM: &str = "500";
 /// Reports held back while a resynchronization gathers the shards' state.
 const MAX_HELD: usize = 1 << 20;
 
@@ -107,6 +112,8 @@ enum Pending {
     },
     /// The removal of this node at shutdown.
     Leave,
+    /// A claim of due webhook events.
+    Due,
     /// A query.
     Query(ReplyTo, QueryKind),
     /// Which of a watcher's users are online.
@@ -169,6 +176,8 @@ struct Link {
     resync: RefCell<Option<Resync>>,
     stopping: Cell<bool>,
     left: Signal,
+    /// A webhook claim is waiting for its reply (claims are not piled up).
+    claiming: Cell<bool>,
 }
 
 impl Link {
@@ -194,6 +203,7 @@ impl Link {
             resync: RefCell::new(None),
             stopping: Cell::new(false),
             left: Signal::default(),
+            claiming: Cell::new(false),
         }
     }
 
@@ -207,6 +217,7 @@ impl Link {
     async fn run(self: Rc<Self>, inbox: async_channel::Receiver<LinkMsg>) {
         monoio::spawn(self.clone().keep_connected());
         monoio::spawn(self.clone().heartbeat());
+        monoio::spawn(self.clone().claim_webhooks());
         while let Ok(msg) = inbox.recv().await {
             match msg {
                 LinkMsg::Out(out) => self.handle(out).await,
@@ -666,6 +677,7 @@ impl Link {
             tracing::warn!("lost the connection to Redis; this node is degraded until it returns");
         }
         *self.conn.borrow_mut() = None;
+        self.claiming.set(false);
         // Whatever waited on this connection is answered as if Redis had not been reached.
         let pending: Vec<Pending> = conn.pending.borrow_mut().drain(..).collect();
         for item in pending {
@@ -758,6 +770,10 @@ impl Link {
                     watcher,
                     users,
                 } => self.online_here(app, watcher, users).await,
+                Pending::Due => {
+                    self.claiming.set(false);
+                    tracing::warn!(error = %text, "Redis refused a webhook claim");
+                }
                 _ => tracing::warn!(error = %text, "Redis refused a command"),
             }
             return true;
@@ -791,7 +807,10 @@ impl Link {
                 self.mesh.deliver(home, msg).await;
             }
             Pending::Sweep => {
-                self.route_removals(scripts::read_removals(value)).await;
+                let swept = scripts::read_removals(value).len();
+                if swept > 0 {
+                    tracing::info!(swept, "removed what this node no longer has");
+                }
                 self.status().set_up(true);
                 tracing::info!(node = %self.status().node, "connected to Redis; cluster state synchronized");
                 let held = self
@@ -806,7 +825,7 @@ impl Link {
             }
             Pending::Heartbeat { initial } => {
                 if let Some(beat) = scripts::read_heartbeat(value) {
-                    let (new, removed) = (beat.new, beat.removals);
+                    let new = beat.new;
                     self.status()
                         .nodes_alive
                         .store(beat.alive, Ordering::Relaxed);
@@ -818,9 +837,12 @@ impl Link {
                         self.status()
                             .nodes_removed
                             .fetch_add(beat.dead, Ordering::Relaxed);
-                        tracing::warn!(nodes = beat.dead, "removed dead nodes from the cluster");
+                        tracing::warn!(
+                            nodes = beat.dead,
+                            changes = beat.removals.len(),
+                            "removed dead nodes from the cluster"
+                        );
                     }
-                    self.route_removals(removed).await;
                     if new && !initial && self.resync.borrow().is_none() {
                         tracing::warn!(
                             "this node had been declared dead; reporting its state again"
@@ -829,9 +851,10 @@ impl Link {
                     }
                 }
             }
-            Pending::Leave => {
-                self.route_removals(scripts::read_removals(value)).await;
-                self.left.notify();
+            Pending::Leave => self.left.notify(),
+            Pending::Due => {
+                self.claiming.set(false);
+                self.route_webhooks(scripts::read_due(value)).await;
             }
             Pending::Online {
                 app: _,
@@ -951,27 +974,41 @@ impl Link {
         send(&conn, &self.eval(Script::Sweep, &args), Pending::Sweep);
     }
 
-    /// Routes removals (of a dead node, or swept) to the home shards, which send the
-    /// webhooks.
-    async fn route_removals(&self, removals: Vec<Removal>) {
-        for removal in removals {
-            let Some(app) = self.app_idx(&removal.app) else {
+    /// Claims due webhook events every [`WEBHOOK_POLL`], one claim at a time.
+    async fn claim_webhooks(self: Rc<Self>) {
+        loop {
+            monoio::time::sleep(WEBHOOK_POLL).await;
+            if self.stopping.get() {
+                return;
+            }
+            if self.claiming.get() || !self.status().is_up() {
+                continue;
+            }
+            if let Some(conn) = self.connection() {
+                self.claiming.set(true);
+                let args = [WEBHOOK_CLAIM.as_bytes()];
+                send(&conn, &self.eval(Script::Due, &args), Pending::Due);
+            }
+        }
+    }
+
+    /// Hands claimed webhook events to their channels' home shards, which send them.
+    async fn route_webhooks(&self, due: Vec<DueWebhook>) {
+        for hook in due {
+            let Some(app) = self.app_idx(&hook.app) else {
                 continue;
             };
-            let max = &self.state.apps.get(app).config;
-            let Ok(channel) = ChannelName::parse(&removal.channel, usize::MAX) else {
+            let Ok(channel) = ChannelName::parse(&hook.channel, usize::MAX) else {
                 continue;
             };
-            let user = match removal.user {
-                Some(user) => match UserId::parse(&user, max.max_user_id_chars.max(1)) {
-                    Ok(user) => Some(user),
-                    Err(_) => continue,
-                },
-                None => None,
+            let event = match &hook.user {
+                Some(user) => WebhookEvent::member(hook.kind, &hook.channel, user),
+                None => WebhookEvent::channel(hook.kind, &hook.channel),
             };
             let home = home_shard(app, &channel, self.shard_count);
-            let msg = MeshMsg::ClusterRemoved { app, channel, user };
-            self.mesh.deliver(home, msg).await;
+            self.mesh
+                .deliver(home, MeshMsg::ClusterWebhook { app, event })
+                .await;
         }
     }
 

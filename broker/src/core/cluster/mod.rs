@@ -13,8 +13,8 @@
 //!   subscriber count for the channel and which users it has there ([`ChannelSync`]). A Lua
 //!   script ([`scripts::SYNC`]) stores these per node and keeps the cluster totals; because the
 //!   reports are absolute and idempotent, re-sending them after a reconnect cannot double
-//!   count. The script sees cluster-wide transitions atomically, so exactly one node learns
-//!   that a channel became occupied or a user joined, and only that node sends the webhook.
+//!   count. The script sees cluster-wide transitions atomically and queues their webhook
+//!   events in Redis, where any node claims them once they are due (see [`scripts`]).
 //!   `member_added` / `member_removed` frames are published by the script itself, in the same
 //!   atomic step, so they are ordered with the channel's other events.
 //! - **Cache channels are shared.** Their events are published with [`scripts::PUBLISH_CACHED`],

@@ -15,20 +15,62 @@
 //! | `P:cache:A:C` | string | a cache channel's last event (its envelope), expiring after the app's `cache_ttl_secs` |
 //! | `P:u:A` | hash | user → how many nodes have a socket signed in as the user (for watchlists) |
 //! | `P:k:A` | hash | node → connections of app `A` on that node (refreshed by every heartbeat) |
+//! | `P:wh` | sorted set | webhook events waiting to be sent: `SEQ\nK\nA\nC\nUSER` → when due (ms, Redis clock), `K` being `o` occupied, `v` vacated, `a` member added, `r` member removed |
+//! | `P:whk` | hash | `K\nA\nC\nUSER` → its member of `P:wh`, to cancel a pending vacated or member removed |
+//! | `P:whseq` | string | a counter, so events due at the same time keep their order |
 //! | `P:n:NODE` | hash | what a node contributed: `c\nA\nC` → count, `m\nA\nC\nUSER` → the `member_removed` message to publish if the node dies, `u\nA\nUSER` → the offline message to publish if the node dies, `k\nA` → its connections of app `A` |
 //!
 //! Every script runs atomically, so the node whose call makes a transition happen is the only
 //! one that learns of it.
+//!
+//! Webhooks for cluster-wide transitions are queued in Redis by the script that sees the
+//! transition, `channel_vacated` and `member_removed` due [`LEAVE_DELAY_MS`] later and
+//! cancelled when the channel or the user comes back within it, on whichever node. Every node
+//! claims due events ([`DUE`]); each is claimed once, so it is sent once, even if the node that
+//! caused it has died meanwhile.
 
 use super::Transitions;
 use super::resp::Value;
 use crate::core::ids::UserId;
+use crate::core::webhook::WebhookKind;
+
+/// [`crate::core::webhook::LEAVE_DELAY`] in milliseconds, as the scripts below write it.
+pub const LEAVE_DELAY_MS: u64 = 3000;
+
+/// Queues and cancels webhook events (shared by the scripts that see transitions).
+macro_rules! webhook_fns {
+    () => {
+        r#"
+local function clock_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function hook(p, kind, app, ch, user, delay)
+  local key = kind .. '\n' .. app .. '\n' .. ch .. '\n' .. user
+  local old = redis.call('HGET', p .. ':whk', key)
+  if old then redis.call('ZREM', p .. ':wh', old) end
+  local member = string.format('%015d', redis.call('INCR', p .. ':whseq')) .. '\n' .. key
+  redis.call('ZADD', p .. ':wh', clock_ms() + delay, member)
+  redis.call('HSET', p .. ':whk', key, member)
+end
+local function unhook(p, kind, app, ch, user)
+  local key = kind .. '\n' .. app .. '\n' .. ch .. '\n' .. user
+  local member = redis.call('HGET', p .. ':whk', key)
+  if not member then return false end
+  redis.call('ZREM', p .. ':wh', member)
+  redis.call('HDEL', p .. ':whk', key)
+  return true
+end
+"#
+    };
+}
 
 /// Removes one entry of a node's contribution (shared by the scripts below). Appends what
 /// became vacant or left the cluster to `out` as `{kind, app, channel, user}`.
 macro_rules! drop_entry_fn {
     () => {
         r#"
+-- (needs webhook_fns)
 local function drop_entry(p, node, field, value, events, quiet, out)
   local kind = string.sub(field, 1, 1)
   local rest = string.sub(field, 3)
@@ -52,6 +94,7 @@ local function drop_entry(p, node, field, value, events, quiet, out)
       redis.call('HSET', totals, ch, total)
     else
       if redis.call('HDEL', totals, ch) == 1 then
+        if not quiet then hook(p, 'v', app, ch, '', 3000) end
         table.insert(out, {'v', app, ch, ''})
       end
     end
@@ -65,7 +108,10 @@ local function drop_entry(p, node, field, value, events, quiet, out)
     if refs <= 0 then
       redis.call('HDEL', refs_key, user)
       redis.call('HDEL', p .. ':m:' .. app .. ':' .. ch, user)
-      if not quiet then redis.call('PUBLISH', events, value) end
+      if not quiet then
+        redis.call('PUBLISH', events, value)
+        hook(p, 'r', app, ch, user, 3000)
+      end
       table.insert(out, {'r', app, ch, user})
     end
   elseif kind == 'u' then
@@ -92,7 +138,9 @@ end
 /// 1 / -1 when the channel became occupied / vacant; `total` the cluster's subscriber count;
 /// `roster` user, info, user, info, ... when asked for; `cached` the cache channel's last
 /// event and its remaining time to live in milliseconds, when asked for and there is one.
-pub const SYNC: &str = r#"
+pub const SYNC: &str = concat!(
+    webhook_fns!(),
+    r#"
 local p, node, app, ch = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local count = tonumber(ARGV[5])
 local op, user = ARGV[6], ARGV[7]
@@ -156,6 +204,14 @@ if count ~= old then
   if total > 0 and new_total == 0 then occupied = -1 end
   total = new_total
 end
+if not quiet then
+  -- A channel or user back within the leave delay was never gone: its vacated or removed
+  -- event is cancelled, and there is nothing to announce.
+  if occupied == 1 and not unhook(p, 'v', app, ch, '') then hook(p, 'o', app, ch, '', 0) end
+  if member == 1 and not unhook(p, 'r', app, ch, user) then hook(p, 'a', app, ch, user, 0) end
+  if member == -1 then hook(p, 'r', app, ch, user, 3000) end
+  if occupied == -1 then hook(p, 'v', app, ch, '', 3000) end
+end
 local roster = {}
 if ARGV[14] == '1' then roster = redis.call('HGETALL', roster_key) end
 local cached = {}
@@ -165,7 +221,8 @@ if ARGV[15] == '1' then
   if last then cached = {last, redis.call('PTTL', key)} end
 end
 return {refused, member, occupied, total, roster, cached}
-"#;
+"#
+);
 
 /// A signed-in user's first socket on this node arrived, or its last one left.
 ///
@@ -204,6 +261,7 @@ return 1
 /// the `{kind, app, channel, user}` transitions; `elsewhere` each app's connections on the
 /// other live nodes, in ARGV's order.
 pub const HEARTBEAT: &str = concat!(
+    webhook_fns!(),
     drop_entry_fn!(),
     r#"
 local p, node, timeout, events = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
@@ -250,6 +308,7 @@ return {new, redis.call('ZCARD', nodes), removed_nodes, out, elsewhere}
 ///
 /// ARGV: prefix, node, events channel. Returns the transitions like [`HEARTBEAT`].
 pub const LEAVE: &str = concat!(
+    webhook_fns!(),
     drop_entry_fn!(),
     r#"
 local p, node, events = ARGV[1], ARGV[2], ARGV[3]
@@ -270,6 +329,7 @@ return out
 /// ARGV: prefix, node, events channel, quiet, then the fields to keep. Returns the
 /// transitions like [`HEARTBEAT`].
 pub const SWEEP: &str = concat!(
+    webhook_fns!(),
     drop_entry_fn!(),
     r#"
 local p, node, events, quiet = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
@@ -295,6 +355,27 @@ pub const PUBLISH_CACHED: &str = r#"
 local p, app, ch = ARGV[1], ARGV[2], ARGV[3]
 redis.call('SET', p .. ':cache:' .. app .. ':' .. ch, ARGV[6], 'PX', ARGV[4])
 return redis.call('PUBLISH', ARGV[5], ARGV[6])
+"#;
+
+/// Claims the webhook events that are due: removes them from the queue and returns them, so
+/// each is sent by exactly one node.
+///
+/// ARGV: prefix, most events to claim. Returns `{K\nA\nC\nUSER, ...}` in due order.
+pub const DUE: &str = r#"
+local p, limit = ARGV[1], tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', p .. ':wh', '-inf', now, 'LIMIT', 0, limit)
+local out = {}
+for _, member in ipairs(due) do
+  redis.call('ZREM', p .. ':wh', member)
+  local key = string.sub(member, 17)
+  if redis.call('HGET', p .. ':whk', key) == member then
+    redis.call('HDEL', p .. ':whk', key)
+  end
+  table.insert(out, key)
+end
+return out
 "#;
 
 /// Sets the epoch if there is none and returns it.
@@ -354,11 +435,13 @@ pub enum Script {
     PublishCached,
     /// [`USER`].
     User,
+    /// [`DUE`].
+    Due,
 }
 
 impl Script {
     /// Every script, in declaration order (`script as usize` indexes this).
-    pub const ALL: [Script; 9] = [
+    pub const ALL: [Script; 10] = [
         Script::Sync,
         Script::Heartbeat,
         Script::Leave,
@@ -368,6 +451,7 @@ impl Script {
         Script::Channels,
         Script::PublishCached,
         Script::User,
+        Script::Due,
     ];
 
     /// The Lua text.
@@ -382,6 +466,7 @@ impl Script {
             Script::Channels => CHANNELS,
             Script::PublishCached => PUBLISH_CACHED,
             Script::User => USER,
+            Script::Due => DUE,
         }
     }
 
@@ -578,6 +663,51 @@ pub fn read_heartbeat(value: Value) -> Option<Heartbeat> {
     })
 }
 
+/// A webhook event claimed from the cluster's queue.
+#[derive(Debug, PartialEq, Eq)]
+pub struct DueWebhook {
+    /// What happened.
+    pub kind: WebhookKind,
+    /// The app's id.
+    pub app: String,
+    /// The channel's name.
+    pub channel: String,
+    /// The user, for member events.
+    pub user: Option<String>,
+}
+
+/// Reads the reply to [`DUE`], skipping anything unreadable.
+pub fn read_due(value: Value) -> Vec<DueWebhook> {
+    let Some(items) = value.into_array() else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| {
+            let text = std::str::from_utf8(item.as_bytes()?).ok()?;
+            let mut parts = text.splitn(4, '\n');
+            let kind = match parts.next()? {
+                "o" => WebhookKind::ChannelOccupied,
+                "v" => WebhookKind::ChannelVacated,
+                "a" => WebhookKind::MemberAdded,
+                "r" => WebhookKind::MemberRemoved,
+                _ => return None,
+            };
+            let (app, channel, user) = (parts.next()?, parts.next()?, parts.next()?);
+            let member = matches!(kind, WebhookKind::MemberAdded | WebhookKind::MemberRemoved);
+            if member == user.is_empty() {
+                return None;
+            }
+            Some(DueWebhook {
+                kind,
+                app: app.to_owned(),
+                channel: channel.to_owned(),
+                user: member.then(|| user.to_owned()),
+            })
+        })
+        .collect()
+}
+
 /// Reads the reply to [`CHANNELS`]: `(name, subscribers, users)`.
 pub fn read_channels(value: Value) -> Vec<(String, u64, u64)> {
     let Some(items) = value.into_array() else {
@@ -714,6 +844,49 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn due_webhooks_are_read_and_garbage_is_skipped() {
+        let reply = Value::Array(vec![
+            bulk("o\n1\nroom\n"),
+            bulk("r\n1\npresence-r\nu9"),
+            bulk("a\n1\npresence-r\n"),
+            bulk("v\n1\nroom\nstray-user"),
+            bulk("x\n1\nroom\n"),
+            bulk("o\n1"),
+            Value::Integer(3),
+        ]);
+        assert_eq!(
+            read_due(reply),
+            vec![
+                DueWebhook {
+                    kind: WebhookKind::ChannelOccupied,
+                    app: "1".into(),
+                    channel: "room".into(),
+                    user: None
+                },
+                DueWebhook {
+                    kind: WebhookKind::MemberRemoved,
+                    app: "1".into(),
+                    channel: "presence-r".into(),
+                    user: Some("u9".into())
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_scripts_leave_delay_is_the_webhooks() {
+        assert_eq!(
+            std::time::Duration::from_millis(LEAVE_DELAY_MS),
+            crate::core::webhook::LEAVE_DELAY
+        );
+        // The scripts write the delay literally.
+        let delay = format!(", {LEAVE_DELAY_MS})");
+        for script in [SYNC, HEARTBEAT, LEAVE, SWEEP] {
+            assert!(script.contains(&delay));
+        }
     }
 
     #[test]

@@ -319,7 +319,12 @@ impl Shard {
                 self.home_publish(app, &channel, frame, None, now);
             }
         }
-        self.announce(app, &channel, &transitions, now);
+        if !via_redis {
+            // Without Redis this node announces what it alone saw; with it, the webhooks
+            // come from the cluster's queue (see `scripts`), sent by whichever node claims
+            // them.
+            self.announce(app, &channel, &transitions, now);
+        }
         self.subscription_count_changed(app, &channel, transitions.total as usize, now);
     }
 
@@ -365,7 +370,7 @@ impl Shard {
         self.send_to(join.shard, msg);
     }
 
-    /// Sends the webhooks due for cluster-wide transitions this node was the one to see.
+    /// Without Redis: sends the webhooks due for the transitions this node saw.
     fn announce(
         &mut self,
         app: AppIdx,
@@ -404,27 +409,6 @@ impl Shard {
         for event in events {
             self.webhook(app, event);
         }
-    }
-
-    /// At the home shard: a dead node's part of a channel was removed by this node.
-    pub(super) fn cluster_removed(
-        &mut self,
-        app: AppIdx,
-        channel: &ChannelName,
-        user: Option<UserId>,
-        now: Instant,
-    ) {
-        let transitions = match user {
-            Some(user) => Transitions {
-                removed: vec![user],
-                ..Transitions::default()
-            },
-            None => Transitions {
-                occupied: Some(false),
-                ..Transitions::default()
-            },
-        };
-        self.announce(app, channel, &transitions, now);
     }
 
     /// Reports every channel and signed-in user homed here, complete, for a

@@ -113,29 +113,33 @@ impl HomeChannel {
         }
     }
 
-    /// Cluster mode: the channel became occupied on some node. Returns whether to announce
-    /// it (not if a `channel_vacated` this node was holding back is cancelled instead).
+    /// Cluster mode while Redis is out of reach (this node acts on its own view): the
+    /// channel became occupied. Returns whether to announce it (not if a `channel_vacated`
+    /// this node was holding back is cancelled instead).
     pub(super) fn cluster_occupied(&mut self) -> bool {
         self.occupied_announced = true;
         self.vacated_since.take().is_none()
     }
 
-    /// Cluster mode: the channel became vacant on every node; `channel_vacated` follows
-    /// after the leave delay unless it is occupied again.
+    /// Cluster mode while Redis is out of reach (this node acts on its own view): the
+    /// channel became vacant; `channel_vacated` follows after the leave delay unless it is
+    /// occupied again.
     pub(super) fn cluster_vacated(&mut self, now: Instant) {
         self.occupied_announced = true;
         self.vacated_since.get_or_insert(now);
     }
 
-    /// Cluster mode: `user` joined the cluster. Returns whether to announce it (not if a
-    /// pending `member_removed` is cancelled instead).
+    /// Cluster mode while Redis is out of reach (this node acts on its own view): `user`
+    /// joined. Returns whether to announce it (not if a pending `member_removed` is
+    /// cancelled instead).
     pub(super) fn cluster_member_added(&mut self, user: &UserId) -> bool {
         let before = self.leaving.len();
         self.leaving.retain(|(u, _)| u != user);
         self.leaving.len() == before
     }
 
-    /// Cluster mode: `user` left the cluster; `member_removed` follows after the delay.
+    /// Cluster mode while Redis is out of reach (this node acts on its own view): `user`
+    /// left; `member_removed` follows after the delay.
     pub(super) fn cluster_member_removed(&mut self, user: UserId, now: Instant) {
         if !self.leaving.iter().any(|(u, _)| *u == user) {
             self.leaving.push((user, now));

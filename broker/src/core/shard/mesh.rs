@@ -207,15 +207,13 @@ pub enum MeshMsg {
         /// The script's reply.
         reply: Option<Box<SyncReply>>,
     },
-    /// From the cluster link to a channel's home shard: a dead node's part is gone, so the
-    /// channel became vacant (`user` `None`) or `user` left the cluster.
-    ClusterRemoved {
+    /// From the cluster link to a channel's home shard: a webhook event this node claimed
+    /// from the cluster's queue; the shard sends it.
+    ClusterWebhook {
         /// The app.
         app: AppIdx,
-        /// The channel.
-        channel: ChannelName,
-        /// The user who left, or `None` for a vacated channel.
-        user: Option<UserId>,
+        /// The event.
+        event: crate::core::webhook::WebhookEvent,
     },
     /// From the cluster link to every shard: report your channels' complete state
     /// (after a reconnect to Redis).

@@ -1979,8 +1979,8 @@ impl Shard {
                 }
             }
             MeshMsg::ClusterSynced { sync, reply } => self.cluster_synced(sync, reply, now),
-            MeshMsg::ClusterRemoved { app, channel, user } => {
-                self.cluster_removed(app, &channel, user, now);
+            MeshMsg::ClusterWebhook { app, event } => {
+                self.webhook(app, event);
             }
             MeshMsg::ClusterDump => self.cluster_dump(),
             MeshMsg::Answer { query, part } => self.gather(query, part),
