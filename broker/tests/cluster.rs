@@ -18,6 +18,7 @@ use support::{APP_ID, KEY, SECRET, WsClient, api, http};
 struct Node {
     child: Child,
     addr: SocketAddr,
+    config: std::path::PathBuf,
 }
 
 impl Node {
@@ -42,10 +43,29 @@ impl Node {
             ),
         )
         .unwrap();
+        Self::spawn(config)
+    }
+
+    fn spawn(config: std::path::PathBuf) -> Self {
         let (child, addr) = support::spawn_broker(&config, "warn");
-        let node = Self { child, addr };
+        let node = Self {
+            child,
+            addr,
+            config,
+        };
         node.wait_until_synchronized();
         node
+    }
+
+    /// Stops the node with SIGTERM, as a deployment would; [`Node::spawn`] with the
+    /// returned configuration starts it again with the same data.
+    fn stop(mut self) -> std::path::PathBuf {
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.child.wait().unwrap();
+        self.config.clone()
     }
 
     fn health(&self) -> Value {
@@ -687,3 +707,137 @@ fn leave_webhooks_are_cancelled_by_a_return_to_any_node_and_outlive_their_node()
 
 /// The leave delay (3 s) and a little more, for the claim and the webhook batch.
 const LEAVE_DELAY_AND_CLAIM: Duration = Duration::from_millis(3800);
+
+#[test]
+fn a_token_revoked_through_one_node_is_refused_and_closed_on_the_others() {
+    let redis = RedisServer::start();
+    let hooks = Receiver::start(&[]);
+    let jwt = jwt_config();
+    let nodes: Vec<Node> = ["127.0.0.2", "127.0.0.3"]
+        .iter()
+        .map(|host| Node::start_with(host, &redis, &hooks, &jwt))
+        .collect();
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 300;
+    let claims = json!({"sub": "dave", "jti": "t-1", "exp": exp});
+    let token = ringcast::core::auth::jwt::sign_hs256(&claims, JWT_SECRET.as_bytes());
+    let mut client = WsClient::connect_with_token(nodes[1].addr, &token);
+
+    let body = json!({"jti": "t-1", "expires_at": exp}).to_string();
+    let path = format!("/apps/{APP_ID}/tokens/revoke");
+    let (status, reply) = api(nodes[0].addr, "POST", &path, &body, &[]);
+    assert_eq!(status, 200, "{reply}");
+    let error = client.recv_until(WAIT, is_event("pusher:error"));
+    assert_eq!(error["data"]["message"], "token revoked");
+    assert_eq!(client.recv(), Some(json!({"close": 4009})));
+    // The other node refuses the token from now on.
+    let mut again = WsClient::open(
+        nodes[1].addr,
+        &format!("/app/{KEY}?protocol=7&token={token}"),
+    );
+    let error = again.recv().expect("pusher:error");
+    assert_eq!(error["data"]["code"], 4009, "{error}");
+}
+
+#[test]
+fn a_policy_resource_set_through_one_node_decides_on_the_others() {
+    let redis = RedisServer::start();
+    let hooks = Receiver::start(&[]);
+    let nodes: Vec<Node> = ["127.0.0.2", "127.0.0.3"]
+        .iter()
+        .map(|host| Node::start_with(host, &redis, &hooks, ESCROW_POLICY))
+        .collect();
+    let attempt = || join_escrow_chat(&nodes[1]);
+    let until = |expected: &str| {
+        let deadline = Instant::now() + WAIT;
+        while attempt() != expected {
+            assert!(Instant::now() < deadline, "never {expected}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert_eq!(attempt(), "pusher:subscription_error");
+    let path = format!("/apps/{APP_ID}/resources/escrow/42");
+    let body = json!({"participants": ["buyer-1"], "attributes": {}}).to_string();
+    let (status, reply) = api(nodes[0].addr, "PUT", &path, &body, &[]);
+    assert_eq!(status, 200, "{reply}");
+    until("pusher_internal:subscription_succeeded");
+    let (status, reply) = api(nodes[0].addr, "DELETE", &path, "", &[]);
+    assert_eq!(status, 200, "{reply}");
+    until("pusher:subscription_error");
+}
+
+#[test]
+fn nodes_started_or_restarted_later_load_resources_and_revocations_from_redis() {
+    let redis = RedisServer::start();
+    let hooks = Receiver::start(&[]);
+    let app_extra = jwt_config() + ESCROW_POLICY;
+    let start = |host: &str| Node::start_with(host, &redis, &hooks, &app_extra);
+    let first = start("127.0.0.2");
+    let second = start("127.0.0.3");
+    let path = format!("/apps/{APP_ID}/resources/escrow/42");
+    let body = json!({"participants": ["buyer-1"], "attributes": {}}).to_string();
+    assert_eq!(api(first.addr, "PUT", &path, &body, &[]).0, 200);
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 300;
+    let token = ringcast::core::auth::jwt::sign_hs256(
+        &json!({"sub": "eve", "jti": "t-9", "exp": exp}),
+        JWT_SECRET.as_bytes(),
+    );
+    let revoke = json!({"jti": "t-9", "expires_at": exp}).to_string();
+    let revoke_path = format!("/apps/{APP_ID}/tokens/revoke");
+    assert_eq!(api(second.addr, "POST", &revoke_path, &revoke, &[]).0, 200);
+
+    // A node started now has both as soon as it says it is in sync.
+    let third = start("127.0.0.4");
+    assert_eq!(
+        join_escrow_chat(&third),
+        "pusher_internal:subscription_succeeded"
+    );
+    let mut refused = WsClient::open(third.addr, &format!("/app/{KEY}?protocol=7&token={token}"));
+    let error = refused.recv().expect("pusher:error");
+    assert_eq!(error["data"]["code"], 4009, "{error}");
+
+    // A resource deleted while a node was down is gone from it when it comes back, although
+    // its own store still had it.
+    third.kill();
+    let config = second.stop();
+    assert_eq!(api(first.addr, "DELETE", &path, "", &[]).0, 200);
+    assert_eq!(join_escrow_chat(&first), "pusher:subscription_error");
+    let second = Node::spawn(config);
+    assert_eq!(join_escrow_chat(&second), "pusher:subscription_error");
+}
+
+const JWT_SECRET: &str = "a-jwt-secret-of-at-least-32-bytes!";
+
+/// The app's `[apps.jwt]` table: optional HS256 tokens.
+fn jwt_config() -> String {
+    format!("\n[apps.jwt]\nalgorithm = \"HS256\"\nsecret = \"{JWT_SECRET}\"\nleeway_secs = 0\n")
+}
+
+/// A policy: only an escrow's participants join its chat.
+const ESCROW_POLICY: &str = "\n[[apps.policies]]\nname = \"escrow-chat\"\n\
+    channel = \"escrow.{id}.chat\"\nresource = \"escrow:{id}\"\nallow = [{ participant = true }]\n";
+
+/// Subscribes a fresh `buyer-1` to escrow 42's chat on `node`; the reply's event name.
+fn join_escrow_chat(node: &Node) -> String {
+    let mut buyer = node.client();
+    sign_in(&mut buyer, "buyer-1");
+    let channel = "private-escrow.42.chat";
+    let signature = hmac_hex(
+        &hmac_key(SECRET),
+        format!("{}:{channel}", buyer.socket_id).as_bytes(),
+    );
+    buyer.send(&json!({"event": "pusher:subscribe", "data": {
+        "channel": channel, "auth": format!("{KEY}:{signature}")}}));
+    let reply = buyer.recv_until(WAIT, |v| {
+        v["event"] == "pusher_internal:subscription_succeeded"
+            || v["event"] == "pusher:subscription_error"
+    });
+    reply["event"].as_str().unwrap().to_owned()
+}

@@ -131,6 +131,16 @@ impl App {
         revoked.get(jti).is_some_and(|&until| until >= now_unix)
     }
 
+    /// The revoked token ids, with the time (Unix seconds) until which each matters.
+    pub fn revocations(&self) -> Vec<(String, u64)> {
+        self.revoked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(jti, until)| (jti.clone(), *until))
+            .collect()
+    }
+
     /// Revokes token id `jti` until `until_unix` (its expiry: later it is refused anyway).
     pub fn revoke(&self, jti: &str, until_unix: u64, now_unix: u64) {
         let mut revoked = self

@@ -25,7 +25,9 @@ use crate::config::{ClusterConfig, Driver};
 use crate::core::channel::ChannelName;
 use crate::core::cluster::resp::{Decoder, Value, encode_command};
 use crate::core::cluster::scripts::{self, DueWebhook, Script};
-use crate::core::cluster::{ChannelSync, ClusterOut, ClusterStatus, Command, Envelope, PresenceOp};
+use crate::core::cluster::{
+    ChannelSync, ClusterOut, ClusterStatus, Command, Envelope, PresenceOp, StoredResource,
+};
 use crate::core::ids::{AppIdx, UserId};
 use crate::core::shard::{
     AnswerPart, ChannelStats, MeshMsg, Query, ReplyTo, ServerState, Watcher, home_shard,
@@ -114,6 +116,15 @@ enum Pending {
     Leave,
     /// A claim of due webhook events.
     Due,
+    /// An app's policy resources as Redis has them, and this node's (`TYPE\nID` → JSON).
+    Resources {
+        /// The app.
+        app: AppIdx,
+        /// What this node had.
+        local: std::collections::HashMap<String, String>,
+    },
+    /// An app's token revocations as Redis has them.
+    Revoked(AppIdx),
     /// A query.
     Query(ReplyTo, QueryKind),
     /// Which of a watcher's users are online.
@@ -141,6 +152,7 @@ struct Resync {
     awaiting: usize,
     dumps: Vec<ChannelSync>,
     users: Vec<(AppIdx, UserId)>,
+    resources: Vec<StoredResource>,
     held: VecDeque<ClusterOut>,
 }
 
@@ -293,17 +305,7 @@ impl Link {
             },
             ClusterOut::Broadcast(command) => {
                 if let Some(conn) = self.connection() {
-                    let envelope = Envelope::Command {
-                        origin: self.status().node.clone(),
-                        command,
-                    }
-                    .encode();
-                    self.status().published.fetch_add(1, Ordering::Relaxed);
-                    send(
-                        &conn,
-                        &[b"PUBLISH", self.events_channel.as_bytes(), &envelope],
-                        Pending::Ignore,
-                    );
+                    self.send_command(&conn, command);
                 }
             }
             report @ (ClusterOut::Sync(_) | ClusterOut::UserStatus { .. }) => {
@@ -343,13 +345,18 @@ impl Link {
                 Some(conn) => self.send_query(&conn, reply_to, query),
                 None => self.answer(reply_to, AnswerPart::Unavailable).await,
             },
-            ClusterOut::Dump { channels, users } => {
+            ClusterOut::Dump {
+                channels,
+                users,
+                resources,
+            } => {
                 let finished = {
                     let mut resync = self.resync.borrow_mut();
                     match resync.as_mut() {
                         Some(r) => {
                             r.dumps.extend(channels);
                             r.users.extend(users);
+                            r.resources.extend(resources);
                             r.awaiting = r.awaiting.saturating_sub(1);
                             r.awaiting == 0
                         }
@@ -360,6 +367,95 @@ impl Link {
                     self.finish_resync().await;
                 }
             }
+        }
+    }
+
+    /// Publishes a command for the other nodes; resources and revocations are also kept in
+    /// Redis, in the same step, for nodes started later.
+    fn send_command(&self, conn: &Connection, command: Command) {
+        let record = match &command {
+            Command::Terminate { .. } => None,
+            Command::Resource {
+                app,
+                kind,
+                id,
+                json,
+            } => Some((
+                "res",
+                app.clone(),
+                scripts::resource_field(kind, id),
+                json.clone().unwrap_or_default(),
+            )),
+            Command::Revoke {
+                app,
+                jti,
+                until_unix,
+            } => Some(("rev", app.clone(), jti.clone(), until_unix.to_string())),
+        };
+        let envelope = Envelope::Command {
+            origin: self.status().node.clone(),
+            command,
+        }
+        .encode();
+        self.status().published.fetch_add(1, Ordering::Relaxed);
+        let events = self.events_channel.as_bytes();
+        match &record {
+            Some((kind, app, field, value)) => {
+                let args = [
+                    kind.as_bytes(),
+                    app.as_bytes(),
+                    field.as_bytes(),
+                    value.as_bytes(),
+                    events,
+                    &envelope,
+                ];
+                send(conn, &self.eval(Script::Record, &args), Pending::Ignore);
+            }
+            None => send(conn, &[b"PUBLISH", events, &envelope], Pending::Ignore),
+        }
+    }
+
+    /// After a resynchronization: gives Redis this node's resources if it has none yet, and
+    /// adopts Redis's copy; merges token revocations.
+    fn send_shared_state(&self, conn: &Connection, resources: Vec<StoredResource>) {
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            .to_string();
+        for app in self.state.apps.iter() {
+            let app_id = app.config.id.as_str();
+            let local: std::collections::HashMap<String, String> = resources
+                .iter()
+                .filter(|r| r.app == app.idx)
+                .map(|r| (scripts::resource_field(&r.kind, &r.id), r.json.clone()))
+                .collect();
+            let mut args: Vec<&[u8]> = vec![app_id.as_bytes()];
+            for (field, json) in &local {
+                args.extend([field.as_bytes(), json.as_bytes()]);
+            }
+            let command = self.eval(Script::Resources, &args);
+            send(
+                conn,
+                &command,
+                Pending::Resources {
+                    app: app.idx,
+                    local: local.clone(),
+                },
+            );
+            let revoked: Vec<(String, String)> = app
+                .revocations()
+                .into_iter()
+                .map(|(jti, until)| (jti, until.to_string()))
+                .collect();
+            let mut args: Vec<&[u8]> = vec![app_id.as_bytes(), now_unix.as_bytes()];
+            for (jti, until) in &revoked {
+                args.extend([jti.as_bytes(), until.as_bytes()]);
+            }
+            send(
+                conn,
+                &self.eval(Script::Revoked, &args),
+                Pending::Revoked(app.idx),
+            );
         }
     }
 
@@ -856,6 +952,54 @@ impl Link {
                 self.claiming.set(false);
                 self.route_webhooks(scripts::read_due(value)).await;
             }
+            Pending::Resources { app, mut local } => {
+                let app_id = self.app_id(app);
+                for (field, json) in scripts::read_pairs(value) {
+                    let unchanged = local.remove(&field).is_some_and(|mine| mine == json);
+                    let Some((kind, id)) = field.split_once('\n') else {
+                        continue;
+                    };
+                    if !unchanged {
+                        let command = Command::Resource {
+                            app: app_id.clone(),
+                            kind: kind.to_owned(),
+                            id: id.to_owned(),
+                            json: Some(json),
+                        };
+                        self.apply(command).await;
+                    }
+                }
+                // What Redis no longer has was deleted while this node was away.
+                for field in local.into_keys() {
+                    if let Some((kind, id)) = field.split_once('\n') {
+                        let command = Command::Resource {
+                            app: app_id.clone(),
+                            kind: kind.to_owned(),
+                            id: id.to_owned(),
+                            json: None,
+                        };
+                        self.apply(command).await;
+                    }
+                }
+            }
+            Pending::Revoked(app) => {
+                let app_id = self.app_id(app);
+                let known: std::collections::HashMap<String, u64> =
+                    self.state.apps.get(app).revocations().into_iter().collect();
+                for (jti, until) in scripts::read_pairs(value) {
+                    let Ok(until_unix) = until.parse::<u64>() else {
+                        continue;
+                    };
+                    if known.get(&jti).is_none_or(|mine| *mine < until_unix) {
+                        let command = Command::Revoke {
+                            app: app_id.clone(),
+                            jti,
+                            until_unix,
+                        };
+                        self.apply(command).await;
+                    }
+                }
+            }
             Pending::Online {
                 app: _,
                 watcher,
@@ -930,6 +1074,7 @@ impl Link {
             awaiting: self.shard_count,
             dumps: Vec::new(),
             users: Vec::new(),
+            resources: Vec::new(),
             held: VecDeque::new(),
         });
         for shard in 0..self.shard_count {
@@ -942,8 +1087,12 @@ impl Link {
         let Some(conn) = self.connection() else {
             return;
         };
-        let (dumps, users) = match self.resync.borrow_mut().as_mut() {
-            Some(r) => (std::mem::take(&mut r.dumps), std::mem::take(&mut r.users)),
+        let (dumps, users, resources) = match self.resync.borrow_mut().as_mut() {
+            Some(r) => (
+                std::mem::take(&mut r.dumps),
+                std::mem::take(&mut r.users),
+                std::mem::take(&mut r.resources),
+            ),
             None => return,
         };
         let mut keep: Vec<String> = Vec::with_capacity(dumps.len());
@@ -971,6 +1120,9 @@ impl Link {
             quiet.as_bytes(),
         ];
         args.extend(keep.iter().map(|k| k.as_bytes()));
+        // Before the sweep, whose reply says the node is in sync: by then it has Redis's
+        // resources and revocations.
+        self.send_shared_state(&conn, resources);
         send(&conn, &self.eval(Script::Sweep, &args), Pending::Sweep);
     }
 

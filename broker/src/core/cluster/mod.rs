@@ -30,7 +30,9 @@
 //!   publishes [`Envelope::UserStatus`] when a user comes online on the first node or goes
 //!   offline on the last, and keeps the offline message for a dead node, like presence.
 //! - **Commands fan out.** `terminate_connections`, token revocation and policy resources are
-//!   applied at once on the node that received the API call and broadcast to the others.
+//!   applied at once on the node that received the API call and broadcast to the others;
+//!   resources and revocations are also kept in Redis ([`scripts::RECORD`]) and loaded by
+//!   every node when it (re)connects ([`scripts::RESOURCES`], [`scripts::REVOKED`]).
 
 pub mod resp;
 pub mod scripts;
@@ -130,7 +132,22 @@ pub enum ClusterOut {
         channels: Vec<ChannelSync>,
         /// Users homed on the shard with a socket on this node.
         users: Vec<(AppIdx, UserId)>,
+        /// The node's policy resources (from one shard only: every shard has them all).
+        resources: Vec<StoredResource>,
     },
+}
+
+/// A policy resource as nodes keep it in Redis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredResource {
+    /// The app.
+    pub app: AppIdx,
+    /// Resource type.
+    pub kind: String,
+    /// Resource id.
+    pub id: String,
+    /// The resource as JSON.
+    pub json: String,
 }
 
 /// A command every node applies to its own sockets.

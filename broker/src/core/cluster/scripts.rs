@@ -18,6 +18,9 @@
 //! | `P:wh` | sorted set | webhook events waiting to be sent: `SEQ\nK\nA\nC\nUSER` → when due (ms, Redis clock), `K` being `o` occupied, `v` vacated, `a` member added, `r` member removed |
 //! | `P:whk` | hash | `K\nA\nC\nUSER` → its member of `P:wh`, to cancel a pending vacated or member removed |
 //! | `P:whseq` | string | a counter, so events due at the same time keep their order |
+//! | `P:res:A` | hash | `TYPE\nID` → a policy resource as JSON (what a node started later loads) |
+//! | `P:resinit:A` | string | set once some node has given Redis its resources: from then on Redis's copy decides |
+//! | `P:rev:A` | hash | revoked token id → until when (Unix seconds) |
 //! | `P:n:NODE` | hash | what a node contributed: `c\nA\nC` → count, `m\nA\nC\nUSER` → the `member_removed` message to publish if the node dies, `u\nA\nUSER` → the offline message to publish if the node dies, `k\nA` → its connections of app `A` |
 //!
 //! Every script runs atomically, so the node whose call makes a transition happen is the only
@@ -378,6 +381,66 @@ end
 return out
 "#;
 
+/// Publishes a command and, in the same step, keeps what it changes for nodes started later:
+/// a policy resource (`kind` `res`: set, or deleted when the value is empty) or a token
+/// revocation (`kind` `rev`: kept until the later of the two times it was revoked until).
+///
+/// ARGV: prefix, kind, app, field (`TYPE\nID`, or the token id), value, events channel,
+/// message.
+pub const RECORD: &str = r#"
+local p, kind, app, field, value = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local key = p .. ':' .. kind .. ':' .. app
+if kind == 'res' then
+  if value == '' then redis.call('HDEL', key, field) else redis.call('HSET', key, field, value) end
+  redis.call('SET', p .. ':resinit:' .. app, '1')
+else
+  local old = tonumber(redis.call('HGET', key, field) or '0')
+  if tonumber(value) > old then redis.call('HSET', key, field, value) end
+end
+return redis.call('PUBLISH', ARGV[6], ARGV[7])
+"#;
+
+/// Resynchronizes an app's policy resources: if no node has given Redis its resources yet
+/// (a new cluster, or Redis restarted empty), this node's are stored; then Redis's copy is
+/// returned, and it decides.
+///
+/// ARGV: prefix, app, then `TYPE\nID`, JSON for each resource this node has. Returns
+/// `{TYPE\nID, JSON, ...}`.
+pub const RESOURCES: &str = r#"
+local p, app = ARGV[1], ARGV[2]
+local key = p .. ':res:' .. app
+if redis.call('SET', p .. ':resinit:' .. app, '1', 'NX') then
+  for i = 3, #ARGV - 1, 2 do redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+end
+return redis.call('HGETALL', key)
+"#;
+
+/// Resynchronizes an app's token revocations (the union of every node's, while they
+/// matter): stores this node's, forgets those past their time, returns the rest.
+///
+/// ARGV: prefix, app, now (Unix seconds), then token id, until for each revocation this node
+/// has. Returns `{id, until, ...}`.
+pub const REVOKED: &str = r#"
+local p, app, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local key = p .. ':rev:' .. app
+for i = 4, #ARGV - 1, 2 do
+  if tonumber(ARGV[i + 1]) > tonumber(redis.call('HGET', key, ARGV[i]) or '0') then
+    redis.call('HSET', key, ARGV[i], ARGV[i + 1])
+  end
+end
+local all = redis.call('HGETALL', key)
+local out = {}
+for i = 1, #all, 2 do
+  if tonumber(all[i + 1]) < now then
+    redis.call('HDEL', key, all[i])
+  else
+    table.insert(out, all[i])
+    table.insert(out, all[i + 1])
+  end
+end
+return out
+"#;
+
 /// Sets the epoch if there is none and returns it.
 ///
 /// ARGV: prefix, a fresh random value.
@@ -437,11 +500,17 @@ pub enum Script {
     User,
     /// [`DUE`].
     Due,
+    /// [`RECORD`].
+    Record,
+    /// [`RESOURCES`].
+    Resources,
+    /// [`REVOKED`].
+    Revoked,
 }
 
 impl Script {
     /// Every script, in declaration order (`script as usize` indexes this).
-    pub const ALL: [Script; 10] = [
+    pub const ALL: [Script; 13] = [
         Script::Sync,
         Script::Heartbeat,
         Script::Leave,
@@ -452,6 +521,9 @@ impl Script {
         Script::PublishCached,
         Script::User,
         Script::Due,
+        Script::Record,
+        Script::Resources,
+        Script::Revoked,
     ];
 
     /// The Lua text.
@@ -467,6 +539,9 @@ impl Script {
             Script::PublishCached => PUBLISH_CACHED,
             Script::User => USER,
             Script::Due => DUE,
+            Script::Record => RECORD,
+            Script::Resources => RESOURCES,
+            Script::Revoked => REVOKED,
         }
     }
 
@@ -708,6 +783,32 @@ pub fn read_due(value: Value) -> Vec<DueWebhook> {
         .collect()
 }
 
+/// The field a policy resource is kept under in Redis.
+pub fn resource_field(kind: &str, id: &str) -> String {
+    format!("{kind}\n{id}")
+}
+
+/// Reads a reply of field, value pairs (a hash's `HGETALL`, [`RESOURCES`], [`REVOKED`]) as
+/// text, skipping pairs that are not UTF-8.
+pub fn read_pairs(value: Value) -> Vec<(String, String)> {
+    let items = match value {
+        Value::Map(pairs) => pairs
+            .into_iter()
+            .flat_map(|(k, v)| [k, v])
+            .collect::<Vec<_>>(),
+        other => other.into_array().unwrap_or_default(),
+    };
+    let text = |v: &Value| {
+        v.as_bytes()
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .map(str::to_owned)
+    };
+    items
+        .chunks_exact(2)
+        .filter_map(|pair| Some((text(&pair[0])?, text(&pair[1])?)))
+        .collect()
+}
+
 /// Reads the reply to [`CHANNELS`]: `(name, subscribers, users)`.
 pub fn read_channels(value: Value) -> Vec<(String, u64, u64)> {
     let Some(items) = value.into_array() else {
@@ -887,6 +988,16 @@ mod tests {
         for script in [SYNC, HEARTBEAT, LEAVE, SWEEP] {
             assert!(script.contains(&delay));
         }
+    }
+
+    #[test]
+    fn pairs_are_read_from_arrays_and_maps() {
+        let array = Value::Array(vec![bulk("escrow\n42"), bulk("{}"), bulk("odd")]);
+        assert_eq!(read_pairs(array), vec![("escrow\n42".into(), "{}".into())]);
+        let map = Value::Map(vec![(bulk("t-1"), bulk("1800000000"))]);
+        assert_eq!(read_pairs(map), vec![("t-1".into(), "1800000000".into())]);
+        assert!(read_pairs(Value::Integer(1)).is_empty());
+        assert_eq!(resource_field("escrow", "42"), "escrow\n42");
     }
 
     #[test]

@@ -10,7 +10,9 @@ use super::mesh::{Admission, Join, MeshMsg};
 use super::{Shard, message};
 use crate::core::channel::ChannelName;
 use crate::core::cluster::scripts::SyncReply;
-use crate::core::cluster::{ChannelSync, ClusterOut, Command, Envelope, PresenceOp, Transitions};
+use crate::core::cluster::{
+    ChannelSync, ClusterOut, Command, Envelope, PresenceOp, StoredResource, Transitions,
+};
 use crate::core::ids::{AppIdx, SocketId, UserId};
 use crate::core::webhook::{WebhookEvent, WebhookKind};
 use crate::core::ws::frame::{self, Opcode};
@@ -462,6 +464,26 @@ impl Shard {
                     .map(|(user, _)| (app, user.clone())),
             );
         }
-        self.cluster_out.push(ClusterOut::Dump { channels, users });
+        let mut resources = Vec::new();
+        if self.id == 0 {
+            for (app, stored) in self.resources.iter().enumerate() {
+                let app = AppIdx(app as u16);
+                for ((kind, id), resource) in stored {
+                    if let Ok(json) = serde_json::to_string(resource) {
+                        resources.push(StoredResource {
+                            app,
+                            kind: kind.clone(),
+                            id: id.clone(),
+                            json,
+                        });
+                    }
+                }
+            }
+        }
+        self.cluster_out.push(ClusterOut::Dump {
+            channels,
+            users,
+            resources,
+        });
     }
 }
