@@ -291,16 +291,7 @@ impl Link {
                 }
                 None => {
                     self.status().local_only.fetch_add(1, Ordering::Relaxed);
-                    let home = home_shard(app, &channel, self.shard_count);
-                    let msg = MeshMsg::Publish {
-                        app,
-                        channel,
-                        frame,
-                        except,
-                        published: Instant::now(),
-                        remember: true,
-                    };
-                    self.mesh.deliver(home, msg).await;
+                    self.deliver_here(app, channel, frame, except, true).await;
                 }
             },
             ClusterOut::Broadcast(command) => {
@@ -523,6 +514,27 @@ impl Link {
             quiet.as_bytes(),
         ];
         send(conn, &self.eval(Script::User, &args), Pending::Ignore);
+    }
+
+    /// Hands an event to the channel's home shard on this node, for its subscribers here.
+    async fn deliver_here(
+        &self,
+        app: AppIdx,
+        channel: ChannelName,
+        frame: Bytes,
+        except: Option<crate::core::ids::SocketId>,
+        remember: bool,
+    ) {
+        let home = home_shard(app, &channel, self.shard_count);
+        let msg = MeshMsg::Publish {
+            app,
+            channel,
+            frame,
+            except,
+            published: Instant::now(),
+            remember,
+        };
+        self.mesh.deliver(home, msg).await;
     }
 
     /// Answers a channel report with "not applied": the home shard acts on its own.
@@ -777,18 +789,7 @@ impl Link {
         // Whatever waited on this connection is answered as if Redis had not been reached.
         let pending: Vec<Pending> = conn.pending.borrow_mut().drain(..).collect();
         for item in pending {
-            match item {
-                Pending::Sync { sync, .. } => self.degraded_sync(sync).await,
-                Pending::Query(reply_to, _) => {
-                    self.answer(reply_to, AnswerPart::Unavailable).await;
-                }
-                Pending::Online {
-                    app,
-                    watcher,
-                    users,
-                } => self.online_here(app, watcher, users).await,
-                _ => {}
-            }
+            self.unanswered(item).await;
         }
         let resync = self.resync.borrow_mut().take();
         if let Some(resync) = resync {
@@ -845,6 +846,22 @@ impl Link {
         conn.closed.notify();
     }
 
+    /// Answers what waited for a reply that will not come (Redis refused the command, or the
+    /// connection broke) as if Redis had not been reached.
+    async fn unanswered(&self, pending: Pending) {
+        match pending {
+            Pending::Sync { sync, .. } => self.degraded_sync(sync).await,
+            Pending::Query(reply_to, _) => self.answer(reply_to, AnswerPart::Unavailable).await,
+            Pending::Online {
+                app,
+                watcher,
+                users,
+            } => self.online_here(app, watcher, users).await,
+            Pending::Due => self.claiming.set(false),
+            _ => {}
+        }
+    }
+
     /// Acts on one reply; `false` ends the connection.
     async fn handle_reply(&self, conn: &Rc<Connection>, pending: Pending, value: Value) -> bool {
         if let Value::Error(text) = &value {
@@ -854,23 +871,10 @@ impl Link {
                     tracing::error!(step, error = %text, "Redis refused the handshake");
                     return false;
                 }
-                Pending::Sync { sync, .. } => {
-                    tracing::warn!(error = %text, "Redis refused a channel report");
-                    self.degraded_sync(sync).await;
+                other => {
+                    tracing::warn!(error = %text, "Redis refused a command");
+                    self.unanswered(other).await;
                 }
-                Pending::Query(reply_to, _) => {
-                    self.answer(reply_to, AnswerPart::Unavailable).await;
-                }
-                Pending::Online {
-                    app,
-                    watcher,
-                    users,
-                } => self.online_here(app, watcher, users).await,
-                Pending::Due => {
-                    self.claiming.set(false);
-                    tracing::warn!(error = %text, "Redis refused a webhook claim");
-                }
-                _ => tracing::warn!(error = %text, "Redis refused a command"),
             }
             return true;
         }
@@ -1189,16 +1193,8 @@ impl Link {
                 let Ok(channel) = ChannelName::parse(&channel, usize::MAX) else {
                     return;
                 };
-                let home = home_shard(app, &channel, self.shard_count);
-                let msg = MeshMsg::Publish {
-                    app,
-                    channel,
-                    frame,
-                    except,
-                    published: Instant::now(),
-                    remember: !notice,
-                };
-                self.mesh.deliver(home, msg).await;
+                self.deliver_here(app, channel, frame, except, !notice)
+                    .await;
             }
             Ok(Envelope::UserStatus { app, user, online }) => {
                 let Some(app) = self.app_idx(&app) else {
