@@ -40,7 +40,8 @@ use crate::core::webhook::WebhookKind;
 /// [`crate::core::webhook::LEAVE_DELAY`] in milliseconds, as the scripts below write it.
 pub const LEAVE_DELAY_MS: u64 = 3000;
 
-/// Queues and cancels webhook events (shared by the scripts that see transitions).
+/// The Redis clock in milliseconds, and the queueing and cancelling of webhook events (shared
+/// by the scripts that see transitions or read the clock).
 macro_rules! webhook_fns {
     () => {
         r#"
@@ -268,8 +269,7 @@ pub const HEARTBEAT: &str = concat!(
     drop_entry_fn!(),
     r#"
 local p, node, timeout, events = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = clock_ms()
 local nodes = p .. ':nodes'
 local new = redis.call('ZADD', nodes, now, node)
 local out = {}
@@ -364,11 +364,11 @@ return redis.call('PUBLISH', ARGV[5], ARGV[6])
 /// each is sent by exactly one node.
 ///
 /// ARGV: prefix, most events to claim. Returns `{K\nA\nC\nUSER, ...}` in due order.
-pub const DUE: &str = r#"
+pub const DUE: &str = concat!(
+    webhook_fns!(),
+    r#"
 local p, limit = ARGV[1], tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local due = redis.call('ZRANGEBYSCORE', p .. ':wh', '-inf', now, 'LIMIT', 0, limit)
+local due = redis.call('ZRANGEBYSCORE', p .. ':wh', '-inf', clock_ms(), 'LIMIT', 0, limit)
 local out = {}
 for _, member in ipairs(due) do
   redis.call('ZREM', p .. ':wh', member)
@@ -379,7 +379,8 @@ for _, member in ipairs(due) do
   table.insert(out, key)
 end
 return out
-"#;
+"#
+);
 
 /// Publishes a command and, in the same step, keeps what it changes for nodes started later:
 /// a policy resource (`kind` `res`: set, or deleted when the value is empty) or a token
