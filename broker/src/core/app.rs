@@ -224,11 +224,16 @@ impl App {
         self.elsewhere.store(connections, Ordering::Relaxed);
     }
 
+    /// Cluster mode: this app's connections on the other nodes, as of the last heartbeat.
+    pub fn connections_elsewhere(&self) -> usize {
+        self.elsewhere.load(Ordering::Relaxed)
+    }
+
     /// This app's connections on every node: this one's now, the others' as of the last
     /// heartbeat (just [`App::connections`] on a single node).
     pub fn cluster_connections(&self) -> usize {
         self.connections()
-            .saturating_add(self.elsewhere.load(Ordering::Relaxed))
+            .saturating_add(self.connections_elsewhere())
     }
 }
 
@@ -361,7 +366,7 @@ impl AppTable {
             .config
             .max_connections
             .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX))
-            .saturating_sub(app.elsewhere.load(Ordering::Relaxed));
+            .saturating_sub(app.connections_elsewhere());
         if app.connections.fetch_add(1, Ordering::AcqRel) >= limit {
             app.connections.fetch_sub(1, Ordering::AcqRel);
             self.connections.fetch_sub(1, Ordering::AcqRel);

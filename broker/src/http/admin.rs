@@ -455,7 +455,7 @@ pub fn overview(
         });
         for (load, app) in overview.apps.iter_mut().zip(state.apps.iter()) {
             // The other nodes' part, from heartbeats, added to this node's figure.
-            let elsewhere = app.cluster_connections().saturating_sub(app.connections());
+            let elsewhere = app.connections_elsewhere();
             load.cluster_connections =
                 Some(load.connections + i64::try_from(elsewhere).unwrap_or(i64::MAX));
         }

@@ -71,12 +71,15 @@ pub fn handle(
                 audit: &shard.state().audit_metrics,
                 tenants: &shard.state().tenants,
                 cluster: shard.state().cluster.as_ref(),
-                cluster_app_connections: shard
-                    .state()
-                    .apps
-                    .iter()
-                    .map(|a| a.cluster_connections())
-                    .collect(),
+                cluster_app_connections: match shard.state().cluster {
+                    Some(_) => shard
+                        .state()
+                        .apps
+                        .iter()
+                        .map(|a| a.cluster_connections())
+                        .collect(),
+                    None => Vec::new(),
+                },
             };
             let text = render_prometheus(view.metrics, &facts);
             return Reply::Now(response(
