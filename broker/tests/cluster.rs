@@ -339,10 +339,7 @@ fn presence_is_cluster_wide_and_a_killed_node_leaves_no_ghosts() {
     let mut lonely = nodes[2].client();
     lonely.subscribe("lonely");
     // (A webhook is sent by the node that saw the change: wait for bob's before the kill.)
-    let deadline = Instant::now() + WAIT;
-    while hooks.count("member_added", channel) < 3 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    hooks.wait_for_count("member_added", channel, 3, WAIT);
     assert!(hooks.wait_for("channel_occupied", "lonely", WAIT).is_some());
     let killed = nodes.remove(2);
     let started = Instant::now();
@@ -382,10 +379,7 @@ fn presence_is_cluster_wide_and_a_killed_node_leaves_no_ghosts() {
     );
     assert_eq!(info["subscription_count"], 1, "{info}");
     // member_removed webhooks once each, after the leave delay.
-    let deadline = Instant::now() + Duration::from_secs(8);
-    while hooks.count("member_removed", channel) < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    hooks.wait_for_count("member_removed", channel, 2, Duration::from_secs(8));
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(hooks.count("member_removed", channel), 2);
     assert_eq!(hooks.count("member_added", channel), 3); // watcher, alice, bob
@@ -679,10 +673,7 @@ fn leave_webhooks_are_cancelled_by_a_return_to_any_node_and_outlive_their_node()
     join_presence(&mut carol, channel, "carol");
     let mut lonely = nodes[2].client();
     lonely.subscribe("lonely-desk");
-    let deadline = Instant::now() + WAIT;
-    while hooks.count("member_added", channel) < 3 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    hooks.wait_for_count("member_added", channel, 3, WAIT);
     assert!(
         hooks
             .wait_for("channel_occupied", "lonely-desk", WAIT)

@@ -128,6 +128,14 @@ impl Receiver {
             .map(|r| r.at)
     }
 
+    /// Waits until `count` events named `name` for `channel` arrived (or `timeout`).
+    pub fn wait_for_count(&self, name: &str, channel: &str, count: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.count(name, channel) < count && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn count(&self, name: &str, channel: &str) -> usize {
         self.received
             .lock()
