@@ -104,6 +104,80 @@ impl AppIdx {
     }
 }
 
+/// One `T` per app, indexed by [`AppIdx`]: the app table's order, fixed at start.
+///
+/// Indexing with an `AppIdx` from the same server's app table cannot go out of bounds, so
+/// per-app state is one value (`PerApp<AppShard>`) rather than parallel vectors.
+#[derive(Clone, Debug, Default)]
+pub struct PerApp<T>(Vec<T>);
+
+impl<T> PerApp<T> {
+    /// `count` values made by `make`, in app order.
+    pub fn new(count: usize, make: impl FnMut() -> T) -> Self {
+        let mut make = make;
+        Self((0..count).map(|_| make()).collect())
+    }
+
+    /// Every app's value, with its index.
+    pub fn iter(&self) -> impl Iterator<Item = (AppIdx, &T)> {
+        self.0.iter().enumerate().map(|(i, v)| (app_idx(i), v))
+    }
+
+    /// Every app's value, with its index, mutably.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (AppIdx, &mut T)> {
+        self.0.iter_mut().enumerate().map(|(i, v)| (app_idx(i), v))
+    }
+
+    /// The values, in app order.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.0.iter()
+    }
+
+    /// The values, in app order, mutably.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.0.iter_mut()
+    }
+
+    /// The value of `app`, or `None` for an index from another table.
+    pub fn get(&self, app: AppIdx) -> Option<&T> {
+        self.0.get(app.get())
+    }
+
+    /// How many apps there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no apps.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<T> FromIterator<T> for PerApp<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        Self(iter.into_iter().collect())
+    }
+}
+
+impl<T> std::ops::Index<AppIdx> for PerApp<T> {
+    type Output = T;
+    fn index(&self, app: AppIdx) -> &T {
+        &self.0[app.get()]
+    }
+}
+
+impl<T> std::ops::IndexMut<AppIdx> for PerApp<T> {
+    fn index_mut(&mut self, app: AppIdx) -> &mut T {
+        &mut self.0[app.get()]
+    }
+}
+
+/// The index of the `i`-th app; an app table never holds more than `u16::MAX` apps.
+fn app_idx(i: usize) -> AppIdx {
+    AppIdx(u16::try_from(i).unwrap_or(u16::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,15 +5,16 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::home::HomeChannel;
+use super::Shard;
+use super::home_channel::HomeChannel;
 use super::mesh::{Admission, Join, MeshMsg};
-use super::{Shard, message};
 use crate::core::channel::ChannelName;
 use crate::core::cluster::scripts::SyncReply;
 use crate::core::cluster::{
     ChannelSync, ClusterOut, Command, Envelope, PresenceOp, StoredResource, Transitions,
 };
 use crate::core::ids::{AppIdx, SocketId, UserId};
+use crate::core::pusher::message;
 use crate::core::webhook::{WebhookEvent, WebhookKind};
 use crate::core::ws::frame::{self, Opcode};
 
@@ -238,7 +239,8 @@ impl Shard {
     /// A cache channel's last event as this node has it, if still fresh.
     fn cached(&self, app: AppIdx, channel: &ChannelName, now: Instant) -> Option<Bytes> {
         let ttl = self.state.apps.get(app).config.cache_ttl;
-        self.homes[app.get()]
+        self.per_app[app]
+            .homes
             .get(channel)
             .and_then(|home| home.cached(now, ttl))
     }
@@ -270,7 +272,7 @@ impl Shard {
         };
         if let Some(cached) = cached
             && self.cached(app, &channel, now).is_none()
-            && let Some(home) = self.homes[app.get()].get_mut(&channel)
+            && let Some(home) = self.per_app[app].homes.get_mut(&channel)
         {
             // Kept here for as long as Redis would still have kept it.
             let ttl = self.state.apps.get(app).config.cache_ttl;
@@ -292,7 +294,7 @@ impl Shard {
                     roster.iter().map(|(user, info)| (user, info.as_deref())),
                 ),
                 None => {
-                    let home = self.homes[app.get()].get(&channel);
+                    let home = self.per_app[app].homes.get(&channel);
                     match home.and_then(HomeChannel::roster) {
                         Some(roster) => message::presence_subscription_succeeded(
                             channel.as_str(),
@@ -334,11 +336,11 @@ impl Shard {
     fn refuse_cluster_join(&mut self, join: Join) {
         let (app, channel) = (join.app, join.channel.clone());
         let user = join.member.as_ref().map(|m| m.user_id.clone());
-        if let Some(home) = self.homes[app.get()].get_mut(&channel) {
+        if let Some(home) = self.per_app[app].homes.get_mut(&channel) {
             let released = home.release(join.shard, join.socket_id, user.as_ref());
             let count = home.stats().subscription_count;
             if home.is_empty() {
-                self.homes[app.get()].remove(&channel);
+                self.per_app[app].homes.remove(&channel);
             }
             let left = user.as_ref().filter(|_| released.last_socket_of_user);
             // The user was never added to the cluster roster, so there is nothing to remove
@@ -381,7 +383,8 @@ impl Shard {
         now: Instant,
     ) {
         let shard_count = self.shard_count;
-        let home = self.homes[app.get()]
+        let home = self.per_app[app]
+            .homes
             .entry(channel.clone())
             .or_insert_with(|| HomeChannel::new(shard_count));
         let mut events = Vec::new();
@@ -406,7 +409,7 @@ impl Shard {
             home.cluster_member_removed(user.clone(), now);
         }
         if home.is_empty() {
-            self.homes[app.get()].remove(channel);
+            self.per_app[app].homes.remove(channel);
         }
         for event in events {
             self.webhook(app, event);
@@ -417,9 +420,8 @@ impl Shard {
     /// resynchronization.
     pub(super) fn cluster_dump(&mut self) {
         let mut channels = Vec::new();
-        for (app, homes) in self.homes.iter().enumerate() {
-            let app = AppIdx(app as u16);
-            for (channel, home) in homes {
+        for (app, state) in self.per_app.iter() {
+            for (channel, home) in &state.homes {
                 let count = home.stats().subscription_count;
                 if count == 0 {
                     continue;
@@ -455,10 +457,10 @@ impl Shard {
             }
         }
         let mut users = Vec::new();
-        for (app, homes) in self.user_homes.iter().enumerate() {
-            let app = AppIdx(app as u16);
+        for (app, state) in self.per_app.iter() {
             users.extend(
-                homes
+                state
+                    .user_homes
                     .iter()
                     .filter(|(_, home)| home.sockets > 0)
                     .map(|(user, _)| (app, user.clone())),
@@ -466,9 +468,8 @@ impl Shard {
         }
         let mut resources = Vec::new();
         if self.id == 0 {
-            for (app, stored) in self.resources.iter().enumerate() {
-                let app = AppIdx(app as u16);
-                for ((kind, id), resource) in stored {
+            for (app, state) in self.per_app.iter() {
+                for ((kind, id), resource) in &state.resources {
                     if let Ok(json) = serde_json::to_string(resource) {
                         resources.push(StoredResource {
                             app,

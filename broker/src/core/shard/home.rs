@@ -1,281 +1,195 @@
-//! The authoritative state of a channel, kept at its home shard.
+//! The home shard's side of a channel: admission, subscriber counts, presence member events,
+//! and forwarding each event to the shards with subscribers.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::core::auth::channel::PresenceMember;
-use crate::core::channel::presence::{JoinOutcome, LeaveOutcome, PresenceRoster};
-use crate::core::ids::{SocketId, UserId};
+use super::Shard;
+use super::home_channel::HomeChannel;
+use super::mesh::{Join, MeshMsg, ShardId};
+use crate::core::channel::ChannelName;
+use crate::core::ids::{AppIdx, SocketId, UserId};
+use crate::core::pusher::message;
+use crate::core::webhook::{WebhookEvent, WebhookKind};
+use crate::core::ws::frame::{self, Opcode};
 
-use super::mesh::{ChannelStats, ShardId};
-
-/// Subscriber counts per shard and, for presence channels, the roster.
-#[derive(Debug)]
-pub(super) struct HomeChannel {
-    per_shard: Vec<u32>,
-    total: usize,
-    roster: Option<PresenceRoster>,
-    /// Cache channels: the last event's frame and when it was published.
-    cache: Option<(Bytes, Instant)>,
-    /// Whether `channel_occupied` went out without a `channel_vacated` after it.
-    occupied_announced: bool,
-    /// Since when the channel has been empty, while its `channel_vacated` waits.
-    vacated_since: Option<Instant>,
-    /// Users whose last socket left, while their `member_removed` waits.
-    leaving: Vec<(UserId, Instant)>,
-}
-
-/// Webhook-relevant facts of an admission.
-pub(super) struct Occupancy {
-    /// `channel_occupied` is due.
-    pub announce_occupied: bool,
-    /// `member_added` is due (the user is new, not back within the leave delay).
-    pub announce_member: bool,
-}
-
-/// Delayed webhooks that came due.
-#[derive(Default)]
-pub(super) struct DueLeaves {
-    /// `channel_vacated` is due.
-    pub vacated: bool,
-    /// `member_removed` is due for these users.
-    pub removed: Vec<UserId>,
-}
-
-/// The result of admitting a socket.
-pub(super) struct Admitted {
-    /// Presence: the user had no other socket in the channel.
-    pub first_socket_of_user: bool,
-}
-
-/// The result of releasing a socket.
-pub(super) struct Released {
-    /// Presence: that was the user's last socket in the channel.
-    pub last_socket_of_user: bool,
-}
-
-impl HomeChannel {
-    pub(super) fn new(shard_count: usize) -> Self {
-        Self {
-            per_shard: vec![0; shard_count],
-            total: 0,
-            roster: None,
-            cache: None,
-            occupied_announced: false,
-            vacated_since: None,
-            leaving: Vec::new(),
-        }
-    }
-
-    /// Updates the webhook state after [`HomeChannel::admit`]: a channel occupied again (or a
-    /// user back) within the leave delay cancels the pending leave instead of announcing.
-    pub(super) fn note_admission(
-        &mut self,
-        admitted: &Admitted,
-        user: Option<&UserId>,
-    ) -> Occupancy {
-        let mut announce_occupied = false;
-        if self.total == 1 {
-            if self.vacated_since.take().is_none() && !self.occupied_announced {
-                announce_occupied = true;
+impl Shard {
+    pub(super) fn home_subscribe(&mut self, join: Join, now: Instant) {
+        let (app, channel) = (join.app, join.channel.clone());
+        let max_members = self.state.apps.get(app).config.max_presence_members;
+        let clustered = self.clustered();
+        let home = self.per_app[app]
+            .homes
+            .entry(channel.clone())
+            .or_insert_with(|| HomeChannel::new(self.shard_count));
+        let admitted = home.admit(
+            join.shard,
+            join.socket_id,
+            join.member.as_ref(),
+            max_members,
+        );
+        let Some(admitted) = admitted else {
+            if home.is_empty() {
+                self.per_app[app].homes.remove(&channel);
             }
-            self.occupied_announced = true;
+            self.refuse_full(&join);
+            return;
+        };
+        let count = home.stats().subscription_count;
+        if clustered {
+            self.cluster_subscribe(join, admitted.first_socket_of_user, count, now);
+            return;
         }
-        let mut announce_member = false;
+        let json = match home.roster() {
+            Some(roster) => {
+                message::presence_subscription_succeeded(channel.as_str(), roster.members())
+            }
+            None => message::subscription_succeeded(channel.as_str()),
+        };
+        let member = join.member.clone();
+        let occupancy = home.note_admission(&admitted, member.as_ref().map(|m| &m.user_id));
+        if occupancy.announce_occupied {
+            self.webhook(
+                app,
+                WebhookEvent::channel(WebhookKind::ChannelOccupied, channel.as_str()),
+            );
+        }
+        if let (true, Some(member)) = (occupancy.announce_member, &member) {
+            let event = WebhookEvent::member(
+                WebhookKind::MemberAdded,
+                channel.as_str(),
+                member.user_id.as_str(),
+            );
+            self.webhook(app, event);
+        }
+        let socket_id = join.socket_id;
+        self.confirm(join, json, now);
+        self.subscription_count_changed(app, &channel, count, now);
         if admitted.first_socket_of_user
-            && let Some(user) = user
+            && let Some(member) = member
         {
-            let before = self.leaving.len();
-            self.leaving.retain(|(u, _)| u != user);
-            announce_member = self.leaving.len() == before;
-        }
-        Occupancy {
-            announce_occupied,
-            announce_member,
+            let json = message::member_added(
+                channel.as_str(),
+                &member.user_id,
+                member.user_info.as_deref(),
+            );
+            let frame = frame::encode_frame(Opcode::Text, &json);
+            self.home_publish(app, &channel, frame, Some(socket_id), now);
         }
     }
 
-    /// Updates the webhook state after [`HomeChannel::release`].
-    pub(super) fn note_release(
+    pub(super) fn home_unsubscribe(
         &mut self,
-        released: &Released,
+        shard: ShardId,
+        socket_id: SocketId,
+        app: AppIdx,
+        channel: &ChannelName,
         user: Option<&UserId>,
         now: Instant,
     ) {
-        if self.total == 0 && self.occupied_announced && self.vacated_since.is_none() {
-            self.vacated_since = Some(now);
+        let clustered = self.clustered();
+        let Some(home) = self.per_app[app].homes.get_mut(channel) else {
+            return;
+        };
+        let removed = home.release(shard, socket_id, user);
+        if clustered {
+            let count = home.stats().subscription_count;
+            if home.is_empty() {
+                self.per_app[app].homes.remove(channel);
+            }
+            let left = user.filter(|_| removed.last_socket_of_user);
+            self.cluster_unsubscribe(app, channel, left, count);
+            return;
         }
-        if released.last_socket_of_user
-            && let Some(user) = user
-        {
-            self.leaving.push((user.clone(), now));
+        home.note_release(&removed, user, now);
+        let count = home.stats().subscription_count;
+        if home.is_empty() {
+            self.per_app[app].homes.remove(channel);
         }
-    }
-
-    /// Cluster mode while Redis is out of reach (this node acts on its own view): the
-    /// channel became occupied. Returns whether to announce it (not if a `channel_vacated`
-    /// this node was holding back is cancelled instead).
-    pub(super) fn cluster_occupied(&mut self) -> bool {
-        self.occupied_announced = true;
-        self.vacated_since.take().is_none()
-    }
-
-    /// Cluster mode while Redis is out of reach (this node acts on its own view): the
-    /// channel became vacant; `channel_vacated` follows after the leave delay unless it is
-    /// occupied again.
-    pub(super) fn cluster_vacated(&mut self, now: Instant) {
-        self.occupied_announced = true;
-        self.vacated_since.get_or_insert(now);
-    }
-
-    /// Cluster mode while Redis is out of reach (this node acts on its own view): `user`
-    /// joined. Returns whether to announce it (not if a pending `member_removed` is
-    /// cancelled instead).
-    pub(super) fn cluster_member_added(&mut self, user: &UserId) -> bool {
-        let before = self.leaving.len();
-        self.leaving.retain(|(u, _)| u != user);
-        self.leaving.len() == before
-    }
-
-    /// Cluster mode while Redis is out of reach (this node acts on its own view): `user`
-    /// left; `member_removed` follows after the delay.
-    pub(super) fn cluster_member_removed(&mut self, user: UserId, now: Instant) {
-        if !self.leaving.iter().any(|(u, _)| *u == user) {
-            self.leaving.push((user, now));
+        self.subscription_count_changed(app, channel, count, now);
+        if let (Some(user), true) = (user, removed.last_socket_of_user) {
+            let json = message::member_removed(channel.as_str(), user);
+            let frame = frame::encode_frame(Opcode::Text, &json);
+            self.home_publish(app, channel, frame, None, now);
         }
     }
 
-    /// Leaves whose delay has passed.
-    pub(super) fn due_leaves(&mut self, now: Instant, delay: Duration) -> DueLeaves {
-        let mut due = DueLeaves::default();
-        if let Some(since) = self.vacated_since
-            && now.saturating_duration_since(since) >= delay
-        {
-            self.vacated_since = None;
-            self.occupied_announced = false;
-            due.vacated = true;
+    /// A channel's subscriber count changed: the `subscription_count` webhook and, when the
+    /// app opts in, `pusher_internal:subscription_count` to the subscribers. Presence channels
+    /// have member events instead.
+    pub(super) fn subscription_count_changed(
+        &mut self,
+        app: AppIdx,
+        channel: &ChannelName,
+        count: usize,
+        now: Instant,
+    ) {
+        if channel.kind().is_presence() {
+            return;
         }
-        let mut still = Vec::new();
-        for (user, since) in self.leaving.drain(..) {
-            if now.saturating_duration_since(since) >= delay {
-                due.removed.push(user);
+        let event = WebhookEvent {
+            subscription_count: Some(count),
+            ..WebhookEvent::channel(WebhookKind::SubscriptionCount, channel.as_str())
+        };
+        self.webhook(app, event);
+        if count > 0 && self.state.apps.get(app).config.subscription_count_events {
+            let json = message::subscription_count(channel.as_str(), count);
+            let frame = frame::encode_frame(Opcode::Text, &json);
+            if self.clustered() {
+                self.publish_frame(app, channel, frame, None, now);
             } else {
-                still.push((user, since));
+                self.home_publish(app, channel, frame, None, now);
             }
         }
-        self.leaving = still;
-        due
     }
 
-    /// Remembers the last event of a cache channel.
-    pub(super) fn remember(&mut self, frame: Bytes, now: Instant) {
-        self.cache = Some((frame, now));
-    }
-
-    /// The cached event, if younger than `ttl`.
-    pub(super) fn cached(&self, now: Instant, ttl: Duration) -> Option<Bytes> {
-        self.cache
-            .as_ref()
-            .filter(|(_, at)| now.saturating_duration_since(*at) < ttl)
-            .map(|(frame, _)| frame.clone())
-    }
-
-    /// Drops a cached event older than `ttl`.
-    pub(super) fn forget_expired(&mut self, now: Instant, ttl: Duration) {
-        if self.cached(now, ttl).is_none() {
-            self.cache = None;
-        }
-    }
-
-    /// Counts a new subscriber on `shard`; `None` if a presence roster is full.
-    pub(super) fn admit(
+    /// At the home shard: forward a frame to every shard that has subscribers.
+    pub(super) fn home_publish(
         &mut self,
-        shard: ShardId,
-        socket: SocketId,
-        member: Option<&PresenceMember>,
-        max_members: usize,
-    ) -> Option<Admitted> {
-        let first_socket_of_user = match member {
-            Some(member) => {
-                let roster = self.roster.get_or_insert_with(PresenceRoster::default);
-                match roster.join(member, socket, max_members) {
-                    JoinOutcome::Full => return None,
-                    outcome => outcome == JoinOutcome::FirstSocket,
-                }
-            }
-            None => false,
+        app: AppIdx,
+        channel: &ChannelName,
+        frame: Bytes,
+        except: Option<SocketId>,
+        published: Instant,
+    ) {
+        let Some(home) = self.per_app[app].homes.get(channel) else {
+            return;
         };
-        if let Some(count) = self.per_shard.get_mut(shard) {
-            *count += 1;
-            self.total += 1;
+        let shards: Vec<ShardId> = home.shards_with_subscribers().collect();
+        for shard in shards {
+            let msg = MeshMsg::Deliver {
+                app,
+                channel: channel.clone(),
+                frame: frame.clone(),
+                except,
+                published,
+            };
+            self.send_to(shard, msg);
         }
-        Some(Admitted {
-            first_socket_of_user,
-        })
     }
 
-    /// Forgets a subscriber on `shard`.
-    pub(super) fn release(
+    /// At the home shard: an event for the channel's subscribers. A cache channel keeps it
+    /// as its last event unless it is a presence notice (`remember` false).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn home_event(
         &mut self,
-        shard: ShardId,
-        socket: SocketId,
-        user: Option<&UserId>,
-    ) -> Released {
-        if let Some(count) = self.per_shard.get_mut(shard)
-            && *count > 0
-        {
-            *count -= 1;
-            self.total -= 1;
+        app: AppIdx,
+        channel: &ChannelName,
+        frame: Bytes,
+        except: Option<SocketId>,
+        published: Instant,
+        remember: bool,
+        now: Instant,
+    ) {
+        if remember && channel.kind().is_cache() {
+            let shard_count = self.shard_count;
+            self.per_app[app]
+                .homes
+                .entry(channel.clone())
+                .or_insert_with(|| HomeChannel::new(shard_count))
+                .remember(frame.clone(), now);
         }
-        let last_socket_of_user = match (user, self.roster.as_mut()) {
-            (Some(user), Some(roster)) => roster.leave(user, socket) == LeaveOutcome::LastSocket,
-            _ => false,
-        };
-        Released {
-            last_socket_of_user,
-        }
-    }
-
-    /// The roster, for presence channels.
-    pub(super) fn roster(&self) -> Option<&PresenceRoster> {
-        self.roster.as_ref()
-    }
-
-    /// Whether any socket is subscribed.
-    pub(super) fn is_occupied(&self) -> bool {
-        self.total > 0
-    }
-
-    /// Whether nothing is left to remember.
-    pub(super) fn is_empty(&self) -> bool {
-        self.total == 0
-            && self.roster.as_ref().is_none_or(PresenceRoster::is_empty)
-            && self.cache.is_none()
-            && self.vacated_since.is_none()
-            && self.leaving.is_empty()
-    }
-
-    /// Shards with at least one subscriber.
-    pub(super) fn shards_with_subscribers(&self) -> impl Iterator<Item = ShardId> + '_ {
-        self.per_shard
-            .iter()
-            .enumerate()
-            .filter(|&(_, &n)| n > 0)
-            .map(|(shard, _)| shard)
-    }
-
-    pub(super) fn stats(&self) -> ChannelStats {
-        ChannelStats {
-            subscription_count: self.total,
-            user_count: self.roster.as_ref().map_or(0, PresenceRoster::user_count),
-        }
-    }
-
-    pub(super) fn users(&self) -> Vec<UserId> {
-        self.roster
-            .as_ref()
-            .map(|r| r.members().map(|(id, _)| id.clone()).collect())
-            .unwrap_or_default()
+        self.home_publish(app, channel, frame, except, published);
     }
 }

@@ -6,6 +6,8 @@
 
 use std::time::Instant;
 
+use super::{Shard, home_shard};
+
 use bytes::Bytes;
 
 use crate::core::auth::channel::PresenceMember;
@@ -297,4 +299,121 @@ pub enum AnswerPart {
     Applied,
     /// The cluster's state could not be read (Redis became unreachable meanwhile).
     Unavailable,
+}
+
+impl Shard {
+    /// Handles a message from another shard.
+    pub fn handle_mesh(&mut self, msg: MeshMsg, now: Instant) {
+        self.dispatch(msg, now);
+        self.drain_to_self(now);
+    }
+
+    /// The next message for another shard.
+    pub fn poll_mesh(&mut self) -> Option<(ShardId, MeshMsg)> {
+        self.to_others.pop_front()
+    }
+
+    pub(super) fn send_home(&mut self, app: AppIdx, channel: &ChannelName, msg: MeshMsg) {
+        let home = home_shard(app, channel, self.shard_count);
+        self.send_to(home, msg);
+    }
+
+    pub(super) fn send_to(&mut self, shard: ShardId, msg: MeshMsg) {
+        if shard == self.id {
+            self.to_self.push_back(msg);
+        } else {
+            self.to_others.push_back((shard, msg));
+        }
+    }
+
+    pub(super) fn drain_to_self(&mut self, now: Instant) {
+        while let Some(msg) = self.to_self.pop_front() {
+            self.dispatch(msg, now);
+        }
+    }
+
+    /// Routes one mesh message to the handler of its concern.
+    pub(super) fn dispatch(&mut self, msg: MeshMsg, now: Instant) {
+        match msg {
+            MeshMsg::Subscribe(join) => self.home_subscribe(join, now),
+            MeshMsg::SubscribeAccepted(admission) => self.subscribe_accepted(admission),
+            MeshMsg::SubscribeRefused {
+                conn,
+                socket_id,
+                channel,
+                frame,
+                ..
+            } => self.subscribe_refused(conn, socket_id, &channel, frame),
+            MeshMsg::Unsubscribe {
+                shard,
+                socket_id,
+                app,
+                channel,
+                user,
+            } => self.home_unsubscribe(shard, socket_id, app, &channel, user.as_ref(), now),
+            MeshMsg::Publish {
+                app,
+                channel,
+                frame,
+                except,
+                published,
+                remember,
+            } => self.home_event(app, &channel, frame, except, published, remember, now),
+            MeshMsg::Deliver {
+                app,
+                channel,
+                frame,
+                except,
+                published,
+            } => self.deliver_local(app, &channel, &frame, except, published),
+            MeshMsg::ChannelInfo {
+                reply_to,
+                app,
+                channel,
+            } => self.answer_channel_info(reply_to, app, &channel),
+            MeshMsg::ChannelUsers {
+                reply_to,
+                app,
+                channel,
+            } => self.answer_channel_users(reply_to, app, &channel),
+            MeshMsg::ListChannels {
+                reply_to,
+                app,
+                prefix,
+            } => self.answer_list_channels(reply_to, app, &prefix),
+            MeshMsg::UserSockets { app, user, online } => self.home_user_sockets(app, user, online),
+            MeshMsg::Watch {
+                app,
+                watcher,
+                users,
+                start,
+            } => self.home_watch(app, watcher, users, start),
+            MeshMsg::ClusterUserStatus { app, user, online } => {
+                self.notify_watchers(app, &user, online)
+            }
+            MeshMsg::WhoIsOnlineHere {
+                app,
+                watcher,
+                users,
+            } => self.tell_online_here(app, watcher, &users),
+            MeshMsg::WatchlistNotify {
+                watcher,
+                online,
+                users,
+            } => self.notify_watcher(watcher, online, &users),
+            MeshMsg::SetResource {
+                reply_to,
+                app,
+                kind,
+                id,
+                resource,
+            } => self.apply_resource(reply_to, app, kind, id, resource),
+            MeshMsg::RevokeToken { app, jti } => self.close_token_sockets(app, &jti),
+            MeshMsg::TerminateUser { app, user } => self.close_user_sockets(app, &user),
+            MeshMsg::ClusterSynced { sync, reply } => self.cluster_synced(sync, reply, now),
+            MeshMsg::ClusterWebhook { app, event } => self.webhook(app, event),
+            MeshMsg::ClusterDump => self.cluster_dump(),
+            MeshMsg::Answer { query, part } => self.gather(query, part),
+        }
+    }
 }

@@ -1,0 +1,251 @@
+//! Who may connect: the WebSocket path, protocol version, app, origin, token and quotas;
+//! and what a closed socket gives back.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::conn::Conn;
+use super::events::client_event_rate;
+use super::mesh::{ConnKey, MeshMsg, Watcher};
+use super::{Accept, ConnectRequest, Shard};
+use crate::core::app::QuotaExceeded;
+use crate::core::ids::SocketId;
+use crate::core::pusher::ErrorCode;
+use crate::core::pusher::message;
+use crate::core::rate_limit::TokenBucket;
+use crate::core::ws::frame::{self, FrameLimits, MessageDecoder, Opcode, Role};
+use crate::metrics::inc;
+use ringcast_shared::{AuditDecision, AuditKind};
+
+/// The Pusher protocol version spoken. Older clients (5, 6) expect different framing of some
+/// events, so they are refused with 4007 rather than served subtly wrong.
+const PROTOCOL_VERSION: u32 = 7;
+
+/// Envelope slack over an app's `max_message_bytes`: a client event's frame carries the event
+/// and channel names around its data.
+const FRAME_ENVELOPE_BYTES: usize = 1024;
+
+impl Shard {
+    /// Validates a WebSocket connection request (after the RFC 6455 upgrade succeeded) and
+    /// opens the Pusher connection, or says which Pusher error closes it.
+    pub fn accept_websocket(&mut self, request: &ConnectRequest<'_>, now: Instant) -> Accept {
+        match self.try_accept(request, now) {
+            Ok(key) => Accept::Open(key),
+            Err((code, text)) => {
+                self.metrics.error(code);
+                let mut bytes = Vec::with_capacity(128);
+                let json =
+                    message::error_with_message(code, text.as_deref().unwrap_or(code.message()));
+                frame::encode_frame_into(&mut bytes, Opcode::Text, &json);
+                bytes.extend_from_slice(&frame::encode_close(code.code(), code.message()));
+                Accept::Refused(Bytes::from(bytes), code)
+            }
+        }
+    }
+
+    pub(super) fn try_accept(
+        &mut self,
+        request: &ConnectRequest<'_>,
+        now: Instant,
+    ) -> Result<ConnKey, (ErrorCode, Option<String>)> {
+        let plain = |code: ErrorCode| (code, None);
+        let key = request
+            .path
+            .strip_prefix("/app/")
+            .filter(|k| !k.is_empty() && !k.contains('/'))
+            .ok_or(plain(ErrorCode::PathNotFound))?;
+        let protocol = request
+            .protocol
+            .ok_or(plain(ErrorCode::NoProtocolVersion))?;
+        let version: u32 = protocol
+            .parse()
+            .map_err(|_| plain(ErrorCode::InvalidVersionFormat))?;
+        if version != PROTOCOL_VERSION {
+            return Err(plain(ErrorCode::UnsupportedProtocolVersion));
+        }
+        let app = self
+            .state
+            .apps
+            .by_key(key)
+            .ok_or(plain(ErrorCode::AppNotFound))?;
+        if !app.config.enabled {
+            return Err(plain(ErrorCode::AppDisabled));
+        }
+        let app_idx = app.idx;
+        if !app.config.origin_allowed(request.origin) {
+            let reason = request
+                .origin
+                .map(|o| format!("origin {:?}", o.chars().take(128).collect::<String>()));
+            self.audit_event(
+                app_idx,
+                AuditKind::Security,
+                "origin",
+                AuditDecision::Deny,
+                Some(request.remote),
+                Some("allowed_origins"),
+                reason,
+            );
+            return Err((ErrorCode::Unauthorized, Some("origin not allowed".into())));
+        }
+        let uses_jwt = app.config.jwt.is_some();
+        let identity = match app.authenticate(request.token, request.now_unix) {
+            Ok(identity) => identity,
+            Err(e) => {
+                self.audit_event(
+                    app_idx,
+                    AuditKind::Decision,
+                    "token",
+                    AuditDecision::Deny,
+                    Some(request.remote),
+                    Some("jwt"),
+                    Some(e.to_string()),
+                );
+                return Err((ErrorCode::Unauthorized, Some(format!("token refused: {e}"))));
+            }
+        };
+        let app = self.state.apps.get(app_idx);
+        // Expiry as a point on the monotonic clock the shard runs on.
+        let token_expires = identity.as_ref().map(|id| {
+            let left = id.expires_at.saturating_sub(request.now_unix);
+            now + Duration::from_secs(left) + app.token_leeway()
+        });
+        let limits = FrameLimits {
+            max_frame_bytes: app.config.max_message_bytes + FRAME_ENVELOPE_BYTES,
+            max_message_bytes: app.config.max_message_bytes + FRAME_ENVELOPE_BYTES,
+        };
+        let client_event_rate = client_event_rate(app.config.client_events_per_second);
+        self.state.apps.try_connect(app_idx).map_err(|e| match e {
+            QuotaExceeded::Server => plain(ErrorCode::OverCapacity),
+            QuotaExceeded::App => plain(ErrorCode::AppOverConnectionQuota),
+        })?;
+        self.next_socket += 1;
+        // The low half carries the shard id so ids never collide across shards.
+        let socket_id = SocketId::new(
+            self.socket_prefix,
+            self.next_socket * self.shard_count as u64 + self.id as u64,
+        );
+        let tenant: Option<Box<str>> = identity
+            .as_ref()
+            .and_then(|i| i.tenant.as_deref())
+            .map(Into::into);
+        if let Some(tenant) = &tenant {
+            self.state.tenants.connect(app_idx, tenant);
+        }
+        let key = self.conns.insert(Conn {
+            socket_id,
+            app: app_idx,
+            decoder: MessageDecoder::new(Role::Server, limits),
+            subscriptions: Vec::new(),
+            connected_at: now,
+            last_seen: now,
+            ping_sent: None,
+            user: None,
+            watchlist: Vec::new(),
+            signin_info: None,
+            identity: identity.map(Box::new),
+            tenant,
+            remote: request.remote,
+            token_expires,
+            client_events: TokenBucket::new(
+                client_event_rate.capacity,
+                client_event_rate.period,
+                now,
+            ),
+            outbox: VecDeque::new(),
+            outbox_bytes: 0,
+            in_ready: false,
+            closing: false,
+            peer_closed: false,
+        });
+        inc(&self.metrics.connections_opened);
+        if uses_jwt && self.conns.get(key).is_some_and(|c| c.identity.is_some()) {
+            self.audit_conn(
+                key,
+                AuditKind::Decision,
+                "token",
+                AuditDecision::Allow,
+                None,
+                Some("jwt"),
+                None,
+            );
+        }
+        self.metrics.apps[app_idx.get()]
+            .connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let timeout = self.state.config.activity_timeout.as_secs();
+        self.send_json(key, &message::connection_established(socket_id, timeout));
+        Ok(key)
+    }
+
+    /// Counts a connection attempt on `path` from `remote` against the app's per-IP rate
+    /// limit, before the upgrade; `Err` is the time to wait (HTTP 429 with `Retry-After`).
+    pub fn connection_attempt(
+        &mut self,
+        path: &str,
+        remote: IpAddr,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        let Some(app) = path
+            .strip_prefix("/app/")
+            .and_then(|key| self.state.apps.by_key(key))
+        else {
+            return Ok(());
+        };
+        let app_idx = app.idx;
+        let result = app.admit_connection_attempt(remote, now);
+        if result.is_err() {
+            self.audit_event(
+                app_idx,
+                AuditKind::Security,
+                "rate_limit",
+                AuditDecision::Deny,
+                Some(remote),
+                Some("connections_per_minute_per_ip"),
+                None,
+            );
+        }
+        result
+    }
+
+    /// The socket of `key` is gone (closed by either side, or failed): forget it.
+    pub fn handle_disconnect(&mut self, key: ConnKey, socket_id: SocketId, now: Instant) {
+        if self.socket_id(key) != Some(socket_id) {
+            return;
+        }
+        self.leave_all(key);
+        let conn = self.conns.remove(key);
+        if let Some(user) = &conn.user {
+            let sockets = &mut self.per_app[conn.app].users;
+            if let Some(keys) = sockets.get_mut(user) {
+                keys.retain(|&k| k != key);
+                if keys.is_empty() {
+                    sockets.remove(user);
+                }
+            }
+            let msg = MeshMsg::UserSockets {
+                app: conn.app,
+                user: user.clone(),
+                online: false,
+            };
+            self.send_to(self.user_home(conn.app, user), msg);
+            let watcher = Watcher {
+                shard: self.id,
+                conn: key,
+                socket_id: conn.socket_id,
+            };
+            self.send_watch(conn.app, watcher, conn.watchlist, false);
+        }
+        self.state.apps.disconnect(conn.app);
+        if let Some(tenant) = &conn.tenant {
+            self.state.tenants.disconnect(conn.app, tenant);
+        }
+        inc(&self.metrics.connections_closed);
+        self.metrics.apps[conn.app.get()]
+            .connections
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.drain_to_self(now);
+    }
+}

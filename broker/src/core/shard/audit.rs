@@ -1,0 +1,151 @@
+//! Audit records of decisions and security events, with the counters they feed.
+
+use std::net::IpAddr;
+
+use super::Shard;
+use super::mesh::ConnKey;
+use crate::core::ids::AppIdx;
+use crate::metrics::inc;
+use ringcast_shared::{AuditDecision, AuditKind, AuditRecord};
+
+impl Shard {
+    /// Audit records produced since the last call. Their `time_ms` is 0: the shell stamps
+    /// them with the wall clock as it hands them to the audit log.
+    pub fn take_audit(&mut self, out: &mut Vec<AuditRecord>) {
+        out.append(&mut self.audit);
+    }
+
+    /// Records an audit entry not tied to a connection (HTTP API, refused connections).
+    #[allow(clippy::too_many_arguments)]
+    pub fn audit_event(
+        &mut self,
+        app: AppIdx,
+        kind: AuditKind,
+        action: &str,
+        decision: AuditDecision,
+        remote: Option<IpAddr>,
+        rule: Option<&str>,
+        reason: Option<String>,
+    ) {
+        self.count_denial(app, kind, decision, None);
+        self.count_rate_limit(app, action);
+        self.audit.push(AuditRecord {
+            time_ms: 0,
+            kind,
+            action: action.to_owned(),
+            app: self.state.apps.get(app).config.id.clone(),
+            tenant: None,
+            user: None,
+            actor: None,
+            socket: None,
+            remote_ip: remote.map(|ip| ip.to_string()),
+            channel: None,
+            decision,
+            rule: rule.map(str::to_owned),
+            reason,
+        });
+    }
+
+    /// Records an admin's action (sign-in, dashboard API call), with no app.
+    pub fn audit_admin(
+        &mut self,
+        kind: AuditKind,
+        action: &str,
+        admin: Option<&str>,
+        decision: AuditDecision,
+        remote: IpAddr,
+        reason: Option<String>,
+    ) {
+        if kind == AuditKind::Decision && decision == AuditDecision::Deny {
+            inc(&self.metrics.auth_failures);
+        }
+        self.audit.push(AuditRecord {
+            time_ms: 0,
+            kind,
+            action: action.to_owned(),
+            app: String::new(),
+            tenant: None,
+            user: admin.map(str::to_owned),
+            actor: Some("admin".to_owned()),
+            socket: None,
+            remote_ip: Some(remote.to_string()),
+            channel: None,
+            decision,
+            rule: None,
+            reason,
+        });
+    }
+
+    /// Counts a rate-limit refusal (every one is audited with the action `rate_limit`).
+    pub(super) fn count_rate_limit(&self, app: AppIdx, action: &str) {
+        if action != "rate_limit" {
+            return;
+        }
+        inc(&self.metrics.rate_limited);
+        if let Some(counters) = self.metrics.apps.get(app.get()) {
+            inc(&counters.rate_limited);
+        }
+    }
+
+    /// Counts a failed authorization (a denied decision) per app and per tenant.
+    pub(super) fn count_denial(
+        &self,
+        app: AppIdx,
+        kind: AuditKind,
+        decision: AuditDecision,
+        tenant: Option<&str>,
+    ) {
+        if kind != AuditKind::Decision || decision != AuditDecision::Deny {
+            return;
+        }
+        inc(&self.metrics.auth_failures);
+        if let Some(counters) = self.metrics.apps.get(app.get()) {
+            inc(&counters.auth_failures);
+        }
+        if let Some(tenant) = tenant {
+            self.state.tenants.count(app, tenant);
+        }
+    }
+
+    /// Records an audit entry about connection `key`, with its identity filled in.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn audit_conn(
+        &mut self,
+        key: ConnKey,
+        kind: AuditKind,
+        action: &str,
+        decision: AuditDecision,
+        channel: Option<&str>,
+        rule: Option<&str>,
+        reason: Option<String>,
+    ) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let identity = conn.identity.as_deref();
+        self.count_denial(
+            conn.app,
+            kind,
+            decision,
+            identity.and_then(|i| i.tenant.as_deref()),
+        );
+        self.count_rate_limit(conn.app, action);
+        self.audit.push(AuditRecord {
+            time_ms: 0,
+            kind,
+            action: action.to_owned(),
+            app: self.state.apps.get(conn.app).config.id.clone(),
+            tenant: identity.and_then(|i| i.tenant.clone()),
+            user: identity
+                .and_then(|i| i.user_id.clone())
+                .or_else(|| conn.user.as_ref().map(|u| u.as_str().to_owned())),
+            actor: identity.and_then(|i| i.actor.clone()),
+            socket: Some(conn.socket_id.to_string()),
+            remote_ip: Some(conn.remote.to_string()),
+            channel: channel.map(str::to_owned),
+            decision,
+            rule: rule.map(str::to_owned),
+            reason,
+        });
+    }
+}

@@ -1,0 +1,119 @@
+//! What the HTTP API applies on every shard (and every node): policy resources and token
+//! revocation.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::mesh::{AnswerPart, ConnKey, MeshMsg, QueryId, ReplyTo};
+use super::queries::PendingQuery;
+use super::{Answer, Shard};
+use crate::core::ids::AppIdx;
+use crate::core::policy::Resource;
+use crate::core::pusher::ErrorCode;
+
+impl Shard {
+    /// Sets (or, with `None`, deletes) a resource on every shard. The returned query completes
+    /// once every shard has applied it, so a subscription after the API call sees it.
+    pub fn set_resource(
+        &mut self,
+        app: AppIdx,
+        kind: &str,
+        id: &str,
+        resource: Option<Resource>,
+        now: Instant,
+    ) -> QueryId {
+        let query = self.new_query(PendingQuery {
+            awaiting: self.shard_count,
+            answer: Answer::Applied,
+        });
+        let reply_to = ReplyTo {
+            shard: self.id,
+            query,
+        };
+        self.broadcast(crate::core::cluster::Command::Resource {
+            app: self.app_id(app),
+            kind: kind.to_owned(),
+            id: id.to_owned(),
+            json: resource
+                .as_ref()
+                .and_then(|r| serde_json::to_string(r).ok()),
+        });
+        let resource = resource.map(std::sync::Arc::new);
+        for shard in 0..self.shard_count {
+            let msg = MeshMsg::SetResource {
+                reply_to: Some(reply_to),
+                app,
+                kind: kind.to_owned(),
+                id: id.to_owned(),
+                resource: resource.clone(),
+            };
+            self.send_to(shard, msg);
+        }
+        self.drain_to_self(now);
+        query
+    }
+
+    /// Revokes token id `jti` until `until_unix` and closes live sockets using it, on every
+    /// shard (HTTP API `tokens/revoke`).
+    pub fn revoke_token(
+        &mut self,
+        app: AppIdx,
+        jti: &str,
+        until_unix: u64,
+        now_unix: u64,
+        now: Instant,
+    ) {
+        self.state.apps.get(app).revoke(jti, until_unix, now_unix);
+        self.broadcast(crate::core::cluster::Command::Revoke {
+            app: self.app_id(app),
+            jti: jti.to_owned(),
+            until_unix,
+        });
+        for shard in 0..self.shard_count {
+            let msg = MeshMsg::RevokeToken {
+                app,
+                jti: jti.to_owned(),
+            };
+            self.send_to(shard, msg);
+        }
+        self.drain_to_self(now);
+    }
+
+    /// On every shard: sets (or deletes) a resource, then answers the shard that asked.
+    pub(super) fn apply_resource(
+        &mut self,
+        reply_to: Option<ReplyTo>,
+        app: AppIdx,
+        kind: String,
+        id: String,
+        resource: Option<Arc<Resource>>,
+    ) {
+        let key = (kind, id);
+        match resource {
+            Some(resource) => {
+                self.per_app[app].resources.insert(key, (*resource).clone());
+            }
+            None => {
+                self.per_app[app].resources.remove(&key);
+            }
+        }
+        if let Some(reply_to) = reply_to {
+            self.answer(reply_to, AnswerPart::Applied);
+        }
+    }
+
+    /// On every shard: closes the sockets whose token has id `jti`.
+    pub(super) fn close_token_sockets(&mut self, app: AppIdx, jti: &str) {
+        let keys: Vec<ConnKey> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.app == app && c.identity.as_ref().and_then(|i| i.jti.as_deref()) == Some(jti)
+            })
+            .map(|(k, _)| k)
+            .collect();
+        for key in keys {
+            self.send_error_message(key, ErrorCode::Unauthorized, "token revoked");
+        }
+    }
+}

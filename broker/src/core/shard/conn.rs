@@ -1,0 +1,63 @@
+//! One connection's protocol state, as its shard keeps it.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::core::auth::jwt::Identity;
+use crate::core::channel::ChannelName;
+use crate::core::ids::{AppIdx, SocketId, UserId};
+use crate::core::rate_limit::TokenBucket;
+use crate::core::ws::frame::MessageDecoder;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum SubState {
+    /// Sent to the home shard, not yet confirmed.
+    Pending,
+    /// Confirmed; the socket is in the local subscriber list.
+    Active,
+}
+
+#[derive(Debug)]
+pub(super) struct Subscription {
+    pub(super) channel: ChannelName,
+    pub(super) user: Option<UserId>,
+    pub(super) state: SubState,
+}
+
+/// One WebSocket connection's protocol state.
+pub(super) struct Conn {
+    pub(super) socket_id: SocketId,
+    pub(super) app: AppIdx,
+    pub(super) decoder: MessageDecoder,
+    pub(super) subscriptions: Vec<Subscription>,
+    pub(super) connected_at: Instant,
+    pub(super) last_seen: Instant,
+    pub(super) ping_sent: Option<Instant>,
+    /// The user this socket signed in as (`pusher:signin`).
+    pub(super) user: Option<UserId>,
+    /// Users whose online status this socket follows.
+    pub(super) watchlist: Vec<UserId>,
+    /// `user_info` of the signed sign-in `user_data` (JSON text), for policies without JWT.
+    pub(super) signin_info: Option<Box<str>>,
+    /// The verified JWT identity, if the app uses tokens.
+    pub(super) identity: Option<Box<Identity>>,
+    /// The tenant the connection counts toward (from its token, else its sign-in).
+    pub(super) tenant: Option<Box<str>>,
+    /// The peer's address (for audit records).
+    pub(super) remote: IpAddr,
+    /// When the token expires (4010 then).
+    pub(super) token_expires: Option<Instant>,
+    pub(super) client_events: TokenBucket,
+    /// Frames waiting for the writer, with when their event was accepted (`None` for
+    /// replies and control frames).
+    pub(super) outbox: VecDeque<(Bytes, Option<Instant>)>,
+    pub(super) outbox_bytes: usize,
+    pub(super) in_ready: bool,
+    /// A close frame is queued; input is ignored and nothing else is sent.
+    pub(super) closing: bool,
+    /// The peer's close frame has arrived: the closing handshake is complete once ours is out.
+    pub(super) peer_closed: bool,
+}

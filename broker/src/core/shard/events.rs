@@ -1,0 +1,185 @@
+//! Events: client events and API publishes, and delivery to this shard's subscribers.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+
+use super::conn::SubState;
+use super::mesh::ConnKey;
+use super::outbox::{Enqueued, enqueue};
+use super::{Publish, Shard};
+use crate::config::ClientEvents;
+use crate::core::channel::ChannelName;
+use crate::core::ids::{AppIdx, SocketId};
+use crate::core::pusher::ErrorCode;
+use crate::core::pusher::message;
+use crate::core::rate_limit::Rate;
+use crate::core::webhook::{ClientEventInfo, WebhookEvent, WebhookKind};
+use crate::core::ws::frame::{self, Opcode};
+use crate::metrics::add;
+use ringcast_shared::{AuditDecision, AuditKind};
+
+pub(super) fn client_event_rate(per_second: u32) -> Rate {
+    Rate {
+        capacity: per_second,
+        period: Duration::from_secs(1),
+    }
+}
+
+impl Shard {
+    pub(super) fn client_event(
+        &mut self,
+        key: ConnKey,
+        event: &str,
+        raw_channel: &str,
+        data: &RawValue,
+        now: Instant,
+    ) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let app = self.state.apps.get(conn.app);
+        let refuse =
+            |why: &str| format!("client event {event:?} on {raw_channel:?} refused: {why}");
+        let Some(sub) = conn
+            .subscriptions
+            .iter()
+            .find(|s| s.channel.as_str() == raw_channel && s.state == SubState::Active)
+        else {
+            let text = refuse("not subscribed to the channel");
+            self.send_error_message(key, ErrorCode::ClientEventRejected, &text);
+            return;
+        };
+        let kind = sub.channel.kind();
+        let allowed = match app.config.client_events {
+            ClientEvents::Disabled => Err("client events are disabled for this app"),
+            _ if !kind.allows_client_events() => {
+                Err("client events are only allowed on private and presence channels")
+            }
+            ClientEvents::MembersOnly if !kind.is_presence() => {
+                Err("this app allows client events on presence channels only")
+            }
+            _ => Ok(()),
+        };
+        if let Err(why) = allowed {
+            let text = refuse(why);
+            self.send_error_message(key, ErrorCode::ClientEventRejected, &text);
+            return;
+        }
+        if event.len() > app.config.max_event_name_chars {
+            let text = refuse("event name too long");
+            self.send_error_message(key, ErrorCode::ClientEventRejected, &text);
+            return;
+        }
+        if data.get().len() > app.config.max_message_bytes {
+            let text = format!(
+                "client event data is over {} bytes",
+                app.config.max_message_bytes
+            );
+            self.send_error_message(key, ErrorCode::MessageTooLarge, &text);
+            return;
+        }
+        let rate = client_event_rate(app.config.client_events_per_second);
+        let sender = sub
+            .user
+            .as_ref()
+            .or(conn.user.as_ref())
+            .map_or_else(|| conn.socket_id.to_string(), |u| u.as_str().to_owned());
+        if conn.client_events.try_acquire(rate, now).is_err()
+            || app.admit_client_event(&sender, now).is_err()
+        {
+            let channel = sub.channel.as_str().to_owned();
+            self.audit_conn(
+                key,
+                AuditKind::Security,
+                "rate_limit",
+                AuditDecision::Deny,
+                Some(&channel),
+                Some("client_events"),
+                None,
+            );
+            self.send_error(key, ErrorCode::ClientEventRateLimited);
+            return;
+        }
+        let channel = sub.channel.clone();
+        let user = sub.user.clone();
+        let (app_idx, socket_id) = (conn.app, conn.socket_id);
+        if self.wants_webhook(app_idx, WebhookKind::ClientEvent) {
+            // Pusher's webhook carries data as a string: a string's content, else the JSON text.
+            let data_text = serde_json::from_str::<String>(data.get())
+                .unwrap_or_else(|_| data.get().to_owned());
+            let hook = WebhookEvent {
+                user_id: user.as_ref().map(|u| u.as_str().to_owned()),
+                client: Some(ClientEventInfo {
+                    event: event.to_owned(),
+                    data: data_text,
+                    socket_id: socket_id.to_string(),
+                }),
+                ..WebhookEvent::channel(WebhookKind::ClientEvent, channel.as_str())
+            };
+            self.webhooks.push((app_idx, hook));
+        }
+        let json = message::client_event(event, channel.as_str(), data, user.as_ref());
+        let frame = frame::encode_frame(Opcode::Text, &json);
+        self.metrics.apps[app_idx.get()]
+            .publishes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.publish_frame(app_idx, &channel, frame, Some(socket_id), now);
+    }
+
+    /// Publishes an event from the HTTP API to one channel: the frame is encoded once here
+    /// and the same bytes reach every subscriber on every shard.
+    pub fn publish(&mut self, publish: &Publish<'_>, channel: &ChannelName, now: Instant) {
+        let json = message::channel_event(publish.event, channel.as_str(), publish.data);
+        let frame = frame::encode_frame(Opcode::Text, &json);
+        self.metrics.apps[publish.app.get()]
+            .publishes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.publish_frame(publish.app, channel, frame, publish.except, now);
+        self.drain_to_self(now);
+    }
+
+    pub(super) fn deliver_local(
+        &mut self,
+        app: AppIdx,
+        channel: &ChannelName,
+        frame: &Bytes,
+        except: Option<SocketId>,
+        published: Instant,
+    ) {
+        let Some(subscribers) = self.per_app[app].local.get(channel) else {
+            return;
+        };
+        let cap = self.state.config.send_buffer_bytes;
+        let mut overflowed = Vec::new();
+        let mut delivered = 0u64;
+        for &key in subscribers {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if Some(conn.socket_id) == except || conn.closing {
+                continue;
+            }
+            delivered += 1;
+            if enqueue(
+                conn,
+                key,
+                (frame.clone(), Some(published)),
+                cap,
+                &mut self.ready,
+                &self.metrics,
+            ) == Enqueued::Overflow
+            {
+                overflowed.push(key);
+            }
+        }
+        add(&self.metrics.deliveries, delivered);
+        self.metrics.apps[app.get()]
+            .deliveries
+            .fetch_add(delivered, std::sync::atomic::Ordering::Relaxed);
+        for key in overflowed {
+            self.close_slow_consumer(key);
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Per-socket output: queued frames under a byte cap, handed to the writer, and closing.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::conn::Conn;
+use super::mesh::ConnKey;
+use super::{OutputState, Shard, Taken};
+use crate::core::ids::SocketId;
+use crate::core::pusher::ErrorCode;
+use crate::core::pusher::message;
+use crate::core::ws::frame::{self, Opcode};
+use crate::metrics::{ShardMetrics, inc};
+
+#[derive(PartialEq, Eq)]
+pub(super) enum Enqueued {
+    Queued,
+    Overflow,
+}
+
+pub(super) fn enqueue(
+    conn: &mut Conn,
+    key: ConnKey,
+    queued: (Bytes, Option<Instant>),
+    cap: usize,
+    ready: &mut Vec<ConnKey>,
+    metrics: &ShardMetrics,
+) -> Enqueued {
+    if conn.outbox_bytes + queued.0.len() > cap {
+        return Enqueued::Overflow;
+    }
+    conn.outbox_bytes += queued.0.len();
+    conn.outbox.push_back(queued);
+    inc(&metrics.messages_out);
+    mark_ready(conn, key, ready);
+    Enqueued::Queued
+}
+
+pub(super) fn mark_ready(conn: &mut Conn, key: ConnKey, ready: &mut Vec<ConnKey>) {
+    if !conn.in_ready {
+        conn.in_ready = true;
+        ready.push(key);
+    }
+}
+
+impl Shard {
+    /// Moves the keys of connections with new output (or a pending close) into `out`.
+    pub fn take_ready(&mut self, out: &mut Vec<ConnKey>) {
+        for &key in &self.ready {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.in_ready = false;
+            }
+        }
+        out.append(&mut self.ready);
+    }
+
+    /// Hands out queued frames of `key`, up to `max_frames` or about `max_bytes`.
+    pub fn take_output(
+        &mut self,
+        key: ConnKey,
+        socket_id: SocketId,
+        out: &mut Vec<Bytes>,
+        max_frames: usize,
+        max_bytes: usize,
+    ) -> Taken {
+        let Some(conn) = self.conns.get_mut(key).filter(|c| c.socket_id == socket_id) else {
+            return Taken {
+                state: OutputState::Close,
+                oldest_event: None,
+                events: 0,
+            };
+        };
+        let mut bytes = 0;
+        let mut oldest_event: Option<Instant> = None;
+        let mut events = 0;
+        while out.len() < max_frames && bytes < max_bytes {
+            let Some((frame, published)) = conn.outbox.pop_front() else {
+                break;
+            };
+            if let Some(published) = published {
+                events += 1;
+                oldest_event = Some(oldest_event.map_or(published, |o| o.min(published)));
+            }
+            bytes += frame.len();
+            out.push(frame);
+        }
+        conn.outbox_bytes -= bytes;
+        let state = if conn.closing && conn.outbox.is_empty() {
+            OutputState::Close
+        } else {
+            OutputState::Open
+        };
+        Taken {
+            state,
+            oldest_event,
+            events,
+        }
+    }
+
+    /// Whether the closing handshake of `key` is complete (the peer's close frame arrived),
+    /// or the connection is gone. The shell closes the socket then, or after a grace period.
+    pub fn peer_closed(&self, key: ConnKey, socket_id: SocketId) -> bool {
+        self.conns
+            .get(key)
+            .filter(|c| c.socket_id == socket_id)
+            .is_none_or(|c| c.peer_closed)
+    }
+
+    pub(super) fn send_json(&mut self, key: ConnKey, json: &[u8]) {
+        self.send_frame(key, frame::encode_frame(Opcode::Text, json));
+    }
+
+    pub(super) fn send_error(&mut self, key: ConnKey, code: ErrorCode) {
+        self.send_error_message(key, code, code.message());
+    }
+
+    pub(super) fn send_error_message(&mut self, key: ConnKey, code: ErrorCode, text: &str) {
+        self.metrics.error(code);
+        self.send_json(key, &message::error_with_message(code, text));
+        if code.closes_connection() {
+            self.close_ws(key, code.code(), code.message());
+        }
+    }
+
+    /// Sends `pusher:error` and closes with the same code.
+    pub(super) fn close_with(&mut self, key: ConnKey, code: ErrorCode) {
+        self.send_error(key, code);
+    }
+
+    pub(super) fn send_frame(&mut self, key: ConnKey, frame: Bytes) {
+        let cap = self.state.config.send_buffer_bytes;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.closing {
+            return;
+        }
+        if enqueue(
+            conn,
+            key,
+            (frame, None),
+            cap,
+            &mut self.ready,
+            &self.metrics,
+        ) == Enqueued::Overflow
+        {
+            self.close_slow_consumer(key);
+        }
+    }
+
+    /// Queues a close frame and stops the connection taking part in anything.
+    pub(super) fn close_ws(&mut self, key: ConnKey, code: u16, reason: &str) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.closing {
+            return;
+        }
+        let frame = frame::encode_close(code, reason);
+        conn.outbox_bytes += frame.len();
+        conn.outbox.push_back((frame, None));
+        conn.closing = true;
+        mark_ready(conn, key, &mut self.ready);
+        self.leave_all(key);
+    }
+
+    /// A consumer whose send buffer is full: drop what it has not taken and close it with 4100.
+    pub(super) fn close_slow_consumer(&mut self, key: ConnKey) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.outbox.clear();
+        conn.outbox_bytes = 0;
+        inc(&self.metrics.slow_consumers_closed);
+        self.metrics.error(ErrorCode::OverCapacity);
+        let json = message::error_with_message(
+            ErrorCode::OverCapacity,
+            "send buffer full: the client is not reading fast enough",
+        );
+        let frame = frame::encode_frame(Opcode::Text, &json);
+        conn.outbox_bytes += frame.len();
+        conn.outbox.push_back((frame, None));
+        self.close_ws(key, ErrorCode::OverCapacity.code(), "Over capacity");
+    }
+}

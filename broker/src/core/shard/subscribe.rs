@@ -1,0 +1,334 @@
+//! The socket's side of a subscription: the signature and policies decide, the home shard
+//! admits, the subscription goes from pending to active, and leaving undoes it.
+
+use bytes::Bytes;
+
+use super::Shard;
+use super::conn::{Conn, SubState, Subscription};
+use super::mesh::{Admission, ConnKey, Join, MeshMsg};
+use crate::core::auth::channel::{AuthContext, ChannelAuthorized, authorize_subscription};
+use crate::core::channel::{ChannelKind, ChannelName, ChannelNameError};
+use crate::core::ids::{AppIdx, SocketId, UserId};
+use crate::core::policy::{Decision, Resources, Subject};
+use crate::core::pusher::ErrorCode;
+use crate::core::pusher::message::{self, SubscribeRequest};
+use ringcast_shared::{AuditDecision, AuditKind};
+
+/// Evaluates the app's policies for a subscription whose signature already holds. The subject
+/// is the connection's JWT identity; without one, the signed sign-in user or presence member
+/// (with `tenant_id`, `actor` and `roles` read from its signed `user_info`).
+fn policy_decision(
+    app: &crate::core::app::App,
+    conn: &Conn,
+    proof: &ChannelAuthorized,
+    resources: &Resources,
+) -> Decision {
+    if app.policies.is_empty() {
+        return Decision::Allow { rules: Vec::new() };
+    }
+    if let Some(identity) = conn.identity.as_deref() {
+        let subject = Subject {
+            user_id: identity.user_id.as_deref(),
+            tenant: identity.tenant.as_deref(),
+            actor: identity.actor.as_deref(),
+            roles: &identity.roles,
+        };
+        return app.policies.evaluate(proof.channel(), &subject, resources);
+    }
+    // Without a token: the signed-in user (sign-in `user_data`), else the presence member,
+    // each with `tenant_id`, `actor` and `roles` read from its signed `user_info`.
+    let member = proof.member();
+    let info_text = match &conn.user {
+        Some(_) => conn.signin_info.as_deref(),
+        None => member.and_then(|m| m.user_info.as_deref()),
+    };
+    let info: Option<serde_json::Value> =
+        info_text.and_then(|text| serde_json::from_str(text).ok());
+    let text = |field: &str| {
+        info.as_ref()
+            .and_then(|i| i.get(field))
+            .and_then(|v| v.as_str())
+    };
+    let roles: Vec<String> = info
+        .as_ref()
+        .and_then(|i| i.get("roles"))
+        .and_then(|r| r.as_array())
+        .map(|r| {
+            r.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let subject = Subject {
+        user_id: conn
+            .user
+            .as_ref()
+            .map(UserId::as_str)
+            .or(member.map(|m| m.user_id.as_str())),
+        tenant: text("tenant_id"),
+        actor: text("actor"),
+        roles: &roles,
+    };
+    app.policies.evaluate(proof.channel(), &subject, resources)
+}
+
+impl Shard {
+    pub(super) fn subscribe(&mut self, key: ConnKey, request: SubscribeRequest<'_>) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let app = self.state.apps.get(conn.app);
+        let channel = match ChannelName::parse(&request.channel, app.config.max_channel_name_chars)
+        {
+            Ok(channel) => channel,
+            Err(err) => {
+                self.refuse_channel_name(key, &request.channel, err);
+                return;
+            }
+        };
+        if conn.subscriptions.iter().any(|s| s.channel == channel) {
+            // pusher-js never re-subscribes an active channel; a repeat is a no-op.
+            return;
+        }
+        if conn.subscriptions.len() >= app.max_subscriptions() {
+            let text = format!(
+                "a connection may hold at most {} subscriptions",
+                app.max_subscriptions()
+            );
+            let frame = message::subscription_error(channel.as_str(), "LimitReached", &text, 429);
+            self.send_json(key, &frame);
+            return;
+        }
+        let ctx = AuthContext {
+            app_key: &app.config.key,
+            secret: &app.secret,
+            socket_id: conn.socket_id,
+            max_user_id_chars: app.config.max_user_id_chars,
+            max_user_info_bytes: app.config.max_user_info_bytes,
+            signed_in_user: conn.user.as_ref(),
+        };
+        let proof = authorize_subscription(
+            &ctx,
+            channel.clone(),
+            request.auth.as_deref(),
+            request.channel_data.as_deref(),
+        );
+        // Policies come on top of the signature, never instead of it.
+        let outcome = match proof {
+            Err(e) => Err((
+                e.to_string(),
+                e.status(),
+                "signature".to_owned(),
+                e.to_string(),
+            )),
+            Ok(proof) => match policy_decision(app, conn, &proof, &self.per_app[app.idx].resources)
+            {
+                Decision::Allow { rules } => Ok((proof, rules)),
+                Decision::Deny { rule, reason } => Err((
+                    format!("denied by policy {rule:?}: {reason}"),
+                    403,
+                    rule,
+                    reason,
+                )),
+            },
+        };
+        let signed =
+            channel.kind().requires_signature() || channel.kind() == ChannelKind::ServerToUser;
+        match outcome {
+            Ok((proof, rules)) => {
+                // Public channels no rule covers involve no authorization decision.
+                if signed || !rules.is_empty() {
+                    let rule = if rules.is_empty() {
+                        "signature".to_owned()
+                    } else {
+                        rules.join(",")
+                    };
+                    self.audit_conn(
+                        key,
+                        AuditKind::Decision,
+                        "subscribe",
+                        AuditDecision::Allow,
+                        Some(channel.as_str()),
+                        Some(&rule),
+                        None,
+                    );
+                }
+                self.join(key, proof);
+            }
+            Err((text, status, rule, reason)) => {
+                self.audit_conn(
+                    key,
+                    AuditKind::Decision,
+                    "subscribe",
+                    AuditDecision::Deny,
+                    Some(channel.as_str()),
+                    Some(&rule),
+                    Some(reason),
+                );
+                let frame =
+                    message::subscription_error(channel.as_str(), "AuthError", &text, status);
+                self.send_json(key, &frame);
+            }
+        }
+    }
+
+    pub(super) fn refuse_channel_name(&mut self, key: ConnKey, raw: &str, err: ChannelNameError) {
+        // Echo at most a bounded prefix of the peer's text back.
+        let shown: String = raw.chars().take(64).collect();
+        let text = format!("{err}: {shown:?}");
+        self.send_error_message(key, ErrorCode::InvalidChannelName, &text);
+    }
+
+    /// Records a pending subscription and asks the channel's home shard to admit it.
+    pub(super) fn join(&mut self, key: ConnKey, proof: ChannelAuthorized) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let (channel, member) = proof.into_parts();
+        conn.subscriptions.push(Subscription {
+            channel: channel.clone(),
+            user: member.as_ref().map(|m| m.user_id.clone()),
+            state: SubState::Pending,
+        });
+        let msg = MeshMsg::Subscribe(Join {
+            shard: self.id,
+            conn: key,
+            socket_id: conn.socket_id,
+            app: conn.app,
+            channel: channel.clone(),
+            member,
+        });
+        let app = conn.app;
+        self.send_home(app, &channel, msg);
+    }
+
+    pub(super) fn unsubscribe(&mut self, key: ConnKey, raw: &str) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Some(position) = conn
+            .subscriptions
+            .iter()
+            .position(|s| s.channel.as_str() == raw)
+        else {
+            // Unsubscribing from a channel one is not in gets no reply, like any unsubscribe.
+            return;
+        };
+        let sub = conn.subscriptions.swap_remove(position);
+        let (app, socket_id) = (conn.app, conn.socket_id);
+        self.leave(key, app, socket_id, sub);
+    }
+
+    /// Takes a socket out of a channel: locally at once, and at the home shard if it had
+    /// been admitted there (a pending one is undone when its confirmation arrives).
+    pub(super) fn leave(
+        &mut self,
+        key: ConnKey,
+        app: AppIdx,
+        socket_id: SocketId,
+        sub: Subscription,
+    ) {
+        if sub.state != SubState::Active {
+            return;
+        }
+        let channels = &mut self.per_app[app].local;
+        if let Some(subscribers) = channels.get_mut(&sub.channel) {
+            subscribers.swap_remove(&key);
+            if subscribers.is_empty() {
+                channels.remove(&sub.channel);
+            }
+        }
+        self.metrics
+            .subscriptions
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let msg = MeshMsg::Unsubscribe {
+            shard: self.id,
+            socket_id,
+            app,
+            channel: sub.channel.clone(),
+            user: sub.user,
+        };
+        self.send_home(app, &sub.channel, msg);
+    }
+
+    pub(super) fn leave_all(&mut self, key: ConnKey) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let subscriptions = std::mem::take(&mut conn.subscriptions);
+        let (app, socket_id) = (conn.app, conn.socket_id);
+        for sub in subscriptions {
+            self.leave(key, app, socket_id, sub);
+        }
+    }
+
+    pub(super) fn subscribe_accepted(&mut self, admission: Admission) {
+        let Admission {
+            conn: key,
+            socket_id,
+            app,
+            channel,
+            user,
+            frame,
+            then,
+        } = admission;
+        let pending = self
+            .conns
+            .get_mut(key)
+            .filter(|c| c.socket_id == socket_id)
+            .and_then(|conn| {
+                conn.subscriptions
+                    .iter_mut()
+                    .find(|s| s.channel == channel && s.state == SubState::Pending)
+            });
+        match pending {
+            Some(sub) => {
+                sub.state = SubState::Active;
+                self.per_app[app]
+                    .local
+                    .entry(channel)
+                    .or_default()
+                    .insert(key);
+                self.metrics
+                    .subscriptions
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.send_frame(key, frame);
+                if let Some(then) = then {
+                    self.send_frame(key, then);
+                }
+            }
+            None => {
+                // The socket left (or unsubscribed) while the home shard was admitting it:
+                // undo the admission so counts and rosters stay exact.
+                let msg = MeshMsg::Unsubscribe {
+                    shard: self.id,
+                    socket_id,
+                    app,
+                    channel: channel.clone(),
+                    user,
+                };
+                self.send_home(app, &channel, msg);
+            }
+        }
+    }
+
+    pub(super) fn subscribe_refused(
+        &mut self,
+        key: ConnKey,
+        socket_id: SocketId,
+        channel: &ChannelName,
+        frame: Bytes,
+    ) {
+        let Some(conn) = self.conns.get_mut(key).filter(|c| c.socket_id == socket_id) else {
+            return;
+        };
+        if let Some(position) = conn
+            .subscriptions
+            .iter()
+            .position(|s| &s.channel == channel && s.state == SubState::Pending)
+        {
+            conn.subscriptions.swap_remove(position);
+            self.send_frame(key, frame);
+        }
+    }
+}

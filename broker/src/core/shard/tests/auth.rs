@@ -1,0 +1,201 @@
+//! Tokens (JWT) and policies.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::harness::*;
+use crate::config::Config;
+use crate::core::auth::{hmac_hex, hmac_key};
+use crate::core::ids::AppIdx;
+use crate::core::shard::*;
+
+#[test]
+fn a_required_token_must_be_present_and_valid() {
+    let mut cluster = Cluster::with(1, with_jwt(true));
+    let path = format!("/app/{KEY}");
+    let (frames, code) = cluster
+        .try_connect_with_token(0, &path, Some("7"), None)
+        .unwrap_err();
+    assert_eq!(code, ErrorCode::Unauthorized);
+    assert!(
+        frames[0]["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("token is required")
+    );
+    let expired = hs256(&json!({"sub": "u", "exp": NOW_UNIX - 1}));
+    let (frames, _) = cluster
+        .try_connect_with_token(0, &path, Some("7"), Some(&expired))
+        .unwrap_err();
+    assert!(
+        frames[0]["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired"),
+        "{frames:?}"
+    );
+    let good = hs256(
+        &json!({"sub": "u1", "tenant_id": "t1", "actor": "user", "roles": ["admin"], "exp": NOW_UNIX + 60}),
+    );
+    let client = cluster
+        .try_connect_with_token(0, &path, Some("7"), Some(&good))
+        .unwrap();
+    let identity = cluster.shards[0].identity(client.key).unwrap();
+    assert_eq!(identity.user_id.as_deref(), Some("u1"));
+    assert_eq!(identity.tenant.as_deref(), Some("t1"));
+    assert_eq!(identity.roles, ["admin"]);
+}
+
+#[test]
+fn an_optional_token_may_be_absent_but_not_invalid() {
+    let mut cluster = Cluster::with(1, with_jwt(false));
+    let path = format!("/app/{KEY}");
+    assert!(
+        cluster
+            .try_connect_with_token(0, &path, Some("7"), None)
+            .is_ok()
+    );
+    let forged = hs256(&json!({"sub": "u", "exp": NOW_UNIX + 60})).replace('.', ".x");
+    assert!(
+        cluster
+            .try_connect_with_token(0, &path, Some("7"), Some(&forged))
+            .is_err()
+    );
+}
+
+#[test]
+fn a_live_socket_is_closed_with_4010_when_its_token_expires() {
+    let mut cluster = Cluster::with(1, with_jwt(true));
+    let token = hs256(&json!({"sub": "u", "exp": NOW_UNIX + 30}));
+    let client = cluster
+        .try_connect_with_token(0, &format!("/app/{KEY}"), Some("7"), Some(&token))
+        .unwrap();
+    cluster.recv(client);
+    cluster.tick(Duration::from_secs(29));
+    assert!(cluster.recv(client).is_empty());
+    cluster.tick(Duration::from_secs(1));
+    let got = cluster.recv(client);
+    assert_eq!(got[0]["data"]["code"], 4010);
+    assert_eq!(got[1], json!({"close": 4010}));
+}
+
+#[test]
+fn revoking_a_token_closes_its_sockets_on_every_shard_and_refuses_it_later() {
+    let mut cluster = Cluster::with(2, with_jwt(true));
+    let path = format!("/app/{KEY}");
+    let revoked = hs256(&json!({"sub": "u", "jti": "t-1", "exp": NOW_UNIX + 600}));
+    let kept = hs256(&json!({"sub": "u", "jti": "t-2", "exp": NOW_UNIX + 600}));
+    let a = cluster
+        .try_connect_with_token(0, &path, Some("7"), Some(&revoked))
+        .unwrap();
+    let b = cluster
+        .try_connect_with_token(1, &path, Some("7"), Some(&revoked))
+        .unwrap();
+    let c = cluster
+        .try_connect_with_token(1, &path, Some("7"), Some(&kept))
+        .unwrap();
+    for client in [a, b, c] {
+        cluster.recv(client);
+    }
+    let now = cluster.now;
+    cluster.shards[0].revoke_token(AppIdx(0), "t-1", NOW_UNIX + 600, NOW_UNIX, now);
+    cluster.route();
+    for client in [a, b] {
+        let got = cluster.recv(client);
+        assert_eq!(got[0]["data"]["message"], "token revoked");
+        assert_eq!(got[1], json!({"close": 4009}));
+    }
+    assert!(cluster.recv(c).is_empty());
+    assert!(
+        cluster
+            .try_connect_with_token(1, &path, Some("7"), Some(&revoked))
+            .is_err()
+    );
+}
+
+fn with_policies(c: &mut Config) {
+    use crate::core::policy::RuleConfig;
+    let rule = RuleConfig::new;
+    c.apps[0].policies = vec![
+        RuleConfig {
+            tenant: Some("{tenant}".into()),
+            ..rule("tenant-isolation", "tenant.{tenant}.**")
+        },
+        RuleConfig {
+            user: Some("{id}".into()),
+            actors: vec!["user".into()],
+            ..rule("personal", "user.{id}")
+        },
+    ];
+}
+
+#[test]
+fn policies_refuse_a_validly_signed_cross_tenant_presence_subscription() {
+    let mut cluster = Cluster::with(1, with_policies);
+    let a = cluster.connect(0);
+    let channel = "presence-tenant.t1.room.1";
+    let join = |cluster: &mut Cluster, tenant: &str| {
+        let data = json!({"user_id": "u", "user_info": {"tenant_id": tenant, "actor": "user"}})
+            .to_string();
+        let sig = hmac_hex(
+            &hmac_key(SECRET),
+            format!("{}:{channel}:{data}", a.socket_id).as_bytes(),
+        );
+        cluster.send(a, json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": format!("{KEY}:{sig}"), "channel_data": data}}));
+        cluster.recv(a)
+    };
+    let reply = join(&mut cluster, "t2");
+    assert_eq!(reply[0]["event"], "pusher:subscription_error");
+    assert_eq!(reply[0]["data"]["status"], 403);
+    assert!(
+        reply[0]["data"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("tenant-isolation")
+    );
+    let reply = join(&mut cluster, "t1");
+    assert_eq!(reply[0]["event"], "pusher_internal:subscription_succeeded");
+}
+
+#[test]
+fn policies_use_the_jwt_identity_when_there_is_one() {
+    let mut cluster = Cluster::with(1, |c| {
+        with_policies(c);
+        with_jwt(true)(c);
+    });
+    let token =
+        hs256(&json!({"sub": "w1", "actor": "worker", "tenant_id": "t1", "exp": NOW_UNIX + 60}));
+    let worker = cluster
+        .try_connect_with_token(0, &format!("/app/{KEY}"), Some("7"), Some(&token))
+        .unwrap();
+    cluster.recv(worker);
+    let reply = cluster.subscribe_private(worker, "private-user.w1");
+    assert!(
+        reply[0]["data"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("personal"),
+        "{reply:?}"
+    );
+    let reply = cluster.subscribe_private(worker, "private-tenant.t1.jobs");
+    assert_eq!(reply[0]["event"], "pusher_internal:subscription_succeeded");
+    let reply = cluster.subscribe_private(worker, "private-tenant.t2.jobs");
+    assert_eq!(reply[0]["data"]["status"], 403);
+}
+
+#[test]
+fn policies_use_the_signed_in_users_info_without_jwt() {
+    let mut cluster = Cluster::with(1, with_policies);
+    let a = cluster.connect(0);
+    cluster.signin(
+        a,
+        r#"{"id":"alice","user_info":{"tenant_id":"t1","actor":"user"}}"#,
+    );
+    let reply = cluster.subscribe_private(a, "private-tenant.t1.orders");
+    assert_eq!(reply[0]["event"], "pusher_internal:subscription_succeeded");
+    let reply = cluster.subscribe_private(a, "private-tenant.t2.orders");
+    assert_eq!(reply[0]["data"]["status"], 403);
+    let reply = cluster.subscribe_private(a, "private-user.alice");
+    assert_eq!(reply[0]["event"], "pusher_internal:subscription_succeeded");
+}

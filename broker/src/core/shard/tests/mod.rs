@@ -1,0 +1,14 @@
+//! Drives whole shards with plain values: an in-memory mesh and a simulated clock.
+
+mod harness;
+
+mod audit;
+mod auth;
+mod cluster;
+mod connections;
+mod events;
+mod limits;
+mod queries;
+mod subscribe;
+mod users;
+mod webhooks;

@@ -1,0 +1,103 @@
+//! What time decides: pings, token expiry, sign-in deadlines, delayed webhooks, cache expiry.
+
+use std::time::Instant;
+
+use super::Shard;
+use super::mesh::ConnKey;
+use crate::core::pusher::ErrorCode;
+use crate::core::pusher::message;
+use crate::core::webhook::{LEAVE_DELAY, WebhookEvent, WebhookKind};
+
+impl Shard {
+    /// Pings quiet connections and closes those that did not answer in time.
+    pub fn handle_tick(&mut self, now: Instant) {
+        let activity = self.state.config.activity_timeout;
+        let pong = self.state.config.pong_timeout;
+        let mut to_ping = Vec::new();
+        let mut to_close = Vec::new();
+        let mut unsigned = Vec::new();
+        let mut expired = Vec::new();
+        for (key, conn) in &self.conns {
+            if conn.closing {
+                continue;
+            }
+            if conn.token_expires.is_some_and(|at| now >= at) {
+                expired.push(key);
+                continue;
+            }
+            let signin_timeout = self.state.apps.get(conn.app).config.signin_timeout;
+            if let Some(limit) = signin_timeout
+                && conn.user.is_none()
+                && now.saturating_duration_since(conn.connected_at) >= limit
+            {
+                unsigned.push(key);
+                continue;
+            }
+            match conn.ping_sent {
+                Some(sent) if now.saturating_duration_since(sent) >= pong => to_close.push(key),
+                None if now.saturating_duration_since(conn.last_seen) >= activity => {
+                    to_ping.push(key)
+                }
+                _ => {}
+            }
+        }
+        for key in to_ping {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.ping_sent = Some(now);
+            }
+            self.send_json(key, message::ping());
+        }
+        for key in to_close {
+            self.close_with(key, ErrorCode::PongNotReceived);
+        }
+        for key in expired {
+            self.close_with(key, ErrorCode::TokenExpired);
+        }
+        for key in unsigned {
+            let text = "sign-in (pusher:signin) did not happen in time";
+            self.send_error_message(key, ErrorCode::Unauthorized, text);
+        }
+        self.home_timers(now);
+        self.drain_to_self(now);
+    }
+
+    /// Sends delayed `channel_vacated` / `member_removed` webhooks that came due, forgets
+    /// cached events past their TTL, and drops channels with nothing left to remember.
+    pub(super) fn home_timers(&mut self, now: Instant) {
+        let mut due_events = Vec::new();
+        for (app, state) in self.per_app.iter_mut() {
+            let ttl = self.state.apps.get(app).config.cache_ttl;
+            state.homes.retain(|name, home| {
+                let due = home.due_leaves(now, LEAVE_DELAY);
+                if due.vacated {
+                    due_events.push((
+                        app,
+                        WebhookEvent::channel(WebhookKind::ChannelVacated, name.as_str()),
+                    ));
+                }
+                for user in due.removed {
+                    let event = WebhookEvent::member(
+                        WebhookKind::MemberRemoved,
+                        name.as_str(),
+                        user.as_str(),
+                    );
+                    due_events.push((app, event));
+                }
+                home.forget_expired(now, ttl);
+                !home.is_empty()
+            });
+        }
+        for (app, event) in due_events {
+            self.webhook(app, event);
+        }
+    }
+
+    /// Closes every connection with 4200 (reconnect now), for a graceful shutdown.
+    pub fn shutdown(&mut self, now: Instant) {
+        let keys: Vec<ConnKey> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.close_with(key, ErrorCode::Reconnect);
+        }
+        self.drain_to_self(now);
+    }
+}

@@ -1,0 +1,30 @@
+//! Webhook events for the app backends, built only for apps that want them.
+
+use super::Shard;
+use crate::core::ids::AppIdx;
+use crate::core::webhook::{WebhookEvent, WebhookKind};
+
+impl Shard {
+    /// Webhook events produced since the last call, for the webhook sender.
+    pub fn take_webhooks(&mut self, out: &mut Vec<(AppIdx, WebhookEvent)>) {
+        out.append(&mut self.webhooks);
+    }
+
+    /// Whether any of the app's webhook endpoints wants `kind` (so nothing is built for apps
+    /// without webhooks).
+    pub(super) fn wants_webhook(&self, app: AppIdx, kind: WebhookKind) -> bool {
+        self.state
+            .apps
+            .get(app)
+            .config
+            .webhooks
+            .iter()
+            .any(|w| w.wants(kind))
+    }
+
+    pub(super) fn webhook(&mut self, app: AppIdx, event: WebhookEvent) {
+        if self.wants_webhook(app, event.kind) {
+            self.webhooks.push((app, event));
+        }
+    }
+}
