@@ -2,7 +2,7 @@
 //! inputs.
 //!
 //! - `serde_json`: what the broker runs today. WebSocket messages go through
-//!   `ClientMessage::parse` (an envelope with `data` as a `RawValue`, then `data` parsed by
+//!   `Command::parse` (an envelope with `data` as a `RawValue`, then `data` parsed by
 //!   event). The HTTP API body is parsed into the broker's former serde_json shape of an
 //!   event and its `data` string is decoded, as `validate_event` did.
 //! - `simd_json_borrowed`: `simd_json::to_borrowed_value_with_buffers`, then the same fields
@@ -21,7 +21,8 @@ use std::borrow::Cow;
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ringcast::core::pusher::message::ClientMessage;
+use ringcast::core::wire::Command;
+use ringcast::core::wire::pusher::message::parse;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use simd_json::prelude::*;
@@ -75,15 +76,15 @@ enum Fields {
     },
 }
 
-fn broker_fields(message: &ClientMessage<'_>) -> Fields {
+fn broker_fields(message: &Command<'_>) -> Fields {
     match message {
-        ClientMessage::Ping => Fields::Ping,
-        ClientMessage::Subscribe(request) => Fields::Subscribe {
+        Command::Ping => Fields::Ping,
+        Command::Subscribe(request) => Fields::Subscribe {
             channel: request.channel.to_string(),
             auth: request.auth.as_deref().map(str::to_owned),
             channel_data: request.channel_data.as_deref().map(str::to_owned),
         },
-        ClientMessage::ClientEvent {
+        Command::ClientEvent {
             event,
             channel,
             data,
@@ -216,7 +217,7 @@ impl Scratch {
 
 fn client_message_group(c: &mut Criterion, name: &str, input: &str) {
     let input = input.as_bytes();
-    let expected = broker_fields(&ClientMessage::parse(input).expect("the broker parses it"));
+    let expected = broker_fields(&parse(input).expect("the broker parses it"));
     let mut scratch = Scratch::new();
     {
         let (text, buffers) = scratch.load(input);
@@ -235,9 +236,7 @@ fn client_message_group(c: &mut Criterion, name: &str, input: &str) {
 
     let mut group = c.benchmark_group(format!("parse_{name}"));
     group.throughput(Throughput::Bytes(input.len() as u64));
-    group.bench_function("serde_json", |b| {
-        b.iter(|| ClientMessage::parse(black_box(input)).is_ok())
-    });
+    group.bench_function("serde_json", |b| b.iter(|| parse(black_box(input)).is_ok()));
     group.bench_function("simd_json_borrowed", |b| {
         b.iter(|| {
             let (text, buffers) = scratch.load(black_box(input));

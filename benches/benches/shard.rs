@@ -24,6 +24,7 @@ use ringcast::core::ids::{AppIdx, SocketId};
 use ringcast::core::shard::{
     Accept, Answer, ConnKey, ConnectRequest, Publish, Query, ServerState, Shard,
 };
+use ringcast::core::wire::Wire;
 use ringcast::core::ws::frame::{Opcode, encode_client_frame};
 use ringcast::metrics::ShardMetrics;
 
@@ -55,6 +56,7 @@ fn new_shard() -> Shard {
 fn connect(shard: &mut Shard, now: Instant) -> (ConnKey, SocketId) {
     let path = format!("/app/{KEY}");
     let request = ConnectRequest {
+        wire: Wire::Pusher,
         path: &path,
         protocol: Some("7"),
         origin: None,

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use crate::core::pusher::ErrorCode;
+use crate::core::wire::Fault;
 
 /// Counters of one app on one shard.
 #[derive(Default, Debug)]
@@ -129,8 +129,8 @@ pub struct ShardMetrics {
     pub mesh_delayed: AtomicU64,
     /// HTTP requests served.
     pub http_requests: AtomicU64,
-    /// Pusher errors sent, indexed like [`ErrorCode::ALL`].
-    pub errors: [AtomicU64; ErrorCode::ALL.len()],
+    /// Pusher errors sent, indexed like [`Fault::ALL`].
+    pub errors: [AtomicU64; Fault::ALL.len()],
     /// Per-app counters, indexed by app.
     pub apps: Vec<AppCounters>,
     /// From an event's acceptance to its frame's write completing, per event frame written.
@@ -162,10 +162,8 @@ impl ShardMetrics {
     }
 
     /// Counts one Pusher error sent.
-    pub fn error(&self, code: ErrorCode) {
-        if let Some(i) = ErrorCode::ALL.iter().position(|&c| c == code) {
-            self.errors[i].fetch_add(1, Ordering::Relaxed);
-        }
+    pub fn error(&self, fault: Fault) {
+        self.errors[fault.index()].fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -634,9 +632,10 @@ pub fn render_prometheus(
         "# HELP ringcast_errors_total Pusher errors sent, by code."
     );
     let _ = writeln!(out, "# TYPE ringcast_errors_total counter");
-    for (i, code) in ErrorCode::ALL.iter().enumerate() {
-        let n = sum(&|s| load(&s.errors[i]));
-        let _ = writeln!(out, "ringcast_errors_total{{code=\"{}\"}} {n}", code.code());
+    for fault in Fault::ALL {
+        let n = sum(&|s| load(&s.errors[fault.index()]));
+        let code = crate::core::wire::pusher::codes::code(fault);
+        let _ = writeln!(out, "ringcast_errors_total{{code=\"{code}\"}} {n}");
     }
     let per_app: [PerAppSeries; 6] = [
         (

@@ -3,10 +3,10 @@
 
 use libfuzzer_sys::fuzz_target;
 use ringcast::core::channel::ChannelName;
-use ringcast::core::pusher::message::ClientMessage;
+use ringcast::core::wire::{Command, Wire};
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(ClientMessage::Subscribe(request)) = ClientMessage::parse(data) {
+    if let Ok(Command::Subscribe(request)) = Wire::Pusher.parse(data) {
         let _ = ChannelName::parse(&request.channel, 200);
     }
 });

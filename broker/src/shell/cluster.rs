@@ -34,6 +34,7 @@ use crate::core::shard::{
     user_home_shard,
 };
 use crate::core::webhook::WebhookEvent;
+use crate::core::wire::Frames;
 
 /// What shards (and the server) send to the link.
 pub enum LinkMsg {
@@ -255,7 +256,7 @@ impl Link {
             ClusterOut::Publish {
                 app,
                 channel,
-                frame,
+                frames,
                 except,
             } => match self.connection() {
                 Some(conn) => {
@@ -264,7 +265,7 @@ impl Link {
                         app: app_id.clone(),
                         channel: channel.as_str().to_owned(),
                         except,
-                        frame,
+                        frame: frames.pusher().clone(),
                         notice: false,
                     }
                     .encode();
@@ -291,7 +292,7 @@ impl Link {
                 }
                 None => {
                     self.status().local_only.fetch_add(1, Ordering::Relaxed);
-                    self.deliver_here(app, channel, frame, except, true).await;
+                    self.deliver_here(app, channel, frames, except, true).await;
                 }
             },
             ClusterOut::Broadcast(command) => {
@@ -521,7 +522,7 @@ impl Link {
         &self,
         app: AppIdx,
         channel: ChannelName,
-        frame: Bytes,
+        frames: Frames,
         except: Option<crate::core::ids::SocketId>,
         remember: bool,
     ) {
@@ -529,7 +530,7 @@ impl Link {
         let msg = MeshMsg::Publish {
             app,
             channel,
-            frame,
+            frames,
             except,
             published: Instant::now(),
             remember,
@@ -1193,7 +1194,7 @@ impl Link {
                 let Ok(channel) = ChannelName::parse(&channel, usize::MAX) else {
                     return;
                 };
-                self.deliver_here(app, channel, frame, except, !notice)
+                self.deliver_here(app, channel, Frames::from_pusher(frame), except, !notice)
                     .await;
             }
             Ok(Envelope::UserStatus { app, user, online }) => {

@@ -19,6 +19,7 @@ use crate::core::http::request::{
 use crate::core::http::response;
 use crate::core::ids::SocketId;
 use crate::core::shard::{Accept, ConnKey, ConnectRequest, OutputState};
+use crate::core::wire::Wire;
 use crate::core::ws::handshake::{is_websocket_upgrade, switching_protocols, validate_upgrade};
 use crate::http::{self, Clock, Reply, ServerView};
 use crate::metrics::{add, inc};
@@ -261,7 +262,9 @@ async fn websocket(
     // pusher-js can only prefix the path (`wsPath`), so a token may also come as
     // `/token/{jwt}/app/{key}`.
     let (path, path_token) = split_token_path(&head.path);
-    let attempt = rt.with_core(|core| core.connection_attempt(&path, remote.ip(), Instant::now()));
+    let attempt = rt.with_core(|core| {
+        core.connection_attempt(Wire::Pusher, &path, remote.ip(), Instant::now())
+    });
     if let Err(retry) = attempt {
         let seconds = retry.as_secs().max(1).to_string();
         let response = response::json_error_with(
@@ -288,6 +291,7 @@ async fn websocket(
         .or(protocol_token.map(String::as_str))
         .or(bearer);
     let request = ConnectRequest {
+        wire: Wire::Pusher,
         path: &path,
         protocol: protocol.as_deref(),
         origin: head.header("origin"),
@@ -301,8 +305,8 @@ async fn websocket(
     let mut handshake = switching_protocols(&upgrade.accept, protocol_token.map(String::as_str));
     let key = match accepted {
         Accept::Open(key) => key,
-        Accept::Refused(frames, code) => {
-            tracing::debug!(%remote, code = code.code(), "websocket refused");
+        Accept::Refused(frames, fault) => {
+            tracing::debug!(%remote, ?fault, "websocket refused");
             handshake.extend_from_slice(&frames);
             let _ = stream.write_all(handshake).await;
             let _ = stream.shutdown().await;

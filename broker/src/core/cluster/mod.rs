@@ -91,8 +91,8 @@ pub enum ClusterOut {
         app: AppIdx,
         /// The channel.
         channel: ChannelName,
-        /// The complete WebSocket frame.
-        frame: Bytes,
+        /// The event, encoded once per wire.
+        frames: crate::core::wire::Frames,
         /// The socket that must not receive it.
         except: Option<SocketId>,
     },

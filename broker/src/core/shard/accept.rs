@@ -5,74 +5,101 @@ use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::BytesMut;
 
 use super::conn::Conn;
 use super::events::client_event_rate;
 use super::mesh::{ConnKey, MeshMsg, Watcher};
 use super::{Accept, ConnectRequest, Shard};
-use crate::core::app::QuotaExceeded;
+use crate::core::app::{QuotaExceeded, TokenError};
 use crate::core::ids::SocketId;
-use crate::core::pusher::ErrorCode;
-use crate::core::pusher::message;
 use crate::core::rate_limit::TokenBucket;
-use crate::core::ws::frame::{self, FrameLimits, MessageDecoder, Opcode, Role};
+use crate::core::wire::{Fault, Reply, Wire};
+use crate::core::ws::frame::{self, FrameLimits, MessageDecoder, Role};
 use crate::metrics::inc;
 use ringcast_shared::{AuditDecision, AuditKind};
-
-/// The Pusher protocol version spoken. Older clients (5, 6) expect different framing of some
-/// events, so they are refused with 4007 rather than served subtly wrong.
-const PROTOCOL_VERSION: u32 = 7;
 
 /// Envelope slack over an app's `max_message_bytes`: a client event's frame carries the event
 /// and channel names around its data.
 const FRAME_ENVELOPE_BYTES: usize = 1024;
 
+/// Why a connection is refused.
+#[derive(Debug)]
+enum ConnectRefusal {
+    /// The wire's checks on the URL failed (path, protocol version).
+    Url(Fault),
+    /// No app has the key.
+    UnknownApp,
+    /// The app is disabled.
+    AppDisabled,
+    /// The `Origin` is not on the app's list.
+    Origin,
+    /// The token is missing (where required), invalid, expired or revoked.
+    Token(TokenError),
+    /// The server or the app is at its connection quota.
+    Full(QuotaExceeded),
+}
+
+impl ConnectRefusal {
+    fn fault(&self) -> Fault {
+        match self {
+            ConnectRefusal::Url(fault) => *fault,
+            ConnectRefusal::UnknownApp => Fault::AppNotFound,
+            ConnectRefusal::AppDisabled => Fault::AppDisabled,
+            ConnectRefusal::Origin | ConnectRefusal::Token(_) => Fault::Unauthorized,
+            ConnectRefusal::Full(QuotaExceeded::Server) => Fault::OverCapacity,
+            ConnectRefusal::Full(QuotaExceeded::App) => Fault::AppOverConnectionQuota,
+        }
+    }
+
+    /// What the client is told beyond the fault's own words.
+    fn text(&self) -> Option<String> {
+        match self {
+            ConnectRefusal::Origin => Some("origin not allowed".into()),
+            ConnectRefusal::Token(err) => Some(format!("token refused: {err}")),
+            _ => None,
+        }
+    }
+}
+
 impl Shard {
     /// Validates a WebSocket connection request (after the RFC 6455 upgrade succeeded) and
-    /// opens the Pusher connection, or says which Pusher error closes it.
+    /// opens the connection, or says which fault closes it.
     pub fn accept_websocket(&mut self, request: &ConnectRequest<'_>, now: Instant) -> Accept {
         match self.try_accept(request, now) {
             Ok(key) => Accept::Open(key),
-            Err((code, text)) => {
-                self.metrics.error(code);
-                let mut bytes = Vec::with_capacity(128);
-                let json =
-                    message::error_with_message(code, text.as_deref().unwrap_or(code.message()));
-                frame::encode_frame_into(&mut bytes, Opcode::Text, &json);
-                bytes.extend_from_slice(&frame::encode_close(code.code(), code.message()));
-                Accept::Refused(Bytes::from(bytes), code)
+            Err(refusal) => {
+                let fault = refusal.fault();
+                self.metrics.error(fault);
+                let text = refusal.text();
+                let reply = Reply::Error {
+                    fault,
+                    text: text.as_deref(),
+                };
+                let (code, reason) = request.wire.close_for(fault);
+                let mut bytes = BytesMut::from(&request.wire.encode(&reply)[..]);
+                bytes.extend_from_slice(&frame::encode_close(code, reason));
+                Accept::Refused(bytes.freeze(), fault)
             }
         }
     }
 
-    pub(super) fn try_accept(
+    fn try_accept(
         &mut self,
         request: &ConnectRequest<'_>,
         now: Instant,
-    ) -> Result<ConnKey, (ErrorCode, Option<String>)> {
-        let plain = |code: ErrorCode| (code, None);
+    ) -> Result<ConnKey, ConnectRefusal> {
         let key = request
-            .path
-            .strip_prefix("/app/")
-            .filter(|k| !k.is_empty() && !k.contains('/'))
-            .ok_or(plain(ErrorCode::PathNotFound))?;
-        let protocol = request
-            .protocol
-            .ok_or(plain(ErrorCode::NoProtocolVersion))?;
-        let version: u32 = protocol
-            .parse()
-            .map_err(|_| plain(ErrorCode::InvalidVersionFormat))?;
-        if version != PROTOCOL_VERSION {
-            return Err(plain(ErrorCode::UnsupportedProtocolVersion));
-        }
+            .wire
+            .app_key(request.path, request.protocol)
+            .map_err(ConnectRefusal::Url)?;
         let app = self
             .state
             .apps
             .by_key(key)
-            .ok_or(plain(ErrorCode::AppNotFound))?;
+            .ok_or(ConnectRefusal::UnknownApp)?;
         if !app.config.enabled {
-            return Err(plain(ErrorCode::AppDisabled));
+            return Err(ConnectRefusal::AppDisabled);
         }
         let app_idx = app.idx;
         if !app.config.origin_allowed(request.origin) {
@@ -88,7 +115,7 @@ impl Shard {
                 Some("allowed_origins"),
                 reason,
             );
-            return Err((ErrorCode::Unauthorized, Some("origin not allowed".into())));
+            return Err(ConnectRefusal::Origin);
         }
         let uses_jwt = app.config.jwt.is_some();
         let identity = match app.authenticate(request.token, request.now_unix) {
@@ -103,7 +130,7 @@ impl Shard {
                     Some("jwt"),
                     Some(e.to_string()),
                 );
-                return Err((ErrorCode::Unauthorized, Some(format!("token refused: {e}"))));
+                return Err(ConnectRefusal::Token(e));
             }
         };
         let app = self.state.apps.get(app_idx);
@@ -117,10 +144,10 @@ impl Shard {
             max_message_bytes: app.config.max_message_bytes + FRAME_ENVELOPE_BYTES,
         };
         let client_event_rate = client_event_rate(app.config.client_events_per_second);
-        self.state.apps.try_connect(app_idx).map_err(|e| match e {
-            QuotaExceeded::Server => plain(ErrorCode::OverCapacity),
-            QuotaExceeded::App => plain(ErrorCode::AppOverConnectionQuota),
-        })?;
+        self.state
+            .apps
+            .try_connect(app_idx)
+            .map_err(ConnectRefusal::Full)?;
         self.next_socket += 1;
         // The low half carries the shard id so ids never collide across shards.
         let socket_id = SocketId::new(
@@ -136,6 +163,7 @@ impl Shard {
         }
         let key = self.conns.insert(Conn {
             socket_id,
+            wire: request.wire,
             app: app_idx,
             decoder: MessageDecoder::new(Role::Server, limits),
             subscriptions: Vec::new(),
@@ -175,21 +203,26 @@ impl Shard {
         self.metrics.apps[app_idx.get()]
             .connections
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let timeout = self.state.config.activity_timeout.as_secs();
-        self.send_json(key, &message::connection_established(socket_id, timeout));
+        let established = Reply::Established {
+            socket_id,
+            activity_timeout: self.state.config.activity_timeout,
+        };
+        self.reply(key, &established);
         Ok(key)
     }
 
-    /// Counts a connection attempt on `path` from `remote` against the app's per-IP rate
-    /// limit, before the upgrade; `Err` is the time to wait (HTTP 429 with `Retry-After`).
+    /// Counts a connection attempt on `path` (in `wire`'s form) from `remote` against the
+    /// app's per-IP rate limit, before the upgrade; `Err` is the time to wait (HTTP 429 with
+    /// `Retry-After`).
     pub fn connection_attempt(
         &mut self,
+        wire: Wire,
         path: &str,
         remote: IpAddr,
         now: Instant,
     ) -> Result<(), Duration> {
-        let Some(app) = path
-            .strip_prefix("/app/")
+        let Some(app) = wire
+            .app_key_of_path(path)
             .and_then(|key| self.state.apps.by_key(key))
         else {
             return Ok(());

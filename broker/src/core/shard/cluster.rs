@@ -6,17 +6,17 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::Shard;
+use super::home::subscribed;
 use super::home_channel::HomeChannel;
-use super::mesh::{Admission, Join, MeshMsg};
+use super::mesh::{Join, MeshMsg};
 use crate::core::channel::ChannelName;
 use crate::core::cluster::scripts::SyncReply;
 use crate::core::cluster::{
     ChannelSync, ClusterOut, Command, Envelope, PresenceOp, StoredResource, Transitions,
 };
 use crate::core::ids::{AppIdx, SocketId, UserId};
-use crate::core::pusher::message;
 use crate::core::webhook::{WebhookEvent, WebhookKind};
-use crate::core::ws::frame::{self, Opcode};
+use crate::core::wire::{Event, Frames, Reply};
 
 impl Shard {
     /// Whether this node is part of a cluster.
@@ -34,14 +34,14 @@ impl Shard {
         out.append(&mut self.cluster_out);
     }
 
-    /// Sends an event frame to the channel's subscribers: through the cluster when there is
-    /// one (every node, this one included, delivers it when Redis hands it back), else to
-    /// the channel's home shard.
-    pub(super) fn publish_frame(
+    /// Sends an event to the channel's subscribers: through the cluster when there is one
+    /// (every node, this one included, delivers it when Redis hands it back), else to the
+    /// channel's home shard.
+    pub(super) fn publish_frames(
         &mut self,
         app: AppIdx,
         channel: &ChannelName,
-        frame: Bytes,
+        frames: Frames,
         except: Option<SocketId>,
         now: Instant,
     ) {
@@ -49,14 +49,14 @@ impl Shard {
             self.cluster_out.push(ClusterOut::Publish {
                 app,
                 channel: channel.clone(),
-                frame,
+                frames,
                 except,
             });
         } else {
             let msg = MeshMsg::Publish {
                 app,
                 channel: channel.clone(),
-                frame,
+                frames,
                 except,
                 published: now,
                 remember: true,
@@ -87,14 +87,18 @@ impl Shard {
         except: Option<SocketId>,
     ) -> (Bytes, Bytes) {
         let app_id = self.app_id(app);
-        let added = message::member_added(channel.as_str(), user, info);
-        let removed = message::member_removed(channel.as_str(), user);
-        let envelope = |json: Vec<u8>, except| {
+        let added = Frames::encode(&Event::MemberAdded {
+            channel,
+            user,
+            info,
+        });
+        let removed = Frames::encode(&Event::MemberRemoved { channel, user });
+        let envelope = |frames: Frames, except| {
             Envelope::Event {
                 app: app_id.clone(),
                 channel: channel.as_str().to_owned(),
                 except,
-                frame: frame::encode_frame(Opcode::Text, &json),
+                frame: frames.pusher().clone(),
                 notice: true,
             }
             .encode()
@@ -158,8 +162,8 @@ impl Shard {
         let waiting = if join.member.is_some() || fetch_cache {
             Some(join)
         } else {
-            let frame = message::subscription_succeeded(channel.as_str());
-            self.confirm(join, frame, now);
+            let confirmation = subscribed(join.wire, &channel, None);
+            self.confirm(join, confirmation, now);
             None
         };
         self.cluster_out
@@ -200,51 +204,6 @@ impl Shard {
             })));
     }
 
-    /// Confirms a subscription to the socket's shard, with a cache channel's last event.
-    pub(super) fn confirm(&mut self, join: Join, json: Vec<u8>, now: Instant) {
-        let Join {
-            shard,
-            conn,
-            socket_id,
-            app,
-            channel,
-            member,
-        } = join;
-        let then = channel.kind().is_cache().then(|| {
-            let cached = self.cached(app, &channel, now);
-            if cached.is_none() {
-                self.webhook(
-                    app,
-                    WebhookEvent::channel(WebhookKind::CacheMiss, channel.as_str()),
-                );
-            }
-            cached.unwrap_or_else(|| {
-                frame::encode_frame(Opcode::Text, &message::cache_miss(channel.as_str()))
-            })
-        });
-        self.send_to(
-            shard,
-            MeshMsg::SubscribeAccepted(Admission {
-                conn,
-                socket_id,
-                app,
-                channel,
-                user: member.map(|m| m.user_id),
-                frame: frame::encode_frame(Opcode::Text, &json),
-                then,
-            }),
-        );
-    }
-
-    /// A cache channel's last event as this node has it, if still fresh.
-    fn cached(&self, app: AppIdx, channel: &ChannelName, now: Instant) -> Option<Bytes> {
-        let ttl = self.state.apps.get(app).config.cache_ttl;
-        self.per_app[app]
-            .homes
-            .get(channel)
-            .and_then(|home| home.cached(now, ttl))
-    }
-
     /// At the home shard: the link's answer to a [`ChannelSync`].
     pub(super) fn cluster_synced(
         &mut self,
@@ -277,7 +236,8 @@ impl Shard {
             // Kept here for as long as Redis would still have kept it.
             let ttl = self.state.apps.get(app).config.cache_ttl;
             let age = ttl.saturating_sub(cached.remaining);
-            home.remember(cached.frame, now.checked_sub(age).unwrap_or(now));
+            let frames = Frames::from_pusher(cached.frame);
+            home.remember(frames, now.checked_sub(age).unwrap_or(now));
         }
         let joining = waiting.as_ref().map(|j| j.socket_id);
         if let Some(join) = waiting {
@@ -285,26 +245,24 @@ impl Shard {
                 self.refuse_cluster_join(join);
                 return;
             }
-            let json = match &roster {
-                _ if !channel.kind().is_presence() => {
-                    message::subscription_succeeded(channel.as_str())
+            let confirmation = match &roster {
+                _ if !channel.kind().is_presence() => subscribed(join.wire, &channel, None),
+                Some(roster) => {
+                    let members: Vec<_> = roster
+                        .iter()
+                        .map(|(user, info)| (user, info.as_deref()))
+                        .collect();
+                    join.wire.encode(&Reply::Subscribed {
+                        channel: &channel,
+                        members: Some(&members),
+                    })
                 }
-                Some(roster) => message::presence_subscription_succeeded(
-                    channel.as_str(),
-                    roster.iter().map(|(user, info)| (user, info.as_deref())),
-                ),
                 None => {
                     let home = self.per_app[app].homes.get(&channel);
-                    match home.and_then(HomeChannel::roster) {
-                        Some(roster) => message::presence_subscription_succeeded(
-                            channel.as_str(),
-                            roster.members(),
-                        ),
-                        None => message::subscription_succeeded(channel.as_str()),
-                    }
+                    subscribed(join.wire, &channel, home.and_then(HomeChannel::roster))
                 }
             };
-            self.confirm(join, json, now);
+            self.confirm(join, confirmation, now);
         }
         if !via_redis {
             // Redis did not publish the member events: this node's subscribers get them.
@@ -313,14 +271,19 @@ impl Shard {
                     Some(PresenceOp::Join { info, .. }) => info.clone(),
                     _ => None,
                 };
-                let json = message::member_added(channel.as_str(), user, info.as_deref());
-                let frame = frame::encode_frame(Opcode::Text, &json);
-                self.home_publish(app, &channel, frame, joining, now);
+                let frames = Frames::encode(&Event::MemberAdded {
+                    channel: &channel,
+                    user,
+                    info: info.as_deref(),
+                });
+                self.home_publish(app, &channel, frames, joining, now);
             }
             for user in &transitions.removed {
-                let json = message::member_removed(channel.as_str(), user);
-                let frame = frame::encode_frame(Opcode::Text, &json);
-                self.home_publish(app, &channel, frame, None, now);
+                let frames = Frames::encode(&Event::MemberRemoved {
+                    channel: &channel,
+                    user,
+                });
+                self.home_publish(app, &channel, frames, None, now);
             }
         }
         if !via_redis {
@@ -357,21 +320,6 @@ impl Shard {
                 })));
         }
         self.refuse_full(&join);
-    }
-
-    /// Refuses a join because the presence roster is full.
-    pub(super) fn refuse_full(&mut self, join: &Join) {
-        let max = self.state.apps.get(join.app).config.max_presence_members;
-        let text = format!("presence channel is full ({max} members)");
-        let json = message::subscription_error(join.channel.as_str(), "LimitReached", &text, 403);
-        let msg = MeshMsg::SubscribeRefused {
-            conn: join.conn,
-            socket_id: join.socket_id,
-            app: join.app,
-            channel: join.channel.clone(),
-            frame: frame::encode_frame(Opcode::Text, &json),
-        };
-        self.send_to(join.shard, msg);
     }
 
     /// Without Redis: sends the webhooks due for the transitions this node saw.

@@ -9,7 +9,7 @@ use super::queries::PendingQuery;
 use super::{Answer, Shard};
 use crate::core::ids::AppIdx;
 use crate::core::policy::Resource;
-use crate::core::pusher::ErrorCode;
+use crate::core::wire::Fault;
 
 impl Shard {
     /// Sets (or, with `None`, deletes) a resource on every shard. The returned query completes
@@ -113,7 +113,7 @@ impl Shard {
             .map(|(k, _)| k)
             .collect();
         for key in keys {
-            self.send_error_message(key, ErrorCode::Unauthorized, "token revoked");
+            self.send_error_message(key, Fault::Unauthorized, "token revoked");
         }
     }
 }

@@ -10,8 +10,10 @@ use crate::core::auth::jwt::Identity;
 use crate::core::channel::ChannelName;
 use crate::core::ids::{AppIdx, SocketId, UserId};
 use crate::core::rate_limit::TokenBucket;
+use crate::core::wire::Wire;
 use crate::core::ws::frame::MessageDecoder;
 
+/// Where a subscription is in its round trip to the channel's home shard.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum SubState {
     /// Sent to the home shard, not yet confirmed.
@@ -20,9 +22,11 @@ pub(super) enum SubState {
     Active,
 }
 
+/// One channel a connection has joined or is joining.
 #[derive(Debug)]
 pub(super) struct Subscription {
     pub(super) channel: ChannelName,
+    /// Presence channels: the member the socket joined as.
     pub(super) user: Option<UserId>,
     pub(super) state: SubState,
 }
@@ -30,13 +34,16 @@ pub(super) struct Subscription {
 /// One WebSocket connection's protocol state.
 pub(super) struct Conn {
     pub(super) socket_id: SocketId,
+    /// The wire protocol it speaks: every reply is encoded for it, every delivery is its
+    /// wire's shared frame.
+    pub(super) wire: Wire,
     pub(super) app: AppIdx,
     pub(super) decoder: MessageDecoder,
     pub(super) subscriptions: Vec<Subscription>,
     pub(super) connected_at: Instant,
     pub(super) last_seen: Instant,
     pub(super) ping_sent: Option<Instant>,
-    /// The user this socket signed in as (`pusher:signin`).
+    /// The user this socket signed in as.
     pub(super) user: Option<UserId>,
     /// Users whose online status this socket follows.
     pub(super) watchlist: Vec<UserId>,

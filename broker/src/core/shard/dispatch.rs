@@ -8,8 +8,8 @@ use super::Shard;
 use super::mesh::ConnKey;
 use super::outbox::mark_ready;
 use crate::core::ids::SocketId;
-use crate::core::pusher::ErrorCode;
-use crate::core::pusher::message::{self, ClientMessage};
+use crate::core::wire::Fault;
+use crate::core::wire::{Command, ParseError, Reply};
 use crate::core::ws::close;
 use crate::core::ws::frame::{self, Message, Opcode};
 use crate::metrics::inc;
@@ -83,11 +83,10 @@ impl Shard {
     pub(super) fn handle_message(&mut self, key: ConnKey, msg: Message, now: Instant) {
         match msg {
             Message::Text(text) => self.handle_text(key, &text, now),
-            Message::Binary(_) => self.send_error_message(
-                key,
-                ErrorCode::InvalidMessage,
-                "binary frames are not part of the Pusher protocol; send JSON text",
-            ),
+            Message::Binary(_) => {
+                let err = ParseError::Binary;
+                self.send_error_message(key, err.fault(), &err.to_string());
+            }
             Message::Ping(payload) => {
                 self.send_frame(key, frame::encode_frame(Opcode::Pong, &payload))
             }
@@ -103,37 +102,38 @@ impl Shard {
         }
     }
 
+    /// Parses a text message in the connection's wire and acts on the command.
     pub(super) fn handle_text(&mut self, key: ConnKey, text: &[u8], now: Instant) {
-        let app = match self.conns.get(key) {
-            Some(conn) => conn.app,
+        let (app, wire) = match self.conns.get(key) {
+            Some(conn) => (conn.app, conn.wire),
             None => return,
         };
         self.metrics.apps[app.get()]
             .messages_in
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let msg = match ClientMessage::parse(text) {
-            Ok(msg) => msg,
+        let command = match wire.parse(text) {
+            Ok(command) => command,
             Err(err) => {
-                self.send_error_message(key, err.code(), &err.to_string());
+                self.send_error_message(key, err.fault(), &err.to_string());
                 return;
             }
         };
-        match msg {
-            ClientMessage::Ping => self.send_json(key, message::pong()),
-            ClientMessage::Pong => {}
-            ClientMessage::Subscribe(request) => self.subscribe(key, request),
-            ClientMessage::Unsubscribe { channel } => self.unsubscribe(key, &channel),
-            ClientMessage::ClientEvent {
+        match command {
+            Command::Ping => self.reply(key, &Reply::Pong),
+            Command::Pong => {}
+            Command::Subscribe(request) => self.subscribe(key, request),
+            Command::Unsubscribe { channel } => self.unsubscribe(key, &channel),
+            Command::ClientEvent {
                 event,
                 channel,
                 data,
             } => {
                 self.client_event(key, &event, &channel, data, now);
             }
-            ClientMessage::Signin { auth, user_data } => self.signin(key, &auth, &user_data),
-            ClientMessage::Unsupported { event } => {
+            Command::Signin { auth, user_data } => self.signin(key, &auth, &user_data),
+            Command::Unsupported { event } => {
                 let text = format!("unsupported event {event:?}");
-                self.send_error_message(key, ErrorCode::UnsupportedEvent, &text);
+                self.send_error_message(key, Fault::UnsupportedEvent, &text);
             }
         }
     }

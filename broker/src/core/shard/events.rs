@@ -2,7 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use super::conn::SubState;
@@ -12,11 +11,10 @@ use super::{Publish, Shard};
 use crate::config::ClientEvents;
 use crate::core::channel::ChannelName;
 use crate::core::ids::{AppIdx, SocketId};
-use crate::core::pusher::ErrorCode;
-use crate::core::pusher::message;
 use crate::core::rate_limit::Rate;
 use crate::core::webhook::{ClientEventInfo, WebhookEvent, WebhookKind};
-use crate::core::ws::frame::{self, Opcode};
+use crate::core::wire::Fault;
+use crate::core::wire::{Event, Frames};
 use crate::metrics::add;
 use ringcast_shared::{AuditDecision, AuditKind};
 
@@ -48,7 +46,7 @@ impl Shard {
             .find(|s| s.channel.as_str() == raw_channel && s.state == SubState::Active)
         else {
             let text = refuse("not subscribed to the channel");
-            self.send_error_message(key, ErrorCode::ClientEventRejected, &text);
+            self.send_error_message(key, Fault::ClientEventRejected, &text);
             return;
         };
         let kind = sub.channel.kind();
@@ -64,12 +62,12 @@ impl Shard {
         };
         if let Err(why) = allowed {
             let text = refuse(why);
-            self.send_error_message(key, ErrorCode::ClientEventRejected, &text);
+            self.send_error_message(key, Fault::ClientEventRejected, &text);
             return;
         }
         if event.len() > app.config.max_event_name_chars {
             let text = refuse("event name too long");
-            self.send_error_message(key, ErrorCode::ClientEventRejected, &text);
+            self.send_error_message(key, Fault::ClientEventRejected, &text);
             return;
         }
         if data.get().len() > app.config.max_message_bytes {
@@ -77,7 +75,7 @@ impl Shard {
                 "client event data is over {} bytes",
                 app.config.max_message_bytes
             );
-            self.send_error_message(key, ErrorCode::MessageTooLarge, &text);
+            self.send_error_message(key, Fault::MessageTooLarge, &text);
             return;
         }
         let rate = client_event_rate(app.config.client_events_per_second);
@@ -99,7 +97,7 @@ impl Shard {
                 Some("client_events"),
                 None,
             );
-            self.send_error(key, ErrorCode::ClientEventRateLimited);
+            self.send_error(key, Fault::ClientEventRateLimited);
             return;
         }
         let channel = sub.channel.clone();
@@ -120,31 +118,40 @@ impl Shard {
             };
             self.webhooks.push((app_idx, hook));
         }
-        let json = message::client_event(event, channel.as_str(), data, user.as_ref());
-        let frame = frame::encode_frame(Opcode::Text, &json);
+        let frames = Frames::encode(&Event::Client {
+            event,
+            channel: &channel,
+            data,
+            user: user.as_ref(),
+        });
         self.metrics.apps[app_idx.get()]
             .publishes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.publish_frame(app_idx, &channel, frame, Some(socket_id), now);
+        self.publish_frames(app_idx, &channel, frames, Some(socket_id), now);
     }
 
-    /// Publishes an event from the HTTP API to one channel: the frame is encoded once here
+    /// Publishes an event from the HTTP API to one channel: it is encoded once per wire here
     /// and the same bytes reach every subscriber on every shard.
     pub fn publish(&mut self, publish: &Publish<'_>, channel: &ChannelName, now: Instant) {
-        let json = message::channel_event(publish.event, channel.as_str(), publish.data);
-        let frame = frame::encode_frame(Opcode::Text, &json);
+        let frames = Frames::encode(&Event::Channel {
+            event: publish.event,
+            channel,
+            data: publish.data,
+        });
         self.metrics.apps[publish.app.get()]
             .publishes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.publish_frame(publish.app, channel, frame, publish.except, now);
+        self.publish_frames(publish.app, channel, frames, publish.except, now);
         self.drain_to_self(now);
     }
 
+    /// Queues an event for this shard's subscribers of the channel, each the shared frame of
+    /// its wire; consumers whose queue overflows are closed.
     pub(super) fn deliver_local(
         &mut self,
         app: AppIdx,
         channel: &ChannelName,
-        frame: &Bytes,
+        frames: &Frames,
         except: Option<SocketId>,
         published: Instant,
     ) {
@@ -165,7 +172,7 @@ impl Shard {
             if enqueue(
                 conn,
                 key,
-                (frame.clone(), Some(published)),
+                (frames.get(conn.wire).clone(), Some(published)),
                 cap,
                 &mut self.ready,
                 &self.metrics,

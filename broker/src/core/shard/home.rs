@@ -7,12 +7,12 @@ use bytes::Bytes;
 
 use super::Shard;
 use super::home_channel::HomeChannel;
-use super::mesh::{Join, MeshMsg, ShardId};
+use super::mesh::{Admission, Join, MeshMsg, ShardId};
 use crate::core::channel::ChannelName;
+use crate::core::channel::presence::PresenceRoster;
 use crate::core::ids::{AppIdx, SocketId, UserId};
-use crate::core::pusher::message;
 use crate::core::webhook::{WebhookEvent, WebhookKind};
-use crate::core::ws::frame::{self, Opcode};
+use crate::core::wire::{Event, Frames, Refusal, Reply, Wire};
 
 impl Shard {
     pub(super) fn home_subscribe(&mut self, join: Join, now: Instant) {
@@ -41,12 +41,7 @@ impl Shard {
             self.cluster_subscribe(join, admitted.first_socket_of_user, count, now);
             return;
         }
-        let json = match home.roster() {
-            Some(roster) => {
-                message::presence_subscription_succeeded(channel.as_str(), roster.members())
-            }
-            None => message::subscription_succeeded(channel.as_str()),
-        };
+        let confirmation = subscribed(join.wire, &channel, home.roster());
         let member = join.member.clone();
         let occupancy = home.note_admission(&admitted, member.as_ref().map(|m| &m.user_id));
         if occupancy.announce_occupied {
@@ -64,18 +59,17 @@ impl Shard {
             self.webhook(app, event);
         }
         let socket_id = join.socket_id;
-        self.confirm(join, json, now);
+        self.confirm(join, confirmation, now);
         self.subscription_count_changed(app, &channel, count, now);
         if admitted.first_socket_of_user
             && let Some(member) = member
         {
-            let json = message::member_added(
-                channel.as_str(),
-                &member.user_id,
-                member.user_info.as_deref(),
-            );
-            let frame = frame::encode_frame(Opcode::Text, &json);
-            self.home_publish(app, &channel, frame, Some(socket_id), now);
+            let frames = Frames::encode(&Event::MemberAdded {
+                channel: &channel,
+                user: &member.user_id,
+                info: member.user_info.as_deref(),
+            });
+            self.home_publish(app, &channel, frames, Some(socket_id), now);
         }
     }
 
@@ -109,14 +103,13 @@ impl Shard {
         }
         self.subscription_count_changed(app, channel, count, now);
         if let (Some(user), true) = (user, removed.last_socket_of_user) {
-            let json = message::member_removed(channel.as_str(), user);
-            let frame = frame::encode_frame(Opcode::Text, &json);
-            self.home_publish(app, channel, frame, None, now);
+            let frames = Frames::encode(&Event::MemberRemoved { channel, user });
+            self.home_publish(app, channel, frames, None, now);
         }
     }
 
     /// A channel's subscriber count changed: the `subscription_count` webhook and, when the
-    /// app opts in, `pusher_internal:subscription_count` to the subscribers. Presence channels
+    /// app opts in, a subscription-count event to the subscribers. Presence channels
     /// have member events instead.
     pub(super) fn subscription_count_changed(
         &mut self,
@@ -134,22 +127,21 @@ impl Shard {
         };
         self.webhook(app, event);
         if count > 0 && self.state.apps.get(app).config.subscription_count_events {
-            let json = message::subscription_count(channel.as_str(), count);
-            let frame = frame::encode_frame(Opcode::Text, &json);
+            let frames = Frames::encode(&Event::SubscriptionCount { channel, count });
             if self.clustered() {
-                self.publish_frame(app, channel, frame, None, now);
+                self.publish_frames(app, channel, frames, None, now);
             } else {
-                self.home_publish(app, channel, frame, None, now);
+                self.home_publish(app, channel, frames, None, now);
             }
         }
     }
 
-    /// At the home shard: forward a frame to every shard that has subscribers.
+    /// At the home shard: forward an event to every shard that has subscribers.
     pub(super) fn home_publish(
         &mut self,
         app: AppIdx,
         channel: &ChannelName,
-        frame: Bytes,
+        frames: Frames,
         except: Option<SocketId>,
         published: Instant,
     ) {
@@ -161,7 +153,7 @@ impl Shard {
             let msg = MeshMsg::Deliver {
                 app,
                 channel: channel.clone(),
-                frame: frame.clone(),
+                frames: frames.clone(),
                 except,
                 published,
             };
@@ -176,7 +168,7 @@ impl Shard {
         &mut self,
         app: AppIdx,
         channel: &ChannelName,
-        frame: Bytes,
+        frames: Frames,
         except: Option<SocketId>,
         published: Instant,
         remember: bool,
@@ -188,8 +180,90 @@ impl Shard {
                 .homes
                 .entry(channel.clone())
                 .or_insert_with(|| HomeChannel::new(shard_count))
-                .remember(frame.clone(), now);
+                .remember(frames.clone(), now);
         }
-        self.home_publish(app, channel, frame, except, published);
+        self.home_publish(app, channel, frames, except, published);
     }
+
+    /// Confirms a subscription to the socket's shard, with a cache channel's last event.
+    pub(super) fn confirm(&mut self, join: Join, confirmation: Bytes, now: Instant) {
+        let Join {
+            shard,
+            conn,
+            socket_id,
+            app,
+            channel,
+            member,
+            wire,
+        } = join;
+        let then = channel
+            .kind()
+            .is_cache()
+            .then(|| match self.cached(app, &channel, now) {
+                Some(frames) => frames.get(wire).clone(),
+                None => {
+                    self.webhook(
+                        app,
+                        WebhookEvent::channel(WebhookKind::CacheMiss, channel.as_str()),
+                    );
+                    wire.encode(&Reply::CacheMiss { channel: &channel })
+                }
+            });
+        self.send_to(
+            shard,
+            MeshMsg::SubscribeAccepted(Admission {
+                conn,
+                socket_id,
+                app,
+                channel,
+                user: member.map(|m| m.user_id),
+                frame: confirmation,
+                then,
+            }),
+        );
+    }
+
+    /// A cache channel's last event as this node has it, if still fresh.
+    pub(super) fn cached(
+        &self,
+        app: AppIdx,
+        channel: &ChannelName,
+        now: Instant,
+    ) -> Option<&Frames> {
+        let ttl = self.state.apps.get(app).config.cache_ttl;
+        self.per_app[app]
+            .homes
+            .get(channel)
+            .and_then(|home| home.cached(now, ttl))
+    }
+
+    /// Refuses a join because the presence roster is full.
+    pub(super) fn refuse_full(&mut self, join: &Join) {
+        let max = self.state.apps.get(join.app).config.max_presence_members;
+        let refusal = Refusal::PresenceFull { max };
+        let msg = MeshMsg::SubscribeRefused {
+            conn: join.conn,
+            socket_id: join.socket_id,
+            app: join.app,
+            channel: join.channel.clone(),
+            frame: join.wire.encode(&Reply::SubscriptionRefused {
+                channel: join.channel.as_str(),
+                refusal: &refusal,
+            }),
+        };
+        self.send_to(join.shard, msg);
+    }
+}
+
+/// The confirmation of a subscription in `wire`, with the roster of a presence channel.
+pub(super) fn subscribed(
+    wire: Wire,
+    channel: &ChannelName,
+    roster: Option<&PresenceRoster>,
+) -> Bytes {
+    let members: Option<Vec<_>> = roster.map(|r| r.members().collect());
+    wire.encode(&Reply::Subscribed {
+        channel,
+        members: members.as_deref(),
+    })
 }

@@ -2,11 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
 use crate::core::auth::channel::PresenceMember;
 use crate::core::channel::presence::{JoinOutcome, LeaveOutcome, PresenceRoster};
 use crate::core::ids::{SocketId, UserId};
+use crate::core::wire::Frames;
 
 use super::mesh::{ChannelStats, ShardId};
 
@@ -16,8 +15,8 @@ pub(super) struct HomeChannel {
     per_shard: Vec<u32>,
     total: usize,
     roster: Option<PresenceRoster>,
-    /// Cache channels: the last event's frame and when it was published.
-    cache: Option<(Bytes, Instant)>,
+    /// Cache channels: the last event and when it was published.
+    cache: Option<(Frames, Instant)>,
     /// Whether `channel_occupied` went out without a `channel_vacated` after it.
     occupied_announced: bool,
     /// Since when the channel has been empty, while its `channel_vacated` waits.
@@ -169,16 +168,16 @@ impl HomeChannel {
     }
 
     /// Remembers the last event of a cache channel.
-    pub(super) fn remember(&mut self, frame: Bytes, now: Instant) {
-        self.cache = Some((frame, now));
+    pub(super) fn remember(&mut self, frames: Frames, now: Instant) {
+        self.cache = Some((frames, now));
     }
 
     /// The cached event, if younger than `ttl`.
-    pub(super) fn cached(&self, now: Instant, ttl: Duration) -> Option<Bytes> {
+    pub(super) fn cached(&self, now: Instant, ttl: Duration) -> Option<&Frames> {
         self.cache
             .as_ref()
             .filter(|(_, at)| now.saturating_duration_since(*at) < ttl)
-            .map(|(frame, _)| frame.clone())
+            .map(|(frames, _)| frames)
     }
 
     /// Drops a cached event older than `ttl`.

@@ -15,6 +15,7 @@ use crate::core::channel::ChannelName;
 use crate::core::cluster::ChannelSync;
 use crate::core::cluster::scripts::SyncReply;
 use crate::core::ids::{AppIdx, SocketId, UserId};
+use crate::core::wire::{Frames, Wire};
 
 /// A shard's index, `0..shard_count`.
 pub type ShardId = usize;
@@ -43,7 +44,7 @@ pub enum MeshMsg {
     Subscribe(Join),
     /// From the home shard: the join is recorded.
     SubscribeAccepted(Admission),
-    /// From the home shard: the join was refused; `frame` is `subscription_error`.
+    /// From the home shard: the join was refused.
     SubscribeRefused {
         /// The socket's key.
         conn: ConnKey,
@@ -53,7 +54,7 @@ pub enum MeshMsg {
         app: AppIdx,
         /// The channel.
         channel: ChannelName,
-        /// The complete WebSocket frame to send.
+        /// The refusal, encoded for the socket's wire.
         frame: Bytes,
     },
     /// To the home shard: a socket that had joined has left.
@@ -69,14 +70,14 @@ pub enum MeshMsg {
         /// Presence channels: the member who leaves.
         user: Option<UserId>,
     },
-    /// To the home shard: deliver `frame` to every subscriber (but `except`).
+    /// To the home shard: deliver `frames` to every subscriber (but `except`).
     Publish {
         /// The app.
         app: AppIdx,
         /// The channel.
         channel: ChannelName,
-        /// The complete WebSocket frame, encoded once.
-        frame: Bytes,
+        /// The event, encoded once per wire.
+        frames: Frames,
         /// A socket that must not receive it (the sender, or `socket_id` of the API call).
         except: Option<SocketId>,
         /// When the event was accepted, for the delivery latency.
@@ -90,8 +91,8 @@ pub enum MeshMsg {
         app: AppIdx,
         /// The channel.
         channel: ChannelName,
-        /// The same frame bytes as published.
-        frame: Bytes,
+        /// The same frames as published.
+        frames: Frames,
         /// A socket that must not receive it.
         except: Option<SocketId>,
         /// When the event was accepted, for the delivery latency.
@@ -244,6 +245,8 @@ pub struct Join {
     pub channel: ChannelName,
     /// Presence channels: who joins.
     pub member: Option<PresenceMember>,
+    /// The socket's wire, which the home shard's answer is encoded for.
+    pub wire: Wire,
 }
 
 /// The home shard's confirmation of a [`Join`].
@@ -260,9 +263,9 @@ pub struct Admission {
     /// Presence channels: the member admitted (needed to undo the join if the socket left
     /// meanwhile).
     pub user: Option<UserId>,
-    /// `subscription_succeeded`, as a complete WebSocket frame.
+    /// The confirmation, encoded for the socket's wire.
     pub frame: Bytes,
-    /// Cache channels: the cached event or `pusher:cache_miss`, sent right after.
+    /// Cache channels: the cached event or the cache miss, sent right after.
     pub then: Option<Bytes>,
 }
 
@@ -354,18 +357,18 @@ impl Shard {
             MeshMsg::Publish {
                 app,
                 channel,
-                frame,
+                frames,
                 except,
                 published,
                 remember,
-            } => self.home_event(app, &channel, frame, except, published, remember, now),
+            } => self.home_event(app, &channel, frames, except, published, remember, now),
             MeshMsg::Deliver {
                 app,
                 channel,
-                frame,
+                frames,
                 except,
                 published,
-            } => self.deliver_local(app, &channel, &frame, except, published),
+            } => self.deliver_local(app, &channel, &frames, except, published),
             MeshMsg::ChannelInfo {
                 reply_to,
                 app,

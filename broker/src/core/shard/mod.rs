@@ -68,8 +68,8 @@ use crate::core::auth::jwt::Identity;
 use crate::core::channel::ChannelName;
 use crate::core::ids::{AppIdx, PerApp, SocketId, UserId};
 use crate::core::policy::Resources;
-use crate::core::pusher::ErrorCode;
 use crate::core::webhook::WebhookEvent;
+use crate::core::wire::{Fault, Wire};
 use crate::metrics::ShardMetrics;
 use ringcast_shared::AuditRecord;
 
@@ -128,6 +128,8 @@ impl ServerState {
 
 /// What the shell learned from a WebSocket upgrade request.
 pub struct ConnectRequest<'a> {
+    /// The wire protocol the connection speaks (the shell knows it from the path).
+    pub wire: Wire,
     /// The request path, e.g. `/app/{key}`.
     pub path: &'a str,
     /// The `protocol` query parameter, if present.
@@ -146,8 +148,9 @@ pub struct ConnectRequest<'a> {
 pub enum Accept {
     /// The connection is open; `connection_established` is queued.
     Open(ConnKey),
-    /// The connection is refused: write these frames (`pusher:error` then close) and close.
-    Refused(Bytes, ErrorCode),
+    /// The connection is refused: write these frames (the error, then the close frame) and
+    /// close the socket.
+    Refused(Bytes, Fault),
 }
 
 /// What the shell should do after writing what [`Shard::take_output`] returned.

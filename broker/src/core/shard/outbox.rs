@@ -8,9 +8,8 @@ use super::conn::Conn;
 use super::mesh::ConnKey;
 use super::{OutputState, Shard, Taken};
 use crate::core::ids::SocketId;
-use crate::core::pusher::ErrorCode;
-use crate::core::pusher::message;
-use crate::core::ws::frame::{self, Opcode};
+use crate::core::wire::{Fault, Reply};
+use crate::core::ws::frame;
 use crate::metrics::{ShardMetrics, inc};
 
 #[derive(PartialEq, Eq)]
@@ -107,25 +106,35 @@ impl Shard {
             .is_none_or(|c| c.peer_closed)
     }
 
-    pub(super) fn send_json(&mut self, key: ConnKey, json: &[u8]) {
-        self.send_frame(key, frame::encode_frame(Opcode::Text, json));
-    }
-
-    pub(super) fn send_error(&mut self, key: ConnKey, code: ErrorCode) {
-        self.send_error_message(key, code, code.message());
-    }
-
-    pub(super) fn send_error_message(&mut self, key: ConnKey, code: ErrorCode, text: &str) {
-        self.metrics.error(code);
-        self.send_json(key, &message::error_with_message(code, text));
-        if code.closes_connection() {
-            self.close_ws(key, code.code(), code.message());
+    /// Queues `reply`, encoded for the socket's wire.
+    pub(super) fn reply(&mut self, key: ConnKey, reply: &Reply<'_>) {
+        if let Some(conn) = self.conns.get(key) {
+            let frame = conn.wire.encode(reply);
+            self.send_frame(key, frame);
         }
     }
 
-    /// Sends `pusher:error` and closes with the same code.
-    pub(super) fn close_with(&mut self, key: ConnKey, code: ErrorCode) {
-        self.send_error(key, code);
+    /// Tells the socket about `fault` in the wire's own words, and closes the connection
+    /// when the fault is one that closes.
+    pub(super) fn send_error(&mut self, key: ConnKey, fault: Fault) {
+        self.send_fault(key, fault, None);
+    }
+
+    /// [`Shard::send_error`] with details for the client.
+    pub(super) fn send_error_message(&mut self, key: ConnKey, fault: Fault, text: &str) {
+        self.send_fault(key, fault, Some(text));
+    }
+
+    fn send_fault(&mut self, key: ConnKey, fault: Fault, text: Option<&str>) {
+        let Some(wire) = self.conns.get(key).map(|c| c.wire) else {
+            return;
+        };
+        self.metrics.error(fault);
+        self.reply(key, &Reply::Error { fault, text });
+        if fault.closes_connection() {
+            let (code, reason) = wire.close_for(fault);
+            self.close_ws(key, code, reason);
+        }
     }
 
     pub(super) fn send_frame(&mut self, key: ConnKey, frame: Bytes) {
@@ -165,7 +174,8 @@ impl Shard {
         self.leave_all(key);
     }
 
-    /// A consumer whose send buffer is full: drop what it has not taken and close it with 4100.
+    /// A consumer whose send buffer is full: drop what it has not taken and close it as over
+    /// capacity (Pusher 4100: reconnect with back-off).
     pub(super) fn close_slow_consumer(&mut self, key: ConnKey) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -173,14 +183,15 @@ impl Shard {
         conn.outbox.clear();
         conn.outbox_bytes = 0;
         inc(&self.metrics.slow_consumers_closed);
-        self.metrics.error(ErrorCode::OverCapacity);
-        let json = message::error_with_message(
-            ErrorCode::OverCapacity,
-            "send buffer full: the client is not reading fast enough",
-        );
-        let frame = frame::encode_frame(Opcode::Text, &json);
+        let fault = Fault::OverCapacity;
+        self.metrics.error(fault);
+        let frame = conn.wire.encode(&Reply::Error {
+            fault,
+            text: Some("send buffer full: the client is not reading fast enough"),
+        });
         conn.outbox_bytes += frame.len();
         conn.outbox.push_back((frame, None));
-        self.close_ws(key, ErrorCode::OverCapacity.code(), "Over capacity");
+        let (code, reason) = conn.wire.close_for(fault);
+        self.close_ws(key, code, reason);
     }
 }

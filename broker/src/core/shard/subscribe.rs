@@ -10,8 +10,8 @@ use crate::core::auth::channel::{AuthContext, ChannelAuthorized, authorize_subsc
 use crate::core::channel::{ChannelKind, ChannelName, ChannelNameError};
 use crate::core::ids::{AppIdx, SocketId, UserId};
 use crate::core::policy::{Decision, Resources, Subject};
-use crate::core::pusher::ErrorCode;
-use crate::core::pusher::message::{self, SubscribeRequest};
+use crate::core::wire::Fault;
+use crate::core::wire::{Refusal, Reply, SubscribeRequest};
 use ringcast_shared::{AuditDecision, AuditKind};
 
 /// Evaluates the app's policies for a subscription whose signature already holds. The subject
@@ -87,16 +87,15 @@ impl Shard {
             }
         };
         if conn.subscriptions.iter().any(|s| s.channel == channel) {
-            // pusher-js never re-subscribes an active channel; a repeat is a no-op.
+            // Clients never re-subscribe an active channel (pusher-js does not); a repeat is a
+            // no-op.
             return;
         }
         if conn.subscriptions.len() >= app.max_subscriptions() {
-            let text = format!(
-                "a connection may hold at most {} subscriptions",
-                app.max_subscriptions()
-            );
-            let frame = message::subscription_error(channel.as_str(), "LimitReached", &text, 429);
-            self.send_json(key, &frame);
+            let refusal = Refusal::TooManySubscriptions {
+                max: app.max_subscriptions(),
+            };
+            self.refuse_subscription(key, &channel, &refusal);
             return;
         }
         let ctx = AuthContext {
@@ -115,21 +114,11 @@ impl Shard {
         );
         // Policies come on top of the signature, never instead of it.
         let outcome = match proof {
-            Err(e) => Err((
-                e.to_string(),
-                e.status(),
-                "signature".to_owned(),
-                e.to_string(),
-            )),
+            Err(e) => Err(Refusal::Signature(e)),
             Ok(proof) => match policy_decision(app, conn, &proof, &self.per_app[app.idx].resources)
             {
                 Decision::Allow { rules } => Ok((proof, rules)),
-                Decision::Deny { rule, reason } => Err((
-                    format!("denied by policy {rule:?}: {reason}"),
-                    403,
-                    rule,
-                    reason,
-                )),
+                Decision::Deny { rule, reason } => Err(Refusal::Policy { rule, reason }),
             },
         };
         let signed =
@@ -155,28 +144,39 @@ impl Shard {
                 }
                 self.join(key, proof);
             }
-            Err((text, status, rule, reason)) => {
+            Err(refusal) => {
+                let (rule, reason) = match &refusal {
+                    Refusal::Policy { rule, reason } => (rule.as_str(), reason.clone()),
+                    other => ("signature", other.to_string()),
+                };
                 self.audit_conn(
                     key,
                     AuditKind::Decision,
                     "subscribe",
                     AuditDecision::Deny,
                     Some(channel.as_str()),
-                    Some(&rule),
+                    Some(rule),
                     Some(reason),
                 );
-                let frame =
-                    message::subscription_error(channel.as_str(), "AuthError", &text, status);
-                self.send_json(key, &frame);
+                self.refuse_subscription(key, &channel, &refusal);
             }
         }
+    }
+
+    /// Tells the socket its subscription to `channel` is refused (the connection stays open).
+    fn refuse_subscription(&mut self, key: ConnKey, channel: &ChannelName, refusal: &Refusal) {
+        let reply = Reply::SubscriptionRefused {
+            channel: channel.as_str(),
+            refusal,
+        };
+        self.reply(key, &reply);
     }
 
     pub(super) fn refuse_channel_name(&mut self, key: ConnKey, raw: &str, err: ChannelNameError) {
         // Echo at most a bounded prefix of the peer's text back.
         let shown: String = raw.chars().take(64).collect();
         let text = format!("{err}: {shown:?}");
-        self.send_error_message(key, ErrorCode::InvalidChannelName, &text);
+        self.send_error_message(key, Fault::InvalidChannelName, &text);
     }
 
     /// Records a pending subscription and asks the channel's home shard to admit it.
@@ -197,6 +197,7 @@ impl Shard {
             app: conn.app,
             channel: channel.clone(),
             member,
+            wire: conn.wire,
         });
         let app = conn.app;
         self.send_home(app, &channel, msg);

@@ -4,9 +4,9 @@ use std::time::Instant;
 
 use super::Shard;
 use super::mesh::ConnKey;
-use crate::core::pusher::ErrorCode;
-use crate::core::pusher::message;
 use crate::core::webhook::{LEAVE_DELAY, WebhookEvent, WebhookKind};
+use crate::core::wire::Fault;
+use crate::core::wire::Reply;
 
 impl Shard {
     /// Pings quiet connections and closes those that did not answer in time.
@@ -45,17 +45,17 @@ impl Shard {
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.ping_sent = Some(now);
             }
-            self.send_json(key, message::ping());
+            self.reply(key, &Reply::Ping);
         }
         for key in to_close {
-            self.close_with(key, ErrorCode::PongNotReceived);
+            self.send_error(key, Fault::PongNotReceived);
         }
         for key in expired {
-            self.close_with(key, ErrorCode::TokenExpired);
+            self.send_error(key, Fault::TokenExpired);
         }
         for key in unsigned {
             let text = "sign-in (pusher:signin) did not happen in time";
-            self.send_error_message(key, ErrorCode::Unauthorized, text);
+            self.send_error_message(key, Fault::Unauthorized, text);
         }
         self.home_timers(now);
         self.drain_to_self(now);
@@ -96,7 +96,7 @@ impl Shard {
     pub fn shutdown(&mut self, now: Instant) {
         let keys: Vec<ConnKey> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
-            self.close_with(key, ErrorCode::Reconnect);
+            self.send_error(key, Fault::Reconnect);
         }
         self.drain_to_self(now);
     }

@@ -1,4 +1,4 @@
-//! Signed-in users: `pusher:signin`, user homes counting each user's sockets, watchlists,
+//! Signed-in users: sign-in, user homes counting each user's sockets, watchlists,
 //! and `terminate_connections`.
 
 use std::time::Instant;
@@ -8,8 +8,8 @@ use super::mesh::{ConnKey, MeshMsg, ShardId, Watcher};
 use super::user_home_shard;
 use crate::core::auth::user::{SigninContext, SigninError, verify_signin};
 use crate::core::ids::{AppIdx, UserId};
-use crate::core::pusher::ErrorCode;
-use crate::core::pusher::message;
+use crate::core::wire::Fault;
+use crate::core::wire::Reply;
 use ringcast_shared::{AuditDecision, AuditKind};
 
 /// A user homed on this shard: signed-in sockets on every shard, and who watches them.
@@ -26,7 +26,7 @@ impl Shard {
         };
         if conn.user.is_some() {
             let text = "this connection is already signed in";
-            self.send_error_message(key, ErrorCode::InvalidMessage, text);
+            self.send_error_message(key, Fault::InvalidMessage, text);
             return;
         }
         let app = self.state.apps.get(conn.app);
@@ -62,7 +62,12 @@ impl Shard {
                     }
                     conn.signin_info = info.map(Into::into);
                 }
-                self.send_json(key, &message::signin_success(&user_data));
+                self.reply(
+                    key,
+                    &Reply::SignedIn {
+                        user_data: &user_data,
+                    },
+                );
                 self.audit_conn(
                     key,
                     AuditKind::Decision,
@@ -96,7 +101,7 @@ impl Shard {
                     Some(SigninError::WatchlistTooLong.to_string()),
                 );
                 let text = SigninError::WatchlistTooLong.to_string();
-                self.send_error_message(key, ErrorCode::WatchlistOverLimit, &text);
+                self.send_error_message(key, Fault::WatchlistOverLimit, &text);
             }
             Err(err) => {
                 self.audit_conn(
@@ -109,7 +114,7 @@ impl Shard {
                     Some(err.to_string()),
                 );
                 let text = format!("sign-in refused: {err}");
-                self.send_error_message(key, ErrorCode::Unauthorized, &text);
+                self.send_error_message(key, Fault::Unauthorized, &text);
             }
         }
     }
@@ -267,8 +272,7 @@ impl Shard {
     /// came online or went offline.
     pub(super) fn notify_watcher(&mut self, watcher: Watcher, online: bool, users: &[UserId]) {
         if self.socket_id(watcher.conn) == Some(watcher.socket_id) {
-            let json = message::watchlist_events(online, users);
-            self.send_json(watcher.conn, &json);
+            self.reply(watcher.conn, &Reply::Watchlist { online, users });
         }
     }
 
@@ -281,7 +285,7 @@ impl Shard {
             .unwrap_or_default();
         for key in keys {
             let text = "connection terminated by the app";
-            self.send_error_message(key, ErrorCode::Unauthorized, text);
+            self.send_error_message(key, Fault::Unauthorized, text);
         }
     }
 }

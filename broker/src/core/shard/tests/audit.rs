@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::harness::*;
 use crate::core::shard::*;
+use crate::core::wire::Wire;
 use ringcast_shared::{AuditDecision, AuditKind};
 
 #[test]
@@ -66,6 +67,7 @@ fn security_events_are_audited() {
         c.apps[0].client_events_per_second = 1;
     });
     let request = ConnectRequest {
+        wire: Wire::Pusher,
         path: "/app/test-key",
         protocol: Some("7"),
         origin: Some("https://evil.example.net"),

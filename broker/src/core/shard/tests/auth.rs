@@ -8,7 +8,7 @@ use super::harness::*;
 use crate::config::Config;
 use crate::core::auth::{hmac_hex, hmac_key};
 use crate::core::ids::AppIdx;
-use crate::core::shard::*;
+use crate::core::wire::Fault;
 
 #[test]
 fn a_required_token_must_be_present_and_valid() {
@@ -17,7 +17,7 @@ fn a_required_token_must_be_present_and_valid() {
     let (frames, code) = cluster
         .try_connect_with_token(0, &path, Some("7"), None)
         .unwrap_err();
-    assert_eq!(code, ErrorCode::Unauthorized);
+    assert_eq!(code, Fault::Unauthorized);
     assert!(
         frames[0]["data"]["message"]
             .as_str()

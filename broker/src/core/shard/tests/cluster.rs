@@ -11,6 +11,7 @@ use crate::core::cluster::scripts::{Cached, SyncReply};
 use crate::core::cluster::{ChannelSync, ClusterOut, Transitions};
 use crate::core::ids::{AppIdx, UserId};
 use crate::core::shard::*;
+use crate::core::wire::Frames;
 use crate::core::ws::frame::{self, Opcode};
 
 fn clustered(shard_count: usize) -> Cluster {
@@ -73,7 +74,7 @@ impl Cluster {
         let msg = MeshMsg::Publish {
             app: AppIdx(0),
             channel,
-            frame,
+            frames: Frames::from_pusher(frame),
             except: None,
             published: self.now,
             remember,
@@ -113,10 +114,10 @@ fn a_publish_is_delivered_only_when_redis_hands_it_back() {
     cluster.publish(0, "room", "hi", None);
     assert!(cluster.recv(a).is_empty());
     let published = cluster.link();
-    let [ClusterOut::Publish { frame, .. }] = &published[..] else {
+    let [ClusterOut::Publish { frames, .. }] = &published[..] else {
         panic!("{published:?}")
     };
-    cluster.redis_delivers("room", frame.clone(), true);
+    cluster.redis_delivers("room", frames.pusher().clone(), true);
     assert_eq!(cluster.recv(a)[0]["data"], "hi");
 }
 

@@ -8,6 +8,7 @@ use serde_json::json;
 use super::harness::*;
 use crate::core::ids::AppIdx;
 use crate::core::shard::*;
+use crate::core::wire::Fault;
 use crate::core::ws::frame::{Opcode, encode_client_frame};
 
 #[test]
@@ -41,7 +42,11 @@ fn connection_errors_use_the_pusher_codes() {
         ("/app/test-key", None, 4008),
     ] {
         let (frames, error) = cluster.try_connect(0, path, protocol).unwrap_err();
-        assert_eq!(error.code(), code, "{path} {protocol:?}");
+        assert_eq!(
+            crate::core::wire::pusher::codes::code(error),
+            code,
+            "{path} {protocol:?}"
+        );
         assert_eq!(frames[0]["event"], "pusher:error");
         assert_eq!(frames[0]["data"]["code"], code);
         assert_eq!(frames[1]["close"], code);
@@ -59,7 +64,7 @@ fn app_connection_quota_counts_the_other_nodes_connections() {
     let (_, code) = cluster
         .try_connect(0, "/app/test-key", Some("7"))
         .unwrap_err();
-    assert_eq!(code, ErrorCode::AppOverConnectionQuota);
+    assert_eq!(code, Fault::AppOverConnectionQuota);
     // More elsewhere than the quota (a burst on other nodes) refuses, never underflows.
     app.set_elsewhere(10);
     assert!(cluster.try_connect(0, "/app/test-key", Some("7")).is_err());
@@ -75,7 +80,7 @@ fn app_connection_quota_is_inclusive_and_freed_on_disconnect() {
     let (_, code) = cluster
         .try_connect(0, "/app/test-key", Some("7"))
         .unwrap_err();
-    assert_eq!(code, ErrorCode::AppOverConnectionQuota);
+    assert_eq!(code, Fault::AppOverConnectionQuota);
     let now = cluster.now;
     cluster.shards[0].handle_disconnect(a.key, a.socket_id, now);
     assert!(cluster.try_connect(0, "/app/test-key", Some("7")).is_ok());
@@ -88,7 +93,7 @@ fn server_connection_quota_closes_with_4100() {
     let (_, code) = cluster
         .try_connect(0, "/app/test-key", Some("7"))
         .unwrap_err();
-    assert_eq!(code, ErrorCode::OverCapacity);
+    assert_eq!(code, Fault::OverCapacity);
 }
 
 #[test]

@@ -12,6 +12,7 @@ use crate::core::auth::{hmac_hex, hmac_key};
 use crate::core::channel::ChannelName;
 use crate::core::ids::{AppIdx, SocketId};
 use crate::core::shard::*;
+use crate::core::wire::{Fault, Wire};
 use crate::core::ws::frame::{
     FrameLimits, Message, MessageDecoder, Opcode, Role, encode_client_frame,
 };
@@ -94,7 +95,7 @@ impl Cluster {
         shard: ShardId,
         path: &str,
         protocol: Option<&str>,
-    ) -> Result<Client, (Vec<Value>, ErrorCode)> {
+    ) -> Result<Client, (Vec<Value>, Fault)> {
         self.try_connect_with_token(shard, path, protocol, None)
     }
 
@@ -104,8 +105,9 @@ impl Cluster {
         path: &str,
         protocol: Option<&str>,
         token: Option<&str>,
-    ) -> Result<Client, (Vec<Value>, ErrorCode)> {
+    ) -> Result<Client, (Vec<Value>, Fault)> {
         let request = ConnectRequest {
+            wire: Wire::Pusher,
             path,
             protocol,
             origin: None,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::harness::*;
+use crate::core::wire::Wire;
 
 #[test]
 fn connection_attempts_per_ip_are_limited_per_minute() {
@@ -16,29 +17,34 @@ fn connection_attempts_per_ip_are_limited_per_minute() {
     for shard in [0, 1, 0] {
         assert!(
             cluster.shards[shard]
-                .connection_attempt(&path, ip, cluster.now)
+                .connection_attempt(Wire::Pusher, &path, ip, cluster.now)
                 .is_ok()
         );
     }
     // The limit is per server, not per shard.
     let wait = cluster.shards[1]
-        .connection_attempt(&path, ip, cluster.now)
+        .connection_attempt(Wire::Pusher, &path, ip, cluster.now)
         .unwrap_err();
     assert_eq!(wait, Duration::from_secs(20));
     assert!(
         cluster.shards[1]
-            .connection_attempt(&path, other, cluster.now)
+            .connection_attempt(Wire::Pusher, &path, other, cluster.now)
             .is_ok()
     );
     assert!(
         cluster.shards[0]
-            .connection_attempt(&path, ip, cluster.now + Duration::from_secs(20))
+            .connection_attempt(
+                Wire::Pusher,
+                &path,
+                ip,
+                cluster.now + Duration::from_secs(20)
+            )
             .is_ok()
     );
     // Apps without rate limits, and unknown keys, are not limited here.
     assert!(
         cluster.shards[0]
-            .connection_attempt("/app/unknown", ip, cluster.now)
+            .connection_attempt(Wire::Pusher, "/app/unknown", ip, cluster.now)
             .is_ok()
     );
 }

@@ -9,82 +9,9 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::ErrorCode;
 use crate::core::ids::{SocketId, UserId};
-
-/// A message from a client, borrowing from the received text where it can.
-#[derive(Debug)]
-pub enum ClientMessage<'a> {
-    /// `pusher:ping`.
-    Ping,
-    /// `pusher:pong`, the answer to a server ping.
-    Pong,
-    /// `pusher:subscribe`.
-    Subscribe(SubscribeRequest<'a>),
-    /// `pusher:unsubscribe`.
-    Unsubscribe {
-        /// The channel to leave.
-        channel: Cow<'a, str>,
-    },
-    /// `pusher:signin` (user authentication).
-    Signin {
-        /// `key:signature`.
-        auth: Cow<'a, str>,
-        /// The signed JSON text describing the user.
-        user_data: Cow<'a, str>,
-    },
-    /// A `client-` event to relay to the channel's other subscribers.
-    ClientEvent {
-        /// The event name, starting with `client-`.
-        event: Cow<'a, str>,
-        /// The channel it is sent on.
-        channel: Cow<'a, str>,
-        /// The payload, relayed as sent.
-        data: &'a RawValue,
-    },
-    /// Any other event name (unknown `pusher:` events, or names without a known prefix).
-    Unsupported {
-        /// The event name as sent.
-        event: Cow<'a, str>,
-    },
-}
-
-/// The fields of `pusher:subscribe`.
-#[derive(Debug, Deserialize)]
-pub struct SubscribeRequest<'a> {
-    /// The channel to join.
-    #[serde(borrow)]
-    pub channel: Cow<'a, str>,
-    /// `key:signature` for signed channels.
-    #[serde(borrow, default)]
-    pub auth: Option<Cow<'a, str>>,
-    /// For presence channels: the exact JSON text that was signed.
-    #[serde(borrow, default)]
-    pub channel_data: Option<Cow<'a, str>>,
-}
-
-/// Why a client message could not be understood.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MessageError {
-    /// Not a JSON object with a string `event`.
-    #[error("message is not a JSON object with a string \"event\"")]
-    NotAnEvent,
-    /// A required field is missing or has the wrong type.
-    #[error("\"{event}\" needs {field}")]
-    BadField {
-        /// The event being parsed.
-        event: &'static str,
-        /// What was expected.
-        field: &'static str,
-    },
-}
-
-impl MessageError {
-    /// The Pusher error reported for it.
-    pub fn code(&self) -> ErrorCode {
-        ErrorCode::InvalidMessage
-    }
-}
+use crate::core::wire::pusher::codes;
+use crate::core::wire::{Command, Fault, ParseError, SubscribeRequest};
 
 #[derive(Deserialize)]
 struct Envelope<'a> {
@@ -110,59 +37,55 @@ struct UnsubscribeRequest<'a> {
     channel: Cow<'a, str>,
 }
 
-impl<'a> ClientMessage<'a> {
-    /// Parses one text message.
-    pub fn parse(text: &'a [u8]) -> Result<Self, MessageError> {
-        let envelope: Envelope<'a> =
-            serde_json::from_slice(text).map_err(|_| MessageError::NotAnEvent)?;
-        let event = envelope.event;
-        if event.starts_with("client-") {
-            let bad = |field| MessageError::BadField {
-                event: "client event",
-                field,
-            };
-            return Ok(ClientMessage::ClientEvent {
-                channel: envelope.channel.ok_or(bad("a string \"channel\""))?,
-                data: envelope.data.ok_or(bad("\"data\""))?,
-                event,
-            });
+/// Parses one text message from a Pusher client.
+pub fn parse(text: &[u8]) -> Result<Command<'_>, ParseError> {
+    let envelope: Envelope<'_> =
+        serde_json::from_slice(text).map_err(|_| ParseError::NotAnEvent)?;
+    let event = envelope.event;
+    if event.starts_with("client-") {
+        let bad = |field| ParseError::BadField {
+            event: "client event",
+            field,
+        };
+        return Ok(Command::ClientEvent {
+            channel: envelope.channel.ok_or(bad("a string \"channel\""))?,
+            data: envelope.data.ok_or(bad("\"data\""))?,
+            event,
+        });
+    }
+    match &*event {
+        "pusher:ping" => Ok(Command::Ping),
+        "pusher:pong" => Ok(Command::Pong),
+        "pusher:subscribe" => {
+            let request =
+                data_object::<SubscribeRequest>(envelope.data).ok_or(ParseError::BadField {
+                    event: "pusher:subscribe",
+                    field: "data with a string \"channel\"",
+                })?;
+            Ok(Command::Subscribe(request))
         }
-        match &*event {
-            "pusher:ping" => Ok(ClientMessage::Ping),
-            "pusher:pong" => Ok(ClientMessage::Pong),
-            "pusher:subscribe" => {
-                let request = data_object::<SubscribeRequest>(envelope.data).ok_or(
-                    MessageError::BadField {
-                        event: "pusher:subscribe",
-                        field: "data with a string \"channel\"",
-                    },
-                )?;
-                Ok(ClientMessage::Subscribe(request))
-            }
-            "pusher:unsubscribe" => {
-                let request = data_object::<UnsubscribeRequest>(envelope.data).ok_or(
-                    MessageError::BadField {
-                        event: "pusher:unsubscribe",
-                        field: "data with a string \"channel\"",
-                    },
-                )?;
-                Ok(ClientMessage::Unsubscribe {
-                    channel: request.channel,
-                })
-            }
-            "pusher:signin" => {
-                let request =
-                    data_object::<SigninRequest>(envelope.data).ok_or(MessageError::BadField {
-                        event: "pusher:signin",
-                        field: "data with string \"auth\" and \"user_data\"",
-                    })?;
-                Ok(ClientMessage::Signin {
-                    auth: request.auth,
-                    user_data: request.user_data,
-                })
-            }
-            _ => Ok(ClientMessage::Unsupported { event }),
+        "pusher:unsubscribe" => {
+            let request =
+                data_object::<UnsubscribeRequest>(envelope.data).ok_or(ParseError::BadField {
+                    event: "pusher:unsubscribe",
+                    field: "data with a string \"channel\"",
+                })?;
+            Ok(Command::Unsubscribe {
+                channel: request.channel,
+            })
         }
+        "pusher:signin" => {
+            let request =
+                data_object::<SigninRequest>(envelope.data).ok_or(ParseError::BadField {
+                    event: "pusher:signin",
+                    field: "data with string \"auth\" and \"user_data\"",
+                })?;
+            Ok(Command::Signin {
+                auth: request.auth,
+                user_data: request.user_data,
+            })
+        }
+        _ => Ok(Command::Unsupported { event }),
     }
 }
 
@@ -264,15 +187,15 @@ pub fn ping() -> &'static [u8] {
 }
 
 /// `pusher:error` with the code's default message.
-pub fn error(code: ErrorCode) -> Vec<u8> {
-    error_with_message(code, code.message())
+pub fn error(fault: Fault) -> Vec<u8> {
+    error_with_message(fault, codes::message(fault))
 }
 
 /// `pusher:error` with a specific message.
-pub fn error_with_message(code: ErrorCode, message: &str) -> Vec<u8> {
+pub fn error_with_message(fault: Fault, message: &str) -> Vec<u8> {
     let mut json = Json::with_capacity(96 + message.len());
     json.raw(r#"{"event":"pusher:error","data":{"code":"#)
-        .raw(&code.code().to_string())
+        .raw(&codes::code(fault).to_string())
         .raw(r#","message":"#)
         .string(message)
         .raw("}}");
@@ -458,8 +381,8 @@ mod tests {
     use super::*;
     use serde_json::{Value, json};
 
-    fn parse(text: &str) -> Result<ClientMessage<'_>, MessageError> {
-        ClientMessage::parse(text.as_bytes())
+    fn parse_text(text: &str) -> Result<Command<'_>, ParseError> {
+        parse(text.as_bytes())
     }
 
     fn value(bytes: &[u8]) -> Value {
@@ -469,33 +392,33 @@ mod tests {
     #[test]
     fn parses_ping_and_pong_with_or_without_data() {
         assert!(matches!(
-            parse(r#"{"event":"pusher:ping","data":{}}"#),
-            Ok(ClientMessage::Ping)
+            parse_text(r#"{"event":"pusher:ping","data":{}}"#),
+            Ok(Command::Ping)
         ));
         assert!(matches!(
-            parse(r#"{"event":"pusher:ping"}"#),
-            Ok(ClientMessage::Ping)
+            parse_text(r#"{"event":"pusher:ping"}"#),
+            Ok(Command::Ping)
         ));
         assert!(matches!(
-            parse(r#"{"event":"pusher:pong","data":"{}"}"#),
-            Ok(ClientMessage::Pong)
+            parse_text(r#"{"event":"pusher:pong","data":"{}"}"#),
+            Ok(Command::Pong)
         ));
     }
 
     #[test]
     fn parses_subscribe_as_object_or_encoded_string() {
-        let msg = parse(
+        let msg = parse_text(
             r#"{"event":"pusher:subscribe","data":{"channel":"presence-a","auth":"k:s","channel_data":"{\"user_id\":1}"}}"#,
         );
-        let Ok(ClientMessage::Subscribe(req)) = msg else {
+        let Ok(Command::Subscribe(req)) = msg else {
             panic!("{msg:?}")
         };
         assert_eq!(req.channel, "presence-a");
         assert_eq!(req.auth.as_deref(), Some("k:s"));
         assert_eq!(req.channel_data.as_deref(), Some(r#"{"user_id":1}"#));
 
-        let msg = parse(r#"{"event":"pusher:subscribe","data":"{\"channel\":\"a\"}"}"#);
-        let Ok(ClientMessage::Subscribe(req)) = msg else {
+        let msg = parse_text(r#"{"event":"pusher:subscribe","data":"{\"channel\":\"a\"}"}"#);
+        let Ok(Command::Subscribe(req)) = msg else {
             panic!("{msg:?}")
         };
         assert_eq!(req.channel, "a");
@@ -512,7 +435,7 @@ mod tests {
             r#"{"event":"pusher:subscribe","data":"not json"}"#,
         ] {
             assert!(
-                matches!(parse(text), Err(MessageError::BadField { .. })),
+                matches!(parse_text(text), Err(ParseError::BadField { .. })),
                 "{text}"
             );
         }
@@ -530,8 +453,8 @@ mod tests {
             "\u{0}",
         ] {
             assert_eq!(
-                parse(text).unwrap_err(),
-                MessageError::NotAnEvent,
+                parse_text(text).unwrap_err(),
+                ParseError::NotAnEvent,
                 "{text:?}"
             );
         }
@@ -539,8 +462,9 @@ mod tests {
 
     #[test]
     fn parses_client_events_keeping_raw_data() {
-        let msg = parse(r#"{"event":"client-typing","channel":"private-a","data":{"x": [1, 2]}}"#);
-        let Ok(ClientMessage::ClientEvent {
+        let msg =
+            parse_text(r#"{"event":"client-typing","channel":"private-a","data":{"x": [1, 2]}}"#);
+        let Ok(Command::ClientEvent {
             event,
             channel,
             data,
@@ -551,21 +475,19 @@ mod tests {
         assert_eq!(event, "client-typing");
         assert_eq!(channel, "private-a");
         assert_eq!(data.get(), r#"{"x": [1, 2]}"#);
-        assert!(parse(r#"{"event":"client-typing","data":{}}"#).is_err());
+        assert!(parse_text(r#"{"event":"client-typing","data":{}}"#).is_err());
     }
 
     #[test]
     fn unknown_events_are_reported_as_unsupported() {
-        let msg = parse(r#"{"event":"pusher:frobnicate","data":{}}"#);
-        assert!(
-            matches!(msg, Ok(ClientMessage::Unsupported { event }) if event == "pusher:frobnicate")
-        );
+        let msg = parse_text(r#"{"event":"pusher:frobnicate","data":{}}"#);
+        assert!(matches!(msg, Ok(Command::Unsupported { event }) if event == "pusher:frobnicate"));
     }
 
     #[test]
     fn escaped_strings_are_decoded() {
-        let msg = parse(r#"{"event":"pusher:unsubscribe","data":{"channel":"a\u0062c"}}"#);
-        assert!(matches!(msg, Ok(ClientMessage::Unsubscribe { channel }) if channel == "abc"));
+        let msg = parse_text(r#"{"event":"pusher:unsubscribe","data":{"channel":"a\u0062c"}}"#);
+        assert!(matches!(msg, Ok(Command::Unsubscribe { channel }) if channel == "abc"));
     }
 
     #[test]
@@ -581,7 +503,7 @@ mod tests {
 
     #[test]
     fn error_data_is_an_object_with_code_and_message() {
-        let v = value(&error(ErrorCode::ClientEventRateLimited));
+        let v = value(&error(Fault::ClientEventRateLimited));
         assert_eq!(v["event"], "pusher:error");
         assert_eq!(v["data"]["code"], 4301);
         assert_eq!(

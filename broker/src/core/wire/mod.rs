@@ -1,0 +1,356 @@
+//! The seam between the channel model and a wire protocol.
+//!
+//! The shard speaks in connections, subscriptions, identities and deliveries; what a client
+//! actually sends and reads is decided here, once per protocol:
+//!
+//! - **In:** a wire parses a client's text into a [`Command`] (`pusher:subscribe` becomes
+//!   [`Command::Subscribe`]), or says which [`Fault`] it is.
+//! - **Out to one socket:** a [`Reply`] (subscription confirmed, refused, signed in, an
+//!   error...) is encoded for the socket's own [`Wire`] as one complete WebSocket frame.
+//! - **Out to every subscriber:** an [`Event`] is encoded once per wire into [`Frames`], and
+//!   every subscriber's queue holds a clone of its wire's buffer: encode once per protocol,
+//!   never per subscriber.
+//!
+//! Adding a protocol is a new [`Wire`] variant, its module beside [`pusher`], and a
+//! [`Frames`] field: the shard does not change.
+
+pub mod fault;
+pub mod pusher;
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+pub use self::fault::Fault;
+use crate::core::auth::channel::SubscribeAuthError;
+use crate::core::channel::ChannelName;
+use crate::core::ids::{SocketId, UserId};
+
+/// The wire protocol a connection speaks.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Wire {
+    /// Pusher Channels protocol 7 (pusher-js, laravel-echo's `pusher` and `reverb`
+    /// broadcasters, the Flutter and Python Pusher clients).
+    Pusher,
+}
+
+impl Wire {
+    /// Parses one text message from a client.
+    pub fn parse(self, text: &[u8]) -> Result<Command<'_>, ParseError> {
+        match self {
+            Wire::Pusher => pusher::message::parse(text),
+        }
+    }
+
+    /// One reply for one socket, as a complete WebSocket frame.
+    pub fn encode(self, reply: &Reply<'_>) -> Bytes {
+        match self {
+            Wire::Pusher => pusher::encode_reply(reply),
+        }
+    }
+
+    /// The app key a connection names in its URL, once the wire's own checks on the URL
+    /// (Pusher: the path `/app/{key}` and `protocol=7`) have passed.
+    pub fn app_key<'r>(self, path: &'r str, protocol: Option<&str>) -> Result<&'r str, Fault> {
+        match self {
+            Wire::Pusher => {
+                let key = pusher::app_key(path).ok_or(Fault::PathNotFound)?;
+                pusher::check_version(protocol)?;
+                Ok(key)
+            }
+        }
+    }
+
+    /// The app key of a connection path, for counting attempts before the upgrade; `None`
+    /// when the path names no app.
+    pub fn app_key_of_path(self, path: &str) -> Option<&str> {
+        match self {
+            Wire::Pusher => pusher::app_key(path),
+        }
+    }
+
+    /// The WebSocket close code and reason that end a connection for `fault`.
+    pub fn close_for(self, fault: Fault) -> (u16, &'static str) {
+        match self {
+            Wire::Pusher => (pusher::codes::code(fault), pusher::codes::message(fault)),
+        }
+    }
+}
+
+/// A client's message, as the shard acts on it.
+#[derive(Debug)]
+pub enum Command<'a> {
+    /// The client checks the connection is alive.
+    Ping,
+    /// The answer to the server's ping.
+    Pong,
+    /// Join a channel.
+    Subscribe(SubscribeRequest<'a>),
+    /// Leave a channel.
+    Unsubscribe {
+        /// The channel's name as sent (it is compared with subscribed names, not parsed).
+        channel: Cow<'a, str>,
+    },
+    /// Authenticate the connection as a user (Pusher user authentication).
+    Signin {
+        /// `key:signature`.
+        auth: Cow<'a, str>,
+        /// The signed JSON text describing the user.
+        user_data: Cow<'a, str>,
+    },
+    /// An event from a client to relay to the channel's other subscribers.
+    ClientEvent {
+        /// The event name (`client-...`).
+        event: Cow<'a, str>,
+        /// The channel it is sent on, as sent.
+        channel: Cow<'a, str>,
+        /// The payload, relayed as sent.
+        data: &'a RawValue,
+    },
+    /// An event the protocol reserves but the broker does not serve.
+    Unsupported {
+        /// The event name as sent.
+        event: Cow<'a, str>,
+    },
+}
+
+/// What a client sends to join a channel.
+#[derive(Debug, Deserialize)]
+pub struct SubscribeRequest<'a> {
+    /// The channel to join, as sent (parsed by the shard against the app's limits).
+    #[serde(borrow)]
+    pub channel: Cow<'a, str>,
+    /// `key:signature` for signed channels.
+    #[serde(borrow, default)]
+    pub auth: Option<Cow<'a, str>>,
+    /// For presence channels: the exact JSON text that was signed.
+    #[serde(borrow, default)]
+    pub channel_data: Option<Cow<'a, str>>,
+}
+
+/// Why a client message could not be understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// A binary message, on a wire whose messages are text.
+    #[error("binary frames are not part of the Pusher protocol; send JSON text")]
+    Binary,
+    /// Not a JSON object with a string `event`.
+    #[error("message is not a JSON object with a string \"event\"")]
+    NotAnEvent,
+    /// A required field is missing or has the wrong type.
+    #[error("\"{event}\" needs {field}")]
+    BadField {
+        /// The event being parsed.
+        event: &'static str,
+        /// What was expected.
+        field: &'static str,
+    },
+}
+
+impl ParseError {
+    /// The fault reported for it (the connection stays open).
+    pub fn fault(&self) -> Fault {
+        Fault::InvalidMessage
+    }
+}
+
+/// Why a subscription is refused; the client is told on the channel and the connection
+/// stays open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The signature (or the presence `channel_data`) does not hold.
+    Signature(SubscribeAuthError),
+    /// A policy denies it, although the signature holds.
+    Policy {
+        /// The rule that decided.
+        rule: String,
+        /// Why, in the rule's words.
+        reason: String,
+    },
+    /// The connection already holds its most subscriptions.
+    TooManySubscriptions {
+        /// The limit.
+        max: usize,
+    },
+    /// The presence channel already has its most members.
+    PresenceFull {
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl Refusal {
+    /// The HTTP-style status that says whose fault it is (401/403 not allowed, 429 a limit).
+    pub fn status(&self) -> u16 {
+        match self {
+            Refusal::Signature(err) => err.status(),
+            Refusal::Policy { .. } | Refusal::PresenceFull { .. } => 403,
+            Refusal::TooManySubscriptions { .. } => 429,
+        }
+    }
+
+    /// Whether it is a limit (rather than an authorization decision).
+    pub fn is_limit(&self) -> bool {
+        matches!(
+            self,
+            Refusal::TooManySubscriptions { .. } | Refusal::PresenceFull { .. }
+        )
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Signature(err) => err.fmt(f),
+            Refusal::Policy { rule, reason } => write!(f, "denied by policy {rule:?}: {reason}"),
+            Refusal::TooManySubscriptions { max } => {
+                write!(f, "a connection may hold at most {max} subscriptions")
+            }
+            Refusal::PresenceFull { max } => write!(f, "presence channel is full ({max} members)"),
+        }
+    }
+}
+
+/// A presence channel's members as a reply lists them: user ids with their `user_info`.
+pub type Members<'a> = [(&'a UserId, Option<&'a str>)];
+
+/// What the broker tells one socket.
+#[derive(Debug)]
+pub enum Reply<'a> {
+    /// The connection is open, with the id the socket is known by.
+    Established {
+        /// The socket's id.
+        socket_id: SocketId,
+        /// How long the client may stay quiet before the server pings it.
+        activity_timeout: Duration,
+    },
+    /// Something the client did (or the server decided) went wrong; a fault that closes the
+    /// connection is followed by the close.
+    Error {
+        /// What went wrong.
+        fault: Fault,
+        /// Details for the client; `None` for the wire's default text.
+        text: Option<&'a str>,
+    },
+    /// The server checks a quiet connection is alive.
+    Ping,
+    /// The answer to a client's ping.
+    Pong,
+    /// A subscription is confirmed.
+    Subscribed {
+        /// The channel.
+        channel: &'a ChannelName,
+        /// Presence channels: everyone present, the new member included.
+        members: Option<&'a Members<'a>>,
+    },
+    /// A subscription is refused.
+    SubscriptionRefused {
+        /// The channel, as the client named it.
+        channel: &'a str,
+        /// Why.
+        refusal: &'a Refusal,
+    },
+    /// A cache channel has no (unexpired) event to replay.
+    CacheMiss {
+        /// The channel.
+        channel: &'a ChannelName,
+    },
+    /// The sign-in succeeded.
+    SignedIn {
+        /// The signed user data, echoed.
+        user_data: &'a str,
+    },
+    /// Watched users came online or went offline.
+    Watchlist {
+        /// Online (true) or offline.
+        online: bool,
+        /// The users.
+        users: &'a [UserId],
+    },
+}
+
+/// An event for every subscriber of a channel.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// An event published by the app's backend; its data is a string.
+    Channel {
+        /// The event name.
+        event: &'a str,
+        /// The channel.
+        channel: &'a ChannelName,
+        /// The data string.
+        data: &'a str,
+    },
+    /// An event sent by a client, relayed with its data as sent.
+    Client {
+        /// The event name.
+        event: &'a str,
+        /// The channel.
+        channel: &'a ChannelName,
+        /// The data, any JSON value.
+        data: &'a RawValue,
+        /// Presence channels: the sender.
+        user: Option<&'a UserId>,
+    },
+    /// A user joined a presence channel.
+    MemberAdded {
+        /// The channel.
+        channel: &'a ChannelName,
+        /// The user.
+        user: &'a UserId,
+        /// Their `user_info` JSON text.
+        info: Option<&'a str>,
+    },
+    /// A user left a presence channel.
+    MemberRemoved {
+        /// The channel.
+        channel: &'a ChannelName,
+        /// The user.
+        user: &'a UserId,
+    },
+    /// A channel's subscriber count changed (apps that opt in).
+    SubscriptionCount {
+        /// The channel.
+        channel: &'a ChannelName,
+        /// Subscribers on every shard (and node).
+        count: usize,
+    },
+}
+
+/// One event encoded for every wire: each subscriber gets a clone of its wire's buffer.
+///
+/// Cloning is a reference-count increment per wire; the bytes are shared by every shard and
+/// every subscriber.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frames {
+    pusher: Bytes,
+}
+
+impl Frames {
+    /// `event`, encoded once for each wire.
+    pub fn encode(event: &Event<'_>) -> Self {
+        Self {
+            pusher: pusher::encode_event(event),
+        }
+    }
+
+    /// Frames as they travel between nodes, which exchange the Pusher frame.
+    pub fn from_pusher(frame: Bytes) -> Self {
+        Self { pusher: frame }
+    }
+
+    /// The frame for subscribers speaking `wire`.
+    pub fn get(&self, wire: Wire) -> &Bytes {
+        match wire {
+            Wire::Pusher => &self.pusher,
+        }
+    }
+
+    /// The Pusher frame (what travels between nodes).
+    pub fn pusher(&self) -> &Bytes {
+        &self.pusher
+    }
+}
