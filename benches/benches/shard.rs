@@ -20,13 +20,13 @@ use bytes::{Bytes, BytesMut};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ringcast::config::Config;
 use ringcast::core::channel::ChannelName;
+use ringcast::core::counters::ShardCounters;
 use ringcast::core::ids::{AppIdx, SocketId};
 use ringcast::core::shard::{
     Accept, Answer, ConnKey, ConnectRequest, Publish, Query, ServerState, Shard,
 };
 use ringcast::core::wire::Wire;
 use ringcast::core::ws::frame::{Opcode, encode_client_frame};
-use ringcast::metrics::ShardMetrics;
 
 const KEY: &str = "bench-key";
 const SECRET: &str = "bench-secret";
@@ -49,8 +49,8 @@ fn new_shard() -> Shard {
     app.key = KEY.into();
     app.secret = SECRET.into();
     let state = Arc::new(ServerState::new(config));
-    let metrics = Arc::new(ShardMetrics::new(state.apps.len()));
-    Shard::new(0, 1, state, metrics)
+    let counters = Arc::new(ShardCounters::new(state.apps.len()));
+    Shard::new(0, 1, state, counters)
 }
 
 fn connect(shard: &mut Shard, now: Instant) -> (ConnKey, SocketId) {

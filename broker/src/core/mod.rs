@@ -8,6 +8,7 @@ pub mod app;
 pub mod auth;
 pub mod channel;
 pub mod cluster;
+pub mod counters;
 pub mod http;
 pub mod ids;
 pub mod policy;

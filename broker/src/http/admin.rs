@@ -22,6 +22,7 @@ use crate::core::auth::same_secret;
 use crate::core::http::request::{Method, RequestHead};
 use crate::core::http::response::{json_error, json_error_with, response};
 use crate::core::shard::Shard;
+use crate::metrics::Totals;
 
 use super::api::{self, ApiRoute};
 use super::routes::audit_query;
@@ -443,8 +444,12 @@ pub fn overview(
 ) -> ringcast_shared::Overview {
     let state = shard.state();
     let app_ids: Vec<&str> = state.apps.iter().map(|a| a.config.id.as_str()).collect();
-    let mut overview =
-        crate::metrics::overview(metrics, &app_ids, &state.tenants, previous_latency);
+    let mut overview = crate::metrics::overview(
+        &Totals::gather(metrics),
+        &app_ids,
+        &state.tenants,
+        previous_latency,
+    );
     if let Some(cluster) = &state.cluster {
         overview.cluster = Some(ringcast_shared::ClusterView {
             node: cluster.node.to_string(),

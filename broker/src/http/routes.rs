@@ -6,7 +6,7 @@ use crate::audit::{AuditQuery, MAX_PAGE};
 use crate::core::http::request::{Method, RequestHead};
 use crate::core::http::response::{json_error, response};
 use crate::core::shard::Shard;
-use crate::metrics::{ServerFacts, render_prometheus};
+use crate::metrics::{ServerFacts, Totals, render_prometheus};
 
 use super::admin;
 use super::api::{self, ApiRoute};
@@ -81,7 +81,7 @@ pub fn handle(
                     None => Vec::new(),
                 },
             };
-            let text = render_prometheus(view.metrics, &facts);
+            let text = render_prometheus(&Totals::gather(view.metrics), &facts);
             return Reply::Now(response(
                 200,
                 "text/plain; version=0.0.4",

@@ -535,7 +535,7 @@ async fn shard_main(setup: ShardSetup) {
             return;
         }
     };
-    let core = Shard::new(id, shard_count, state.clone(), metrics[id].clone());
+    let core = Shard::new(id, shard_count, state.clone(), metrics[id].core.clone());
     let rt = Rc::new(ShardRt {
         core: RefCell::new(core),
         writers: RefCell::new(Vec::new()),

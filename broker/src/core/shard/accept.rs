@@ -12,11 +12,11 @@ use super::events::client_event_rate;
 use super::mesh::{ConnKey, MeshMsg, Watcher};
 use super::{Accept, ConnectRequest, Shard};
 use crate::core::app::{QuotaExceeded, TokenError};
+use crate::core::counters::inc;
 use crate::core::ids::SocketId;
 use crate::core::rate_limit::TokenBucket;
 use crate::core::wire::{Fault, Reply, Wire};
 use crate::core::ws::frame::{self, FrameLimits, MessageDecoder, Role};
-use crate::metrics::inc;
 use ringcast_shared::{AuditDecision, AuditKind};
 
 /// Envelope slack over an app's `max_message_bytes`: a client event's frame carries the event
@@ -70,7 +70,7 @@ impl Shard {
             Ok(key) => Accept::Open(key),
             Err(refusal) => {
                 let fault = refusal.fault();
-                self.metrics.error(fault);
+                self.counters.error(fault);
                 let text = refusal.text();
                 let reply = Reply::Error {
                     fault,
@@ -188,7 +188,7 @@ impl Shard {
             closing: false,
             peer_closed: false,
         });
-        inc(&self.metrics.connections_opened);
+        inc(&self.counters.connections_opened);
         if uses_jwt && self.conns.get(key).is_some_and(|c| c.identity.is_some()) {
             self.audit_conn(
                 key,
@@ -200,7 +200,8 @@ impl Shard {
                 None,
             );
         }
-        self.metrics.apps[app_idx.get()]
+        self.counters
+            .app(app_idx)
             .connections
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let established = Reply::Established {
@@ -275,8 +276,9 @@ impl Shard {
         if let Some(tenant) = &conn.tenant {
             self.state.tenants.disconnect(conn.app, tenant);
         }
-        inc(&self.metrics.connections_closed);
-        self.metrics.apps[conn.app.get()]
+        inc(&self.counters.connections_closed);
+        self.counters
+            .app(conn.app)
             .connections
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         self.drain_to_self(now);

@@ -4,8 +4,8 @@ use std::net::IpAddr;
 
 use super::Shard;
 use super::mesh::ConnKey;
+use crate::core::counters::inc;
 use crate::core::ids::AppIdx;
-use crate::metrics::inc;
 use ringcast_shared::{AuditDecision, AuditKind, AuditRecord};
 
 impl Shard {
@@ -57,7 +57,7 @@ impl Shard {
         reason: Option<String>,
     ) {
         if kind == AuditKind::Decision && decision == AuditDecision::Deny {
-            inc(&self.metrics.auth_failures);
+            inc(&self.counters.auth_failures);
         }
         self.audit.push(AuditRecord {
             time_ms: 0,
@@ -81,10 +81,8 @@ impl Shard {
         if action != "rate_limit" {
             return;
         }
-        inc(&self.metrics.rate_limited);
-        if let Some(counters) = self.metrics.apps.get(app.get()) {
-            inc(&counters.rate_limited);
-        }
+        inc(&self.counters.rate_limited);
+        inc(&self.counters.app(app).rate_limited);
     }
 
     /// Counts a failed authorization (a denied decision) per app and per tenant.
@@ -98,10 +96,8 @@ impl Shard {
         if kind != AuditKind::Decision || decision != AuditDecision::Deny {
             return;
         }
-        inc(&self.metrics.auth_failures);
-        if let Some(counters) = self.metrics.apps.get(app.get()) {
-            inc(&counters.auth_failures);
-        }
+        inc(&self.counters.auth_failures);
+        inc(&self.counters.app(app).auth_failures);
         if let Some(tenant) = tenant {
             self.state.tenants.count(app, tenant);
         }

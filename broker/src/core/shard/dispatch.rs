@@ -7,12 +7,12 @@ use bytes::BytesMut;
 use super::Shard;
 use super::mesh::ConnKey;
 use super::outbox::mark_ready;
+use crate::core::counters::inc;
 use crate::core::ids::SocketId;
 use crate::core::wire::Fault;
 use crate::core::wire::{Command, ParseError, Reply};
 use crate::core::ws::close;
 use crate::core::ws::frame::{self, Message, Opcode};
-use crate::metrics::inc;
 use ringcast_shared::{AuditDecision, AuditKind};
 
 impl Shard {
@@ -53,7 +53,7 @@ impl Shard {
                 Ok(Some(msg)) => {
                     conn.last_seen = now;
                     conn.ping_sent = None;
-                    inc(&self.metrics.messages_in);
+                    inc(&self.counters.messages_in);
                     self.handle_message(key, msg, now);
                 }
                 Err(err) => {
@@ -108,9 +108,7 @@ impl Shard {
             Some(conn) => (conn.app, conn.wire),
             None => return,
         };
-        self.metrics.apps[app.get()]
-            .messages_in
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        inc(&self.counters.app(app).messages_in);
         let command = match wire.parse(text) {
             Ok(command) => command,
             Err(err) => {

@@ -10,12 +10,12 @@ use super::outbox::{Enqueued, enqueue};
 use super::{Publish, Shard};
 use crate::config::ClientEvents;
 use crate::core::channel::ChannelName;
+use crate::core::counters::{add, inc};
 use crate::core::ids::{AppIdx, SocketId};
 use crate::core::rate_limit::Rate;
 use crate::core::webhook::{ClientEventInfo, WebhookEvent, WebhookKind};
 use crate::core::wire::Fault;
 use crate::core::wire::{Event, Frames};
-use crate::metrics::add;
 use ringcast_shared::{AuditDecision, AuditKind};
 
 pub(super) fn client_event_rate(per_second: u32) -> Rate {
@@ -124,9 +124,7 @@ impl Shard {
             data,
             user: user.as_ref(),
         });
-        self.metrics.apps[app_idx.get()]
-            .publishes
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        inc(&self.counters.app(app_idx).publishes);
         self.publish_frames(app_idx, &channel, frames, Some(socket_id), now);
     }
 
@@ -138,9 +136,7 @@ impl Shard {
             channel,
             data: publish.data,
         });
-        self.metrics.apps[publish.app.get()]
-            .publishes
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        inc(&self.counters.app(publish.app).publishes);
         self.publish_frames(publish.app, channel, frames, publish.except, now);
         self.drain_to_self(now);
     }
@@ -175,16 +171,14 @@ impl Shard {
                 (frames.get(conn.wire).clone(), Some(published)),
                 cap,
                 &mut self.ready,
-                &self.metrics,
+                &self.counters,
             ) == Enqueued::Overflow
             {
                 overflowed.push(key);
             }
         }
-        add(&self.metrics.deliveries, delivered);
-        self.metrics.apps[app.get()]
-            .deliveries
-            .fetch_add(delivered, std::sync::atomic::Ordering::Relaxed);
+        add(&self.counters.deliveries, delivered);
+        add(&self.counters.app(app).deliveries, delivered);
         for key in overflowed {
             self.close_slow_consumer(key);
         }

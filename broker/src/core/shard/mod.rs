@@ -66,11 +66,11 @@ use crate::config::ServerConfig;
 use crate::core::app::AppTable;
 use crate::core::auth::jwt::Identity;
 use crate::core::channel::ChannelName;
+use crate::core::counters::ShardCounters;
 use crate::core::ids::{AppIdx, PerApp, SocketId, UserId};
 use crate::core::policy::Resources;
 use crate::core::webhook::WebhookEvent;
 use crate::core::wire::{Fault, Wire};
-use crate::metrics::ShardMetrics;
 use ringcast_shared::AuditRecord;
 
 pub struct ServerState {
@@ -86,7 +86,7 @@ pub struct ServerState {
     pub initial_resources: Vec<Resources>,
     /// Failed authorizations and open connections per app and tenant (read by `/metrics`
     /// and the dashboard).
-    pub tenants: crate::metrics::TenantCounters,
+    pub tenants: crate::core::counters::TenantCounters,
     /// Dashboard admins and their sessions, shared by every shard.
     pub admins: std::sync::Mutex<crate::core::admin::Admins>,
     /// The built dashboard, served at `/admin/`.
@@ -246,7 +246,7 @@ pub struct Shard {
     id: ShardId,
     shard_count: usize,
     state: Arc<ServerState>,
-    metrics: Arc<ShardMetrics>,
+    counters: Arc<ShardCounters>,
     conns: Slab<Conn>,
     per_app: PerApp<AppShard>,
     to_self: VecDeque<MeshMsg>,
@@ -285,7 +285,7 @@ impl Shard {
         id: ShardId,
         shard_count: usize,
         state: Arc<ServerState>,
-        metrics: Arc<ShardMetrics>,
+        counters: Arc<ShardCounters>,
     ) -> Self {
         let per_app = state
             .initial_resources
@@ -298,7 +298,7 @@ impl Shard {
         Self {
             id,
             shard_count,
-            metrics,
+            counters,
             conns: Slab::new(),
             per_app,
             to_self: VecDeque::new(),
@@ -323,8 +323,8 @@ impl Shard {
     }
 
     /// This shard's counters.
-    pub fn metrics(&self) -> &Arc<ShardMetrics> {
-        &self.metrics
+    pub fn counters(&self) -> &Arc<ShardCounters> {
+        &self.counters
     }
 
     /// The shared server state.

@@ -7,10 +7,10 @@ use bytes::Bytes;
 use super::conn::Conn;
 use super::mesh::ConnKey;
 use super::{OutputState, Shard, Taken};
+use crate::core::counters::{ShardCounters, inc};
 use crate::core::ids::SocketId;
 use crate::core::wire::{Fault, Reply};
 use crate::core::ws::frame;
-use crate::metrics::{ShardMetrics, inc};
 
 #[derive(PartialEq, Eq)]
 pub(super) enum Enqueued {
@@ -24,14 +24,14 @@ pub(super) fn enqueue(
     queued: (Bytes, Option<Instant>),
     cap: usize,
     ready: &mut Vec<ConnKey>,
-    metrics: &ShardMetrics,
+    counters: &ShardCounters,
 ) -> Enqueued {
     if conn.outbox_bytes + queued.0.len() > cap {
         return Enqueued::Overflow;
     }
     conn.outbox_bytes += queued.0.len();
     conn.outbox.push_back(queued);
-    inc(&metrics.messages_out);
+    inc(&counters.messages_out);
     mark_ready(conn, key, ready);
     Enqueued::Queued
 }
@@ -129,7 +129,7 @@ impl Shard {
         let Some(wire) = self.conns.get(key).map(|c| c.wire) else {
             return;
         };
-        self.metrics.error(fault);
+        self.counters.error(fault);
         self.reply(key, &Reply::Error { fault, text });
         if fault.closes_connection() {
             let (code, reason) = wire.close_for(fault);
@@ -151,7 +151,7 @@ impl Shard {
             (frame, None),
             cap,
             &mut self.ready,
-            &self.metrics,
+            &self.counters,
         ) == Enqueued::Overflow
         {
             self.close_slow_consumer(key);
@@ -182,9 +182,9 @@ impl Shard {
         };
         conn.outbox.clear();
         conn.outbox_bytes = 0;
-        inc(&self.metrics.slow_consumers_closed);
+        inc(&self.counters.slow_consumers_closed);
         let fault = Fault::OverCapacity;
-        self.metrics.error(fault);
+        self.counters.error(fault);
         let frame = conn.wire.encode(&Reply::Error {
             fault,
             text: Some("send buffer full: the client is not reading fast enough"),

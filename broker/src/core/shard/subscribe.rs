@@ -239,7 +239,7 @@ impl Shard {
                 channels.remove(&sub.channel);
             }
         }
-        self.metrics
+        self.counters
             .subscriptions
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         let msg = MeshMsg::Unsubscribe {
@@ -290,7 +290,7 @@ impl Shard {
                     .entry(channel)
                     .or_default()
                     .insert(key);
-                self.metrics
+                self.counters
                     .subscriptions
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.send_frame(key, frame);

@@ -272,7 +272,7 @@ fn slow_consumer_is_closed_with_4100_and_others_keep_receiving() {
     assert_eq!(last_two[1], json!({"close": 4100}));
     assert_eq!(
         cluster.shards[0]
-            .metrics()
+            .counters()
             .slow_consumers_closed
             .load(std::sync::atomic::Ordering::Relaxed),
         1

@@ -10,13 +10,13 @@ use serde_json::{Value, json};
 use crate::config::{ClientEvents, Config};
 use crate::core::auth::{hmac_hex, hmac_key};
 use crate::core::channel::ChannelName;
+use crate::core::counters::ShardCounters;
 use crate::core::ids::{AppIdx, SocketId};
 use crate::core::shard::*;
 use crate::core::wire::{Fault, Wire};
 use crate::core::ws::frame::{
     FrameLimits, Message, MessageDecoder, Opcode, Role, encode_client_frame,
 };
-use crate::metrics::ShardMetrics;
 use ringcast_shared::{AuditDecision, AuditRecord};
 
 pub(super) const KEY: &str = "test-key";
@@ -64,7 +64,7 @@ impl Cluster {
                     id,
                     shard_count,
                     state.clone(),
-                    Arc::new(ShardMetrics::new(state.apps.len())),
+                    Arc::new(ShardCounters::new(state.apps.len())),
                 )
             })
             .collect();
