@@ -17,7 +17,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::time::timeout;
-use ringcast::core::auth::{hmac_hex, hmac_key};
+use ringcast::core::auth::{hmac_key, sign_channel};
 
 use crate::ChurnArgs;
 use crate::client::{ApiConn, PusherConn, connect_from};
@@ -341,11 +341,13 @@ async fn subscribe(
 ) -> anyhow::Result<()> {
     let channel_data =
         serde_json::json!({"user_id": user, "user_info": {"name": user}}).to_string();
-    let signature = hmac_hex(
+    let auth = sign_channel(
+        &args.target.key,
         &hmac_key(&args.target.secret),
-        format!("{socket_id}:{channel}:{channel_data}").as_bytes(),
+        socket_id,
+        channel,
+        Some(&channel_data),
     );
-    let auth = format!("{}:{signature}", args.target.key);
     step(conn.subscribe(channel, Some((&auth, &channel_data)))).await??;
     Ok(())
 }

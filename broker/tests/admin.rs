@@ -392,12 +392,14 @@ fn the_overview_streams_live_and_follows_connections() {
     // A client signed in with a tenant counts toward it until it leaves.
     let mut tenant_user = WsClient::connect(server.addr);
     let user_data = json!({"id": "u-1", "user_info": {"tenant_id": "acme"}}).to_string();
-    let signature = ringcast::core::auth::hmac_hex(
+    let auth = ringcast::core::auth::sign_signin(
+        support::KEY,
         &ringcast::core::auth::hmac_key(support::SECRET),
-        format!("{}::user::{user_data}", tenant_user.socket_id).as_bytes(),
+        &tenant_user.socket_id,
+        &user_data,
     );
     tenant_user.send(&json!({"event": "pusher:signin", "data": {
-        "auth": format!("{}:{signature}", support::KEY), "user_data": user_data,
+        "auth": auth, "user_data": user_data,
     }}));
     tenant_user.recv_until(Duration::from_secs(5), |m| {
         m["event"] == "pusher:signin_success"

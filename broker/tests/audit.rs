@@ -302,14 +302,12 @@ fn escrow_policy(c: &mut ringcast::config::Config) {
 
 /// Subscribes to a presence channel as `user` and returns the reply's event name.
 fn join_as(addr: std::net::SocketAddr, channel: &str, user: &str) -> String {
-    use ringcast::core::auth::{hmac_hex, hmac_key};
+    use ringcast::core::auth::{hmac_key, sign_channel};
     let mut client = WsClient::connect(addr);
     let data = json!({"user_id": user}).to_string();
-    let sig = hmac_hex(
-        &hmac_key(support::SECRET),
-        format!("{}:{channel}:{data}", client.socket_id).as_bytes(),
-    );
-    client.send(&json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": format!("it-key:{sig}"), "channel_data": data}}));
+    let secret = hmac_key(support::SECRET);
+    let auth = sign_channel("it-key", &secret, &client.socket_id, channel, Some(&data));
+    client.send(&json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth, "channel_data": data}}));
     client.recv().unwrap()["event"].as_str().unwrap().to_owned()
 }
 

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use ringcast::core::auth::{hmac_hex, hmac_key};
+use ringcast::core::auth::{hmac_key, sign_channel, sign_signin};
 use serde_json::{Value, json};
 use support::hooks::Receiver;
 use support::redis::{RedisServer, redis_cmd};
@@ -143,12 +143,15 @@ fn is_event(name: &'static str) -> impl Fn(&Value) -> bool {
 /// Joins a presence channel as `user`, returning the roster's user ids.
 fn join_presence(client: &mut WsClient, channel: &str, user: &str) -> Vec<String> {
     let channel_data = json!({"user_id": user, "user_info": {"name": user}}).to_string();
-    let signature = hmac_hex(
+    let auth = sign_channel(
+        KEY,
         &hmac_key(SECRET),
-        format!("{}:{channel}:{channel_data}", client.socket_id).as_bytes(),
+        &client.socket_id,
+        channel,
+        Some(&channel_data),
     );
     client.send(&json!({"event": "pusher:subscribe", "data": {
-        "channel": channel, "auth": format!("{KEY}:{signature}"), "channel_data": channel_data}}));
+        "channel": channel, "auth": auth, "channel_data": channel_data}}));
     let reply = client.recv_until(WAIT, |v| {
         v["event"] == "pusher_internal:subscription_succeeded" || v["event"] == "pusher:error"
     });
@@ -172,12 +175,9 @@ fn sign_in(client: &mut WsClient, user: &str) {
 }
 
 fn subscribe_private(client: &mut WsClient, channel: &str) {
-    let signature = hmac_hex(
-        &hmac_key(SECRET),
-        format!("{}:{channel}", client.socket_id).as_bytes(),
-    );
+    let auth = sign_channel(KEY, &hmac_key(SECRET), &client.socket_id, channel, None);
     client.send(&json!({"event": "pusher:subscribe", "data": {
-        "channel": channel, "auth": format!("{KEY}:{signature}")}}));
+        "channel": channel, "auth": auth}}));
     client.recv_until(WAIT, is_event("pusher_internal:subscription_succeeded"));
 }
 
@@ -552,12 +552,9 @@ fn an_apps_connection_quota_counts_every_node() {
 /// Signs in as `user` following `watchlist`.
 fn sign_in_watching(client: &mut WsClient, user: &str, watchlist: &[&str]) {
     let user_data = json!({"id": user, "watchlist": watchlist}).to_string();
-    let signature = hmac_hex(
-        &hmac_key(SECRET),
-        format!("{}::user::{user_data}", client.socket_id).as_bytes(),
-    );
+    let auth = sign_signin(KEY, &hmac_key(SECRET), &client.socket_id, &user_data);
     client.send(&json!({"event": "pusher:signin", "data": {
-        "auth": format!("{KEY}:{signature}"), "user_data": user_data}}));
+        "auth": auth, "user_data": user_data}}));
     client.recv_until(WAIT, is_event("pusher:signin_success"));
 }
 
@@ -820,12 +817,9 @@ fn join_escrow_chat(node: &Node) -> String {
     let mut buyer = node.client();
     sign_in(&mut buyer, "buyer-1");
     let channel = "private-escrow.42.chat";
-    let signature = hmac_hex(
-        &hmac_key(SECRET),
-        format!("{}:{channel}", buyer.socket_id).as_bytes(),
-    );
+    let auth = sign_channel(KEY, &hmac_key(SECRET), &buyer.socket_id, channel, None);
     buyer.send(&json!({"event": "pusher:subscribe", "data": {
-        "channel": channel, "auth": format!("{KEY}:{signature}")}}));
+        "channel": channel, "auth": auth}}));
     let reply = buyer.recv_until(WAIT, |v| {
         v["event"] == "pusher_internal:subscription_succeeded"
             || v["event"] == "pusher:subscription_error"

@@ -21,6 +21,7 @@ use crate::core::admin::{CSRF_HEADER, SESSION_COOKIE, SESSION_TTL, SignInError};
 use crate::core::auth::same_secret;
 use crate::core::http::request::{Method, RequestHead};
 use crate::core::http::response::{json_error, json_error_with, response};
+use crate::core::shard::AuditAction;
 use crate::core::shard::Shard;
 use crate::metrics::Totals;
 
@@ -163,7 +164,7 @@ pub fn api(
         Err(refusal) => {
             shard.audit_admin(
                 AuditKind::Security,
-                "admin_api",
+                AuditAction::AdminApi,
                 None,
                 AuditDecision::Deny,
                 view.remote,
@@ -179,7 +180,7 @@ pub fn api(
     };
     shard.audit_admin(
         AuditKind::Decision,
-        "admin_api",
+        AuditAction::AdminApi,
         Some(&admin),
         AuditDecision::Allow,
         view.remote,
@@ -288,7 +289,7 @@ fn sign_in(
         Ok((token, session)) => {
             shard.audit_admin(
                 AuditKind::Decision,
-                "admin_signin",
+                AuditAction::AdminSignin,
                 Some(&session.admin),
                 AuditDecision::Allow,
                 remote,
@@ -329,7 +330,7 @@ fn sign_in(
             };
             shard.audit_admin(
                 AuditKind::Security,
-                "admin_signin",
+                AuditAction::AdminSignin,
                 who,
                 AuditDecision::Deny,
                 remote,
@@ -517,7 +518,8 @@ fn pusher_auth(
     admin: &str,
     body: &[u8],
 ) -> Result<PusherAuth, (u16, String)> {
-    use crate::core::auth::hmac_hex;
+    use crate::core::auth::{sign_channel, sign_signin};
+    use crate::core::channel::{ChannelKind, ChannelName};
     let request: PusherAuthBody = serde_json::from_slice(body).map_err(|e| {
         (
             400,
@@ -538,25 +540,32 @@ fn pusher_auth(
         user_info["tenant_id"] = json!(tenant);
     }
     let user_data = json!({ "id": format!("admin:{admin}"), "user_info": user_info }).to_string();
-    let signin = hmac_hex(
-        key,
-        format!("{}::user::{user_data}", request.socket_id).as_bytes(),
-    );
+    let app_key = &app.config.key;
+    let signin = sign_signin(app_key, key, &request.socket_id, &user_data);
     let channel_auth = match &request.channel {
         None => None,
-        Some(channel)
-            if !channel.starts_with("private-") || channel.starts_with("private-encrypted-") =>
-        {
-            return Err((400, "only private channels are signed here".to_owned()));
-        }
-        Some(channel) => {
-            let signature = hmac_hex(key, format!("{}:{channel}", request.socket_id).as_bytes());
-            Some(format!("{}:{signature}", app.config.key))
+        Some(raw) => {
+            let channel = ChannelName::parse(raw, app.config.max_channel_name_chars)
+                .map_err(|e| (400, format!("{e}: {raw:?}")))?;
+            if !matches!(
+                channel.kind(),
+                ChannelKind::Private | ChannelKind::PrivateCache
+            ) {
+                return Err((400, "only private channels are signed here".to_owned()));
+            }
+            let socket_id = &request.socket_id;
+            Some(sign_channel(
+                app_key,
+                key,
+                socket_id,
+                channel.as_str(),
+                None,
+            ))
         }
     };
     Ok(PusherAuth {
         signin: SigninData {
-            auth: format!("{}:{signin}", app.config.key),
+            auth: signin,
             user_data,
         },
         channel_auth,

@@ -9,6 +9,7 @@ use crate::core::http::request::RequestHead;
 use crate::core::http::response::{json_error_with, response};
 use crate::core::ids::{AppIdx, SocketId, UserId};
 use crate::core::policy::Resource;
+use crate::core::shard::AuditAction;
 use crate::core::shard::{Answer, ChannelStats, Publish, Query, QueryId, Shard};
 use ringcast_shared::{AuditDecision, AuditKind};
 
@@ -207,7 +208,7 @@ fn authorized(
         shard.audit_event(
             app.idx,
             AuditKind::Decision,
-            "api_signature",
+            AuditAction::ApiSignature,
             AuditDecision::Deny,
             Some(remote),
             Some("signature"),
@@ -222,7 +223,7 @@ fn authorized(
         shard.audit_event(
             app.idx,
             AuditKind::Security,
-            "rate_limit",
+            AuditAction::RateLimit,
             AuditDecision::Deny,
             Some(remote),
             Some("api_requests_per_second"),

@@ -9,7 +9,7 @@ use ring::hmac;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::verify_hex;
+use super::{channel_auth_message, verify_hex};
 use crate::core::channel::{ChannelKind, ChannelName};
 use crate::core::ids::{SocketId, UserId, UserIdError};
 
@@ -150,9 +150,8 @@ pub fn authorize_subscription(
     if key != ctx.app_key {
         return Err(SubscribeAuthError::WrongKey);
     }
-    let socket_id = ctx.socket_id.to_string();
     if !kind.is_presence() {
-        let message = format!("{socket_id}:{channel}");
+        let message = channel_auth_message(ctx.socket_id, channel.as_str(), None);
         return if verify_hex(ctx.secret, message.as_bytes(), signature) {
             Ok(ChannelAuthorized {
                 channel,
@@ -163,7 +162,7 @@ pub fn authorize_subscription(
         };
     }
     let channel_data = channel_data.ok_or(SubscribeAuthError::MissingChannelData)?;
-    let message = format!("{socket_id}:{channel}:{channel_data}");
+    let message = channel_auth_message(ctx.socket_id, channel.as_str(), Some(channel_data));
     if !verify_hex(ctx.secret, message.as_bytes(), signature) {
         return Err(SubscribeAuthError::InvalidSignature);
     }
@@ -221,7 +220,7 @@ fn user_id_text(raw: &RawValue) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::auth::{hmac_hex, hmac_key};
+    use crate::core::auth::{hmac_key, sign_channel};
 
     const KEY: &str = "278d425bdf160c739803";
     const SECRET: &str = "7ad3773142a6692b25b8";
@@ -242,8 +241,7 @@ mod tests {
     }
 
     fn presence_auth(secret: &hmac::Key, channel: &str, data: &str) -> String {
-        let sig = hmac_hex(secret, format!("1234.1234:{channel}:{data}").as_bytes());
-        format!("{KEY}:{sig}")
+        sign_channel(KEY, secret, "1234.1234", channel, Some(data))
     }
 
     #[test]

@@ -5,7 +5,50 @@ pub mod channel;
 pub mod jwt;
 pub mod user;
 
+use std::fmt::Display;
+
 use ring::hmac;
+
+/// What a channel authorization signs: `socket_id:channel`, and for a presence channel
+/// `socket_id:channel:channel_data` (the exact `channel_data` text the client sends).
+pub fn channel_auth_message(
+    socket_id: impl Display,
+    channel: &str,
+    channel_data: Option<&str>,
+) -> String {
+    match channel_data {
+        Some(data) => format!("{socket_id}:{channel}:{data}"),
+        None => format!("{socket_id}:{channel}"),
+    }
+}
+
+/// What a user sign-in signs: `socket_id::user::user_data`.
+pub fn signin_message(socket_id: impl Display, user_data: &str) -> String {
+    format!("{socket_id}::user::{user_data}")
+}
+
+/// The `auth` value of a subscription, `key:signature`, as an app's auth endpoint makes it.
+pub fn sign_channel(
+    app_key: &str,
+    secret: &hmac::Key,
+    socket_id: impl Display,
+    channel: &str,
+    channel_data: Option<&str>,
+) -> String {
+    let message = channel_auth_message(socket_id, channel, channel_data);
+    format!("{app_key}:{}", hmac_hex(secret, message.as_bytes()))
+}
+
+/// The `auth` value of a sign-in, `key:signature`, as an app's user-auth endpoint makes it.
+pub fn sign_signin(
+    app_key: &str,
+    secret: &hmac::Key,
+    socket_id: impl Display,
+    user_data: &str,
+) -> String {
+    let message = signin_message(socket_id, user_data);
+    format!("{app_key}:{}", hmac_hex(secret, message.as_bytes()))
+}
 
 /// Lower-case hex of `HMAC-SHA256(key, message)`.
 pub fn hmac_hex(key: &hmac::Key, message: &[u8]) -> String {

@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::verify_hex;
+use super::{signin_message, verify_hex};
 use crate::core::ids::{SocketId, UserId, UserIdError};
 
 /// Most user ids in a sign-in watchlist.
@@ -95,7 +95,7 @@ pub fn verify_signin(
     if key != ctx.app_key {
         return Err(SigninError::WrongKey);
     }
-    let message = format!("{}::user::{user_data}", ctx.socket_id);
+    let message = signin_message(ctx.socket_id, user_data);
     if !verify_hex(ctx.secret, message.as_bytes(), signature) {
         return Err(SigninError::InvalidSignature);
     }
@@ -126,7 +126,7 @@ pub fn verify_signin(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::auth::{hmac_hex, hmac_key};
+    use crate::core::auth::{hmac_key, sign_signin};
 
     fn ctx(secret: &ring::hmac::Key) -> SigninContext<'_> {
         SigninContext {
@@ -138,10 +138,7 @@ mod tests {
     }
 
     fn sign(secret: &ring::hmac::Key, user_data: &str) -> String {
-        format!(
-            "key:{}",
-            hmac_hex(secret, format!("1234.1234::user::{user_data}").as_bytes())
-        )
+        sign_signin("key", secret, "1234.1234", user_data)
     }
 
     #[test]

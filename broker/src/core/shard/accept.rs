@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
+use super::AuditAction;
 use super::conn::Conn;
 use super::events::client_event_rate;
 use super::mesh::{ConnKey, MeshMsg, Watcher};
@@ -109,7 +110,7 @@ impl Shard {
             self.audit_event(
                 app_idx,
                 AuditKind::Security,
-                "origin",
+                AuditAction::Origin,
                 AuditDecision::Deny,
                 Some(request.remote),
                 Some("allowed_origins"),
@@ -124,7 +125,7 @@ impl Shard {
                 self.audit_event(
                     app_idx,
                     AuditKind::Decision,
-                    "token",
+                    AuditAction::Token,
                     AuditDecision::Deny,
                     Some(request.remote),
                     Some("jwt"),
@@ -193,7 +194,7 @@ impl Shard {
             self.audit_conn(
                 key,
                 AuditKind::Decision,
-                "token",
+                AuditAction::Token,
                 AuditDecision::Allow,
                 None,
                 Some("jwt"),
@@ -234,7 +235,7 @@ impl Shard {
             self.audit_event(
                 app_idx,
                 AuditKind::Security,
-                "rate_limit",
+                AuditAction::RateLimit,
                 AuditDecision::Deny,
                 Some(remote),
                 Some("connections_per_minute_per_ip"),

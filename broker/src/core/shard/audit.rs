@@ -8,6 +8,46 @@ use crate::core::counters::inc;
 use crate::core::ids::AppIdx;
 use ringcast_shared::{AuditDecision, AuditKind, AuditRecord};
 
+/// What was attempted, as audit records name it (the record's `action`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum AuditAction {
+    /// A channel subscription.
+    Subscribe,
+    /// A user sign-in on a connection.
+    Signin,
+    /// A connection's token.
+    Token,
+    /// A signed HTTP API request.
+    ApiSignature,
+    /// Anything a rate limit refused; every rate-limit refusal is audited with this action.
+    RateLimit,
+    /// A connection's `Origin`.
+    Origin,
+    /// A frame that broke the WebSocket protocol or a size limit.
+    Protocol,
+    /// An admin's sign-in to the dashboard.
+    AdminSignin,
+    /// An admin's dashboard API call.
+    AdminApi,
+}
+
+impl AuditAction {
+    /// The name stored in the record and searched by the dashboard.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::Subscribe => "subscribe",
+            AuditAction::Signin => "signin",
+            AuditAction::Token => "token",
+            AuditAction::ApiSignature => "api_signature",
+            AuditAction::RateLimit => "rate_limit",
+            AuditAction::Origin => "origin",
+            AuditAction::Protocol => "protocol",
+            AuditAction::AdminSignin => "admin_signin",
+            AuditAction::AdminApi => "admin_api",
+        }
+    }
+}
+
 impl Shard {
     /// Audit records produced since the last call. Their `time_ms` is 0: the shell stamps
     /// them with the wall clock as it hands them to the audit log.
@@ -21,7 +61,7 @@ impl Shard {
         &mut self,
         app: AppIdx,
         kind: AuditKind,
-        action: &str,
+        action: AuditAction,
         decision: AuditDecision,
         remote: Option<IpAddr>,
         rule: Option<&str>,
@@ -32,7 +72,7 @@ impl Shard {
         self.audit.push(AuditRecord {
             time_ms: 0,
             kind,
-            action: action.to_owned(),
+            action: action.as_str().to_owned(),
             app: self.state.apps.get(app).config.id.clone(),
             tenant: None,
             user: None,
@@ -50,7 +90,7 @@ impl Shard {
     pub fn audit_admin(
         &mut self,
         kind: AuditKind,
-        action: &str,
+        action: AuditAction,
         admin: Option<&str>,
         decision: AuditDecision,
         remote: IpAddr,
@@ -62,7 +102,7 @@ impl Shard {
         self.audit.push(AuditRecord {
             time_ms: 0,
             kind,
-            action: action.to_owned(),
+            action: action.as_str().to_owned(),
             app: String::new(),
             tenant: None,
             user: admin.map(str::to_owned),
@@ -76,9 +116,9 @@ impl Shard {
         });
     }
 
-    /// Counts a rate-limit refusal (every one is audited with the action `rate_limit`).
-    pub(super) fn count_rate_limit(&self, app: AppIdx, action: &str) {
-        if action != "rate_limit" {
+    /// Counts a rate-limit refusal (every one is audited as [`AuditAction::RateLimit`]).
+    pub(super) fn count_rate_limit(&self, app: AppIdx, action: AuditAction) {
+        if action != AuditAction::RateLimit {
             return;
         }
         inc(&self.counters.rate_limited);
@@ -109,7 +149,7 @@ impl Shard {
         &mut self,
         key: ConnKey,
         kind: AuditKind,
-        action: &str,
+        action: AuditAction,
         decision: AuditDecision,
         channel: Option<&str>,
         rule: Option<&str>,
@@ -129,7 +169,7 @@ impl Shard {
         self.audit.push(AuditRecord {
             time_ms: 0,
             kind,
-            action: action.to_owned(),
+            action: action.as_str().to_owned(),
             app: self.state.apps.get(conn.app).config.id.clone(),
             tenant: identity.and_then(|i| i.tenant.clone()),
             user: identity

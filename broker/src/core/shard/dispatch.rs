@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
+use super::AuditAction;
 use super::Shard;
 use super::mesh::ConnKey;
 use super::outbox::mark_ready;
@@ -65,7 +66,7 @@ impl Shard {
                     self.audit_conn(
                         key,
                         AuditKind::Security,
-                        "protocol",
+                        AuditAction::Protocol,
                         AuditDecision::Deny,
                         None,
                         Some(rule),

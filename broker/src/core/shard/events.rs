@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 
+use super::AuditAction;
 use super::conn::SubState;
 use super::mesh::ConnKey;
 use super::outbox::{Enqueued, enqueue};
@@ -91,7 +92,7 @@ impl Shard {
             self.audit_conn(
                 key,
                 AuditKind::Security,
-                "rate_limit",
+                AuditAction::RateLimit,
                 AuditDecision::Deny,
                 Some(&channel),
                 Some("client_events"),

@@ -55,6 +55,7 @@ use bytes::Bytes;
 use indexmap::IndexSet;
 use slab::Slab;
 
+pub use self::audit::AuditAction;
 use self::conn::Conn;
 use self::home_channel::HomeChannel;
 pub use self::mesh::{

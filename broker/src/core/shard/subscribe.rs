@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 
+use super::AuditAction;
 use super::Shard;
 use super::conn::{Conn, SubState, Subscription};
 use super::mesh::{Admission, ConnKey, Join, MeshMsg};
@@ -135,7 +136,7 @@ impl Shard {
                     self.audit_conn(
                         key,
                         AuditKind::Decision,
-                        "subscribe",
+                        AuditAction::Subscribe,
                         AuditDecision::Allow,
                         Some(channel.as_str()),
                         Some(&rule),
@@ -152,7 +153,7 @@ impl Shard {
                 self.audit_conn(
                     key,
                     AuditKind::Decision,
-                    "subscribe",
+                    AuditAction::Subscribe,
                     AuditDecision::Deny,
                     Some(channel.as_str()),
                     Some(rule),

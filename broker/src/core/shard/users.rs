@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use super::AuditAction;
 use super::Shard;
 use super::mesh::{ConnKey, MeshMsg, ShardId, Watcher};
 use super::user_home_shard;
@@ -71,7 +72,7 @@ impl Shard {
                 self.audit_conn(
                     key,
                     AuditKind::Decision,
-                    "signin",
+                    AuditAction::Signin,
                     AuditDecision::Allow,
                     None,
                     Some("signature"),
@@ -94,7 +95,7 @@ impl Shard {
                 self.audit_conn(
                     key,
                     AuditKind::Decision,
-                    "signin",
+                    AuditAction::Signin,
                     AuditDecision::Deny,
                     None,
                     Some("watchlist"),
@@ -107,7 +108,7 @@ impl Shard {
                 self.audit_conn(
                     key,
                     AuditKind::Decision,
-                    "signin",
+                    AuditAction::Signin,
                     AuditDecision::Deny,
                     None,
                     Some("signature"),

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::harness::*;
 use crate::config::Config;
-use crate::core::auth::{hmac_hex, hmac_key};
+use crate::core::auth::{hmac_key, sign_channel};
 use crate::core::ids::AppIdx;
 use crate::core::wire::Fault;
 
@@ -138,11 +138,8 @@ fn policies_refuse_a_validly_signed_cross_tenant_presence_subscription() {
     let join = |cluster: &mut Cluster, tenant: &str| {
         let data = json!({"user_id": "u", "user_info": {"tenant_id": tenant, "actor": "user"}})
             .to_string();
-        let sig = hmac_hex(
-            &hmac_key(SECRET),
-            format!("{}:{channel}:{data}", a.socket_id).as_bytes(),
-        );
-        cluster.send(a, json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": format!("{KEY}:{sig}"), "channel_data": data}}));
+        let auth = sign_channel(KEY, &hmac_key(SECRET), a.socket_id, channel, Some(&data));
+        cluster.send(a, json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth, "channel_data": data}}));
         cluster.recv(a)
     };
     let reply = join(&mut cluster, "t2");

@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use serde_json::{Value, json};
 
 use crate::config::{ClientEvents, Config};
-use crate::core::auth::{hmac_hex, hmac_key};
+use crate::core::auth::{hmac_key, sign_channel, sign_signin};
 use crate::core::channel::ChannelName;
 use crate::core::counters::ShardCounters;
 use crate::core::ids::{AppIdx, SocketId};
@@ -194,11 +194,7 @@ impl Cluster {
     }
 
     pub(super) fn subscribe_private(&mut self, client: Client, channel: &str) -> Vec<Value> {
-        let sig = hmac_hex(
-            &hmac_key(SECRET),
-            format!("{}:{channel}", client.socket_id).as_bytes(),
-        );
-        let auth = format!("{KEY}:{sig}");
+        let auth = sign_channel(KEY, &hmac_key(SECRET), client.socket_id, channel, None);
         self.send(
             client,
             json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth}}),
@@ -213,11 +209,13 @@ impl Cluster {
         user: &str,
     ) -> Vec<Value> {
         let data = json!({"user_id": user, "user_info": {"name": user}}).to_string();
-        let sig = hmac_hex(
+        let auth = sign_channel(
+            KEY,
             &hmac_key(SECRET),
-            format!("{}:{channel}:{data}", client.socket_id).as_bytes(),
+            client.socket_id,
+            channel,
+            Some(&data),
         );
-        let auth = format!("{KEY}:{sig}");
         self.send(
             client,
             json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth, "channel_data": data}}),
@@ -311,13 +309,10 @@ pub(super) fn channel_homed_on(shard: ShardId, prefix: &str) -> String {
 
 impl Cluster {
     pub(super) fn signin(&mut self, client: Client, user_data: &str) -> Vec<Value> {
-        let sig = hmac_hex(
-            &hmac_key(SECRET),
-            format!("{}::user::{user_data}", client.socket_id).as_bytes(),
-        );
+        let auth = sign_signin(KEY, &hmac_key(SECRET), client.socket_id, user_data);
         self.send(
             client,
-            json!({"event": "pusher:signin", "data": {"auth": format!("{KEY}:{sig}"), "user_data": user_data}}),
+            json!({"event": "pusher:signin", "data": {"auth": auth, "user_data": user_data}}),
         );
         self.recv(client)
     }

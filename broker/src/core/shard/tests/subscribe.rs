@@ -4,7 +4,7 @@ use bytes::BytesMut;
 use serde_json::json;
 
 use super::harness::*;
-use crate::core::auth::{hmac_hex, hmac_key};
+use crate::core::auth::{hmac_key, sign_channel};
 use crate::core::ids::{AppIdx, UserId};
 use crate::core::shard::*;
 use crate::core::ws::frame::{Opcode, encode_client_frame};
@@ -146,11 +146,8 @@ fn disconnect_while_admission_is_in_flight_leaves_no_ghost() {
     let channel = channel_homed_on(1, "presence-g");
     let a = cluster.connect(0);
     let data = json!({"user_id": "ghost"}).to_string();
-    let sig = hmac_hex(
-        &hmac_key(SECRET),
-        format!("{}:{channel}:{data}", a.socket_id).as_bytes(),
-    );
-    let msg = json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": format!("{KEY}:{sig}"), "channel_data": data}});
+    let auth = sign_channel(KEY, &hmac_key(SECRET), a.socket_id, &channel, Some(&data));
+    let msg = json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth, "channel_data": data}});
     let frame = encode_client_frame(Opcode::Text, msg.to_string().as_bytes(), [1, 2, 3, 4], true);
     let mut buf = BytesMut::from(&frame[..]);
     let now = cluster.now;
