@@ -242,6 +242,43 @@ fn graceful_shutdown_closes_clients_with_4200() {
 }
 
 #[test]
+fn up_says_draining_with_503_once_a_shutdown_has_begun() {
+    use std::io::{Read, Write};
+    let server = TestServer::start(1);
+    let mut client = WsClient::connect(server.addr);
+    // A keep-alive connection opened before the shutdown: new ones are refused after it.
+    let mut health = std::net::TcpStream::connect(server.addr).unwrap();
+    health
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let request = b"GET /up HTTP/1.1\r\nHost: ringcast\r\n\r\n";
+    let read_reply = |stream: &mut std::net::TcpStream| {
+        let mut buf = vec![0; 4096];
+        let n = stream.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    health.write_all(request).unwrap();
+    let before = read_reply(&mut health);
+    assert!(before.starts_with("HTTP/1.1 200"), "{before}");
+    assert!(before.ends_with(r#"{"health":"ok"}"#), "{before}");
+
+    let stopper = std::thread::spawn(move || server.shutdown());
+    // The client hears 4200 once the shutdown has begun; it does not answer the close, so
+    // the server is still draining while the health check asks.
+    let error = client.recv_until(Duration::from_secs(5), |v| v["event"] == "pusher:error");
+    assert_eq!(error["data"]["code"], 4200);
+    health.write_all(request).unwrap();
+    let during = read_reply(&mut health);
+    assert!(during.starts_with("HTTP/1.1 503"), "{during}");
+    let body = during.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(body).unwrap(),
+        json!({"health": "draining", "error": "shutting down"})
+    );
+    stopper.join().unwrap();
+}
+
+#[test]
 fn a_second_server_on_the_same_port_is_refused() {
     let first = TestServer::start(2);
     let mut config = ringcast::config::Config::demo();

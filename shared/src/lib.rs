@@ -11,8 +11,24 @@ use serde::{Deserialize, Serialize};
 pub enum Health {
     /// Serving.
     Ok,
-    /// Shutting down: not accepting new work.
+    /// Cluster mode with Redis out of reach: serving this node's own clients only, so the
+    /// node stays in a load balancer's pool (200).
+    Degraded,
+    /// Shutting down: not accepting new work (503).
     Draining,
+}
+
+/// The body of `GET /up`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpReport {
+    /// The health.
+    pub health: Health,
+    /// Degraded: what is wrong with the cluster link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// Draining: why new work is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Whether an audit record is an authorization decision or another security event.

@@ -7,6 +7,7 @@ use crate::core::http::request::{Method, RequestHead};
 use crate::core::http::response::{json_error, response};
 use crate::core::shard::Shard;
 use crate::metrics::{ServerFacts, Totals, render_prometheus};
+use ringcast_shared::{Health, UpReport};
 
 use super::admin;
 use super::api::{self, ApiRoute};
@@ -46,16 +47,32 @@ pub fn handle(
             // A degraded node still serves its own clients, so it stays in the load
             // balancer's pool (200); the body and /metrics say what is wrong.
             let degraded = shard.state().cluster.as_ref().is_some_and(|c| !c.is_up());
-            let body: &[u8] = if degraded {
-                br#"{"health":"degraded","cluster":"Redis is unreachable: events reach this node's clients only"}"#
+            let (status, report) = if view.shutting_down {
+                let report = UpReport {
+                    health: Health::Draining,
+                    cluster: None,
+                    error: Some("shutting down".to_owned()),
+                };
+                (503, report)
+            } else if degraded {
+                let why = "Redis is unreachable: events reach this node's clients only";
+                let report = UpReport {
+                    health: Health::Degraded,
+                    cluster: Some(why.to_owned()),
+                    error: None,
+                };
+                (200, report)
             } else {
-                br#"{"health":"ok"}"#
+                let report = UpReport {
+                    health: Health::Ok,
+                    cluster: None,
+                    error: None,
+                };
+                (200, report)
             };
-            return Reply::Now(if view.shutting_down {
-                json_error(503, "shutting down", false)
-            } else {
-                response(200, "application/json", body, &[], keep_alive)
-            });
+            let body = serde_json::to_vec(&report).unwrap_or_default();
+            let keep_alive = keep_alive && !view.shutting_down;
+            return Reply::Now(response(status, "application/json", &body, &[], keep_alive));
         }
         (Method::Get, ["metrics"]) => {
             let apps = shard

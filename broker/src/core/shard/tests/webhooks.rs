@@ -52,7 +52,10 @@ fn reoccupied_within_the_delay_sends_neither_vacated_nor_occupied() {
     let mut cluster = Cluster::with(1, with_webhooks);
     let a = cluster.connect(0);
     cluster.subscribe(a, "flap");
-    cluster.webhooks();
+    assert_eq!(
+        cluster.webhooks(),
+        [json!({"name": "channel_occupied", "channel": "flap"})]
+    );
     cluster.send(
         a,
         json!({"event": "pusher:unsubscribe", "data": {"channel": "flap"}}),
@@ -107,7 +110,14 @@ fn a_user_back_within_the_delay_sends_neither_removed_nor_added() {
     let a = cluster.connect(0);
     cluster.join_presence(stay, "presence-r", "bob");
     cluster.join_presence(a, "presence-r", "alice");
-    cluster.webhooks();
+    assert_eq!(
+        cluster.webhooks(),
+        [
+            json!({"name": "channel_occupied", "channel": "presence-r"}),
+            json!({"name": "member_added", "channel": "presence-r", "user_id": "bob"}),
+            json!({"name": "member_added", "channel": "presence-r", "user_id": "alice"}),
+        ]
+    );
     cluster.send(
         a,
         json!({"event": "pusher:unsubscribe", "data": {"channel": "presence-r"}}),
