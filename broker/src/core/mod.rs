@@ -10,6 +10,7 @@ pub mod channel;
 pub mod cluster;
 pub mod http;
 pub mod ids;
+pub mod options;
 pub mod policy;
 pub mod pusher;
 pub mod rate_limit;
