@@ -28,13 +28,13 @@ use self::home::HomeChannel;
 pub use self::mesh::{
     Admission, AnswerPart, ChannelStats, ConnKey, Join, MeshMsg, QueryId, ReplyTo, ShardId, Watcher,
 };
-use crate::config::{ClientEvents, ServerConfig};
 use crate::core::app::{AppTable, QuotaExceeded};
 use crate::core::auth::channel::{AuthContext, ChannelAuthorized, authorize_subscription};
 use crate::core::auth::jwt::Identity;
 use crate::core::auth::user::{SigninContext, SigninError, verify_signin};
 use crate::core::channel::{ChannelKind, ChannelName, ChannelNameError};
 use crate::core::ids::{AppIdx, SocketId, UserId};
+use crate::core::options::{ClientEvents, Config, ServerConfig};
 use crate::core::policy::{Decision, Resource, Resources, Subject};
 use crate::core::pusher::ErrorCode;
 use crate::core::pusher::message::{self, ClientMessage, SubscribeRequest};
@@ -71,7 +71,7 @@ pub struct ServerState {
 impl ServerState {
     /// The state for `config`, with fresh counters, no stored resources, and the admin UI
     /// read from `server.admin_ui_dir`.
-    pub fn new(config: crate::config::Config) -> Self {
+    pub fn new(config: Config) -> Self {
         let apps = AppTable::new(&config.apps, config.server.max_connections);
         let admin_ui = crate::http::AdminAssets::load(&config.server.admin_ui_dir);
         let cluster = config.server.cluster.as_ref().map(|_| {
@@ -91,7 +91,7 @@ impl ServerState {
                 config
                     .admin_jwt
                     .as_ref()
-                    .and_then(crate::core::admin::AdminTokens::new),
+                    .map(crate::core::admin::AdminTokens::new),
             )),
             cluster,
             admin_ui,

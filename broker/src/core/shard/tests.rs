@@ -8,8 +8,8 @@ use bytes::BytesMut;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::config::{ClientEvents, Config};
 use crate::core::auth::{hmac_hex, hmac_key};
+use crate::core::options::{ClientEvents, Config};
 use crate::core::ws::frame::{
     FrameLimits, Message, MessageDecoder, Opcode, Role, encode_client_frame,
 };
@@ -1150,7 +1150,7 @@ fn presence_member_events_do_not_replace_the_cached_event() {
 }
 
 fn with_webhooks(c: &mut Config) {
-    c.apps[0].webhooks = vec![crate::config::WebhookConfig {
+    c.apps[0].webhooks = vec![crate::core::options::WebhookConfig {
         url: "http://127.0.0.1:1/hook".into(),
         event_types: Vec::new(),
     }];
@@ -1437,7 +1437,7 @@ fn a_watcher_that_left_is_no_longer_told() {
 }
 
 fn with_rate_limits(c: &mut Config) {
-    c.apps[0].rate_limits = Some(crate::config::RateLimits {
+    c.apps[0].rate_limits = Some(crate::core::options::RateLimits {
         connections_per_minute_per_ip: 3,
         client_events_per_minute_per_user: 3,
         subscriptions_per_connection: 2,
@@ -1526,10 +1526,10 @@ fn rate_limits_cap_subscriptions_per_connection() {
 
 fn with_jwt(required: bool) -> impl FnOnce(&mut Config) {
     move |c: &mut Config| {
-        c.apps[0].jwt = Some(crate::config::JwtConfig {
+        c.apps[0].jwt = Some(crate::core::options::JwtConfig {
             required,
             leeway_secs: 0,
-            ..crate::config::JwtConfig::hs256(JWT_SECRET)
+            ..crate::core::options::JwtConfig::hs256(JWT_SECRET)
         });
     }
 }
@@ -1783,7 +1783,7 @@ fn authorization_decisions_are_audited_with_rule_and_subject() {
 #[test]
 fn security_events_are_audited() {
     let mut cluster = Cluster::with(1, |c| {
-        c.apps[0].allowed_origins = vec!["https://app.example.com".into()];
+        c.apps[0].allowed_origins = vec!["https://app.example.com".parse().unwrap()];
         c.apps[0].client_events_per_second = 1;
     });
     let request = ConnectRequest {
@@ -1828,7 +1828,7 @@ fn security_events_are_audited() {
     assert!(records.iter().all(|r| r.kind == AuditKind::Security));
 
     let mut cluster = Cluster::with(1, |c| {
-        c.apps[0].allowed_origins = vec!["https://app.example.com".into()]
+        c.apps[0].allowed_origins = vec!["https://app.example.com".parse().unwrap()]
     });
     let now = cluster.now;
     cluster.shards[0].accept_websocket(&request, now);
@@ -1908,9 +1908,9 @@ fn query_ids_are_never_reused_even_when_queries_complete_at_once() {
 /// Cluster mode, with the test standing in for the node's link to Redis.
 mod cluster_mode {
     use super::*;
-    use crate::config::{ClusterConfig, RedisTarget};
     use crate::core::cluster::scripts::{Cached, SyncReply};
     use crate::core::cluster::{ChannelSync, ClusterOut, Transitions};
+    use crate::core::options::{ClusterConfig, RedisTarget};
 
     fn clustered(shard_count: usize) -> Cluster {
         let cluster = Cluster::with(shard_count, |c| {
