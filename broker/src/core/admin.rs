@@ -15,6 +15,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::core::auth::jwt;
+use crate::core::options::JwtConfig;
 use crate::core::rate_limit::{KeyedLimiter, Rate};
 
 /// The session cookie's name.
@@ -30,8 +31,9 @@ const MAX_SESSIONS: usize = 1000;
 /// Client addresses whose failures are remembered.
 const MAX_FAILING_ADDRESSES: usize = 10_000;
 
-/// A configured admin.
-#[derive(Clone, Debug)]
+/// A configured admin (`[[admins]]`).
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AdminAccount {
     /// Sign-in name.
     pub name: String,
@@ -59,30 +61,17 @@ pub enum SignInError {
     Throttled(Duration),
 }
 
-/// How admin tokens are checked: `[admin_jwt]`, compiled.
+/// How admin tokens are checked (`[admin_jwt]`); its `required` has no meaning here.
 pub struct AdminTokens {
-    key: jwt::VerifyingKey,
-    claims: jwt::ClaimNames,
-    issuer: Option<String>,
-    audience: Option<String>,
-    leeway_secs: u64,
+    jwt: JwtConfig,
 }
 
 impl AdminTokens {
-    /// From the config; `None` when its key is unusable (the config check refuses that).
-    pub fn new(config: &crate::config::JwtConfig) -> Option<Self> {
-        Some(Self {
-            key: crate::config::jwt_key(config).ok()?,
-            claims: jwt::ClaimNames {
-                user_id: config.user_id_claim.clone(),
-                tenant: config.tenant_claim.clone(),
-                actor: config.actor_claim.clone(),
-                roles: config.roles_claim.clone(),
-            },
-            issuer: config.issuer.clone(),
-            audience: config.audience.clone(),
-            leeway_secs: config.leeway_secs,
-        })
+    /// From the `[admin_jwt]` options.
+    pub fn new(config: &JwtConfig) -> Self {
+        Self {
+            jwt: config.clone(),
+        }
     }
 }
 
@@ -153,15 +142,7 @@ impl Admins {
             return Err(SignInError::Throttled(wait));
         }
         let admin = self.tokens.as_ref().and_then(|t| {
-            let options = jwt::VerifyOptions {
-                key: &t.key,
-                issuer: t.issuer.as_deref(),
-                audience: t.audience.as_deref(),
-                leeway_secs: t.leeway_secs,
-                claims: &t.claims,
-                max_user_id_chars: 64,
-            };
-            let identity = jwt::verify(token, &options, now_unix).ok()?;
+            let identity = jwt::verify(token, &t.jwt.verify_options(64), now_unix).ok()?;
             identity
                 .roles
                 .iter()
@@ -283,13 +264,13 @@ mod tests {
     const TOKEN_SECRET: &str = "an admin token secret of 32+ bytes!";
 
     fn admins() -> Admins {
-        let tokens = AdminTokens::new(&crate::config::JwtConfig::hs256(TOKEN_SECRET));
+        let tokens = AdminTokens::new(&JwtConfig::hs256(TOKEN_SECRET));
         Admins::new(
             vec![AdminAccount {
                 name: "ops".into(),
                 password_hash: hash_password("correct horse"),
             }],
-            tokens,
+            Some(tokens),
         )
     }
 

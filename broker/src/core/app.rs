@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use ring::hmac;
 
-use crate::config::{AppConfig, jwt_key};
 use crate::core::auth::hmac_key;
-use crate::core::auth::jwt::{self, ClaimNames, Identity, VerifyOptions, VerifyingKey};
+use crate::core::auth::jwt::{self, Identity};
 use crate::core::ids::AppIdx;
+use crate::core::options::AppConfig;
 use crate::core::policy::PolicySet;
 use crate::core::rate_limit::{KeyedLimiter, Rate};
 
@@ -32,19 +32,12 @@ pub struct App {
     /// Cluster mode: this app's connections on the other nodes, as of the last heartbeat.
     elsewhere: AtomicUsize,
     limiters: Option<Limiters>,
-    jwt: Option<JwtVerifier>,
     /// Revoked token ids, with the time (Unix seconds) after which they no longer matter.
     revoked: Mutex<HashMap<String, u64>>,
 }
 
 /// Most revoked token ids remembered; the ones expiring soonest are dropped first.
 const MAX_REVOKED: usize = 100_000;
-
-struct JwtVerifier {
-    key: VerifyingKey,
-    claims: ClaimNames,
-    required: bool,
-}
 
 /// Why a connection's token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -92,25 +85,17 @@ impl App {
         token: Option<&str>,
         now_unix: u64,
     ) -> Result<Option<Identity>, TokenError> {
-        let Some(verifier) = &self.jwt else {
+        let Some(config) = &self.config.jwt else {
             return Ok(None);
         };
         let Some(token) = token else {
-            return if verifier.required {
+            return if config.required {
                 Err(TokenError::Missing)
             } else {
                 Ok(None)
             };
         };
-        let config = self.config.jwt.as_ref();
-        let opts = VerifyOptions {
-            key: &verifier.key,
-            issuer: config.and_then(|c| c.issuer.as_deref()),
-            audience: config.and_then(|c| c.audience.as_deref()),
-            leeway_secs: config.map_or(0, |c| c.leeway_secs),
-            claims: &verifier.claims,
-            max_user_id_chars: self.config.max_user_id_chars,
-        };
+        let opts = config.verify_options(self.config.max_user_id_chars);
         let identity = jwt::verify(token, &opts, now_unix)?;
         if identity
             .jti
@@ -268,19 +253,6 @@ impl AppTable {
                 config: config.clone(),
                 connections: AtomicUsize::new(0),
                 elsewhere: AtomicUsize::new(0),
-                // Keys were validated when the config was loaded.
-                jwt: config.jwt.as_ref().and_then(|j| {
-                    Some(JwtVerifier {
-                        key: jwt_key(j).ok()?,
-                        claims: ClaimNames {
-                            user_id: j.user_id_claim.clone(),
-                            tenant: j.tenant_claim.clone(),
-                            actor: j.actor_claim.clone(),
-                            roles: j.roles_claim.clone(),
-                        },
-                        required: j.required,
-                    })
-                }),
                 revoked: Mutex::new(HashMap::new()),
                 limiters: config.rate_limits.map(|r| Limiters {
                     connection_attempts: Mutex::new(KeyedLimiter::new(
@@ -385,16 +357,16 @@ impl AppTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Config, RateLimits};
+    use crate::core::options::RateLimits;
 
     #[test]
     fn a_clusters_nodes_share_an_apps_api_request_limit() {
-        let mut config = Config::demo();
-        config.apps[0].rate_limits = Some(RateLimits {
+        let mut config = AppConfig::with_credentials("1", "k", "s");
+        config.rate_limits = Some(RateLimits {
             api_requests_per_second: 10,
             ..RateLimits::default()
         });
-        let table = AppTable::new(&config.apps, 1000);
+        let table = AppTable::new(&[config], 1000);
         let app = table.get(AppIdx(0));
         let now = Instant::now();
         let admitted = |at: Instant| {

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod counters;
 pub mod http;
 pub mod ids;
+pub mod options;
 pub mod policy;
 pub mod rate_limit;
 pub mod shard;

@@ -426,7 +426,7 @@ fn apps(shard: &Shard) -> AppList {
                 client_events_per_second: u64::from(c.client_events_per_second),
                 max_presence_members: c.max_presence_members as u64,
                 max_subscriptions_per_connection: c.max_subscriptions_per_connection as u64,
-                allowed_origins: c.allowed_origins.clone(),
+                allowed_origins: c.allowed_origins.iter().map(ToString::to_string).collect(),
                 rate_limits: c.rate_limits.is_some(),
                 jwt: c.jwt.is_some(),
                 policies: c.policies.iter().map(|p| p.name.clone()).collect(),

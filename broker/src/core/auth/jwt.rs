@@ -19,14 +19,17 @@ const MAX_CLAIM_CHARS: usize = 128;
 /// Most roles.
 const MAX_ROLES: usize = 32;
 
-/// A signature algorithm.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A signature algorithm, named in configs by its JOSE name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
 pub enum Algorithm {
     /// HMAC-SHA256 with a shared secret.
+    #[serde(rename = "HS256")]
     Hs256,
     /// RSASSA-PKCS1-v1_5 with SHA-256.
+    #[serde(rename = "RS256")]
     Rs256,
     /// ECDSA on P-256 with SHA-256.
+    #[serde(rename = "ES256")]
     Es256,
 }
 
@@ -42,6 +45,7 @@ impl Algorithm {
 }
 
 /// The key tokens are checked with; its type decides the algorithm.
+#[derive(Clone)]
 pub enum VerifyingKey {
     /// A shared secret.
     Hs256(hmac::Key),
@@ -49,6 +53,31 @@ pub enum VerifyingKey {
     Rs256(Vec<u8>),
     /// A P-256 public key (uncompressed point).
     Es256(Vec<u8>),
+}
+
+impl PartialEq for VerifyingKey {
+    /// Whether both verify the same signatures. An HMAC key is opaque, so two are compared by
+    /// the tag each gives one message: equal keys give equal tags, and different keys giving
+    /// equal tags would be a forgery of HMAC-SHA256.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (VerifyingKey::Hs256(a), VerifyingKey::Hs256(b)) => {
+                hmac::sign(a, b"").as_ref() == hmac::sign(b, b"").as_ref()
+            }
+            (VerifyingKey::Rs256(a), VerifyingKey::Rs256(b))
+            | (VerifyingKey::Es256(a), VerifyingKey::Es256(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for VerifyingKey {}
+
+impl std::fmt::Debug for VerifyingKey {
+    /// The algorithm only: an HS256 key is a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VerifyingKey({})", self.algorithm().name())
+    }
 }
 
 /// Why a key could not be loaded.
@@ -654,5 +683,26 @@ mod tests {
         let truncated =
             "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQ==\n-----END PUBLIC KEY-----\n";
         assert!(VerifyingKey::from_public_pem(truncated).is_err());
+    }
+
+    #[test]
+    fn keys_are_equal_when_they_verify_the_same_signatures_and_print_no_secret() {
+        assert_eq!(
+            VerifyingKey::hs256(b"jwt-secret"),
+            VerifyingKey::hs256(b"jwt-secret")
+        );
+        assert_ne!(
+            VerifyingKey::hs256(b"jwt-secret"),
+            VerifyingKey::hs256(b"jwt-secreT")
+        );
+        let rsa = VerifyingKey::from_public_pem(&fixture("rsa-public.pem")).unwrap();
+        let ec = VerifyingKey::from_public_pem(&fixture("ec-public.pem")).unwrap();
+        assert_eq!(rsa, rsa.clone());
+        assert_ne!(rsa, ec);
+        assert_ne!(ec, VerifyingKey::hs256(b"jwt-secret"));
+        assert_eq!(
+            format!("{:?}", VerifyingKey::hs256(b"jwt-secret")),
+            "VerifyingKey(HS256)"
+        );
     }
 }

@@ -63,17 +63,18 @@ pub use self::mesh::{
 };
 use self::queries::PendingQuery;
 use self::users::UserHome;
-use crate::config::ServerConfig;
 use crate::core::app::AppTable;
 use crate::core::auth::jwt::Identity;
 use crate::core::channel::ChannelName;
 use crate::core::counters::ShardCounters;
 use crate::core::ids::{AppIdx, PerApp, SocketId, UserId};
+use crate::core::options::{Config, ServerConfig};
 use crate::core::policy::Resources;
 use crate::core::webhook::WebhookEvent;
 use crate::core::wire::{Fault, Wire};
 use ringcast_shared::AuditRecord;
 
+/// What every shard shares, read-only: the config and the app table.
 pub struct ServerState {
     /// Server settings.
     pub config: ServerConfig,
@@ -99,7 +100,7 @@ pub struct ServerState {
 impl ServerState {
     /// The state for `config`, with fresh counters, no stored resources, and the admin UI
     /// read from `server.admin_ui_dir`.
-    pub fn new(config: crate::config::Config) -> Self {
+    pub fn new(config: Config) -> Self {
         let apps = AppTable::new(&config.apps, config.server.max_connections);
         let admin_ui = crate::http::AdminAssets::load(&config.server.admin_ui_dir);
         let cluster = config.server.cluster.as_ref().map(|_| {
@@ -119,7 +120,7 @@ impl ServerState {
                 config
                     .admin_jwt
                     .as_ref()
-                    .and_then(crate::core::admin::AdminTokens::new),
+                    .map(crate::core::admin::AdminTokens::new),
             )),
             cluster,
             admin_ui,

@@ -63,7 +63,7 @@ fn authorization_decisions_are_audited_with_rule_and_subject() {
 #[test]
 fn security_events_are_audited() {
     let mut cluster = Cluster::with(1, |c| {
-        c.apps[0].allowed_origins = vec!["https://app.example.com".into()];
+        c.apps[0].allowed_origins = vec!["https://app.example.com".parse().unwrap()];
         c.apps[0].client_events_per_second = 1;
     });
     let request = ConnectRequest {
@@ -109,7 +109,7 @@ fn security_events_are_audited() {
     assert!(records.iter().all(|r| r.kind == AuditKind::Security));
 
     let mut cluster = Cluster::with(1, |c| {
-        c.apps[0].allowed_origins = vec!["https://app.example.com".into()]
+        c.apps[0].allowed_origins = vec!["https://app.example.com".parse().unwrap()]
     });
     let now = cluster.now;
     cluster.shards[0].accept_websocket(&request, now);

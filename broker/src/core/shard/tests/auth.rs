@@ -5,9 +5,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::harness::*;
-use crate::config::Config;
 use crate::core::auth::{hmac_key, sign_channel};
 use crate::core::ids::AppIdx;
+use crate::core::options::Config;
 use crate::core::wire::Fault;
 
 #[test]

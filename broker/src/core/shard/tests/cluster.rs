@@ -6,10 +6,10 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::harness::*;
-use crate::config::{ClusterConfig, RedisTarget};
 use crate::core::cluster::scripts::{Cached, SyncReply};
 use crate::core::cluster::{ChannelSync, ClusterOut, Transitions};
 use crate::core::ids::{AppIdx, UserId};
+use crate::core::options::{ClusterConfig, RedisTarget};
 use crate::core::shard::*;
 use crate::core::wire::Frames;
 use crate::core::ws::frame::{self, Opcode};

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::harness::*;
-use crate::config::ClientEvents;
+use crate::core::options::ClientEvents;
 use crate::core::shard::*;
 
 #[test]

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use serde_json::{Value, json};
 
-use crate::config::{ClientEvents, Config};
 use crate::core::auth::{hmac_key, sign_channel, sign_signin};
 use crate::core::channel::ChannelName;
 use crate::core::counters::ShardCounters;
 use crate::core::ids::{AppIdx, SocketId};
+use crate::core::options::{ClientEvents, Config};
 use crate::core::shard::*;
 use crate::core::wire::{Fault, Wire};
 use crate::core::ws::frame::{
@@ -319,7 +319,7 @@ impl Cluster {
 }
 
 pub(super) fn with_webhooks(c: &mut Config) {
-    c.apps[0].webhooks = vec![crate::config::WebhookConfig {
+    c.apps[0].webhooks = vec![crate::core::options::WebhookConfig {
         url: "http://127.0.0.1:1/hook".into(),
         event_types: Vec::new(),
     }];
@@ -346,7 +346,7 @@ pub(super) fn watchlist_event(frames: &[Value]) -> Option<Value> {
 }
 
 pub(super) fn with_rate_limits(c: &mut Config) {
-    c.apps[0].rate_limits = Some(crate::config::RateLimits {
+    c.apps[0].rate_limits = Some(crate::core::options::RateLimits {
         connections_per_minute_per_ip: 3,
         client_events_per_minute_per_user: 3,
         subscriptions_per_connection: 2,
@@ -356,10 +356,10 @@ pub(super) fn with_rate_limits(c: &mut Config) {
 
 pub(super) fn with_jwt(required: bool) -> impl FnOnce(&mut Config) {
     move |c: &mut Config| {
-        c.apps[0].jwt = Some(crate::config::JwtConfig {
+        c.apps[0].jwt = Some(crate::core::options::JwtConfig {
             required,
             leeway_secs: 0,
-            ..crate::config::JwtConfig::hs256(JWT_SECRET)
+            ..crate::core::options::JwtConfig::hs256(JWT_SECRET)
         });
     }
 }

@@ -1,0 +1,255 @@
+//! Environment overrides, under Laravel Reverb's names and Ringcast's own.
+//!
+//! Reverb's `REVERB_SERVER_HOST`, `REVERB_SERVER_PORT`, `REVERB_APP_ID`, `REVERB_APP_KEY`,
+//! `REVERB_APP_SECRET`, `REVERB_ALLOWED_ORIGINS`, `REVERB_APP_ACTIVITY_TIMEOUT`,
+//! `REVERB_APP_MAX_MESSAGE_SIZE`, `REVERB_APP_MAX_CONNECTIONS` and
+//! `REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM` are accepted so that a Laravel `.env` works
+//! unchanged; `RINGCAST_HOST`, `RINGCAST_PORT`, `RINGCAST_SHARDS`, `RINGCAST_DRIVER` and
+//! `RINGCAST_DATA_DIR` take precedence. The app variables set the first app.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::file::{self, ClusterTable, FileConfig};
+use super::{ConfigError, invalid};
+use crate::core::options::units::zero_is_unlimited;
+use crate::core::options::{ClientEvents, Driver};
+
+/// How the loader reads one variable.
+pub(super) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// `raw_env` with empty values unset: Laravel's `.env` templates list variables with empty
+/// values, and those mean "not set".
+fn set_only(raw_env: Env<'_>) -> impl Fn(&str) -> Option<String> + '_ {
+    move |name: &str| raw_env(name).filter(|v| !v.trim().is_empty())
+}
+
+/// Applies the overrides of `[server]` and the first app; returns whether they defined the
+/// app credentials (which then need no file and no demo app).
+pub(super) fn apply(file: &mut FileConfig, raw_env: Env<'_>) -> Result<bool, ConfigError> {
+    let env = set_only(raw_env);
+    let s = &mut file.server;
+    for name in ["REVERB_SERVER_HOST", "RINGCAST_HOST"] {
+        if let Some(v) = env(name) {
+            s.host = parse_env(name, &v, "an IP address")?;
+        }
+    }
+    for name in ["REVERB_SERVER_PORT", "RINGCAST_PORT"] {
+        if let Some(v) = env(name) {
+            s.port = parse_env(name, &v, "a port number")?;
+        }
+    }
+    if let Some(v) = env("RINGCAST_SHARDS") {
+        s.shards = parse_env("RINGCAST_SHARDS", &v, "a number of shards")?;
+    }
+    if let Some(v) = env("RINGCAST_DRIVER") {
+        s.driver = match v.trim() {
+            "io_uring" => Driver::IoUring,
+            "epoll" => Driver::Epoll,
+            _ => {
+                return Err(invalid(
+                    "RINGCAST_DRIVER",
+                    format!("expected \"io_uring\" or \"epoll\", got {v:?}"),
+                ));
+            }
+        };
+    }
+    if let Some(v) = env("RINGCAST_DATA_DIR") {
+        s.data_dir = PathBuf::from(v);
+    }
+    if let Some(v) = env("REVERB_APP_ACTIVITY_TIMEOUT") {
+        let secs: u64 = parse_env("REVERB_APP_ACTIVITY_TIMEOUT", &v, "seconds")?;
+        s.activity_timeout = Duration::from_secs(secs);
+    }
+
+    let credentials = ["REVERB_APP_ID", "REVERB_APP_KEY", "REVERB_APP_SECRET"].map(|n| (n, env(n)));
+    let given = credentials.iter().filter(|(_, v)| v.is_some()).count();
+    let mut defined = false;
+    if given > 0 {
+        if let Some((missing, _)) = credentials.iter().find(|(_, v)| v.is_none()) {
+            return Err(invalid(
+                *missing,
+                "REVERB_APP_ID, REVERB_APP_KEY and REVERB_APP_SECRET must be set together",
+            ));
+        }
+        let [id, key, secret] = credentials.map(|(_, v)| v.unwrap_or_default());
+        match file.apps.first_mut() {
+            Some(app) => {
+                app.id = id;
+                app.key = key;
+                app.secret = secret;
+            }
+            None => file
+                .apps
+                .push(file::app_with_credentials(&id, &key, &secret)),
+        }
+        defined = true;
+    }
+    let Some(app) = file.apps.first_mut() else {
+        return Ok(defined);
+    };
+    if let Some(v) = env("REVERB_ALLOWED_ORIGINS") {
+        app.allowed_origins = v
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned)
+            .collect();
+    }
+    if let Some(v) = env("REVERB_APP_MAX_MESSAGE_SIZE") {
+        app.max_message_bytes = parse_env("REVERB_APP_MAX_MESSAGE_SIZE", &v, "a size in bytes")?;
+    }
+    if let Some(v) = env("REVERB_APP_MAX_CONNECTIONS") {
+        let n = parse_env("REVERB_APP_MAX_CONNECTIONS", &v, "a number of connections")?;
+        app.max_connections = zero_is_unlimited::limit(n);
+    }
+    if let Some(v) = env("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM") {
+        app.client_events = match v.trim() {
+            "all" | "members" => ClientEvents::Enabled,
+            "none" => ClientEvents::Disabled,
+            _ => {
+                return Err(invalid(
+                    "REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM",
+                    format!("expected \"all\", \"members\" or \"none\", got {v:?}"),
+                ));
+            }
+        };
+    }
+    Ok(defined)
+}
+
+/// Applies the overrides of `[cluster]`: `RINGCAST_REDIS_URL`, or Reverb's
+/// `REVERB_SCALING_ENABLED=true` with Laravel's `REDIS_URL` or `REDIS_HOST` / `REDIS_PORT` /
+/// `REDIS_USERNAME` / `REDIS_PASSWORD` / `REDIS_DB`; `REVERB_SCALING_CHANNEL` names the prefix.
+/// Returns the setting `redis_url` came from, for errors.
+pub(super) fn apply_cluster(cluster: &mut ClusterTable, raw_env: Env<'_>) -> &'static str {
+    let env = set_only(raw_env);
+    let mut field = "cluster.redis_url";
+    let scaling = env("REVERB_SCALING_ENABLED")
+        .is_some_and(|v| matches!(v.trim(), "true" | "1" | "on" | "yes"));
+    if scaling {
+        if let Some(u) = env("REDIS_URL") {
+            (field, cluster.redis) = ("REDIS_URL", Some(u));
+        } else {
+            let host = env("REDIS_HOST").unwrap_or_else(|| "127.0.0.1".into());
+            let port = env("REDIS_PORT").unwrap_or_else(|| "6379".into());
+            let auth = match (env("REDIS_USERNAME"), env("REDIS_PASSWORD")) {
+                (user, Some(password)) => format!("{}:{password}@", user.unwrap_or_default()),
+                _ => String::new(),
+            };
+            let db = env("REDIS_DB").unwrap_or_else(|| "0".into());
+            let url = format!(
+                "redis://{auth}{}:{}/{}",
+                host.trim(),
+                port.trim(),
+                db.trim()
+            );
+            (field, cluster.redis) = ("REDIS_HOST", Some(url));
+        }
+        if let Some(channel) = env("REVERB_SCALING_CHANNEL") {
+            cluster.prefix = channel.trim().to_owned();
+        }
+    }
+    if let Some(u) = env("RINGCAST_REDIS_URL") {
+        (field, cluster.redis) = ("RINGCAST_REDIS_URL", Some(u));
+    }
+    field
+}
+
+fn parse_env<T: std::str::FromStr>(name: &str, value: &str, what: &str) -> Result<T, ConfigError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| invalid(name, format!("expected {what}, got {value:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::super::testing::*;
+    use crate::config::{ClientEvents, Config};
+
+    #[test]
+    fn reverb_scaling_variables_turn_the_cluster_on() {
+        let env = with_env(&[
+            ("REVERB_SCALING_ENABLED", "true"),
+            ("REDIS_HOST", "redis.internal"),
+            ("REDIS_PASSWORD", "secret"),
+            ("REVERB_SCALING_CHANNEL", "reverb"),
+        ]);
+        let cluster = Config::from_toml_str(ONE_APP, &env)
+            .unwrap()
+            .server
+            .cluster
+            .unwrap();
+        assert_eq!(cluster.redis.host, "redis.internal");
+        assert_eq!(cluster.redis.port, 6379);
+        assert_eq!(cluster.redis.password.as_deref(), Some("secret"));
+        assert_eq!(cluster.prefix, "reverb");
+        let env = with_env(&[("RINGCAST_REDIS_URL", "redis://127.0.0.2:7000")]);
+        let cluster = Config::from_toml_str(ONE_APP, &env)
+            .unwrap()
+            .server
+            .cluster
+            .unwrap();
+        assert_eq!(
+            (cluster.redis.host.as_str(), cluster.redis.port),
+            ("127.0.0.2", 7000)
+        );
+        let off = with_env(&[("REVERB_SCALING_ENABLED", "false"), ("REDIS_HOST", "x")]);
+        assert_eq!(
+            Config::from_toml_str(ONE_APP, &off).unwrap().server.cluster,
+            None
+        );
+    }
+
+    #[test]
+    fn reverb_variables_override_the_file_and_ringcast_ones_win() {
+        let env = with_env(&[
+            ("REVERB_APP_ID", "9"),
+            ("REVERB_APP_KEY", "rk"),
+            ("REVERB_APP_SECRET", "rs"),
+            ("REVERB_SERVER_PORT", "6001"),
+            ("RINGCAST_PORT", "7001"),
+            ("REVERB_SERVER_HOST", "0.0.0.0"),
+            ("REVERB_ALLOWED_ORIGINS", "https://a.test, *.b.test"),
+            ("REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM", "none"),
+        ]);
+        let config = Config::from_toml_str(ONE_APP, &env).unwrap();
+        assert_eq!(
+            (config.apps[0].id.as_str(), config.apps[0].key.as_str()),
+            ("9", "rk")
+        );
+        assert_eq!(config.server.port, 7001);
+        assert_eq!(config.server.host, IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(
+            config.apps[0].allowed_origins,
+            ["https://a.test", "*.b.test"]
+        );
+        assert_eq!(config.apps[0].client_events, ClientEvents::Disabled);
+        let only_env = Config::load(None, &env).unwrap();
+        assert_eq!(only_env.apps.len(), 1);
+        assert!(!only_env.is_demo_app(&only_env.apps[0]));
+    }
+
+    #[test]
+    fn empty_environment_values_count_as_unset() {
+        let env = with_env(&[("REVERB_SERVER_PORT", ""), ("REVERB_APP_ID", " ")]);
+        let config = Config::from_toml_str(ONE_APP, &env).unwrap();
+        assert_eq!(config.server.port, 8080);
+        assert_eq!(config.apps[0].id, "1");
+    }
+
+    #[test]
+    fn bad_environment_values_name_the_variable() {
+        let e = Config::from_toml_str(ONE_APP, &with_env(&[("REVERB_SERVER_PORT", "80x")]))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "REVERB_SERVER_PORT: expected a port number, got \"80x\""
+        );
+        let e = Config::load(None, &with_env(&[("REVERB_APP_ID", "1")])).unwrap_err();
+        assert!(e.to_string().starts_with("REVERB_APP_KEY:"), "{e}");
+    }
+}

@@ -1,0 +1,136 @@
+//! The TOML file's shape: its tables as written, before the environment and the checks.
+//!
+//! Most tables are the program's own option types (`core::options`), which deserialize
+//! themselves. Only what is parsed further at load differs: the origin patterns stay text,
+//! `[apps.jwt]` and `[admin_jwt]` name a key instead of holding one, and `[cluster]` holds
+//! `redis_url` as written.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{ConfigError, invalid};
+use crate::core::admin::AdminAccount;
+use crate::core::auth::jwt::Algorithm;
+use crate::core::options::{AppConfig, ClusterConfig, ServerConfig};
+
+/// The whole file.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileConfig {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub apps: Vec<AppTable>,
+    #[serde(default)]
+    pub admins: Vec<AdminAccount>,
+    #[serde(default)]
+    pub admin_jwt: Option<JwtTable>,
+    #[serde(default)]
+    pub cluster: ClusterTable,
+}
+
+/// An `[[apps]]` table: origin patterns as text, `[apps.jwt]` naming its key.
+pub(super) type AppTable = AppConfig<Vec<String>, JwtTable>;
+
+/// The `[cluster]` table: `redis_url` as written, absent when the cluster is off.
+pub(super) type ClusterTable = ClusterConfig<Option<String>>;
+
+impl Default for AppTable {
+    /// The program's defaults, with the origin patterns written out.
+    fn default() -> Self {
+        let app = <AppConfig>::default();
+        let origins = app
+            .allowed_origins
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        app.with_origins_and_jwt(origins, None)
+    }
+}
+
+/// An app with these credentials and every other setting at its default.
+pub(super) fn app_with_credentials(id: &str, key: &str, secret: &str) -> AppTable {
+    AppTable {
+        id: id.into(),
+        key: key.into(),
+        secret: secret.into(),
+        ..AppTable::default()
+    }
+}
+
+/// A JWT table (`[apps.jwt]`, `[admin_jwt]`): the key it names and the claims it reads.
+/// Absent settings take the defaults of `JwtConfig` and `ClaimNames`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct JwtTable {
+    #[serde(default)]
+    pub required: bool,
+    pub algorithm: Algorithm,
+    /// HS256 secret.
+    pub secret: Option<String>,
+    /// RS256/ES256 public key, PEM SubjectPublicKeyInfo (filled from `public_key_file`).
+    pub public_key: Option<String>,
+    pub public_key_file: Option<PathBuf>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub leeway_secs: Option<u64>,
+    pub user_id_claim: Option<String>,
+    pub tenant_claim: Option<String>,
+    pub actor_claim: Option<String>,
+    pub roles_claim: Option<String>,
+}
+
+impl JwtTable {
+    /// Reads `public_key_file` into `public_key`; `field` names the table in errors.
+    fn read_key_file(&mut self, field: &str) -> Result<(), ConfigError> {
+        if let Some(path) = &self.public_key_file {
+            let pem = std::fs::read_to_string(path).map_err(|e| {
+                invalid(
+                    format!("{field}.public_key_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            self.public_key = Some(pem);
+        }
+        Ok(())
+    }
+}
+
+impl FileConfig {
+    /// Reads every `public_key_file` the JWT tables name.
+    pub fn read_key_files(&mut self) -> Result<(), ConfigError> {
+        if let Some(jwt) = &mut self.admin_jwt {
+            jwt.read_key_file("admin_jwt")?;
+        }
+        for (i, app) in self.apps.iter_mut().enumerate() {
+            if let Some(jwt) = &mut app.jwt {
+                jwt.read_key_file(&format!("apps[{i}].jwt"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use crate::config::{Config, JwtConfig};
+
+    #[test]
+    fn unknown_fields_and_bad_types_are_named() {
+        assert!(err("[server]\nprot = 1\n").contains("prot"));
+        assert!(err(&format!("{ONE_APP}client_events = \"sometimes\"\n")).contains("sometimes"));
+        assert!(err("[server]\nport = \"x\"\n").contains("line 2"));
+    }
+
+    #[test]
+    fn jwt_hs256_constructor_matches_a_minimal_toml_table() {
+        let text = format!(
+            "{ONE_APP}[apps.jwt]\nalgorithm = \"HS256\"\nsecret = \"{}\"\n",
+            "s".repeat(32)
+        );
+        let config = Config::from_toml_str(&text, &no_env).unwrap();
+        assert_eq!(config.apps[0].jwt, Some(JwtConfig::hs256(&"s".repeat(32))));
+    }
+}

@@ -1,0 +1,431 @@
+//! The checks a config must pass, each refusal naming the field or variable at fault, and the
+//! parsing of what the file only names: origin patterns, JWT keys and the Redis URL.
+//!
+//! The checks run in a fixed order (server, admins, then each app in turn) and the first
+//! failure is reported, so a config with several faults always names the same one.
+
+use std::time::Duration;
+
+use super::file::{AppTable, ClusterTable, FileConfig, JwtTable};
+use super::{ConfigError, invalid};
+use crate::core::auth::jwt::{Algorithm, ClaimNames, KeyError, VerifyingKey};
+use crate::core::options::{
+    AllowedOrigin, ClusterConfig, Config, JwtConfig, RedisTarget, ServerConfig,
+};
+
+/// Longest accepted timeout or window.
+const MAX_DURATION: Duration = Duration::from_secs(86_400);
+
+/// What app ids, app keys and the cluster prefix must be: they stand unescaped in URL paths
+/// (`/app/{key}`, `/apps/{id}`) and in Redis key names, whose parts `:` separates.
+const NAME_RULE: &str = "must be 1 to 64 characters of [A-Za-z0-9_.-]";
+
+fn is_name(value: &str) -> bool {
+    (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// Checks `file` (with the environment applied and key files read) and builds the config.
+pub(super) fn validate(file: FileConfig) -> Result<Config, ConfigError> {
+    let FileConfig {
+        server,
+        apps,
+        admins,
+        admin_jwt,
+        cluster: _,
+    } = file;
+    check_server(&server)?;
+    if apps.is_empty() {
+        return Err(invalid("apps", "at least one app is required"));
+    }
+    let admin_jwt = admin_jwt
+        .as_ref()
+        .map(jwt)
+        .transpose()
+        .map_err(|e| invalid("admin_jwt", e.to_string()))?;
+    for (i, admin) in admins.iter().enumerate() {
+        if admin.name.is_empty() || admin.name.len() > 64 {
+            return Err(invalid(format!("admins[{i}].name"), "1 to 64 characters"));
+        }
+        if admins[..i].iter().any(|a| a.name == admin.name) {
+            return Err(invalid(format!("admins[{i}].name"), "names must be unique"));
+        }
+        if !crate::core::admin::is_password_hash(&admin.password_hash) {
+            return Err(invalid(
+                format!("admins[{i}].password_hash"),
+                "must be an argon2 PHC string (make one with `ringcast hash-password`)",
+            ));
+        }
+    }
+    let mut parsed = Vec::with_capacity(apps.len());
+    for (i, app) in apps.iter().enumerate() {
+        parsed.push(check_app(i, app, &apps[..i], &server)?);
+    }
+    let apps = apps
+        .into_iter()
+        .zip(parsed)
+        .map(|(app, (origins, jwt))| app.with_origins_and_jwt(origins, jwt))
+        .collect();
+    Ok(Config {
+        server,
+        apps,
+        admins,
+        admin_jwt,
+    })
+}
+
+fn check_server(s: &ServerConfig) -> Result<(), ConfigError> {
+    for (field, value) in [
+        ("server.max_connections", s.max_connections),
+        ("server.max_request_head_bytes", s.max_request_head_bytes),
+        ("server.max_request_headers", s.max_request_headers),
+        ("server.max_http_body_bytes", s.max_http_body_bytes),
+        ("server.send_buffer_bytes", s.send_buffer_bytes),
+        ("server.mesh_queue_capacity", s.mesh_queue_capacity),
+    ] {
+        if value == 0 {
+            return Err(invalid(field, "must be greater than 0"));
+        }
+    }
+    for (field, value) in [
+        ("server.activity_timeout_secs", s.activity_timeout),
+        ("server.pong_timeout_secs", s.pong_timeout),
+        ("server.handshake_timeout_secs", s.handshake_timeout),
+        ("server.shutdown_timeout_secs", s.shutdown_timeout),
+        ("server.api_timestamp_window_secs", s.api_timestamp_window),
+    ] {
+        if value.is_zero() {
+            return Err(invalid(field, "must be greater than 0"));
+        }
+        // Timers add these to `Instant`s; absurd values would overflow.
+        if value > MAX_DURATION {
+            return Err(invalid(field, "must be at most 86400 (one day)"));
+        }
+    }
+    if s.audit_flush_interval.is_zero() || s.audit_flush_interval > Duration::from_secs(10) {
+        return Err(invalid(
+            "server.audit_flush_interval_ms",
+            "must be between 1 and 10000",
+        ));
+    }
+    if s.audit_retention.is_zero() || s.audit_retention > Duration::from_secs(3650 * 86_400) {
+        return Err(invalid(
+            "server.audit_retention_days",
+            "must be between 1 and 3650",
+        ));
+    }
+    if s.audit_max_records == 0 {
+        return Err(invalid(
+            "server.audit_max_records",
+            "must be greater than 0",
+        ));
+    }
+    if !(1 << 20..=64 << 30).contains(&s.audit_cache_bytes) {
+        return Err(invalid(
+            "server.audit_cache_mb",
+            "must be between 1 and 65536",
+        ));
+    }
+    if s.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+        return Err(invalid(
+            "server.admin_token",
+            "must be at least 16 characters",
+        ));
+    }
+    if s.shards > 256 {
+        return Err(invalid("server.shards", "at most 256"));
+    }
+    Ok(())
+}
+
+/// Checks app `i` against the apps before it and the server, and parses its origin patterns
+/// and JWT key.
+fn check_app(
+    i: usize,
+    app: &AppTable,
+    earlier: &[AppTable],
+    server: &ServerConfig,
+) -> Result<(Vec<AllowedOrigin>, Option<JwtConfig>), ConfigError> {
+    let field = |name: &str| format!("apps[{i}].{name}");
+    for (name, value) in [("id", &app.id), ("key", &app.key)] {
+        if !is_name(value) {
+            return Err(invalid(field(name), NAME_RULE));
+        }
+    }
+    if app.secret.is_empty() {
+        return Err(invalid(field("secret"), "must not be empty"));
+    }
+    if let Some(j) = earlier.iter().position(|other| other.id == app.id) {
+        return Err(invalid(
+            field("id"),
+            format!("duplicate id (also used by apps[{j}])"),
+        ));
+    }
+    if let Some(j) = earlier.iter().position(|other| other.key == app.key) {
+        return Err(invalid(
+            field("key"),
+            format!("duplicate key (also used by apps[{j}])"),
+        ));
+    }
+    for (name, value) in [
+        ("max_message_bytes", app.max_message_bytes),
+        (
+            "client_events_per_second",
+            app.client_events_per_second as usize,
+        ),
+        ("max_presence_members", app.max_presence_members),
+        ("max_user_info_bytes", app.max_user_info_bytes),
+        ("max_user_id_chars", app.max_user_id_chars),
+        ("max_channel_name_chars", app.max_channel_name_chars),
+        ("max_event_name_chars", app.max_event_name_chars),
+        ("max_channels_per_publish", app.max_channels_per_publish),
+        ("max_batch_events", app.max_batch_events),
+        (
+            "max_subscriptions_per_connection",
+            app.max_subscriptions_per_connection,
+        ),
+    ] {
+        if value == 0 {
+            return Err(invalid(field(name), "must be greater than 0"));
+        }
+    }
+    for (w, hook) in app.webhooks.iter().enumerate() {
+        let url_ok = ["http://", "https://"].iter().any(|scheme| {
+            hook.url
+                .strip_prefix(scheme)
+                .is_some_and(|rest| !rest.is_empty())
+        });
+        if !url_ok {
+            return Err(invalid(
+                field(&format!("webhooks[{w}].url")),
+                format!("{:?} is not an http:// or https:// URL", hook.url),
+            ));
+        }
+    }
+    crate::core::policy::PolicySet::compile(&app.policies)
+        .map_err(|e| invalid(field("policies"), e.to_string()))?;
+    let jwt = match &app.jwt {
+        None => None,
+        Some(table) => {
+            let jwt = jwt(table).map_err(|e| invalid(field("jwt"), e.to_string()))?;
+            if jwt.leeway_secs > MAX_DURATION.as_secs() {
+                return Err(invalid(field("jwt.leeway_secs"), "must be at most 86400"));
+            }
+            Some(jwt)
+        }
+    };
+    if let Some(limits) = &app.rate_limits {
+        for (name, value) in [
+            (
+                "connections_per_minute_per_ip",
+                limits.connections_per_minute_per_ip as usize,
+            ),
+            (
+                "client_events_per_minute_per_user",
+                limits.client_events_per_minute_per_user as usize,
+            ),
+            (
+                "subscriptions_per_connection",
+                limits.subscriptions_per_connection,
+            ),
+            (
+                "api_requests_per_second",
+                limits.api_requests_per_second as usize,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(
+                    field(&format!("rate_limits.{name}")),
+                    "must be greater than 0",
+                ));
+            }
+        }
+    }
+    if app.cache_ttl.is_zero() || app.cache_ttl > MAX_DURATION {
+        return Err(invalid(
+            field("cache_ttl_secs"),
+            "must be between 1 and 86400",
+        ));
+    }
+    if app.signin_timeout.is_some_and(|t| t > MAX_DURATION) {
+        return Err(invalid(
+            field("signin_timeout_secs"),
+            "must be at most 86400 (one day)",
+        ));
+    }
+    if app.max_message_bytes > server.max_http_body_bytes {
+        return Err(invalid(
+            field("max_message_bytes"),
+            "must not exceed server.max_http_body_bytes",
+        ));
+    }
+    let origins = app
+        .allowed_origins
+        .iter()
+        .map(|pattern| AllowedOrigin::parse(pattern))
+        .collect::<Result<_, _>>()
+        .map_err(|e| invalid(field("allowed_origins"), e.to_string()))?;
+    Ok((origins, jwt))
+}
+
+/// Why a JWT table's key is unusable.
+#[derive(Debug, thiserror::Error)]
+enum JwtKeyError {
+    /// An HS256 secret shorter than the hash output, which RFC 7518 requires.
+    #[error("HS256 secret must be at least 32 bytes")]
+    ShortSecret,
+    /// HS256 without `secret`.
+    #[error("HS256 needs a secret")]
+    NoSecret,
+    /// RS256 or ES256 without `public_key` or `public_key_file`.
+    #[error("RS256/ES256 need public_key or public_key_file")]
+    NoPublicKey,
+    /// The PEM is not a usable public key.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The public key is for another algorithm than `algorithm`.
+    #[error("the public key is a {} key, not {}", .found.name(), .expected.name())]
+    WrongAlgorithm {
+        /// The key's algorithm.
+        found: Algorithm,
+        /// The table's `algorithm`.
+        expected: Algorithm,
+    },
+}
+
+/// The JWT options a table describes, with its key parsed.
+fn jwt(table: &JwtTable) -> Result<JwtConfig, JwtKeyError> {
+    let key = match table.algorithm {
+        Algorithm::Hs256 => match table.secret.as_deref() {
+            Some(secret) if secret.len() >= 32 => VerifyingKey::hs256(secret.as_bytes()),
+            Some(_) => return Err(JwtKeyError::ShortSecret),
+            None => return Err(JwtKeyError::NoSecret),
+        },
+        expected @ (Algorithm::Rs256 | Algorithm::Es256) => {
+            let pem = table
+                .public_key
+                .as_deref()
+                .ok_or(JwtKeyError::NoPublicKey)?;
+            let key = VerifyingKey::from_public_pem(pem)?;
+            if key.algorithm() != expected {
+                return Err(JwtKeyError::WrongAlgorithm {
+                    found: key.algorithm(),
+                    expected,
+                });
+            }
+            key
+        }
+    };
+    let claims = ClaimNames::default();
+    Ok(JwtConfig {
+        required: table.required,
+        key,
+        issuer: table.issuer.clone(),
+        audience: table.audience.clone(),
+        leeway_secs: table.leeway_secs.unwrap_or(JwtConfig::DEFAULT_LEEWAY_SECS),
+        claims: ClaimNames {
+            user_id: table.user_id_claim.clone().unwrap_or(claims.user_id),
+            tenant: table.tenant_claim.clone().unwrap_or(claims.tenant),
+            actor: table.actor_claim.clone().unwrap_or(claims.actor),
+            roles: table.roles_claim.clone().unwrap_or(claims.roles),
+        },
+    })
+}
+
+/// The cluster `table` describes once the environment is applied; `url_field` is where its
+/// `redis_url` came from. Without a URL the cluster is off and nothing else is checked.
+pub(super) fn cluster(
+    table: ClusterTable,
+    url_field: &str,
+) -> Result<Option<ClusterConfig>, ConfigError> {
+    let Some(url) = table.redis else {
+        return Ok(None);
+    };
+    let redis = RedisTarget::parse(&url).map_err(|e| invalid(url_field, e.to_string()))?;
+    let prefix = table.prefix;
+    if !is_name(&prefix) {
+        return Err(invalid("cluster.prefix", NAME_RULE));
+    }
+    if table.node_timeout.is_zero() || table.node_timeout > Duration::from_secs(3600) {
+        return Err(invalid(
+            "cluster.node_timeout_secs",
+            "must be between 1 and 3600",
+        ));
+    }
+    Ok(Some(ClusterConfig {
+        redis,
+        prefix,
+        node_timeout: table.node_timeout,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use crate::config::Config;
+
+    #[test]
+    fn cluster_settings_are_validated_with_the_field_named() {
+        let e = err(&format!("[cluster]\nredis_url = \"http://x\"\n{ONE_APP}"));
+        assert!(e.contains("cluster.redis_url"), "{e}");
+        let e = err(&format!("[cluster]\nredis_url = \"rediss://x\"\n{ONE_APP}"));
+        assert!(e.contains("TLS"), "{e}");
+        let e = err(&format!(
+            "[cluster]\nredis_url = \"redis://x\"\nprefix = \"a b\"\n{ONE_APP}"
+        ));
+        assert!(e.contains("cluster.prefix"), "{e}");
+        let e = err(&format!(
+            "[cluster]\nredis_url = \"redis://x\"\nnode_timeout_secs = 0\n{ONE_APP}"
+        ));
+        assert!(e.contains("cluster.node_timeout_secs"), "{e}");
+    }
+
+    #[test]
+    fn a_file_without_apps_is_refused() {
+        assert_eq!(
+            err("[server]\nport = 1\n"),
+            "apps: at least one app is required"
+        );
+    }
+
+    #[test]
+    fn validation_messages_name_the_field() {
+        let dup = format!("{ONE_APP}{}", ONE_APP.replace("id = \"1\"", "id = \"2\""));
+        assert_eq!(
+            err(&dup),
+            "apps[1].key: duplicate key (also used by apps[0])"
+        );
+        assert!(
+            err(&ONE_APP.replace("secret = \"s\"", "secret = \"\"")).starts_with("apps[0].secret")
+        );
+        assert!(err(&ONE_APP.replace("key = \"k\"", "key = \"a b\"")).starts_with("apps[0].key"));
+        assert!(
+            err(&format!("{ONE_APP}max_batch_events = 0\n"))
+                .starts_with("apps[0].max_batch_events")
+        );
+        assert!(
+            err(&format!("[server]\npong_timeout_secs = 0\n{ONE_APP}"))
+                .starts_with("server.pong_timeout_secs")
+        );
+        assert!(
+            err(&format!("{ONE_APP}allowed_origins = [\"example.com\"]\n"))
+                .starts_with("apps[0].allowed_origins")
+        );
+        assert!(
+            err(&format!("[server]\nmax_http_body_bytes = 100\n{ONE_APP}"))
+                .starts_with("apps[0].max_message_bytes")
+        );
+    }
+
+    #[test]
+    fn durations_are_capped_at_one_day_and_secrets_are_not_debug_printed() {
+        let at_cap = format!("[server]\nactivity_timeout_secs = 86400\n{ONE_APP}");
+        assert!(Config::from_toml_str(&at_cap, &no_env).is_ok());
+        let over = format!("[server]\nactivity_timeout_secs = 86401\n{ONE_APP}");
+        assert!(err(&over).starts_with("server.activity_timeout_secs"));
+        let config = Config::from_toml_str(ONE_APP, &no_env).unwrap();
+        assert!(!format!("{:?}", config.apps[0]).contains("\"s\""));
+    }
+}

@@ -1,0 +1,489 @@
+//! The options core runs with, as plain data.
+//!
+//! The loader (the crate's `config` module) builds them from a TOML file and the environment
+//! and validates them; core only reads them. A type that mirrors a table of the file
+//! deserializes from that table itself, so each setting has one definition and one default.
+//! Two settings are parsed further at load, and [`AppConfig`] is generic over their form:
+//! the origin patterns (text in the file, [`AllowedOrigin`]s after load) and the JWT options
+//! (a table naming a key, [`JwtConfig`] holding the parsed key after load).
+
+mod cluster;
+mod origin;
+pub(crate) mod units;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use self::cluster::{ClusterConfig, RedisTarget, RedisUrlError};
+pub use self::origin::{AllowedOrigin, MalformedOrigin, RequestOrigin, origin_allowed};
+use crate::core::admin::AdminAccount;
+use crate::core::auth::jwt::{ClaimNames, VerifyOptions, VerifyingKey};
+use crate::core::policy::RuleConfig;
+use crate::core::webhook::WebhookKind;
+
+/// Everything the server runs with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Server-wide settings.
+    pub server: ServerConfig,
+    /// The apps (at least one).
+    pub apps: Vec<AppConfig>,
+    /// Who may sign in to the admin dashboard.
+    pub admins: Vec<AdminAccount>,
+    /// Tokens that sign admins in when they carry role `admin` (`[admin_jwt]`).
+    pub admin_jwt: Option<JwtConfig>,
+}
+
+/// The I/O driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum Driver {
+    /// io_uring (the default).
+    #[serde(rename = "io_uring")]
+    IoUring,
+    /// epoll, for kernels without io_uring.
+    #[serde(rename = "epoll")]
+    Epoll,
+}
+
+impl Driver {
+    /// The name used in the config, the log and `/metrics`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::IoUring => "io_uring",
+            Driver::Epoll => "epoll",
+        }
+    }
+}
+
+/// Who may send `client-` events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientEvents {
+    /// Subscribers of private and presence channels.
+    Enabled,
+    /// Members of presence channels only.
+    MembersOnly,
+    /// Nobody.
+    Disabled,
+}
+
+/// Server-wide settings (`[server]`, and `[cluster]` once parsed).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub host: IpAddr,
+    /// Port (0: any free port, for tests).
+    pub port: u16,
+    /// Shards (threads); 0 in the file means one per core, so always >= 1 after loading.
+    pub shards: usize,
+    /// I/O driver.
+    pub driver: Driver,
+    /// Connections on the whole server; over it new ones get 4100.
+    pub max_connections: usize,
+    /// Quiet time after which the server pings a client.
+    #[serde(rename = "activity_timeout_secs", with = "units::secs")]
+    pub activity_timeout: Duration,
+    /// Time a pinged client has to answer before 4201.
+    #[serde(rename = "pong_timeout_secs", with = "units::secs")]
+    pub pong_timeout: Duration,
+    /// Time to send a complete request head.
+    #[serde(rename = "handshake_timeout_secs", with = "units::secs")]
+    pub handshake_timeout: Duration,
+    /// Time given to clients to close on shutdown.
+    #[serde(rename = "shutdown_timeout_secs", with = "units::secs")]
+    pub shutdown_timeout: Duration,
+    /// Largest request head.
+    pub max_request_head_bytes: usize,
+    /// Most request headers.
+    pub max_request_headers: usize,
+    /// Largest HTTP request body.
+    pub max_http_body_bytes: usize,
+    /// Per-connection output cap; a client over it is closed with 4100.
+    pub send_buffer_bytes: usize,
+    /// Capacity of each queue between shards.
+    pub mesh_queue_capacity: usize,
+    /// Allowed clock difference for signed API requests.
+    #[serde(rename = "api_timestamp_window_secs", with = "units::secs")]
+    pub api_timestamp_window: Duration,
+    /// Where persistent data lives.
+    pub data_dir: PathBuf,
+    /// Audit log group-commit interval: after a crash, every older record is on disk.
+    #[serde(rename = "audit_flush_interval_ms", with = "units::millis")]
+    pub audit_flush_interval: Duration,
+    /// Audit records older than this are deleted.
+    #[serde(rename = "audit_retention_days", with = "units::days")]
+    pub audit_retention: Duration,
+    /// At most this many audit records are kept.
+    pub audit_max_records: u64,
+    /// Memory for the audit store's page cache, in bytes.
+    #[serde(rename = "audit_cache_mb", with = "units::mebibytes")]
+    pub audit_cache_bytes: u64,
+    /// Bearer token for the admin API (`/admin/api/...`); `None` disables it.
+    pub admin_token: Option<String>,
+    /// Where the built admin UI (`index.html`, the wasm module and its glue) is read from.
+    pub admin_ui_dir: PathBuf,
+    /// Scale-out through Redis; `None`: a single node. Its own table in the file.
+    #[serde(skip)]
+    pub cluster: Option<ClusterConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 8080,
+            shards: 0,
+            driver: Driver::IoUring,
+            max_connections: 100_000,
+            activity_timeout: Duration::from_secs(120),
+            pong_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(10),
+            max_request_head_bytes: 8192,
+            max_request_headers: 64,
+            max_http_body_bytes: 1_048_576,
+            send_buffer_bytes: 1_048_576,
+            mesh_queue_capacity: 16_384,
+            api_timestamp_window: Duration::from_secs(600),
+            data_dir: PathBuf::from("./data"),
+            audit_flush_interval: Duration::from_millis(100),
+            audit_retention: Duration::from_secs(30 * 86_400),
+            audit_max_records: 10_000_000,
+            audit_cache_bytes: 16 << 20,
+            admin_token: None,
+            admin_ui_dir: PathBuf::from("target/admin-ui/dist"),
+            cluster: None,
+        }
+    }
+}
+
+/// One app (`[[apps]]`).
+///
+/// `Origins` and `Jwt` are the forms of the two settings parsed at load. The defaults are
+/// the parsed forms the program uses; the loader reads an `[[apps]]` table as
+/// `AppConfig<Vec<String>, _>`, with the patterns as written and a JWT table that names its
+/// key.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    default,
+    bound(
+        deserialize = "Origins: Deserialize<'de>, Jwt: Deserialize<'de>, AppConfig<Origins, Jwt>: Default"
+    )
+)]
+pub struct AppConfig<Origins = Vec<AllowedOrigin>, Jwt = JwtConfig> {
+    /// App id (HTTP API path).
+    pub id: String,
+    /// Public key (WebSocket path, signatures).
+    pub key: String,
+    /// Secret for HMAC signatures.
+    pub secret: String,
+    /// Whether the app accepts connections.
+    pub enabled: bool,
+    /// Connection quota (`None`, written `0`: unlimited); over it: 4004.
+    #[serde(with = "units::zero_is_unlimited")]
+    pub max_connections: Option<u64>,
+    /// Largest event data / client event payload.
+    pub max_message_bytes: usize,
+    /// Client events policy.
+    pub client_events: ClientEvents,
+    /// Client events per second per connection; over it: 4301.
+    pub client_events_per_second: u32,
+    /// Distinct users per presence channel.
+    pub max_presence_members: usize,
+    /// Largest presence `user_info`.
+    pub max_user_info_bytes: usize,
+    /// Longest presence user id.
+    pub max_user_id_chars: usize,
+    /// Longest channel name.
+    pub max_channel_name_chars: usize,
+    /// Longest event name.
+    pub max_event_name_chars: usize,
+    /// Channels per published event.
+    pub max_channels_per_publish: usize,
+    /// Events per batch.
+    pub max_batch_events: usize,
+    /// Subscriptions per connection.
+    pub max_subscriptions_per_connection: usize,
+    /// Allowed `Origin`s: `scheme://host[:port]`, `*.domain` or `*`.
+    pub allowed_origins: Origins,
+    /// Connections that have not signed in (`pusher:signin`) within this time are closed
+    /// with 4009; `None` (the default, written `0`) lets anonymous connections stay.
+    #[serde(rename = "signin_timeout_secs", with = "units::secs_or_off")]
+    pub signin_timeout: Option<Duration>,
+    /// How long a cache channel remembers its last event.
+    #[serde(rename = "cache_ttl_secs", with = "units::secs")]
+    pub cache_ttl: Duration,
+    /// Where to send webhooks, and which.
+    pub webhooks: Vec<WebhookConfig>,
+    /// Send `pusher_internal:subscription_count` to subscribers of non-presence channels
+    /// whenever their count changes (Pusher's opt-in "subscription counting").
+    pub subscription_count_events: bool,
+    /// Rate limits; `None` (no `[apps.rate_limits]` table) means none beyond
+    /// `client_events_per_second`.
+    pub rate_limits: Option<RateLimits>,
+    /// JWT connection authentication; `None` (no `[apps.jwt]` table) means none.
+    pub jwt: Option<Jwt>,
+    /// Channel policies, evaluated in addition to channel signatures.
+    pub policies: Vec<RuleConfig>,
+}
+
+impl Default for AppConfig {
+    /// Empty credentials, every origin allowed, and every limit at its default.
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            key: String::new(),
+            secret: String::new(),
+            enabled: true,
+            max_connections: None,
+            max_message_bytes: 10_240,
+            client_events: ClientEvents::Enabled,
+            client_events_per_second: 10,
+            max_presence_members: 100,
+            max_user_info_bytes: 1024,
+            max_user_id_chars: 128,
+            max_channel_name_chars: 200,
+            max_event_name_chars: 200,
+            max_channels_per_publish: 100,
+            max_batch_events: 10,
+            max_subscriptions_per_connection: 100,
+            allowed_origins: vec![AllowedOrigin::any()],
+            signin_timeout: None,
+            cache_ttl: Duration::from_secs(1800),
+            webhooks: Vec::new(),
+            subscription_count_events: false,
+            rate_limits: None,
+            jwt: None,
+            policies: Vec::new(),
+        }
+    }
+}
+
+impl AppConfig {
+    /// An app with `id`, `key`, `secret` and every limit at its default.
+    pub fn with_credentials(id: &str, key: &str, secret: &str) -> Self {
+        Self {
+            id: id.into(),
+            key: key.into(),
+            secret: secret.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Whether a connection with this `Origin` header may connect (see [`origin_allowed`]).
+    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        origin_allowed(&self.allowed_origins, origin)
+    }
+}
+
+impl<Origins, Jwt> AppConfig<Origins, Jwt> {
+    /// The same app with its origins and JWT options in another form: the loader's step from
+    /// the file's form to the program's, and the one place that lists every field twice.
+    pub(crate) fn with_origins_and_jwt<O, J>(
+        self,
+        allowed_origins: O,
+        jwt: Option<J>,
+    ) -> AppConfig<O, J> {
+        let Self {
+            id,
+            key,
+            secret,
+            enabled,
+            max_connections,
+            max_message_bytes,
+            client_events,
+            client_events_per_second,
+            max_presence_members,
+            max_user_info_bytes,
+            max_user_id_chars,
+            max_channel_name_chars,
+            max_event_name_chars,
+            max_channels_per_publish,
+            max_batch_events,
+            max_subscriptions_per_connection,
+            allowed_origins: _,
+            signin_timeout,
+            cache_ttl,
+            webhooks,
+            subscription_count_events,
+            rate_limits,
+            jwt: _,
+            policies,
+        } = self;
+        AppConfig {
+            id,
+            key,
+            secret,
+            enabled,
+            max_connections,
+            max_message_bytes,
+            client_events,
+            client_events_per_second,
+            max_presence_members,
+            max_user_info_bytes,
+            max_user_id_chars,
+            max_channel_name_chars,
+            max_event_name_chars,
+            max_channels_per_publish,
+            max_batch_events,
+            max_subscriptions_per_connection,
+            allowed_origins,
+            signin_timeout,
+            cache_ttl,
+            webhooks,
+            subscription_count_events,
+            rate_limits,
+            jwt,
+            policies,
+        }
+    }
+}
+
+impl<Origins: std::fmt::Debug, Jwt> std::fmt::Debug for AppConfig<Origins, Jwt> {
+    /// Everything but the secret, so configs can be logged.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppConfig")
+            .field("id", &self.id)
+            .field("key", &self.key)
+            .field("secret", &"<redacted>")
+            .field("enabled", &self.enabled)
+            .field("max_connections", &self.max_connections)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("client_events", &self.client_events)
+            .field("allowed_origins", &self.allowed_origins)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Per-app rate limits (`[apps.rate_limits]`). The defaults come from a production deployment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimits {
+    /// WebSocket connection attempts per minute from one IP address (over: HTTP 429).
+    pub connections_per_minute_per_ip: u32,
+    /// Client events per minute from one user (a signed-in or presence user, else one
+    /// connection), on top of `client_events_per_second` (over: 4301).
+    pub client_events_per_minute_per_user: u32,
+    /// Channel subscriptions one connection may hold (over: `pusher:subscription_error` 429).
+    pub subscriptions_per_connection: usize,
+    /// HTTP API requests per second for the app (over: HTTP 429).
+    pub api_requests_per_second: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            connections_per_minute_per_ip: 10,
+            client_events_per_minute_per_user: 30,
+            subscriptions_per_connection: 20,
+            api_requests_per_second: 100,
+        }
+    }
+}
+
+/// One webhook endpoint (`[[apps.webhooks]]`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `http://` or `https://` URL receiving POSTed batches.
+    pub url: String,
+    /// The kinds sent there; empty means all.
+    #[serde(default)]
+    pub event_types: Vec<WebhookKind>,
+}
+
+impl WebhookConfig {
+    /// Whether events of `kind` go to this endpoint.
+    pub fn wants(&self, kind: WebhookKind) -> bool {
+        self.event_types.is_empty() || self.event_types.contains(&kind)
+    }
+}
+
+/// How tokens are checked (`[apps.jwt]`, `[admin_jwt]`), with the key already read and parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JwtConfig {
+    /// Refuse connections without a valid token (4009); when false a token is optional.
+    pub required: bool,
+    /// The key tokens must be signed with; it fixes the algorithm.
+    pub key: VerifyingKey,
+    /// Required `iss`.
+    pub issuer: Option<String>,
+    /// Required `aud`.
+    pub audience: Option<String>,
+    /// Allowed clock difference for `exp`/`nbf`, in seconds.
+    pub leeway_secs: u64,
+    /// Which claims carry the user id, tenant, actor type and roles.
+    pub claims: ClaimNames,
+}
+
+impl JwtConfig {
+    /// `leeway_secs` when a table does not set it.
+    pub const DEFAULT_LEEWAY_SECS: u64 = 30;
+
+    /// Tokens signed with `key`, optional, and every other setting at its default.
+    pub fn new(key: VerifyingKey) -> Self {
+        Self {
+            required: false,
+            key,
+            issuer: None,
+            audience: None,
+            leeway_secs: Self::DEFAULT_LEEWAY_SECS,
+            claims: ClaimNames::default(),
+        }
+    }
+
+    /// HS256 with `secret`, as an `[apps.jwt]` table with only `algorithm` and `secret` gives.
+    pub fn hs256(secret: &str) -> Self {
+        Self::new(VerifyingKey::hs256(secret.as_bytes()))
+    }
+
+    /// What a token must satisfy; user ids longer than `max_user_id_chars` are refused.
+    pub fn verify_options(&self, max_user_id_chars: usize) -> VerifyOptions<'_> {
+        VerifyOptions {
+            key: &self.key,
+            issuer: self.issuer.as_deref(),
+            audience: self.audience.as_deref(),
+            leeway_secs: self.leeway_secs,
+            claims: &self.claims,
+            max_user_id_chars,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_allow_list_matches_exact_origins_and_subdomain_wildcards() {
+        let mut app = AppConfig::with_credentials("1", "k", "s");
+        app.allowed_origins = vec![
+            "https://app.example.com".parse().unwrap(),
+            "*.example.org".parse().unwrap(),
+        ];
+        assert!(app.origin_allowed(None));
+        assert!(app.origin_allowed(Some("https://APP.example.com")));
+        assert!(!app.origin_allowed(Some("http://app.example.com")));
+        assert!(!app.origin_allowed(Some("https://app.example.com:8443")));
+        assert!(app.origin_allowed(Some("https://a.example.org")));
+        assert!(app.origin_allowed(Some("http://x.y.example.org:3000")));
+        assert!(!app.origin_allowed(Some("https://example.org")));
+        assert!(!app.origin_allowed(Some("https://badexample.org")));
+        app.allowed_origins = vec!["*".parse().unwrap()];
+        assert!(app.origin_allowed(Some("https://anything.test")));
+    }
+
+    #[test]
+    fn jwt_hs256_has_the_defaults_of_a_table_naming_only_the_secret() {
+        let jwt = JwtConfig::hs256("a-jwt-secret-of-at-least-32-bytes!");
+        assert!(!jwt.required);
+        assert_eq!(jwt.leeway_secs, 30);
+        assert_eq!(jwt.claims, ClaimNames::default());
+        assert_eq!((jwt.issuer, jwt.audience), (None, None));
+    }
+}
