@@ -20,10 +20,11 @@ use bytes::{Bytes, BytesMut};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ringcast::config::Config;
 use ringcast::core::channel::ChannelName;
+use ringcast::core::cluster::NodeId;
 use ringcast::core::counters::ShardCounters;
 use ringcast::core::ids::{AppIdx, SocketId};
 use ringcast::core::shard::{
-    Accept, Answer, ConnKey, ConnectRequest, Publish, Query, ServerState, Shard,
+    Accept, Answer, ConnKey, ConnectRequest, Publish, Query, Shard, Shared,
 };
 use ringcast::core::wire::Wire;
 use ringcast::core::ws::frame::{Opcode, encode_client_frame};
@@ -48,7 +49,8 @@ fn new_shard() -> Shard {
     let app = &mut config.apps[0];
     app.key = KEY.into();
     app.secret = SECRET.into();
-    let state = Arc::new(ServerState::new(config));
+    let node = NodeId::from_bits(1);
+    let state = Arc::new(Shared::new(config.server, &config.apps, node, 1));
     let counters = Arc::new(ShardCounters::new(state.apps.len()));
     Shard::new(0, 1, state, counters)
 }

@@ -39,5 +39,6 @@ pub mod config;
 pub mod core;
 pub mod http;
 pub mod metrics;
+pub mod server;
 pub mod shell;
 pub mod webhooks;

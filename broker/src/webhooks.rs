@@ -13,7 +13,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::core::ids::AppIdx;
-use crate::core::shard::ServerState;
+use crate::core::shard::Shared;
 use crate::core::webhook::{self, WebhookEvent};
 use crate::metrics::WebhookMetrics;
 
@@ -75,7 +75,7 @@ impl WebhookQueue {
 /// Starts the sender thread. It ends after [`WebhookQueue::stop`] (or once every queue handle
 /// is dropped), with one last attempt at what is pending.
 pub fn spawn(
-    state: Arc<ServerState>,
+    state: Arc<Shared>,
     capacity: usize,
     metrics: Arc<WebhookMetrics>,
 ) -> std::io::Result<(WebhookQueue, std::thread::JoinHandle<()>)> {
@@ -100,7 +100,7 @@ struct Request {
 }
 
 struct Sender {
-    state: Arc<ServerState>,
+    state: Arc<Shared>,
     metrics: Arc<WebhookMetrics>,
     agent: ureq::Agent,
     /// Per app: events waiting for their batch, and when the first arrived.
@@ -109,7 +109,7 @@ struct Sender {
 }
 
 impl Sender {
-    fn new(state: Arc<ServerState>, metrics: Arc<WebhookMetrics>) -> Self {
+    fn new(state: Arc<Shared>, metrics: Arc<WebhookMetrics>) -> Self {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(REQUEST_TIMEOUT))
             .http_status_as_error(false)

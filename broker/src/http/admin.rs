@@ -6,7 +6,6 @@
 //! mirrors the app API under `/admin/api/apps/{id}/...` without app signatures.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::Path;
 
 use ringcast_shared::{
@@ -24,6 +23,7 @@ use crate::core::http::response::{json_error, json_error_with, response};
 use crate::core::shard::AuditAction;
 use crate::core::shard::Shard;
 use crate::metrics::Totals;
+use crate::server::ServerState;
 
 use super::api::{self, ApiRoute};
 use super::routes::audit_query;
@@ -91,7 +91,7 @@ fn content_type(name: &str) -> &'static str {
 }
 
 /// `GET /admin/` and `/admin/{file}`.
-pub fn static_file(shard: &Shard, head: &RequestHead, file: &str) -> Reply {
+pub fn static_file(assets: &AdminAssets, head: &RequestHead, file: &str) -> Reply {
     let keep_alive = head.keep_alive;
     if head.path == "/admin" {
         // Relative asset URLs need the trailing slash.
@@ -103,7 +103,6 @@ pub fn static_file(shard: &Shard, head: &RequestHead, file: &str) -> Reply {
             keep_alive,
         ));
     }
-    let assets = &shard.state().admin_ui;
     let name = if file.is_empty() { "index.html" } else { file };
     let mut headers: Vec<(&str, &str)> = SECURITY_HEADERS.to_vec();
     headers.push(("Content-Security-Policy", CONTENT_SECURITY_POLICY));
@@ -149,9 +148,9 @@ pub fn api(
 ) -> Reply {
     let keep_alive = head.keep_alive;
     match (head.method, rest) {
-        (Method::Post, ["login"]) => return sign_in(shard, view.remote, head, body, clock),
+        (Method::Post, ["login"]) => return sign_in(shard, view, head, body, clock),
         (Method::Get, ["session"]) => {
-            return match session(shard, head, clock) {
+            return match session(view.server, head, clock) {
                 Some((name, csrf)) => ok(&AdminSession { name, csrf }, keep_alive),
                 None => Reply::Now(json_error(401, "not signed in", keep_alive)),
             };
@@ -159,7 +158,7 @@ pub fn api(
         _ => {}
     }
     let changes_state = !matches!(head.method, Method::Get | Method::Head);
-    let admin = match authorize(shard, head, clock, changes_state) {
+    let admin = match authorize(shard, view.server, head, clock, changes_state) {
         Ok(admin) => admin,
         Err(refusal) => {
             shard.audit_admin(
@@ -189,7 +188,7 @@ pub fn api(
     match (head.method, rest) {
         (Method::Post, ["logout"]) => {
             if let Some(token) = cookie(head, SESSION_COOKIE) {
-                lock(shard).sign_out(token);
+                lock(view.server).sign_out(token);
             }
             Reply::Now(response(
                 200,
@@ -262,12 +261,13 @@ enum SignInBody {
 /// → a session cookie and the CSRF token.
 fn sign_in(
     shard: &mut Shard,
-    remote: IpAddr,
+    view: &ServerView<'_>,
     head: &RequestHead,
     body: &[u8],
     clock: &Clock,
 ) -> Reply {
     let keep_alive = head.keep_alive;
+    let remote = view.remote;
     let Ok(request) = serde_json::from_slice::<SignInBody>(body) else {
         return Reply::Now(json_error(
             400,
@@ -278,11 +278,11 @@ fn sign_in(
     let (who, outcome) = match &request {
         SignInBody::Password { name, password } => (
             Some(name.as_str()),
-            lock(shard).sign_in(name, password, remote, clock.now),
+            lock(view.server).sign_in(name, password, remote, clock.now),
         ),
         SignInBody::Token { token } => (
             None,
-            lock(shard).sign_in_with_token(token, remote, clock.now, clock.unix_secs),
+            lock(view.server).sign_in_with_token(token, remote, clock.now, clock.unix_secs),
         ),
     };
     match outcome {
@@ -343,20 +343,19 @@ fn sign_in(
     }
 }
 
-fn lock(shard: &Shard) -> std::sync::MutexGuard<'_, crate::core::admin::Admins> {
+fn lock(server: &ServerState) -> std::sync::MutexGuard<'_, crate::core::admin::Admins> {
     // A panic while holding the lock cannot leave the sessions half-changed in a way that
     // matters more than locking everyone out would.
-    shard
-        .state()
+    server
         .admins
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The signed-in admin and their CSRF token, from the session cookie.
-fn session(shard: &Shard, head: &RequestHead, clock: &Clock) -> Option<(String, String)> {
+fn session(server: &ServerState, head: &RequestHead, clock: &Clock) -> Option<(String, String)> {
     let token = cookie(head, SESSION_COOKIE)?;
-    let admins = lock(shard);
+    let admins = lock(server);
     let session = admins.session(token, clock.now)?;
     Some((session.admin.clone(), session.csrf.clone()))
 }
@@ -365,6 +364,7 @@ fn session(shard: &Shard, head: &RequestHead, clock: &Clock) -> Option<(String, 
 /// their status and message.
 fn authorize(
     shard: &Shard,
+    server: &ServerState,
     head: &RequestHead,
     clock: &Clock,
     changes_state: bool,
@@ -378,7 +378,7 @@ fn authorize(
             _ => Err((401, "a valid admin token or session is required")),
         };
     }
-    let Some((admin, csrf)) = session(shard, head, clock) else {
+    let Some((admin, csrf)) = session(server, head, clock) else {
         return Err((401, "sign in first"));
     };
     if changes_state

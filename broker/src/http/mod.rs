@@ -27,6 +27,8 @@ pub struct Clock {
 
 /// What a handler may know about the whole server.
 pub struct ServerView<'a> {
+    /// The process-wide state (admins, dashboard assets, the writers' counters).
+    pub server: &'a crate::server::ServerState,
     /// Every shard's counters.
     pub metrics: &'a [Arc<ShardMetrics>],
     /// The I/O driver name.

@@ -84,8 +84,8 @@ pub fn handle(
             let facts = ServerFacts {
                 driver: view.driver,
                 app_ids: apps,
-                webhooks: &shard.state().webhook_metrics,
-                audit: &shard.state().audit_metrics,
+                webhooks: &view.server.webhook_metrics,
+                audit: &view.server.audit_metrics,
                 tenants: &shard.state().tenants,
                 cluster: shard.state().cluster.as_ref(),
                 cluster_app_connections: match shard.state().cluster {
@@ -110,9 +110,11 @@ pub fn handle(
         (_, ["admin", "api", rest @ ..]) => {
             return admin::api(shard, view, head, body, clock, rest);
         }
-        (Method::Get | Method::Head, ["admin"]) => return admin::static_file(shard, head, ""),
+        (Method::Get | Method::Head, ["admin"]) => {
+            return admin::static_file(&view.server.admin_ui, head, "");
+        }
         (Method::Get | Method::Head, ["admin", file]) => {
-            return admin::static_file(shard, head, file);
+            return admin::static_file(&view.server.admin_ui, head, file);
         }
         (Method::Post, ["apps", app, "events"]) => (*app, ApiRoute::Events),
         (Method::Post, ["apps", app, "batch_events"]) => (*app, ApiRoute::BatchEvents),

@@ -30,8 +30,7 @@ use crate::core::cluster::{
 };
 use crate::core::ids::{AppIdx, UserId};
 use crate::core::shard::{
-    AnswerPart, ChannelStats, MeshMsg, Query, ReplyTo, ServerState, Watcher, home_shard,
-    user_home_shard,
+    AnswerPart, ChannelStats, MeshMsg, Query, ReplyTo, Shared, Watcher, home_shard, user_home_shard,
 };
 use crate::core::webhook::WebhookEvent;
 use crate::core::wire::Frames;
@@ -60,7 +59,7 @@ const MAX_HELD: usize = 1 << 20;
 /// Starts the link thread.
 pub fn spawn(
     config: ClusterConfig,
-    state: Arc<ServerState>,
+    state: Arc<Shared>,
     mesh: Mesh,
     audit: crate::audit::AuditLog,
     inbox: async_channel::Receiver<LinkMsg>,
@@ -174,7 +173,7 @@ struct Connection {
 
 struct Link {
     config: ClusterConfig,
-    state: Arc<ServerState>,
+    state: Arc<Shared>,
     mesh: Mesh,
     audit: crate::audit::AuditLog,
     events_channel: String,
@@ -196,7 +195,7 @@ struct Link {
 impl Link {
     fn new(
         config: ClusterConfig,
-        state: Arc<ServerState>,
+        state: Arc<Shared>,
         mesh: Mesh,
         audit: crate::audit::AuditLog,
     ) -> Self {

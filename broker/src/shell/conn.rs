@@ -45,7 +45,7 @@ enum ReadHeadError {
 /// Serves one accepted TCP connection until it closes.
 pub async fn serve(rt: Rc<ShardRt>, stream: TcpStream, remote: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let config = &rt.state.config;
+    let config = &rt.state.shared.config;
     let limits = HeadLimits {
         max_head_bytes: config.max_request_head_bytes,
         max_headers: config.max_request_headers,
@@ -125,7 +125,7 @@ async fn serve_http(
 ) -> bool {
     let shard_metrics = &rt.all_metrics[rt.core().id()];
     inc(&shard_metrics.http_requests);
-    let max_body = rt.state.config.max_http_body_bytes;
+    let max_body = rt.state.shared.config.max_http_body_bytes;
     let body = match read_body(stream, buf, head, max_body).await {
         Ok(body) => body,
         Err((status, message)) => {
@@ -142,6 +142,7 @@ async fn serve_http(
             .map_or(0, |d| d.as_secs()),
     };
     let view = ServerView {
+        server: &rt.state,
         metrics: &rt.all_metrics,
         driver: rt.driver.name(),
         shutting_down: rt.shutting_down.get(),

@@ -19,8 +19,8 @@ use std::thread;
 use std::time::Duration;
 
 use crate::config::{Config, Driver};
-use crate::core::shard::ServerState;
 use crate::metrics::ShardMetrics;
+use crate::server::ServerState;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -103,40 +103,40 @@ impl Server {
         let (audit, audit_thread, loaded) =
             crate::audit::AuditLog::open(&audit_dir, settings, audit_metrics.clone())
                 .map_err(|e| StartError::Storage(e.to_string()))?;
-        let mut state = ServerState::new(config);
+        let mut shared = crate::server::shared_for(&config);
         for (app_id, kind, id, resource) in loaded {
             // Resources of apps no longer configured stay on disk but are not loaded.
-            if let Some(idx) = state.apps.by_id(&app_id).map(|app| app.idx) {
-                state.initial_resources[idx.get()].insert((kind, id), resource);
+            if let Some(idx) = shared.apps.by_id(&app_id).map(|app| app.idx) {
+                shared.initial_resources[idx].insert((kind, id), resource);
             }
         }
-        state.webhook_metrics = webhook_metrics.clone();
-        state.audit_metrics = audit_metrics;
+        let state = ServerState::new(config, shared, webhook_metrics.clone(), audit_metrics);
         if !state.admin_ui.is_built() {
             tracing::warn!(
-                dir = %state.config.admin_ui_dir.display(),
+                dir = %state.shared.config.admin_ui_dir.display(),
                 "the admin UI is not built (scripts/build-admin-ui); /admin/ says so"
             );
         }
         let state = Arc::new(state);
+        let shared = state.shared.clone();
         let (webhooks, webhook_thread) =
-            crate::webhooks::spawn(state.clone(), WEBHOOK_QUEUE_CAPACITY, webhook_metrics)
+            crate::webhooks::spawn(shared.clone(), WEBHOOK_QUEUE_CAPACITY, webhook_metrics)
                 .map_err(StartError::Thread)?;
         let metrics: Arc<Vec<Arc<ShardMetrics>>> = Arc::new(
             (0..shard_count)
-                .map(|_| Arc::new(ShardMetrics::new(state.apps.len())))
+                .map(|_| Arc::new(ShardMetrics::new(shared.apps.len())))
                 .collect(),
         );
-        let mesh = runtime::Mesh::new(shard_count, state.config.mesh_queue_capacity);
+        let mesh = runtime::Mesh::new(shard_count, shared.config.mesh_queue_capacity);
         signals::block_termination_signals();
-        let cluster = match state.config.cluster.clone() {
+        let cluster = match shared.config.cluster.clone() {
             Some(config) => {
                 let (sender, receiver) = async_channel::bounded(CLUSTER_QUEUE_CAPACITY);
-                let node = state.cluster.as_ref().map(|c| c.node.to_string());
+                let node = shared.cluster.as_ref().map(|c| c.node.to_string());
                 tracing::info!(redis = ?config.redis, node, "cluster mode");
                 let thread = cluster::spawn(
                     config,
-                    state.clone(),
+                    shared.clone(),
                     mesh.clone(),
                     audit.clone(),
                     receiver,

@@ -18,8 +18,9 @@ use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 use super::io::FrameBatch;
 use crate::config::Driver;
-use crate::core::shard::{Answer, ConnKey, MeshMsg, QueryId, ServerState, Shard, ShardId};
+use crate::core::shard::{Answer, ConnKey, MeshMsg, QueryId, Shard, ShardId};
 use crate::metrics::{ShardMetrics, inc};
+use crate::server::ServerState;
 
 /// What travels on a shard's inbox.
 pub enum Inbound {
@@ -535,7 +536,12 @@ async fn shard_main(setup: ShardSetup) {
             return;
         }
     };
-    let core = Shard::new(id, shard_count, state.clone(), metrics[id].core.clone());
+    let core = Shard::new(
+        id,
+        shard_count,
+        state.shared.clone(),
+        metrics[id].core.clone(),
+    );
     let rt = Rc::new(ShardRt {
         core: RefCell::new(core),
         writers: RefCell::new(Vec::new()),
@@ -598,7 +604,7 @@ async fn shard_main(setup: ShardSetup) {
         }
     }
     done.wait().await;
-    let deadline = Instant::now() + rt.state.config.shutdown_timeout;
+    let deadline = Instant::now() + rt.state.shared.config.shutdown_timeout;
     while rt.core().connection_count() > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -54,9 +54,9 @@ pub use self::wire::Envelope;
 pub struct NodeId(Box<str>);
 
 impl NodeId {
-    /// A fresh random id (16 hex digits).
-    pub fn random() -> Self {
-        Self(format!("{:016x}", fastrand::u64(..)).into())
+    /// The id made of 64 random bits the shell drew (16 hex digits).
+    pub fn from_bits(bits: u64) -> Self {
+        Self(format!("{bits:016x}").into())
     }
 
     /// An id read back from Redis or the wire; `None` unless it is 1 to 64 characters of

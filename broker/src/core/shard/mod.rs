@@ -66,64 +66,47 @@ use self::users::UserHome;
 use crate::core::app::AppTable;
 use crate::core::auth::jwt::Identity;
 use crate::core::channel::ChannelName;
+use crate::core::cluster::{ClusterStatus, NodeId};
 use crate::core::counters::ShardCounters;
+use crate::core::counters::TenantCounters;
 use crate::core::ids::{AppIdx, PerApp, SocketId, UserId};
-use crate::core::options::{Config, ServerConfig};
+use crate::core::options::{AppConfig, ServerConfig};
 use crate::core::policy::Resources;
+use crate::core::rand::SplitMix64;
 use crate::core::webhook::WebhookEvent;
 use crate::core::wire::{Fault, Wire};
 use ringcast_shared::AuditRecord;
 
-/// What every shard shares, read-only: the config and the app table.
-pub struct ServerState {
+/// What every shard shares, read-only (but for the atomics inside): the options, the app
+/// table, the tenant counters and the cluster link's status.
+pub struct Shared {
     /// Server settings.
     pub config: ServerConfig,
     /// The apps.
     pub apps: AppTable,
-    /// The webhook sender's counters (read by `/metrics`).
-    pub webhook_metrics: std::sync::Arc<crate::metrics::WebhookMetrics>,
-    /// The audit writer's counters (read by `/metrics`).
-    pub audit_metrics: std::sync::Arc<crate::audit::AuditMetrics>,
-    /// Resources loaded from the store at start, per app (each shard starts from a copy).
-    pub initial_resources: Vec<Resources>,
     /// Failed authorizations and open connections per app and tenant (read by `/metrics`
     /// and the dashboard).
-    pub tenants: crate::core::counters::TenantCounters,
-    /// Dashboard admins and their sessions, shared by every shard.
-    pub admins: std::sync::Mutex<crate::core::admin::Admins>,
-    /// The built dashboard, served at `/admin/`.
-    pub admin_ui: crate::http::AdminAssets,
-    /// The cluster link's state; `None` for a single node.
-    pub cluster: Option<crate::core::cluster::ClusterStatus>,
+    pub tenants: TenantCounters,
+    /// The cluster link's status; `None` for a single node.
+    pub cluster: Option<ClusterStatus>,
+    /// Resources loaded from the store at start, per app (each shard starts from a copy).
+    pub initial_resources: PerApp<Resources>,
+    /// Where the shards' randomness comes from: each derives its own stream from it, so a
+    /// test (or a replay) that fixes the seed gets the same socket ids.
+    pub seed: u64,
 }
 
-impl ServerState {
-    /// The state for `config`, with fresh counters, no stored resources, and the admin UI
-    /// read from `server.admin_ui_dir`.
-    pub fn new(config: Config) -> Self {
-        let apps = AppTable::new(&config.apps, config.server.max_connections);
-        let admin_ui = crate::http::AdminAssets::load(&config.server.admin_ui_dir);
-        let cluster = config.server.cluster.as_ref().map(|_| {
-            crate::core::cluster::ClusterStatus::new(crate::core::cluster::NodeId::random())
-        });
+impl Shared {
+    /// The shared state for `server` and `apps`, with fresh counters and no stored resources;
+    /// `node` names this node when `server.cluster` is set.
+    pub fn new(server: ServerConfig, apps: &[AppConfig], node: NodeId, seed: u64) -> Self {
         Self {
-            initial_resources: (0..config.apps.len())
-                .map(|_| Resources::default())
-                .collect(),
-            config: config.server,
-            apps,
-            webhook_metrics: Default::default(),
-            audit_metrics: Default::default(),
-            tenants: Default::default(),
-            admins: std::sync::Mutex::new(crate::core::admin::Admins::new(
-                config.admins,
-                config
-                    .admin_jwt
-                    .as_ref()
-                    .map(crate::core::admin::AdminTokens::new),
-            )),
-            cluster,
-            admin_ui,
+            apps: AppTable::new(apps, server.max_connections),
+            tenants: TenantCounters::default(),
+            cluster: server.cluster.as_ref().map(|_| ClusterStatus::new(node)),
+            initial_resources: PerApp::new(apps.len(), Resources::default),
+            config: server,
+            seed,
         }
     }
 }
@@ -247,7 +230,7 @@ struct AppShard {
 pub struct Shard {
     id: ShardId,
     shard_count: usize,
-    state: Arc<ServerState>,
+    state: Arc<Shared>,
     counters: Arc<ShardCounters>,
     conns: Slab<Conn>,
     per_app: PerApp<AppShard>,
@@ -286,12 +269,12 @@ impl Shard {
     pub fn new(
         id: ShardId,
         shard_count: usize,
-        state: Arc<ServerState>,
+        state: Arc<Shared>,
         counters: Arc<ShardCounters>,
     ) -> Self {
         let per_app = state
             .initial_resources
-            .iter()
+            .values()
             .map(|resources| AppShard {
                 resources: resources.clone(),
                 ..AppShard::default()
@@ -314,7 +297,7 @@ impl Shard {
             cluster_out: Vec::new(),
             next_socket: 0,
             // The first half of a socket id is random so ids are not guessable across restarts.
-            socket_prefix: fastrand::u64(1..1_000_000_000),
+            socket_prefix: SplitMix64::new(state.seed ^ id as u64).below(999_999_999) + 1,
             state,
         }
     }
@@ -329,8 +312,8 @@ impl Shard {
         &self.counters
     }
 
-    /// The shared server state.
-    pub fn state(&self) -> &Arc<ServerState> {
+    /// What every shard shares.
+    pub fn state(&self) -> &Arc<Shared> {
         &self.state
     }
 

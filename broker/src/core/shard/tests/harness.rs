@@ -23,6 +23,8 @@ pub(super) const KEY: &str = "test-key";
 pub(super) const SECRET: &str = "test-secret";
 /// The wall clock of the simulated cluster at its start.
 pub(super) const NOW_UNIX: u64 = 1_800_000_000;
+/// The shards' seed: fixed, so socket ids are the same on every run.
+pub(super) const SEED: u64 = 0x5eed;
 pub(super) const JWT_SECRET: &str = "a-jwt-secret-of-at-least-32-bytes!";
 
 pub(super) struct Cluster {
@@ -37,7 +39,7 @@ pub(super) struct Client {
     pub(super) socket_id: SocketId,
 }
 
-pub(super) fn state_with(shard_count: usize, tweak: impl FnOnce(&mut Config)) -> Arc<ServerState> {
+pub(super) fn state_with(shard_count: usize, tweak: impl FnOnce(&mut Config)) -> Arc<Shared> {
     let mut config = Config::demo();
     config.server.shards = shard_count;
     config.server.activity_timeout = Duration::from_secs(120);
@@ -48,7 +50,8 @@ pub(super) fn state_with(shard_count: usize, tweak: impl FnOnce(&mut Config)) ->
     app.secret = SECRET.into();
     app.client_events = ClientEvents::Enabled;
     tweak(&mut config);
-    Arc::new(ServerState::new(config))
+    let node = crate::core::cluster::NodeId::from_bits(1);
+    Arc::new(Shared::new(config.server, &config.apps, node, SEED))
 }
 
 impl Cluster {

@@ -1,0 +1,59 @@
+//! The process-wide context: what every shard shares ([`Shared`], the core's part), and what
+//! only the HTTP side needs (the dashboard's admins and assets, the writer threads' counters).
+
+use std::sync::{Arc, Mutex};
+
+use crate::audit::AuditMetrics;
+use crate::core::admin::{AdminTokens, Admins};
+use crate::core::cluster::NodeId;
+use crate::core::options::Config;
+use crate::core::shard::Shared;
+use crate::http::AdminAssets;
+use crate::metrics::WebhookMetrics;
+
+/// The server's state, shared by every shard's runtime and the HTTP handlers.
+pub struct ServerState {
+    /// What the shards' state machines share.
+    pub shared: Arc<Shared>,
+    /// Dashboard admins and their sessions.
+    pub admins: Mutex<Admins>,
+    /// The built dashboard, served at `/admin/`.
+    pub admin_ui: AdminAssets,
+    /// The webhook sender's counters (read by `/metrics`).
+    pub webhook_metrics: Arc<WebhookMetrics>,
+    /// The audit writer's counters (read by `/metrics`).
+    pub audit_metrics: Arc<AuditMetrics>,
+}
+
+impl ServerState {
+    /// The state for `config` with `shared` (built from the same config, and filled with the
+    /// stored resources), the admin UI read from `server.admin_ui_dir`, and the writers'
+    /// counters.
+    pub fn new(
+        config: Config,
+        shared: Shared,
+        webhook_metrics: Arc<WebhookMetrics>,
+        audit_metrics: Arc<AuditMetrics>,
+    ) -> Self {
+        Self {
+            admin_ui: AdminAssets::load(&config.server.admin_ui_dir),
+            admins: Mutex::new(Admins::new(
+                config.admins,
+                config.admin_jwt.as_ref().map(AdminTokens::new),
+            )),
+            shared: Arc::new(shared),
+            webhook_metrics,
+            audit_metrics,
+        }
+    }
+}
+
+/// The shards' shared state for `config`, seeded and named from the process's randomness.
+pub fn shared_for(config: &Config) -> Shared {
+    Shared::new(
+        config.server.clone(),
+        &config.apps,
+        NodeId::from_bits(fastrand::u64(..)),
+        fastrand::u64(..),
+    )
+}
