@@ -1,7 +1,8 @@
 //! Several broker nodes sharing one Redis: what travels between a node and Redis, as data.
 //!
 //! A node's shards keep running the single-node model (channel homes, one `Bytes` per publish).
-//! Cluster mode adds one link per node (in the shell) and these rules:
+//! Cluster mode adds one link per node (the state machine [`link::Link`], driven by a socket
+//! loop in the shell) and these rules:
 //!
 //! - **Events go round through Redis.** A publish (HTTP API or client event) is sent to the
 //!   cluster's one pub/sub channel as an [`Envelope::Event`] carrying the complete WebSocket
@@ -44,6 +45,7 @@
 //! [`Script::Resources`]: scripts::Script::Resources
 //! [`Script::Revoked`]: scripts::Script::Revoked
 
+pub mod link;
 pub mod resp;
 pub mod scripts;
 pub mod wire;
@@ -299,5 +301,18 @@ impl ClusterStatus {
     /// Records whether the link is up.
     pub fn set_up(&self, up: bool) {
         self.up.store(up, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Shows what the link reports: whether it is up, and its counts (the link is their only
+    /// writer, so its totals replace the shown ones).
+    pub fn show(&self, up: bool, stats: link::LinkStats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.set_up(up);
+        self.published.store(stats.published, Relaxed);
+        self.received.store(stats.received, Relaxed);
+        self.local_only.store(stats.local_only, Relaxed);
+        self.connects.store(stats.connects, Relaxed);
+        self.nodes_removed.store(stats.nodes_removed, Relaxed);
+        self.nodes_alive.store(stats.nodes_alive, Relaxed);
     }
 }
