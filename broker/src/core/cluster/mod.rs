@@ -1,7 +1,8 @@
 //! Several broker nodes sharing one Redis: what travels between a node and Redis, as data.
 //!
 //! A node's shards keep running the single-node model (channel homes, one `Bytes` per publish).
-//! Cluster mode adds one link per node (in the shell) and these rules:
+//! Cluster mode adds one link per node (the state machine [`link::Link`], driven by a socket
+//! loop in the shell) and these rules:
 //!
 //! - **Events go round through Redis.** A publish (HTTP API or client event) is sent to the
 //!   cluster's one pub/sub channel as an [`Envelope::Event`] carrying the complete WebSocket
@@ -11,29 +12,40 @@
 //!   unreachable the link hands events straight back for local delivery (degraded mode).
 //! - **Shared state is per node and absolute.** A channel's home shard reports its node's
 //!   subscriber count for the channel and which users it has there ([`ChannelSync`]). A Lua
-//!   script ([`scripts::SYNC`]) stores these per node and keeps the cluster totals; because the
-//!   reports are absolute and idempotent, re-sending them after a reconnect cannot double
+//!   script ([`Script::Sync`]) stores these per node and keeps the cluster totals; because
+//!   the reports are absolute and idempotent, re-sending them after a reconnect cannot double
 //!   count. The script sees cluster-wide transitions atomically and queues their webhook
 //!   events in Redis, where any node claims them once they are due (see [`scripts`]).
 //!   `member_added` / `member_removed` frames are published by the script itself, in the same
 //!   atomic step, so they are ordered with the channel's other events.
-//! - **Cache channels are shared.** Their events are published with [`scripts::PUBLISH_CACHED`],
-//!   which keeps the envelope as the channel's last event in the same atomic step. A node with
-//!   no copy of its own asks for Redis's in the subscription's [`ChannelSync`]. Presence
-//!   notices travel as [`Envelope::Event`] with `notice` set, so they are never kept.
+//! - **Cache channels are shared.** Their events are published with
+//!   [`Script::PublishCached`], which keeps the envelope as the channel's last event in the
+//!   same atomic step. A node with no copy of its own asks for Redis's in the subscription's
+//!   [`ChannelSync`]. Presence notices travel as [`Envelope::Event`] with `notice` set, so
+//!   they are never kept.
 //! - **Nodes heartbeat.** Each node records a heartbeat in a sorted set; a node silent for
-//!   longer than the timeout is removed by whichever node notices first ([`scripts::HEARTBEAT`]):
-//!   its counts are subtracted and its members removed, with the `member_removed` frames it
-//!   stored when they joined. So a `kill -9` leaves no ghost members.
+//!   longer than the timeout is removed by whichever node notices first
+//!   ([`Script::Heartbeat`]): its counts are subtracted and its members removed, with the
+//!   `member_removed` frames it stored when they joined. So a `kill -9` leaves no ghost
+//!   members.
 //! - **Watchlists are cluster-wide.** Each user's home shard reports the user's first and
-//!   last socket on its node ([`scripts::USER`]); the script counts nodes per user and
+//!   last socket on its node ([`Script::User`]); the script counts nodes per user and
 //!   publishes [`Envelope::UserStatus`] when a user comes online on the first node or goes
 //!   offline on the last, and keeps the offline message for a dead node, like presence.
 //! - **Commands fan out.** `terminate_connections`, token revocation and policy resources are
 //!   applied at once on the node that received the API call and broadcast to the others;
-//!   resources and revocations are also kept in Redis ([`scripts::RECORD`]) and loaded by
-//!   every node when it (re)connects ([`scripts::RESOURCES`], [`scripts::REVOKED`]).
+//!   resources and revocations are also kept in Redis ([`Script::Record`]) and loaded by
+//!   every node when it (re)connects ([`Script::Resources`], [`Script::Revoked`]).
+//!
+//! [`Script::Sync`]: scripts::Script::Sync
+//! [`Script::PublishCached`]: scripts::Script::PublishCached
+//! [`Script::Heartbeat`]: scripts::Script::Heartbeat
+//! [`Script::User`]: scripts::Script::User
+//! [`Script::Record`]: scripts::Script::Record
+//! [`Script::Resources`]: scripts::Script::Resources
+//! [`Script::Revoked`]: scripts::Script::Revoked
 
+pub mod link;
 pub mod resp;
 pub mod scripts;
 pub mod wire;
@@ -289,5 +301,18 @@ impl ClusterStatus {
     /// Records whether the link is up.
     pub fn set_up(&self, up: bool) {
         self.up.store(up, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Shows what the link reports: whether it is up, and its counts (the link is their only
+    /// writer, so its totals replace the shown ones).
+    pub fn show(&self, up: bool, stats: link::LinkStats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.set_up(up);
+        self.published.store(stats.published, Relaxed);
+        self.received.store(stats.received, Relaxed);
+        self.local_only.store(stats.local_only, Relaxed);
+        self.connects.store(stats.connects, Relaxed);
+        self.nodes_removed.store(stats.nodes_removed, Relaxed);
+        self.nodes_alive.store(stats.nodes_alive, Relaxed);
     }
 }

@@ -29,485 +29,119 @@
 //! Webhooks for cluster-wide transitions are queued in Redis by the script that sees the
 //! transition, `channel_vacated` and `member_removed` due [`LEAVE_DELAY_MS`] later and
 //! cancelled when the channel or the user comes back within it, on whichever node. Every node
-//! claims due events ([`DUE`]); each is claimed once, so it is sent once, even if the node that
-//! caused it has died meanwhile.
+//! claims due events ([`Script::Due`]); each is claimed once, so it is sent once, even if the
+//! node that caused it has died meanwhile.
+
+use std::sync::LazyLock;
 
 use super::Transitions;
 use super::resp::Value;
 use crate::core::ids::UserId;
-use crate::core::webhook::WebhookKind;
+use crate::core::webhook::{LEAVE_DELAY, WebhookKind};
 
-/// [`crate::core::webhook::LEAVE_DELAY`] in milliseconds, as the scripts below write it.
-pub const LEAVE_DELAY_MS: u64 = 3000;
+/// [`LEAVE_DELAY`] in milliseconds, as the scripts queue leave events with it.
+pub const LEAVE_DELAY_MS: u64 = LEAVE_DELAY.as_millis() as u64;
 
 /// The Redis clock in milliseconds, and the queueing and cancelling of webhook events (shared
-/// by the scripts that see transitions or read the clock).
-macro_rules! webhook_fns {
-    () => {
-        r#"
-local function clock_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local function hook(p, kind, app, ch, user, delay)
-  local key = kind .. '\n' .. app .. '\n' .. ch .. '\n' .. user
-  local old = redis.call('HGET', p .. ':whk', key)
-  if old then redis.call('ZREM', p .. ':wh', old) end
-  local member = string.format('%015d', redis.call('INCR', p .. ':whseq')) .. '\n' .. key
-  redis.call('ZADD', p .. ':wh', clock_ms() + delay, member)
-  redis.call('HSET', p .. ':whk', key, member)
-end
-local function unhook(p, kind, app, ch, user)
-  local key = kind .. '\n' .. app .. '\n' .. ch .. '\n' .. user
-  local member = redis.call('HGET', p .. ':whk', key)
-  if not member then return false end
-  redis.call('ZREM', p .. ':wh', member)
-  redis.call('HDEL', p .. ':whk', key)
-  return true
-end
-"#
-    };
-}
+/// by the scripts that see transitions or read the clock), after the one definition of
+/// `LEAVE_DELAY_MS` they read.
+const WEBHOOK_FNS: &str = include_str!("scripts/webhook_fns.lua");
 
-/// Removes one entry of a node's contribution (shared by the scripts below). Appends what
-/// became vacant or left the cluster to `out` as `{kind, app, channel, user}`.
-macro_rules! drop_entry_fn {
-    () => {
-        r#"
--- (needs webhook_fns)
-local function drop_entry(p, node, field, value, events, quiet, out)
-  local kind = string.sub(field, 1, 1)
-  local rest = string.sub(field, 3)
-  if kind == 'k' then
-    redis.call('HDEL', p .. ':k:' .. rest, node)
-    redis.call('HDEL', p .. ':n:' .. node, field)
-    return
-  end
-  local i = string.find(rest, '\n', 1, true)
-  if not i then return end
-  local app = string.sub(rest, 1, i - 1)
-  rest = string.sub(rest, i + 1)
-  if kind == 'c' then
-    local ch = rest
-    local cn = p .. ':cn:' .. app .. ':' .. ch
-    local n = tonumber(redis.call('HGET', cn, node) or '0')
-    redis.call('HDEL', cn, node)
-    local totals = p .. ':c:' .. app
-    local total = tonumber(redis.call('HGET', totals, ch) or '0') - n
-    if total > 0 then
-      redis.call('HSET', totals, ch, total)
-    else
-      if redis.call('HDEL', totals, ch) == 1 then
-        if not quiet then hook(p, 'v', app, ch, '', 3000) end
-        table.insert(out, {'v', app, ch, ''})
-      end
-    end
-  elseif kind == 'm' then
-    local j = string.find(rest, '\n', 1, true)
-    if not j then return end
-    local ch = string.sub(rest, 1, j - 1)
-    local user = string.sub(rest, j + 1)
-    local refs_key = p .. ':mr:' .. app .. ':' .. ch
-    local refs = redis.call('HINCRBY', refs_key, user, -1)
-    if refs <= 0 then
-      redis.call('HDEL', refs_key, user)
-      redis.call('HDEL', p .. ':m:' .. app .. ':' .. ch, user)
-      if not quiet then
-        redis.call('PUBLISH', events, value)
-        hook(p, 'r', app, ch, user, 3000)
-      end
-      table.insert(out, {'r', app, ch, user})
-    end
-  elseif kind == 'u' then
-    local counts = p .. ':u:' .. app
-    if redis.call('HINCRBY', counts, rest, -1) <= 0 then
-      redis.call('HDEL', counts, rest)
-      if not quiet then redis.call('PUBLISH', events, value) end
-    end
-  end
-  redis.call('HDEL', p .. ':n:' .. node, field)
-end
-"#
-    };
-}
+/// Removes one entry of a node's contribution, appending what became vacant or left the
+/// cluster to `out` as `{kind, app, channel, user}` (needs [`WEBHOOK_FNS`]).
+const DROP_ENTRY: &str = include_str!("scripts/drop_entry.lua");
 
-/// Applies a channel's new state on one node.
+/// One of the cluster's Lua scripts. Each connection loads them all (`SCRIPT LOAD`) before
+/// anything else and then calls them by SHA-1, which is computed here rather than read back
+/// from the replies, so calls can follow the loads in the same pipeline.
 ///
-/// ARGV: prefix, node, app, channel, node subscribers, op (`""`, `join`, `leave`), user,
-/// user_info (`""` for none), added message, removed message, max members (0: no limit),
-/// events channel, quiet (`1`: publish nothing), want roster (`1`), want cache (`1`).
-///
-/// Returns `{refused, member, occupied, total, roster, cached}`: `refused` 1 when a join
-/// found the roster full; `member` 1 / -1 when the user joined / left the cluster; `occupied`
-/// 1 / -1 when the channel became occupied / vacant; `total` the cluster's subscriber count;
-/// `roster` user, info, user, info, ... when asked for; `cached` the cache channel's last
-/// event and its remaining time to live in milliseconds, when asked for and there is one.
-pub const SYNC: &str = concat!(
-    webhook_fns!(),
-    r#"
-local p, node, app, ch = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local count = tonumber(ARGV[5])
-local op, user = ARGV[6], ARGV[7]
-local events, quiet = ARGV[12], ARGV[13] == '1'
-local index = p .. ':n:' .. node
-local roster_key = p .. ':m:' .. app .. ':' .. ch
-local refs_key = p .. ':mr:' .. app .. ':' .. ch
-local refused, member, occupied = 0, 0, 0
-if op == 'join' then
-  local field = 'm\n' .. app .. '\n' .. ch .. '\n' .. user
-  if redis.call('HEXISTS', index, field) == 0 then
-    local refs = tonumber(redis.call('HGET', refs_key, user) or '0')
-    local max = tonumber(ARGV[11])
-    if refs == 0 and max > 0 and redis.call('HLEN', roster_key) >= max then
-      refused = 1
-    else
-      redis.call('HSET', index, field, ARGV[10])
-      redis.call('HINCRBY', refs_key, user, 1)
-      if refs == 0 then
-        redis.call('HSET', roster_key, user, ARGV[8])
-        member = 1
-        if not quiet then redis.call('PUBLISH', events, ARGV[9]) end
-      end
-    end
-  end
-elseif op == 'leave' then
-  local field = 'm\n' .. app .. '\n' .. ch .. '\n' .. user
-  local removed = redis.call('HGET', index, field)
-  if removed then
-    redis.call('HDEL', index, field)
-    local refs = redis.call('HINCRBY', refs_key, user, -1)
-    if refs <= 0 then
-      redis.call('HDEL', refs_key, user)
-      redis.call('HDEL', roster_key, user)
-      member = -1
-      if not quiet then redis.call('PUBLISH', events, removed) end
-    end
-  end
-end
-local per_node = p .. ':cn:' .. app .. ':' .. ch
-local totals = p .. ':c:' .. app
-local old = tonumber(redis.call('HGET', per_node, node) or '0')
-local total = tonumber(redis.call('HGET', totals, ch) or '0')
-if count ~= old then
-  local cfield = 'c\n' .. app .. '\n' .. ch
-  if count > 0 then
-    redis.call('HSET', per_node, node, count)
-    redis.call('HSET', index, cfield, count)
-  else
-    redis.call('HDEL', per_node, node)
-    redis.call('HDEL', index, cfield)
-  end
-  local new_total = total + count - old
-  if new_total > 0 then
-    redis.call('HSET', totals, ch, new_total)
-  else
-    redis.call('HDEL', totals, ch)
-    new_total = 0
-  end
-  if total == 0 and new_total > 0 then occupied = 1 end
-  if total > 0 and new_total == 0 then occupied = -1 end
-  total = new_total
-end
-if not quiet then
-  -- A channel or user back within the leave delay was never gone: its vacated or removed
-  -- event is cancelled, and there is nothing to announce.
-  if occupied == 1 and not unhook(p, 'v', app, ch, '') then hook(p, 'o', app, ch, '', 0) end
-  if member == 1 and not unhook(p, 'r', app, ch, user) then hook(p, 'a', app, ch, user, 0) end
-  if member == -1 then hook(p, 'r', app, ch, user, 3000) end
-  if occupied == -1 then hook(p, 'v', app, ch, '', 3000) end
-end
-local roster = {}
-if ARGV[14] == '1' then roster = redis.call('HGETALL', roster_key) end
-local cached = {}
-if ARGV[15] == '1' then
-  local key = p .. ':cache:' .. app .. ':' .. ch
-  local last = redis.call('GET', key)
-  if last then cached = {last, redis.call('PTTL', key)} end
-end
-return {refused, member, occupied, total, roster, cached}
-"#
-);
-
-/// A signed-in user's first socket on this node arrived, or its last one left.
-///
-/// ARGV: prefix, node, app, user, online (`1` / `0`), events channel, online message,
-/// offline message, quiet (`1`: publish nothing). The online (offline) message is published
-/// when the user comes online on the first node (goes offline on the last one); the offline
-/// one is kept so that another node can publish it if this one dies.
-pub const USER: &str = r#"
-local p, node, app, user = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local events, quiet = ARGV[6], ARGV[9] == '1'
-local index = p .. ':n:' .. node
-local field = 'u\n' .. app .. '\n' .. user
-local counts = p .. ':u:' .. app
-if ARGV[5] == '1' then
-  if redis.call('HSETNX', index, field, ARGV[8]) == 1 then
-    if redis.call('HINCRBY', counts, user, 1) == 1 and not quiet then
-      redis.call('PUBLISH', events, ARGV[7])
-    end
-  end
-elseif redis.call('HDEL', index, field) == 1 then
-  if redis.call('HINCRBY', counts, user, -1) <= 0 then
-    redis.call('HDEL', counts, user)
-    if not quiet then redis.call('PUBLISH', events, ARGV[8]) end
-  end
-end
-return 1
-"#;
-
-/// Records this node's heartbeat and connection counts, and removes every node silent for
-/// longer than the timeout.
-///
-/// ARGV: prefix, node, timeout (ms), events channel, then app id and this node's connections
-/// of that app, for every app. Returns `{new, alive, dead, removed, elsewhere}`: `new` 1 when
-/// this node was not registered (first beat, or it was itself declared dead: it must then
-/// report its state again); `alive` the nodes left; `dead` how many were removed; `removed`
-/// the `{kind, app, channel, user}` transitions; `elsewhere` each app's connections on the
-/// other live nodes, in ARGV's order.
-pub const HEARTBEAT: &str = concat!(
-    webhook_fns!(),
-    drop_entry_fn!(),
-    r#"
-local p, node, timeout, events = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local now = clock_ms()
-local nodes = p .. ':nodes'
-local new = redis.call('ZADD', nodes, now, node)
-local out = {}
-local removed_nodes = 0
-for _, dead in ipairs(redis.call('ZRANGEBYSCORE', nodes, '-inf', now - timeout)) do
-  if dead ~= node then
-    removed_nodes = removed_nodes + 1
-    local entries = redis.call('HGETALL', p .. ':n:' .. dead)
-    for i = 1, #entries, 2 do
-      drop_entry(p, dead, entries[i], entries[i + 1], events, false, out)
-    end
-    redis.call('DEL', p .. ':n:' .. dead)
-    redis.call('ZREM', nodes, dead)
-  end
-end
-local elsewhere = {}
-for i = 5, #ARGV - 1, 2 do
-  local app, mine = ARGV[i], tonumber(ARGV[i + 1])
-  local counts = p .. ':k:' .. app
-  if mine > 0 then
-    redis.call('HSET', counts, node, mine)
-    redis.call('HSET', p .. ':n:' .. node, 'k\n' .. app, mine)
-  else
-    redis.call('HDEL', counts, node)
-    redis.call('HDEL', p .. ':n:' .. node, 'k\n' .. app)
-  end
-  local others = 0
-  local all = redis.call('HGETALL', counts)
-  for j = 1, #all, 2 do
-    if all[j] ~= node then others = others + tonumber(all[j + 1]) end
-  end
-  table.insert(elsewhere, others)
-end
-return {new, redis.call('ZCARD', nodes), removed_nodes, out, elsewhere}
-"#
-);
-
-/// Removes a node's whole contribution (a graceful shutdown).
-///
-/// ARGV: prefix, node, events channel. Returns the transitions like [`HEARTBEAT`].
-pub const LEAVE: &str = concat!(
-    webhook_fns!(),
-    drop_entry_fn!(),
-    r#"
-local p, node, events = ARGV[1], ARGV[2], ARGV[3]
-local out = {}
-local entries = redis.call('HGETALL', p .. ':n:' .. node)
-for i = 1, #entries, 2 do
-  drop_entry(p, node, entries[i], entries[i + 1], events, false, out)
-end
-redis.call('DEL', p .. ':n:' .. node)
-redis.call('ZREM', p .. ':nodes', node)
-return out
-"#
-);
-
-/// After a resynchronization re-reported everything this node has: removes what it had
-/// reported before but has no longer (sockets that left while Redis was out of reach).
-///
-/// ARGV: prefix, node, events channel, quiet, then the fields to keep. Returns the
-/// transitions like [`HEARTBEAT`].
-pub const SWEEP: &str = concat!(
-    webhook_fns!(),
-    drop_entry_fn!(),
-    r#"
-local p, node, events, quiet = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
-local keep = {}
-for i = 5, #ARGV do keep[ARGV[i]] = true end
-local out = {}
-local entries = redis.call('HGETALL', p .. ':n:' .. node)
-for i = 1, #entries, 2 do
-  -- Connection counts ('k') are refreshed by heartbeats, not reports.
-  if not keep[entries[i]] and string.sub(entries[i], 1, 1) ~= 'k' then
-    drop_entry(p, node, entries[i], entries[i + 1], events, quiet, out)
-  end
-end
-return out
-"#
-);
-
-/// Publishes an event of a cache channel and keeps it as the channel's last event, in one
-/// step, so that the kept event is always the last one every node delivered.
-///
-/// ARGV: prefix, app, channel, time to live (ms), events channel, envelope.
-pub const PUBLISH_CACHED: &str = r#"
-local p, app, ch = ARGV[1], ARGV[2], ARGV[3]
-redis.call('SET', p .. ':cache:' .. app .. ':' .. ch, ARGV[6], 'PX', ARGV[4])
-return redis.call('PUBLISH', ARGV[5], ARGV[6])
-"#;
-
-/// Claims the webhook events that are due: removes them from the queue and returns them, so
-/// each is sent by exactly one node.
-///
-/// ARGV: prefix, most events to claim. Returns `{K\nA\nC\nUSER, ...}` in due order.
-pub const DUE: &str = concat!(
-    webhook_fns!(),
-    r#"
-local p, limit = ARGV[1], tonumber(ARGV[2])
-local due = redis.call('ZRANGEBYSCORE', p .. ':wh', '-inf', clock_ms(), 'LIMIT', 0, limit)
-local out = {}
-for _, member in ipairs(due) do
-  redis.call('ZREM', p .. ':wh', member)
-  local key = string.sub(member, 17)
-  if redis.call('HGET', p .. ':whk', key) == member then
-    redis.call('HDEL', p .. ':whk', key)
-  end
-  table.insert(out, key)
-end
-return out
-"#
-);
-
-/// Publishes a command and, in the same step, keeps what it changes for nodes started later:
-/// a policy resource (`kind` `res`: set, or deleted when the value is empty) or a token
-/// revocation (`kind` `rev`: kept until the later of the two times it was revoked until).
-///
-/// ARGV: prefix, kind, app, field (`TYPE\nID`, or the token id), value, events channel,
-/// message.
-pub const RECORD: &str = r#"
-local p, kind, app, field, value = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local key = p .. ':' .. kind .. ':' .. app
-if kind == 'res' then
-  if value == '' then redis.call('HDEL', key, field) else redis.call('HSET', key, field, value) end
-  redis.call('SET', p .. ':resinit:' .. app, '1')
-else
-  local old = tonumber(redis.call('HGET', key, field) or '0')
-  if tonumber(value) > old then redis.call('HSET', key, field, value) end
-end
-return redis.call('PUBLISH', ARGV[6], ARGV[7])
-"#;
-
-/// Resynchronizes an app's policy resources: if no node has given Redis its resources yet
-/// (a new cluster, or Redis restarted empty), this node's are stored; then Redis's copy is
-/// returned, and it decides.
-///
-/// ARGV: prefix, app, then `TYPE\nID`, JSON for each resource this node has. Returns
-/// `{TYPE\nID, JSON, ...}`.
-pub const RESOURCES: &str = r#"
-local p, app = ARGV[1], ARGV[2]
-local key = p .. ':res:' .. app
-if redis.call('SET', p .. ':resinit:' .. app, '1', 'NX') then
-  for i = 3, #ARGV - 1, 2 do redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
-end
-return redis.call('HGETALL', key)
-"#;
-
-/// Resynchronizes an app's token revocations (the union of every node's, while they
-/// matter): stores this node's, forgets those past their time, returns the rest.
-///
-/// ARGV: prefix, app, now (Unix seconds), then token id, until for each revocation this node
-/// has. Returns `{id, until, ...}`.
-pub const REVOKED: &str = r#"
-local p, app, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local key = p .. ':rev:' .. app
-for i = 4, #ARGV - 1, 2 do
-  if tonumber(ARGV[i + 1]) > tonumber(redis.call('HGET', key, ARGV[i]) or '0') then
-    redis.call('HSET', key, ARGV[i], ARGV[i + 1])
-  end
-end
-local all = redis.call('HGETALL', key)
-local out = {}
-for i = 1, #all, 2 do
-  if tonumber(all[i + 1]) < now then
-    redis.call('HDEL', key, all[i])
-  else
-    table.insert(out, all[i])
-    table.insert(out, all[i + 1])
-  end
-end
-return out
-"#;
-
-/// Sets the epoch if there is none and returns it.
-///
-/// ARGV: prefix, a fresh random value.
-pub const EPOCH: &str = r#"
-local key = ARGV[1] .. ':epoch'
-redis.call('SET', key, ARGV[2], 'NX')
-return redis.call('GET', key)
-"#;
-
-/// One channel's cluster-wide counts. ARGV: prefix, app, channel. Returns `{subscribers,
-/// users}`.
-pub const CHANNEL: &str = r#"
-local p, app, ch = ARGV[1], ARGV[2], ARGV[3]
-return {tonumber(redis.call('HGET', p .. ':c:' .. app, ch) or '0'),
-        redis.call('HLEN', p .. ':m:' .. app .. ':' .. ch)}
-"#;
-
-/// Occupied channels. ARGV: prefix, app, name prefix. Returns `{name, subscribers, users,
-/// ...}`.
-pub const CHANNELS: &str = r#"
-local p, app, prefix = ARGV[1], ARGV[2], ARGV[3]
-local all = redis.call('HGETALL', p .. ':c:' .. app)
-local out = {}
-for i = 1, #all, 2 do
-  local name = all[i]
-  if string.sub(name, 1, #prefix) == prefix then
-    table.insert(out, name)
-    table.insert(out, tonumber(all[i + 1]))
-    table.insert(out, redis.call('HLEN', p .. ':m:' .. app .. ':' .. name))
-  end
-end
-return out
-"#;
-
-/// One of the scripts above. Each connection loads them all (`SCRIPT LOAD`) before anything
-/// else and then calls them by SHA-1, which is computed here rather than read back from the
-/// replies, so calls can follow the loads in the same pipeline.
+/// Every script takes the key prefix as `ARGV[1]` and no keys (each derives its key names
+/// from the prefix); the ARGV below follow it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Script {
-    /// [`SYNC`].
+    /// Applies a channel's new state on one node.
+    ///
+    /// ARGV: node, app, channel, node subscribers, op (`""`, `join`, `leave`), user,
+    /// user_info (`""` for none), added message, removed message, max members (0: no limit),
+    /// events channel, quiet (`1`: publish nothing), want roster (`1`), want cache (`1`).
+    ///
+    /// Returns `{refused, member, occupied, total, roster, cached}`: `refused` 1 when a join
+    /// found the roster full; `member` 1 / -1 when the user joined / left the cluster;
+    /// `occupied` 1 / -1 when the channel became occupied / vacant; `total` the cluster's
+    /// subscriber count; `roster` user, info, user, info, ... when asked for; `cached` the
+    /// cache channel's last event and its remaining time to live in milliseconds, when asked
+    /// for and there is one.
     Sync,
-    /// [`HEARTBEAT`].
+    /// Records this node's heartbeat and connection counts, and removes every node silent for
+    /// longer than the timeout.
+    ///
+    /// ARGV: node, timeout (ms), events channel, then app id and this node's connections of
+    /// that app, for every app. Returns `{new, alive, dead, removed, elsewhere}`: `new` 1 when
+    /// this node was not registered (first beat, or it was itself declared dead: it must then
+    /// report its state again); `alive` the nodes left; `dead` how many were removed;
+    /// `removed` the `{kind, app, channel, user}` transitions; `elsewhere` each app's
+    /// connections on the other live nodes, in ARGV's order.
     Heartbeat,
-    /// [`LEAVE`].
+    /// Removes a node's whole contribution (a graceful shutdown).
+    ///
+    /// ARGV: node, events channel. Returns the transitions like [`Script::Heartbeat`].
     Leave,
-    /// [`SWEEP`].
+    /// After a resynchronization re-reported everything this node has: removes what it had
+    /// reported before but has no longer (sockets that left while Redis was out of reach).
+    ///
+    /// ARGV: node, events channel, quiet, then the fields to keep. Returns the transitions
+    /// like [`Script::Heartbeat`].
     Sweep,
-    /// [`EPOCH`].
+    /// Sets the epoch if there is none and returns it.
+    ///
+    /// ARGV: a fresh random value.
     Epoch,
-    /// [`CHANNEL`].
+    /// One channel's cluster-wide counts. ARGV: app, channel. Returns `{subscribers, users}`.
     Channel,
-    /// [`CHANNELS`].
+    /// Occupied channels. ARGV: app, name prefix. Returns `{name, subscribers, users, ...}`.
     Channels,
-    /// [`PUBLISH_CACHED`].
+    /// Publishes an event of a cache channel and keeps it as the channel's last event, in one
+    /// step, so that the kept event is always the last one every node delivered.
+    ///
+    /// ARGV: app, channel, time to live (ms), events channel, envelope.
     PublishCached,
-    /// [`USER`].
+    /// A signed-in user's first socket on this node arrived, or its last one left.
+    ///
+    /// ARGV: node, app, user, online (`1` / `0`), events channel, online message, offline
+    /// message, quiet (`1`: publish nothing). The online (offline) message is published when
+    /// the user comes online on the first node (goes offline on the last one); the offline
+    /// one is kept so that another node can publish it if this one dies.
     User,
-    /// [`DUE`].
+    /// Claims the webhook events that are due: removes them from the queue and returns them,
+    /// so each is sent by exactly one node.
+    ///
+    /// ARGV: most events to claim. Returns `{K\nA\nC\nUSER, ...}` in due order.
     Due,
-    /// [`RECORD`].
+    /// Publishes a command and, in the same step, keeps what it changes for nodes started
+    /// later: a policy resource (`kind` `res`: set, or deleted when the value is empty) or a
+    /// token revocation (`kind` `rev`: kept until the later of the two times it was revoked
+    /// until).
+    ///
+    /// ARGV: kind, app, field (`TYPE\nID`, or the token id), value, events channel, message.
     Record,
-    /// [`RESOURCES`].
+    /// Resynchronizes an app's policy resources: if no node has given Redis its resources yet
+    /// (a new cluster, or Redis restarted empty), this node's are stored; then Redis's copy is
+    /// returned, and it decides.
+    ///
+    /// ARGV: app, then `TYPE\nID`, JSON for each resource this node has. Returns
+    /// `{TYPE\nID, JSON, ...}`.
     Resources,
-    /// [`REVOKED`].
+    /// Resynchronizes an app's token revocations (the union of every node's, while they
+    /// matter): stores this node's, forgets those past their time, returns the rest.
+    ///
+    /// ARGV: app, now (Unix seconds), then token id, until for each revocation this node
+    /// has. Returns `{id, until, ...}`.
     Revoked,
 }
+
+/// Every script's text, built once: [`Script::source`] hands out `'static` slices of it.
+static SOURCES: LazyLock<[String; Script::ALL.len()]> =
+    LazyLock::new(|| Script::ALL.map(Script::assemble));
 
 impl Script {
     /// Every script, in declaration order (`script as usize` indexes this).
@@ -527,29 +161,58 @@ impl Script {
         Script::Revoked,
     ];
 
-    /// The Lua text.
+    /// The Lua text, as loaded into Redis.
     pub fn source(self) -> &'static str {
-        match self {
-            Script::Sync => SYNC,
-            Script::Heartbeat => HEARTBEAT,
-            Script::Leave => LEAVE,
-            Script::Sweep => SWEEP,
-            Script::Epoch => EPOCH,
-            Script::Channel => CHANNEL,
-            Script::Channels => CHANNELS,
-            Script::PublishCached => PUBLISH_CACHED,
-            Script::User => USER,
-            Script::Due => DUE,
-            Script::Record => RECORD,
-            Script::Resources => RESOURCES,
-            Script::Revoked => REVOKED,
-        }
+        &SOURCES[self as usize]
     }
 
     /// The name Redis gives the script: the hex SHA-1 of its text.
     pub fn sha1(self) -> String {
         sha1_hex(self.source().as_bytes())
     }
+
+    /// The script's own file, and what it needs before it.
+    fn parts(self) -> (&'static str, Needs) {
+        match self {
+            Script::Sync => (include_str!("scripts/sync.lua"), Needs::WebhookFns),
+            Script::Heartbeat => (include_str!("scripts/heartbeat.lua"), Needs::DropEntry),
+            Script::Leave => (include_str!("scripts/leave.lua"), Needs::DropEntry),
+            Script::Sweep => (include_str!("scripts/sweep.lua"), Needs::DropEntry),
+            Script::Epoch => (include_str!("scripts/epoch.lua"), Needs::Nothing),
+            Script::Channel => (include_str!("scripts/channel.lua"), Needs::Nothing),
+            Script::Channels => (include_str!("scripts/channels.lua"), Needs::Nothing),
+            Script::PublishCached => (include_str!("scripts/publish_cached.lua"), Needs::Nothing),
+            Script::User => (include_str!("scripts/user.lua"), Needs::Nothing),
+            Script::Due => (include_str!("scripts/due.lua"), Needs::WebhookFns),
+            Script::Record => (include_str!("scripts/record.lua"), Needs::Nothing),
+            Script::Resources => (include_str!("scripts/resources.lua"), Needs::Nothing),
+            Script::Revoked => (include_str!("scripts/revoked.lua"), Needs::Nothing),
+        }
+    }
+
+    fn assemble(self) -> String {
+        let (body, needs) = self.parts();
+        let mut text = String::new();
+        if matches!(needs, Needs::WebhookFns | Needs::DropEntry) {
+            text.push_str(&format!("local LEAVE_DELAY_MS = {LEAVE_DELAY_MS}\n"));
+            text.push_str(WEBHOOK_FNS);
+        }
+        if matches!(needs, Needs::DropEntry) {
+            text.push_str(DROP_ENTRY);
+        }
+        text.push_str(body);
+        text
+    }
+}
+
+/// What a script's own text needs before it.
+#[derive(Clone, Copy)]
+enum Needs {
+    Nothing,
+    /// `LEAVE_DELAY_MS` and [`WEBHOOK_FNS`].
+    WebhookFns,
+    /// `LEAVE_DELAY_MS`, [`WEBHOOK_FNS`] and [`DROP_ENTRY`].
+    DropEntry,
 }
 
 fn sha1_hex(bytes: &[u8]) -> String {
@@ -557,22 +220,22 @@ fn sha1_hex(bytes: &[u8]) -> String {
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The node-index field of a channel count (what [`SWEEP`] keeps).
+/// The node-index field of a channel count (what [`Script::Sweep`] keeps).
 pub fn count_field(app: &str, channel: &str) -> String {
     format!("c\n{app}\n{channel}")
 }
 
-/// The node-index field of a signed-in user (what [`SWEEP`] keeps).
+/// The node-index field of a signed-in user (what [`Script::Sweep`] keeps).
 pub fn user_field(app: &str, user: &str) -> String {
     format!("u\n{app}\n{user}")
 }
 
-/// The node-index field of a presence member (what [`SWEEP`] keeps).
+/// The node-index field of a presence member (what [`Script::Sweep`] keeps).
 pub fn member_field(app: &str, channel: &str, user: &str) -> String {
     format!("m\n{app}\n{channel}\n{user}")
 }
 
-/// The reply to [`SYNC`].
+/// The reply to [`Script::Sync`].
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct SyncReply {
     /// A join found the roster full.
@@ -594,7 +257,7 @@ pub struct Cached {
     pub remaining: std::time::Duration,
 }
 
-/// Reads a [`SYNC`] reply; `None` if it is not shaped like one.
+/// Reads a [`Script::Sync`] reply; `None` if it is not shaped like one.
 pub fn read_sync(reply: Value, user: Option<&UserId>, max_user_chars: usize) -> Option<SyncReply> {
     let mut parts = reply.into_array()?.into_iter();
     let refused = parts.next()?.as_int()? == 1;
@@ -674,7 +337,7 @@ pub struct Removal {
     pub user: Option<String>,
 }
 
-/// Reads the transitions of [`HEARTBEAT`], [`LEAVE`] or [`SWEEP`].
+/// Reads the transitions of [`Script::Heartbeat`], [`Script::Leave`] or [`Script::Sweep`].
 pub fn read_removals(value: Value) -> Vec<Removal> {
     let Some(items) = value.into_array() else {
         return Vec::new();
@@ -701,7 +364,7 @@ pub fn read_removals(value: Value) -> Vec<Removal> {
         .collect()
 }
 
-/// The reply to [`HEARTBEAT`].
+/// The reply to [`Script::Heartbeat`].
 #[derive(Debug, PartialEq, Eq)]
 pub struct Heartbeat {
     /// This node was not registered.
@@ -716,7 +379,7 @@ pub struct Heartbeat {
     pub elsewhere: Vec<u64>,
 }
 
-/// Reads the reply to [`HEARTBEAT`].
+/// Reads the reply to [`Script::Heartbeat`].
 pub fn read_heartbeat(value: Value) -> Option<Heartbeat> {
     let mut parts = value.into_array()?.into_iter();
     let new = parts.next()?.as_int()? == 1;
@@ -752,7 +415,7 @@ pub struct DueWebhook {
     pub user: Option<String>,
 }
 
-/// Reads the reply to [`DUE`], skipping anything unreadable.
+/// Reads the reply to [`Script::Due`], skipping anything unreadable.
 pub fn read_due(value: Value) -> Vec<DueWebhook> {
     let Some(items) = value.into_array() else {
         return Vec::new();
@@ -789,7 +452,7 @@ pub fn resource_field(kind: &str, id: &str) -> String {
     format!("{kind}\n{id}")
 }
 
-/// Reads a reply of field, value pairs (a hash's `HGETALL`, [`RESOURCES`], [`REVOKED`]) as
+/// Reads a reply of field, value pairs (a hash's `HGETALL`, [`Script::Resources`], [`Script::Revoked`]) as
 /// text, skipping pairs that are not UTF-8.
 pub fn read_pairs(value: Value) -> Vec<(String, String)> {
     let items = match value {
@@ -810,7 +473,7 @@ pub fn read_pairs(value: Value) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Reads the reply to [`CHANNELS`]: `(name, subscribers, users)`.
+/// Reads the reply to [`Script::Channels`]: `(name, subscribers, users)`.
 pub fn read_channels(value: Value) -> Vec<(String, u64, u64)> {
     let Some(items) = value.into_array() else {
         return Vec::new();
@@ -979,15 +642,17 @@ mod tests {
     }
 
     #[test]
-    fn the_scripts_leave_delay_is_the_webhooks() {
-        assert_eq!(
-            std::time::Duration::from_millis(LEAVE_DELAY_MS),
-            crate::core::webhook::LEAVE_DELAY
-        );
-        // The scripts write the delay literally.
-        let delay = format!(", {LEAVE_DELAY_MS})");
-        for script in [SYNC, HEARTBEAT, LEAVE, SWEEP] {
-            assert!(script.contains(&delay));
+    fn scripts_queue_leave_events_after_the_webhooks_leave_delay() {
+        let defined = format!("local LEAVE_DELAY_MS = {}\n", LEAVE_DELAY.as_millis());
+        for script in [
+            Script::Sync,
+            Script::Heartbeat,
+            Script::Leave,
+            Script::Sweep,
+        ] {
+            let text = script.source();
+            assert!(text.starts_with(&defined), "{script:?}");
+            assert!(text.contains(", LEAVE_DELAY_MS)"), "{script:?}");
         }
     }
 
@@ -1021,7 +686,10 @@ mod tests {
     fn scripts_are_named_by_the_sha1_of_their_text() {
         // FIPS 180-1's example: SHA-1("abc").
         assert_eq!(sha1_hex(b"abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
-        assert_eq!(Script::Sync.sha1(), sha1_hex(SYNC.as_bytes()));
+        assert_eq!(
+            Script::Sync.sha1(),
+            sha1_hex(Script::Sync.source().as_bytes())
+        );
         for (i, script) in Script::ALL.iter().enumerate() {
             assert_eq!(*script as usize, i);
         }
