@@ -646,6 +646,9 @@ async fn tick(rt: Rc<ShardRt>) {
     let mut interval = monoio::time::interval(Duration::from_secs(1));
     // Most connections since the last trim.
     let mut high_water = 0usize;
+    // Ticks until the trim that follows a trim: memory freed after it (writers ending their
+    // close grace, buffers dropped on other paths) would otherwise stay in the arena.
+    let mut retrim_in: Option<u32> = None;
     loop {
         interval.tick().await;
         if rt.mesh.shutdown_requested() {
@@ -663,12 +666,24 @@ async fn tick(rt: Rc<ShardRt>) {
             rt.release_writer_slots();
             trim_heap();
             high_water = connections;
+            retrim_in = Some(RETRIM_AFTER_TICKS);
+        } else if let Some(ticks) = retrim_in {
+            if ticks == 0 {
+                rt.release_writer_slots();
+                trim_heap();
+                retrim_in = None;
+            } else {
+                retrim_in = Some(ticks - 1);
+            }
         }
     }
 }
 
 /// A drop of this many connections since the last trim triggers another.
 const TRIM_STEP: usize = 500;
+/// Ticks between a trim and the one that follows it; longer than a closing connection's
+/// grace period (2 s), so what it frees is trimmed too.
+const RETRIM_AFTER_TICKS: u32 = 3;
 
 fn trim_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
