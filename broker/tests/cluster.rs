@@ -273,6 +273,40 @@ fn events_reach_every_node_once_and_in_one_order() {
 }
 
 #[test]
+fn a_publisher_alternating_between_two_nodes_is_delivered_in_its_order_everywhere() {
+    const EVENTS: usize = 1000;
+    let redis = RedisServer::start();
+    let hooks = Receiver::start(&[]);
+    let nodes = cluster(&redis, &hooks);
+    let mut subscribers: Vec<WsClient> = nodes.iter().map(Node::client).collect();
+    for client in &mut subscribers {
+        client.subscribe("orders");
+        client.set_read_timeout(Duration::from_millis(300));
+    }
+    // One backend publishing one event at a time, through whichever node its load
+    // balancer picks: each POST is answered only once Redis has the event, so the next one
+    // (through the other node) cannot overtake it.
+    for i in 0..EVENTS {
+        nodes[i % 2].publish("orders", "placed", &i.to_string(), None);
+    }
+    let expected: Vec<usize> = (0..EVENTS).collect();
+    for client in &mut subscribers {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut got = Vec::new();
+        while got.len() < EVENTS && Instant::now() < deadline {
+            if let Some(v) = client.recv()
+                && v["event"] == "placed"
+            {
+                got.push(v["data"].as_str().unwrap().parse::<usize>().unwrap());
+            }
+        }
+        let out_of_order = got.windows(2).filter(|w| w[0] > w[1]).count();
+        assert_eq!(got.len(), EVENTS, "{out_of_order} out of order");
+        assert_eq!(got, expected, "{out_of_order} out of order");
+    }
+}
+
+#[test]
 fn presence_is_cluster_wide_and_a_killed_node_leaves_no_ghosts() {
     let redis = RedisServer::start();
     let hooks = Receiver::start(&[]);

@@ -142,12 +142,28 @@ fn reply(served: Result<Served, ApiError>, keep_alive: bool) -> Reply {
         Ok(Served::Now(value)) => Reply::Now(json_response(&value, keep_alive)),
         Ok(Served::Later(queries, finish)) => Reply::Later(Later {
             queries,
+            confirmations: 0,
+            finish,
+            keep_alive,
+            persist: None,
+        }),
+        Ok(Served::Published {
+            mut confirmations,
+            queries,
+            finish,
+        }) => Reply::Later(Later {
+            confirmations: confirmations.len(),
+            queries: {
+                confirmations.extend(queries);
+                confirmations
+            },
             finish,
             keep_alive,
             persist: None,
         }),
         Ok(Served::Persist(query, write)) => Reply::Later(Later {
             queries: vec![query],
+            confirmations: 0,
             finish: Finish::Applied,
             keep_alive,
             persist: Some(write),
@@ -171,6 +187,12 @@ fn reply(served: Result<Served, ApiError>, keep_alive: bool) -> Reply {
 enum Served {
     Now(Value),
     Later(Vec<QueryId>, Finish),
+    /// Events published: await the cluster's confirmations, then the queries.
+    Published {
+        confirmations: Vec<QueryId>,
+        queries: Vec<QueryId>,
+        finish: Finish,
+    },
     /// Await the query, persist the write, then answer `{}`.
     Persist(QueryId, crate::audit::ResourceWrite),
 }
@@ -251,15 +273,27 @@ fn serve(
             let mut copy = body.to_vec();
             let event: EventBody = parse_events(&mut copy)?;
             let event = validate_event(shard, app, &event)?;
-            let (channels, info) = publish(shard, app, event, clock);
+            let mut confirmations = Vec::new();
+            let (channels, info) = publish(shard, app, event, clock, &mut confirmations);
             if !info.subscription_count && !info.user_count {
-                return Ok(Served::Now(json!({})));
+                if confirmations.is_empty() {
+                    return Ok(Served::Now(json!({})));
+                }
+                return Ok(Served::Published {
+                    confirmations,
+                    queries: Vec::new(),
+                    finish: Finish::Applied,
+                });
             }
             let queries = channels
                 .iter()
                 .map(|channel| start_stats(shard, app, channel, clock))
                 .collect();
-            Ok(Served::Later(queries, Finish::Events { channels, info }))
+            Ok(Served::Published {
+                confirmations,
+                queries,
+                finish: Finish::Events { channels, info },
+            })
         }
         ApiRoute::BatchEvents => {
             let mut copy = body.to_vec();
@@ -276,11 +310,12 @@ fn serve(
                 .iter()
                 .map(|event| validate_event(shard, app, event))
                 .collect::<Result<Vec<_>, _>>()?;
+            let mut confirmations = Vec::new();
             let mut queries = Vec::new();
             let mut events = Vec::new();
             let mut infos = Vec::new();
             for event in valid {
-                let (channels, info) = publish(shard, app, event, clock);
+                let (channels, info) = publish(shard, app, event, clock, &mut confirmations);
                 let wanted = (info.subscription_count || info.user_count)
                     .then(|| channels.into_iter().next())
                     .flatten();
@@ -290,7 +325,11 @@ fn serve(
                 events.push(wanted);
                 infos.push(info);
             }
-            Ok(Served::Later(queries, Finish::Batch { events, infos }))
+            Ok(Served::Published {
+                confirmations,
+                queries,
+                finish: Finish::Batch { events, infos },
+            })
         }
         ApiRoute::Channels => {
             let prefix = head.query_param("filter_by_prefix").unwrap_or_default();
@@ -508,11 +547,14 @@ fn validate_event(
     })
 }
 
+/// Publishes `event` to each of its channels; in cluster mode each publish's confirmation
+/// is added to `confirmations`.
 fn publish(
     shard: &mut Shard,
     app: AppIdx,
     event: ValidEvent,
     clock: &Clock,
+    confirmations: &mut Vec<QueryId>,
 ) -> (Vec<ChannelName>, Info) {
     let publish = Publish {
         app,
@@ -521,7 +563,7 @@ fn publish(
         except: event.except,
     };
     for channel in &event.channels {
-        shard.publish(&publish, channel, clock.now);
+        confirmations.extend(shard.publish(&publish, channel, clock.now));
     }
     (event.channels, event.info)
 }

@@ -59,8 +59,12 @@ pub enum Reply {
 
 /// A response waiting for query answers.
 pub struct Later {
-    /// The queries, answered in this order.
+    /// The queries, answered in this order: first the publishes' confirmations, then the
+    /// queries whose answers [`finish`] reads.
     pub queries: Vec<QueryId>,
+    /// How many of `queries` confirm publishes (cluster mode): every one must answer
+    /// [`Answer::Applied`] before the response is sent.
+    pub confirmations: usize,
     /// How to build the response from the answers.
     pub finish: Finish,
     /// Whether the connection stays open.
@@ -70,6 +74,15 @@ pub struct Later {
 }
 
 /// Builds the response of a [`Reply::Later`] from its answers.
-pub fn finish(later: Later, answers: Vec<Answer>) -> Vec<u8> {
-    api::finish(later.finish, answers, later.keep_alive)
+pub fn finish(later: Later, mut answers: Vec<Answer>) -> Vec<u8> {
+    let rest = answers.split_off(later.confirmations.min(answers.len()));
+    if answers.iter().any(|a| *a != Answer::Applied) {
+        return crate::core::http::response::json_error(
+            503,
+            "the cluster did not confirm the event (Redis refused it or became unreachable); \
+             it may not have been delivered: retry shortly",
+            later.keep_alive,
+        );
+    }
+    api::finish(later.finish, rest, later.keep_alive)
 }

@@ -107,6 +107,11 @@ pub enum ClusterOut {
         frames: crate::core::wire::Frames,
         /// The socket that must not receive it.
         except: Option<SocketId>,
+        /// Where to answer [`crate::core::shard::AnswerPart::Applied`] once Redis has
+        /// accepted the event (or this node delivered it alone, degraded), and `Unavailable`
+        /// if Redis refused it or the connection broke before it answered. The HTTP API
+        /// waits for it, so a backend's next publish, through any node, comes after this one.
+        confirm: Option<ReplyTo>,
     },
     /// Tell the other nodes (this one has already applied it).
     Broadcast(Command),

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use super::Shard;
 use super::home::subscribed;
 use super::home_channel::HomeChannel;
-use super::mesh::{Join, MeshMsg};
+use super::mesh::{Join, MeshMsg, ReplyTo};
 use crate::core::channel::ChannelName;
 use crate::core::cluster::scripts::SyncReply;
 use crate::core::cluster::{
@@ -35,14 +35,15 @@ impl Shard {
     }
 
     /// Sends an event to the channel's subscribers: through the cluster when there is one
-    /// (every node, this one included, delivers it when Redis hands it back), else to the
-    /// channel's home shard.
+    /// (every node, this one included, delivers it when Redis hands it back; `confirm` hears
+    /// when Redis has it), else to the channel's home shard.
     pub(super) fn publish_frames(
         &mut self,
         app: AppIdx,
         channel: &ChannelName,
         frames: Frames,
         except: Option<SocketId>,
+        confirm: Option<ReplyTo>,
         now: Instant,
     ) {
         if self.clustered() {
@@ -51,6 +52,7 @@ impl Shard {
                 channel: channel.clone(),
                 frames,
                 except,
+                confirm,
             });
         } else {
             let msg = MeshMsg::Publish {

@@ -6,9 +6,10 @@ use serde_json::value::RawValue;
 
 use super::AuditAction;
 use super::conn::SubState;
-use super::mesh::ConnKey;
+use super::mesh::{ConnKey, QueryId, ReplyTo};
 use super::outbox::{Enqueued, enqueue};
-use super::{Publish, Shard};
+use super::queries::PendingQuery;
+use super::{Answer, Publish, Shard};
 use crate::core::channel::ChannelName;
 use crate::core::counters::{add, inc};
 use crate::core::ids::{AppIdx, SocketId};
@@ -126,20 +127,38 @@ impl Shard {
             user: user.as_ref(),
         });
         inc(&self.counters.app(app_idx).publishes);
-        self.publish_frames(app_idx, &channel, frames, Some(socket_id), now);
+        self.publish_frames(app_idx, &channel, frames, Some(socket_id), None, now);
     }
 
     /// Publishes an event from the HTTP API to one channel: it is encoded once per wire here
     /// and the same bytes reach every subscriber on every shard.
-    pub fn publish(&mut self, publish: &Publish<'_>, channel: &ChannelName, now: Instant) {
+    ///
+    /// In cluster mode the answer is a query that completes with [`Answer::Applied`] once
+    /// Redis has accepted the event (`Unavailable` if it did not): answering the API call
+    /// only then keeps one backend's events in the order it sent them, whichever nodes it
+    /// sends them through. A single node has nothing to wait for (`None`).
+    pub fn publish(
+        &mut self,
+        publish: &Publish<'_>,
+        channel: &ChannelName,
+        now: Instant,
+    ) -> Option<QueryId> {
         let frames = Frames::encode(&Event::Channel {
             event: publish.event,
             channel,
             data: publish.data,
         });
         inc(&self.counters.app(publish.app).publishes);
-        self.publish_frames(publish.app, channel, frames, publish.except, now);
+        let confirm = self.clustered().then(|| ReplyTo {
+            shard: self.id,
+            query: self.new_query(PendingQuery {
+                awaiting: 1,
+                answer: Answer::Applied,
+            }),
+        });
+        self.publish_frames(publish.app, channel, frames, publish.except, confirm, now);
         self.drain_to_self(now);
+        confirm.map(|reply_to| reply_to.query)
     }
 
     /// Queues an event for this shard's subscribers of the channel, each the shared frame of

@@ -129,7 +129,7 @@ impl Shard {
         if count > 0 && self.state.apps.get(app).config.subscription_count_events {
             let frames = Frames::encode(&Event::SubscriptionCount { channel, count });
             if self.clustered() {
-                self.publish_frames(app, channel, frames, None, now);
+                self.publish_frames(app, channel, frames, None, None, now);
             } else {
                 self.home_publish(app, channel, frames, None, now);
             }

@@ -21,8 +21,10 @@ const WEBHOOK_CLAIM: &str = "500";
 /// What a reply in the pipeline is for, in send order.
 #[derive(Debug)]
 pub(super) enum Pending {
-    /// Nothing to do with it (script loads, `PUBLISH`, user reports).
+    /// Nothing to do with it (script loads, unconfirmed `PUBLISH`es, user reports).
     Ignore,
+    /// A publish someone waits on: [`AnswerPart::Applied`] once Redis accepted it.
+    Published(ReplyTo),
     /// A handshake step whose error ends the connection.
     Required(&'static str),
     /// The epoch: compared with the one seen before.
@@ -218,6 +220,7 @@ impl<'a> Commands<'a> {
         channel: &ChannelName,
         frame: &Bytes,
         except: Option<SocketId>,
+        confirm: Option<ReplyTo>,
     ) -> bool {
         let Some(options) = self.apps.get(app.get()) else {
             return false;
@@ -231,6 +234,7 @@ impl<'a> Commands<'a> {
         }
         .encode();
         let s = self.settings;
+        let pending = confirm.map_or(Pending::Ignore, Pending::Published);
         if channel.kind().is_cache() {
             let ttl = options.cache_ttl.as_millis().to_string();
             let args = [
@@ -241,10 +245,10 @@ impl<'a> Commands<'a> {
                 &envelope,
             ];
             let command = s.eval(Script::PublishCached, &args);
-            self.pipe.send(&command, Pending::Ignore);
+            self.pipe.send(&command, pending);
         } else {
             let args = [b"PUBLISH".as_slice(), s.events.as_bytes(), &envelope];
-            self.pipe.send(&args, Pending::Ignore);
+            self.pipe.send(&args, pending);
         }
         true
     }

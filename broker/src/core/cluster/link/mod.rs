@@ -204,15 +204,19 @@ impl Link {
                 channel,
                 frames,
                 except,
+                confirm,
             } => {
-                let sent = self
-                    .commands()
-                    .is_some_and(|mut c| c.publish(app, &channel, frames.pusher(), except));
+                let sent = self.commands().is_some_and(|mut c| {
+                    c.publish(app, &channel, frames.pusher(), except, confirm)
+                });
                 if sent {
                     self.stats.published += 1;
                 } else {
                     self.stats.local_only += 1;
                     self.deliver_here(app, channel, frames, except, true, now);
+                    if let Some(reply_to) = confirm {
+                        self.answer(reply_to, AnswerPart::Applied);
+                    }
                 }
             }
             ClusterOut::Broadcast(command) => {

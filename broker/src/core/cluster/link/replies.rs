@@ -35,6 +35,7 @@ impl Link {
         }
         match pending {
             Pending::Ignore | Pending::Required(_) => {}
+            Pending::Published(reply_to) => self.answer(reply_to, AnswerPart::Applied),
             Pending::Epoch => {
                 let epoch = value.as_bytes().cloned();
                 let previous = std::mem::replace(&mut self.epoch, epoch.clone());
@@ -96,7 +97,9 @@ impl Link {
     pub(super) fn unanswered(&mut self, pending: Pending) {
         match pending {
             Pending::Sync { sync, .. } => self.unsynced(sync),
-            Pending::Query(reply_to, _) => self.answer(reply_to, AnswerPart::Unavailable),
+            Pending::Query(reply_to, _) | Pending::Published(reply_to) => {
+                self.answer(reply_to, AnswerPart::Unavailable)
+            }
             Pending::Online {
                 app,
                 watcher,

@@ -111,12 +111,41 @@ fn a_publish_is_delivered_only_when_redis_hands_it_back() {
     assert_eq!(sync.node_subscribers, 1);
     assert!(sync.waiting.is_none() && !sync.fetch_cache);
 
-    cluster.publish(0, "room", "hi", None);
+    let confirmation = cluster
+        .publish(0, "room", "hi", None)
+        .expect("a cluster confirms");
     assert!(cluster.recv(a).is_empty());
     let published = cluster.link();
-    let [ClusterOut::Publish { frames, .. }] = &published[..] else {
+    let [
+        ClusterOut::Publish {
+            frames,
+            confirm: Some(confirm),
+            ..
+        },
+    ] = &published[..]
+    else {
         panic!("{published:?}")
     };
+    assert_eq!(
+        *confirm,
+        ReplyTo {
+            shard: 0,
+            query: confirmation
+        }
+    );
+    assert_eq!(
+        cluster.shards[0].take_answers().count(),
+        0,
+        "not before Redis"
+    );
+    let now = cluster.now;
+    let accepted = MeshMsg::Answer {
+        query: confirmation,
+        part: AnswerPart::Applied,
+    };
+    cluster.shards[0].handle_mesh(accepted, now);
+    let answers: Vec<_> = cluster.shards[0].take_answers().collect();
+    assert_eq!(answers, [(confirmation, Answer::Applied)]);
     cluster.redis_delivers("room", frames.pusher().clone(), true);
     assert_eq!(cluster.recv(a)[0]["data"], "hi");
 }

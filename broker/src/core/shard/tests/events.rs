@@ -15,12 +15,13 @@ fn public_subscribe_succeeds_and_receives_publishes_from_any_shard() {
     let reply = cluster.subscribe(client, "news");
     assert_eq!(reply[0]["event"], "pusher_internal:subscription_succeeded");
     assert_eq!(reply[0]["channel"], "news");
-    cluster.publish(0, "news", "hello", None);
+    let confirmation = cluster.publish(0, "news", "hello", None);
     let got = cluster.recv(client);
     assert_eq!(
         got,
         [json!({"event": "greeting", "channel": "news", "data": "hello"})]
     );
+    assert_eq!(confirmation, None, "a single node has nothing to confirm");
 }
 
 #[test]

@@ -232,7 +232,7 @@ impl Cluster {
         channel: &str,
         data: &str,
         except: Option<SocketId>,
-    ) {
+    ) -> Option<QueryId> {
         let channel = ChannelName::parse(channel, 200).unwrap();
         let now = self.now;
         let publish = Publish {
@@ -241,8 +241,9 @@ impl Cluster {
             data,
             except,
         };
-        self.shards[from_shard].publish(&publish, &channel, now);
+        let confirmation = self.shards[from_shard].publish(&publish, &channel, now);
         self.route();
+        confirmation
     }
 
     pub(super) fn query(&mut self, shard: ShardId, query: Query) -> Answer {

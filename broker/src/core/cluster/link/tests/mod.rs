@@ -422,6 +422,7 @@ fn without_redis_events_are_delivered_here_and_queries_are_unavailable() {
         channel: channel("room"),
         frames: Frames::from_pusher(frame.clone()),
         except: None,
+        confirm: None,
     };
     test.link.handle_out(publish, test.now);
     match &test.mesh()[..] {
@@ -502,6 +503,7 @@ fn with_redis_an_event_goes_round_through_redis_before_it_is_delivered() {
         channel: channel(name),
         frames: Frames::from_pusher(frame.clone()),
         except: None,
+        confirm: None,
     };
     test.link.handle_out(publish("room"), test.now);
     let sent = test.sent();
@@ -537,6 +539,91 @@ fn with_redis_an_event_goes_round_through_redis_before_it_is_delivered() {
     let sent = test.sent();
     assert_eq!(names(&sent), ["PublishCached"]);
     assert_eq!(sent[0].argv(4), "30000", "kept for the app's cache_ttl");
+}
+
+/// A publish from the HTTP API, whose caller waits for `QUERY` to be answered.
+fn confirmed_publish(name: &str) -> ClusterOut {
+    ClusterOut::Publish {
+        app: APP,
+        channel: channel(name),
+        frames: Frames::from_pusher(Bytes::from_static(b"\x81\x02hi")),
+        except: None,
+        confirm: Some(QUERY),
+    }
+}
+
+fn answered(mesh: &[(ShardId, MeshMsg)]) -> Vec<(ShardId, &AnswerPart)> {
+    mesh.iter()
+        .filter_map(|(shard, msg)| match msg {
+            MeshMsg::Answer { query, part } if *query == QUERY.query => Some((*shard, part)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_confirmed_publish_is_answered_once_redis_has_accepted_it() {
+    let mut test = Test::up();
+    for name in ["room", "cache-room"] {
+        test.link.handle_out(confirmed_publish(name), test.now);
+        let sent = test.sent();
+        assert_eq!(sent.len(), 1);
+        assert!(
+            answered(&test.mesh()).is_empty(),
+            "not before Redis answers"
+        );
+        test.reply(int(1));
+        let mesh = test.mesh();
+        assert!(
+            matches!(answered(&mesh)[..], [(1, AnswerPart::Applied)]),
+            "{mesh:?}"
+        );
+    }
+}
+
+#[test]
+fn a_confirmed_publish_redis_refused_or_never_answered_is_unavailable() {
+    let mut test = Test::up();
+    test.link.handle_out(confirmed_publish("room"), test.now);
+    test.sent();
+    test.reply(error(
+        "OOM command not allowed when used memory > 'maxmemory'",
+    ));
+    let mesh = test.mesh();
+    assert!(
+        matches!(answered(&mesh)[..], [(1, AnswerPart::Unavailable)]),
+        "{mesh:?}"
+    );
+
+    test.link.handle_out(confirmed_publish("room"), test.now);
+    test.sent();
+    test.lose();
+    let mesh = test.mesh();
+    assert!(
+        matches!(answered(&mesh)[..], [(1, AnswerPart::Unavailable)]),
+        "{mesh:?}"
+    );
+}
+
+#[test]
+fn without_redis_a_confirmed_publish_is_delivered_here_then_answered() {
+    let mut test = Test::new();
+    test.lose();
+    test.link.handle_out(confirmed_publish("room"), test.now);
+    let mesh = test.mesh();
+    match &mesh[..] {
+        [
+            (home_shard, MeshMsg::Publish { .. }),
+            (
+                1,
+                MeshMsg::Answer {
+                    part: AnswerPart::Applied,
+                    ..
+                },
+            ),
+        ] => assert_eq!(*home_shard, home("room")),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
