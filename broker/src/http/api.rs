@@ -682,8 +682,9 @@ pub fn finish(finish: Finish, answers: Vec<Answer>, keep_alive: bool) -> Vec<u8>
             let mut out = Map::new();
             if let Some(Answer::Channels(list)) = answers.next() {
                 for (name, stats) in list {
-                    let presence = name.starts_with("presence-");
-                    out.insert(name, Value::Object(stats_object(&stats, info, presence)));
+                    let presence = name.kind().is_presence();
+                    let stats = stats_object(&stats, info, presence);
+                    out.insert(name.as_str().to_owned(), Value::Object(stats));
                 }
             }
             json!({ "channels": out })

@@ -295,7 +295,7 @@ pub enum AnswerPart {
     /// For [`MeshMsg::ChannelInfo`].
     Channel(ChannelStats),
     /// For [`MeshMsg::ListChannels`]: occupied channels homed on one shard.
-    Channels(Vec<(String, ChannelStats)>),
+    Channels(Vec<(ChannelName, ChannelStats)>),
     /// For [`MeshMsg::ChannelUsers`].
     Users(Vec<UserId>),
     /// For [`MeshMsg::SetResource`].

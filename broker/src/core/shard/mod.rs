@@ -202,7 +202,7 @@ pub enum Answer {
     /// For [`Query::Channel`].
     Channel(ChannelStats),
     /// For [`Query::Channels`], sorted by name.
-    Channels(Vec<(String, ChannelStats)>),
+    Channels(Vec<(ChannelName, ChannelStats)>),
     /// For [`Query::Users`].
     Users(Vec<UserId>),
     /// Every shard applied an update.

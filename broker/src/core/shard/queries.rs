@@ -107,7 +107,7 @@ impl Shard {
                 return;
             };
             if let Answer::Channels(list) = &mut done.answer {
-                list.sort_by(|a, b| a.0.cmp(&b.0));
+                list.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
             }
             self.answers.push((query, done.answer));
         }
@@ -149,7 +149,7 @@ impl Shard {
             .homes
             .iter()
             .filter(|(name, home)| name.as_str().starts_with(prefix) && home.is_occupied())
-            .map(|(name, home)| (name.as_str().to_owned(), home.stats()))
+            .map(|(name, home)| (name.clone(), home.stats()))
             .collect();
         self.answer(reply_to, AnswerPart::Channels(channels));
     }

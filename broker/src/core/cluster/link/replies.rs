@@ -430,12 +430,14 @@ fn read_answer(kind: QueryKind, value: Value) -> AnswerPart {
         QueryKind::Channels => AnswerPart::Channels(
             scripts::read_channels(value)
                 .into_iter()
-                .map(|(name, subs, users)| {
+                .filter_map(|(name, subs, users)| {
+                    // Every name in Redis was a valid channel name when a node stored it.
+                    let name = ChannelName::parse(&name, usize::MAX).ok()?;
                     let stats = ChannelStats {
                         subscription_count: subs as usize,
                         user_count: users as usize,
                     };
-                    (name, stats)
+                    Some((name, stats))
                 })
                 .collect(),
         ),
