@@ -60,6 +60,10 @@ use crate::core::shard::ReplyTo;
 
 pub use self::wire::Envelope;
 
+/// Which resynchronization a dump belongs to: a dump asked for before the connection broke
+/// must not count toward the next one.
+pub type ResyncRound = u64;
+
 /// A node's identity in the cluster: random per process, so a restarted node is a new node
 /// and its previous incarnation is cleaned up like any dead node.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
@@ -145,6 +149,10 @@ pub enum ClusterOut {
     },
     /// One shard's part of a resynchronization: its homed channels' and users' state.
     Dump {
+        /// The resynchronization that asked ([`MeshMsg::ClusterDump`]).
+        ///
+        /// [`MeshMsg::ClusterDump`]: crate::core::shard::MeshMsg::ClusterDump
+        round: ResyncRound,
         /// The channels (each with `op` [`PresenceOp::Join`] for every user present).
         channels: Vec<ChannelSync>,
         /// Users homed on the shard with a socket on this node.

@@ -12,7 +12,8 @@ use super::mesh::{Join, MeshMsg, ReplyTo};
 use crate::core::channel::ChannelName;
 use crate::core::cluster::scripts::SyncReply;
 use crate::core::cluster::{
-    ChannelSync, ClusterOut, Command, Envelope, PresenceOp, StoredResource, Transitions,
+    ChannelSync, ClusterOut, Command, Envelope, PresenceOp, ResyncRound, StoredResource,
+    Transitions,
 };
 use crate::core::ids::{AppIdx, SocketId, UserId};
 use crate::core::webhook::{WebhookEvent, WebhookKind};
@@ -368,7 +369,7 @@ impl Shard {
 
     /// Reports every channel and signed-in user homed here, complete, for a
     /// resynchronization.
-    pub(super) fn cluster_dump(&mut self) {
+    pub(super) fn cluster_dump(&mut self, round: ResyncRound) {
         let mut channels = Vec::new();
         for (app, state) in self.per_app.iter() {
             for (channel, home) in &state.homes {
@@ -432,6 +433,7 @@ impl Shard {
             }
         }
         self.cluster_out.push(ClusterOut::Dump {
+            round,
             channels,
             users,
             resources,

@@ -12,8 +12,8 @@ use bytes::Bytes;
 
 use crate::core::auth::channel::PresenceMember;
 use crate::core::channel::ChannelName;
-use crate::core::cluster::ChannelSync;
 use crate::core::cluster::scripts::SyncReply;
+use crate::core::cluster::{ChannelSync, ResyncRound};
 use crate::core::ids::{AppIdx, SocketId, UserId};
 use crate::core::wire::{Frames, Wire};
 
@@ -219,8 +219,11 @@ pub enum MeshMsg {
         event: crate::core::webhook::WebhookEvent,
     },
     /// From the cluster link to every shard: report your channels' complete state
-    /// (after a reconnect to Redis).
-    ClusterDump,
+    /// (after a reconnect to Redis), for resynchronization `round`.
+    ClusterDump {
+        /// Which resynchronization asks; the dump answers with it.
+        round: ResyncRound,
+    },
     /// An answer to a query.
     Answer {
         /// The query at the receiving shard.
@@ -415,7 +418,7 @@ impl Shard {
             MeshMsg::TerminateUser { app, user } => self.close_user_sockets(app, &user),
             MeshMsg::ClusterSynced { sync, reply } => self.cluster_synced(sync, reply, now),
             MeshMsg::ClusterWebhook { app, event } => self.webhook(app, event),
-            MeshMsg::ClusterDump => self.cluster_dump(),
+            MeshMsg::ClusterDump { round } => self.cluster_dump(round),
             MeshMsg::Answer { query, part } => self.gather(query, part),
         }
     }

@@ -32,8 +32,8 @@ use self::options::indexed;
 pub use self::options::{AppOptions, Credentials, LinkOptions, NodeView};
 pub use self::output::{Effect, LinkStats, Notice};
 use self::resync::{Dump, Report, Resync};
-use super::ClusterOut;
 use super::resp::Value;
+use super::{ClusterOut, ResyncRound};
 use crate::core::ids::{AppIdx, UserId};
 use crate::core::rand::SplitMix64;
 use crate::core::shard::{AnswerPart, MeshMsg, ShardId, user_home_shard};
@@ -97,6 +97,8 @@ pub struct Link {
     /// restore it announce nothing.
     quiet: bool,
     resync: Option<Resync>,
+    /// The last resynchronization begun.
+    round: ResyncRound,
     /// Connected and synchronized (otherwise degraded).
     up: bool,
     /// A webhook claim is waiting for its reply (claims are not piled up).
@@ -131,6 +133,7 @@ impl Link {
             epoch: None,
             quiet: false,
             resync: None,
+            round: 0,
             up: false,
             claiming: false,
             backoff: FIRST_BACKOFF,
@@ -251,14 +254,18 @@ impl Link {
                 }
             }
             ClusterOut::Dump {
+                round,
                 channels,
                 users,
                 resources,
-            } => self.gather(Dump {
-                channels,
-                users,
-                resources,
-            }),
+            } => self.gather(
+                round,
+                Dump {
+                    channels,
+                    users,
+                    resources,
+                },
+            ),
         }
     }
 

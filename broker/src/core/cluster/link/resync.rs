@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 
 use super::commands::Commands;
 use super::{Connection, Link, Phase};
-use crate::core::cluster::{ChannelSync, StoredResource};
+use crate::core::cluster::{ChannelSync, ResyncRound, StoredResource};
 use crate::core::ids::{AppIdx, UserId};
 use crate::core::shard::MeshMsg;
 
@@ -46,6 +46,8 @@ pub(super) enum Report {
 /// meanwhile, which must reach Redis after the dumps.
 #[derive(Debug)]
 pub(super) struct Resync {
+    /// Which one: only its dumps count.
+    round: ResyncRound,
     /// Shards that have not dumped yet.
     awaiting: usize,
     dump: Dump,
@@ -55,19 +57,23 @@ pub(super) struct Resync {
 impl Link {
     /// Asks every shard for its state; the last shard's dump finishes the resynchronization.
     pub(super) fn begin_resync(&mut self) {
+        self.round += 1;
+        let round = self.round;
         self.resync = Some(Resync {
+            round,
             awaiting: self.shards,
             dump: Dump::default(),
             held: VecDeque::new(),
         });
         for shard in 0..self.shards {
-            self.mesh.push_back((shard, MeshMsg::ClusterDump));
+            self.mesh.push_back((shard, MeshMsg::ClusterDump { round }));
         }
     }
 
-    /// One shard's dump.
-    pub(super) fn gather(&mut self, part: Dump) {
-        let Some(resync) = self.resync.as_mut() else {
+    /// One shard's dump for resynchronization `round`; a late one from an abandoned round
+    /// is dropped (the shard dumps again for the current one).
+    pub(super) fn gather(&mut self, round: ResyncRound, part: Dump) {
+        let Some(resync) = self.resync.as_mut().filter(|r| r.round == round) else {
             return;
         };
         resync.dump.channels.extend(part.channels);

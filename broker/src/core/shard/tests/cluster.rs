@@ -292,7 +292,7 @@ fn watchlists_go_through_redis() {
 
     // A resynchronization reports who is signed in here.
     for shard in 0..2 {
-        cluster.shards[shard].handle_mesh(MeshMsg::ClusterDump, now);
+        cluster.shards[shard].handle_mesh(MeshMsg::ClusterDump { round: 1 }, now);
     }
     let mut dumped: Vec<String> = cluster
         .link()

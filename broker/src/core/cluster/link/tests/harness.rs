@@ -11,7 +11,7 @@ use crate::core::channel::ChannelName;
 use crate::core::cluster::link::{AppOptions, Credentials, Effect, Link, LinkOptions, NodeView};
 use crate::core::cluster::resp::{Decoder, Value};
 use crate::core::cluster::scripts::Script;
-use crate::core::cluster::{ChannelSync, ClusterOut, NodeId, PresenceOp, Transitions};
+use crate::core::cluster::{ChannelSync, ClusterOut, NodeId, PresenceOp, ResyncRound, Transitions};
 use crate::core::ids::{AppIdx, SocketId, UserId};
 use crate::core::shard::{Join, MeshMsg, ShardId};
 use crate::core::wire::Wire;
@@ -242,17 +242,16 @@ impl Test {
     /// Answers the dump requests the shards got (`channels` from the first shard); returns
     /// what the resynchronization wrote.
     pub fn dump(&mut self, channels: Vec<ChannelSync>) -> Vec<Sent> {
-        let asked: Vec<ShardId> = self
-            .mesh()
-            .into_iter()
-            .filter(|(_, msg)| matches!(msg, MeshMsg::ClusterDump))
-            .map(|(shard, _)| shard)
-            .collect();
-        assert_eq!(asked, (0..SHARDS).collect::<Vec<_>>());
+        let asked = dump_requests(&self.mesh());
+        assert_eq!(
+            asked.iter().map(|&(shard, _)| shard).collect::<Vec<_>>(),
+            (0..SHARDS).collect::<Vec<_>>()
+        );
         let mut channels = Some(channels);
-        for _ in 0..SHARDS {
+        for (_, round) in asked {
             self.link.handle_out(
                 ClusterOut::Dump {
+                    round,
                     channels: channels.take().unwrap_or_default(),
                     users: Vec::new(),
                     resources: Vec::new(),
@@ -267,6 +266,16 @@ impl Test {
     pub fn lose(&mut self) {
         self.link.handle_lost(self.now);
     }
+}
+
+/// The dump requests among `mesh`: which shard, for which round.
+pub fn dump_requests(mesh: &[(ShardId, MeshMsg)]) -> Vec<(ShardId, ResyncRound)> {
+    mesh.iter()
+        .filter_map(|(shard, msg)| match msg {
+            MeshMsg::ClusterDump { round } => Some((*shard, *round)),
+            _ => None,
+        })
+        .collect()
 }
 
 pub fn bulk(text: &str) -> Value {

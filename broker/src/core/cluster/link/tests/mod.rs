@@ -213,6 +213,47 @@ fn a_report_held_when_the_connection_breaks_mid_resync_is_acted_on_here_once_and
 }
 
 #[test]
+fn a_late_dump_from_a_resync_the_connection_broke_does_not_count_toward_the_next() {
+    let empty_dump = |round| ClusterOut::Dump {
+        round,
+        channels: Vec::new(),
+        users: Vec::new(),
+        resources: Vec::new(),
+    };
+    let mut test = Test::new();
+    let handshake = test.connect();
+    test.answer(&handshake);
+    let first = dump_requests(&test.mesh());
+    assert_eq!(first.len(), SHARDS);
+    let old_round = first[0].1;
+    // Shard 0 answers the first round; the connection breaks before shard 1 does.
+    test.link.handle_out(empty_dump(old_round), test.now);
+    test.lose();
+    test.mesh();
+    test.advance(Duration::from_millis(100));
+    let handshake = test.connect();
+    test.answer(&handshake);
+    let second = dump_requests(&test.mesh());
+    assert_eq!(second.len(), SHARDS);
+    let new_round = second[0].1;
+    assert_ne!(new_round, old_round);
+
+    // Shard 1's dump of the old round arrives late, then shard 0 dumps the new one: the
+    // resync still waits for shard 1's new dump.
+    test.link.handle_out(empty_dump(old_round), test.now);
+    test.link.handle_out(empty_dump(new_round), test.now);
+    assert!(
+        test.sent().is_empty(),
+        "no sweep before every shard dumped this round"
+    );
+    test.link.handle_out(empty_dump(new_round), test.now);
+    let sent = test.sent();
+    assert_eq!(names(&sent), ["Resources", "Revoked", "Sweep"]);
+    test.answer(&sent);
+    assert!(test.link.is_up());
+}
+
+#[test]
 fn a_node_another_declared_dead_reports_its_state_again() {
     let mut test = Test::up();
     test.advance(HEARTBEAT);
@@ -222,11 +263,9 @@ fn a_node_another_declared_dead_reports_its_state_again() {
     test.reply(heartbeat_reply(true, 2, &[0]));
     let effects = test.effects();
     assert!(matches!(notices(&effects)[..], [Notice::DeclaredDead]));
-    let asked: Vec<ShardId> = test
-        .mesh()
+    let asked: Vec<ShardId> = dump_requests(&test.mesh())
         .into_iter()
-        .filter(|(_, m)| matches!(m, MeshMsg::ClusterDump))
-        .map(|(s, _)| s)
+        .map(|(shard, _)| shard)
         .collect();
     assert_eq!(asked, [0, 1]);
 }
@@ -237,7 +276,7 @@ fn redis_copy_of_resources_decides_and_its_later_revocations_are_applied() {
     *test.node.revoked.borrow_mut() = vec![("t-1".into(), 100), ("t-2".into(), 500)];
     let handshake = test.connect();
     test.answer(&handshake);
-    test.mesh();
+    let round = dump_requests(&test.mesh())[0].1;
     let resource = |id: &str, who: &str| StoredResource {
         app: APP,
         kind: "escrow".into(),
@@ -246,6 +285,7 @@ fn redis_copy_of_resources_decides_and_its_later_revocations_are_applied() {
     };
     for resources in [vec![resource("1", "a"), resource("2", "b")], Vec::new()] {
         let dump = ClusterOut::Dump {
+            round,
             channels: Vec::new(),
             users: Vec::new(),
             resources,
