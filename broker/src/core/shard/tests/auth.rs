@@ -7,7 +7,6 @@ use serde_json::json;
 use super::harness::*;
 use crate::core::auth::{hmac_key, sign_channel};
 use crate::core::ids::AppIdx;
-use crate::core::options::Config;
 use crate::core::wire::Fault;
 
 #[test]
@@ -112,22 +111,6 @@ fn revoking_a_token_closes_its_sockets_on_every_shard_and_refuses_it_later() {
             .try_connect_with_token(1, &path, Some("7"), Some(&revoked))
             .is_err()
     );
-}
-
-fn with_policies(c: &mut Config) {
-    use crate::core::policy::RuleConfig;
-    let rule = RuleConfig::new;
-    c.apps[0].policies = vec![
-        RuleConfig {
-            tenant: Some("{tenant}".into()),
-            ..rule("tenant-isolation", "tenant.{tenant}.**")
-        },
-        RuleConfig {
-            user: Some("{id}".into()),
-            actors: vec!["user".into()],
-            ..rule("personal", "user.{id}")
-        },
-    ];
 }
 
 #[test]
