@@ -18,7 +18,7 @@ use crate::core::http::request::{
 };
 use crate::core::http::response;
 use crate::core::ids::SocketId;
-use crate::core::shard::{Accept, ConnKey, ConnectRequest, OutputState};
+use crate::core::shard::{Accept, ConnKey, ConnectRequest, Ended, OutputState};
 use crate::core::wire::Wire;
 use crate::core::ws::handshake::{is_websocket_upgrade, switching_protocols, validate_upgrade};
 use crate::http::{self, Clock, Reply, ServerView};
@@ -341,11 +341,18 @@ async fn websocket<S: Transport>(
     let Some(socket_id) = rt.core().socket_id(key) else {
         return;
     };
+    tracing::info!(
+        socket_id = %socket_id,
+        app = %app_key(&rt, key),
+        client = %remote.ip(),
+        "connection opened"
+    );
     // The 101 goes out before any frame: the writer starts only once it is written. A new
     // socket's send buffer is empty, so this write cannot stall.
     let (written, _) = stream.write_all(handshake).await;
     if written.is_err() {
-        rt.with_core(|core| core.handle_disconnect(key, socket_id, Instant::now()));
+        let ended = rt.with_core(|core| core.handle_disconnect(key, socket_id, Instant::now()));
+        log_ended(&rt, ended);
         return;
     }
     let writer = Rc::new(Writer::new(stream.fd()));
@@ -385,9 +392,37 @@ async fn read_loop<R: AsyncReadRent>(
             Ok(n) => add(&rt.all_metrics[shard].bytes_in, n as u64),
         }
     }
-    rt.with_core(|core| core.handle_disconnect(key, socket_id, Instant::now()));
+    let ended = rt.with_core(|core| core.handle_disconnect(key, socket_id, Instant::now()));
+    log_ended(&rt, ended);
     rt.unregister_writer(key, &writer);
     writer.signal.notify();
+}
+
+/// The app key of a live connection, for logs.
+fn app_key(rt: &ShardRt, key: ConnKey) -> String {
+    let core = rt.core();
+    core.conn_app(key)
+        .map(|app| core.state().apps.get(app).config.key.clone())
+        .unwrap_or_default()
+}
+
+/// The one line an operator reads per closed connection (never a body or a secret).
+fn log_ended(rt: &ShardRt, ended: Option<Ended>) {
+    let Some(ended) = ended else { return };
+    let app = rt.core().state().apps.get(ended.app).config.key.clone();
+    let (closed_by, close_code) = match ended.close {
+        Some(close) => (close.by.as_str(), Some(close.code)),
+        None => ("connection lost", None),
+    };
+    tracing::info!(
+        socket_id = %ended.socket_id,
+        app = %app,
+        client = %ended.remote,
+        duration_ms = ended.lasted.as_millis() as u64,
+        closed_by,
+        close_code,
+        "connection closed"
+    );
 }
 
 /// Splits `/token/{jwt}/app/{key}` into `/app/{key}` and the token; other paths pass through.

@@ -349,16 +349,57 @@ pub fn raw_upgrade(addr: SocketAddr, version: u8) -> String {
 /// Starts the real `ringcast` binary with `config` and waits for its `listening on` line;
 /// the rest of its output is drained in the background.
 pub fn spawn_broker(config: &std::path::Path, log: &str) -> (std::process::Child, SocketAddr) {
+    let (child, addr, _) = spawn_broker_with(config, log, false);
+    (child, addr)
+}
+
+/// Like [`spawn_broker`], keeping what the broker logs (uncoloured) in the returned buffer.
+pub fn spawn_broker_logging(
+    config: &std::path::Path,
+    log: &str,
+) -> (
+    std::process::Child,
+    SocketAddr,
+    std::sync::Arc<std::sync::Mutex<String>>,
+) {
+    spawn_broker_with(config, log, true)
+}
+
+fn spawn_broker_with(
+    config: &std::path::Path,
+    log: &str,
+    keep_log: bool,
+) -> (
+    std::process::Child,
+    SocketAddr,
+    std::sync::Arc<std::sync::Mutex<String>>,
+) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
         .args(["serve", "--config"])
         .arg(config)
         .env("RUST_LOG", log)
+        .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(if keep_log {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .unwrap();
+    let logged = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    if let Some(stderr) = child.stderr.take() {
+        let logged = logged.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut logged = logged.lock().unwrap();
+                logged.push_str(&line);
+                logged.push('\n');
+            }
+        });
+    }
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let addr = loop {
@@ -368,5 +409,5 @@ pub fn spawn_broker(config: &std::path::Path, log: &str) -> (std::process::Child
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    (child, addr, logged)
 }
