@@ -4,20 +4,117 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::sync::{Arc, OnceLock};
+
 use bytes::{Buf, Bytes, BytesMut};
-use monoio::io::AsyncWriteRentExt;
+use monoio::BufResult;
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use ringcast::core::auth::api::signed_query;
 use ringcast::core::auth::hmac_key;
 use ringcast::core::ws::frame::{
     FrameLimits, Message, MessageDecoder, Opcode, Role, encode_client_frame,
 };
+use ringcast::shell::tls::TlsStream;
+use rustls::ClientConnection;
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 
 use crate::Target;
 
+/// A connection to the server: plain TCP, or TLS when the target has `--tls-ca`.
+pub enum Stream {
+    /// `ws://`, `http://`.
+    Plain(TcpStream),
+    /// `wss://`, `https://`.
+    Tls(Box<TlsStream<ClientConnection>>),
+}
+
+impl AsyncReadRent for Stream {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Stream::Plain(s) => s.read(buf).await,
+            Stream::Tls(s) => s.read(buf).await,
+        }
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Stream::Plain(s) => s.readv(buf).await,
+            Stream::Tls(s) => s.readv(buf).await,
+        }
+    }
+}
+
+impl AsyncWriteRent for Stream {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Stream::Plain(s) => s.write(buf).await,
+            Stream::Tls(s) => s.write(buf).await,
+        }
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            Stream::Plain(s) => s.writev(buf).await,
+            Stream::Tls(s) => s.writev(buf).await,
+        }
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush().await,
+            Stream::Tls(s) => s.flush().await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.shutdown().await,
+            Stream::Tls(s) => s.shutdown().await,
+        }
+    }
+}
+
+/// The client configuration for `--tls-ca` (built once: every connection shares it).
+fn tls_config(ca: &std::path::Path) -> io::Result<Arc<rustls::ClientConfig>> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    if let Some(config) = CONFIG.get() {
+        return Ok(config.clone());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(io::Error::other)? {
+        roots
+            .add(cert.map_err(io::Error::other)?)
+            .map_err(io::Error::other)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(CONFIG.get_or_init(|| Arc::new(config)).clone())
+}
+
+/// Opens a connection from `source` (if given) to the target: TCP, then the TLS handshake
+/// when the target has `--tls-ca`.
+pub async fn connect_from(target: &Target, source: Option<Ipv4Addr>) -> io::Result<Stream> {
+    let tcp = connect_tcp(target, source).await?;
+    let Some(ca) = &target.tls_ca else {
+        return Ok(Stream::Plain(tcp));
+    };
+    let name = ServerName::try_from("localhost").map_err(io::Error::other)?;
+    let conn = ClientConnection::new(tls_config(ca)?, name).map_err(io::Error::other)?;
+    let tls = TlsStream::connect(tcp, conn)
+        .await
+        .map_err(io::Error::other)?;
+    Ok(Stream::Tls(Box::new(tls)))
+}
+
 /// Opens a TCP connection from `source` (if given) to the target without blocking the
 /// runtime: a non-blocking `connect`, then a wait for writability (at most 5 s).
-pub async fn connect_from(target: &Target, source: Option<Ipv4Addr>) -> io::Result<TcpStream> {
+async fn connect_tcp(target: &Target, source: Option<Ipv4Addr>) -> io::Result<TcpStream> {
     let host: Ipv4Addr = target
         .host
         .parse()
@@ -50,12 +147,12 @@ pub async fn connect_from(target: &Target, source: Option<Ipv4Addr>) -> io::Resu
     }
 }
 
-async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+async fn read_more(stream: &mut Stream, buf: &mut BytesMut) -> io::Result<usize> {
     ringcast::shell::io::read_more(stream, buf, 4096).await
 }
 
 /// Reads until `buf` holds a whole HTTP response head; returns its length.
-async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+async fn read_head(stream: &mut Stream, buf: &mut BytesMut) -> io::Result<usize> {
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             return Ok(end + 4);
@@ -71,14 +168,14 @@ async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usi
 
 /// A Pusher WebSocket connection.
 pub struct PusherConn {
-    stream: TcpStream,
+    stream: Stream,
     buf: BytesMut,
     decoder: MessageDecoder,
 }
 
 impl PusherConn {
     /// Upgrades `stream` to a Pusher connection and returns it with its socket id.
-    pub async fn open(mut stream: TcpStream, target: &Target) -> io::Result<(Self, String)> {
+    pub async fn open(mut stream: Stream, target: &Target) -> io::Result<(Self, String)> {
         let request = format!(
             "GET /app/{}?protocol=7&client=ringcast-bench&version=0.1 HTTP/1.1\r\nHost: {}:{}\r\n\
              Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
@@ -202,7 +299,7 @@ fn fastish_mask() -> [u8; 4] {
 /// An HTTP/1.1 connection for signed API calls, kept alive while the server allows; a
 /// request on a connection the server has closed is retried once on a new one.
 pub struct ApiConn {
-    stream: TcpStream,
+    stream: Stream,
     buf: BytesMut,
     /// The server said `Connection: close`, or the connection failed.
     closed: bool,

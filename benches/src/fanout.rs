@@ -619,6 +619,7 @@ mod tests {
             app_id: "a".into(),
             key: "k".into(),
             secret: "s".into(),
+            tls_ca: None,
         };
         let nodes = ["127.0.0.12:2".to_owned(), "127.0.0.13:3".to_owned()];
         let targets = node_targets(&target, &nodes).unwrap();

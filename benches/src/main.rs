@@ -81,6 +81,10 @@ pub struct Target {
     /// App secret.
     #[arg(long, default_value = "ringcast-demo-secret")]
     pub secret: String,
+    /// Connect with TLS (`wss://`, `https://`), trusting the CA certificate in this PEM file;
+    /// the server's certificate must name `localhost` or the host.
+    #[arg(long)]
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 /// Options of `fanout`.

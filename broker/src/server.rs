@@ -10,6 +10,7 @@ use crate::core::options::Config;
 use crate::core::shard::Shared;
 use crate::http::AdminAssets;
 use crate::metrics::WebhookMetrics;
+use crate::shell::tls::CertStore;
 
 /// The server's state, shared by every shard's runtime and the HTTP handlers.
 pub struct ServerState {
@@ -23,17 +24,20 @@ pub struct ServerState {
     pub webhook_metrics: Arc<WebhookMetrics>,
     /// The audit writer's counters (read by `/metrics`).
     pub audit_metrics: Arc<AuditMetrics>,
+    /// The certificate served when `[server.tls]` is set (`SIGHUP` reloads it).
+    pub tls: Option<CertStore>,
 }
 
 impl ServerState {
     /// The state for `config` with `shared` (built from the same config, and filled with the
     /// stored resources), the admin UI read from `server.admin_ui_dir`, and the writers'
-    /// counters.
+    /// counters, and the certificate loaded from `[server.tls]` (if set).
     pub fn new(
         config: Config,
         shared: Shared,
         webhook_metrics: Arc<WebhookMetrics>,
         audit_metrics: Arc<AuditMetrics>,
+        tls: Option<CertStore>,
     ) -> Self {
         Self {
             admin_ui: AdminAssets::load(&config.server.admin_ui_dir),
@@ -44,6 +48,7 @@ impl ServerState {
             shared: Arc::new(shared),
             webhook_metrics,
             audit_metrics,
+            tls,
         }
     }
 }

@@ -465,3 +465,83 @@ fn failed_authorizations_are_counted_per_app_and_tenant() {
         "{text}"
     );
 }
+
+#[test]
+fn each_connection_logs_one_line_when_opened_and_one_when_closed_without_bodies_or_secrets() {
+    let dir = support::temp_dir("logs");
+    let config = dir.join("ringcast.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nport = 0\nshards = 1\ndata_dir = {:?}\n\n[[apps]]\nid = \"{}\"\nkey = \"{}\"\nsecret = \"{}\"\n",
+            dir.join("data"),
+            support::APP_ID,
+            support::KEY,
+            support::SECRET,
+        ),
+    )
+    .unwrap();
+    let (mut child, addr, log) = support::spawn_broker_logging(&config, "info");
+    let mut client = WsClient::connect(addr);
+    client.subscribe("news");
+    let body = r#"{"name":"headline","channel":"news","data":"a very private body"}"#;
+    let (status, _) = support::api(
+        addr,
+        "POST",
+        &format!("/apps/{}/events", support::APP_ID),
+        body,
+        &[],
+    );
+    assert_eq!(status, 200);
+    client.recv_until(Duration::from_secs(5), |v| v["event"] == "headline");
+    client.send_raw(&ringcast::core::ws::frame::encode_client_frame(
+        ringcast::core::ws::frame::Opcode::Close,
+        &1000u16.to_be_bytes(),
+        [1, 2, 3, 4],
+        true,
+    ));
+    assert_eq!(client.recv(), Some(json!({"close": 1000})));
+    let closed = |log: &str| {
+        log.lines()
+            .find(|l| l.contains("connection closed"))
+            .map(str::to_owned)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        if let Some(line) = closed(&log.lock().unwrap()) {
+            break line;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no close line in {}",
+            log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let logged = log.lock().unwrap().clone();
+    let opened = logged
+        .lines()
+        .find(|l| l.contains("connection opened"))
+        .expect("an open line");
+    for part in [
+        format!("socket_id={}", client.socket_id),
+        format!("app={}", support::KEY),
+        "client=127.0.0.1".to_owned(),
+    ] {
+        assert!(opened.contains(&part), "{part} in {opened}");
+        assert!(line.contains(&part), "{part} in {line}");
+    }
+    for part in ["duration_ms=", "closed_by=\"client\"", "close_code=1000"] {
+        assert!(line.contains(part), "{part} in {line}");
+    }
+    assert!(
+        !logged.contains("a very private body"),
+        "a body was logged: {logged}"
+    );
+    assert!(
+        !logged.contains(support::SECRET),
+        "the secret was logged: {logged}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -2,7 +2,8 @@
 // playwright-core, the broker binary serving target/admin-ui/dist at /admin/. Signs in (after a
 // refused attempt that must show an error and reach the security feed), watches the overview's
 // connection count follow WebSocket clients, opens the apps page, and saves screenshots of each
-// page, wide and narrow, under target/ui-screenshots/.
+// page, wide and narrow, under target/ui-screenshots/. A cluster node names its cluster, and a
+// broker with [server.tls] serves the dashboard over https with a Secure session cookie.
 // Run with `scripts/ui-test` (builds first) or `node --test tests/ui/`.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -34,9 +35,10 @@ const extraBrokers = [];
 
 /**
  * Starts a broker on a free port and resolves with its address; `name` keeps its files
- * apart, `host` its address, and `cluster` (a `[cluster]` TOML body) puts it in a cluster.
+ * apart, `host` its address, `cluster` (a `[cluster]` TOML body) puts it in a cluster, and
+ * `tls` (a directory made by scripts/test-certs) has it serve https:// and wss://.
  */
-async function startBroker({ name = 'main', host = '127.0.0.1', cluster } = {}) {
+async function startBroker({ name = 'main', host = '127.0.0.1', cluster, tls } = {}) {
   const hash = execFileSync(BROKER, ['hash-password'], { input: PASSWORD }).toString().trim();
   const config = path.join(scratch, `${name}.toml`);
   await writeFile(config, `
@@ -46,6 +48,7 @@ port = 0
 shards = 2
 data_dir = "${path.join(scratch, `${name}-data`)}"
 admin_ui_dir = "${DIST}"
+${tls ? `\n[server.tls]\ncert_file = "${tls}/server.crt"\nkey_file = "${tls}/server.key"\n` : ''}
 ${cluster ? `\n[cluster]\n${cluster}\n` : ''}
 [[apps]]
 id = "${APP.id}"
@@ -351,5 +354,47 @@ test('a cluster node names itself and counts the whole cluster', { timeout: 60_0
     await page.close();
   } finally {
     await redis.stop();
+  }
+});
+
+test('the dashboard over https: a Secure session cookie, the live overview and wss clients', { timeout: 120_000 }, async () => {
+  const certs = path.join(scratch, 'certs');
+  execFileSync(path.join(ROOT, 'scripts/test-certs'), [certs]);
+  const address = await startBroker({ name: 'tls', tls: certs });
+  const base = `https://${address}`;
+  // The certificate is signed by the test CA, which this browser does not know.
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  try {
+    const tlsContext = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
+    const page = await tlsContext.newPage();
+    const problems = [];
+    page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
+    await page.goto(`${base}/admin/`);
+    await page.locator('form.signin').waitFor({ timeout: 30_000 });
+    await page.getByLabel('Name').fill('ops');
+    await page.getByLabel('Password').fill(PASSWORD);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('link', { name: 'Overview' }).waitFor();
+    const session = (await tlsContext.cookies(`${base}/admin/`)).find((c) => c.name === 'ringcast_admin');
+    assert.ok(session, 'a session cookie for /admin');
+    assert.equal(session.secure, true, 'the session cookie is Secure under TLS');
+    assert.equal(session.httpOnly, true);
+
+    // The live overview (server-sent events over TLS) follows clients on wss://.
+    await page.waitForFunction(() => document.querySelector('[data-metric="Connections"]')?.textContent === '0');
+    const clients = await tlsContext.newPage();
+    await clients.goto(`${base}/up`);
+    await clients.evaluate(({ key }) => {
+      window.sockets = [0, 1].map(() => new WebSocket(`wss://${location.host}/app/${key}?protocol=7`));
+    }, { key: APP.key });
+    await page.waitForFunction(
+      () => document.querySelector('[data-metric="Connections"]')?.textContent === '2',
+      null,
+      { timeout: 10_000 },
+    );
+    await shoot(page, 'overview-tls');
+    assert.deepEqual(problems, []);
+  } finally {
+    await browser.close();
   }
 });

@@ -295,9 +295,10 @@ fn sign_in(
                 remote,
                 who.is_none().then(|| "token".to_owned()),
             );
-            let secure = head
-                .header("x-forwarded-proto")
-                .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+            let secure = view.tls
+                || head
+                    .header("x-forwarded-proto")
+                    .is_some_and(|p| p.eq_ignore_ascii_case("https"));
             let cookie = format!(
                 "{SESSION_COOKIE}={token}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={}{}",
                 SESSION_TTL.as_secs(),

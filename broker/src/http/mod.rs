@@ -37,6 +37,8 @@ pub struct ServerView<'a> {
     pub shutting_down: bool,
     /// The client's address (for audit records).
     pub remote: std::net::IpAddr,
+    /// Whether the request came over TLS (the admin cookie is then `Secure`).
+    pub tls: bool,
 }
 
 /// A handler's result.

@@ -2,23 +2,23 @@
 //! WebSocket with a reader loop and a writer task.
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BytesMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
 use super::io::{self, write_batch};
 use super::runtime::{ShardRt, Writer};
+use super::tls::{self, Transport};
 use crate::core::auth::jwt::looks_like_token;
 use crate::core::http::request::{
     BodyLength, ChunkedDecoder, HeadError, HeadLimits, RequestHead, parse_head,
 };
 use crate::core::http::response;
 use crate::core::ids::SocketId;
-use crate::core::shard::{Accept, ConnKey, ConnectRequest, OutputState};
+use crate::core::shard::{Accept, ConnKey, ConnectRequest, Ended, OutputState};
 use crate::core::wire::Wire;
 use crate::core::ws::handshake::{is_websocket_upgrade, switching_protocols, validate_upgrade};
 use crate::http::{self, Clock, Reply, ServerView};
@@ -42,9 +42,32 @@ enum ReadHeadError {
     Head(HeadError),
 }
 
-/// Serves one accepted TCP connection until it closes.
+/// Serves one accepted TCP connection until it closes: plain, or TLS after its handshake
+/// when `[server.tls]` is set.
 pub async fn serve(rt: Rc<ShardRt>, stream: TcpStream, remote: SocketAddr) {
     let _ = stream.set_nodelay(true);
+    let Some(certs) = &rt.state.tls else {
+        return serve_stream(
+            rt,
+            stream,
+            BytesMut::with_capacity(INITIAL_READ_BYTES),
+            remote,
+        )
+        .await;
+    };
+    let handshake = tls::accept(stream, certs.current(), BytesMut::new());
+    match monoio::time::timeout(rt.state.shared.config.handshake_timeout, handshake).await {
+        Ok(Ok(stream)) => {
+            let buf = BytesMut::with_capacity(INITIAL_READ_BYTES);
+            serve_stream(rt, stream, buf, remote).await;
+        }
+        Ok(Err(err)) => tracing::debug!(%remote, %err, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%remote, "TLS handshake not completed in time"),
+    }
+}
+
+/// Serves a connection's requests until it closes or becomes a WebSocket.
+async fn serve_stream<S: Transport>(rt: Rc<ShardRt>, stream: S, buf: BytesMut, remote: SocketAddr) {
     let config = &rt.state.shared.config;
     let limits = HeadLimits {
         max_head_bytes: config.max_request_head_bytes,
@@ -52,7 +75,7 @@ pub async fn serve(rt: Rc<ShardRt>, stream: TcpStream, remote: SocketAddr) {
     };
     let handshake_timeout = config.handshake_timeout;
     let mut stream = stream;
-    let mut buf = BytesMut::with_capacity(INITIAL_READ_BYTES);
+    let mut buf = buf;
     loop {
         // The in-flight read owns the buffer when the timeout cancels it, so whether a request
         // had started is kept outside the read.
@@ -90,8 +113,8 @@ pub async fn serve(rt: Rc<ShardRt>, stream: TcpStream, remote: SocketAddr) {
     }
 }
 
-async fn read_head(
-    stream: &mut TcpStream,
+async fn read_head<S: AsyncReadRent>(
+    stream: &mut S,
     buf: &mut BytesMut,
     limits: &HeadLimits,
     started: &mut bool,
@@ -116,9 +139,9 @@ async fn read_more<R: AsyncReadRent>(reader: &mut R, buf: &mut BytesMut) -> std:
 }
 
 /// Serves one HTTP request; returns whether the connection stays open for another.
-async fn serve_http(
+async fn serve_http<S: AsyncReadRent + AsyncWriteRent>(
     rt: &Rc<ShardRt>,
-    stream: &mut TcpStream,
+    stream: &mut S,
     head: &RequestHead,
     buf: &mut BytesMut,
     remote: std::net::IpAddr,
@@ -147,6 +170,7 @@ async fn serve_http(
         driver: rt.driver.name(),
         shutting_down: rt.shutting_down.get(),
         remote,
+        tls: rt.state.tls.is_some(),
     };
     let reply = rt.with_core(|core| http::handle(core, &view, head, &body, &clock));
     let bytes = match reply {
@@ -186,7 +210,7 @@ async fn serve_http(
 
 /// Streams the dashboard's overview once a second as server-sent events, until the client
 /// goes away (the next write fails) or the server shuts down.
-async fn live(rt: &Rc<ShardRt>, stream: &mut TcpStream) {
+async fn live<S: AsyncWriteRent>(rt: &Rc<ShardRt>, stream: &mut S) {
     let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n\
                 Connection: close\r\nX-Accel-Buffering: no\r\n\r\n";
     if stream.write_all(head.as_bytes().to_vec()).await.0.is_err() {
@@ -206,8 +230,8 @@ async fn live(rt: &Rc<ShardRt>, stream: &mut TcpStream) {
     }
 }
 
-async fn read_body(
-    stream: &mut TcpStream,
+async fn read_body<S: AsyncReadRent>(
+    stream: &mut S,
     buf: &mut BytesMut,
     head: &RequestHead,
     max_body: usize,
@@ -246,9 +270,9 @@ async fn read_body(
     }
 }
 
-async fn websocket(
+async fn websocket<S: Transport>(
     rt: Rc<ShardRt>,
-    mut stream: TcpStream,
+    mut stream: S,
     head: RequestHead,
     buf: BytesMut,
     remote: SocketAddr,
@@ -317,16 +341,23 @@ async fn websocket(
     let Some(socket_id) = rt.core().socket_id(key) else {
         return;
     };
+    tracing::info!(
+        socket_id = %socket_id,
+        app = %app_key(&rt, key),
+        client = %remote.ip(),
+        "connection opened"
+    );
     // The 101 goes out before any frame: the writer starts only once it is written. A new
     // socket's send buffer is empty, so this write cannot stall.
     let (written, _) = stream.write_all(handshake).await;
     if written.is_err() {
-        rt.with_core(|core| core.handle_disconnect(key, socket_id, Instant::now()));
+        let ended = rt.with_core(|core| core.handle_disconnect(key, socket_id, Instant::now()));
+        log_ended(&rt, ended);
         return;
     }
-    let writer = Rc::new(Writer::new(stream.as_raw_fd()));
+    let writer = Rc::new(Writer::new(stream.fd()));
     rt.register_writer(key, writer.clone());
-    let (reader, write_half) = stream.into_split();
+    let (reader, write_half) = stream.split();
     // Two small tasks for the connection's lifetime; this one, which carried the handshake's
     // state, ends here, so an idle connection costs only what they hold.
     monoio::spawn(write_loop(
@@ -361,9 +392,37 @@ async fn read_loop<R: AsyncReadRent>(
             Ok(n) => add(&rt.all_metrics[shard].bytes_in, n as u64),
         }
     }
-    rt.with_core(|core| core.handle_disconnect(key, socket_id, Instant::now()));
+    let ended = rt.with_core(|core| core.handle_disconnect(key, socket_id, Instant::now()));
+    log_ended(&rt, ended);
     rt.unregister_writer(key, &writer);
     writer.signal.notify();
+}
+
+/// The app key of a live connection, for logs.
+fn app_key(rt: &ShardRt, key: ConnKey) -> String {
+    let core = rt.core();
+    core.conn_app(key)
+        .map(|app| core.state().apps.get(app).config.key.clone())
+        .unwrap_or_default()
+}
+
+/// The one line an operator reads per closed connection (never a body or a secret).
+fn log_ended(rt: &ShardRt, ended: Option<Ended>) {
+    let Some(ended) = ended else { return };
+    let app = rt.core().state().apps.get(ended.app).config.key.clone();
+    let (closed_by, close_code) = match ended.close {
+        Some(close) => (close.by.as_str(), Some(close.code)),
+        None => ("connection lost", None),
+    };
+    tracing::info!(
+        socket_id = %ended.socket_id,
+        app = %app,
+        client = %ended.remote,
+        duration_ms = ended.lasted.as_millis() as u64,
+        closed_by,
+        close_code,
+        "connection closed"
+    );
 }
 
 /// Splits `/token/{jwt}/app/{key}` into `/app/{key}` and the token; other paths pass through.
@@ -399,7 +458,7 @@ async fn write_loop<W: AsyncWriteRent>(
     writer: Rc<Writer>,
 ) {
     let shard = rt.core().id();
-    loop {
+    let closed_cleanly = loop {
         let mut frames = rt.lend_frames();
         let taken = rt.core().take_output(
             key,
@@ -413,7 +472,7 @@ async fn write_loop<W: AsyncWriteRent>(
             rt.return_frames(frames);
             if state == OutputState::Close {
                 await_peer_close(&rt, key, socket_id, &writer).await;
-                break;
+                break true;
             }
             writer.signal.wait().await;
             continue;
@@ -435,7 +494,7 @@ async fn write_loop<W: AsyncWriteRent>(
         };
         writer.disarm();
         if result.is_err() {
-            break;
+            break false;
         }
         let metrics = &rt.all_metrics[shard];
         inc(&metrics.write_calls);
@@ -449,8 +508,14 @@ async fn write_loop<W: AsyncWriteRent>(
         }
         if state == OutputState::Close {
             await_peer_close(&rt, key, socket_id, &writer).await;
-            break;
+            break true;
         }
+    };
+    if closed_cleanly && !writer.expired() {
+        // The transport's own goodbye (TLS: `close_notify`), bounded like any write.
+        writer.arm(WRITE_STALL);
+        let _ = sink.shutdown().await;
+        writer.disarm();
     }
     // Both directions, so that the reader (waiting in read) sees end-of-stream and cleans up.
     writer.shutdown();

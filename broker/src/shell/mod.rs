@@ -10,6 +10,7 @@ mod conn;
 pub mod io;
 mod runtime;
 mod signals;
+pub mod tls;
 
 pub use runtime::Signal;
 
@@ -45,6 +46,9 @@ pub enum StartError {
     /// The data directory or the audit store could not be opened.
     #[error("{0}")]
     Storage(String),
+    /// `[server.tls]` names a certificate or key that cannot be used.
+    #[error("[server.tls]: {0}")]
+    Tls(#[from] tls::CertError),
 }
 
 /// A running server.
@@ -62,6 +66,7 @@ pub struct Server {
         thread::JoinHandle<()>,
     )>,
     shutdown_timeout: Duration,
+    state: Arc<ServerState>,
 }
 
 /// Requests from the shards that may wait for the cluster link before shards keep a backlog.
@@ -78,6 +83,14 @@ const WEBHOOK_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 impl Server {
     /// Binds every shard's listener and starts the shard threads.
     pub fn start(config: Config) -> Result<Server, StartError> {
+        // Before any thread exists, so that every thread inherits the mask.
+        signals::block_handled_signals();
+        let tls = config
+            .server
+            .tls
+            .as_ref()
+            .map(tls::CertStore::load)
+            .transpose()?;
         let requested = SocketAddr::new(config.server.host, config.server.port);
         let driver = runtime::choose_driver(config.server.driver);
         let shard_count = config.server.shards.max(1);
@@ -110,7 +123,7 @@ impl Server {
                 shared.initial_resources[idx].insert((kind, id), resource);
             }
         }
-        let state = ServerState::new(config, shared, webhook_metrics.clone(), audit_metrics);
+        let state = ServerState::new(config, shared, webhook_metrics.clone(), audit_metrics, tls);
         if !state.admin_ui.is_built() {
             tracing::warn!(
                 dir = %state.shared.config.admin_ui_dir.display(),
@@ -128,7 +141,6 @@ impl Server {
                 .collect(),
         );
         let mesh = runtime::Mesh::new(shard_count, shared.config.mesh_queue_capacity);
-        signals::block_termination_signals();
         let cluster = match shared.config.cluster.clone() {
             Some(config) => {
                 let (sender, receiver) = async_channel::bounded(CLUSTER_QUEUE_CAPACITY);
@@ -167,8 +179,14 @@ impl Server {
                 .map_err(StartError::Thread)?;
             threads.push(thread);
         }
-        tracing::info!(%addr, shards = shard_count, driver = driver.name(), "listening");
+        let scheme = if state.tls.is_some() {
+            "https/wss"
+        } else {
+            "http/ws"
+        };
+        tracing::info!(%addr, shards = shard_count, driver = driver.name(), scheme, "listening");
         Ok(Server {
+            state,
             addr,
             driver,
             mesh,
@@ -192,8 +210,34 @@ impl Server {
         self.driver
     }
 
-    /// Blocks until SIGTERM or SIGINT, then shuts down gracefully.
+    /// Reads `[server.tls]`'s files again: new connections get the new certificate, live
+    /// ones keep theirs; on an error the old certificate stays. `Ok(false)`: no TLS.
+    pub fn reload_tls(&self) -> Result<bool, tls::CertError> {
+        reload_tls(&self.state)
+    }
+
+    /// Blocks until SIGTERM or SIGINT, then shuts down gracefully. Meanwhile SIGHUP reloads
+    /// the TLS certificate.
     pub fn run_until_signal(self) {
+        let state = self.state.clone();
+        let reloader = thread::Builder::new()
+            .name("ringcast-sighup".into())
+            .spawn(move || {
+                loop {
+                    signals::wait_for_reload();
+                    match reload_tls(&state) {
+                        Ok(true) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                        Ok(false) => tracing::info!("SIGHUP: no [server.tls], nothing to reload"),
+                        Err(err) => tracing::error!(
+                            %err,
+                            "SIGHUP: TLS certificate not reloaded; the previous one stays in use"
+                        ),
+                    }
+                }
+            });
+        if let Err(err) = reloader {
+            tracing::warn!(%err, "cannot start the SIGHUP thread; certificates will not reload");
+        }
         let signal = signals::wait_for_termination();
         tracing::info!(signal, "shutting down");
         self.shutdown();
@@ -239,6 +283,13 @@ impl Server {
         if self.audit_thread.is_finished() {
             let _ = self.audit_thread.join();
         }
+    }
+}
+
+fn reload_tls(state: &ServerState) -> Result<bool, tls::CertError> {
+    match &state.tls {
+        Some(store) => store.reload().map(|()| true),
+        None => Ok(false),
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod hooks;
 pub mod redis;
+pub mod tls;
 
 // Like the rest of this module, unused by the test crates that do not need Redis.
 #[allow(unused_imports)]
@@ -56,6 +57,11 @@ impl TestServer {
         }
     }
 
+    /// The running server.
+    pub fn server(&self) -> &Server {
+        self.server.as_ref().expect("running")
+    }
+
     pub fn shutdown(mut self) {
         if let Some(server) = self.server.take() {
             server.shutdown();
@@ -71,9 +77,21 @@ impl Drop for TestServer {
     }
 }
 
+/// A client's byte stream: plain TCP, or TLS over it.
+pub trait Duplex: Read + Write + Send {
+    /// The TCP socket underneath (for timeouts).
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Duplex for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
 /// A blocking WebSocket client speaking the Pusher protocol.
 pub struct WsClient {
-    stream: TcpStream,
+    stream: Box<dyn Duplex>,
     buf: BytesMut,
     decoder: MessageDecoder,
     pub socket_id: String,
@@ -108,7 +126,8 @@ impl WsClient {
             socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
         socket.set_recv_buffer_size(4096).unwrap();
         socket.connect(&addr.into()).unwrap();
-        let mut client = Self::upgrade(socket.into(), addr, &format!("/app/{KEY}?protocol=7"));
+        let stream: TcpStream = socket.into();
+        let mut client = Self::upgrade(stream, addr, &format!("/app/{KEY}?protocol=7"));
         let hello = client.recv().expect("connection_established");
         let data: Value = serde_json::from_str(hello["data"].as_str().unwrap()).unwrap();
         client.socket_id = data["socket_id"].as_str().unwrap().to_owned();
@@ -120,8 +139,20 @@ impl WsClient {
         Self::upgrade(TcpStream::connect(addr).unwrap(), addr, path)
     }
 
-    fn upgrade(mut stream: TcpStream, addr: SocketAddr, path: &str) -> Self {
+    /// Connects over `stream` (e.g. TLS) and reads `connection_established`.
+    pub fn connect_over(stream: impl Duplex + 'static, addr: SocketAddr) -> Self {
+        let mut client = Self::upgrade(stream, addr, &format!("/app/{KEY}?protocol=7"));
+        let hello = client.recv().expect("connection_established");
+        assert_eq!(hello["event"], "pusher:connection_established", "{hello}");
+        let data: Value = serde_json::from_str(hello["data"].as_str().unwrap()).unwrap();
+        client.socket_id = data["socket_id"].as_str().unwrap().to_owned();
+        client
+    }
+
+    fn upgrade(stream: impl Duplex + 'static, addr: SocketAddr, path: &str) -> Self {
+        let mut stream: Box<dyn Duplex> = Box::new(stream);
         stream
+            .tcp()
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
         let request = format!(
@@ -162,7 +193,7 @@ impl WsClient {
 
     /// How long [`WsClient::recv`] waits before giving up (5 s unless changed).
     pub fn set_read_timeout(&self, timeout: Duration) {
-        self.stream.set_read_timeout(Some(timeout)).unwrap();
+        self.stream.tcp().set_read_timeout(Some(timeout)).unwrap();
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
@@ -236,6 +267,16 @@ pub fn api(
     body: &str,
     extra: &[(&str, &str)],
 ) -> (u16, Value) {
+    http(
+        addr,
+        method,
+        &signed_target(method, path, body, extra),
+        body,
+    )
+}
+
+/// `path` with the signed query of a Pusher HTTP API request, signed now.
+pub fn signed_target(method: &str, path: &str, body: &str, extra: &[(&str, &str)]) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -249,7 +290,7 @@ pub fn api(
         body.as_bytes(),
         extra,
     );
-    http(addr, method, &format!("{path}?{query}"), body)
+    format!("{path}?{query}")
 }
 
 /// A plain HTTP/1.1 request with `Connection: close`.
@@ -308,16 +349,57 @@ pub fn raw_upgrade(addr: SocketAddr, version: u8) -> String {
 /// Starts the real `ringcast` binary with `config` and waits for its `listening on` line;
 /// the rest of its output is drained in the background.
 pub fn spawn_broker(config: &std::path::Path, log: &str) -> (std::process::Child, SocketAddr) {
+    let (child, addr, _) = spawn_broker_with(config, log, false);
+    (child, addr)
+}
+
+/// Like [`spawn_broker`], keeping what the broker logs (uncoloured) in the returned buffer.
+pub fn spawn_broker_logging(
+    config: &std::path::Path,
+    log: &str,
+) -> (
+    std::process::Child,
+    SocketAddr,
+    std::sync::Arc<std::sync::Mutex<String>>,
+) {
+    spawn_broker_with(config, log, true)
+}
+
+fn spawn_broker_with(
+    config: &std::path::Path,
+    log: &str,
+    keep_log: bool,
+) -> (
+    std::process::Child,
+    SocketAddr,
+    std::sync::Arc<std::sync::Mutex<String>>,
+) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
         .args(["serve", "--config"])
         .arg(config)
         .env("RUST_LOG", log)
+        .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(if keep_log {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .unwrap();
+    let logged = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    if let Some(stderr) = child.stderr.take() {
+        let logged = logged.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut logged = logged.lock().unwrap();
+                logged.push_str(&line);
+                logged.push('\n');
+            }
+        });
+    }
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let addr = loop {
@@ -327,5 +409,5 @@ pub fn spawn_broker(config: &std::path::Path, log: &str) -> (std::process::Child
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    (child, addr, logged)
 }

@@ -5,7 +5,7 @@
 
 import { spawn } from 'node:child_process';
 import { accessSync, constants as fsConstants, existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -78,6 +78,24 @@ export const DEFAULT_APPS = Object.freeze([
   ORIGIN_APP,
   NO_CLIENT_EVENTS_APP,
 ]);
+
+/**
+ * The suite's test certificates, made by `scripts/conformance` (a CA, trusted by Node through
+ * `NODE_EXTRA_CA_CERTS`, and two server certificates it signed for localhost and 127.0.0.1).
+ */
+export function tlsFiles() {
+  const dir = process.env.RINGCAST_TEST_TLS_DIR;
+  if (!dir || !existsSync(join(dir, 'server.crt'))) {
+    throw new Error('RINGCAST_TEST_TLS_DIR is not set: run the suite through scripts/conformance');
+  }
+  return {
+    ca: join(dir, 'ca.crt'),
+    cert: join(dir, 'server.crt'),
+    key: join(dir, 'server.key'),
+    secondCert: join(dir, 'second.crt'),
+    secondKey: join(dir, 'second.key'),
+  };
+}
 
 /** Path of the broker binary: `RINGCAST_BIN`, else `<repo>/target/debug/ringcast`. */
 export function brokerBinary() {
@@ -162,9 +180,11 @@ function appendTail(buf, chunk) {
  * @param {object[]} [opts.apps] apps to configure (default `DEFAULT_APPS`)
  * @param {object} [opts.server] overrides for the `[server]` table
  * @param {object} [opts.cluster] a `[cluster]` table (cluster mode through Redis)
+ * @param {boolean} [opts.tls] serve wss:// and https:// with the suite's test certificate
+ *   (see `tlsFiles`); the broker's copy of it is `broker.certFile` / `broker.keyFile`
  * @returns {Promise<Broker>}
  */
-export async function startBroker({ apps = DEFAULT_APPS, server = {}, cluster } = {}) {
+export async function startBroker({ apps = DEFAULT_APPS, server = {}, cluster, tls = false } = {}) {
   const bin = assertBrokerBinary();
   const dir = await mkdtemp(join(tmpdir(), 'ringcast-conf-'));
   const dataDir = join(dir, 'data');
@@ -177,6 +197,13 @@ export async function startBroker({ apps = DEFAULT_APPS, server = {}, cluster } 
     data_dir: dataDir,
     ...server,
   };
+  if (tls) {
+    // A copy per broker, so that a test may replace it and send SIGHUP.
+    const files = tlsFiles();
+    serverTable.tls = { cert_file: join(dir, 'server.crt'), key_file: join(dir, 'server.key') };
+    await copyFile(files.cert, serverTable.tls.cert_file);
+    await copyFile(files.key, serverTable.tls.key_file);
+  }
   await writeFile(configPath, renderConfig({ server: serverTable, apps, cluster }));
 
   const child = spawn(bin, ['serve', '--config', configPath], {
@@ -184,7 +211,7 @@ export async function startBroker({ apps = DEFAULT_APPS, server = {}, cluster } 
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_BACKTRACE: '1', NO_COLOR: '1' },
   });
-  const broker = new Broker(child, { dir, configPath, apps });
+  const broker = new Broker(child, { dir, configPath, apps, tls });
   try {
     await broker.ready();
   } catch (err) {
@@ -196,8 +223,12 @@ export async function startBroker({ apps = DEFAULT_APPS, server = {}, cluster } 
 
 /** A running broker process. */
 export class Broker {
-  constructor(child, { dir, configPath, apps }) {
+  constructor(child, { dir, configPath, apps, tls = false }) {
     this.child = child;
+    /** Whether the broker speaks TLS (`https://`, `wss://`). */
+    this.tls = tls;
+    this.certFile = tls ? join(dir, 'server.crt') : null;
+    this.keyFile = tls ? join(dir, 'server.key') : null;
     this.dir = dir;
     this.configPath = configPath;
     this.apps = apps;
@@ -232,9 +263,10 @@ export class Broker {
     return app;
   }
 
-  /** `http://host:port` of the broker (HTTP API, /up, /metrics). */
+  /** `http://host:port` (or `https://`) of the broker (HTTP API, /up, /metrics). */
   get httpBase() {
-    return `http://${this.host.includes(':') ? `[${this.host}]` : this.host}:${this.port}`;
+    const scheme = this.tls ? 'https' : 'http';
+    return `${scheme}://${this.host.includes(':') ? `[${this.host}]` : this.host}:${this.port}`;
   }
 
   /** `ws://host:port` of the broker. */

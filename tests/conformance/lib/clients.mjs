@@ -29,7 +29,7 @@ export function serverSdk(broker, app = broker.app, overrides = {}) {
     secret: app.secret,
     host: broker.host,
     port: broker.port,
-    useTLS: false,
+    useTLS: broker.tls,
     timeout: 5_000,
     ...overrides,
   });
@@ -101,13 +101,14 @@ export function pusherOptions(broker, { app, authSecret, user, masterKey }) {
       secret,
       host: broker.host,
       port: broker.port,
-      useTLS: false,
+      useTLS: broker.tls,
       encryptionMasterKeyBase64: masterKey,
     });
   return {
     wsHost: broker.host,
     wsPort: broker.port,
-    forceTLS: false,
+    wssPort: broker.port,
+    forceTLS: broker.tls,
     enabledTransports: ['ws'],
     cluster: 'mt1',
     disableStats: true,

@@ -70,6 +70,17 @@ pub enum ClientEvents {
     Disabled,
 }
 
+/// The server's certificate and key (`[server.tls]`), PEM files read at start and again on
+/// `SIGHUP`; relative paths are relative to the working directory.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The certificate, followed by its chain if any.
+    pub cert_file: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
 /// Server-wide settings (`[server]`, and `[cluster]` once parsed).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -126,6 +137,9 @@ pub struct ServerConfig {
     pub admin_token: Option<String>,
     /// Where the built admin UI (`index.html`, the wasm module and its glue) is read from.
     pub admin_ui_dir: PathBuf,
+    /// TLS on the port (`[server.tls]`): `wss://` and `https://` instead of `ws://` and
+    /// `http://`. `None`: plain.
+    pub tls: Option<TlsFiles>,
     /// Scale-out through Redis; `None`: a single node. Its own table in the file.
     #[serde(skip)]
     pub cluster: Option<ClusterConfig>,
@@ -156,6 +170,7 @@ impl Default for ServerConfig {
             audit_cache_bytes: 16 << 20,
             admin_token: None,
             admin_ui_dir: PathBuf::from("target/admin-ui/dist"),
+            tls: None,
             cluster: None,
         }
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use super::AuditAction;
-use super::conn::Conn;
+use super::conn::{Conn, Ended};
 use super::events::client_event_rate;
 use super::mesh::{ConnKey, MeshMsg, Watcher};
 use super::{Accept, ConnectRequest, Shard};
@@ -188,6 +188,7 @@ impl Shard {
             in_ready: false,
             closing: false,
             peer_closed: false,
+            close: None,
         });
         inc(&self.counters.connections_opened);
         if uses_jwt && self.conns.get(key).is_some_and(|c| c.identity.is_some()) {
@@ -246,9 +247,14 @@ impl Shard {
     }
 
     /// The socket of `key` is gone (closed by either side, or failed): forget it.
-    pub fn handle_disconnect(&mut self, key: ConnKey, socket_id: SocketId, now: Instant) {
+    pub fn handle_disconnect(
+        &mut self,
+        key: ConnKey,
+        socket_id: SocketId,
+        now: Instant,
+    ) -> Option<Ended> {
         if self.socket_id(key) != Some(socket_id) {
-            return;
+            return None;
         }
         self.leave_all(key);
         let conn = self.conns.remove(key);
@@ -283,5 +289,12 @@ impl Shard {
             .connections
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         self.drain_to_self(now);
+        Some(Ended {
+            socket_id: conn.socket_id,
+            app: conn.app,
+            remote: conn.remote,
+            lasted: now.saturating_duration_since(conn.connected_at),
+            close: conn.close,
+        })
     }
 }

@@ -67,4 +67,49 @@ pub(super) struct Conn {
     pub(super) closing: bool,
     /// The peer's close frame has arrived: the closing handshake is complete once ours is out.
     pub(super) peer_closed: bool,
+    /// Who started the closing handshake, and its code.
+    pub(super) close: Option<Close>,
+}
+
+/// Who started a connection's closing handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Closer {
+    /// The server (a fault, a shutdown, a slow consumer, ...).
+    Server,
+    /// The client sent the first close frame.
+    Client,
+}
+
+impl Closer {
+    /// For logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Closer::Server => "server",
+            Closer::Client => "client",
+        }
+    }
+}
+
+/// A closing handshake: who started it, with which code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Close {
+    /// Who sent the first close frame.
+    pub by: Closer,
+    /// Its code (the other side echoes it).
+    pub code: u16,
+}
+
+/// A connection that has ended, as the shell logs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ended {
+    /// Its socket id.
+    pub socket_id: SocketId,
+    /// Its app.
+    pub app: AppIdx,
+    /// The client's address.
+    pub remote: IpAddr,
+    /// How long it was open.
+    pub lasted: std::time::Duration,
+    /// The closing handshake; `None`: the TCP connection ended without one.
+    pub close: Option<Close>,
 }

@@ -57,6 +57,7 @@ use slab::Slab;
 
 pub use self::audit::AuditAction;
 use self::conn::Conn;
+pub use self::conn::{Close, Closer, Ended};
 use self::home_channel::HomeChannel;
 pub use self::mesh::{
     Admission, AnswerPart, ChannelStats, ConnKey, Join, MeshMsg, QueryId, ReplyTo, ShardId, Watcher,
@@ -342,6 +343,11 @@ impl Shard {
     /// The socket id of an open connection.
     pub fn socket_id(&self, key: ConnKey) -> Option<SocketId> {
         self.conns.get(key).map(|c| c.socket_id)
+    }
+
+    /// The app of an open connection.
+    pub fn conn_app(&self, key: ConnKey) -> Option<AppIdx> {
+        self.conns.get(key).map(|c| c.app)
     }
 
     /// The verified token identity of a connection.

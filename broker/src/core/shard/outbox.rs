@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::conn::Conn;
+use super::conn::{Close, Closer, Conn};
 use super::mesh::ConnKey;
 use super::{OutputState, Shard, Taken};
 use crate::core::counters::{ShardCounters, inc};
@@ -170,6 +170,12 @@ impl Shard {
         conn.outbox_bytes += frame.len();
         conn.outbox.push_back((frame, None));
         conn.closing = true;
+        let by = if conn.peer_closed {
+            Closer::Client
+        } else {
+            Closer::Server
+        };
+        conn.close = Some(Close { by, code });
         mark_ready(conn, key, &mut self.ready);
         self.leave_all(key);
     }

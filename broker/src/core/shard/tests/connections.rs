@@ -256,3 +256,55 @@ fn server_initiated_close_completes_when_the_peer_answers() {
     assert!(cluster.shards[0].peer_closed(a.key, a.socket_id));
     assert!(cluster.recv(a).is_empty());
 }
+
+#[test]
+fn an_ended_connection_says_who_closed_it_with_which_code_and_how_long_it_lasted() {
+    let mut cluster = Cluster::new(1);
+    let by_client = cluster.connect(0);
+    let by_server = cluster.connect(0);
+    let dropped = cluster.connect(0);
+    cluster.tick(Duration::from_secs(3));
+    cluster.send_raw(
+        by_client,
+        &encode_client_frame(Opcode::Close, &4321u16.to_be_bytes(), [1, 2, 3, 4], true),
+    );
+    assert_eq!(cluster.recv(by_client), [json!({"close": 4321})]);
+    // A binary frame is a fault that keeps the connection; an unknown opcode closes it.
+    cluster.send_raw(by_server, &[0x83, 0x80, 1, 2, 3, 4]);
+    let frames = cluster.recv(by_server);
+    let code = frames
+        .last()
+        .and_then(|f| f["close"].as_u64())
+        .expect("a close frame");
+
+    let now = cluster.now;
+    let ended = |cluster: &mut Cluster, client: Client| {
+        cluster.shards[0]
+            .handle_disconnect(client.key, client.socket_id, now)
+            .expect("an open connection")
+    };
+    let client_closed = ended(&mut cluster, by_client);
+    assert_eq!(
+        client_closed.close,
+        Some(Close {
+            by: Closer::Client,
+            code: 4321
+        })
+    );
+    assert_eq!(client_closed.socket_id, by_client.socket_id);
+    assert_eq!(client_closed.app, AppIdx(0));
+    assert_eq!(client_closed.lasted, Duration::from_secs(3));
+    assert_eq!(
+        ended(&mut cluster, by_server).close,
+        Some(Close {
+            by: Closer::Server,
+            code: code as u16
+        })
+    );
+    assert_eq!(ended(&mut cluster, dropped).close, None);
+    // Only once.
+    assert_eq!(
+        cluster.shards[0].handle_disconnect(dropped.key, dropped.socket_id, now),
+        None
+    );
+}
