@@ -7,9 +7,9 @@
 //! `await`, so the reader decrypting and the writer encrypting never overlap. Each half owns
 //! its own ciphertext buffer, so a read and a write can be in flight on the socket together.
 //!
-//! Data the reader's side makes rustls want to send after the split (an answer to a
-//! `KeyUpdate`) goes out with the writer's next write, which TLS 1.3 allows: the key update
-//! must precede the next application data, and it does.
+//! Data the reader's side makes rustls want to send (an answer to a `KeyUpdate`) goes out
+//! with the next write, which TLS 1.3 allows: the key update must precede the next
+//! application data, and it does.
 //!
 //! [`CertStore`] holds the server's certificate; `SIGHUP` reloads it from its files, and a
 //! bad new file is reported while the old certificate stays in use.
@@ -224,28 +224,23 @@ impl<C> Deref for Session<C> {
     }
 }
 
-/// A TLS connection before it is split. Generic over the side so that the load generator can
-/// use it as a client.
-pub struct TlsStream<C> {
-    io: TcpStream,
+/// TLS over `IO`: the whole socket before the split, or one of its halves after it. Each
+/// keeps its own ciphertext buffers (the read half never fills `out`, the write half never
+/// `cipher`; empty buffers hold no memory). Generic over the side so that the load generator
+/// can use it as a client.
+pub struct Tls<IO, C> {
+    io: IO,
     session: Session<C>,
     cipher: BytesMut,
     out: Vec<u8>,
 }
 
+/// A TLS connection before it is split.
+pub type TlsStream<C> = Tls<TcpStream, C>;
 /// The reader task's half of a [`TlsStream`].
-pub struct TlsReadHalf<C> {
-    io: OwnedReadHalf<TcpStream>,
-    session: Session<C>,
-    cipher: BytesMut,
-}
-
+pub type TlsReadHalf<C> = Tls<OwnedReadHalf<TcpStream>, C>;
 /// The writer task's half of a [`TlsStream`].
-pub struct TlsWriteHalf<C> {
-    io: OwnedWriteHalf<TcpStream>,
-    session: Session<C>,
-    out: Vec<u8>,
-}
+pub type TlsWriteHalf<C> = Tls<OwnedWriteHalf<TcpStream>, C>;
 
 impl<C, SD> TlsStream<C>
 where
@@ -300,14 +295,16 @@ impl Transport for TlsStream<ServerConnection> {
 pub fn split<C>(stream: TlsStream<C>) -> (TlsReadHalf<C>, TlsWriteHalf<C>) {
     let (read, write) = stream.io.into_split();
     (
-        TlsReadHalf {
+        Tls {
             io: read,
             session: stream.session.clone(),
             cipher: stream.cipher,
+            out: Vec::new(),
         },
-        TlsWriteHalf {
+        Tls {
             io: write,
             session: stream.session,
+            cipher: BytesMut::new(),
             out: stream.out,
         },
     )
@@ -523,63 +520,9 @@ where
     io.shutdown().await
 }
 
-impl<C, SD> AsyncReadRent for TlsStream<C>
+impl<IO, C, SD> AsyncReadRent for Tls<IO, C>
 where
-    C: DerefMut<Target = ConnectionCommon<SD>>,
-    SD: SideData,
-{
-    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
-        let result = read_into(&mut self.io, &self.session, &mut self.cipher, buf).await;
-        // Before the split the stream writes for itself (e.g. the answer to a KeyUpdate).
-        if let Err(e) = flush(&mut self.io, &self.session, &mut self.out).await {
-            return (Err(e), result.1);
-        }
-        result
-    }
-
-    fn readv<T: IoVecBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
-        readv_into(&mut self.io, &self.session, &mut self.cipher, buf)
-    }
-}
-
-impl<C, SD> AsyncWriteRent for TlsStream<C>
-where
-    C: DerefMut<Target = ConnectionCommon<SD>>,
-    SD: SideData,
-{
-    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        let result = write_plain(
-            &mut self.io,
-            &self.session,
-            &mut self.out,
-            [buf_slice(&buf)],
-        )
-        .await;
-        (result, buf)
-    }
-
-    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        let result = write_plain(
-            &mut self.io,
-            &self.session,
-            &mut self.out,
-            iovec_slices(&buf),
-        )
-        .await;
-        (result, buf)
-    }
-
-    fn flush(&mut self) -> impl Future<Output = io::Result<()>> {
-        flush(&mut self.io, &self.session, &mut self.out)
-    }
-
-    fn shutdown(&mut self) -> impl Future<Output = io::Result<()>> {
-        close_notify(&mut self.io, &self.session, &mut self.out)
-    }
-}
-
-impl<C, SD> AsyncReadRent for TlsReadHalf<C>
-where
+    IO: AsyncReadRent,
     C: DerefMut<Target = ConnectionCommon<SD>>,
     SD: SideData,
 {
@@ -592,8 +535,9 @@ where
     }
 }
 
-impl<C, SD> AsyncWriteRent for TlsWriteHalf<C>
+impl<IO, C, SD> AsyncWriteRent for Tls<IO, C>
 where
+    IO: AsyncWriteRent,
     C: DerefMut<Target = ConnectionCommon<SD>>,
     SD: SideData,
 {
