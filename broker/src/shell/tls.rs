@@ -267,6 +267,12 @@ where
             flush(&mut self.io, &self.session, &mut self.out).await?;
             fed?;
             if !self.session.borrow().is_handshaking() {
+                // The handshake's flights were the largest writes an idle socket makes: its
+                // buffers go, so that an idle connection keeps only what rustls holds.
+                self.out = Vec::new();
+                if self.cipher.is_empty() {
+                    self.cipher = BytesMut::new();
+                }
                 return Ok(());
             }
             if self.cipher.is_empty()
