@@ -428,7 +428,11 @@ fn jwt_as_a_websocket_subprotocol_is_accepted_and_echoed() {
     let mut received = Vec::new();
     let mut chunk = [0u8; 4096];
     while !String::from_utf8_lossy(&received).contains("connection_established") {
-        let n = stream.read(&mut chunk).unwrap();
+        // io_uring task work queued to this thread can interrupt a blocking read: a retry.
+        let n = match stream.read(&mut chunk) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => other.unwrap(),
+        };
         assert!(n > 0, "closed: {}", String::from_utf8_lossy(&received));
         received.extend_from_slice(&chunk[..n]);
     }
