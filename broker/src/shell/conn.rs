@@ -17,7 +17,7 @@ use crate::core::http::request::{
     BodyLength, ChunkedDecoder, HeadError, HeadLimits, RequestHead, parse_head,
 };
 use crate::core::http::response;
-use crate::core::ids::SocketId;
+use crate::core::ids::{AppIdx, SocketId};
 use crate::core::shard::{Accept, ConnKey, ConnectRequest, Ended, OutputState};
 use crate::core::wire::Wire;
 use crate::core::ws::handshake::{is_websocket_upgrade, switching_protocols, validate_upgrade};
@@ -67,15 +67,18 @@ pub async fn serve(rt: Rc<ShardRt>, stream: TcpStream, remote: SocketAddr) {
 }
 
 /// Serves a connection's requests until it closes or becomes a WebSocket.
-async fn serve_stream<S: Transport>(rt: Rc<ShardRt>, stream: S, buf: BytesMut, remote: SocketAddr) {
+async fn serve_stream<S: Transport>(
+    rt: Rc<ShardRt>,
+    mut stream: S,
+    mut buf: BytesMut,
+    remote: SocketAddr,
+) {
     let config = &rt.state.shared.config;
     let limits = HeadLimits {
         max_head_bytes: config.max_request_head_bytes,
         max_headers: config.max_request_headers,
     };
     let handshake_timeout = config.handshake_timeout;
-    let mut stream = stream;
-    let mut buf = buf;
     loop {
         // The in-flight read owns the buffer when the timeout cancels it, so whether a request
         // had started is kept outside the read.
@@ -338,12 +341,16 @@ async fn websocket<S: Transport>(
             return;
         }
     };
-    let Some(socket_id) = rt.core().socket_id(key) else {
+    let opened = {
+        let core = rt.core();
+        core.socket_id(key).zip(core.conn_app(key))
+    };
+    let Some((socket_id, accepted_app)) = opened else {
         return;
     };
     tracing::info!(
         socket_id = %socket_id,
-        app = %app_key(&rt, key),
+        app = %app_key(&rt, accepted_app),
         client = %remote.ip(),
         "connection opened"
     );
@@ -398,18 +405,15 @@ async fn read_loop<R: AsyncReadRent>(
     writer.signal.notify();
 }
 
-/// The app key of a live connection, for logs.
-fn app_key(rt: &ShardRt, key: ConnKey) -> String {
-    let core = rt.core();
-    core.conn_app(key)
-        .map(|app| core.state().apps.get(app).config.key.clone())
-        .unwrap_or_default()
+/// The key of app `app`, for logs.
+fn app_key(rt: &ShardRt, app: AppIdx) -> String {
+    rt.core().state().apps.get(app).config.key.clone()
 }
 
 /// The one line an operator reads per closed connection (never a body or a secret).
 fn log_ended(rt: &ShardRt, ended: Option<Ended>) {
     let Some(ended) = ended else { return };
-    let app = rt.core().state().apps.get(ended.app).config.key.clone();
+    let app = app_key(rt, ended.app);
     let (closed_by, close_code) = match ended.close {
         Some(close) => (close.by.as_str(), Some(close.code)),
         None => ("connection lost", None),
