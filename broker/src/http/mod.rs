@@ -3,10 +3,11 @@
 //! other shards returns [`Reply::Later`] with the queries to await.
 
 mod admin;
+mod admin_files;
 mod api;
 mod routes;
 
-pub use admin::{AdminAssets, overview as admin_overview};
+pub use admin::{AdminAssets, AdminUiSource, EMBEDDED_ADMIN_UI, overview as admin_overview};
 
 use std::sync::Arc;
 use std::time::Instant;

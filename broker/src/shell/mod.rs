@@ -111,10 +111,15 @@ impl Server {
             }
         }
         let state = ServerState::new(config, shared, webhook_metrics.clone(), audit_metrics);
-        if !state.admin_ui.is_built() {
+        let dashboard = &state.admin_ui;
+        if dashboard.is_built() {
+            let (files, bytes) = dashboard.size();
+            let source = dashboard.source();
+            tracing::info!(%source, files, bytes, "admin dashboard served at /admin/");
+        } else {
             tracing::warn!(
-                dir = %state.shared.config.admin_ui_dir.display(),
-                "the admin UI is not built (scripts/build-admin-ui); /admin/ says so"
+                source = %dashboard.source(),
+                "the admin dashboard is not built (scripts/build-admin-ui); /admin/ says how to build it"
             );
         }
         let state = Arc::new(state);

@@ -308,14 +308,21 @@ pub fn raw_upgrade(addr: SocketAddr, version: u8) -> String {
 /// Starts the real `ringcast` binary with `config` and waits for its `listening on` line;
 /// the rest of its output is drained in the background.
 pub fn spawn_broker(config: &std::path::Path, log: &str) -> (std::process::Child, SocketAddr) {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ringcast"));
+    command
         .args(["serve", "--config"])
         .arg(config)
         .env("RUST_LOG", log)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::process::Stdio::null());
+    spawn_listening(command)
+}
+
+/// Spawns `command` (a `ringcast serve`) with its standard output piped, and waits for its
+/// `listening on` line; the rest of that output is drained in the background.
+pub fn spawn_listening(mut command: std::process::Command) -> (std::process::Child, SocketAddr) {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();

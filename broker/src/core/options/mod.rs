@@ -124,8 +124,10 @@ pub struct ServerConfig {
     pub audit_cache_bytes: u64,
     /// Bearer token for the admin API (`/admin/api/...`); `None` disables it.
     pub admin_token: Option<String>,
-    /// Where the built admin UI (`index.html`, the wasm module and its glue) is read from.
-    pub admin_ui_dir: PathBuf,
+    /// A directory to read the built admin dashboard (`index.html`, the wasm module and its
+    /// glue) from at start, instead of the one built into the binary; `None`: the built-in
+    /// one, else `target/admin-ui/dist` when it exists.
+    pub admin_ui_dir: Option<PathBuf>,
     /// Scale-out through Redis; `None`: a single node. Its own table in the file.
     #[serde(skip)]
     pub cluster: Option<ClusterConfig>,
@@ -155,7 +157,7 @@ impl Default for ServerConfig {
             audit_max_records: 10_000_000,
             audit_cache_bytes: 16 << 20,
             admin_token: None,
-            admin_ui_dir: PathBuf::from("target/admin-ui/dist"),
+            admin_ui_dir: None,
             cluster: None,
         }
     }

@@ -1,0 +1,26 @@
+//! Which files of a built dashboard directory are served.
+//!
+//! Shared by the build script, which embeds them into the binary, and by
+//! [`AdminAssets`](super::AdminAssets), which reads a directory at start, so both serve the
+//! same set. Plain `std` only: `broker/build.rs` includes this file as a module.
+
+use std::path::{Path, PathBuf};
+
+/// The servable files directly in `dir` as (name, path), sorted by name: regular files (or
+/// links to them) whose names are UTF-8 and do not start with a dot, so the build's `.stamp`
+/// stays out. Subdirectories are skipped: `/admin/{file}` names a single path segment.
+pub fn list(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if name.starts_with('.') || !path.is_file() {
+            continue;
+        }
+        files.push((name.to_owned(), path));
+    }
+    files.sort();
+    Ok(files)
+}

@@ -1,0 +1,108 @@
+//! The production edge with real sockets and the real binary: the dashboard built into a
+//! copied binary.
+
+mod support;
+
+use std::io::Write;
+
+use ringcast::http::EMBEDDED_ADMIN_UI;
+use support::{raw_http, temp_dir};
+
+/// Set by `scripts/test`, which builds the dashboard before compiling the tests: there the
+/// embedding test must run, never skip.
+const REQUIRE_EMBEDDED_UI: &str = "RINGCAST_REQUIRE_EMBEDDED_UI";
+
+/// A response split into its status, lower-cased head and body bytes.
+struct Response {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+fn get(addr: std::net::SocketAddr, path: &str) -> Response {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: ringcast\r\nConnection: close\r\n\r\n");
+    let raw = raw_http(addr, request.as_bytes());
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response head");
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Response {
+        status,
+        head,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+fn embedded(name: &str) -> Option<&'static [u8]> {
+    EMBEDDED_ADMIN_UI
+        .iter()
+        .find(|(file, _)| *file == name)
+        .map(|(_, bytes)| *bytes)
+}
+
+#[test]
+fn a_copied_binary_serves_its_built_in_dashboard_from_any_directory() {
+    let Some(index) = embedded("index.html") else {
+        let why = "this build has no dashboard built in: target/admin-ui/dist did not exist \
+                   when it was compiled (run scripts/build-admin-ui, then test again)";
+        assert!(std::env::var_os(REQUIRE_EMBEDDED_UI).is_none(), "{why}");
+        // Straight to stderr, past the test harness's capture, so the skip is seen.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED a_copied_binary_serves_its_built_in_dashboard_from_any_directory: {why}"
+        );
+        return;
+    };
+    let wasm = embedded("admin_ui_bg.wasm").expect("the dashboard's wasm module is built in");
+
+    // A directory with nothing but the binary and its config: no target/admin-ui/dist here.
+    let dir = temp_dir("copied-binary");
+    let binary = dir.join("ringcast");
+    std::fs::copy(env!("CARGO_BIN_EXE_ringcast"), &binary).unwrap();
+    let config = dir.join("ringcast.toml");
+    std::fs::write(
+        &config,
+        "[server]\nhost = \"127.0.0.1\"\nport = 0\nshards = 1\ndata_dir = \"data\"\n\n\
+         [[apps]]\nid = \"1\"\nkey = \"edge-key\"\nsecret = \"edge-secret\"\n",
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("broker.log")).unwrap();
+    let mut command = std::process::Command::new(&binary);
+    command
+        .current_dir(&dir)
+        .args(["serve", "--config", "ringcast.toml"])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(log);
+    let (mut child, addr) = support::spawn_listening(command);
+
+    let page = get(addr, "/admin/");
+    let wasm_reply = get(addr, "/admin/admin_ui_bg.wasm");
+    // SAFETY: kill(2) on the pid of a child this test started and has not yet reaped.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = child.wait().unwrap();
+
+    assert_eq!(page.status, 200, "{}", page.head);
+    assert!(page.head.contains("content-type: text/html; charset=utf-8"));
+    assert_eq!(page.body, index, "the built dashboard's index.html");
+    assert!(String::from_utf8_lossy(&page.body).contains("admin_ui.js"));
+    assert_eq!(wasm_reply.status, 200, "{}", wasm_reply.head);
+    assert!(wasm_reply.head.contains("content-type: application/wasm"));
+    assert!(wasm_reply.head.contains("cache-control: no-store"));
+    assert!(wasm_reply.body.starts_with(b"\0asm"));
+    assert_eq!(wasm_reply.body.len(), wasm.len());
+    assert!(status.success(), "{status}");
+    assert!(
+        dir.join("data/audit").is_dir(),
+        "data_dir is under the directory"
+    );
+    let log = std::fs::read_to_string(dir.join("broker.log")).unwrap();
+    assert!(
+        log.contains("admin dashboard served at /admin/") && log.contains("built into the binary"),
+        "{log}"
+    );
+}
