@@ -1,12 +1,13 @@
 //! The production edge with real sockets and the real binary: the dashboard built into a
-//! copied binary.
+//! copied binary, and shards pinned to CPUs.
 
 mod support;
 
 use std::io::Write;
 
+use ringcast::core::options::PinCores;
 use ringcast::http::EMBEDDED_ADMIN_UI;
-use support::{raw_http, temp_dir};
+use support::{TestServer, http, raw_http, temp_dir};
 
 /// Set by `scripts/test`, which builds the dashboard before compiling the tests: there the
 /// embedding test must run, never skip.
@@ -105,4 +106,32 @@ fn a_copied_binary_serves_its_built_in_dashboard_from_any_directory() {
         log.contains("admin dashboard served at /admin/") && log.contains("built into the binary"),
         "{log}"
     );
+}
+
+#[test]
+fn with_one_shard_per_allowed_cpu_each_shard_is_pinned_to_its_own_and_metrics_say_which() {
+    let allowed = ringcast::shell::cpus::allowed_cpus();
+    let server = TestServer::start(allowed.len());
+    let (status, metrics) = http(server.addr, "GET", "/metrics", "");
+    assert_eq!(status, 200);
+    let text = metrics.as_str().unwrap();
+    for (shard, cpu) in allowed.iter().enumerate() {
+        let line = format!("ringcast_shard_cpu{{shard=\"{shard}\"}} {cpu}\n");
+        assert!(text.contains(&line), "{line} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn pin_cores_true_pins_even_a_single_shard_and_false_pins_none() {
+    let allowed = ringcast::shell::cpus::allowed_cpus();
+    let pinned = TestServer::start_with(1, |c| c.server.pin_cores = PinCores::On);
+    let (_, metrics) = http(pinned.addr, "GET", "/metrics", "");
+    let line = format!("ringcast_shard_cpu{{shard=\"0\"}} {}\n", allowed[0]);
+    assert!(metrics.as_str().unwrap().contains(&line), "{metrics}");
+
+    let unpinned = TestServer::start_with(allowed.len(), |c| c.server.pin_cores = PinCores::Off);
+    let (_, metrics) = http(unpinned.addr, "GET", "/metrics", "");
+    let text = metrics.as_str().unwrap();
+    assert!(text.contains("# TYPE ringcast_shard_cpu gauge"), "{text}");
+    assert!(!text.contains("ringcast_shard_cpu{"), "{text}");
 }

@@ -7,6 +7,7 @@
 
 mod cluster;
 mod conn;
+pub mod cpus;
 pub mod io;
 mod runtime;
 mod signals;
@@ -152,8 +153,11 @@ impl Server {
             }
             None => None,
         };
+        let placement = cpus::place(&cpus::allowed_cpus(), shard_count, shared.config.pin_cores);
         let mut threads = Vec::with_capacity(shard_count);
         for (id, listener) in listeners.into_iter().enumerate() {
+            let cpu = placement.cpu_of(id);
+            let shard_metrics = metrics[id].clone();
             let setup = runtime::ShardSetup {
                 id,
                 shard_count,
@@ -168,11 +172,21 @@ impl Server {
             };
             let thread = thread::Builder::new()
                 .name(format!("ringcast-shard-{id}"))
-                .spawn(move || runtime::run_shard(setup))
+                .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        match cpus::pin_current_thread(cpu) {
+                            Ok(()) => shard_metrics.pin_to(cpu),
+                            Err(err) => {
+                                tracing::warn!(%err, shard = id, cpu, "cannot pin the shard to its CPU; it runs unpinned");
+                            }
+                        }
+                    }
+                    runtime::run_shard(setup)
+                })
                 .map_err(StartError::Thread)?;
             threads.push(thread);
         }
-        tracing::info!(%addr, shards = shard_count, driver = driver.name(), "listening");
+        tracing::info!(%addr, shards = shard_count, driver = driver.name(), cpus = %placement, "listening");
         Ok(Server {
             addr,
             driver,

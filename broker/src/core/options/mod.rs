@@ -58,6 +58,42 @@ impl Driver {
     }
 }
 
+/// Whether each shard's thread is pinned to a CPU of its own (`server.pin_cores`).
+///
+/// Written `true`, `false` or `"auto"` (the default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PinCores {
+    /// Pin when there are exactly as many shards as CPUs the process may run on.
+    #[default]
+    Auto,
+    /// Pin whatever the counts; with more shards than CPUs, the CPUs are taken in turn.
+    On,
+    /// Leave the threads to the kernel's scheduler.
+    Off,
+}
+
+impl<'de> Deserialize<'de> for PinCores {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Setting;
+        impl serde::de::Visitor<'_> for Setting {
+            type Value = PinCores;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#"true, false or "auto""#)
+            }
+            fn visit_bool<E: serde::de::Error>(self, on: bool) -> Result<PinCores, E> {
+                Ok(if on { PinCores::On } else { PinCores::Off })
+            }
+            fn visit_str<E: serde::de::Error>(self, word: &str) -> Result<PinCores, E> {
+                match word {
+                    "auto" => Ok(PinCores::Auto),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(word), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_any(Setting)
+    }
+}
+
 /// Who may send `client-` events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -82,6 +118,8 @@ pub struct ServerConfig {
     pub shards: usize,
     /// I/O driver.
     pub driver: Driver,
+    /// Whether shard `i` runs on the `i`-th CPU the process may use.
+    pub pin_cores: PinCores,
     /// Connections on the whole server; over it new ones get 4100.
     pub max_connections: usize,
     /// Quiet time after which the server pings a client.
@@ -140,6 +178,7 @@ impl Default for ServerConfig {
             port: 8080,
             shards: 0,
             driver: Driver::IoUring,
+            pin_cores: PinCores::Auto,
             max_connections: 100_000,
             activity_timeout: Duration::from_secs(120),
             pong_timeout: Duration::from_secs(30),
@@ -478,6 +517,19 @@ mod tests {
         assert!(!app.origin_allowed(Some("https://badexample.org")));
         app.allowed_origins = vec!["*".parse().unwrap()];
         assert!(app.origin_allowed(Some("https://anything.test")));
+    }
+
+    #[test]
+    fn pin_cores_is_written_as_a_flag_or_auto() {
+        let read = |text: &str| toml::from_str::<ServerConfig>(text).map(|s| s.pin_cores);
+        assert_eq!(read("").unwrap(), PinCores::Auto);
+        assert_eq!(read(r#"pin_cores = "auto""#).unwrap(), PinCores::Auto);
+        assert_eq!(read("pin_cores = true").unwrap(), PinCores::On);
+        assert_eq!(read("pin_cores = false").unwrap(), PinCores::Off);
+        for bad in [r#"pin_cores = "yes""#, "pin_cores = 1"] {
+            let err = read(bad).unwrap_err().to_string();
+            assert!(err.contains(r#"true, false or "auto""#), "{bad}: {err}");
+        }
     }
 
     #[test]
