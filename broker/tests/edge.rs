@@ -1,13 +1,15 @@
 //! The production edge with real sockets and the real binary: the dashboard built into a
-//! copied binary, and shards pinned to CPUs.
+//! copied binary, shards pinned to CPUs, and the port answering 503 while a shutdown drains.
 
 mod support;
 
 use std::io::Write;
+use std::time::Duration;
 
 use ringcast::core::options::PinCores;
 use ringcast::http::EMBEDDED_ADMIN_UI;
-use support::{TestServer, http, raw_http, temp_dir};
+use serde_json::json;
+use support::{TestServer, WsClient, http, raw_http, raw_upgrade, temp_dir};
 
 /// Set by `scripts/test`, which builds the dashboard before compiling the tests: there the
 /// embedding test must run, never skip.
@@ -134,4 +136,40 @@ fn pin_cores_true_pins_even_a_single_shard_and_false_pins_none() {
     let text = metrics.as_str().unwrap();
     assert!(text.contains("# TYPE ringcast_shard_cpu gauge"), "{text}");
     assert!(!text.contains("ringcast_shard_cpu{"), "{text}");
+}
+
+#[test]
+fn while_a_shutdown_drains_new_connections_get_503_from_up_and_from_upgrades() {
+    let server = TestServer::start(2);
+    let addr = server.addr;
+    let mut client = WsClient::connect(addr);
+    let (status, up) = http(addr, "GET", "/up", "");
+    assert_eq!((status, up), (200, json!({"health": "ok"})));
+
+    let stopper = std::thread::spawn(move || server.shutdown());
+    // The client hears 4200 and does not answer the close frame yet: the server waits for it
+    // (up to its 2 s close grace), so it is still draining while the new connections ask.
+    let error = client.recv_until(Duration::from_secs(5), |v| v["event"] == "pusher:error");
+    assert_eq!(error["data"]["code"], 4200);
+
+    let (status, up) = http(addr, "GET", "/up", "");
+    assert_eq!(
+        (status, up),
+        (503, json!({"health": "draining", "error": "shutting down"}))
+    );
+    let upgrade = raw_upgrade(addr, 13);
+    assert!(upgrade.starts_with("HTTP/1.1 503"), "{upgrade}");
+    let body = upgrade.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(body).unwrap(),
+        json!({"error": "shutting down: connect to another node"})
+    );
+
+    // The last client answers and goes: the drain ends and the port closes.
+    assert_eq!(client.recv().unwrap(), json!({"close": 4200}));
+    stopper.join().unwrap();
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "still accepting after the drain"
+    );
 }

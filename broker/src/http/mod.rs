@@ -16,7 +16,7 @@ use crate::core::shard::{Answer, QueryId};
 use crate::metrics::ShardMetrics;
 
 pub use api::Finish;
-pub use routes::handle;
+pub use routes::{handle, refuse_upgrade_while_draining};
 
 /// The time, as the handlers need it.
 pub struct Clock {

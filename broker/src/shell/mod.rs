@@ -218,7 +218,9 @@ impl Server {
         self.shutdown();
     }
 
-    /// Stops accepting, closes every client with 4200, and waits (bounded) for the shards.
+    /// Drains, then stops: closes every client with 4200 and, until the last one has gone
+    /// (at most `shutdown_timeout_secs`), still answers on the port (`/up` and upgrades get
+    /// 503); then stops accepting and waits (bounded) for the shards and the writer threads.
     pub fn shutdown(self) {
         self.mesh.request_shutdown();
         let deadline = std::time::Instant::now() + self.shutdown_timeout + Duration::from_secs(1);
