@@ -61,9 +61,10 @@ impl std::fmt::Display for Placement {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Placement::Pinned(cpus) => {
-                f.write_str("shards pinned to CPUs ")?;
-                for (i, cpu) in cpus.iter().enumerate() {
-                    write!(f, "{}{cpu}", if i == 0 { "" } else { "," })?;
+                f.write_str("pinned:")?;
+                for (shard, cpu) in cpus.iter().enumerate() {
+                    let comma = if shard == 0 { "" } else { "," };
+                    write!(f, "{comma} shard {shard} on CPU {cpu}")?;
                 }
                 Ok(())
             }
@@ -172,7 +173,7 @@ mod tests {
     fn the_log_names_the_cpus_or_the_reason() {
         assert_eq!(
             place(&[0, 3], 2, PinCores::Auto).to_string(),
-            "shards pinned to CPUs 0,3"
+            "pinned: shard 0 on CPU 0, shard 1 on CPU 3"
         );
         assert_eq!(
             place(&[0, 1, 2, 3], 2, PinCores::Auto).to_string(),
