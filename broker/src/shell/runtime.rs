@@ -612,6 +612,12 @@ async fn shard_main(setup: ShardSetup) {
         }
     }
     done.wait().await;
+    // Ends with the inbox closed, so a message sent to it later (by the server or another
+    // shard) fails instead of waking this shard's inbox task once the runtime is gone: monoio
+    // leaves a pending task to its wakers, and the sender's thread would then free the task
+    // inside the channel's lock, whose drop takes that lock again (a deadlock, seen when a
+    // shard drained and ended before `request_shutdown` had sent to it).
+    mesh.inboxes[id].1.close();
 }
 
 /// Open WebSocket connections on every shard of the server.
