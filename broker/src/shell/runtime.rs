@@ -128,10 +128,22 @@ pub fn choose_driver(configured: Driver) -> Driver {
     if configured == Driver::Epoll {
         return Driver::Epoll;
     }
-    match RuntimeBuilder::<IoUringDriver>::new().build() {
-        Ok(_) => Driver::IoUring,
-        Err(err) => {
+    // The probe ring is made and dropped on a thread of its own: tearing a ring down queues
+    // task work to the thread that made it, which interrupts that thread's blocking socket
+    // calls with EINTR (the caller may be a test, or main, reading a socket with a timeout).
+    let probe = std::thread::Builder::new()
+        .name("ringcast-probe".into())
+        .spawn(|| RuntimeBuilder::<IoUringDriver>::new().build().map(drop))
+        .map_err(|err| err.to_string())
+        .and_then(|probe| probe.join().map_err(|_| "the probe panicked".to_owned()));
+    match probe {
+        Ok(Ok(())) => Driver::IoUring,
+        Ok(Err(err)) => {
             tracing::warn!(%err, "io_uring is unavailable; falling back to the epoll driver");
+            Driver::Epoll
+        }
+        Err(err) => {
+            tracing::warn!(%err, "cannot probe for io_uring; falling back to the epoll driver");
             Driver::Epoll
         }
     }

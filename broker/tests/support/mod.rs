@@ -190,8 +190,7 @@ impl WsClient {
             }
             let mut chunk = [0u8; 16 * 1024];
             match self.stream.read(&mut chunk) {
-                // io_uring task work queued to this thread (the driver probe) can interrupt
-                // a blocking read; that is a retry, not an end of stream.
+                // An interrupted read (EINTR) is a retry, not an end of stream.
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Ok(0) | Err(_) => return None,
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
