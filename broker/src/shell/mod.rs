@@ -154,10 +154,14 @@ impl Server {
             None => None,
         };
         let placement = cpus::place(&cpus::allowed_cpus(), shard_count, shared.config.pin_cores);
+        // Each shard says when it has placed itself, so that /metrics shows every pin from
+        // the first request on.
+        let (placed, all_placed) = std::sync::mpsc::channel::<()>();
         let mut threads = Vec::with_capacity(shard_count);
         for (id, listener) in listeners.into_iter().enumerate() {
             let cpu = placement.cpu_of(id);
             let shard_metrics = metrics[id].clone();
+            let placed = placed.clone();
             let setup = runtime::ShardSetup {
                 id,
                 shard_count,
@@ -181,11 +185,15 @@ impl Server {
                             }
                         }
                     }
+                    let _ = placed.send(());
                     runtime::run_shard(setup)
                 })
                 .map_err(StartError::Thread)?;
             threads.push(thread);
         }
+        drop(placed);
+        // Ends early only if a shard thread died before placing itself.
+        all_placed.iter().take(threads.len()).for_each(drop);
         tracing::info!(%addr, shards = shard_count, driver = driver.name(), cpus = %placement, "listening");
         Ok(Server {
             addr,
