@@ -14,9 +14,8 @@ use std::path::{Path, PathBuf};
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
-    let build_output = manifest_dir.join("../target/admin-ui");
-    let dist = build_output.join("dist");
-    watch(&build_output, &dist);
+    let dist = manifest_dir.join("..").join(admin_files::BUILD_OUTPUT_DIR);
+    watch(&dist);
     let files = if dist.is_dir() {
         admin_files::list(&dist).unwrap_or_else(|err| {
             println!(
@@ -28,10 +27,11 @@ fn main() {
     } else {
         Vec::new()
     };
-    let mut table = String::from(
+    let mut table = format!(
         "/// The admin dashboard built into this binary: (file name, contents), sorted by name;\n\
-         /// empty when `target/admin-ui/dist` did not exist at build time.\n\
+         /// empty when `{}` did not exist at build time.\n\
          pub static EMBEDDED_ADMIN_UI: &[(&str, &[u8])] = &[\n",
+        admin_files::BUILD_OUTPUT_DIR
     );
     for (name, path) in &files {
         let path = path.canonicalize().unwrap_or_else(|_| path.clone());
@@ -53,16 +53,17 @@ fn main() {
 /// or first appears. A watched path that does not exist would rerun it, and rebuild the crate,
 /// on every build; so without `dist` the script watches its parent, created empty if need be,
 /// which changes when `scripts/build-admin-ui` creates `dist` in it.
-fn watch(build_output: &Path, dist: &Path) {
+fn watch(dist: &Path) {
     println!("cargo::rerun-if-changed=build.rs");
+    let parent = dist.parent().unwrap_or(dist);
     if dist.is_dir() {
         println!("cargo::rerun-if-changed={}", dist.display());
-    } else if std::fs::create_dir_all(build_output).is_ok() {
-        println!("cargo::rerun-if-changed={}", build_output.display());
+    } else if std::fs::create_dir_all(parent).is_ok() {
+        println!("cargo::rerun-if-changed={}", parent.display());
     } else {
         println!(
             "cargo::warning=cannot create {}: a dashboard built later is embedded only after `cargo clean -p ringcast`",
-            build_output.display()
+            parent.display()
         );
     }
 }

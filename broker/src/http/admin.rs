@@ -26,7 +26,7 @@ use crate::core::shard::Shard;
 use crate::metrics::Totals;
 use crate::server::ServerState;
 
-use super::admin_files;
+use super::admin_files::{self, BUILD_OUTPUT_DIR};
 use super::api::{self, ApiRoute};
 use super::routes::audit_query;
 use super::{Clock, Reply, ServerView};
@@ -43,11 +43,6 @@ const SECURITY_HEADERS: [(&str, &str); 4] = [
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
      style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self' ws: wss:; \
      frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
-
-/// Where the dashboard's files come from, when `server.admin_ui_dir` is not set and the binary
-/// has none built in: the build output of `scripts/build-admin-ui`, relative to the working
-/// directory (so a broker started from the repository finds it).
-pub const BUILD_OUTPUT_DIR: &str = "target/admin-ui/dist";
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/admin_ui.rs"));

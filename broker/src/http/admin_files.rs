@@ -6,6 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
+/// Where `scripts/build-admin-ui` writes the dashboard, relative to the workspace: the build
+/// script embeds it from there, and a broker without one built in reads it from there
+/// relative to its working directory (so a broker started from the repository finds it).
+pub const BUILD_OUTPUT_DIR: &str = "target/admin-ui/dist";
+
 /// The servable files directly in `dir` as (name, path), sorted by name: regular files (or
 /// links to them) whose names are UTF-8 and do not start with a dot, so the build's `.stamp`
 /// stays out. Subdirectories are skipped: `/admin/{file}` names a single path segment.
