@@ -36,9 +36,11 @@
 //! - [`shell`] runs one monoio runtime (io_uring, or epoll as a fallback) per shard. A
 //!   connection's reader feeds [`core::shard::Shard::handle_input`]; its writer drains
 //!   [`core::shard::Shard::take_output`] and coalesces frames into one `writev`. Its
-//!   `cluster` module is the socket loop around the Redis link.
+//!   `cluster` module is the socket loop around the Redis link; [`shell::cpus`] pins each
+//!   shard's thread to a CPU.
 //! - [`http`] maps HTTP requests to responses: the Pusher HTTP API, resources, token
-//!   revocation, the admin dashboard and its API, `/up`, `/metrics`.
+//!   revocation, the admin dashboard (built into the binary by `build.rs` when it was built
+//!   first) and its API, `/up`, `/metrics`.
 //! - [`config`] loads the TOML file and the environment (Reverb's variable names included)
 //!   into [`core::options`]; [`server`] holds the process-wide state; [`metrics`] sums the
 //!   shards' counters once for both `/metrics` and the dashboard.

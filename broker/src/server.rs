@@ -18,7 +18,7 @@ pub struct ServerState {
     pub shared: Arc<Shared>,
     /// Dashboard admins and their sessions.
     pub admins: Mutex<Admins>,
-    /// The built dashboard, served at `/admin/`.
+    /// The admin dashboard, served at `/admin/`.
     pub admin_ui: AdminAssets,
     /// The webhook sender's counters (read by `/metrics`).
     pub webhook_metrics: Arc<WebhookMetrics>,
@@ -30,7 +30,7 @@ pub struct ServerState {
 
 impl ServerState {
     /// The state for `config` with `shared` (built from the same config, and filled with the
-    /// stored resources), the admin UI read from `server.admin_ui_dir`, and the writers'
+    /// stored resources), the admin dashboard (see [`AdminAssets::for_config`]), the writers'
     /// counters, and the certificate loaded from `[server.tls]` (if set).
     pub fn new(
         config: Config,
@@ -40,7 +40,7 @@ impl ServerState {
         tls: Option<CertStore>,
     ) -> Self {
         Self {
-            admin_ui: AdminAssets::load(&config.server.admin_ui_dir),
+            admin_ui: AdminAssets::for_config(config.server.admin_ui_dir.as_deref()),
             admins: Mutex::new(Admins::new(
                 config.admins,
                 config.admin_jwt.as_ref().map(AdminTokens::new),

@@ -85,7 +85,9 @@ fn sign_in(server: &TestServer) -> (String, String) {
 
 #[test]
 fn without_a_built_ui_admin_says_how_to_build_it() {
-    let server = TestServer::start(1);
+    // A configured directory wins over the dashboard built into the binary, if any.
+    let empty = temp_dir("admin-ui-empty");
+    let server = TestServer::start_with(1, |c| c.server.admin_ui_dir = Some(empty.clone()));
     let redirect = request(&server, "GET", "/admin", &[], "");
     assert_eq!(redirect.status, 308);
     assert_eq!(redirect.header("location"), Some("/admin/"));
@@ -105,7 +107,7 @@ fn a_built_ui_is_served_with_its_content_types_and_a_strict_policy() {
     let dir = temp_dir("admin-ui");
     std::fs::write(dir.join("index.html"), "<!doctype html><title>x</title>").unwrap();
     std::fs::write(dir.join("admin_ui_bg.wasm"), b"\0asm\x01\0\0\0").unwrap();
-    let server = TestServer::start_with(1, |c| c.server.admin_ui_dir = dir.clone());
+    let server = TestServer::start_with(1, |c| c.server.admin_ui_dir = Some(dir.clone()));
     let index = request(&server, "GET", "/admin/", &[], "");
     assert_eq!(index.status, 200);
     assert!(index.body.contains("<title>x</title>"));

@@ -5,8 +5,9 @@
 //! change something, or the configured bearer token for scripts) and audited. The dashboard
 //! mirrors the app API under `/admin/api/apps/{id}/...` without app signatures.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ringcast_shared::{
     AdminSession, AppList, AppSummary, AuditDecision, AuditKind, Dispute, DisputeList, PusherAuth,
@@ -25,6 +26,7 @@ use crate::core::shard::Shard;
 use crate::metrics::Totals;
 use crate::server::ServerState;
 
+use super::admin_files::{self, BUILD_OUTPUT_DIR};
 use super::api::{self, ApiRoute};
 use super::routes::audit_query;
 use super::{Clock, Reply, ServerView};
@@ -42,39 +44,138 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wa
      style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self' ws: wss:; \
      frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
-/// The built admin UI, read once at start.
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/admin_ui.rs"));
+}
+pub use embedded::EMBEDDED_ADMIN_UI;
+
+/// Where `/admin/` is served from, chosen once at start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdminUiSource {
+    /// `server.admin_ui_dir`, read at start (set: it wins over everything else).
+    Configured(PathBuf),
+    /// The dashboard built into this binary (see `broker/build.rs`).
+    Embedded,
+    /// [`BUILD_OUTPUT_DIR`], read at start: the binary was built before the dashboard.
+    BuildOutput,
+    /// Nowhere: not built into the binary, and no `index.html` in [`BUILD_OUTPUT_DIR`].
+    Missing,
+}
+
+impl AdminUiSource {
+    /// The configured directory when there is one; else the embedded dashboard when the
+    /// binary has one (`embedded_built`), else the build output directory when it holds an
+    /// `index.html` (`build_output_built`).
+    pub fn choose(
+        configured: Option<&Path>,
+        embedded_built: bool,
+        build_output_built: bool,
+    ) -> Self {
+        match configured {
+            Some(dir) => Self::Configured(dir.to_owned()),
+            None if embedded_built => Self::Embedded,
+            None if build_output_built => Self::BuildOutput,
+            None => Self::Missing,
+        }
+    }
+}
+
+impl std::fmt::Display for AdminUiSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Configured(dir) => write!(f, "server.admin_ui_dir {}", dir.display()),
+            Self::Embedded => f.write_str("built into the binary"),
+            Self::BuildOutput => write!(f, "{BUILD_OUTPUT_DIR} in the working directory"),
+            Self::Missing => f.write_str("nowhere"),
+        }
+    }
+}
+
+/// The admin dashboard's files, chosen and read once at start.
 pub struct AdminAssets {
-    files: HashMap<String, (&'static str, Vec<u8>)>,
-    dir: String,
+    /// By file name: content type and bytes (borrowed from the binary when embedded).
+    files: HashMap<String, (&'static str, Cow<'static, [u8]>)>,
+    source: AdminUiSource,
 }
 
 impl AdminAssets {
-    /// Reads the files of `dir` (not its subdirectories). A missing or empty directory
-    /// gives no files: `/admin/` then explains how to build the UI.
-    pub fn load(dir: &Path) -> Self {
-        let mut files = HashMap::new();
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let (Some(name), Ok(bytes)) = (
-                    path.file_name().and_then(|n| n.to_str()).map(str::to_owned),
-                    std::fs::read(&path),
-                ) else {
-                    continue;
-                };
-                files.insert(name.clone(), (content_type(&name), bytes));
-            }
-        }
-        Self {
-            files,
-            dir: dir.display().to_string(),
-        }
+    /// The dashboard for `server.admin_ui_dir` (`configured`), from the source
+    /// [`AdminUiSource::choose`] picks.
+    pub fn for_config(configured: Option<&Path>) -> Self {
+        let embedded_built = EMBEDDED_ADMIN_UI.iter().any(|(name, _)| *name == INDEX);
+        let build_output_built = Path::new(BUILD_OUTPUT_DIR).join(INDEX).is_file();
+        let source = AdminUiSource::choose(configured, embedded_built, build_output_built);
+        let files = match &source {
+            AdminUiSource::Configured(dir) => read_dir(dir),
+            AdminUiSource::BuildOutput => read_dir(Path::new(BUILD_OUTPUT_DIR)),
+            AdminUiSource::Embedded => EMBEDDED_ADMIN_UI
+                .iter()
+                .map(|(name, bytes)| {
+                    let entry = (content_type(name), Cow::Borrowed(*bytes));
+                    ((*name).to_owned(), entry)
+                })
+                .collect(),
+            AdminUiSource::Missing => HashMap::new(),
+        };
+        Self { files, source }
     }
 
-    /// Whether the UI was built (its `index.html` is there).
+    /// Whether there is a dashboard to serve (its `index.html` is there).
     pub fn is_built(&self) -> bool {
-        self.files.contains_key("index.html")
+        self.files.contains_key(INDEX)
     }
+
+    /// Where the files came from.
+    pub fn source(&self) -> &AdminUiSource {
+        &self.source
+    }
+
+    /// How many files there are and their total size in bytes.
+    pub fn size(&self) -> (usize, usize) {
+        let bytes = self.files.values().map(|(_, b)| b.len()).sum();
+        (self.files.len(), bytes)
+    }
+}
+
+/// The page `/admin/` is.
+const INDEX: &str = "index.html";
+
+/// Reads the servable files of `dir` (see [`admin_files::list`]). A missing or unreadable
+/// directory gives no files: `/admin/` then explains how to build the dashboard.
+fn read_dir(dir: &Path) -> HashMap<String, (&'static str, Cow<'static, [u8]>)> {
+    let listed = admin_files::list(dir).unwrap_or_default();
+    listed
+        .into_iter()
+        .filter_map(|(name, path)| {
+            let bytes = std::fs::read(&path).ok()?;
+            Some((name.clone(), (content_type(&name), Cow::Owned(bytes))))
+        })
+        .collect()
+}
+
+/// What `/admin/` says when there is no dashboard to serve, for each place it was looked for.
+fn not_built_page(source: &AdminUiSource) -> String {
+    let where_and_fix = match source {
+        AdminUiSource::Configured(dir) => format!(
+            "There is no <code>index.html</code> in <code>{}</code> \
+             (<code>server.admin_ui_dir</code>). Build the dashboard there with \
+             <code>scripts/build-admin-ui</code> (it writes <code>{BUILD_OUTPUT_DIR}</code>) and \
+             restart the broker, or remove the setting to serve the dashboard built into the \
+             binary.",
+            html_escape(&dir.display().to_string())
+        ),
+        _ => format!(
+            "This binary was built without the dashboard, and there is no \
+             <code>{BUILD_OUTPUT_DIR}/index.html</code> under the working directory. Run \
+             <code>scripts/build-admin-ui</code>, then rebuild the broker (the build embeds the \
+             dashboard) or restart it from the repository; or set \
+             <code>server.admin_ui_dir</code> to a built dashboard."
+        ),
+    };
+    format!(
+        "<!doctype html><meta charset=utf-8><title>Ringcast admin</title>\
+         <h1>The admin dashboard is not built</h1><p>{where_and_fix}</p>"
+    )
 }
 
 fn content_type(name: &str) -> &'static str {
@@ -103,21 +204,15 @@ pub fn static_file(assets: &AdminAssets, head: &RequestHead, file: &str) -> Repl
             keep_alive,
         ));
     }
-    let name = if file.is_empty() { "index.html" } else { file };
+    let name = if file.is_empty() { INDEX } else { file };
     let mut headers: Vec<(&str, &str)> = SECURITY_HEADERS.to_vec();
     headers.push(("Content-Security-Policy", CONTENT_SECURITY_POLICY));
     match assets.files.get(name) {
         Some((content_type, bytes)) => {
             Reply::Now(response(200, content_type, bytes, &headers, keep_alive))
         }
-        None if name == "index.html" => {
-            let page = format!(
-                "<!doctype html><meta charset=utf-8><title>Ringcast admin</title>\
-                 <h1>The admin UI is not built</h1><p>No <code>index.html</code> in \
-                 <code>{}</code>. Build it with <code>scripts/build-admin-ui</code> and restart \
-                 the broker, or set <code>server.admin_ui_dir</code>.</p>",
-                html_escape(&assets.dir)
-            );
+        None if name == INDEX => {
+            let page = not_built_page(&assets.source);
             Reply::Now(response(
                 503,
                 "text/html; charset=utf-8",
@@ -612,6 +707,60 @@ mod tests {
     fn secrets_are_masked_but_recognisable() {
         assert_eq!(mask("ringcast-demo-secret"), "ri••••••••••••••••et");
         assert_eq!(mask("short"), "•••••");
+    }
+
+    #[test]
+    fn a_configured_directory_wins_then_the_embedded_dashboard_then_the_build_output() {
+        let dir = Path::new("/srv/dashboard");
+        for (embedded, build_output) in [(false, false), (true, true)] {
+            assert_eq!(
+                AdminUiSource::choose(Some(dir), embedded, build_output),
+                AdminUiSource::Configured(dir.to_owned())
+            );
+        }
+        assert_eq!(
+            AdminUiSource::choose(None, true, true),
+            AdminUiSource::Embedded
+        );
+        assert_eq!(
+            AdminUiSource::choose(None, false, true),
+            AdminUiSource::BuildOutput
+        );
+        assert_eq!(
+            AdminUiSource::choose(None, false, false),
+            AdminUiSource::Missing
+        );
+    }
+
+    #[test]
+    fn the_not_built_page_says_where_it_looked_and_how_to_build() {
+        let configured = not_built_page(&AdminUiSource::Configured("/srv/<ui>".into()));
+        assert!(
+            configured.contains("<code>/srv/&lt;ui&gt;</code>"),
+            "{configured}"
+        );
+        assert!(
+            configured.contains("scripts/build-admin-ui"),
+            "{configured}"
+        );
+        let missing = not_built_page(&AdminUiSource::Missing);
+        assert!(missing.contains("built without the dashboard"), "{missing}");
+        assert!(missing.contains(BUILD_OUTPUT_DIR), "{missing}");
+        assert!(missing.contains("scripts/build-admin-ui"), "{missing}");
+    }
+
+    #[test]
+    fn a_directory_serves_its_visible_files_only() {
+        let dir = std::env::temp_dir().join(format!("ringcast-admin-files-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(dir.join("nested")).unwrap();
+        std::fs::write(dir.join("index.html"), "<!doctype html>").unwrap();
+        std::fs::write(dir.join(".stamp"), "recipe").unwrap();
+        std::fs::write(dir.join("nested/x.js"), "").unwrap();
+        let assets = AdminAssets::for_config(Some(&dir));
+        assert!(assets.is_built());
+        assert_eq!(assets.size(), (1, "<!doctype html>".len()));
+        assert_eq!(assets.source(), &AdminUiSource::Configured(dir.clone()));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

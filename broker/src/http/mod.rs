@@ -3,10 +3,11 @@
 //! other shards returns [`Reply::Later`] with the queries to await.
 
 mod admin;
+mod admin_files;
 mod api;
 mod routes;
 
-pub use admin::{AdminAssets, overview as admin_overview};
+pub use admin::{AdminAssets, AdminUiSource, EMBEDDED_ADMIN_UI, overview as admin_overview};
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,7 +16,7 @@ use crate::core::shard::{Answer, QueryId};
 use crate::metrics::ShardMetrics;
 
 pub use api::Finish;
-pub use routes::handle;
+pub use routes::{handle, refuse_upgrade_while_draining};
 
 /// The time, as the handlers need it.
 pub struct Clock {

@@ -160,6 +160,13 @@ pub fn handle(
     api::handle(shard, app_id, route, head, body, clock, view)
 }
 
+/// The answer to a WebSocket upgrade while the server drains (from SIGTERM until its last
+/// client has gone): 503, like `/up` then, so that the client's reconnect, through a load
+/// balancer, reaches another node.
+pub fn refuse_upgrade_while_draining() -> Vec<u8> {
+    json_error(503, "shutting down: connect to another node", false)
+}
+
 /// The audit search parameters of `GET /admin/api/audit` and `/admin/api/security-events`.
 pub(super) fn audit_query(head: &RequestHead, security_only: bool) -> Result<AuditQuery, String> {
     let pairs = head.query_pairs().map_err(|e| e.to_string())?;

@@ -31,6 +31,8 @@ pub struct AppTotals {
 pub struct Totals {
     /// Open connections per shard, in shard order.
     pub shard_connections: Vec<i64>,
+    /// The CPU each shard is pinned to, in shard order (`None`: not pinned).
+    pub shard_cpus: Vec<Option<usize>>,
     /// Active channel subscriptions.
     pub subscriptions: i64,
     /// Connections accepted as WebSockets.
@@ -87,10 +89,8 @@ impl Totals {
             }
         }
         Self {
-            shard_connections: shards
-                .iter()
-                .map(|s| s.core.apps.values().map(|a| gauge(&a.connections)).sum())
-                .collect(),
+            shard_connections: shards.iter().map(|s| s.connections()).collect(),
+            shard_cpus: shards.iter().map(|s| s.cpu()).collect(),
             subscriptions: shards.iter().map(|s| gauge(&s.core.subscriptions)).sum(),
             connections_opened: sum(&|s| load(&s.core.connections_opened)),
             connections_closed: sum(&|s| load(&s.core.connections_closed)),
@@ -218,12 +218,14 @@ mod tests {
         app(1, 1).connections.fetch_add(1, Ordering::Relaxed);
         app(1, 0).publishes.fetch_add(5, Ordering::Relaxed);
         shards[0].core.error(Fault::Unauthorized);
+        shards[1].pin_to(3);
 
         let totals = Totals::gather(&shards);
 
         assert_eq!(totals.deliveries, 7);
         assert_eq!(totals.bytes_out, 10);
         assert_eq!(totals.shard_connections, [2, 1]);
+        assert_eq!(totals.shard_cpus, [None, Some(3)]);
         assert_eq!(totals.connections(), 3);
         assert_eq!(totals.apps[1].connections, 3);
         assert_eq!(totals.publishes(), 5);

@@ -12,8 +12,8 @@ pub mod latency;
 pub mod process;
 pub mod prometheus;
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 pub use self::counters::{Totals, overview};
 pub use self::latency::{LATENCY_BUCKETS, LatencyHistogram};
@@ -38,6 +38,8 @@ pub struct ShardMetrics {
     pub http_requests: AtomicU64,
     /// From an event's acceptance to its frame's write completing, per event frame written.
     pub delivery_latency: LatencyHistogram,
+    /// The CPU the shard's thread is pinned to, once pinning it has succeeded.
+    cpu: OnceLock<usize>,
 }
 
 impl ShardMetrics {
@@ -51,7 +53,24 @@ impl ShardMetrics {
             mesh_delayed: AtomicU64::new(0),
             http_requests: AtomicU64::new(0),
             delivery_latency: LatencyHistogram::default(),
+            cpu: OnceLock::new(),
         }
+    }
+
+    /// Open WebSocket connections on the shard, every app.
+    pub fn connections(&self) -> i64 {
+        let apps = self.core.apps.values();
+        apps.map(|a| a.connections.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Records that the shard's thread now runs on `cpu` only.
+    pub fn pin_to(&self, cpu: usize) {
+        let _ = self.cpu.set(cpu);
+    }
+
+    /// The CPU the shard's thread is pinned to; `None` when it is not pinned.
+    pub fn cpu(&self) -> Option<usize> {
+        self.cpu.get().copied()
     }
 }
 

@@ -40,6 +40,16 @@ pub fn render_prometheus(totals: &Totals, facts: &ServerFacts<'_>) -> String {
         totals.shard_connections.len(),
         env!("CARGO_PKG_VERSION")
     );
+    let name = "ringcast_shard_cpu";
+    let _ = writeln!(
+        out,
+        "# HELP {name} The CPU a pinned shard's thread runs on (shards not pinned are absent).\n# TYPE {name} gauge"
+    );
+    for (shard, cpu) in totals.shard_cpus.iter().enumerate() {
+        if let Some(cpu) = cpu {
+            let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {cpu}");
+        }
+    }
     if let Some(cluster) = facts.cluster {
         render_cluster(&mut out, cluster);
         let name = "ringcast_cluster_app_connections";

@@ -280,6 +280,12 @@ async fn websocket<S: Transport>(
     buf: BytesMut,
     remote: SocketAddr,
 ) {
+    if rt.shutting_down.get() {
+        let _ = stream
+            .write_all(http::refuse_upgrade_while_draining())
+            .await;
+        return;
+    }
     let upgrade = match validate_upgrade(&head) {
         Ok(upgrade) => upgrade,
         Err(err) => {

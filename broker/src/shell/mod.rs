@@ -7,6 +7,7 @@
 
 mod cluster;
 mod conn;
+pub mod cpus;
 pub mod io;
 mod runtime;
 mod signals;
@@ -124,10 +125,15 @@ impl Server {
             }
         }
         let state = ServerState::new(config, shared, webhook_metrics.clone(), audit_metrics, tls);
-        if !state.admin_ui.is_built() {
+        let dashboard = &state.admin_ui;
+        if dashboard.is_built() {
+            let (files, bytes) = dashboard.size();
+            let source = dashboard.source();
+            tracing::info!(%source, files, bytes, "admin dashboard served at /admin/");
+        } else {
             tracing::warn!(
-                dir = %state.shared.config.admin_ui_dir.display(),
-                "the admin UI is not built (scripts/build-admin-ui); /admin/ says so"
+                source = %dashboard.source(),
+                "the admin dashboard is not built (scripts/build-admin-ui); /admin/ says how to build it"
             );
         }
         let state = Arc::new(state);
@@ -159,8 +165,15 @@ impl Server {
             }
             None => None,
         };
+        let placement = cpus::place(&cpus::allowed_cpus(), shard_count, shared.config.pin_cores);
+        // Each shard says when it has placed itself, so that /metrics shows every pin from
+        // the first request on.
+        let (placed, all_placed) = std::sync::mpsc::channel::<()>();
         let mut threads = Vec::with_capacity(shard_count);
         for (id, listener) in listeners.into_iter().enumerate() {
+            let cpu = placement.cpu_of(id);
+            let shard_metrics = metrics[id].clone();
+            let placed = placed.clone();
             let setup = runtime::ShardSetup {
                 id,
                 shard_count,
@@ -175,16 +188,30 @@ impl Server {
             };
             let thread = thread::Builder::new()
                 .name(format!("ringcast-shard-{id}"))
-                .spawn(move || runtime::run_shard(setup))
+                .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        match cpus::pin_current_thread(cpu) {
+                            Ok(()) => shard_metrics.pin_to(cpu),
+                            Err(err) => {
+                                tracing::warn!(%err, shard = id, cpu, "cannot pin the shard to its CPU; it runs unpinned");
+                            }
+                        }
+                    }
+                    let _ = placed.send(());
+                    runtime::run_shard(setup)
+                })
                 .map_err(StartError::Thread)?;
             threads.push(thread);
         }
+        drop(placed);
+        // Ends early only if a shard thread died before placing itself.
+        all_placed.iter().take(threads.len()).for_each(drop);
         let scheme = if state.tls.is_some() {
             "https/wss"
         } else {
             "http/ws"
         };
-        tracing::info!(%addr, shards = shard_count, driver = driver.name(), scheme, "listening");
+        tracing::info!(%addr, shards = shard_count, driver = driver.name(), scheme, cpus = %placement, "listening");
         Ok(Server {
             state,
             addr,
@@ -243,7 +270,9 @@ impl Server {
         self.shutdown();
     }
 
-    /// Stops accepting, closes every client with 4200, and waits (bounded) for the shards.
+    /// Drains, then stops: closes every client with 4200 and, until the last one has gone
+    /// (at most `shutdown_timeout_secs`), still answers on the port (`/up` and upgrades get
+    /// 503); then stops accepting and waits (bounded) for the shards and the writer threads.
     pub fn shutdown(self) {
         self.mesh.request_shutdown();
         let deadline = std::time::Instant::now() + self.shutdown_timeout + Duration::from_secs(1);

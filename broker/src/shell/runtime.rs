@@ -128,10 +128,22 @@ pub fn choose_driver(configured: Driver) -> Driver {
     if configured == Driver::Epoll {
         return Driver::Epoll;
     }
-    match RuntimeBuilder::<IoUringDriver>::new().build() {
-        Ok(_) => Driver::IoUring,
-        Err(err) => {
+    // The probe ring is made and dropped on a thread of its own: tearing a ring down queues
+    // task work to the thread that made it, which interrupts that thread's blocking socket
+    // calls with EINTR (the caller may be a test, or main, reading a socket with a timeout).
+    let probe = std::thread::Builder::new()
+        .name("ringcast-probe".into())
+        .spawn(|| RuntimeBuilder::<IoUringDriver>::new().build().map(drop))
+        .map_err(|err| err.to_string())
+        .and_then(|probe| probe.join().map_err(|_| "the probe panicked".to_owned()));
+    match probe {
+        Ok(Ok(())) => Driver::IoUring,
+        Ok(Err(err)) => {
             tracing::warn!(%err, "io_uring is unavailable; falling back to the epoll driver");
+            Driver::Epoll
+        }
+        Err(err) => {
+            tracing::warn!(%err, "cannot probe for io_uring; falling back to the epoll driver");
             Driver::Epoll
         }
     }
@@ -568,14 +580,25 @@ async fn shard_main(setup: ShardSetup) {
     monoio::spawn(receive_mesh(rt.clone(), inbox));
     monoio::spawn(tick(rt.clone()));
 
+    // A shutdown drains: every client is closed with 4200, and until the last client of the
+    // whole server has gone (or the shutdown timeout has passed) the listener keeps accepting,
+    // so that health checks get 503 and new upgrades are refused with 503 (see `conn`) and a
+    // load balancer sees the node leaving, instead of connections refused.
+    let drained = Rc::new(Cell::new(false));
     let done = Rc::new(Signal::default());
     {
         let rt = rt.clone();
+        let drained = drained.clone();
         let done = done.clone();
         monoio::spawn(async move {
             while !rt.shutting_down.get() {
                 monoio::time::sleep(Duration::from_millis(50)).await;
             }
+            let deadline = Instant::now() + rt.state.shared.config.shutdown_timeout;
+            while open_connections(&rt.all_metrics) > 0 && Instant::now() < deadline {
+                monoio::time::sleep(Duration::from_millis(20)).await;
+            }
+            drained.set(true);
             // Makes the pending accept fail, so the accept loop ends.
             // SAFETY: the listener's fd is open for as long as `listener` lives, which is
             // until shard_main returns; shutdown(2) on it has no memory effects.
@@ -588,13 +611,10 @@ async fn shard_main(setup: ShardSetup) {
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {
-                if rt.shutting_down.get() {
-                    break;
-                }
                 monoio::spawn(super::conn::serve(rt.clone(), stream, remote));
             }
             Err(err) => {
-                if rt.shutting_down.get() {
+                if drained.get() {
                     break;
                 }
                 // EMFILE and friends: back off briefly instead of spinning.
@@ -604,10 +624,17 @@ async fn shard_main(setup: ShardSetup) {
         }
     }
     done.wait().await;
-    let deadline = Instant::now() + rt.state.shared.config.shutdown_timeout;
-    while rt.core().connection_count() > 0 && Instant::now() < deadline {
-        monoio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Ends with the inbox closed, so a message sent to it later (by the server or another
+    // shard) fails instead of waking this shard's inbox task once the runtime is gone: monoio
+    // leaves a pending task to its wakers, and the sender's thread would then free the task
+    // inside the channel's lock, whose drop takes that lock again (a deadlock, seen when a
+    // shard drained and ended before `request_shutdown` had sent to it).
+    mesh.inboxes[id].1.close();
+}
+
+/// Open WebSocket connections on every shard of the server.
+fn open_connections(metrics: &[Arc<ShardMetrics>]) -> i64 {
+    metrics.iter().map(|m| m.connections()).sum()
 }
 
 fn begin_shutdown(rt: &Rc<ShardRt>) {

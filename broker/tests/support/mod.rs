@@ -221,8 +221,7 @@ impl WsClient {
             }
             let mut chunk = [0u8; 16 * 1024];
             match self.stream.read(&mut chunk) {
-                // io_uring task work queued to this thread (the driver probe) can interrupt
-                // a blocking read; that is a retry, not an end of stream.
+                // An interrupted read (EINTR) is a retry, not an end of stream.
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Ok(0) | Err(_) => return None,
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
@@ -349,8 +348,9 @@ pub fn raw_upgrade(addr: SocketAddr, version: u8) -> String {
 /// Starts the real `ringcast` binary with `config` and waits for its `listening on` line;
 /// the rest of its output is drained in the background.
 pub fn spawn_broker(config: &std::path::Path, log: &str) -> (std::process::Child, SocketAddr) {
-    let (child, addr, _) = spawn_broker_with(config, log, false);
-    (child, addr)
+    let mut command = broker_command(config, log);
+    command.stderr(std::process::Stdio::null());
+    spawn_listening(command)
 }
 
 /// Like [`spawn_broker`], keeping what the broker logs (uncoloured) in the returned buffer.
@@ -362,31 +362,41 @@ pub fn spawn_broker_logging(
     SocketAddr,
     std::sync::Arc<std::sync::Mutex<String>>,
 ) {
-    spawn_broker_with(config, log, true)
+    let mut command = broker_command(config, log);
+    command.stderr(std::process::Stdio::piped());
+    spawn_listening_with(command)
 }
 
-fn spawn_broker_with(
-    config: &std::path::Path,
-    log: &str,
-    keep_log: bool,
+/// `ringcast serve --config {config}` logging at `log`, uncoloured.
+fn broker_command(config: &std::path::Path, log: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ringcast"));
+    command
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", log)
+        .env("NO_COLOR", "1");
+    command
+}
+
+/// Spawns `command` (a `ringcast serve`) with its standard output piped, and waits for its
+/// `listening on` line; the rest of that output is drained in the background.
+pub fn spawn_listening(command: std::process::Command) -> (std::process::Child, SocketAddr) {
+    let (child, addr, _) = spawn_listening_with(command);
+    (child, addr)
+}
+
+/// Like [`spawn_listening`]; when the command's standard error is piped, what it logs is kept
+/// in the returned buffer.
+fn spawn_listening_with(
+    mut command: std::process::Command,
 ) -> (
     std::process::Child,
     SocketAddr,
     std::sync::Arc<std::sync::Mutex<String>>,
 ) {
     use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("RUST_LOG", log)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(if keep_log {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let logged = std::sync::Arc::new(std::sync::Mutex::new(String::new()));

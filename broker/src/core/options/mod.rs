@@ -58,6 +58,42 @@ impl Driver {
     }
 }
 
+/// Whether each shard's thread is pinned to a CPU of its own (`server.pin_cores`).
+///
+/// Written `true`, `false` or `"auto"` (the default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PinCores {
+    /// Pin when there are exactly as many shards as CPUs the process may run on.
+    #[default]
+    Auto,
+    /// Pin whatever the counts; with more shards than CPUs, the CPUs are taken in turn.
+    On,
+    /// Leave the threads to the kernel's scheduler.
+    Off,
+}
+
+impl<'de> Deserialize<'de> for PinCores {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Setting;
+        impl serde::de::Visitor<'_> for Setting {
+            type Value = PinCores;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#"true, false or "auto""#)
+            }
+            fn visit_bool<E: serde::de::Error>(self, on: bool) -> Result<PinCores, E> {
+                Ok(if on { PinCores::On } else { PinCores::Off })
+            }
+            fn visit_str<E: serde::de::Error>(self, word: &str) -> Result<PinCores, E> {
+                match word {
+                    "auto" => Ok(PinCores::Auto),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(word), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_any(Setting)
+    }
+}
+
 /// Who may send `client-` events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -93,6 +129,8 @@ pub struct ServerConfig {
     pub shards: usize,
     /// I/O driver.
     pub driver: Driver,
+    /// Whether shard `i` runs on the `i`-th CPU the process may use.
+    pub pin_cores: PinCores,
     /// Connections on the whole server; over it new ones get 4100.
     pub max_connections: usize,
     /// Quiet time after which the server pings a client.
@@ -135,8 +173,12 @@ pub struct ServerConfig {
     pub audit_cache_bytes: u64,
     /// Bearer token for the admin API (`/admin/api/...`); `None` disables it.
     pub admin_token: Option<String>,
-    /// Where the built admin UI (`index.html`, the wasm module and its glue) is read from.
-    pub admin_ui_dir: PathBuf,
+    /// TLS on the port (`[server.tls]`): `wss://` and `https://` instead of `ws://` and
+    /// `http://`. `None`: plain.
+    /// A directory to read the built admin dashboard (`index.html`, the wasm module and its
+    /// glue) from at start, instead of the one built into the binary; `None`: the built-in
+    /// one, else `target/admin-ui/dist` when it exists.
+    pub admin_ui_dir: Option<PathBuf>,
     /// TLS on the port (`[server.tls]`): `wss://` and `https://` instead of `ws://` and
     /// `http://`. `None`: plain.
     pub tls: Option<TlsFiles>,
@@ -152,6 +194,7 @@ impl Default for ServerConfig {
             port: 8080,
             shards: 0,
             driver: Driver::IoUring,
+            pin_cores: PinCores::Auto,
             max_connections: 100_000,
             activity_timeout: Duration::from_secs(120),
             pong_timeout: Duration::from_secs(30),
@@ -169,7 +212,7 @@ impl Default for ServerConfig {
             audit_max_records: 10_000_000,
             audit_cache_bytes: 16 << 20,
             admin_token: None,
-            admin_ui_dir: PathBuf::from("target/admin-ui/dist"),
+            admin_ui_dir: None,
             tls: None,
             cluster: None,
         }
@@ -491,6 +534,19 @@ mod tests {
         assert!(!app.origin_allowed(Some("https://badexample.org")));
         app.allowed_origins = vec!["*".parse().unwrap()];
         assert!(app.origin_allowed(Some("https://anything.test")));
+    }
+
+    #[test]
+    fn pin_cores_is_written_as_a_flag_or_auto() {
+        let read = |text: &str| toml::from_str::<ServerConfig>(text).map(|s| s.pin_cores);
+        assert_eq!(read("").unwrap(), PinCores::Auto);
+        assert_eq!(read(r#"pin_cores = "auto""#).unwrap(), PinCores::Auto);
+        assert_eq!(read("pin_cores = true").unwrap(), PinCores::On);
+        assert_eq!(read("pin_cores = false").unwrap(), PinCores::Off);
+        for bad in [r#"pin_cores = "yes""#, "pin_cores = 1"] {
+            let err = read(bad).unwrap_err().to_string();
+            assert!(err.contains(r#"true, false or "auto""#), "{bad}: {err}");
+        }
     }
 
     #[test]
