@@ -1,5 +1,6 @@
 //! The `ringcast` command: parses arguments, loads the config, starts the server. No logic.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -30,6 +31,15 @@ enum Command {
         /// TOML config file; without one, an embedded demo config is used.
         #[arg(long, short, env = "RINGCAST_CONFIG")]
         config: Option<PathBuf>,
+        /// Address to listen on (as `server.host`; wins over the file and the environment).
+        #[arg(long)]
+        host: Option<IpAddr>,
+        /// Port to listen on (as `server.port`; wins over the file and the environment).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Serve the demo app's published credentials on a non-loopback `--host` too.
+        #[arg(long)]
+        allow_demo_credentials: bool,
     },
     /// Read a password on standard input and print its argon2 hash, for `[[admins]]`.
     HashPassword,
@@ -60,7 +70,13 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let env = |name: &str| std::env::var(name).ok();
-    match cli.command.unwrap_or(Command::Serve { config: None }) {
+    let command = cli.command.unwrap_or(Command::Serve {
+        config: None,
+        host: None,
+        port: None,
+        allow_demo_credentials: false,
+    });
+    match command {
         Command::CheckConfig { config } => {
             let loaded = Config::load(config.as_deref(), &env)?;
             println!("config ok: {} app(s)", loaded.apps.len());
@@ -74,9 +90,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", ringcast::core::admin::hash_password(password));
             Ok(())
         }
-        Command::Serve { config } => {
+        Command::Serve {
+            config,
+            host,
+            port,
+            allow_demo_credentials,
+        } => {
+            // The flags are the variables that win over every other source.
+            let flags = [
+                ("RINGCAST_HOST", host.map(|h| h.to_string())),
+                ("RINGCAST_PORT", port.map(|p| p.to_string())),
+                (
+                    "RINGCAST_ALLOW_DEMO_CREDENTIALS",
+                    allow_demo_credentials.then(|| "true".to_owned()),
+                ),
+            ];
+            let env = |name: &str| {
+                flags
+                    .iter()
+                    .find(|(flag, value)| *flag == name && value.is_some())
+                    .and_then(|(_, value)| value.clone())
+                    .or_else(|| env(name))
+            };
             let demo = config.is_none();
             let mut loaded = Config::load(config.as_deref(), &env)?;
+            for warning in loaded.warnings() {
+                tracing::warn!("{warning}");
+            }
             if demo && loaded.admins.is_empty() {
                 // The embedded demo gets a dashboard admin with a password made up now.
                 let password = ringcast::core::admin::random_password();

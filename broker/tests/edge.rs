@@ -173,3 +173,41 @@ fn while_a_shutdown_drains_new_connections_get_503_from_up_and_from_upgrades() {
         "still accepting after the drain"
     );
 }
+
+#[test]
+fn serve_takes_host_and_port_and_keeps_the_demo_credentials_off_public_addresses() {
+    let port = std::net::TcpListener::bind("127.0.0.5:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = temp_dir("serve-flags");
+    let serve = |args: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ringcast"));
+        command
+            .current_dir(&dir)
+            .arg("serve")
+            .args(args)
+            .env("RINGCAST_PORT", "1") // the flag wins
+            .env("RUST_LOG", "warn");
+        command
+    };
+    let (mut child, addr) =
+        support::spawn_listening(serve(&["--host", "127.0.0.5", "--port", &port.to_string()]));
+    assert_eq!(addr, std::net::SocketAddr::from(([127, 0, 0, 5], port)));
+    assert_eq!(http(addr, "GET", "/up", "").0, 200);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let refused = serve(&["--host", "0.0.0.0", "--port", "0"])
+        .stdout(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("server.host: 0.0.0.0 is reachable from other machines")
+            && stderr.contains("--allow-demo-credentials"),
+        "{stderr}"
+    );
+}

@@ -165,12 +165,14 @@ fn valid_edge_cases_are_accepted() {
 fn oversized_messages_get_1009_from_the_header_alone() {
     let server = TestServer::start(1);
     let mut bystander = WsClient::connect(server.addr);
-    let big = frame(Opcode::Text, &vec![b'a'; 64 * 1024], true);
+    // One byte over `server.max_ws_message_bytes` (64 KiB by default).
+    let limit = 64 * 1024;
+    let big = frame(Opcode::Text, &vec![b'a'; limit + 1], true);
     assert_eq!(close_code_for(&server, &big[..14]), Some(1009));
     // Fragments that add up past the limit.
     let parts = [
-        frame(Opcode::Text, &vec![b'a'; 8 * 1024], false),
-        frame(Opcode::Continuation, &vec![b'a'; 8 * 1024], true),
+        frame(Opcode::Text, &vec![b'a'; limit / 2], false),
+        frame(Opcode::Continuation, &vec![b'a'; limit / 2 + 1], true),
     ]
     .concat();
     assert_eq!(close_code_for(&server, &parts), Some(1009));

@@ -3,9 +3,11 @@
 //! Reverb's `REVERB_SERVER_HOST`, `REVERB_SERVER_PORT`, `REVERB_APP_ID`, `REVERB_APP_KEY`,
 //! `REVERB_APP_SECRET`, `REVERB_ALLOWED_ORIGINS`, `REVERB_APP_ACTIVITY_TIMEOUT`,
 //! `REVERB_APP_MAX_MESSAGE_SIZE`, `REVERB_APP_MAX_CONNECTIONS` and
-//! `REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM` are accepted so that a Laravel `.env` works
-//! unchanged; `RINGCAST_HOST`, `RINGCAST_PORT`, `RINGCAST_SHARDS`, `RINGCAST_DRIVER` and
-//! `RINGCAST_DATA_DIR` take precedence. The app variables set the first app.
+//! `REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM` and `REVERB_MAX_REQUEST_SIZE` are accepted so that a
+//! Laravel `.env` works unchanged, and so are `PUSHER_APP_ID`, `PUSHER_APP_KEY` and
+//! `PUSHER_APP_SECRET` (`BROADCAST_DRIVER=pusher`; Reverb's names win when both are set); `RINGCAST_HOST`, `RINGCAST_PORT`, `RINGCAST_SHARDS`, `RINGCAST_DRIVER` and
+//! `RINGCAST_DATA_DIR` take precedence (and `ringcast serve --host/--port` over those);
+//! `RINGCAST_ALLOW_DEMO_CREDENTIALS` sets `server.allow_demo_credentials`. The app variables set the first app.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -54,6 +56,18 @@ pub(super) fn apply(file: &mut FileConfig, raw_env: Env<'_>) -> Result<bool, Con
             }
         };
     }
+    if let Some(v) = env("RINGCAST_ALLOW_DEMO_CREDENTIALS") {
+        s.allow_demo_credentials = match v.trim() {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            _ => {
+                return Err(invalid(
+                    "RINGCAST_ALLOW_DEMO_CREDENTIALS",
+                    format!("expected \"true\" or \"false\", got {v:?}"),
+                ));
+            }
+        };
+    }
     if let Some(v) = env("RINGCAST_DATA_DIR") {
         s.data_dir = PathBuf::from(v);
     }
@@ -62,17 +76,16 @@ pub(super) fn apply(file: &mut FileConfig, raw_env: Env<'_>) -> Result<bool, Con
         s.activity_timeout = Duration::from_secs(secs);
     }
 
-    let credentials = ["REVERB_APP_ID", "REVERB_APP_KEY", "REVERB_APP_SECRET"].map(|n| (n, env(n)));
-    let given = credentials.iter().filter(|(_, v)| v.is_some()).count();
+    if let Some(v) = env("REVERB_MAX_REQUEST_SIZE") {
+        s.max_http_body_bytes = parse_env("REVERB_MAX_REQUEST_SIZE", &v, "a size in bytes")?;
+    }
+
     let mut defined = false;
-    if given > 0 {
-        if let Some((missing, _)) = credentials.iter().find(|(_, v)| v.is_none()) {
-            return Err(invalid(
-                *missing,
-                "REVERB_APP_ID, REVERB_APP_KEY and REVERB_APP_SECRET must be set together",
-            ));
-        }
-        let [id, key, secret] = credentials.map(|(_, v)| v.unwrap_or_default());
+    // Laravel's `pusher` broadcaster, then Reverb's: the later set wins when both are given.
+    for names in [PUSHER_CREDENTIALS, REVERB_CREDENTIALS] {
+        let Some([id, key, secret]) = credentials(&env, names)? else {
+            continue;
+        };
         match file.apps.first_mut() {
             Some(app) => {
                 app.id = id;
@@ -154,6 +167,37 @@ pub(super) fn apply_cluster(cluster: &mut ClusterTable, raw_env: Env<'_>) -> &'s
         (field, cluster.redis) = ("RINGCAST_REDIS_URL", Some(u));
     }
     field
+}
+
+/// The first app's id, key and secret under Laravel's `BROADCAST_DRIVER=pusher` names.
+const PUSHER_CREDENTIALS: [&str; 3] = ["PUSHER_APP_ID", "PUSHER_APP_KEY", "PUSHER_APP_SECRET"];
+/// The first app's id, key and secret under Reverb's names.
+const REVERB_CREDENTIALS: [&str; 3] = ["REVERB_APP_ID", "REVERB_APP_KEY", "REVERB_APP_SECRET"];
+
+/// The id, key and secret named by `names`: `None` when none is set, an error when only some
+/// are.
+fn credentials(
+    env: &impl Fn(&str) -> Option<String>,
+    names: [&'static str; 3],
+) -> Result<Option<[String; 3]>, ConfigError> {
+    let values = names.map(env);
+    if values.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    match values {
+        [Some(id), Some(key), Some(secret)] => Ok(Some([id, key, secret])),
+        _ => {
+            let missing = names
+                .iter()
+                .zip(&values)
+                .find_map(|(name, v)| v.is_none().then_some(*name))
+                .unwrap_or(names[0]);
+            Err(invalid(
+                missing,
+                format!("{}, {} and {} must be set together", names[0], names[1], names[2]),
+            ))
+        }
+    }
 }
 
 fn parse_env<T: std::str::FromStr>(name: &str, value: &str, what: &str) -> Result<T, ConfigError> {
@@ -251,5 +295,54 @@ mod tests {
         );
         let e = Config::load(None, &with_env(&[("REVERB_APP_ID", "1")])).unwrap_err();
         assert!(e.to_string().starts_with("REVERB_APP_KEY:"), "{e}");
+    }
+
+    #[test]
+    fn laravel_pusher_variables_name_the_app_and_reverb_ones_win_over_them() {
+        let pusher = [
+            ("PUSHER_APP_ID", "12"),
+            ("PUSHER_APP_KEY", "pk"),
+            ("PUSHER_APP_SECRET", "ps"),
+        ];
+        let only_pusher = Config::load(None, &with_env(&pusher)).unwrap();
+        let app = &only_pusher.apps[0];
+        assert_eq!((app.id.as_str(), app.key.as_str()), ("12", "pk"));
+        assert_eq!(app.secret, "ps");
+        assert!(!only_pusher.is_demo_app(app));
+
+        let both = [
+            pusher.as_slice(),
+            &[
+                ("REVERB_APP_ID", "9"),
+                ("REVERB_APP_KEY", "rk"),
+                ("REVERB_APP_SECRET", "rs"),
+            ],
+        ]
+        .concat();
+        let config = Config::from_toml_str(ONE_APP, &with_env(&both)).unwrap();
+        assert_eq!(config.apps[0].key, "rk");
+
+        let e = Config::load(None, &with_env(&pusher[..2])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "PUSHER_APP_SECRET: PUSHER_APP_ID, PUSHER_APP_KEY and PUSHER_APP_SECRET must be set together"
+        );
+    }
+
+    #[test]
+    fn reverb_max_request_size_caps_http_bodies() {
+        // Reverb's defaults together: 10,000-byte requests and messages.
+        let env = with_env(&[
+            ("REVERB_MAX_REQUEST_SIZE", "10000"),
+            ("REVERB_APP_MAX_MESSAGE_SIZE", "10000"),
+        ]);
+        let config = Config::from_toml_str(ONE_APP, &env).unwrap();
+        assert_eq!(config.server.max_http_body_bytes, 10_000);
+        let e = Config::from_toml_str(ONE_APP, &with_env(&[("REVERB_MAX_REQUEST_SIZE", "10k")]))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "REVERB_MAX_REQUEST_SIZE: expected a size in bytes, got \"10k\""
+        );
     }
 }

@@ -114,7 +114,42 @@ impl Config {
         if file.server.shards == 0 {
             file.server.shards = std::thread::available_parallelism().map_or(1, usize::from);
         }
-        validate::validate(file)
+        let config = validate::validate(file)?;
+        let server = &config.server;
+        if !server.host.is_loopback() && !server.allow_demo_credentials {
+            if let Some(app) = config.apps.iter().find(|app| config.is_demo_app(app)) {
+                return Err(invalid(
+                    "server.host",
+                    format!(
+                        "{} is reachable from other machines, and app {} has the demo credentials \
+                         that the README publishes: configure an app of your own (or set \
+                         server.allow_demo_credentials = true, RINGCAST_ALLOW_DEMO_CREDENTIALS=true \
+                         or --allow-demo-credentials)",
+                        server.host, app.id
+                    ),
+                ));
+            }
+        }
+        Ok(config)
+    }
+
+    /// What a config that loads may still get wrong, to be logged at start: an app that
+    /// admits every origin while the port is reachable from other machines.
+    pub fn warnings(&self) -> Vec<String> {
+        if self.server.host.is_loopback() {
+            return Vec::new();
+        }
+        self.apps
+            .iter()
+            .filter(|app| app.allowed_origins.iter().any(|o| o.is_any()))
+            .map(|app| {
+                format!(
+                    "app {} allows every origin (allowed_origins \"*\") on {}, which other \
+                     machines can reach: any web page may connect to it; list your sites' origins",
+                    app.id, self.server.host
+                )
+            })
+            .collect()
     }
 
     /// The embedded default: one demo app on 127.0.0.1:8080, data under `./data`.
@@ -221,6 +256,37 @@ mod tests {
             ),
             (10_240, 100, 10)
         );
+    }
+
+    #[test]
+    fn the_demo_credentials_are_refused_where_other_machines_can_reach_them() {
+        let public = with_env(&[("RINGCAST_HOST", "0.0.0.0")]);
+        let e = Config::load(None, &public).unwrap_err().to_string();
+        assert!(e.starts_with("server.host: 0.0.0.0 is reachable from other machines, and app 100001 has the demo credentials"), "{e}");
+        let asked = with_env(&[
+            ("RINGCAST_HOST", "0.0.0.0"),
+            ("RINGCAST_ALLOW_DEMO_CREDENTIALS", "true"),
+        ]);
+        assert!(Config::load(None, &asked).is_ok());
+        // Own credentials on a public address, and the demo on any loopback address, load.
+        assert!(Config::from_toml_str(ONE_APP, &public).is_ok());
+        let loopback = with_env(&[("RINGCAST_HOST", "127.0.0.3")]);
+        assert!(Config::load(None, &loopback).is_ok());
+    }
+
+    #[test]
+    fn every_origin_on_a_public_address_is_warned_about() {
+        let public = with_env(&[("RINGCAST_HOST", "10.1.2.3")]);
+        let config = Config::from_toml_str(ONE_APP, &public).unwrap();
+        assert_eq!(
+            config.warnings(),
+            ["app 1 allows every origin (allowed_origins \"*\") on 10.1.2.3, which other \
+              machines can reach: any web page may connect to it; list your sites' origins"]
+        );
+        let listed = format!("{ONE_APP}allowed_origins = [\"https://app.test\"]\n");
+        assert!(Config::from_toml_str(&listed, &public).unwrap().warnings().is_empty());
+        let local = Config::from_toml_str(ONE_APP, &no_env).unwrap();
+        assert!(local.warnings().is_empty());
     }
 
     #[test]

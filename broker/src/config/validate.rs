@@ -12,9 +12,14 @@ use crate::core::auth::jwt::{Algorithm, ClaimNames, KeyError, VerifyingKey};
 use crate::core::options::{
     AllowedOrigin, ClusterConfig, Config, JwtConfig, RedisTarget, ServerConfig,
 };
+use crate::core::wire::pusher::message::largest_client_event;
 
 /// Longest accepted timeout or window.
 const MAX_DURATION: Duration = Duration::from_secs(86_400);
+
+/// Largest accepted `server.max_ws_message_bytes` (16 MiB): each connection may buffer one
+/// message this large before it is parsed.
+const MAX_WS_MESSAGE_BYTES: usize = 16 << 20;
 
 /// What app ids, app keys and the cluster prefix must be: they stand unescaped in URL paths
 /// (`/app/{key}`, `/apps/{id}`) and in Redis key names, whose parts `:` separates.
@@ -132,6 +137,12 @@ fn check_server(s: &ServerConfig) -> Result<(), ConfigError> {
         return Err(invalid(
             "server.admin_token",
             "must be at least 16 characters",
+        ));
+    }
+    if !(1024..=MAX_WS_MESSAGE_BYTES).contains(&s.max_ws_message_bytes) {
+        return Err(invalid(
+            "server.max_ws_message_bytes",
+            format!("must be between 1024 and {MAX_WS_MESSAGE_BYTES}"),
         ));
     }
     if s.shards > 256 {
@@ -259,6 +270,21 @@ fn check_app(
         return Err(invalid(
             field("max_message_bytes"),
             "must not exceed server.max_http_body_bytes",
+        ));
+    }
+    let largest_client_event = largest_client_event(
+        app.max_event_name_chars,
+        app.max_channel_name_chars,
+        app.max_message_bytes,
+    );
+    if largest_client_event > server.max_ws_message_bytes {
+        return Err(invalid(
+            field("max_message_bytes"),
+            format!(
+                "a client event with {} bytes of data and names at their limits is {largest_client_event} bytes, \
+                 over server.max_ws_message_bytes ({}): raise that or lower this",
+                app.max_message_bytes, server.max_ws_message_bytes
+            ),
         ));
     }
     let origins = app
@@ -417,6 +443,24 @@ mod tests {
             err(&format!("[server]\nmax_http_body_bytes = 100\n{ONE_APP}"))
                 .starts_with("apps[0].max_message_bytes")
         );
+    }
+
+    #[test]
+    fn every_apps_largest_client_event_must_fit_in_a_websocket_message() {
+        // 65,536 bytes hold 200-byte names around at most 65,103 bytes of data.
+        let fits = format!("{ONE_APP}max_message_bytes = 65103\n");
+        assert!(Config::from_toml_str(&fits, &no_env).is_ok());
+        let over = format!("{ONE_APP}max_message_bytes = 65104\n");
+        assert_eq!(
+            err(&over),
+            "apps[0].max_message_bytes: a client event with 65104 bytes of data and names at \
+             their limits is 65537 bytes, over server.max_ws_message_bytes (65536): raise that \
+             or lower this"
+        );
+        let raised = format!("[server]\nmax_ws_message_bytes = 131072\n{over}");
+        assert!(Config::from_toml_str(&raised, &no_env).is_ok());
+        let small = format!("[server]\nmax_ws_message_bytes = 1023\n{ONE_APP}");
+        assert!(err(&small).starts_with("server.max_ws_message_bytes"));
     }
 
     #[test]

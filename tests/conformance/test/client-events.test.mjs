@@ -129,4 +129,19 @@ describe('client events', () => {
     assert.equal(sender.received((m) => m.event === 'pusher:error').length, 0, 'no error at the limit');
     assert.equal(receiver.received((m) => m.event === 'client-burst').length, 10);
   });
+
+  it('a 20 KB client event gets pusher:error 4306, is not delivered, and the connection stays open', T, async (t) => {
+    const name = uniq('private-big-');
+    const { sender, receiver, sChannel, rChannel } = await pair(t, name);
+    const refused = sender.nextMessage((m) => m.event === 'pusher:error' && codeOf(m) === 4306, {
+      what: 'pusher:error with code 4306',
+    });
+    sChannel.trigger('client-big', { text: 'x'.repeat(20 * 1024) });
+    assert.equal(codeOf(await refused), 4306);
+    const small = receiver.nextEvent(rChannel, 'client-small');
+    sChannel.trigger('client-small', { after: true });
+    assert.deepEqual((await small)[0], { after: true });
+    assert.equal(sender.state, 'connected', 'the sender stays connected');
+    assert.equal(receiver.received((m) => m.event === 'client-big').length, 0, 'the refused event was not delivered');
+  });
 });

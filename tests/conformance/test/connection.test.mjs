@@ -61,8 +61,19 @@ describe('connection', () => {
     assert.equal(end.code, 4008, JSON.stringify(end));
   });
 
-  it('an unsupported protocol version is closed with 4007', T, async (t) => {
-    const ws = rawClient(t, broker, { query: 'protocol=6&client=js&version=8.6.0&flash=false' });
+  it('protocols 4, 5 and 6 are served as 7 (pysher and Flutter send 6, the old Android SDK 5)', T, async (t) => {
+    for (const version of [4, 5, 6]) {
+      const ws = rawClient(t, broker, { query: `protocol=${version}&client=java&version=1.8.0` });
+      const data = JSON.parse((await ws.established()).data);
+      assert.match(data.socket_id, SOCKET_ID_RE, `protocol ${version}`);
+      const pong = ws.event('pusher:pong');
+      ws.send({ event: 'pusher:ping', data: {} });
+      await pong;
+    }
+  });
+
+  it('an unsupported protocol version (3, as Pusher: 4 to 7 are served) is closed with 4007', T, async (t) => {
+    const ws = rawClient(t, broker, { query: 'protocol=3&client=js&version=8.6.0&flash=false' });
     const end = await ws.closed();
     assert.equal(end.code, 4007, JSON.stringify(end));
   });

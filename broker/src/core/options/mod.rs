@@ -151,6 +151,10 @@ pub struct ServerConfig {
     pub max_request_headers: usize,
     /// Largest HTTP request body.
     pub max_http_body_bytes: usize,
+    /// Largest WebSocket message (and frame) a client may send; over it the connection is
+    /// closed with 1009. Below it, a client event whose data is over the app's
+    /// `max_message_bytes` gets 4306 and the connection stays open.
+    pub max_ws_message_bytes: usize,
     /// Per-connection output cap; a client over it is closed with 4100.
     pub send_buffer_bytes: usize,
     /// Capacity of each queue between shards.
@@ -173,8 +177,6 @@ pub struct ServerConfig {
     pub audit_cache_bytes: u64,
     /// Bearer token for the admin API (`/admin/api/...`); `None` disables it.
     pub admin_token: Option<String>,
-    /// TLS on the port (`[server.tls]`): `wss://` and `https://` instead of `ws://` and
-    /// `http://`. `None`: plain.
     /// A directory to read the built admin dashboard (`index.html`, the wasm module and its
     /// glue) from at start, instead of the one built into the binary; `None`: the built-in
     /// one, else `target/admin-ui/dist` when it exists.
@@ -182,6 +184,9 @@ pub struct ServerConfig {
     /// TLS on the port (`[server.tls]`): `wss://` and `https://` instead of `ws://` and
     /// `http://`. `None`: plain.
     pub tls: Option<TlsFiles>,
+    /// Serve the demo app's published credentials on a non-loopback `host` (refused at load
+    /// otherwise: anyone who read the README could connect and publish).
+    pub allow_demo_credentials: bool,
     /// Scale-out through Redis; `None`: a single node. Its own table in the file.
     #[serde(skip)]
     pub cluster: Option<ClusterConfig>,
@@ -203,6 +208,7 @@ impl Default for ServerConfig {
             max_request_head_bytes: 8192,
             max_request_headers: 64,
             max_http_body_bytes: 1_048_576,
+            max_ws_message_bytes: 65_536,
             send_buffer_bytes: 1_048_576,
             mesh_queue_capacity: 16_384,
             api_timestamp_window: Duration::from_secs(600),
@@ -214,6 +220,7 @@ impl Default for ServerConfig {
             admin_token: None,
             admin_ui_dir: None,
             tls: None,
+            allow_demo_credentials: false,
             cluster: None,
         }
     }

@@ -20,10 +20,6 @@ use crate::core::wire::{Fault, Reply, Wire};
 use crate::core::ws::frame::{self, FrameLimits, MessageDecoder, Role};
 use ringcast_shared::{AuditDecision, AuditKind};
 
-/// Envelope slack over an app's `max_message_bytes`: a client event's frame carries the event
-/// and channel names around its data.
-const FRAME_ENVELOPE_BYTES: usize = 1024;
-
 /// Why a connection is refused.
 #[derive(Debug)]
 enum ConnectRefusal {
@@ -140,9 +136,12 @@ impl Shard {
             let left = id.expires_at.saturating_sub(request.now_unix);
             now + Duration::from_secs(left) + app.token_leeway()
         });
+        // One limit for every app: the loader checked that each app's largest client event
+        // fits, so data over `max_message_bytes` reaches the shard and gets 4306.
+        let max_ws_message_bytes = self.state.config.max_ws_message_bytes;
         let limits = FrameLimits {
-            max_frame_bytes: app.config.max_message_bytes + FRAME_ENVELOPE_BYTES,
-            max_message_bytes: app.config.max_message_bytes + FRAME_ENVELOPE_BYTES,
+            max_frame_bytes: max_ws_message_bytes,
+            max_message_bytes: max_ws_message_bytes,
         };
         let client_event_rate = client_event_rate(app.config.client_events_per_second);
         self.state

@@ -59,7 +59,7 @@ impl Shard {
                 }
                 Err(err) => {
                     let rule = if err.close_code() == close::MESSAGE_TOO_BIG {
-                        "max_message_bytes"
+                        "max_ws_message_bytes"
                     } else {
                         "rfc6455"
                     };

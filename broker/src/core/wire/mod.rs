@@ -32,8 +32,8 @@ use crate::core::ids::{SocketId, UserId};
 /// The wire protocol a connection speaks.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Wire {
-    /// Pusher Channels protocol 7 (pusher-js, laravel-echo's `pusher` and `reverb`
-    /// broadcasters, the Flutter and Python Pusher clients).
+    /// Pusher Channels protocol 7, and 4 to 6 served alike (pusher-js, laravel-echo's `pusher`
+    /// and `reverb` broadcasters, the Flutter and Python Pusher clients).
     Pusher,
 }
 
@@ -53,7 +53,7 @@ impl Wire {
     }
 
     /// The app key a connection names in its URL, once the wire's own checks on the URL
-    /// (Pusher: the path `/app/{key}` and `protocol=7`) have passed.
+    /// (Pusher: the path `/app/{key}` and `protocol` 4 to 7) have passed.
     pub fn app_key<'r>(self, path: &'r str, protocol: Option<&str>) -> Result<&'r str, Fault> {
         match self {
             Wire::Pusher => {

@@ -38,7 +38,7 @@ fn connection_errors_use_the_pusher_codes() {
         ("/app/", Some("7"), 4005),
         ("/app/test-key", Some("seven"), 4006),
         ("/app/test-key", Some("8"), 4007),
-        ("/app/test-key", Some("6"), 4007),
+        ("/app/test-key", Some("3"), 4007),
         ("/app/test-key", None, 4008),
     ] {
         let (frames, error) = cluster.try_connect(0, path, protocol).unwrap_err();

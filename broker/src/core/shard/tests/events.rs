@@ -254,6 +254,28 @@ fn client_event_data_size_limit_is_inclusive() {
 }
 
 #[test]
+fn a_client_event_over_max_message_bytes_gets_4306_and_the_connection_stays_open() {
+    // The default limits: 10 KiB of event data, 64 KiB per WebSocket message.
+    let mut cluster = Cluster::new(1);
+    let a = cluster.connect(0);
+    let b = cluster.connect(0);
+    cluster.subscribe_private(a, "private-x");
+    cluster.subscribe_private(b, "private-x");
+    let event = |data: String| json!({"event": "client-x", "channel": "private-x", "data": data});
+    cluster.send(a, event("y".repeat(20 * 1024)));
+    let refused = cluster.recv(a);
+    assert_eq!(refused[0]["event"], "pusher:error");
+    assert_eq!(refused[0]["data"]["code"], 4306);
+    assert_eq!(refused.len(), 1, "an error, no close: {refused:?}");
+    assert!(cluster.recv(b).is_empty());
+    cluster.send(a, event("small".into()));
+    assert_eq!(cluster.recv(b)[0]["data"], "small");
+    // Over the WebSocket message limit the connection is closed, as RFC 6455 says.
+    cluster.send(a, event("y".repeat(64 * 1024)));
+    assert_eq!(cluster.recv(a), [json!({"close": 1009})]);
+}
+
+#[test]
 fn slow_consumer_is_closed_with_4100_and_others_keep_receiving() {
     let mut cluster = Cluster::with(1, |c| c.server.send_buffer_bytes = 4096);
     let slow = cluster.connect(0);

@@ -37,6 +37,19 @@ struct UnsubscribeRequest<'a> {
     channel: Cow<'a, str>,
 }
 
+/// The length of the longest client event message whose event name, channel name and data
+/// are within these limits (in bytes, written without spaces as pusher-js sends it, with names
+/// that need no escaping), so the WebSocket message limit can be checked against the app's
+/// limits at load.
+pub fn largest_client_event(
+    max_event_name_bytes: usize,
+    max_channel_name_bytes: usize,
+    max_data_bytes: usize,
+) -> usize {
+    const EMPTY: &str = r#"{"event":"","channel":"","data":}"#;
+    EMPTY.len() + max_event_name_bytes + max_channel_name_bytes + max_data_bytes
+}
+
 /// Parses one text message from a Pusher client.
 pub fn parse(text: &[u8]) -> Result<Command<'_>, ParseError> {
     let envelope: Envelope<'_> =
@@ -383,6 +396,22 @@ mod tests {
 
     fn parse_text(text: &str) -> Result<Command<'_>, ParseError> {
         parse(text.as_bytes())
+    }
+
+    #[test]
+    fn a_client_event_at_every_limit_is_exactly_the_largest_client_event() {
+        let (event, channel) = ("client-".to_owned() + &"e".repeat(13), "c".repeat(30));
+        let data = json!({"text": "x".repeat(90)}).to_string();
+        let message = json!({"event": event, "channel": channel, "data": value(data.as_bytes())});
+        let text = message.to_string();
+        assert_eq!(
+            text.len(),
+            largest_client_event(event.len(), channel.len(), data.len())
+        );
+        let Ok(Command::ClientEvent { data: parsed, .. }) = parse_text(&text) else {
+            panic!("not a client event: {text}");
+        };
+        assert_eq!(parsed.get().len(), data.len());
     }
 
     fn value(bytes: &[u8]) -> Value {

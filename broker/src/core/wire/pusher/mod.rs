@@ -1,5 +1,5 @@
-//! Pusher Channels protocol 7 behind the [`crate::core::wire`] seam: the connection URL,
-//! message parsing ([`message::parse`]), the frames of every [`Reply`] and [`Event`], and the
+//! Pusher Channels protocol 7 behind the [`crate::core::wire`] seam (versions 4 to 6 are served
+//! the same way, as Pusher does): the connection URL, message parsing ([`message::parse`]), the frames of every [`Reply`] and [`Event`], and the
 //! one table of error codes ([`codes`]).
 
 pub mod codes;
@@ -10,9 +10,11 @@ use bytes::Bytes;
 use super::{Event, Fault, Refusal, Reply};
 use crate::core::ws::frame::{self, Opcode};
 
-/// The Pusher protocol version spoken. Older clients (5, 6) expect different framing of some
-/// events, so they are refused with 4007 rather than served subtly wrong.
-pub const PROTOCOL_VERSION: u32 = 7;
+/// The protocol versions accepted in `?protocol=N`. Pusher serves 4 to 7 alike ("protocols 1,
+/// 2 and 3 are no longer supported"), and clients in use still send older ones: pysher 1.0.8
+/// and Flutter's `pusher_channels` send 6, the old Android SDK 5. Every version gets the
+/// frames of 7, the current one.
+pub const PROTOCOL_VERSIONS: std::ops::RangeInclusive<u32> = 4..=7;
 
 /// The path prefix of a Pusher WebSocket, `/app/{key}`.
 const APP_PATH: &str = "/app/";
@@ -29,7 +31,7 @@ pub fn check_version(protocol: Option<&str>) -> Result<(), Fault> {
         .ok_or(Fault::NoProtocolVersion)?
         .parse()
         .map_err(|_| Fault::InvalidVersionFormat)?;
-    if version == PROTOCOL_VERSION {
+    if PROTOCOL_VERSIONS.contains(&version) {
         Ok(())
     } else {
         Err(Fault::UnsupportedProtocolVersion)
@@ -120,16 +122,24 @@ mod tests {
     }
 
     #[test]
-    fn only_protocol_7_is_spoken() {
-        assert_eq!(check_version(Some("7")), Ok(()));
+    fn protocols_4_to_7_are_spoken_and_others_refused() {
+        for version in ["4", "5", "6", "7"] {
+            assert_eq!(check_version(Some(version)), Ok(()), "{version}");
+        }
         assert_eq!(check_version(None), Err(Fault::NoProtocolVersion));
-        assert_eq!(
-            check_version(Some("seven")),
-            Err(Fault::InvalidVersionFormat)
-        );
-        assert_eq!(
-            check_version(Some("6")),
-            Err(Fault::UnsupportedProtocolVersion)
-        );
+        for bad in ["seven", "", "7.0", "-7"] {
+            assert_eq!(
+                check_version(Some(bad)),
+                Err(Fault::InvalidVersionFormat),
+                "{bad:?}"
+            );
+        }
+        for unsupported in ["0", "1", "3", "8", "70"] {
+            assert_eq!(
+                check_version(Some(unsupported)),
+                Err(Fault::UnsupportedProtocolVersion),
+                "{unsupported}"
+            );
+        }
     }
 }
