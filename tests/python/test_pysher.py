@@ -44,13 +44,14 @@ class Broker:
         self.dir = tempfile.mkdtemp(prefix="ringcast-python-")
         with open(os.path.join(self.dir, "ringcast.toml"), "w") as f:
             f.write(CONFIG)
+        self.log = open(os.environ.get("RINGCAST_LOG", os.devnull), "w")
         self.process = subprocess.Popen(
             [os.environ["RINGCAST_BIN"], "serve", "--config", "ringcast.toml"],
             cwd=self.dir,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=self.log,
             text=True,
-            env={**os.environ, "RUST_LOG": "warn"},
+            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
         )
         for line in self.process.stdout:
             found = re.search(r"ringcast: listening on (\S+):(\d+)", line)
@@ -68,6 +69,8 @@ class Broker:
             self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.process.kill()
+        self.process.stdout.close()
+        self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -102,24 +105,34 @@ class PysherTest(unittest.TestCase):
         established = queue.Queue()
         client.connection.bind("pusher:connection_established", established.put)
         client.connect()
-        self.addCleanup(client.disconnect)
+        # pysher's disconnect joins its thread, and websocket-client's reader may sit out its
+        # 10 s select timeout once the closing handshake has been read by the closing thread
+        # (the broker has answered and closed by then: its log says "closed_by=client"). The
+        # daemon thread ends on its own; the test does not wait for it.
+        self.addCleanup(client.disconnect, timeout=1)
         data = established.get(timeout=EVENT_TIMEOUT_S)
         if isinstance(data, str):
             data = json.loads(data)
         self.assertRegex(data["socket_id"], r"^\d+\.\d+$")
         return client
 
-    def subscribe(self, client, name, *events):
-        """Subscribes `client` to `name` and waits for the subscription to succeed; returns a
-        queue that receives (event, data) for each of `events` on that channel."""
+    def subscribe(self, client, name, *events, subscribers=1):
+        """Subscribes `client` to `name` and waits until the broker counts `subscribers` on
+        it; returns a queue that receives (event, data) for each of `events` on that channel.
+
+        The broker is asked, not pysher: pysher sends `pusher:subscribe` before it creates the
+        channel object, so a `subscription_succeeded` that arrives first has no binding."""
         received = queue.Queue()
-        succeeded = queue.Queue()
         channel = client.subscribe(name)
-        channel.bind("pusher_internal:subscription_succeeded", succeeded.put)
         for event in events:
             channel.bind(event, lambda data, event=event: received.put((event, data)))
-        succeeded.get(timeout=EVENT_TIMEOUT_S)
-        return received
+        deadline = time.monotonic() + EVENT_TIMEOUT_S
+        while True:
+            info = self.sdk.channel_info(name, ["subscription_count"])
+            if info.get("subscription_count", 0) >= subscribers:
+                return received
+            self.assertLess(time.monotonic(), deadline, f"{name}: {info}")
+            time.sleep(0.02)
 
     def next_event(self, received):
         event, data = received.get(timeout=EVENT_TIMEOUT_S)
@@ -146,16 +159,11 @@ class PysherTest(unittest.TestCase):
         alice = self.connect({"user_id": "alice", "user_info": {"name": "Alice"}})
         alice_sees = self.subscribe(alice, "presence-room", "pusher_internal:member_added")
         bob = self.connect({"user_id": 42, "user_info": {"name": "Bob"}})
-        self.subscribe(bob, "presence-room")
+        self.subscribe(bob, "presence-room", subscribers=2)
         event, member = self.next_event(alice_sees)
         self.assertEqual(event, "pusher_internal:member_added")
         self.assertEqual(member, {"user_id": "42", "user_info": {"name": "Bob"}})
-        deadline = time.monotonic() + EVENT_TIMEOUT_S
-        while True:
-            users = self.sdk.users_info("presence-room")["users"]
-            if len(users) == 2 or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+        users = self.sdk.users_info("presence-room")["users"]
         self.assertEqual(sorted(u["id"] for u in users), ["42", "alice"])
 
 

@@ -194,7 +194,10 @@ fn credentials(
                 .unwrap_or(names[0]);
             Err(invalid(
                 missing,
-                format!("{}, {} and {} must be set together", names[0], names[1], names[2]),
+                format!(
+                    "{}, {} and {} must be set together",
+                    names[0], names[1], names[2]
+                ),
             ))
         }
     }

@@ -280,11 +280,18 @@ mod tests {
         let config = Config::from_toml_str(ONE_APP, &public).unwrap();
         assert_eq!(
             config.warnings(),
-            ["app 1 allows every origin (allowed_origins \"*\") on 10.1.2.3, which other \
-              machines can reach: any web page may connect to it; list your sites' origins"]
+            [
+                "app 1 allows every origin (allowed_origins \"*\") on 10.1.2.3, which other \
+              machines can reach: any web page may connect to it; list your sites' origins"
+            ]
         );
         let listed = format!("{ONE_APP}allowed_origins = [\"https://app.test\"]\n");
-        assert!(Config::from_toml_str(&listed, &public).unwrap().warnings().is_empty());
+        assert!(
+            Config::from_toml_str(&listed, &public)
+                .unwrap()
+                .warnings()
+                .is_empty()
+        );
         let local = Config::from_toml_str(ONE_APP, &no_env).unwrap();
         assert!(local.warnings().is_empty());
     }
