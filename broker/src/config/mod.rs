@@ -116,19 +116,20 @@ impl Config {
         }
         let config = validate::validate(file)?;
         let server = &config.server;
-        if !server.host.is_loopback() && !server.allow_demo_credentials {
-            if let Some(app) = config.apps.iter().find(|app| config.is_demo_app(app)) {
-                return Err(invalid(
-                    "server.host",
-                    format!(
-                        "{} is reachable from other machines, and app {} has the demo credentials \
-                         that the README publishes: configure an app of your own (or set \
-                         server.allow_demo_credentials = true, RINGCAST_ALLOW_DEMO_CREDENTIALS=true \
-                         or --allow-demo-credentials)",
-                        server.host, app.id
-                    ),
-                ));
-            }
+        if !server.host.is_loopback()
+            && !server.allow_demo_credentials
+            && let Some(app) = config.apps.iter().find(|app| config.is_demo_app(app))
+        {
+            return Err(invalid(
+                "server.host",
+                format!(
+                    "{} is reachable from other machines, and app {} has the demo credentials \
+                     that the README publishes: configure an app of your own (or set \
+                     server.allow_demo_credentials = true, RINGCAST_ALLOW_DEMO_CREDENTIALS=true \
+                     or --allow-demo-credentials)",
+                    server.host, app.id
+                ),
+            ));
         }
         Ok(config)
     }
