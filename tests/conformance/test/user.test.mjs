@@ -2,10 +2,11 @@
 // #server-to-user channels of other users, and terminate_connections across several sockets.
 
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { startBroker } from '../lib/broker.mjs';
 import { WRONG_SECRET, disconnectAll, newUser, pusherClient, serverSdk } from '../lib/clients.mjs';
-import { rawClient } from '../lib/raw.mjs';
+import { dataOf, rawClient } from '../lib/raw.mjs';
 import { EVENT_TIMEOUT_MS, TEST_TIMEOUT_MS, waitFor, withTimeout } from '../lib/wait.mjs';
 
 const T = { timeout: TEST_TIMEOUT_MS };
@@ -27,6 +28,18 @@ describe('user authentication', () => {
   after(async () => {
     disconnectAll();
     await broker?.stop();
+  });
+
+  it('a sign-in with a numeric id (a Laravel user id) is admitted and answered as its string', T, async (t) => {
+    // Laravel's PHP SDK signs `{"id":42}`; the Node SDK refuses a numeric id, so sign here.
+    const raw = rawClient(t, broker);
+    const socketId = JSON.parse((await raw.established()).data).socket_id;
+    const id = 100_000 + Math.floor(Math.random() * 800_000);
+    const userData = JSON.stringify({ id, user_info: { name: 'Numeric' } });
+    const signature = createHmac('sha256', broker.app.secret).update(`${socketId}::user::${userData}`).digest('hex');
+    raw.send({ event: 'pusher:signin', data: { auth: `${broker.app.key}:${signature}`, user_data: userData } });
+    const success = await raw.event('pusher:signin_success');
+    assert.deepEqual(JSON.parse(dataOf(success).user_data), { id: String(id), user_info: { name: 'Numeric' } });
   });
 
   it('a sign-in signed with the wrong secret is refused with 4009', T, async (t) => {

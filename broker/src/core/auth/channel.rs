@@ -9,7 +9,7 @@ use ring::hmac;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{channel_auth_message, verify_hex};
+use super::{channel_auth_message, user_id_text, verify_hex};
 use crate::core::channel::{ChannelKind, ChannelName};
 use crate::core::ids::{SocketId, UserId, UserIdError};
 
@@ -202,19 +202,6 @@ fn parse_channel_data(
         _ => None,
     };
     Ok(PresenceMember { user_id, user_info })
-}
-
-/// Laravel signs numeric ids (`"user_id":1`); Pusher treats ids as strings, so both `1` and
-/// `"1"` name the same user.
-fn user_id_text(raw: &RawValue) -> Option<String> {
-    let text = raw.get();
-    if text.starts_with('"') {
-        serde_json::from_str::<String>(text).ok()
-    } else if text.bytes().all(|b| b.is_ascii_digit() || b == b'-') && !text.is_empty() {
-        Some(text.to_owned())
-    } else {
-        None
-    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod user;
 use std::fmt::Display;
 
 use ring::hmac;
+use serde_json::value::RawValue;
 
 /// What a channel authorization signs: `socket_id:channel`, and for a presence channel
 /// `socket_id:channel:channel_data` (the exact `channel_data` text the client sends).
@@ -86,3 +87,23 @@ pub fn same_secret(expected: &str, presented: &str) -> bool {
         .fold(0u8, |acc, (x, y)| acc | (x ^ y))
         == 0
 }
+/// The user id in a presence `user_id` or sign-in `id`: Laravel signs numeric ids
+/// (`"user_id":1`, `{"id":1}`); Pusher treats ids as strings, so both `1` and `"1"` name the
+/// same user. Anything else (a fraction, an object, `null`) is no id.
+pub(super) fn user_id_text(raw: &RawValue) -> Option<String> {
+    let text = raw.get();
+    if text.starts_with('"') {
+        serde_json::from_str::<String>(text).ok()
+    } else if is_integer(text) {
+        Some(text.to_owned())
+    } else {
+        None
+    }
+}
+
+/// A JSON integer as written: an optional `-`, then digits.
+fn is_integer(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+

@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{signin_message, verify_hex};
+use super::{signin_message, user_id_text, verify_hex};
 use crate::core::ids::{SocketId, UserId, UserIdError};
 
 /// Most user ids in a sign-in watchlist.
@@ -66,8 +66,8 @@ pub enum SigninError {
     /// The signature does not match.
     #[error("invalid signature")]
     InvalidSignature,
-    /// `user_data` is not an object with a string `id`.
-    #[error("user_data must be a JSON object with a non-empty string \"id\"")]
+    /// `user_data` is not an object with a string or integer `id`.
+    #[error("user_data must be a JSON object with a non-empty string or integer \"id\"")]
     InvalidUserData,
     /// The id is unacceptable.
     #[error("{0}")]
@@ -102,11 +102,9 @@ pub fn verify_signin(
     // Parsed only once the signature holds.
     let data: UserData =
         serde_json::from_str(user_data).map_err(|_| SigninError::InvalidUserData)?;
-    // pusher-js requires a string id; so does the server.
-    let id: String = data
-        .id
-        .and_then(|raw| serde_json::from_str(raw.get()).ok())
-        .ok_or(SigninError::InvalidUserData)?;
+    // A number is taken as its text, as a presence `user_id` is: Laravel's ids are integers.
+    let raw_id = data.id.ok_or(SigninError::InvalidUserData)?;
+    let id = user_id_text(raw_id).ok_or(SigninError::InvalidUserData)?;
     let user = UserId::parse(&id, ctx.max_user_id_chars)?;
     let raw_watchlist = data.watchlist.unwrap_or_default();
     if raw_watchlist.len() > MAX_WATCHLIST {
@@ -118,9 +116,22 @@ pub fn verify_signin(
         .collect::<Result<_, _>>()?;
     Ok(UserAuthenticated {
         user,
-        user_data: user_data.to_owned(),
+        user_data: with_string_id(user_data, raw_id),
         watchlist,
     })
+}
+
+/// `user_data` with its `id` (`raw_id`, a slice of it) written as a JSON string: pusher-js
+/// drops a sign-in whose `pusher:signin_success` carries a numeric id, so `{"id":1}` goes back
+/// as `{"id":"1"}`. Everything else is kept byte for byte.
+fn with_string_id(user_data: &str, raw_id: &RawValue) -> String {
+    let id = raw_id.get();
+    let start = id.as_ptr() as usize - user_data.as_ptr() as usize;
+    if id.starts_with('"') || user_data.get(start..start + id.len()) != Some(id) {
+        return user_data.to_owned();
+    }
+    let end = start + id.len();
+    format!("{}\"{id}\"{}", &user_data[..start], &user_data[end..])
 }
 
 #[cfg(test)]
@@ -168,10 +179,16 @@ mod tests {
     }
 
     #[test]
-    fn user_data_needs_a_string_id() {
+    fn user_data_needs_a_string_or_integer_id() {
         let secret = hmac_key("secret");
+        for (data, id) in [(r#"{"id":42}"#, "42"), (r#"{"id":"42"}"#, "42")] {
+            let signed = verify_signin(&ctx(&secret), &sign(&secret, data), data).unwrap();
+            assert_eq!(signed.user.as_str(), id, "{data}");
+            assert_eq!(signed.user_data, r#"{"id":"42"}"#, "{data}");
+        }
         for data in [
-            r#"{"id":42}"#,
+            r#"{"id":4.2}"#,
+            r#"{"id":null}"#,
             r#"{"name":"x"}"#,
             r#"{"id":""}"#,
             "[]",
@@ -182,6 +199,18 @@ mod tests {
                 "{data}"
             );
         }
+    }
+
+    #[test]
+    fn a_numeric_id_goes_back_as_a_string_and_the_rest_as_sent() {
+        let secret = hmac_key("secret");
+        let data = r#"{ "user_info": {"id": 7}, "id" : -12 ,"watchlist":["1"]}"#;
+        let signed = verify_signin(&ctx(&secret), &sign(&secret, data), data).unwrap();
+        assert_eq!(signed.user.as_str(), "-12");
+        assert_eq!(
+            signed.user_data,
+            r#"{ "user_info": {"id": 7}, "id" : "-12" ,"watchlist":["1"]}"#
+        );
     }
 
     #[test]
