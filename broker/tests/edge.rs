@@ -143,8 +143,10 @@ fn while_a_shutdown_drains_new_connections_get_503_from_up_and_from_upgrades() {
     let server = TestServer::start(2);
     let addr = server.addr;
     let mut client = WsClient::connect(addr);
-    let (status, up) = http(addr, "GET", "/up", "");
-    assert_eq!((status, up), (200, json!({"health": "ok"})));
+    for path in ["/up", "/"] {
+        let (status, up) = http(addr, "GET", path, "");
+        assert_eq!((status, up), (200, json!({"health": "ok"})), "{path}");
+    }
 
     let stopper = std::thread::spawn(move || server.shutdown());
     // The client hears 4200 and does not answer the close frame yet: the server waits for it
@@ -152,11 +154,14 @@ fn while_a_shutdown_drains_new_connections_get_503_from_up_and_from_upgrades() {
     let error = client.recv_until(Duration::from_secs(5), |v| v["event"] == "pusher:error");
     assert_eq!(error["data"]["code"], 4200);
 
-    let (status, up) = http(addr, "GET", "/up", "");
-    assert_eq!(
-        (status, up),
-        (503, json!({"health": "draining", "error": "shutting down"}))
-    );
+    for path in ["/up", "/"] {
+        let (status, up) = http(addr, "GET", path, "");
+        assert_eq!(
+            (status, up),
+            (503, json!({"health": "draining", "error": "shutting down"})),
+            "{path}"
+        );
+    }
     let upgrade = raw_upgrade(addr, 13);
     assert!(upgrade.starts_with("HTTP/1.1 503"), "{upgrade}");
     let body = upgrade.split_once("\r\n\r\n").map_or("", |(_, b)| b);

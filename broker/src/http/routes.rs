@@ -43,7 +43,8 @@ pub fn handle(
     };
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let route = match (head.method, segments.as_slice()) {
-        (Method::Get | Method::Head, ["up"]) => {
+        // `GET /` is the health check Soketi users point their load balancers at.
+        (Method::Get | Method::Head, ["up"] | [] | [""]) => {
             // A degraded node still serves its own clients, so it stays in the load
             // balancer's pool (200); the body and /metrics say what is wrong.
             let degraded = shard.state().cluster.as_ref().is_some_and(|c| !c.is_up());
