@@ -595,7 +595,7 @@ async fn shard_main(setup: ShardSetup) {
                 monoio::time::sleep(Duration::from_millis(50)).await;
             }
             let deadline = Instant::now() + rt.state.shared.config.shutdown_timeout;
-            while open_connections(&rt.all_metrics) > 0 && Instant::now() < deadline {
+            while rt.state.shared.apps.connections() > 0 && Instant::now() < deadline {
                 monoio::time::sleep(Duration::from_millis(20)).await;
             }
             drained.set(true);
@@ -630,11 +630,6 @@ async fn shard_main(setup: ShardSetup) {
     // inside the channel's lock, whose drop takes that lock again (a deadlock, seen when a
     // shard drained and ended before `request_shutdown` had sent to it).
     mesh.inboxes[id].1.close();
-}
-
-/// Open WebSocket connections on every shard of the server.
-fn open_connections(metrics: &[Arc<ShardMetrics>]) -> i64 {
-    metrics.iter().map(|m| m.connections()).sum()
 }
 
 fn begin_shutdown(rt: &Rc<ShardRt>) {
