@@ -126,11 +126,13 @@ pub fn verify_signin(
 /// as `{"id":"1"}`. Everything else is kept byte for byte.
 fn with_string_id(user_data: &str, raw_id: &RawValue) -> String {
     let id = raw_id.get();
-    let start = id.as_ptr() as usize - user_data.as_ptr() as usize;
-    if id.starts_with('"') || user_data.get(start..start + id.len()) != Some(id) {
+    // Where the id lies in `user_data`: an offset out of it (wrapped, or past its end) makes
+    // `get` answer `None`, so nothing is spliced.
+    let start = (id.as_ptr() as usize).wrapping_sub(user_data.as_ptr() as usize);
+    let end = start.saturating_add(id.len());
+    if id.starts_with('"') || user_data.get(start..end) != Some(id) {
         return user_data.to_owned();
     }
-    let end = start + id.len();
     format!("{}\"{id}\"{}", &user_data[..start], &user_data[end..])
 }
 
