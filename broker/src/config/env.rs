@@ -7,7 +7,8 @@
 //! Laravel `.env` works unchanged, and so are `PUSHER_APP_ID`, `PUSHER_APP_KEY` and
 //! `PUSHER_APP_SECRET` (`BROADCAST_DRIVER=pusher`; Reverb's names win when both are set); `RINGCAST_HOST`, `RINGCAST_PORT`, `RINGCAST_SHARDS`, `RINGCAST_DRIVER` and
 //! `RINGCAST_DATA_DIR` take precedence (and `ringcast serve --host/--port` over those);
-//! `RINGCAST_ALLOW_DEMO_CREDENTIALS` sets `server.allow_demo_credentials`. The app variables set the first app.
+//! `RINGCAST_ALLOW_DEMO_CREDENTIALS` sets `server.allow_demo_credentials`,
+//! `RINGCAST_TRUSTED_PROXIES` (comma-separated CIDRs) `server.trusted_proxies`. The app variables set the first app.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use super::file::{self, ClusterTable, FileConfig};
 use super::{ConfigError, invalid};
 use crate::core::options::units::zero_is_unlimited;
 use crate::core::options::{ClientEvents, Driver};
+use crate::core::proxy::MalformedCidr;
 
 /// How the loader reads one variable.
 pub(super) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -67,6 +69,12 @@ pub(super) fn apply(file: &mut FileConfig, raw_env: Env<'_>) -> Result<bool, Con
                 ));
             }
         };
+    }
+    if let Some(v) = env("RINGCAST_TRUSTED_PROXIES") {
+        let ranges: Vec<String> = v.split(',').map(|r| r.trim().to_owned()).collect();
+        s.trusted_proxies = ranges
+            .try_into()
+            .map_err(|e: MalformedCidr| invalid("RINGCAST_TRUSTED_PROXIES", e.to_string()))?;
     }
     if let Some(v) = env("RINGCAST_DATA_DIR") {
         s.data_dir = PathBuf::from(v);
@@ -278,6 +286,28 @@ mod tests {
         let only_env = Config::load(None, &env).unwrap();
         assert_eq!(only_env.apps.len(), 1);
         assert!(!only_env.is_demo_app(&only_env.apps[0]));
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_the_file_or_a_comma_separated_variable() {
+        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        let text = format!("[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n{ONE_APP}");
+        let from_file = Config::from_toml_str(&text, &no_env).unwrap();
+        assert!(from_file.server.trusted_proxies.contains(loopback));
+        let env = with_env(&[("RINGCAST_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")]);
+        let from_env = Config::from_toml_str(ONE_APP, &env).unwrap();
+        assert!(from_env.server.trusted_proxies.contains(loopback));
+        assert!(
+            from_env
+                .server
+                .trusted_proxies
+                .contains("10.2.3.4".parse().unwrap())
+        );
+        let bad = with_env(&[("RINGCAST_TRUSTED_PROXIES", "10.0.0.0/8,nginx")]);
+        let e = Config::from_toml_str(ONE_APP, &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("RINGCAST_TRUSTED_PROXIES: \"nginx\""), "{e}");
     }
 
     #[test]

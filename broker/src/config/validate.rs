@@ -145,6 +145,12 @@ fn check_server(s: &ServerConfig) -> Result<(), ConfigError> {
             format!("must be between 1024 and {MAX_WS_MESSAGE_BYTES}"),
         ));
     }
+    if s.proxy_protocol && s.trusted_proxies.is_empty() {
+        return Err(invalid(
+            "server.proxy_protocol",
+            "needs server.trusted_proxies: the addresses of the proxies that send the header",
+        ));
+    }
     if s.shards > 256 {
         return Err(invalid("server.shards", "at most 256"));
     }
@@ -461,6 +467,27 @@ mod tests {
         assert!(Config::from_toml_str(&raised, &no_env).is_ok());
         let small = format!("[server]\nmax_ws_message_bytes = 1023\n{ONE_APP}");
         assert!(err(&small).starts_with("server.max_ws_message_bytes"));
+    }
+
+    #[test]
+    fn the_proxy_protocol_needs_trusted_proxies() {
+        let alone = format!("[server]\nproxy_protocol = true\n{ONE_APP}");
+        assert!(err(&alone).starts_with("server.proxy_protocol: needs server.trusted_proxies"));
+        let with = format!(
+            "[server]\nproxy_protocol = true\ntrusted_proxies = [\"127.0.0.1\"]\n{ONE_APP}"
+        );
+        assert!(
+            Config::from_toml_str(&with, &no_env)
+                .unwrap()
+                .server
+                .proxy_protocol
+        );
+        let bad = format!("[server]\ntrusted_proxies = [\"127.0.0.1/40\"]\n{ONE_APP}");
+        assert!(
+            err(&bad).contains("\"127.0.0.1/40\" is not an address range"),
+            "{}",
+            err(&bad)
+        );
     }
 
     #[test]

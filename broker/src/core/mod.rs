@@ -13,6 +13,7 @@ pub mod http;
 pub mod ids;
 pub mod options;
 pub mod policy;
+pub mod proxy;
 pub mod rand;
 pub mod rate_limit;
 pub mod shard;

@@ -1,7 +1,7 @@
 //! One TCP connection: read the request head, then either serve HTTP (keep-alive) or run a
 //! WebSocket with a reader loop and a writer task.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,6 +18,8 @@ use crate::core::http::request::{
 };
 use crate::core::http::response;
 use crate::core::ids::{AppIdx, SocketId};
+use crate::core::proxy::header::{Parsed, ProxyHeader, ProxyHeaderError};
+use crate::core::proxy::{self, TrustedProxies};
 use crate::core::shard::{Accept, ConnKey, ConnectRequest, Ended, OutputState};
 use crate::core::wire::Wire;
 use crate::core::ws::handshake::{is_websocket_upgrade, switching_protocols, validate_upgrade};
@@ -42,20 +44,34 @@ enum ReadHeadError {
     Head(HeadError),
 }
 
-/// Serves one accepted TCP connection until it closes: plain, or TLS after its handshake
-/// when `[server.tls]` is set.
-pub async fn serve(rt: Rc<ShardRt>, stream: TcpStream, remote: SocketAddr) {
+/// Serves one accepted TCP connection until it closes: its PROXY protocol header first when
+/// `server.proxy_protocol` is on, then plain or TLS (after its handshake) as configured.
+pub async fn serve(rt: Rc<ShardRt>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let Some(certs) = &rt.state.tls else {
-        return serve_stream(
-            rt,
-            stream,
-            BytesMut::with_capacity(INITIAL_READ_BYTES),
-            remote,
-        )
-        .await;
+    let config = &rt.state.shared.config;
+    let mut buf = BytesMut::with_capacity(INITIAL_READ_BYTES);
+    let remote = if config.proxy_protocol {
+        let header = read_proxy_header(&mut stream, &mut buf, &config.trusted_proxies, peer.ip());
+        match monoio::time::timeout(config.handshake_timeout, header).await {
+            Ok(Ok(remote)) => remote,
+            Ok(Err(refusal)) => {
+                tracing::debug!(%peer, %refusal, "connection refused before its PROXY header");
+                let body = response::json_error(refusal.status(), &refusal.to_string(), false);
+                let _ = stream.write_all(body).await;
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "PROXY header not received in time");
+                return;
+            }
+        }
+    } else {
+        peer.ip()
     };
-    let handshake = tls::accept(stream, certs.current(), BytesMut::new());
+    let Some(certs) = &rt.state.tls else {
+        return serve_stream(rt, stream, buf, remote).await;
+    };
+    let handshake = tls::accept(stream, certs.current(), buf);
     match monoio::time::timeout(rt.state.shared.config.handshake_timeout, handshake).await {
         Ok(Ok(stream)) => {
             let buf = BytesMut::with_capacity(INITIAL_READ_BYTES);
@@ -66,12 +82,61 @@ pub async fn serve(rt: Rc<ShardRt>, stream: TcpStream, remote: SocketAddr) {
     }
 }
 
+/// Why a connection was refused before its PROXY protocol header was accepted.
+#[derive(Debug, thiserror::Error)]
+enum ProxyRefusal {
+    /// The peer is not in `server.trusted_proxies`, so it may not speak for anyone.
+    #[error("connections must come through a trusted proxy")]
+    Untrusted,
+    /// The header is missing or malformed.
+    #[error(transparent)]
+    Header(#[from] ProxyHeaderError),
+    /// The connection ended before the header did.
+    #[error("the connection ended inside its PROXY protocol header")]
+    Ended,
+}
+
+impl ProxyRefusal {
+    fn status(&self) -> u16 {
+        match self {
+            Self::Untrusted => 403,
+            Self::Header(_) | Self::Ended => 400,
+        }
+    }
+}
+
+/// Reads the PROXY protocol header a trusted proxy sends first and returns the client it
+/// names (or `peer`, for the proxy's own connections); the bytes after it stay in `buf`.
+async fn read_proxy_header(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    trusted: &TrustedProxies,
+    peer: IpAddr,
+) -> Result<IpAddr, ProxyRefusal> {
+    if !trusted.contains(peer) {
+        return Err(ProxyRefusal::Untrusted);
+    }
+    loop {
+        if let Parsed::Complete { header, len } = proxy::header::parse(buf)? {
+            buf.advance(len);
+            return Ok(match header {
+                ProxyHeader::Client(client) => client.ip().to_canonical(),
+                ProxyHeader::Local => peer,
+            });
+        }
+        match read_more(stream, buf).await {
+            Ok(0) | Err(_) => return Err(ProxyRefusal::Ended),
+            Ok(_) => {}
+        }
+    }
+}
+
 /// Serves a connection's requests until it closes or becomes a WebSocket.
 async fn serve_stream<S: Transport>(
     rt: Rc<ShardRt>,
     mut stream: S,
     mut buf: BytesMut,
-    remote: SocketAddr,
+    remote: IpAddr,
 ) {
     let config = &rt.state.shared.config;
     let limits = HeadLimits {
@@ -106,11 +171,13 @@ async fn serve_stream<S: Transport>(
             }
             Ok(Ok(head)) => head,
         };
+        // Per request: a proxy's keep-alive connection carries many clients' requests.
+        let client = proxy::client_address(&config.trusted_proxies, remote, &head);
         if is_websocket_upgrade(&head) {
-            websocket(rt, stream, head, buf, remote).await;
+            websocket(rt, stream, head, buf, client).await;
             return;
         }
-        if !serve_http(&rt, &mut stream, &head, &mut buf, remote.ip()).await {
+        if !serve_http(&rt, &mut stream, &head, &mut buf, client).await {
             return;
         }
     }
@@ -147,7 +214,7 @@ async fn serve_http<S: AsyncReadRent + AsyncWriteRent>(
     stream: &mut S,
     head: &RequestHead,
     buf: &mut BytesMut,
-    remote: std::net::IpAddr,
+    remote: IpAddr,
 ) -> bool {
     let shard_metrics = &rt.all_metrics[rt.core().id()];
     inc(&shard_metrics.http_requests);
@@ -278,7 +345,7 @@ async fn websocket<S: Transport>(
     mut stream: S,
     head: RequestHead,
     buf: BytesMut,
-    remote: SocketAddr,
+    remote: IpAddr,
 ) {
     if rt.shutting_down.get() {
         let _ = stream
@@ -296,9 +363,8 @@ async fn websocket<S: Transport>(
     // pusher-js can only prefix the path (`wsPath`), so a token may also come as
     // `/token/{jwt}/app/{key}`.
     let (path, path_token) = split_token_path(&head.path);
-    let attempt = rt.with_core(|core| {
-        core.connection_attempt(Wire::Pusher, &path, remote.ip(), Instant::now())
-    });
+    let attempt =
+        rt.with_core(|core| core.connection_attempt(Wire::Pusher, &path, remote, Instant::now()));
     if let Err(retry) = attempt {
         let seconds = retry.as_secs().max(1).to_string();
         let response = response::json_error_with(
@@ -329,7 +395,7 @@ async fn websocket<S: Transport>(
         path: &path,
         protocol: protocol.as_deref(),
         origin: head.header("origin"),
-        remote: remote.ip(),
+        remote,
         token,
         now_unix: SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -357,7 +423,7 @@ async fn websocket<S: Transport>(
     tracing::info!(
         socket_id = %socket_id,
         app = %app_key(&rt, accepted_app),
-        client = %remote.ip(),
+        client = %remote,
         "connection opened"
     );
     // The 101 goes out before any frame: the writer starts only once it is written. A new

@@ -79,7 +79,11 @@ pub fn client_config(pkis: &[&TestPki]) -> Arc<ClientConfig> {
 /// A TLS connection to the server at `addr`, handshake done (the server name is
 /// `localhost`).
 pub fn connect(addr: SocketAddr, config: &Arc<ClientConfig>) -> TlsClient {
-    let tcp = TcpStream::connect(addr).unwrap();
+    connect_over(TcpStream::connect(addr).unwrap(), config)
+}
+
+/// A TLS connection over `tcp` (already connected), handshake done.
+pub fn connect_over(tcp: TcpStream, config: &Arc<ClientConfig>) -> TlsClient {
     tcp.set_read_timeout(Some(std::time::Duration::from_secs(5)))
         .unwrap();
     let name = ServerName::try_from("localhost").unwrap();

@@ -22,6 +22,7 @@ pub use self::origin::{AllowedOrigin, MalformedOrigin, RequestOrigin, origin_all
 use crate::core::admin::AdminAccount;
 use crate::core::auth::jwt::{ClaimNames, VerifyOptions, VerifyingKey};
 use crate::core::policy::RuleConfig;
+use crate::core::proxy::TrustedProxies;
 use crate::core::webhook::WebhookKind;
 
 /// Everything the server runs with.
@@ -184,6 +185,12 @@ pub struct ServerConfig {
     /// TLS on the port (`[server.tls]`): `wss://` and `https://` instead of `ws://` and
     /// `http://`. `None`: plain.
     pub tls: Option<TlsFiles>,
+    /// Peers whose `X-Forwarded-For` / `X-Real-IP` (and PROXY protocol header) name the
+    /// client; every other peer is the client itself. Empty by default.
+    pub trusted_proxies: TrustedProxies,
+    /// Every connection starts with a PROXY protocol header (v1 or v2, as HAProxy's
+    /// `send-proxy-v2` and AWS NLB send it) from a trusted proxy; others are refused.
+    pub proxy_protocol: bool,
     /// Serve the demo app's published credentials on a non-loopback `host` (refused at load
     /// otherwise: anyone who read the README could connect and publish).
     pub allow_demo_credentials: bool,
@@ -220,6 +227,8 @@ impl Default for ServerConfig {
             admin_token: None,
             admin_ui_dir: None,
             tls: None,
+            trusted_proxies: TrustedProxies::default(),
+            proxy_protocol: false,
             allow_demo_credentials: false,
             cluster: None,
         }
