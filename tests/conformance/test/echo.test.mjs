@@ -139,6 +139,18 @@ describe('laravel-echo', () => {
         assert.equal(error.type, 'AuthError');
         assert.equal(client.state, 'connected', 'the connection stays open after an auth failure');
       });
+
+      it('.channel().error() fires with status 400 for a name over 200 characters', T, async (t) => {
+        const { echo, client } = await echoClient(t, broker, { broadcaster });
+        const channel = echo.channel(uniq('long-') + 'x'.repeat(200));
+        const error = await nextCall((cb) => channel.error(cb), '.error()');
+        assert.equal(error.status, 400, JSON.stringify(error));
+        assert.equal(error.type, 'InvalidChannel');
+        assert.match(error.error, /longer than 200 characters/);
+        assert.equal(client.state, 'connected', 'the connection stays open');
+        const fine = echo.channel(uniq('after-'));
+        await echoSubscribed(fine);
+      });
     });
   }
 });

@@ -11,7 +11,6 @@ use crate::core::auth::channel::{AuthContext, ChannelAuthorized, authorize_subsc
 use crate::core::channel::{ChannelKind, ChannelName, ChannelNameError};
 use crate::core::ids::{AppIdx, SocketId, UserId};
 use crate::core::policy::{Decision, Resources, Subject};
-use crate::core::wire::Fault;
 use crate::core::wire::{Refusal, Reply, SubscribeRequest};
 use ringcast_shared::{AuditDecision, AuditKind};
 
@@ -173,11 +172,15 @@ impl Shard {
         self.reply(key, &reply);
     }
 
+    /// Refuses a subscription to a name that is no channel's, on that name as sent: pusher-js
+    /// finds the channel object by it, so Echo's `.error()` fires instead of the channel
+    /// waiting for ever. The message is bounded by `max_ws_message_bytes`.
     pub(super) fn refuse_channel_name(&mut self, key: ConnKey, raw: &str, err: ChannelNameError) {
-        // Echo at most a bounded prefix of the peer's text back.
-        let shown: String = raw.chars().take(64).collect();
-        let text = format!("{err}: {shown:?}");
-        self.send_error_message(key, Fault::InvalidChannelName, &text);
+        let reply = Reply::SubscriptionRefused {
+            channel: raw,
+            refusal: &Refusal::InvalidName(err),
+        };
+        self.reply(key, &reply);
     }
 
     /// Records a pending subscription and asks the channel's home shard to admit it.

@@ -44,8 +44,6 @@ pub enum Fault {
     ClientEventRejected,
     /// A message or payload over the app's size limit.
     MessageTooLarge,
-    /// A channel name that is not valid.
-    InvalidChannelName,
 }
 
 impl Fault {
@@ -60,12 +58,11 @@ impl Fault {
                 | Fault::UnsupportedEvent
                 | Fault::ClientEventRejected
                 | Fault::MessageTooLarge
-                | Fault::InvalidChannelName
         )
     }
 
     /// Every fault, for metrics label tables and exhaustive tests.
-    pub const ALL: [Fault; 20] = [
+    pub const ALL: [Fault; 19] = [
         Fault::AppNotFound,
         Fault::AppDisabled,
         Fault::AppOverConnectionQuota,
@@ -85,7 +82,6 @@ impl Fault {
         Fault::UnsupportedEvent,
         Fault::ClientEventRejected,
         Fault::MessageTooLarge,
-        Fault::InvalidChannelName,
     ];
 
     /// The position of this fault in [`Fault::ALL`], for counter tables.

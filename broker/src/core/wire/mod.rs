@@ -26,7 +26,7 @@ use serde_json::value::RawValue;
 
 pub use self::fault::Fault;
 use crate::core::auth::channel::SubscribeAuthError;
-use crate::core::channel::ChannelName;
+use crate::core::channel::{ChannelName, ChannelNameError};
 use crate::core::ids::{SocketId, UserId};
 
 /// The wire protocol a connection speaks.
@@ -180,24 +180,50 @@ pub enum Refusal {
         /// The limit.
         max: usize,
     },
+    /// The name is empty, too long or has a character channel names may not have.
+    InvalidName(ChannelNameError),
+}
+
+/// What kind of refusal a [`Refusal`] is: the `type` of `pusher:subscription_error`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// Not allowed: signature, `channel_data`, policy (401, 403; 400 for a malformed
+    /// `channel_data`).
+    Auth,
+    /// A limit: too many subscriptions (429), a full presence channel (403), `user_info`
+    /// over its size (413).
+    Limit,
+    /// The channel name itself (400).
+    InvalidChannel,
 }
 
 impl Refusal {
-    /// The HTTP-style status that says whose fault it is (401/403 not allowed, 429 a limit).
+    /// The HTTP-style status that says whose fault it is (401/403 not allowed, 4xx a limit,
+    /// 400 a malformed request).
     pub fn status(&self) -> u16 {
         match self {
+            Refusal::Signature(SubscribeAuthError::UserInfoTooLarge { .. }) => 413,
             Refusal::Signature(err) => err.status(),
             Refusal::Policy { .. } | Refusal::PresenceFull { .. } => 403,
             Refusal::TooManySubscriptions { .. } => 429,
+            Refusal::InvalidName(_) => 400,
+        }
+    }
+
+    /// Which kind of refusal it is.
+    pub fn kind(&self) -> RefusalKind {
+        match self {
+            Refusal::Signature(SubscribeAuthError::UserInfoTooLarge { .. })
+            | Refusal::TooManySubscriptions { .. }
+            | Refusal::PresenceFull { .. } => RefusalKind::Limit,
+            Refusal::Signature(_) | Refusal::Policy { .. } => RefusalKind::Auth,
+            Refusal::InvalidName(_) => RefusalKind::InvalidChannel,
         }
     }
 
     /// Whether it is a limit (rather than an authorization decision).
     pub fn is_limit(&self) -> bool {
-        matches!(
-            self,
-            Refusal::TooManySubscriptions { .. } | Refusal::PresenceFull { .. }
-        )
+        self.kind() == RefusalKind::Limit
     }
 }
 
@@ -210,6 +236,7 @@ impl std::fmt::Display for Refusal {
                 write!(f, "a connection may hold at most {max} subscriptions")
             }
             Refusal::PresenceFull { max } => write!(f, "presence channel is full ({max} members)"),
+            Refusal::InvalidName(err) => err.fmt(f),
         }
     }
 }

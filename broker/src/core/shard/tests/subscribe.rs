@@ -47,12 +47,16 @@ fn privateer_is_a_public_channel() {
 }
 
 #[test]
-fn invalid_channel_names_get_an_error_and_the_connection_stays_open() {
+fn invalid_channel_names_are_refused_on_that_channel_and_the_connection_stays_open() {
     let mut cluster = Cluster::new(1);
     let client = cluster.connect(0);
-    for bad in ["", "a b", &"x".repeat(201)] {
+    for bad in ["", "a b", "private-é", &"x".repeat(201)] {
         let reply = cluster.subscribe(client, bad);
-        assert_eq!(reply[0]["data"]["code"], 4307, "{bad:?}");
+        assert_eq!(reply.len(), 1, "{bad:?}: {reply:?}");
+        assert_eq!(reply[0]["event"], "pusher:subscription_error", "{bad:?}");
+        assert_eq!(reply[0]["channel"], bad, "named as the client sent it");
+        assert_eq!(reply[0]["data"]["type"], "InvalidChannel", "{bad:?}");
+        assert_eq!(reply[0]["data"]["status"], 400, "{bad:?}");
     }
     assert!(
         cluster.subscribe(client, &"x".repeat(200))[0]["event"]
@@ -130,7 +134,9 @@ fn presence_member_limit_refuses_the_next_user_with_subscription_error() {
     cluster.join_presence(b, "presence-x", "b");
     let reply = cluster.join_presence(c, "presence-x", "c");
     assert_eq!(reply[0]["event"], "pusher:subscription_error");
+    assert_eq!(reply[0]["channel"], "presence-x");
     assert_eq!(reply[0]["data"]["type"], "LimitReached");
+    assert_eq!(reply[0]["data"]["status"], 403);
     // A refused socket may try again later once someone leaves.
     cluster.send(
         a,
@@ -156,4 +162,24 @@ fn disconnect_while_admission_is_in_flight_leaves_no_ghost() {
     cluster.shards[0].handle_disconnect(a.key, a.socket_id, now);
     cluster.route();
     assert_eq!(cluster.stats(0, &channel), ChannelStats::default());
+}
+
+#[test]
+fn an_oversized_user_info_is_a_limit_refused_on_the_channel() {
+    // join_presence sends {"name": user}, over a 4-byte limit.
+    let mut cluster = Cluster::with(1, |c| c.apps[0].max_user_info_bytes = 4);
+    let client = cluster.connect(0);
+    let reply = cluster.join_presence(client, "presence-big", "alice");
+    assert_eq!(reply[0]["event"], "pusher:subscription_error");
+    assert_eq!(reply[0]["channel"], "presence-big");
+    assert_eq!(reply[0]["data"]["type"], "LimitReached");
+    assert_eq!(reply[0]["data"]["status"], 413);
+    assert!(
+        reply[0]["data"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("user_info is larger than 4 bytes")
+    );
+    let reply = cluster.subscribe(client, "still-open");
+    assert_eq!(reply[0]["event"], "pusher_internal:subscription_succeeded");
 }

@@ -29,7 +29,6 @@ pub fn code(fault: Fault) -> u16 {
         Fault::UnsupportedEvent => 4304,
         Fault::ClientEventRejected => 4305,
         Fault::MessageTooLarge => 4306,
-        Fault::InvalidChannelName => 4307,
     }
 }
 
@@ -55,7 +54,6 @@ pub fn message(fault: Fault) -> &'static str {
         Fault::UnsupportedEvent => "Unsupported event",
         Fault::ClientEventRejected => "Client event rejected",
         Fault::MessageTooLarge => "Message too large",
-        Fault::InvalidChannelName => "Invalid channel name",
     }
 }
 

@@ -7,7 +7,7 @@ pub mod message;
 
 use bytes::Bytes;
 
-use super::{Event, Fault, Refusal, Reply};
+use super::{Event, Fault, RefusalKind, Reply};
 use crate::core::ws::frame::{self, Opcode};
 
 /// The protocol versions accepted in `?protocol=N`. Pusher serves 4 to 7 alike ("protocols 1,
@@ -62,11 +62,10 @@ pub fn encode_reply(reply: &Reply<'_>) -> Bytes {
             members.iter().map(|&(user, info)| (user, info)),
         ),
         Reply::SubscriptionRefused { channel, refusal } => {
-            let kind = match refusal {
-                Refusal::Signature(_) | Refusal::Policy { .. } => "AuthError",
-                Refusal::TooManySubscriptions { .. } | Refusal::PresenceFull { .. } => {
-                    "LimitReached"
-                }
+            let kind = match refusal.kind() {
+                RefusalKind::Auth => "AuthError",
+                RefusalKind::Limit => "LimitReached",
+                RefusalKind::InvalidChannel => "InvalidChannel",
             };
             let text = refusal.to_string();
             message::subscription_error(channel, kind, &text, refusal.status())
