@@ -92,6 +92,8 @@ pub fn spawn(
 
 struct Request {
     app: AppIdx,
+    /// The endpoint's index in the app's `webhooks`.
+    endpoint: usize,
     url: String,
     body: Vec<u8>,
     first_attempt: Instant,
@@ -196,13 +198,16 @@ impl Sender {
             .map_or(0, |d| d.as_millis() as u64);
         let config = &self.state.apps.get(app).config;
         let mut requests = Vec::new();
-        for endpoint in &config.webhooks {
+        for (index, endpoint) in config.webhooks.iter().enumerate() {
             for chunk in events.chunks(MAX_BATCH) {
-                let wanted: Vec<&WebhookEvent> =
-                    chunk.iter().filter(|e| endpoint.wants(e.kind)).collect();
+                let wanted: Vec<&WebhookEvent> = chunk
+                    .iter()
+                    .filter(|e| endpoint.wants_on(e.kind, &e.channel))
+                    .collect();
                 if !wanted.is_empty() {
                     requests.push(Request {
                         app,
+                        endpoint: index,
                         url: endpoint.url.clone(),
                         body: webhook::body(time_ms, &wanted),
                         first_attempt: now,
@@ -229,9 +234,13 @@ impl Sender {
     fn attempt(&mut self, mut request: Request) {
         let app = self.state.apps.get(request.app);
         let signature = webhook::signature(&app.secret, &request.body);
-        let result = self
-            .agent
-            .post(&request.url)
+        let mut post = self.agent.post(&request.url);
+        if let Some(endpoint) = app.config.webhooks.get(request.endpoint) {
+            for (name, value) in &endpoint.headers {
+                post = post.header(name, value);
+            }
+        }
+        let result = post
             .header("Content-Type", "application/json")
             .header("X-Pusher-Key", &app.config.key)
             .header("X-Pusher-Signature", &signature)

@@ -14,10 +14,7 @@ use support::{KEY, SECRET, TestServer, WsClient};
 fn server_with_hook(receiver: &Receiver) -> TestServer {
     let url = receiver.url();
     TestServer::start_with(2, move |c| {
-        c.apps[0].webhooks = vec![WebhookConfig {
-            url,
-            event_types: Vec::new(),
-        }];
+        c.apps[0].webhooks = vec![WebhookConfig::to(url)];
     })
 }
 
@@ -44,6 +41,57 @@ fn webhooks_are_signed_with_the_app_key_and_secret() {
         request.events()[0],
         json!({"name": "channel_occupied", "channel": "signed-channel"})
     );
+}
+
+#[test]
+fn each_endpoint_gets_only_its_channels_with_its_own_headers() {
+    let lobby = Receiver::start(&[]);
+    let orders = Receiver::start(&[]);
+    let (lobby_url, orders_url) = (lobby.url(), orders.url());
+    let server = TestServer::start_with(2, move |c| {
+        let mut only_lobby = WebhookConfig::to(lobby_url);
+        only_lobby.filter.channel_name_starts_with = Some("lobby-".into());
+        only_lobby
+            .headers
+            .insert("Authorization".into(), "Bearer hook-token".into());
+        let mut only_orders = WebhookConfig::to(orders_url);
+        only_orders.filter.channel_name_ends_with = Some("-orders".into());
+        c.apps[0].webhooks = vec![only_lobby, only_orders];
+    });
+    let mut client = WsClient::connect(server.addr);
+    for channel in ["shop-orders", "lobby-x", "other"] {
+        client.subscribe(channel);
+    }
+    // Sent last, so that once it has arrived the other two were sent or filtered.
+    client.subscribe("lobby-orders");
+    let timeout = Duration::from_secs(5);
+    for (receiver, channel) in [
+        (&lobby, "lobby-x"),
+        (&lobby, "lobby-orders"),
+        (&orders, "shop-orders"),
+        (&orders, "lobby-orders"),
+    ] {
+        let got = receiver.wait_for("channel_occupied", channel, timeout);
+        assert!(got.is_some(), "{channel} reaches its endpoint");
+    }
+    assert_eq!(lobby.count("channel_occupied", "shop-orders"), 0);
+    assert_eq!(orders.count("channel_occupied", "lobby-x"), 0);
+    for receiver in [&lobby, &orders] {
+        assert_eq!(receiver.count("channel_occupied", "other"), 0);
+    }
+    let received = lobby.received.lock().unwrap();
+    assert!(
+        received
+            .iter()
+            .all(|r| r.header("Authorization") == Some("Bearer hook-token"))
+    );
+    assert!(
+        received
+            .iter()
+            .all(|r| r.header("X-Pusher-Key") == Some(KEY))
+    );
+    let received = orders.received.lock().unwrap();
+    assert!(received.iter().all(|r| r.header("Authorization").is_none()));
 }
 
 #[test]

@@ -157,6 +157,39 @@ fn check_server(s: &ServerConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Headers every webhook request carries, set by Ringcast (the signature covers the body
+/// these describe), so an endpoint's `headers` may not set them.
+const OWN_WEBHOOK_HEADERS: [&str; 7] = [
+    "content-type",
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "connection",
+    "x-pusher-key",
+    "x-pusher-signature",
+];
+
+/// A custom webhook header: a token name (RFC 9110) that is not one of Ringcast's own, and a
+/// value of visible characters, spaces and tabs.
+fn check_webhook_header(name: &str, value: &str) -> Result<(), String> {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(token) {
+        return Err(format!("{name:?} is not a header name"));
+    }
+    if OWN_WEBHOOK_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        return Err(format!("{name:?} is set by Ringcast itself"));
+    }
+    if !value
+        .bytes()
+        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+    {
+        return Err(format!(
+            "the value of {name:?} has a control or non-ASCII character"
+        ));
+    }
+    Ok(())
+}
+
 /// Checks app `i` against the apps before it and the server, and parses its origin patterns
 /// and JWT key.
 fn check_app(
@@ -219,6 +252,10 @@ fn check_app(
                 field(&format!("webhooks[{w}].url")),
                 format!("{:?} is not an http:// or https:// URL", hook.url),
             ));
+        }
+        for (name, value) in &hook.headers {
+            check_webhook_header(name, value)
+                .map_err(|message| invalid(field(&format!("webhooks[{w}].headers")), message))?;
         }
     }
     crate::core::policy::PolicySet::compile(&app.policies)
@@ -488,6 +525,34 @@ mod tests {
             "{}",
             err(&bad)
         );
+    }
+
+    #[test]
+    fn webhook_filters_and_headers_load_and_bad_headers_are_named() {
+        let hook = |extra: &str| {
+            format!("{ONE_APP}[[apps.webhooks]]\nurl = \"http://127.0.0.1:9/h\"\n{extra}")
+        };
+        let text = hook(
+            "headers = { Authorization = \"Bearer abc\" }\n\
+             [apps.webhooks.filter]\nchannel_name_starts_with = \"presence-\"\n",
+        );
+        let config = Config::from_toml_str(&text, &no_env).unwrap();
+        let endpoint = &config.apps[0].webhooks[0];
+        assert_eq!(endpoint.headers["Authorization"], "Bearer abc");
+        assert!(endpoint.filter.matches("presence-room"));
+        assert!(!endpoint.filter.matches("private-room"));
+        for (headers, says) in [
+            (
+                "headers = { \"X-Pusher-Signature\" = \"x\" }",
+                "set by Ringcast itself",
+            ),
+            ("headers = { \"Bad Name\" = \"x\" }", "is not a header name"),
+            ("headers = { X-Token = \"a\\nb\" }", "control or non-ASCII"),
+        ] {
+            let e = err(&hook(&format!("{headers}\n")));
+            assert!(e.starts_with("apps[0].webhooks[0].headers: "), "{e}");
+            assert!(e.contains(says), "{e}");
+        }
     }
 
     #[test]

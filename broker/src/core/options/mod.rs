@@ -11,6 +11,7 @@ mod cluster;
 mod origin;
 pub(crate) mod units;
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -469,12 +470,57 @@ pub struct WebhookConfig {
     /// The kinds sent there; empty means all.
     #[serde(default)]
     pub event_types: Vec<WebhookKind>,
+    /// Only events of channels whose name matches (Soketi's `filter`); empty: all channels.
+    #[serde(default)]
+    pub filter: ChannelFilter,
+    /// Extra request headers, e.g. a token the receiver checks (validated at load: no
+    /// header Ringcast sets itself, no control characters).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 impl WebhookConfig {
-    /// Whether events of `kind` go to this endpoint.
+    /// An endpoint at `url` for every event.
+    pub fn to(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            event_types: Vec::new(),
+            filter: ChannelFilter::default(),
+            headers: BTreeMap::new(),
+        }
+    }
+
+    /// Whether events of `kind` go to this endpoint (on some channel).
     pub fn wants(&self, kind: WebhookKind) -> bool {
         self.event_types.is_empty() || self.event_types.contains(&kind)
+    }
+
+    /// Whether events of `kind` on `channel` go to this endpoint.
+    pub fn wants_on(&self, kind: WebhookKind, channel: &str) -> bool {
+        self.wants(kind) && self.filter.matches(channel)
+    }
+}
+
+/// Which channels' events an endpoint gets (`[apps.webhooks.filter]`, named as in Soketi).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelFilter {
+    /// The name starts with this (e.g. `"presence-"`).
+    pub channel_name_starts_with: Option<String>,
+    /// The name ends with this (e.g. `"-orders"`).
+    pub channel_name_ends_with: Option<String>,
+}
+
+impl ChannelFilter {
+    /// Whether `channel` passes every condition set.
+    pub fn matches(&self, channel: &str) -> bool {
+        self.channel_name_starts_with
+            .as_deref()
+            .is_none_or(|prefix| channel.starts_with(prefix))
+            && self
+                .channel_name_ends_with
+                .as_deref()
+                .is_none_or(|suffix| channel.ends_with(suffix))
     }
 }
 

@@ -23,7 +23,15 @@ impl Shard {
     }
 
     pub(super) fn webhook(&mut self, app: AppIdx, event: WebhookEvent) {
-        if self.wants_webhook(app, event.kind) {
+        let wanted = self
+            .state
+            .apps
+            .get(app)
+            .config
+            .webhooks
+            .iter()
+            .any(|w| w.wants_on(event.kind, &event.channel));
+        if wanted {
             self.webhooks.push((app, event));
         }
     }

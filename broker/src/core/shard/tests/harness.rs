@@ -323,10 +323,9 @@ impl Cluster {
 }
 
 pub(super) fn with_webhooks(c: &mut Config) {
-    c.apps[0].webhooks = vec![crate::core::options::WebhookConfig {
-        url: "http://127.0.0.1:1/hook".into(),
-        event_types: Vec::new(),
-    }];
+    c.apps[0].webhooks = vec![crate::core::options::WebhookConfig::to(
+        "http://127.0.0.1:1/hook",
+    )];
 }
 
 impl Cluster {
