@@ -4,8 +4,9 @@ use std::net::IpAddr;
 
 use super::Shard;
 use super::mesh::ConnKey;
+use crate::core::auth::channel::PresenceMember;
 use crate::core::counters::inc;
-use crate::core::ids::AppIdx;
+use crate::core::ids::{AppIdx, UserId};
 use ringcast_shared::{AuditDecision, AuditKind, AuditRecord};
 
 /// What was attempted, as audit records name it (the record's `action`).
@@ -155,27 +156,52 @@ impl Shard {
         rule: Option<&str>,
         reason: Option<String>,
     ) {
+        self.audit_about(key, None, kind, action, decision, channel, rule, reason);
+    }
+
+    /// Records an audit entry about connection `key`. The subject is the one policies judge:
+    /// the connection's token identity; else its signed-in user (`tenant_id` and `actor`
+    /// from the sign-in `user_info`); else `member`, the presence member it asked to be.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn audit_about(
+        &mut self,
+        key: ConnKey,
+        member: Option<&PresenceMember>,
+        kind: AuditKind,
+        action: AuditAction,
+        decision: AuditDecision,
+        channel: Option<&str>,
+        rule: Option<&str>,
+        reason: Option<String>,
+    ) {
         let Some(conn) = self.conns.get(key) else {
             return;
         };
-        let identity = conn.identity.as_deref();
-        self.count_denial(
-            conn.app,
-            kind,
-            decision,
-            identity.and_then(|i| i.tenant.as_deref()),
-        );
+        let subject = match (conn.identity.as_deref(), &conn.user, member) {
+            (Some(identity), ..) => AuditSubject {
+                user: identity
+                    .user_id
+                    .clone()
+                    .or_else(|| conn.user.as_ref().map(|u| u.as_str().to_owned())),
+                tenant: identity.tenant.clone(),
+                actor: identity.actor.clone(),
+            },
+            (None, Some(user), _) => AuditSubject::signed(user, conn.signin_info.as_deref()),
+            (None, None, Some(member)) => {
+                AuditSubject::signed(&member.user_id, member.user_info.as_deref())
+            }
+            (None, None, None) => AuditSubject::default(),
+        };
+        self.count_denial(conn.app, kind, decision, subject.tenant.as_deref());
         self.count_rate_limit(conn.app, action);
         self.audit.push(AuditRecord {
             time_ms: 0,
             kind,
             action: action.as_str().to_owned(),
             app: self.state.apps.get(conn.app).config.id.clone(),
-            tenant: identity.and_then(|i| i.tenant.clone()),
-            user: identity
-                .and_then(|i| i.user_id.clone())
-                .or_else(|| conn.user.as_ref().map(|u| u.as_str().to_owned())),
-            actor: identity.and_then(|i| i.actor.clone()),
+            tenant: subject.tenant,
+            user: subject.user,
+            actor: subject.actor,
             socket: Some(conn.socket_id.to_string()),
             remote_ip: Some(conn.remote.to_string()),
             channel: channel.map(str::to_owned),
@@ -183,5 +209,32 @@ impl Shard {
             rule: rule.map(str::to_owned),
             reason,
         });
+    }
+}
+
+/// Who an audited decision is about.
+#[derive(Default)]
+struct AuditSubject {
+    user: Option<String>,
+    tenant: Option<String>,
+    actor: Option<String>,
+}
+
+impl AuditSubject {
+    /// A user the app signed (sign-in `user_data` or presence `channel_data`), with
+    /// `tenant_id` and `actor` read from its `user_info`.
+    fn signed(user: &UserId, user_info: Option<&str>) -> Self {
+        let info: Option<serde_json::Value> = user_info.and_then(|i| serde_json::from_str(i).ok());
+        let text = |field: &str| {
+            info.as_ref()
+                .and_then(|i| i.get(field))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        Self {
+            user: Some(user.as_str().to_owned()),
+            tenant: text("tenant_id"),
+            actor: text("actor"),
+        }
     }
 }

@@ -95,6 +95,15 @@ impl Shard {
             let refusal = Refusal::TooManySubscriptions {
                 max: app.max_subscriptions(),
             };
+            self.audit_conn(
+                key,
+                AuditKind::Security,
+                AuditAction::RateLimit,
+                AuditDecision::Deny,
+                Some(channel.as_str()),
+                Some("subscriptions_per_connection"),
+                Some(refusal.to_string()),
+            );
             self.refuse_subscription(key, &channel, &refusal);
             return;
         }
@@ -112,6 +121,8 @@ impl Shard {
             request.auth.as_deref(),
             request.channel_data.as_deref(),
         );
+        // The presence member the audit names when the socket has no token or sign-in.
+        let member = proof.as_ref().ok().and_then(|p| p.member().cloned());
         // Policies come on top of the signature, never instead of it.
         let outcome = match proof {
             Err(e) => Err(Refusal::Signature(e)),
@@ -132,8 +143,9 @@ impl Shard {
                     } else {
                         rules.join(",")
                     };
-                    self.audit_conn(
+                    self.audit_about(
                         key,
+                        member.as_ref(),
                         AuditKind::Decision,
                         AuditAction::Subscribe,
                         AuditDecision::Allow,
@@ -149,8 +161,9 @@ impl Shard {
                     Refusal::Policy { rule, reason } => (rule.as_str(), reason.clone()),
                     other => ("signature", other.to_string()),
                 };
-                self.audit_conn(
+                self.audit_about(
                     key,
+                    member.as_ref(),
                     AuditKind::Decision,
                     AuditAction::Subscribe,
                     AuditDecision::Deny,

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use ringcast_shared::AuditDecision;
+
 use super::harness::*;
 use crate::core::auth::{hmac_key, sign_channel};
 use crate::core::ids::AppIdx;
@@ -178,4 +180,55 @@ fn policies_use_the_signed_in_users_info_without_jwt() {
     assert_eq!(reply[0]["data"]["status"], 403);
     let reply = cluster.subscribe_private(a, "private-user.alice");
     assert_eq!(reply[0]["event"], "pusher_internal:subscription_succeeded");
+}
+
+#[test]
+fn audit_records_name_the_signed_in_or_presence_subject_policies_judged() {
+    let mut cluster = Cluster::with(1, with_policies);
+    let signed_in = cluster.connect(0);
+    cluster.signin(
+        signed_in,
+        r#"{"id":"alice","user_info":{"tenant_id":"t1","actor":"user"}}"#,
+    );
+    let reply = cluster.subscribe_private(signed_in, "private-tenant.t2.orders");
+    assert_eq!(reply[0]["data"]["status"], 403);
+    let member = cluster.connect(0);
+    let channel = "presence-tenant.t1.room.1";
+    let data =
+        json!({"user_id": "bob", "user_info": {"tenant_id": "t2", "actor": "admin"}}).to_string();
+    let auth = sign_channel(
+        KEY,
+        &hmac_key(SECRET),
+        member.socket_id,
+        channel,
+        Some(&data),
+    );
+    cluster.send(member, json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth, "channel_data": data}}));
+    assert_eq!(cluster.recv(member)[0]["data"]["status"], 403);
+
+    let records = cluster.audit();
+    let denied = |channel: &str| {
+        records
+            .iter()
+            .find(|r| r.decision == AuditDecision::Deny && r.channel.as_deref() == Some(channel))
+            .unwrap_or_else(|| panic!("a denial on {channel}: {records:?}"))
+    };
+    let alice = denied("private-tenant.t2.orders");
+    assert_eq!(
+        (
+            alice.user.as_deref(),
+            alice.tenant.as_deref(),
+            alice.actor.as_deref()
+        ),
+        (Some("alice"), Some("t1"), Some("user"))
+    );
+    let bob = denied(channel);
+    assert_eq!(
+        (
+            bob.user.as_deref(),
+            bob.tenant.as_deref(),
+            bob.actor.as_deref()
+        ),
+        (Some("bob"), Some("t2"), Some("admin"))
+    );
 }

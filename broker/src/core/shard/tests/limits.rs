@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use ringcast_shared::{AuditDecision, AuditKind};
+
 use super::harness::*;
 use crate::core::wire::Wire;
 
@@ -90,4 +92,23 @@ fn rate_limits_cap_subscriptions_per_connection() {
     let reply = cluster.subscribe(a, "three");
     assert_eq!(reply[0]["event"], "pusher:subscription_error");
     assert_eq!(reply[0]["data"]["status"], 429);
+    // A security event, counted as a rate-limit hit like every other limit.
+    let records = cluster.audit();
+    let refused: Vec<_> = records
+        .iter()
+        .filter(|r| r.decision == AuditDecision::Deny)
+        .collect();
+    assert_eq!(refused.len(), 1, "{records:?}");
+    assert_eq!(refused[0].kind, AuditKind::Security);
+    assert_eq!(refused[0].action, "rate_limit");
+    assert_eq!(refused[0].channel.as_deref(), Some("three"));
+    assert_eq!(
+        refused[0].rule.as_deref(),
+        Some("subscriptions_per_connection")
+    );
+    let counted = cluster.shards[0]
+        .counters()
+        .rate_limited
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(counted, 1);
 }
