@@ -59,6 +59,7 @@ fn resources() -> Resources {
             let resource = Resource {
                 participants: vec![format!("buyer-{i}"), format!("seller-{i}")],
                 attributes: BTreeMap::from([("status".to_owned(), "OPEN".to_owned())]),
+                tenant: None,
             };
             (("escrow".to_owned(), i.to_string()), resource)
         })

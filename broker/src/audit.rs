@@ -547,6 +547,7 @@ mod tests {
             let resource = crate::core::policy::Resource {
                 participants: vec!["buyer".into()],
                 attributes: [("status".to_owned(), "DISPUTED".to_owned())].into(),
+                tenant: Some("acme".into()),
             };
             assert!(log.persist_resource(ResourceWrite {
                 app: "1".into(),

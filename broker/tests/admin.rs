@@ -490,7 +490,7 @@ fn admins_watch_a_disputed_chat_only_while_it_is_disputed() {
     };
 
     let set = |status: &str| {
-        let body = json!({"participants": ["buyer-1", "seller-9"], "attributes": {"status": status, "tenant": "acme"}});
+        let body = json!({"tenant": "acme", "participants": ["buyer-1", "seller-9"], "attributes": {"status": status}});
         let path = format!("/apps/{APP_ID}/resources/escrow/42");
         assert_eq!(
             support::api(server.addr, "PUT", &path, &body.to_string(), &[]).0,

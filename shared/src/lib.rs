@@ -269,8 +269,11 @@ pub struct Dispute {
     pub id: String,
     /// Who takes part.
     pub participants: Vec<String>,
-    /// Its attributes (`status`, and e.g. `tenant`).
+    /// Its attributes (e.g. `status`).
     pub attributes: std::collections::BTreeMap<String, String>,
+    /// The tenant it belongs to, if the backend scoped it to one.
+    #[serde(default)]
+    pub tenant: Option<String>,
     /// Channels its policy rules name, without a `private-` prefix.
     pub channels: Vec<String>,
 }

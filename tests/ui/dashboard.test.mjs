@@ -266,7 +266,8 @@ test('sign-in, live overview and apps', { timeout: 120_000 }, async () => {
   // buyer's message arrive live.
   await appApi('PUT', `/apps/${APP.id}/resources/escrow/42`, {
     participants: ['buyer-1', 'seller-9'],
-    attributes: { status: 'DISPUTED', tenant: 'acme' },
+    tenant: 'acme',
+    attributes: { status: 'DISPUTED' },
   });
   await page.getByRole('link', { name: 'Disputes' }).click();
   await page.getByRole('button', { name: 'Open tenant.acme.escrow.42.chat' }).click();

@@ -79,7 +79,7 @@ pub fn Disputes(session: Signal<Option<Session>>) -> impl IntoView {
                         }
                         list.into_iter().map(|(app, key, d)| {
                             let attributes = d.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
-                            let tenant = d.attributes.get("tenant").cloned();
+                            let tenant = d.tenant.clone();
                             view! {
                                 <tr data-dispute=format!("{}:{}", d.kind, d.id)>
                                     <td>{app.clone()}</td>

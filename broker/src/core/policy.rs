@@ -68,7 +68,9 @@ pub struct Alternative {
     /// The subscriber has this role.
     #[serde(default)]
     pub role: Option<String>,
-    /// The resource's attributes have these values.
+    /// The resource's attributes have these values; a value may name a capture of the
+    /// channel pattern (`company = "{companyId}"`: the resource's `company` is the
+    /// channel's company).
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,
 }
@@ -83,6 +85,10 @@ pub struct Resource {
     /// Attributes, e.g. `status = "DISPUTED"`.
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,
+    /// The tenant the resource belongs to, if any: its channels are then only that tenant's
+    /// (a rule's `tenant` capture must name it, or else the subscriber's tenant must).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// An app's resources by `(type, id)`.
@@ -313,6 +319,15 @@ fn check_resource(
     let Some(resource) = resources.get(&(kind.to_owned(), id.to_owned())) else {
         return Err(format!("no {kind} {id:?} is known"));
     };
+    if let Some(owner) = &resource.tenant {
+        let claimed = match &rule.tenant {
+            Some(template) => Some(resolve(template, captures)),
+            None => subject.tenant,
+        };
+        if claimed != Some(owner.as_str()) {
+            return Err(format!("{kind} {id:?} belongs to another tenant"));
+        }
+    }
     let admitted = rule.allow.iter().any(|alt| {
         (!alt.participant
             || subject
@@ -322,10 +337,9 @@ fn check_resource(
                 .role
                 .as_ref()
                 .is_none_or(|role| subject.roles.contains(role))
-            && alt
-                .attributes
-                .iter()
-                .all(|(k, v)| resource.attributes.get(k) == Some(v))
+            && alt.attributes.iter().all(|(k, v)| {
+                resource.attributes.get(k).map(String::as_str) == Some(resolve(v, captures))
+            })
     });
     if admitted {
         Ok(())
@@ -379,38 +393,62 @@ fn check(
 }
 
 /// The channel names (without a `private-`/`presence-` prefix) that rules about resources of
-/// `kind` give the resource `id`: each rule's channel pattern filled in from the rule's
-/// resource capture (the id) and the resource's attributes (e.g. `tenant`). Rules whose
-/// pattern needs a value the resource does not have, or ends in `**`, give nothing.
+/// `kind` give `resource` (id `id`): each rule's channel pattern with its resource capture
+/// filled by the id, its `tenant` capture by the resource's tenant, a capture an
+/// alternative's attribute names (`company = "{companyId}"`) by that attribute, and any other
+/// capture by the attribute of its own name. Rules whose pattern needs a value the resource
+/// does not have, or ends in `**`, give nothing.
 pub fn resource_channels(
     rules: &[RuleConfig],
     kind: &str,
     id: &str,
-    attributes: &BTreeMap<String, String>,
+    resource: &Resource,
 ) -> Vec<String> {
+    let capture_name = |template: &str| {
+        template
+            .strip_prefix('{')
+            .and_then(|c| c.strip_suffix('}'))
+            .map(str::to_owned)
+    };
     let mut out = Vec::new();
     for rule in rules {
         let Some((rule_kind, capture)) = rule.resource.as_deref().and_then(|r| r.split_once(':'))
         else {
             continue;
         };
-        let Some(capture) = capture.strip_prefix('{').and_then(|c| c.strip_suffix('}')) else {
+        let Some(capture) = capture_name(capture) else {
             continue;
         };
         if rule_kind != kind {
             continue;
         }
+        let tenant_capture = rule.tenant.as_deref().and_then(capture_name);
+        let value_of = |name: &str| -> Option<&str> {
+            if name == capture {
+                return Some(id);
+            }
+            if tenant_capture.as_deref() == Some(name) {
+                return resource.tenant.as_deref();
+            }
+            let named_by = rule.allow.iter().find_map(|alt| {
+                alt.attributes
+                    .iter()
+                    .find(|(_, v)| capture_name(v).as_deref() == Some(name))
+                    .map(|(k, _)| k)
+            });
+            resource
+                .attributes
+                .get(named_by.map_or(name, String::as_str))
+                .map(String::as_str)
+        };
         let filled: Option<Vec<&str>> = rule
             .channel
             .split('.')
-            .map(
-                |segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                    Some(name) if name == capture => Some(id),
-                    Some(name) => attributes.get(name).map(String::as_str),
-                    None if segment == "**" => None,
-                    None => Some(segment),
-                },
-            )
+            .map(|segment| match capture_name(segment) {
+                Some(name) => value_of(&name),
+                None if segment == "**" => None,
+                None => Some(segment),
+            })
             .collect();
         if let Some(segments) = filled {
             let channel = segments.join(".");
@@ -435,15 +473,18 @@ mod tests {
         let mut other = RuleConfig::new("orders", "order.{id}");
         other.resource = Some("order:{id}".into());
         let rules = [chat, feed, other];
-        let attributes = BTreeMap::from([("tenant".to_owned(), "acme".to_owned())]);
+        let with_attribute = Resource {
+            attributes: BTreeMap::from([("tenant".to_owned(), "acme".to_owned())]),
+            ..Resource::default()
+        };
         assert_eq!(
-            resource_channels(&rules, "escrow", "42", &attributes),
+            resource_channels(&rules, "escrow", "42", &with_attribute),
             ["tenant.acme.escrow.42.chat"]
         );
-        // Without the tenant attribute the chat channel cannot be named.
-        assert!(resource_channels(&rules, "escrow", "42", &BTreeMap::new()).is_empty());
+        // Without a tenant the chat channel cannot be named.
+        assert!(resource_channels(&rules, "escrow", "42", &Resource::default()).is_empty());
         assert_eq!(
-            resource_channels(&rules, "order", "7", &BTreeMap::new()),
+            resource_channels(&rules, "order", "7", &Resource::default()),
             ["order.7"]
         );
     }
@@ -718,6 +759,7 @@ mod tests {
         let mut escrow = Resource {
             participants: vec!["buyer".into(), "seller".into()],
             attributes: BTreeMap::from([("status".to_owned(), "OPEN".to_owned())]),
+            tenant: None,
         };
         resources.insert(("escrow".into(), "42".into()), escrow.clone());
         let chat = name("private-tenant.t1.escrow.42.chat");
@@ -775,5 +817,81 @@ mod tests {
             ..rule("r", "escrow.{id}")
         };
         assert!(PolicySet::compile(&[uncaptured]).is_err());
+    }
+
+    #[test]
+    fn a_tenant_rule_names_the_chat_channel_from_the_resources_tenant() {
+        let mut chat = RuleConfig::new("escrow-chat", "tenant.{tenant}.escrow.{id}.chat");
+        chat.tenant = Some("{tenant}".into());
+        chat.resource = Some("escrow:{id}".into());
+        let escrow = Resource {
+            tenant: Some("acme".into()),
+            ..Resource::default()
+        };
+        assert_eq!(
+            resource_channels(&[chat], "escrow", "42", &escrow),
+            ["tenant.acme.escrow.42.chat"]
+        );
+    }
+
+    /// "The conversation belongs to this company and the user is a participant."
+    fn conversation_rule() -> RuleConfig {
+        RuleConfig {
+            resource: Some("conversation:{id}".into()),
+            allow: vec![Alternative {
+                participant: true,
+                role: None,
+                attributes: BTreeMap::from([("company".to_owned(), "{companyId}".to_owned())]),
+            }],
+            ..rule("company-chat", "chat.{companyId}.conversation.{id}")
+        }
+    }
+
+    #[test]
+    fn attributes_may_reference_captures() {
+        let p = PolicySet::compile(&[conversation_rule()]).unwrap();
+        let mut resources = Resources::new();
+        let conversation = Resource {
+            participants: vec!["ann".into()],
+            attributes: BTreeMap::from([("company".to_owned(), "c1".to_owned())]),
+            tenant: None,
+        };
+        resources.insert(("conversation".into(), "9".into()), conversation.clone());
+        let ann = subject("ann", "t1", "user", &[]);
+        let bob = subject("bob", "t1", "user", &[]);
+        let own = name("private-chat.c1.conversation.9");
+        assert_eq!(denied_by(p.evaluate(&own, &ann, &resources)), None);
+        assert!(denied_by(p.evaluate(&own, &bob, &resources)).is_some());
+        // The same conversation id under another company's prefix admits nobody.
+        let other = name("private-chat.c2.conversation.9");
+        assert!(denied_by(p.evaluate(&other, &ann, &resources)).is_some());
+        assert_eq!(
+            resource_channels(&[conversation_rule()], "conversation", "9", &conversation),
+            ["chat.c1.conversation.9"]
+        );
+    }
+
+    #[test]
+    fn a_resource_scoped_to_a_tenant_is_refused_under_another_tenants_channel() {
+        let p = escrow_rule();
+        let mut resources = Resources::new();
+        resources.insert(
+            ("escrow".into(), "42".into()),
+            Resource {
+                participants: vec!["buyer".into()],
+                attributes: BTreeMap::new(),
+                tenant: Some("t1".into()),
+            },
+        );
+        let buyer_t1 = subject("buyer", "t1", "user", &[]);
+        let buyer_t2 = subject("buyer", "t2", "user", &[]);
+        let t1 = name("private-tenant.t1.escrow.42.chat");
+        let t2 = name("private-tenant.t2.escrow.42.chat");
+        assert_eq!(denied_by(p.evaluate(&t1, &buyer_t1, &resources)), None);
+        let refused = p.evaluate(&t2, &buyer_t2, &resources);
+        assert!(
+            matches!(&refused, Decision::Deny { reason, .. } if reason.contains("another tenant")),
+            "{refused:?}"
+        );
     }
 }

@@ -579,12 +579,8 @@ fn disputes(shard: &Shard, app_id: &str) -> Option<DisputeList> {
             id: id.clone(),
             participants: r.participants.clone(),
             attributes: r.attributes.clone(),
-            channels: crate::core::policy::resource_channels(
-                &app.config.policies,
-                kind,
-                id,
-                &r.attributes,
-            ),
+            tenant: r.tenant.clone(),
+            channels: crate::core::policy::resource_channels(&app.config.policies, kind, id, r),
         })
         .collect();
     disputes.sort_by(|a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));

@@ -598,6 +598,13 @@ fn check_resource(resource: &Resource) -> Result<(), ApiError> {
             "attributes: at most 64, keys up to 64 and values up to 256 bytes",
         ));
     }
+    if resource
+        .tenant
+        .as_ref()
+        .is_some_and(|t| t.is_empty() || t.chars().count() > 128)
+    {
+        return Err(ApiError::bad_request("tenant: 1 to 128 characters"));
+    }
     Ok(())
 }
 
