@@ -92,9 +92,8 @@ pub fn spawn(
 
 struct Request {
     app: AppIdx,
-    /// The endpoint's index in the app's `webhooks`.
+    /// The endpoint's index in the app's `webhooks` (its URL and headers are read from there).
     endpoint: usize,
-    url: String,
     body: Vec<u8>,
     first_attempt: Instant,
     next_attempt: Instant,
@@ -202,13 +201,12 @@ impl Sender {
             for chunk in events.chunks(MAX_BATCH) {
                 let wanted: Vec<&WebhookEvent> = chunk
                     .iter()
-                    .filter(|e| endpoint.wants_on(e.kind, &e.channel))
+                    .filter(|e| endpoint.wants(e.kind, &e.channel))
                     .collect();
                 if !wanted.is_empty() {
                     requests.push(Request {
                         app,
                         endpoint: index,
-                        url: endpoint.url.clone(),
                         body: webhook::body(time_ms, &wanted),
                         first_attempt: now,
                         next_attempt: now,
@@ -233,12 +231,14 @@ impl Sender {
 
     fn attempt(&mut self, mut request: Request) {
         let app = self.state.apps.get(request.app);
+        // The apps' configuration is fixed for the process, so the index stays valid.
+        let Some(endpoint) = app.config.webhooks.get(request.endpoint) else {
+            return;
+        };
         let signature = webhook::signature(&app.secret, &request.body);
-        let mut post = self.agent.post(&request.url);
-        if let Some(endpoint) = app.config.webhooks.get(request.endpoint) {
-            for (name, value) in &endpoint.headers {
-                post = post.header(name, value);
-            }
+        let mut post = self.agent.post(&endpoint.url);
+        for (name, value) in &endpoint.headers {
+            post = post.header(name, value);
         }
         let result = post
             .header("Content-Type", "application/json")
@@ -258,7 +258,7 @@ impl Sender {
             .min(MAX_BACKOFF);
         request.next_attempt = now + backoff;
         tracing::warn!(
-            url = %request.url,
+            url = %endpoint.url,
             status = ?status.as_ref().ok(),
             error = ?status.as_ref().err().map(ToString::to_string),
             attempts = request.attempts,
@@ -270,7 +270,7 @@ impl Sender {
             > RETRY_FOR
         {
             self.metrics.abandoned.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(url = %request.url, "webhook abandoned after retrying for 5 minutes");
+            tracing::warn!(url = %endpoint.url, "webhook abandoned after retrying for 5 minutes");
             return;
         }
         if self.retries.len() >= MAX_RETRIES_PENDING {

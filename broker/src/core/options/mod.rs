@@ -490,14 +490,10 @@ impl WebhookConfig {
         }
     }
 
-    /// Whether events of `kind` go to this endpoint (on some channel).
-    pub fn wants(&self, kind: WebhookKind) -> bool {
-        self.event_types.is_empty() || self.event_types.contains(&kind)
-    }
-
     /// Whether events of `kind` on `channel` go to this endpoint.
-    pub fn wants_on(&self, kind: WebhookKind, channel: &str) -> bool {
-        self.wants(kind) && self.filter.matches(channel)
+    pub fn wants(&self, kind: WebhookKind, channel: &str) -> bool {
+        (self.event_types.is_empty() || self.event_types.contains(&kind))
+            && self.filter.matches(channel)
     }
 }
 

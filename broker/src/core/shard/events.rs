@@ -105,7 +105,7 @@ impl Shard {
         let channel = sub.channel.clone();
         let user = sub.user.clone();
         let (app_idx, socket_id) = (conn.app, conn.socket_id);
-        if self.wants_webhook(app_idx, WebhookKind::ClientEvent) {
+        if self.wants_webhook(app_idx, WebhookKind::ClientEvent, channel.as_str()) {
             // Pusher's webhook carries data as a string: a string's content, else the JSON text.
             let data_text = serde_json::from_str::<String>(data.get())
                 .unwrap_or_else(|_| data.get().to_owned());

@@ -10,28 +10,20 @@ impl Shard {
         out.append(&mut self.webhooks);
     }
 
-    /// Whether any of the app's webhook endpoints wants `kind` (so nothing is built for apps
-    /// without webhooks).
-    pub(super) fn wants_webhook(&self, app: AppIdx, kind: WebhookKind) -> bool {
+    /// Whether any of the app's webhook endpoints wants `kind` on `channel` (so nothing is
+    /// built for apps without webhooks, or for channels their filters leave out).
+    pub(super) fn wants_webhook(&self, app: AppIdx, kind: WebhookKind, channel: &str) -> bool {
         self.state
             .apps
             .get(app)
             .config
             .webhooks
             .iter()
-            .any(|w| w.wants(kind))
+            .any(|w| w.wants(kind, channel))
     }
 
     pub(super) fn webhook(&mut self, app: AppIdx, event: WebhookEvent) {
-        let wanted = self
-            .state
-            .apps
-            .get(app)
-            .config
-            .webhooks
-            .iter()
-            .any(|w| w.wants_on(event.kind, &event.channel));
-        if wanted {
+        if self.wants_webhook(app, event.kind, &event.channel) {
             self.webhooks.push((app, event));
         }
     }
