@@ -72,7 +72,7 @@ pub async fn serve(rt: Rc<ShardRt>, mut stream: TcpStream, peer: SocketAddr) {
         return serve_stream(rt, stream, buf, remote).await;
     };
     let handshake = tls::accept(stream, certs.current(), buf);
-    match monoio::time::timeout(rt.state.shared.config.handshake_timeout, handshake).await {
+    match monoio::time::timeout(config.handshake_timeout, handshake).await {
         Ok(Ok(stream)) => {
             let buf = BytesMut::with_capacity(INITIAL_READ_BYTES);
             serve_stream(rt, stream, buf, remote).await;

@@ -87,6 +87,45 @@ pub fn same_secret(expected: &str, presented: &str) -> bool {
         .fold(0u8, |acc, (x, y)| acc | (x ^ y))
         == 0
 }
+
+/// What policies and the audit log read from a `user_info` the app signed (in sign-in
+/// `user_data` or presence `channel_data`): `tenant_id`, `actor` and `roles`. Fields that are
+/// absent or not strings are `None` (or left out of `roles`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SignedClaims {
+    /// `tenant_id`.
+    pub tenant: Option<String>,
+    /// `actor`.
+    pub actor: Option<String>,
+    /// `roles`.
+    pub roles: Vec<String>,
+}
+
+impl SignedClaims {
+    /// Reads `user_info` (JSON text); anything that is not an object gives no claims.
+    pub fn parse(user_info: Option<&str>) -> Self {
+        let Some(info) = user_info.and_then(|i| serde_json::from_str::<serde_json::Value>(i).ok())
+        else {
+            return Self::default();
+        };
+        let text = |field: &str| info.get(field).and_then(|v| v.as_str()).map(str::to_owned);
+        let roles = info
+            .get("roles")
+            .and_then(|r| r.as_array())
+            .map(|r| {
+                r.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            tenant: text("tenant_id"),
+            actor: text("actor"),
+            roles,
+        }
+    }
+}
+
 /// The user id in a presence `user_id` or sign-in `id`: Laravel signs numeric ids
 /// (`"user_id":1`, `{"id":1}`); Pusher treats ids as strings, so both `1` and `"1"` name the
 /// same user. Anything else (a fraction, an object, `null`) is no id.

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 
 use super::Shard;
 use super::mesh::ConnKey;
+use crate::core::auth::SignedClaims;
 use crate::core::auth::channel::PresenceMember;
 use crate::core::counters::inc;
 use crate::core::ids::{AppIdx, UserId};
@@ -224,17 +225,11 @@ impl AuditSubject {
     /// A user the app signed (sign-in `user_data` or presence `channel_data`), with
     /// `tenant_id` and `actor` read from its `user_info`.
     fn signed(user: &UserId, user_info: Option<&str>) -> Self {
-        let info: Option<serde_json::Value> = user_info.and_then(|i| serde_json::from_str(i).ok());
-        let text = |field: &str| {
-            info.as_ref()
-                .and_then(|i| i.get(field))
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        };
+        let claims = SignedClaims::parse(user_info);
         Self {
             user: Some(user.as_str().to_owned()),
-            tenant: text("tenant_id"),
-            actor: text("actor"),
+            tenant: claims.tenant,
+            actor: claims.actor,
         }
     }
 }

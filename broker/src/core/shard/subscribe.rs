@@ -7,6 +7,7 @@ use super::AuditAction;
 use super::Shard;
 use super::conn::{Conn, SubState, Subscription};
 use super::mesh::{Admission, ConnKey, Join, MeshMsg};
+use crate::core::auth::SignedClaims;
 use crate::core::auth::channel::{AuthContext, ChannelAuthorized, authorize_subscription};
 use crate::core::channel::{ChannelKind, ChannelName, ChannelNameError};
 use crate::core::ids::{AppIdx, SocketId, UserId};
@@ -42,32 +43,16 @@ fn policy_decision(
         Some(_) => conn.signin_info.as_deref(),
         None => member.and_then(|m| m.user_info.as_deref()),
     };
-    let info: Option<serde_json::Value> =
-        info_text.and_then(|text| serde_json::from_str(text).ok());
-    let text = |field: &str| {
-        info.as_ref()
-            .and_then(|i| i.get(field))
-            .and_then(|v| v.as_str())
-    };
-    let roles: Vec<String> = info
-        .as_ref()
-        .and_then(|i| i.get("roles"))
-        .and_then(|r| r.as_array())
-        .map(|r| {
-            r.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+    let claims = SignedClaims::parse(info_text);
     let subject = Subject {
         user_id: conn
             .user
             .as_ref()
             .map(UserId::as_str)
             .or(member.map(|m| m.user_id.as_str())),
-        tenant: text("tenant_id"),
-        actor: text("actor"),
-        roles: &roles,
+        tenant: claims.tenant.as_deref(),
+        actor: claims.actor.as_deref(),
+        roles: &claims.roles,
     };
     app.policies.evaluate(proof.channel(), &subject, resources)
 }

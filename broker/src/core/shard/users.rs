@@ -7,6 +7,7 @@ use super::AuditAction;
 use super::Shard;
 use super::mesh::{ConnKey, MeshMsg, ShardId, Watcher};
 use super::user_home_shard;
+use crate::core::auth::SignedClaims;
 use crate::core::auth::user::{SigninContext, SigninError, verify_signin};
 use crate::core::ids::{AppIdx, UserId};
 use crate::core::wire::Fault;
@@ -53,10 +54,9 @@ impl Shard {
                     conn.user = Some(user.clone());
                     conn.watchlist = watchlist.clone();
                     if conn.tenant.is_none()
-                        && let Some(tenant) = info
-                            .as_deref()
-                            .and_then(|i| serde_json::from_str::<serde_json::Value>(i).ok())
-                            .and_then(|i| i["tenant_id"].as_str().map(Box::<str>::from))
+                        && let Some(tenant) = SignedClaims::parse(info.as_deref())
+                            .tenant
+                            .map(Box::<str>::from)
                     {
                         self.state.tenants.connect(conn.app, &tenant);
                         conn.tenant = Some(tenant);

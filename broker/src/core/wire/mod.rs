@@ -220,11 +220,6 @@ impl Refusal {
             Refusal::InvalidName(_) => RefusalKind::InvalidChannel,
         }
     }
-
-    /// Whether it is a limit (rather than an authorization decision).
-    pub fn is_limit(&self) -> bool {
-        self.kind() == RefusalKind::Limit
-    }
 }
 
 impl std::fmt::Display for Refusal {
