@@ -765,14 +765,14 @@ fn a_token_revoked_through_one_node_is_refused_and_closed_on_the_others() {
 }
 
 #[test]
-fn a_policy_resource_set_through_one_node_decides_on_the_others() {
+fn a_policy_resource_set_through_one_node_decides_on_the_others_and_withdraws_there() {
     let redis = RedisServer::start();
     let hooks = Receiver::start(&[]);
     let nodes: Vec<Node> = ["127.0.0.2", "127.0.0.3"]
         .iter()
         .map(|host| Node::start_with(host, &redis, &hooks, ESCROW_POLICY))
         .collect();
-    let attempt = || join_escrow_chat(&nodes[1]);
+    let attempt = || join_escrow_chat(&nodes[1]).0;
     let until = |expected: &str| {
         let deadline = Instant::now() + WAIT;
         while attempt() != expected {
@@ -786,8 +786,15 @@ fn a_policy_resource_set_through_one_node_decides_on_the_others() {
     let (status, reply) = api(nodes[0].addr, "PUT", &path, &body, &[]);
     assert_eq!(status, 200, "{reply}");
     until("pusher_internal:subscription_succeeded");
+    let (event, mut live) = join_escrow_chat(&nodes[1]);
+    assert_eq!(event, "pusher_internal:subscription_succeeded");
     let (status, reply) = api(nodes[0].addr, "DELETE", &path, "", &[]);
     assert_eq!(status, 200, "{reply}");
+    // The subscription held on the other node is taken back, with the rule that refused it.
+    let revoked = live.recv_until(WAIT, |v| v["event"] == "ringcast:subscription_revoked");
+    assert_eq!(revoked["channel"], "private-escrow.42.chat", "{revoked}");
+    let data: Value = serde_json::from_str(revoked["data"].as_str().unwrap()).unwrap();
+    assert_eq!(data["rule"], "escrow-chat", "{revoked}");
     until("pusher:subscription_error");
 }
 
@@ -818,7 +825,7 @@ fn nodes_started_or_restarted_later_load_resources_and_revocations_from_redis() 
     // A node started now has both as soon as it says it is in sync.
     let third = start("127.0.0.4");
     assert_eq!(
-        join_escrow_chat(&third),
+        join_escrow_chat(&third).0,
         "pusher_internal:subscription_succeeded"
     );
     let mut refused = WsClient::open(third.addr, &format!("/app/{KEY}?protocol=7&token={token}"));
@@ -830,9 +837,9 @@ fn nodes_started_or_restarted_later_load_resources_and_revocations_from_redis() 
     third.kill();
     let config = second.stop();
     assert_eq!(api(first.addr, "DELETE", &path, "", &[]).0, 200);
-    assert_eq!(join_escrow_chat(&first), "pusher:subscription_error");
+    assert_eq!(join_escrow_chat(&first).0, "pusher:subscription_error");
     let second = Node::spawn(config);
-    assert_eq!(join_escrow_chat(&second), "pusher:subscription_error");
+    assert_eq!(join_escrow_chat(&second).0, "pusher:subscription_error");
 }
 
 const JWT_SECRET: &str = "a-jwt-secret-of-at-least-32-bytes!";
@@ -846,8 +853,9 @@ fn jwt_config() -> String {
 const ESCROW_POLICY: &str = "\n[[apps.policies]]\nname = \"escrow-chat\"\n\
     channel = \"escrow.{id}.chat\"\nresource = \"escrow:{id}\"\nallow = [{ participant = true }]\n";
 
-/// Subscribes a fresh `buyer-1` to escrow 42's chat on `node`; the reply's event name.
-fn join_escrow_chat(node: &Node) -> String {
+/// Subscribes a fresh `buyer-1` to escrow 42's chat on `node`: the reply's event name, and
+/// the client.
+fn join_escrow_chat(node: &Node) -> (String, WsClient) {
     let mut buyer = node.client();
     sign_in(&mut buyer, "buyer-1");
     let channel = "private-escrow.42.chat";
@@ -858,5 +866,5 @@ fn join_escrow_chat(node: &Node) -> String {
         v["event"] == "pusher_internal:subscription_succeeded"
             || v["event"] == "pusher:subscription_error"
     });
-    reply["event"].as_str().unwrap().to_owned()
+    (reply["event"].as_str().unwrap().to_owned(), buyer)
 }

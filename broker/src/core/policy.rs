@@ -221,6 +221,18 @@ impl PolicySet {
         Ok(Self { rules })
     }
 
+    /// Whether a rule is about resources of type `kind` (so changing one may change a
+    /// decision).
+    pub fn uses_resource(&self, kind: &str) -> bool {
+        self.rules.iter().any(|rule| {
+            rule.config
+                .resource
+                .as_deref()
+                .and_then(|r| r.split_once(':'))
+                .is_some_and(|(k, _)| k == kind)
+        })
+    }
+
     /// Whether no rule is configured.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()

@@ -90,4 +90,55 @@ describe('channel policies', () => {
     const later = await pusherClient(t, broker, { user: admin });
     await later.subscribe(chat);
   });
+
+  it('live re-authorization: the admin leaves when the escrow is resolved, a removed seller too', T, async (t) => {
+    const escrow = uniq('e');
+    const chat = `presence-tenant.t1.escrow.${escrow}.chat`;
+    const buyer = member('buyer', 't1', 'user');
+    const seller = member('seller', 't1', 'user');
+    const admin = member('admin', 't1', 'user', ['admin']);
+    const participants = [buyer.user_id, seller.user_id];
+    await putResource(broker, 'escrow', escrow, { tenant: 't1', participants, attributes: { status: 'DISPUTED' } });
+    const buyerClient = await pusherClient(t, broker, { user: buyer });
+    const sellerClient = await pusherClient(t, broker, { user: seller });
+    const adminClient = await pusherClient(t, broker, { user: admin });
+    const buyerChat = await buyerClient.subscribe(chat);
+    const sellerChat = await sellerClient.subscribe(chat);
+    const adminJoined = buyerClient.nextEvent(buyerChat, 'pusher:member_added', {
+      filter: (m) => m.id === admin.user_id,
+    });
+    const adminChat = await adminClient.subscribe(chat);
+    await adminJoined;
+    assert.equal(buyerChat.members.count, 3);
+
+    // The app's own binding on the channel receives the broker's event.
+    const adminRevoked = adminClient.nextEvent(adminChat, 'ringcast:subscription_revoked');
+    const adminLeft = buyerClient.nextEvent(buyerChat, 'pusher:member_removed');
+    await putResource(broker, 'escrow', escrow, { tenant: 't1', participants, attributes: { status: 'RESOLVED' } });
+    const [revoked] = await adminRevoked;
+    assert.equal(revoked.rule, 'escrow-chat');
+    assert.match(revoked.reason, /role/);
+    const [gone] = await adminLeft;
+    assert.equal(gone.id, admin.user_id);
+    assert.equal(buyerChat.members.count, 2);
+
+    const sellerRevoked = sellerClient.nextEvent(sellerChat, 'ringcast:subscription_revoked');
+    const sellerLeft = buyerClient.nextEvent(buyerChat, 'pusher:member_removed');
+    await putResource(broker, 'escrow', escrow, {
+      tenant: 't1',
+      participants: [buyer.user_id],
+      attributes: { status: 'RESOLVED' },
+    });
+    await sellerRevoked;
+    assert.equal((await sellerLeft)[0].id, seller.user_id);
+
+    // Published chat now reaches the buyer only; the withdrawn sockets stay connected.
+    const sdk = serverSdk(broker);
+    const heard = buyerClient.nextEvent(buyerChat, 'message');
+    await sdk.trigger(chat, 'message', { n: 1 });
+    await heard;
+    assert.equal(adminClient.received((m) => m.channel === chat && m.event === 'message').length, 0);
+    assert.equal(sellerClient.received((m) => m.channel === chat && m.event === 'message').length, 0);
+    assert.equal(adminClient.state, 'connected');
+  });
 });

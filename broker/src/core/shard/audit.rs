@@ -15,6 +15,8 @@ use ringcast_shared::{AuditDecision, AuditKind, AuditRecord};
 pub enum AuditAction {
     /// A channel subscription.
     Subscribe,
+    /// A live subscription checked again after what its rules read changed.
+    Reauthorize,
     /// A user sign-in on a connection.
     Signin,
     /// A connection's token.
@@ -38,6 +40,7 @@ impl AuditAction {
     pub fn as_str(self) -> &'static str {
         match self {
             AuditAction::Subscribe => "subscribe",
+            AuditAction::Reauthorize => "reauthorize",
             AuditAction::Signin => "signin",
             AuditAction::Token => "token",
             AuditAction::ApiSignature => "api_signature",

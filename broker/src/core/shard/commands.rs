@@ -91,12 +91,15 @@ impl Shard {
         let key = (kind, id);
         match resource {
             Some(resource) => {
-                self.per_app[app].resources.insert(key, (*resource).clone());
+                self.per_app[app]
+                    .resources
+                    .insert(key.clone(), (*resource).clone());
             }
             None => {
                 self.per_app[app].resources.remove(&key);
             }
         }
+        self.reauthorize_app(app, &key.0, &key.1);
         if let Some(reply_to) = reply_to {
             self.answer(reply_to, AnswerPart::Applied);
         }

@@ -29,6 +29,22 @@ pub(super) struct Subscription {
     /// Presence channels: the member the socket joined as.
     pub(super) user: Option<UserId>,
     pub(super) state: SubState,
+    /// What admitted it, and so whether a change can take it back.
+    pub(super) grant: Grant,
+}
+
+/// What admitted a subscription.
+#[derive(Debug)]
+pub(super) enum Grant {
+    /// No policy rule covers the channel: the signature alone admitted it, and nothing a
+    /// resource or a token says can change that.
+    Signature,
+    /// Policy rules admitted it: checked again when a resource changes or the token is renewed.
+    Rules {
+        /// The presence member's signed `user_info`, from which the subject's tenant, actor
+        /// and roles are read when the socket has neither token nor sign-in.
+        member_info: Option<std::sync::Arc<str>>,
+    },
 }
 
 /// One WebSocket connection's protocol state.

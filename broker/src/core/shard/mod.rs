@@ -37,6 +37,7 @@ mod home_channel;
 pub mod mesh;
 mod outbox;
 mod queries;
+mod reauthorize;
 mod subscribe;
 mod timers;
 mod users;

@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::AuditAction;
 use super::Shard;
-use super::conn::{Conn, SubState, Subscription};
+use super::conn::{Conn, Grant, SubState, Subscription};
 use super::mesh::{Admission, ConnKey, Join, MeshMsg};
 use crate::core::auth::SignedClaims;
 use crate::core::auth::channel::{AuthContext, ChannelAuthorized, authorize_subscription};
@@ -15,13 +15,15 @@ use crate::core::policy::{Decision, Resources, Subject};
 use crate::core::wire::{Refusal, Reply, SubscribeRequest};
 use ringcast_shared::{AuditDecision, AuditKind};
 
-/// Evaluates the app's policies for a subscription whose signature already holds. The subject
-/// is the connection's JWT identity; without one, the signed sign-in user or presence member
-/// (with `tenant_id`, `actor` and `roles` read from its signed `user_info`).
-fn policy_decision(
+/// Evaluates the app's policies for a subscription to `channel` whose signature holds (or
+/// held, when a change re-checks it). The subject is the connection's JWT identity; without
+/// one, the signed sign-in user, else the presence member `member` (with `tenant_id`, `actor`
+/// and `roles` read from its signed `user_info`).
+pub(super) fn policy_decision(
     app: &crate::core::app::App,
     conn: &Conn,
-    proof: &ChannelAuthorized,
+    channel: &ChannelName,
+    member: Option<(&UserId, Option<&str>)>,
     resources: &Resources,
 ) -> Decision {
     if app.policies.is_empty() {
@@ -34,27 +36,24 @@ fn policy_decision(
             actor: identity.actor.as_deref(),
             roles: &identity.roles,
         };
-        return app.policies.evaluate(proof.channel(), &subject, resources);
+        return app.policies.evaluate(channel, &subject, resources);
     }
-    // Without a token: the signed-in user (sign-in `user_data`), else the presence member,
-    // each with `tenant_id`, `actor` and `roles` read from its signed `user_info`.
-    let member = proof.member();
     let info_text = match &conn.user {
         Some(_) => conn.signin_info.as_deref(),
-        None => member.and_then(|m| m.user_info.as_deref()),
+        None => member.and_then(|(_, info)| info),
     };
     let claims = SignedClaims::parse(info_text);
     let subject = Subject {
         user_id: conn
             .user
             .as_ref()
-            .map(UserId::as_str)
-            .or(member.map(|m| m.user_id.as_str())),
+            .or(member.map(|(user, _)| user))
+            .map(UserId::as_str),
         tenant: claims.tenant.as_deref(),
         actor: claims.actor.as_deref(),
         roles: &claims.roles,
     };
-    app.policies.evaluate(proof.channel(), &subject, resources)
+    app.policies.evaluate(channel, &subject, resources)
 }
 
 impl Shard {
@@ -111,8 +110,13 @@ impl Shard {
         // Policies come on top of the signature, never instead of it.
         let outcome = match proof {
             Err(e) => Err(Refusal::Signature(e)),
-            Ok(proof) => match policy_decision(app, conn, &proof, &self.per_app[app.idx].resources)
-            {
+            Ok(proof) => match policy_decision(
+                app,
+                conn,
+                proof.channel(),
+                proof.member().map(|m| (&m.user_id, m.user_info.as_deref())),
+                &self.per_app[app.idx].resources,
+            ) {
                 Decision::Allow { rules } => Ok((proof, rules)),
                 Decision::Deny { rule, reason } => Err(Refusal::Policy { rule, reason }),
             },
@@ -139,7 +143,14 @@ impl Shard {
                         None,
                     );
                 }
-                self.join(key, proof);
+                let grant = if rules.is_empty() {
+                    Grant::Signature
+                } else {
+                    Grant::Rules {
+                        member_info: member.and_then(|m| m.user_info),
+                    }
+                };
+                self.join(key, proof, grant);
             }
             Err(refusal) => {
                 let (rule, reason) = match &refusal {
@@ -182,7 +193,7 @@ impl Shard {
     }
 
     /// Records a pending subscription and asks the channel's home shard to admit it.
-    pub(super) fn join(&mut self, key: ConnKey, proof: ChannelAuthorized) {
+    pub(super) fn join(&mut self, key: ConnKey, proof: ChannelAuthorized, grant: Grant) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -191,6 +202,7 @@ impl Shard {
             channel: channel.clone(),
             user: member.as_ref().map(|m| m.user_id.clone()),
             state: SubState::Pending,
+            grant,
         });
         let msg = MeshMsg::Subscribe(Join {
             shard: self.id,

@@ -275,6 +275,16 @@ pub enum Reply<'a> {
         /// Why.
         refusal: &'a Refusal,
     },
+    /// A live subscription is no longer allowed (its resource changed, its token was renewed
+    /// with other claims): the socket has been taken out of the channel.
+    SubscriptionRevoked {
+        /// The channel.
+        channel: &'a ChannelName,
+        /// The rule that now refuses it.
+        rule: &'a str,
+        /// Why.
+        reason: &'a str,
+    },
     /// A cache channel has no (unexpired) event to replay.
     CacheMiss {
         /// The channel.

@@ -9,6 +9,7 @@ mod connections;
 mod events;
 mod limits;
 mod queries;
+mod reauthorize;
 mod subscribe;
 mod users;
 mod webhooks;

@@ -318,6 +318,24 @@ pub fn subscription_error(channel: &str, kind: &str, error: &str, status: u16) -
     json.finish()
 }
 
+/// The event a subscriber gets on a channel it may no longer hear (live re-authorization):
+/// `data` is the string `{"rule":...,"reason":...}`. pusher-js hands it to the channel's
+/// bindings, as it does every event not named `pusher_internal:`.
+pub const SUBSCRIPTION_REVOKED: &str = "ringcast:subscription_revoked";
+
+/// [`SUBSCRIPTION_REVOKED`] on `channel`.
+pub fn subscription_revoked(channel: &str, rule: &str, reason: &str) -> Vec<u8> {
+    let mut inner = Json::with_capacity(32 + rule.len() + reason.len());
+    inner
+        .raw(r#"{"rule":"#)
+        .string(rule)
+        .raw(r#","reason":"#)
+        .string(reason)
+        .raw("}");
+    let inner = String::from_utf8(inner.finish()).unwrap_or_default();
+    member_event(SUBSCRIPTION_REVOKED, channel, &inner)
+}
+
 /// `pusher_internal:member_added`.
 pub fn member_added(channel: &str, user_id: &UserId, user_info: Option<&str>) -> Vec<u8> {
     let mut inner = Json::with_capacity(64);
@@ -557,6 +575,19 @@ mod tests {
             inner,
             json!({"presence": {"ids": ["1", "two\""], "hash": {"1": {"name": "A"}, "two\"": null}, "count": 2}})
         );
+    }
+
+    #[test]
+    fn a_revoked_subscription_names_its_rule_and_reason_in_string_data() {
+        let v = value(&subscription_revoked(
+            "private-chat.1",
+            "escrow",
+            "no \"x\"",
+        ));
+        assert_eq!(v["event"], SUBSCRIPTION_REVOKED);
+        assert_eq!(v["channel"], "private-chat.1");
+        let inner: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+        assert_eq!(inner, json!({"rule": "escrow", "reason": "no \"x\""}));
     }
 
     #[test]

@@ -70,6 +70,11 @@ pub fn encode_reply(reply: &Reply<'_>) -> Bytes {
             let text = refusal.to_string();
             message::subscription_error(channel, kind, &text, refusal.status())
         }
+        Reply::SubscriptionRevoked {
+            channel,
+            rule,
+            reason,
+        } => message::subscription_revoked(channel.as_str(), rule, reason),
         Reply::CacheMiss { channel } => message::cache_miss(channel.as_str()),
         Reply::SignedIn { user_data } => message::signin_success(user_data),
         Reply::Watchlist { online, users } => message::watchlist_events(*online, users),
