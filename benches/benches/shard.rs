@@ -24,7 +24,7 @@ use ringcast::core::cluster::NodeId;
 use ringcast::core::counters::ShardCounters;
 use ringcast::core::ids::{AppIdx, SocketId};
 use ringcast::core::shard::{
-    Accept, Answer, ConnKey, ConnectRequest, Publish, Query, Shard, Shared,
+    Accept, Answer, ConnKey, ConnectRequest, Publish, Query, Shard, Shared, WallClock,
 };
 use ringcast::core::wire::Wire;
 use ringcast::core::ws::frame::{Opcode, encode_client_frame};
@@ -52,7 +52,7 @@ fn new_shard() -> Shard {
     let node = NodeId::from_bits(1);
     let state = Arc::new(Shared::new(config.server, &config.apps, node, 1));
     let counters = Arc::new(ShardCounters::new(state.apps.len()));
-    Shard::new(0, 1, state, counters)
+    Shard::new(0, 1, state, counters, WallClock::new(Instant::now(), 0))
 }
 
 fn connect(shard: &mut Shard, now: Instant) -> (ConnKey, SocketId) {

@@ -18,7 +18,7 @@ use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 use super::io::FrameBatch;
 use crate::config::Driver;
-use crate::core::shard::{Answer, ConnKey, MeshMsg, QueryId, Shard, ShardId};
+use crate::core::shard::{Answer, ConnKey, MeshMsg, QueryId, Shard, ShardId, WallClock};
 use crate::metrics::{ShardMetrics, inc};
 use crate::server::ServerState;
 
@@ -553,6 +553,7 @@ async fn shard_main(setup: ShardSetup) {
         shard_count,
         state.shared.clone(),
         metrics[id].core.clone(),
+        wall_clock(),
     );
     let rt = Rc::new(ShardRt {
         core: RefCell::new(core),
@@ -676,7 +677,10 @@ async fn tick(rt: Rc<ShardRt>) {
         if rt.mesh.shutdown_requested() {
             begin_shutdown(&rt);
         }
-        rt.with_core(|core| core.handle_tick(Instant::now()));
+        rt.with_core(|core| {
+            core.set_wall_clock(wall_clock());
+            core.handle_tick(Instant::now())
+        });
         rt.expire_writers(Instant::now());
         let connections = rt.core().connection_count();
         high_water = high_water.max(connections);
@@ -714,4 +718,12 @@ fn trim_heap() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// The wall clock read now, for the shard's Unix-time reckoning.
+fn wall_clock() -> WallClock {
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    WallClock::new(Instant::now(), unix)
 }

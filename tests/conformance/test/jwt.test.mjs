@@ -52,6 +52,25 @@ describe('JWT connections (pusher-js)', () => {
     assert.match((error.data ?? error.error.data).message, /token is required/);
   });
 
+  it('renewing before expiry with pusher.send_event keeps the socket open past the first exp', T, async (t) => {
+    const c = client(t, broker, jwt({ sub: 'u3', exp: now() + 2 }));
+    await c.connected();
+    const expiresAt = now() + 60;
+    const renewed = c.nextMessage((m) => m.event === 'ringcast:renewed', { what: 'ringcast:renewed' });
+    const bound = new Promise((resolve) => c.pusher.bind('ringcast:renewed', resolve));
+    c.pusher.send_event('ringcast:renew', { token: jwt({ sub: 'u3', exp: expiresAt }) });
+    await renewed;
+    assert.equal((await bound).expires_at, expiresAt);
+    // Past the first token's expiry (and a broker tick) the socket is still open.
+    await new Promise((resolve) => setTimeout(resolve, 3500));
+    await c.barrier();
+    assert.equal(c.state, 'connected');
+    assert.equal(c.errors.calls.length, 0);
+    const failed = new Promise((resolve) => c.pusher.bind('ringcast:renew_failed', resolve));
+    c.pusher.send_event('ringcast:renew', { token: jwt({ sub: 'someone-else', exp: expiresAt }) });
+    assert.match((await failed).reason, /another user/);
+  });
+
   it('a live socket is closed with 4010 when its token expires', T, async (t) => {
     const c = client(t, broker, jwt({ sub: 'u2', exp: now() + 2 }));
     await c.connected();

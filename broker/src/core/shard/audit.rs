@@ -21,6 +21,8 @@ pub enum AuditAction {
     Signin,
     /// A connection's token.
     Token,
+    /// A token renewal on a live connection (`ringcast:renew`).
+    Renew,
     /// A signed HTTP API request.
     ApiSignature,
     /// Anything a rate limit refused; every rate-limit refusal is audited with this action.
@@ -43,6 +45,7 @@ impl AuditAction {
             AuditAction::Reauthorize => "reauthorize",
             AuditAction::Signin => "signin",
             AuditAction::Token => "token",
+            AuditAction::Renew => "renew",
             AuditAction::ApiSignature => "api_signature",
             AuditAction::RateLimit => "rate_limit",
             AuditAction::Origin => "origin",

@@ -130,6 +130,7 @@ impl Shard {
                 self.client_event(key, &event, &channel, data, now);
             }
             Command::Signin { auth, user_data } => self.signin(key, &auth, &user_data),
+            Command::Renew { token } => self.renew(key, &token, now),
             Command::Unsupported { event } => {
                 let text = format!("unsupported event {event:?}");
                 self.send_error_message(key, Fault::UnsupportedEvent, &text);

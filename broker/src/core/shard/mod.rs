@@ -38,6 +38,7 @@ pub mod mesh;
 mod outbox;
 mod queries;
 mod reauthorize;
+mod renew;
 mod subscribe;
 mod timers;
 mod users;
@@ -64,6 +65,7 @@ pub use self::mesh::{
     Admission, AnswerPart, ChannelStats, ConnKey, Join, MeshMsg, QueryId, ReplyTo, ShardId, Watcher,
 };
 use self::queries::PendingQuery;
+pub use self::renew::WallClock;
 use self::users::UserHome;
 use crate::core::app::AppTable;
 use crate::core::auth::jwt::Identity;
@@ -247,6 +249,8 @@ pub struct Shard {
     cluster_out: Vec<crate::core::cluster::ClusterOut>,
     next_socket: u64,
     socket_prefix: u64,
+    /// Unix time for the monotonic clock, for tokens read after connect (renewals).
+    wall: WallClock,
 }
 
 /// The home shard of a channel: a stable hash of the app and the name.
@@ -267,12 +271,13 @@ pub fn user_home_shard(app: AppIdx, user: &UserId, shard_count: usize) -> ShardI
 }
 
 impl Shard {
-    /// A shard `id` of `shard_count`, sharing `state`.
+    /// A shard `id` of `shard_count`, sharing `state`, with the wall clock as of now.
     pub fn new(
         id: ShardId,
         shard_count: usize,
         state: Arc<Shared>,
         counters: Arc<ShardCounters>,
+        wall: WallClock,
     ) -> Self {
         let per_app = state
             .initial_resources
@@ -298,6 +303,7 @@ impl Shard {
             audit: Vec::new(),
             cluster_out: Vec::new(),
             next_socket: 0,
+            wall,
             // The first half of a socket id is random so ids are not guessable across restarts.
             socket_prefix: SplitMix64::new(state.seed ^ id as u64).below(999_999_999) + 1,
             state,

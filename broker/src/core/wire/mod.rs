@@ -110,6 +110,11 @@ pub enum Command<'a> {
         /// The payload, relayed as sent.
         data: &'a RawValue,
     },
+    /// Replace the connection's token with a newer one for the same subject.
+    Renew {
+        /// The new token, as sent.
+        token: Cow<'a, str>,
+    },
     /// An event the protocol reserves but the broker does not serve.
     Unsupported {
         /// The event name as sent.
@@ -282,6 +287,16 @@ pub enum Reply<'a> {
         channel: &'a ChannelName,
         /// The rule that now refuses it.
         rule: &'a str,
+        /// Why.
+        reason: &'a str,
+    },
+    /// The connection's token was renewed.
+    Renewed {
+        /// The new token's `exp`, in seconds since the Unix epoch.
+        expires_at: u64,
+    },
+    /// A renewal was refused; the connection keeps its current token.
+    RenewFailed {
         /// Why.
         reason: &'a str,
     },

@@ -232,3 +232,104 @@ fn audit_records_name_the_signed_in_or_presence_subject_policies_judged() {
         (Some("bob"), Some("t2"), Some("admin"))
     );
 }
+
+/// A connection whose token (user `u` of tenant `t1`) expires in 30 s.
+fn connect_as_u_of_t1(cluster: &mut Cluster) -> Client {
+    let token = hs256(&json!({"sub": "u", "tenant_id": "t1", "exp": NOW_UNIX + 30}));
+    let client = cluster
+        .try_connect_with_token(0, &format!("/app/{KEY}"), Some("7"), Some(&token))
+        .unwrap();
+    cluster.recv(client);
+    client
+}
+
+#[test]
+fn a_renewed_token_moves_the_expiry_and_keeps_the_socket_open() {
+    let mut cluster = Cluster::with(1, with_jwt(true));
+    let client = connect_as_u_of_t1(&mut cluster);
+    cluster.tick(Duration::from_secs(20));
+    let renewal = hs256(&json!({"sub": "u", "tenant_id": "t1", "exp": NOW_UNIX + 90}));
+    cluster.send(
+        client,
+        json!({"event": "ringcast:renew", "data": {"token": renewal}}),
+    );
+    let got = cluster.recv(client);
+    assert_eq!(got[0]["event"], "ringcast:renewed", "{got:?}");
+    assert_eq!(inner(&got[0])["expires_at"], NOW_UNIX + 90);
+    // Past the first token's expiry the socket stays; past the renewed one it closes.
+    cluster.tick(Duration::from_secs(60));
+    assert!(cluster.recv(client).is_empty());
+    cluster.tick(Duration::from_secs(10));
+    let got = cluster.recv(client);
+    assert_eq!(got[0]["data"]["code"], 4010);
+    let records = cluster.audit();
+    assert!(
+        records
+            .iter()
+            .any(|r| r.action == "renew" && r.decision == AuditDecision::Allow),
+        "{records:?}"
+    );
+}
+
+#[test]
+fn a_renewal_for_another_subject_or_with_a_bad_token_is_refused_and_the_old_token_stays() {
+    let mut cluster = Cluster::with(1, with_jwt(true));
+    let client = connect_as_u_of_t1(&mut cluster);
+    let renew = |cluster: &mut Cluster, token: &str| {
+        cluster.send(
+            client,
+            json!({"event": "ringcast:renew", "data": {"token": token}}),
+        );
+        let got = cluster.recv(client);
+        assert_eq!(got[0]["event"], "ringcast:renew_failed", "{got:?}");
+        inner(&got[0])["reason"].as_str().unwrap().to_owned()
+    };
+    let other_user = hs256(&json!({"sub": "v", "tenant_id": "t1", "exp": NOW_UNIX + 90}));
+    assert!(renew(&mut cluster, &other_user).contains("another user"));
+    let other_tenant = hs256(&json!({"sub": "u", "tenant_id": "t2", "exp": NOW_UNIX + 90}));
+    assert!(renew(&mut cluster, &other_tenant).contains("another tenant"));
+    let forged = other_user.replace('.', ".x");
+    assert!(renew(&mut cluster, &forged).starts_with("token refused"));
+    let expired = hs256(&json!({"sub": "u", "tenant_id": "t1", "exp": NOW_UNIX - 1}));
+    assert!(renew(&mut cluster, &expired).starts_with("token refused"));
+    let denials = cluster
+        .audit()
+        .iter()
+        .filter(|r| r.action == "renew" && r.decision == AuditDecision::Deny)
+        .count();
+    assert_eq!(denials, 4);
+    // The first token still rules: the socket closes when it expires.
+    cluster.tick(Duration::from_secs(30));
+    assert_eq!(cluster.recv(client)[0]["data"]["code"], 4010);
+}
+
+#[test]
+fn a_renewal_with_other_roles_rechecks_the_subscriptions_rules_admitted() {
+    let mut cluster = Cluster::with(1, |c| {
+        with_jwt(true)(c);
+        c.apps[0].policies = vec![crate::core::policy::RuleConfig {
+            roles: vec!["admin".into()],
+            ..crate::core::policy::RuleConfig::new("ops", "ops.**")
+        }];
+    });
+    let claims = |roles: &[&str]| hs256(&json!({"sub": "u", "roles": roles, "exp": NOW_UNIX + 60}));
+    let client = cluster
+        .try_connect_with_token(
+            0,
+            &format!("/app/{KEY}"),
+            Some("7"),
+            Some(&claims(&["admin"])),
+        )
+        .unwrap();
+    cluster.recv(client);
+    let reply = cluster.subscribe_private(client, "private-ops.alerts");
+    assert_eq!(reply[0]["event"], "pusher_internal:subscription_succeeded");
+    cluster.send(
+        client,
+        json!({"event": "ringcast:renew", "data": {"token": claims(&["viewer"])}}),
+    );
+    let got = cluster.recv(client);
+    assert_eq!(got[0]["event"], "ringcast:renewed", "{got:?}");
+    assert_eq!(got[1]["event"], "ringcast:subscription_revoked", "{got:?}");
+    assert_eq!(got[1]["channel"], "private-ops.alerts");
+}

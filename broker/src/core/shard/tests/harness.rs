@@ -61,6 +61,7 @@ impl Cluster {
 
     pub(super) fn with(shard_count: usize, tweak: impl FnOnce(&mut Config)) -> Self {
         let state = state_with(shard_count, tweak);
+        let now = Instant::now();
         let shards = (0..shard_count)
             .map(|id| {
                 Shard::new(
@@ -68,13 +69,11 @@ impl Cluster {
                     shard_count,
                     state.clone(),
                     Arc::new(ShardCounters::new(state.apps.len())),
+                    WallClock::new(now, NOW_UNIX),
                 )
             })
             .collect();
-        Self {
-            shards,
-            now: Instant::now(),
-        }
+        Self { shards, now }
     }
 
     pub(super) fn route(&mut self) {

@@ -32,6 +32,12 @@ struct SigninRequest<'a> {
 }
 
 #[derive(Deserialize)]
+struct RenewRequest<'a> {
+    #[serde(borrow)]
+    token: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
 struct UnsubscribeRequest<'a> {
     #[serde(borrow)]
     channel: Cow<'a, str>,
@@ -98,6 +104,16 @@ pub fn parse(text: &[u8]) -> Result<Command<'_>, ParseError> {
                 user_data: request.user_data,
             })
         }
+        RENEW => {
+            let request =
+                data_object::<RenewRequest>(envelope.data).ok_or(ParseError::BadField {
+                    event: RENEW,
+                    field: "data with a string \"token\"",
+                })?;
+            Ok(Command::Renew {
+                token: request.token,
+            })
+        }
         _ => Ok(Command::Unsupported { event }),
     }
 }
@@ -142,6 +158,15 @@ impl OwnedFromStr for UnsubscribeRequest<'_> {
         let r: UnsubscribeRequest = serde_json::from_str(text).ok()?;
         Some(UnsubscribeRequest {
             channel: owned(r.channel),
+        })
+    }
+}
+
+impl OwnedFromStr for RenewRequest<'_> {
+    fn parse_owned(text: &str) -> Option<Self> {
+        let r: RenewRequest = serde_json::from_str(text).ok()?;
+        Some(RenewRequest {
+            token: owned(r.token),
         })
     }
 }
@@ -322,6 +347,35 @@ pub fn subscription_error(channel: &str, kind: &str, error: &str, status: u16) -
 /// `data` is the string `{"rule":...,"reason":...}`. pusher-js hands it to the channel's
 /// bindings, as it does every event not named `pusher_internal:`.
 pub const SUBSCRIPTION_REVOKED: &str = "ringcast:subscription_revoked";
+
+/// The client event that renews the connection's token without reconnecting; pusher-js sends
+/// it with `pusher.send_event('ringcast:renew', {token})`.
+pub const RENEW: &str = "ringcast:renew";
+
+/// The answer to [`RENEW`] when the new token was taken, with its `expires_at`.
+pub const RENEWED: &str = "ringcast:renewed";
+
+/// The answer to [`RENEW`] when the token was refused; the old one stays in force.
+pub const RENEW_FAILED: &str = "ringcast:renew_failed";
+
+/// [`RENEWED`], a connection-level event (pusher-js hands it to `pusher.bind`).
+pub fn renewed(expires_at: u64) -> Vec<u8> {
+    format!(r#"{{"event":"{RENEWED}","data":"{{\"expires_at\":{expires_at}}}"}}"#).into_bytes()
+}
+
+/// [`RENEW_FAILED`], saying why.
+pub fn renew_failed(reason: &str) -> Vec<u8> {
+    let mut inner = Json::with_capacity(16 + reason.len());
+    inner.raw(r#"{"reason":"#).string(reason).raw("}");
+    let inner = String::from_utf8(inner.finish()).unwrap_or_default();
+    let mut json = Json::with_capacity(48 + inner.len() * 2);
+    json.raw(r#"{"event":""#)
+        .raw(RENEW_FAILED)
+        .raw(r#"","data":"#)
+        .string(&inner)
+        .raw("}");
+    json.finish()
+}
 
 /// [`SUBSCRIPTION_REVOKED`] on `channel`.
 pub fn subscription_revoked(channel: &str, rule: &str, reason: &str) -> Vec<u8> {
@@ -588,6 +642,23 @@ mod tests {
         assert_eq!(v["channel"], "private-chat.1");
         let inner: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
         assert_eq!(inner, json!({"rule": "escrow", "reason": "no \"x\""}));
+    }
+
+    #[test]
+    fn renewal_is_parsed_and_answered_with_string_data() {
+        let msg = parse_text(r#"{"event":"ringcast:renew","data":{"token":"a.b.c"}}"#);
+        assert!(matches!(msg, Ok(Command::Renew { token }) if token == "a.b.c"));
+        let msg = parse_text(r#"{"event":"ringcast:renew","data":"{\"token\":\"a.b.c\"}"}"#);
+        assert!(matches!(msg, Ok(Command::Renew { token }) if token == "a.b.c"));
+        assert!(parse_text(r#"{"event":"ringcast:renew","data":{"token":7}}"#).is_err());
+        let v = value(&renewed(1_800_000_060));
+        assert_eq!(v["event"], RENEWED);
+        let inner: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+        assert_eq!(inner, json!({"expires_at": 1_800_000_060u64}));
+        let v = value(&renew_failed("a \"new\" subject"));
+        assert_eq!(v["event"], RENEW_FAILED);
+        let inner: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+        assert_eq!(inner, json!({"reason": "a \"new\" subject"}));
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub fn encode_reply(reply: &Reply<'_>) -> Bytes {
             rule,
             reason,
         } => message::subscription_revoked(channel.as_str(), rule, reason),
+        Reply::Renewed { expires_at } => message::renewed(*expires_at),
+        Reply::RenewFailed { reason } => message::renew_failed(reason),
         Reply::CacheMiss { channel } => message::cache_miss(channel.as_str()),
         Reply::SignedIn { user_data } => message::signin_success(user_data),
         Reply::Watchlist { online, users } => message::watchlist_events(*online, users),
