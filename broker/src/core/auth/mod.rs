@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod channel;
+pub mod jwks;
 pub mod jwt;
 pub mod user;
 
