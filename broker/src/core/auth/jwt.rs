@@ -270,6 +270,24 @@ pub struct Identity {
     _proof: (),
 }
 
+impl Identity {
+    /// The identity of credentials an app's backend verified (`[apps.token_verification]`),
+    /// for policies exactly as a JWT's. It has no `jti`; `expires_at` is when the cached
+    /// verdict it came from runs out (verified at + `cache_secs`), so the connection lives
+    /// no longer than a fresh check would have let it.
+    pub fn verified_by_backend(answer: super::backend::VerifiedAnswer, expires_at: u64) -> Self {
+        Self {
+            user_id: Some(answer.user_id),
+            tenant: answer.tenant,
+            actor: Some(answer.actor),
+            roles: answer.roles,
+            jti: None,
+            expires_at,
+            _proof: (),
+        }
+    }
+}
+
 /// Why a token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JwtError {

@@ -1,6 +1,7 @@
 //! Signatures: HMAC-SHA256 with `ring`, always compared in constant time.
 
 pub mod api;
+pub mod backend;
 pub mod channel;
 pub mod jwks;
 pub mod jwt;
