@@ -172,6 +172,7 @@ impl Shard {
             ping_sent: None,
             user: None,
             watchlist: Vec::new(),
+            watched_online: Vec::new(),
             signin_info: None,
             identity: identity.map(Box::new),
             tenant,

@@ -63,6 +63,8 @@ pub(super) struct Conn {
     pub(super) user: Option<UserId>,
     /// Users whose online status this socket follows.
     pub(super) watchlist: Vec<UserId>,
+    /// The watched users this socket was last told are online.
+    pub(super) watched_online: Vec<UserId>,
     /// `user_info` of the signed sign-in `user_data` (JSON text), for policies without JWT.
     pub(super) signin_info: Option<Box<str>>,
     /// The verified JWT identity, if the app uses tokens.

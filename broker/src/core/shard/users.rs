@@ -272,9 +272,35 @@ impl Shard {
     /// At a watcher's shard: tells the watching socket, if it is still there, that `users`
     /// came online or went offline.
     pub(super) fn notify_watcher(&mut self, watcher: Watcher, online: bool, users: &[UserId]) {
-        if self.socket_id(watcher.conn) == Some(watcher.socket_id) {
-            self.reply(watcher.conn, &Reply::Watchlist { online, users });
+        let Some(conn) = self
+            .conns
+            .get_mut(watcher.conn)
+            .filter(|c| c.socket_id == watcher.socket_id)
+        else {
+            return;
+        };
+        // In a cluster two paths can report one change (Redis's answer to a new watcher and
+        // the user's node announcing it), so the socket is told only what it does not know.
+        let news: Vec<UserId> = users
+            .iter()
+            .filter(|user| conn.watched_online.contains(user) != online)
+            .cloned()
+            .collect();
+        if news.is_empty() {
+            return;
         }
+        if online {
+            conn.watched_online.extend(news.iter().cloned());
+        } else {
+            conn.watched_online.retain(|user| !news.contains(user));
+        }
+        self.reply(
+            watcher.conn,
+            &Reply::Watchlist {
+                online,
+                users: &news,
+            },
+        );
     }
 
     /// On every shard: closes the sockets signed in as `user`.
