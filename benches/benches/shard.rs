@@ -24,7 +24,7 @@ use ringcast::core::cluster::NodeId;
 use ringcast::core::counters::ShardCounters;
 use ringcast::core::ids::{AppIdx, SocketId};
 use ringcast::core::shard::{
-    Accept, Answer, ConnKey, ConnectRequest, Publish, Query, Shard, Shared, WallClock,
+    Accept, Answer, ConnKey, ConnectRequest, Credentials, Publish, Query, Shard, Shared, WallClock,
 };
 use ringcast::core::wire::Wire;
 use ringcast::core::ws::frame::{Opcode, encode_client_frame};
@@ -63,7 +63,7 @@ fn connect(shard: &mut Shard, now: Instant) -> (ConnKey, SocketId) {
         protocol: Some("7"),
         origin: None,
         remote: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        token: None,
+        credentials: Credentials::Token(None),
         now_unix: NOW_UNIX,
     };
     match shard.accept_websocket(&request, now) {

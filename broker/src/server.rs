@@ -11,6 +11,7 @@ use crate::core::shard::Shared;
 use crate::http::AdminAssets;
 use crate::metrics::WebhookMetrics;
 use crate::shell::tls::CertStore;
+use crate::shell::verify::Verifiers;
 
 /// The server's state, shared by every shard's runtime and the HTTP handlers.
 pub struct ServerState {
@@ -26,18 +27,22 @@ pub struct ServerState {
     pub audit_metrics: Arc<AuditMetrics>,
     /// The certificate served when `[server.tls]` is set (`SIGHUP` reloads it).
     pub tls: Option<CertStore>,
+    /// The apps' backend token verifiers (`[apps.token_verification]`).
+    pub verifiers: Verifiers,
 }
 
 impl ServerState {
     /// The state for `config` with `shared` (built from the same config, and filled with the
     /// stored resources), the admin dashboard (see [`AdminAssets::for_config`]), the writers'
-    /// counters, and the certificate loaded from `[server.tls]` (if set).
+    /// counters, the certificate loaded from `[server.tls]` (if set) and the apps' backend
+    /// token verifiers.
     pub fn new(
         config: Config,
         shared: Shared,
         webhook_metrics: Arc<WebhookMetrics>,
         audit_metrics: Arc<AuditMetrics>,
         tls: Option<CertStore>,
+        verifiers: Verifiers,
     ) -> Self {
         Self {
             admin_ui: AdminAssets::for_config(config.server.admin_ui_dir.as_deref()),
@@ -49,6 +54,7 @@ impl ServerState {
             webhook_metrics,
             audit_metrics,
             tls,
+            verifiers,
         }
     }
 }

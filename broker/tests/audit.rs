@@ -8,38 +8,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ringcast_shared::{AuditDecision, AuditRecord};
-use serde_json::{Value, json};
-use support::{APP_ID, TestServer, WsClient, api, http, raw_http};
-
-const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+use serde_json::json;
+use support::{ADMIN_TOKEN, APP_ID, TestServer, WsClient, admin_get, api, http, wait_for_page};
 
 fn with_admin(c: &mut ringcast::config::Config) {
     c.server.admin_token = Some(ADMIN_TOKEN.into());
     c.server.audit_flush_interval = Duration::from_millis(20);
-}
-
-fn admin_get(server: &TestServer, target: &str, token: &str) -> (u16, Value) {
-    let request = format!(
-        "GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-    );
-    let raw = raw_http(server.addr, request.as_bytes());
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
-}
-
-/// Polls the admin API until `pred` holds for the page (records reach the store asynchronously).
-fn wait_for_page(server: &TestServer, target: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (status, page) = admin_get(server, target, ADMIN_TOKEN);
-        assert_eq!(status, 200, "{page}");
-        if pred(&page) || Instant::now() > deadline {
-            return page;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

@@ -133,4 +133,45 @@ mod tests {
         let config = Config::from_toml_str(&text, &no_env).unwrap();
         assert_eq!(config.apps[0].jwt, Some(JwtConfig::hs256(&"s".repeat(32))));
     }
+
+    #[test]
+    fn token_verification_reads_its_table_with_the_reference_defaults() {
+        use crate::core::options::{TokenVerification, VerifyMethod};
+        let text = format!(
+            "{ONE_APP}[apps.token_verification]\nurl = \"https://api.example.com/api/verify-token\"\n\
+             method = \"POST\"\ntimeout_ms = 1500\n[apps.token_verification.fields]\nuser_id = \"id\"\n"
+        );
+        let config = Config::from_toml_str(&text, &no_env).unwrap();
+        let v = config.apps[0].token_verification.as_ref().unwrap();
+        assert_eq!(v.url, "https://api.example.com/api/verify-token");
+        assert_eq!(v.method, VerifyMethod::Post);
+        assert_eq!(v.timeout, std::time::Duration::from_millis(1500));
+        assert_eq!(v.fields.user_id, "id");
+        assert_eq!(v.fields.actor, "type");
+        let defaults = TokenVerification::default();
+        assert_eq!(v.headers, defaults.headers);
+        assert_eq!(v.cache, std::time::Duration::from_secs(3600));
+        assert_eq!(v.default_actor, "user");
+    }
+
+    #[test]
+    fn token_verification_settings_out_of_range_are_named() {
+        let table = |extra: &str| {
+            format!("{ONE_APP}[apps.token_verification]\nurl = \"http://127.0.0.1/v\"\n{extra}")
+        };
+        let cases = [
+            ("url = \"ftp://x\"", "token_verification.url"),
+            ("timeout_ms = 0", "token_verification.timeout_ms"),
+            ("max_in_flight = 0", "token_verification.max_in_flight"),
+            ("headers = [\"x-actor-type\"]", "token_verification.headers"),
+            ("headers = [\"bad header\"]", "token_verification.headers"),
+            ("cache_secs = 100000", "token_verification.cache_secs"),
+            ("typo = 1", "typo"),
+        ];
+        for (extra, named) in cases {
+            let text = table(extra).replace("url = \"http://127.0.0.1/v\"\nurl", "url");
+            let message = err(&text);
+            assert!(message.contains(named), "{extra}: {message}");
+        }
+    }
 }

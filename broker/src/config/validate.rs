@@ -10,7 +10,7 @@ use super::file::{AppTable, ClusterTable, FileConfig, JwtTable};
 use super::{ConfigError, invalid};
 use crate::core::auth::jwt::{Algorithm, ClaimNames, KeyError, VerifyingKey};
 use crate::core::options::{
-    AllowedOrigin, ClusterConfig, Config, JwtConfig, RedisTarget, ServerConfig,
+    AllowedOrigin, ClusterConfig, Config, JwtConfig, RedisTarget, ServerConfig, TokenVerification,
 };
 use crate::core::wire::pusher::message::largest_client_event;
 
@@ -242,12 +242,7 @@ fn check_app(
         }
     }
     for (w, hook) in app.webhooks.iter().enumerate() {
-        let url_ok = ["http://", "https://"].iter().any(|scheme| {
-            hook.url
-                .strip_prefix(scheme)
-                .is_some_and(|rest| !rest.is_empty())
-        });
-        if !url_ok {
+        if !is_http_url(&hook.url) {
             return Err(invalid(
                 field(&format!("webhooks[{w}].url")),
                 format!("{:?} is not an http:// or https:// URL", hook.url),
@@ -257,6 +252,11 @@ fn check_app(
             check_webhook_header(name, value)
                 .map_err(|message| invalid(field(&format!("webhooks[{w}].headers")), message))?;
         }
+    }
+    if let Some(verification) = &app.token_verification {
+        check_token_verification(verification).map_err(|(name, message)| {
+            invalid(field(&format!("token_verification.{name}")), message)
+        })?;
     }
     crate::core::policy::PolicySet::compile(&app.policies)
         .map_err(|e| invalid(field("policies"), e.to_string()))?;
@@ -337,6 +337,85 @@ fn check_app(
         .collect::<Result<_, _>>()
         .map_err(|e| invalid(field("allowed_origins"), e.to_string()))?;
     Ok((origins, jwt))
+}
+
+/// Whether `url` is `http://` or `https://` followed by something.
+fn is_http_url(url: &str) -> bool {
+    ["http://", "https://"].iter().any(|scheme| {
+        url.strip_prefix(scheme)
+            .is_some_and(|rest| !rest.is_empty())
+    })
+}
+
+/// Most backend calls in flight per app.
+const MAX_VERIFY_THREADS: usize = 256;
+/// Largest backend answer read.
+const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// Checks `[apps.token_verification]`; `Err` names the setting and what is wrong with it.
+fn check_token_verification(v: &TokenVerification) -> Result<(), (&'static str, String)> {
+    if !is_http_url(&v.url) {
+        return Err((
+            "url",
+            format!("{:?} is not an http:// or https:// URL", v.url),
+        ));
+    }
+    if v.headers.is_empty() {
+        return Err(("headers", "must name at least one header".into()));
+    }
+    for name in v.headers.iter().chain([&v.actor_header]) {
+        let token = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !token {
+            return Err(("headers", format!("{name:?} is not a header name")));
+        }
+    }
+    if v.credential_headers().next().is_none() {
+        return Err((
+            "headers",
+            "must name a credential header besides actor_header".into(),
+        ));
+    }
+    if v.default_actor.is_empty() {
+        return Err(("default_actor", "must not be empty".into()));
+    }
+    let fields = &v.fields;
+    for (name, value) in [
+        ("fields.user_id", &fields.user_id),
+        ("fields.actor", &fields.actor),
+        ("fields.tenant", &fields.tenant),
+        ("fields.roles", &fields.roles),
+    ] {
+        if value.is_empty() {
+            return Err((name, "must not be empty".into()));
+        }
+    }
+    if v.timeout.is_zero() || v.timeout > Duration::from_secs(60) {
+        return Err(("timeout_ms", "must be between 1 and 60000".into()));
+    }
+    for (name, life) in [
+        ("cache_secs", v.cache),
+        ("negative_cache_secs", v.negative_cache),
+    ] {
+        if life > MAX_DURATION {
+            return Err((name, "must be at most 86400 (one day)".into()));
+        }
+    }
+    if v.max_in_flight == 0 || v.max_in_flight > MAX_VERIFY_THREADS {
+        return Err((
+            "max_in_flight",
+            format!("must be between 1 and {MAX_VERIFY_THREADS}"),
+        ));
+    }
+    if v.max_answer_bytes == 0 || v.max_answer_bytes > MAX_ANSWER_BYTES {
+        return Err((
+            "max_answer_bytes",
+            format!("must be between 1 and {MAX_ANSWER_BYTES}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Why a JWT table's key is unusable.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use ring::hmac;
 
+use crate::core::auth::backend::{ActorMismatch, Verdict, check_actor};
 use crate::core::auth::hmac_key;
 use crate::core::auth::jwt::{self, Identity};
 use crate::core::ids::AppIdx;
@@ -53,6 +54,16 @@ pub enum TokenError {
     /// The token was revoked.
     #[error("token revoked")]
     Revoked,
+    /// The app's backend identifies connections, requires it, and none of the credentials
+    /// it reads came.
+    #[error("credentials are required (headers or query parameters: {0})")]
+    MissingCredentials(String),
+    /// The app's backend did not verify the credentials.
+    #[error("backend verification refused: {0}")]
+    Backend(String),
+    /// The backend verified another actor than the one asked for.
+    #[error("{0}")]
+    Actor(#[from] ActorMismatch),
 }
 
 /// Most distinct keys (IPs, users) a limiter remembers.
@@ -85,15 +96,8 @@ impl App {
         token: Option<&str>,
         now_unix: u64,
     ) -> Result<Option<Identity>, TokenError> {
-        let Some(config) = &self.config.jwt else {
-            return Ok(None);
-        };
-        let Some(token) = token else {
-            return if config.required {
-                Err(TokenError::Missing)
-            } else {
-                Ok(None)
-            };
+        let (Some(config), Some(token)) = (&self.config.jwt, token) else {
+            return self.anonymous();
         };
         let opts = config.verify_options(self.config.max_user_id_chars);
         let identity = jwt::verify(token, &opts, now_unix)?;
@@ -105,6 +109,45 @@ impl App {
             return Err(TokenError::Revoked);
         }
         Ok(Some(identity))
+    }
+
+    /// The identity of a connection the app's backend answered for (`verdict`), asking to be
+    /// `requested_actor` (`None`: the client named none, so the default actor).
+    pub fn backend_identity(
+        &self,
+        verdict: &Verdict,
+        requested_actor: Option<&str>,
+    ) -> Result<Identity, TokenError> {
+        let answer = match verdict {
+            Verdict::Verified(answer) => answer,
+            Verdict::Refused(reason) => return Err(TokenError::Backend(reason.clone())),
+        };
+        let default_actor = self
+            .config
+            .token_verification
+            .as_ref()
+            .map_or("user", |v| v.default_actor.as_str());
+        check_actor(answer, requested_actor, default_actor)?;
+        Ok(Identity::verified_by_backend(answer.clone()))
+    }
+
+    /// A connection without credentials: refused when the app requires a token or
+    /// backend-verified credentials, else anonymous.
+    fn anonymous(&self) -> Result<Option<Identity>, TokenError> {
+        if self.config.jwt.as_ref().is_some_and(|j| j.required) {
+            return Err(TokenError::Missing);
+        }
+        match self
+            .config
+            .token_verification
+            .as_ref()
+            .filter(|v| v.required)
+        {
+            Some(v) => Err(TokenError::MissingCredentials(
+                v.credential_headers().collect::<Vec<_>>().join(", "),
+            )),
+            None => Ok(None),
+        }
     }
 
     /// Whether token id `jti` is revoked.
@@ -147,6 +190,18 @@ impl App {
     /// The leeway allowed after a token's `exp`.
     pub fn token_leeway(&self) -> Duration {
         Duration::from_secs(self.config.jwt.as_ref().map_or(0, |j| j.leeway_secs))
+    }
+
+    /// When, on the monotonic clock (`now` is `now_unix` there), a connection whose identity
+    /// expires at `expires_at` (Unix seconds) is closed with 4010: the expiry plus the
+    /// leeway. `None` for an identity that never expires (`u64::MAX`) or any expiry beyond
+    /// what the clock can hold.
+    pub fn token_deadline(&self, now: Instant, now_unix: u64, expires_at: u64) -> Option<Instant> {
+        if expires_at == u64::MAX {
+            return None;
+        }
+        let left = Duration::from_secs(expires_at.saturating_sub(now_unix));
+        now.checked_add(left)?.checked_add(self.token_leeway())
     }
 
     /// Counts a WebSocket connection attempt from `ip`; `Err` says when to retry.

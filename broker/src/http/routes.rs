@@ -98,6 +98,7 @@ pub fn handle(
                         .collect(),
                     None => Vec::new(),
                 },
+                verifiers: view.server.verifiers.metrics(),
             };
             let text = render_prometheus(&Totals::gather(view.metrics), &facts);
             return Reply::Now(response(

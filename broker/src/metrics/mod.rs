@@ -74,6 +74,23 @@ impl ShardMetrics {
     }
 }
 
+/// Counters of one app's backend token verification (`[apps.token_verification]`).
+#[derive(Default, Debug)]
+pub struct VerifierMetrics {
+    /// Backend calls answered with a usable 200.
+    pub verified: AtomicU64,
+    /// Backend calls answered with a definite refusal (4xx).
+    pub refused: AtomicU64,
+    /// Backend calls that failed: timeout, unreachable, 5xx, unusable answer.
+    pub failed: AtomicU64,
+    /// Connections answered from the cache.
+    pub cache_hits: AtomicU64,
+    /// Connections that waited for another connection's call with the same credentials.
+    pub shared: AtomicU64,
+    /// Connections refused without a call: too many were waiting.
+    pub overloaded: AtomicU64,
+}
+
 /// Counters of the webhook sender.
 #[derive(Default, Debug)]
 pub struct WebhookMetrics {

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::counters::{AppTotals, Totals};
 use super::latency::{LATENCY_BUCKETS, latency_bucket_bound_us};
-use super::{ALLOCATIONS, WebhookMetrics, process};
+use super::{ALLOCATIONS, VerifierMetrics, WebhookMetrics, process};
 use crate::core::counters::TenantCounters;
 use crate::core::wire::Fault;
 
@@ -25,6 +25,9 @@ pub struct ServerFacts<'a> {
     pub cluster: Option<&'a crate::core::cluster::ClusterStatus>,
     /// Cluster mode: each app's connections on every node (indexed like `app_ids`).
     pub cluster_app_connections: Vec<usize>,
+    /// Each app's backend token verification counters, `None` where it has none (indexed
+    /// like `app_ids`).
+    pub verifiers: Vec<Option<&'a VerifierMetrics>>,
 }
 
 /// Renders every shard's counters, summed, in the Prometheus text format.
@@ -223,6 +226,7 @@ pub fn render_prometheus(totals: &Totals, facts: &ServerFacts<'_>) -> String {
             value.load(Ordering::Relaxed)
         );
     }
+    render_verifiers(&mut out, facts);
     let _ = writeln!(
         out,
         "# HELP ringcast_tenant_auth_failures_total Denied authorization decisions per app and tenant.\n# TYPE ringcast_tenant_auth_failures_total counter"
@@ -401,4 +405,55 @@ fn gauge(out: &mut String, name: &str, help: &str, value: i64) {
         out,
         "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
     );
+}
+
+/// The backend token verifiers' counters, per app that has one.
+fn render_verifiers(out: &mut String, facts: &ServerFacts<'_>) {
+    let apps: Vec<(&str, &VerifierMetrics)> = facts
+        .app_ids
+        .iter()
+        .zip(&facts.verifiers)
+        .filter_map(|(app, v)| v.map(|v| (*app, v)))
+        .collect();
+    if apps.is_empty() {
+        return;
+    }
+    let name = "ringcast_token_verification_calls_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Backend token verification calls, by result.\n# TYPE {name} counter"
+    );
+    for (app, v) in &apps {
+        for (result, n) in [
+            ("verified", &v.verified),
+            ("refused", &v.refused),
+            ("failed", &v.failed),
+        ] {
+            let n = n.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}{{app=\"{app}\",result=\"{result}\"}} {n}");
+        }
+    }
+    for (name, help, counter) in [
+        (
+            "ringcast_token_verification_cache_hits_total",
+            "Connections verified from the cache.",
+            (|v: &VerifierMetrics| &v.cache_hits) as fn(&VerifierMetrics) -> &AtomicU64,
+        ),
+        (
+            "ringcast_token_verification_shared_total",
+            "Connections that waited for another connection's backend call with the same credentials.",
+            |v| &v.shared,
+        ),
+        (
+            "ringcast_token_verification_overloaded_total",
+            "Connections refused without a backend call: too many calls were waiting.",
+            |v| &v.overloaded,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (app, v) in &apps {
+            let n = counter(v).load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}{{app=\"{app}\"}} {n}");
+        }
+    }
 }

@@ -20,7 +20,7 @@ use crate::core::http::response;
 use crate::core::ids::{AppIdx, SocketId};
 use crate::core::proxy::header::{Parsed, ProxyHeader, ProxyHeaderError};
 use crate::core::proxy::{self, TrustedProxies};
-use crate::core::shard::{Accept, ConnKey, ConnectRequest, Ended, OutputState};
+use crate::core::shard::{Accept, ConnKey, ConnectRequest, Credentials, Ended, OutputState};
 use crate::core::wire::Wire;
 use crate::core::ws::handshake::{is_websocket_upgrade, switching_protocols, validate_upgrade};
 use crate::http::{self, Clock, Reply, ServerView};
@@ -390,13 +390,33 @@ async fn websocket<S: Transport>(
         .or(path_token)
         .or(protocol_token.map(String::as_str))
         .or(bearer);
+    // An app whose backend identifies connections is asked before the shard decides, off
+    // the shard; a JWT, where the app also takes those, goes first.
+    let app = Wire::Pusher
+        .app_key_of_path(&path)
+        .and_then(|key| rt.state.shared.apps.by_key(key));
+    let verifier = app
+        .filter(|app| app.config.jwt.is_none() || token.is_none())
+        .and_then(|app| rt.state.verifiers.get(app.idx));
+    let forwarded = verifier.and_then(|v| v.credentials(&head).map(|f| (v, f)));
+    let verdict = match &forwarded {
+        Some((verifier, forwarded)) => Some(verifier.verify(forwarded).await),
+        None => None,
+    };
+    let credentials = match (&verdict, &forwarded) {
+        (Some(verdict), Some((_, forwarded))) => Credentials::Backend {
+            verdict,
+            requested_actor: forwarded.requested_actor.as_deref(),
+        },
+        _ => Credentials::Token(token),
+    };
     let request = ConnectRequest {
         wire: Wire::Pusher,
         path: &path,
         protocol: protocol.as_deref(),
         origin: head.header("origin"),
         remote,
-        token,
+        credentials,
         now_unix: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),

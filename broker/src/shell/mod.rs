@@ -12,6 +12,7 @@ pub mod io;
 mod runtime;
 mod signals;
 pub mod tls;
+pub mod verify;
 
 pub use runtime::Signal;
 
@@ -124,7 +125,15 @@ impl Server {
                 shared.initial_resources[idx].insert((kind, id), resource);
             }
         }
-        let state = ServerState::new(config, shared, webhook_metrics.clone(), audit_metrics, tls);
+        let verifiers = verify::Verifiers::start(&config.apps).map_err(StartError::Thread)?;
+        let state = ServerState::new(
+            config,
+            shared,
+            webhook_metrics.clone(),
+            audit_metrics,
+            tls,
+            verifiers,
+        );
         let dashboard = &state.admin_ui;
         if dashboard.is_built() {
             let (files, bytes) = dashboard.size();

@@ -149,15 +149,34 @@ impl WsClient {
         client
     }
 
+    /// Performs the upgrade on `path` with `headers` added to the request and returns the
+    /// client without reading anything more.
+    pub fn open_with_headers(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Self {
+        Self::upgrade_with(TcpStream::connect(addr).unwrap(), addr, path, headers)
+    }
+
     fn upgrade(stream: impl Duplex + 'static, addr: SocketAddr, path: &str) -> Self {
+        Self::upgrade_with(stream, addr, path, &[])
+    }
+
+    fn upgrade_with(
+        stream: impl Duplex + 'static,
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Self {
         let mut stream: Box<dyn Duplex> = Box::new(stream);
         stream
             .tcp()
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
+        let extra: String = headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\r\n"))
+            .collect();
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
         );
         stream.write_all(request.as_bytes()).unwrap();
         let mut head = Vec::new();
@@ -420,4 +439,32 @@ fn spawn_listening_with(
     };
     std::thread::spawn(move || for _ in lines {});
     (child, addr, logged)
+}
+
+/// The admin API token of servers started with it.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// An admin API GET with `token`; returns the status and the JSON body.
+pub fn admin_get(server: &TestServer, target: &str, token: &str) -> (u16, Value) {
+    let request = format!(
+        "GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    let raw = raw_http(server.addr, request.as_bytes());
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// Polls the admin API (with [`ADMIN_TOKEN`]) until `pred` holds for the page (records reach the store asynchronously).
+pub fn wait_for_page(server: &TestServer, target: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, page) = admin_get(server, target, ADMIN_TOKEN);
+        assert_eq!(status, 200, "{page}");
+        if pred(&page) || Instant::now() > deadline {
+            return page;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

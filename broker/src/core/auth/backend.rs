@@ -16,9 +16,9 @@ pub const MAX_FIELD_CHARS: usize = 256;
 /// Most roles taken from an answer; more refuses it rather than dropping some silently.
 pub const MAX_ROLES: usize = 64;
 
-/// The JSON field names read from a backend's answer, and the actor assumed when the
-/// answer names none.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The JSON field names read from a backend's answer (`[apps.token_verification.fields]`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct AnswerFields {
     /// Names the verified user; a number is read as its decimal text.
     pub user_id: String,
@@ -28,9 +28,6 @@ pub struct AnswerFields {
     pub tenant: String,
     /// Names an array of role strings; absent or null means none.
     pub roles: String,
-    /// The actor of an answer without the actor field, and of a request without
-    /// `x-actor-type`.
-    pub default_actor: String,
 }
 
 impl Default for AnswerFields {
@@ -41,7 +38,6 @@ impl Default for AnswerFields {
             actor: "type".to_owned(),
             tenant: "tenant_id".to_owned(),
             roles: "roles".to_owned(),
-            default_actor: "user".to_owned(),
         }
     }
 }
@@ -51,7 +47,7 @@ impl Default for AnswerFields {
 pub struct VerifiedAnswer {
     /// Never empty.
     pub user_id: String,
-    /// The answer's actor, or [`AnswerFields::default_actor`] when it names none.
+    /// The answer's actor, or the configured default actor when it names none.
     pub actor: String,
     /// The tenant, if the answer names one.
     pub tenant: Option<String>,
@@ -79,10 +75,12 @@ pub enum AnswerError {
     BadField(String),
 }
 
-/// Reads a 200 answer's body into a [`VerifiedAnswer`]; `max_bytes` is checked before parsing.
+/// Reads a 200 answer's body into a [`VerifiedAnswer`], with `default_actor` for an answer
+/// that names no actor; `max_bytes` is checked before parsing.
 pub fn parse_answer(
     body: &[u8],
     fields: &AnswerFields,
+    default_actor: &str,
     max_bytes: usize,
 ) -> Result<VerifiedAnswer, AnswerError> {
     if body.len() > max_bytes {
@@ -107,7 +105,7 @@ pub fn parse_answer(
     };
     let user_id =
         text(&fields.user_id)?.ok_or_else(|| AnswerError::MissingUserId(fields.user_id.clone()))?;
-    let actor = text(&fields.actor)?.unwrap_or_else(|| fields.default_actor.clone());
+    let actor = text(&fields.actor)?.unwrap_or_else(|| default_actor.to_owned());
     let tenant = text(&fields.tenant)?;
     let roles = match map.get(&fields.roles) {
         None | Some(Value::Null) => Vec::new(),
@@ -319,6 +317,12 @@ impl VerificationCache {
         followers
     }
 
+    /// Ends the call in flight without caching its outcome (a timeout, a 5xx, an overloaded
+    /// verifier: the next connection asks again); returns how many connections followed it.
+    pub fn abandon(&mut self, key: CredentialKey) -> usize {
+        self.in_flight.remove(&key).unwrap_or(0)
+    }
+
     /// Cached verdicts, live or not yet swept.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -335,7 +339,7 @@ mod tests {
     use super::*;
 
     fn parse(body: &str) -> Result<VerifiedAnswer, AnswerError> {
-        parse_answer(body.as_bytes(), &AnswerFields::default(), 4096)
+        parse_answer(body.as_bytes(), &AnswerFields::default(), "user", 4096)
     }
 
     fn answer(actor: &str) -> VerifiedAnswer {
@@ -410,9 +414,9 @@ mod tests {
     fn body_over_the_limit_is_refused_before_parsing_and_at_the_limit_is_read() {
         let body = br#"{"user_id": 1}"#;
         let fields = AnswerFields::default();
-        assert!(parse_answer(body, &fields, body.len()).is_ok());
+        assert!(parse_answer(body, &fields, "user", body.len()).is_ok());
         assert_eq!(
-            parse_answer(body, &fields, body.len() - 1),
+            parse_answer(body, &fields, "user", body.len() - 1),
             Err(AnswerError::TooLarge {
                 limit: body.len() - 1
             })
@@ -522,5 +526,16 @@ mod tests {
             cache.begin(key("a"), t0 + Duration::from_secs(3)),
             Lookup::Lead
         );
+    }
+
+    #[test]
+    fn an_abandoned_call_caches_nothing_and_the_next_connection_leads() {
+        let t0 = Instant::now();
+        let mut cache = VerificationCache::new(policy(3600, 30, 100));
+        assert_eq!(cache.begin(key("a"), t0), Lookup::Lead);
+        assert_eq!(cache.begin(key("a"), t0), Lookup::Follow);
+        assert_eq!(cache.abandon(key("a")), 1);
+        assert!(cache.is_empty());
+        assert_eq!(cache.begin(key("a"), t0), Lookup::Lead);
     }
 }

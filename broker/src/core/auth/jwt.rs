@@ -272,17 +272,17 @@ pub struct Identity {
 
 impl Identity {
     /// The identity of credentials an app's backend verified (`[apps.token_verification]`),
-    /// for policies exactly as a JWT's. It has no `jti`; `expires_at` is when the cached
-    /// verdict it came from runs out (verified at + `cache_secs`), so the connection lives
-    /// no longer than a fresh check would have let it.
-    pub fn verified_by_backend(answer: super::backend::VerifiedAnswer, expires_at: u64) -> Self {
+    /// for policies exactly as a JWT's. It has no `jti` and never expires (`expires_at` is
+    /// `u64::MAX`): the backend was asked at connect, and the connection lives until it
+    /// closes or its user's tokens are revoked.
+    pub fn verified_by_backend(answer: super::backend::VerifiedAnswer) -> Self {
         Self {
             user_id: Some(answer.user_id),
             tenant: answer.tenant,
             actor: Some(answer.actor),
             roles: answer.roles,
             jti: None,
-            expires_at,
+            expires_at: u64::MAX,
             _proof: (),
         }
     }

@@ -10,6 +10,7 @@
 mod cluster;
 mod origin;
 pub(crate) mod units;
+mod verification;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -20,6 +21,7 @@ use serde::Deserialize;
 
 pub use self::cluster::{ClusterConfig, RedisTarget, RedisUrlError};
 pub use self::origin::{AllowedOrigin, MalformedOrigin, RequestOrigin, origin_allowed};
+pub use self::verification::{TokenVerification, VerifyMethod};
 use crate::core::admin::AdminAccount;
 use crate::core::auth::jwt::{ClaimNames, VerifyOptions, VerifyingKey};
 use crate::core::policy::RuleConfig;
@@ -305,6 +307,9 @@ pub struct AppConfig<Origins = Vec<AllowedOrigin>, Jwt = JwtConfig> {
     pub jwt: Option<Jwt>,
     /// Channel policies, evaluated in addition to channel signatures.
     pub policies: Vec<RuleConfig>,
+    /// Connections identified by the app's backend; `None` (no
+    /// `[apps.token_verification]` table) means none.
+    pub token_verification: Option<TokenVerification>,
 }
 
 impl Default for AppConfig {
@@ -335,6 +340,7 @@ impl Default for AppConfig {
             rate_limits: None,
             jwt: None,
             policies: Vec::new(),
+            token_verification: None,
         }
     }
 }
@@ -389,6 +395,7 @@ impl<Origins, Jwt> AppConfig<Origins, Jwt> {
             rate_limits,
             jwt: _,
             policies,
+            token_verification,
         } = self;
         AppConfig {
             id,
@@ -415,6 +422,7 @@ impl<Origins, Jwt> AppConfig<Origins, Jwt> {
             rate_limits,
             jwt,
             policies,
+            token_verification,
         }
     }
 }

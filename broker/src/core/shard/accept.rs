@@ -11,7 +11,7 @@ use super::AuditAction;
 use super::conn::{Conn, Ended};
 use super::events::client_event_rate;
 use super::mesh::{ConnKey, MeshMsg, Watcher};
-use super::{Accept, ConnectRequest, Shard};
+use super::{Accept, ConnectRequest, Credentials, Shard};
 use crate::core::app::{QuotaExceeded, TokenError};
 use crate::core::counters::inc;
 use crate::core::ids::SocketId;
@@ -19,6 +19,11 @@ use crate::core::rate_limit::TokenBucket;
 use crate::core::wire::{Fault, Reply, Wire};
 use crate::core::ws::frame::{self, FrameLimits, MessageDecoder, Role};
 use ringcast_shared::{AuditDecision, AuditKind};
+
+/// The audit rule of a decision about a connection's JWT.
+const JWT_RULE: &str = "jwt";
+/// The audit rule of a decision about backend-verified credentials.
+const TOKEN_VERIFICATION_RULE: &str = "token_verification";
 
 /// Why a connection is refused.
 #[derive(Debug)]
@@ -114,8 +119,24 @@ impl Shard {
             );
             return Err(ConnectRefusal::Origin);
         }
-        let uses_jwt = app.config.jwt.is_some();
-        let identity = match app.authenticate(request.token, request.now_unix) {
+        let (rule, checked) = match request.credentials {
+            Credentials::Token(token) => {
+                let rule = if app.config.jwt.is_none() && app.config.token_verification.is_some() {
+                    TOKEN_VERIFICATION_RULE
+                } else {
+                    JWT_RULE
+                };
+                (rule, app.authenticate(token, request.now_unix))
+            }
+            Credentials::Backend {
+                verdict,
+                requested_actor,
+            } => (
+                TOKEN_VERIFICATION_RULE,
+                app.backend_identity(verdict, requested_actor).map(Some),
+            ),
+        };
+        let identity = match checked {
             Ok(identity) => identity,
             Err(e) => {
                 self.audit_event(
@@ -124,18 +145,16 @@ impl Shard {
                     AuditAction::Token,
                     AuditDecision::Deny,
                     Some(request.remote),
-                    Some("jwt"),
+                    Some(rule),
                     Some(e.to_string()),
                 );
                 return Err(ConnectRefusal::Token(e));
             }
         };
         let app = self.state.apps.get(app_idx);
-        // Expiry as a point on the monotonic clock the shard runs on.
-        let token_expires = identity.as_ref().map(|id| {
-            let left = id.expires_at.saturating_sub(request.now_unix);
-            now + Duration::from_secs(left) + app.token_leeway()
-        });
+        let token_expires = identity
+            .as_ref()
+            .and_then(|id| app.token_deadline(now, request.now_unix, id.expires_at));
         // One limit for every app: the loader checked that each app's largest client event
         // fits, so data over `max_message_bytes` reaches the shard and gets 4306.
         let max_ws_message_bytes = self.state.config.max_ws_message_bytes;
@@ -191,14 +210,14 @@ impl Shard {
             close: None,
         });
         inc(&self.counters.connections_opened);
-        if uses_jwt && self.conns.get(key).is_some_and(|c| c.identity.is_some()) {
+        if self.conns.get(key).is_some_and(|c| c.identity.is_some()) {
             self.audit_conn(
                 key,
                 AuditKind::Decision,
                 AuditAction::Token,
                 AuditDecision::Allow,
                 None,
-                Some("jwt"),
+                Some(rule),
                 None,
             );
         }

@@ -68,6 +68,7 @@ use self::queries::PendingQuery;
 pub use self::renew::WallClock;
 use self::users::UserHome;
 use crate::core::app::AppTable;
+use crate::core::auth::backend::Verdict;
 use crate::core::auth::jwt::Identity;
 use crate::core::channel::ChannelName;
 use crate::core::cluster::{ClusterStatus, NodeId};
@@ -127,10 +128,26 @@ pub struct ConnectRequest<'a> {
     pub origin: Option<&'a str>,
     /// The peer's address.
     pub remote: IpAddr,
-    /// A JWT from the `token` query parameter, `Sec-WebSocket-Protocol` or `Authorization`.
-    pub token: Option<&'a str>,
+    /// Who the client says it is.
+    pub credentials: Credentials<'a>,
     /// Wall-clock seconds since the Unix epoch, for token expiry.
     pub now_unix: u64,
+}
+
+/// What identifies a connection, as the shell found it in the upgrade request.
+#[derive(Clone, Copy, Debug)]
+pub enum Credentials<'a> {
+    /// A JWT from the `token` query parameter, the path, `Sec-WebSocket-Protocol` or
+    /// `Authorization`, or none.
+    Token(Option<&'a str>),
+    /// What the app's backend answered for the forwarded credentials
+    /// (`[apps.token_verification]`).
+    Backend {
+        /// The backend's (or the cache's) verdict.
+        verdict: &'a Verdict,
+        /// The actor the client asked for (`actor_header`); `None`: the default actor.
+        requested_actor: Option<&'a str>,
+    },
 }
 
 /// The outcome of [`Shard::accept_websocket`].

@@ -1,7 +1,7 @@
 //! Token renewal without reconnecting: a client sends `ringcast:renew` with a newer token for
 //! the same subject; the connection takes it (new expiry, new claims) or keeps the old one.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::AuditAction;
 use super::Shard;
@@ -121,8 +121,7 @@ impl Shard {
             return Err(RenewRefusal::OtherSubject(field));
         }
         let roles_changed = current.roles != renewed.roles;
-        let left = renewed.expires_at.saturating_sub(now_unix);
-        conn.token_expires = Some(now + Duration::from_secs(left) + app.token_leeway());
+        conn.token_expires = app.token_deadline(now, now_unix, renewed.expires_at);
         let expires_at = renewed.expires_at;
         conn.identity = Some(Box::new(renewed));
         Ok((expires_at, roles_changed))

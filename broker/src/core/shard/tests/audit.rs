@@ -72,7 +72,7 @@ fn security_events_are_audited() {
         protocol: Some("7"),
         origin: Some("https://evil.example.net"),
         remote: IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)),
-        token: None,
+        credentials: Credentials::Token(None),
         now_unix: NOW_UNIX,
     };
     let now = cluster.now;

@@ -108,13 +108,24 @@ impl Cluster {
         protocol: Option<&str>,
         token: Option<&str>,
     ) -> Result<Client, (Vec<Value>, Fault)> {
+        self.try_connect_with(shard, path, protocol, Credentials::Token(token))
+    }
+
+    /// Connects to `path` on `shard` with `credentials` as the shell found them.
+    pub(super) fn try_connect_with(
+        &mut self,
+        shard: ShardId,
+        path: &str,
+        protocol: Option<&str>,
+        credentials: Credentials<'_>,
+    ) -> Result<Client, (Vec<Value>, Fault)> {
         let request = ConnectRequest {
             wire: Wire::Pusher,
             path,
             protocol,
             origin: None,
             remote: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            token,
+            credentials,
             now_unix: NOW_UNIX,
         };
         match self.shards[shard].accept_websocket(&request, self.now) {

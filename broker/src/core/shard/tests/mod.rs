@@ -4,6 +4,7 @@ mod harness;
 
 mod audit;
 mod auth;
+mod backend;
 mod cluster;
 mod connections;
 mod events;
