@@ -96,9 +96,39 @@ pub struct ResourceWrite {
 /// A persisted resource, as loaded at start: app id, type, id, resource.
 pub type LoadedResource = (String, String, String, crate::core::policy::Resource);
 
+/// A token revocation to persist (`POST /apps/{id}/tokens/revoke`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevocationWrite {
+    /// The app id.
+    pub app: String,
+    /// What is revoked, as a [`crate::core::app::Revocation::key`].
+    pub key: String,
+    /// Until when (Unix seconds); the store forgets it at the first start after.
+    pub until_unix: u64,
+}
+
+/// A change the store keeps beside the audit records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreWrite {
+    /// A resource set or deleted.
+    Resource(ResourceWrite),
+    /// A token or a user's tokens revoked.
+    Revocation(RevocationWrite),
+}
+
+/// What the store held at start, for the shards' shared state.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The resources.
+    pub resources: Vec<LoadedResource>,
+    /// The revocations still in force.
+    pub revocations: Vec<RevocationWrite>,
+}
+
 enum Message {
     Record(AuditRecord),
     Resource(ResourceWrite),
+    Revocation(RevocationWrite),
     Query(AuditQuery, async_channel::Sender<Result<AuditPage, String>>),
     Stop,
 }
@@ -125,7 +155,7 @@ impl AuditLog {
         dir: &Path,
         settings: AuditSettings,
         metrics: Arc<AuditMetrics>,
-    ) -> Result<(AuditLog, std::thread::JoinHandle<()>, Vec<LoadedResource>), OpenError> {
+    ) -> Result<(AuditLog, std::thread::JoinHandle<()>, Loaded), OpenError> {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(settings.cache_bytes)
@@ -156,8 +186,36 @@ impl AuditLog {
                 Some((app, kind, id, serde_json::from_slice(&value).ok()?))
             })
             .collect();
+        let revocations = db.open_tree("revocations").map_err(|source| OpenError {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let now_unix = now_ms() / 1000;
+        let mut live = Vec::new();
+        for (key, value) in revocations.iter().filter_map(Result::ok) {
+            let parsed = key.split(|&b| b == 0).collect::<Vec<_>>();
+            let until = <[u8; 8]>::try_from(&value[..]).map(u64::from_be_bytes);
+            match (parsed.as_slice(), until) {
+                ([app, key], Ok(until_unix)) if until_unix > now_unix => {
+                    live.push(RevocationWrite {
+                        app: String::from_utf8_lossy(app).into_owned(),
+                        key: String::from_utf8_lossy(key).into_owned(),
+                        until_unix,
+                    });
+                }
+                // Over, or not of this broker's making: forget it.
+                _ => {
+                    let _ = revocations.remove(key);
+                }
+            }
+        }
+        let loaded = Loaded {
+            resources: loaded,
+            revocations: live,
+        };
         let (tx, rx) = std::sync::mpsc::sync_channel(settings.queue_capacity.max(1));
         let writer = Writer {
+            revocations,
             resources,
             dirty: false,
             count: tree.len() as u64,
@@ -194,6 +252,15 @@ impl AuditLog {
         self.tx.try_send(Message::Resource(write)).is_ok()
     }
 
+    /// Persists a resource change or a revocation; `false` if the writer's queue is full.
+    pub fn persist(&self, write: StoreWrite) -> bool {
+        let message = match write {
+            StoreWrite::Resource(write) => Message::Resource(write),
+            StoreWrite::Revocation(write) => Message::Revocation(write),
+        };
+        self.tx.try_send(message).is_ok()
+    }
+
     /// Runs a query on the writer thread; the answer arrives on the returned channel.
     pub fn query(&self, query: AuditQuery) -> async_channel::Receiver<Result<AuditPage, String>> {
         let (reply, answer) = async_channel::bounded(1);
@@ -221,6 +288,8 @@ impl AuditLog {
 
 struct Writer {
     resources: sled::Tree,
+    /// Revocations by app id and key, valued by their end (big-endian Unix seconds).
+    revocations: sled::Tree,
     /// Resource changes since the last flush.
     dirty: bool,
     db: sled::Db,
@@ -247,6 +316,7 @@ impl Writer {
             match rx.recv_timeout(wait) {
                 Ok(Message::Record(record)) => self.batch.push(record),
                 Ok(Message::Resource(write)) => self.write_resource(&write),
+                Ok(Message::Revocation(write)) => self.write_revocation(&write),
                 Ok(Message::Query(query, reply)) => {
                     // Queries see everything received so far.
                     self.apply();
@@ -299,6 +369,18 @@ impl Writer {
                 tracing::error!(%err, "audit write failed");
             }
         }
+    }
+
+    fn write_revocation(&mut self, write: &RevocationWrite) {
+        let key = [write.app.as_bytes(), write.key.as_bytes()].join(&0u8);
+        if let Err(err) = self
+            .revocations
+            .insert(key, &write.until_unix.to_be_bytes()[..])
+        {
+            self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%err, "revocation write failed");
+        }
+        self.dirty = true;
     }
 
     fn write_resource(&mut self, write: &ResourceWrite) {
@@ -558,7 +640,8 @@ mod tests {
             log.stop(Duration::from_secs(1));
             thread.join().unwrap();
         }
-        let (log, _thread, resources) = AuditLog::open(&dir, settings(), Arc::default()).unwrap();
+        let (log, _thread, loaded) = AuditLog::open(&dir, settings(), Arc::default()).unwrap();
+        let resources = loaded.resources;
         assert_eq!(resources.len(), 1);
         let (app, kind, id, resource) = &resources[0];
         assert_eq!(

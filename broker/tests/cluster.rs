@@ -762,6 +762,28 @@ fn a_token_revoked_through_one_node_is_refused_and_closed_on_the_others() {
     );
     let error = again.recv().expect("pusher:error");
     assert_eq!(error["data"]["code"], 4009, "{error}");
+
+    // Every token of a user: their sockets on both nodes close, another user's stay.
+    let token_of = |sub: &str, jti: &str| {
+        let claims = json!({"sub": sub, "jti": jti, "exp": exp});
+        ringcast::core::auth::jwt::sign_hs256(&claims, JWT_SECRET.as_bytes())
+    };
+    let mut erin_a = WsClient::connect_with_token(nodes[0].addr, &token_of("erin", "e-1"));
+    let mut erin_b = WsClient::connect_with_token(nodes[1].addr, &token_of("erin", "e-2"));
+    let mut frank = WsClient::connect_with_token(nodes[1].addr, &token_of("frank", "f-1"));
+    let body = json!({"sub": "erin", "until": exp}).to_string();
+    let (status, reply) = api(nodes[0].addr, "POST", &path, &body, &[]);
+    assert_eq!(status, 200, "{reply}");
+    for erin in [&mut erin_a, &mut erin_b] {
+        let error = erin.recv_until(WAIT, is_event("pusher:error"));
+        assert_eq!(error["data"]["message"], "token revoked");
+        assert_eq!(erin.recv(), Some(json!({"close": 4009})));
+    }
+    frank.send(&json!({"event": "pusher:ping", "data": {}}));
+    assert_eq!(
+        frank.recv_until(WAIT, is_event("pusher:pong"))["event"],
+        "pusher:pong"
+    );
 }
 
 #[test]

@@ -411,6 +411,59 @@ fn jwt_in_the_query_admits_and_a_missing_one_is_closed_with_4009() {
 }
 
 #[test]
+fn revoking_a_users_tokens_closes_their_sockets_and_survives_a_restart() {
+    let dir = support::temp_dir("revocations");
+    let start = |dir: &std::path::Path| {
+        let dir = dir.to_owned();
+        TestServer::start_with(2, move |c| {
+            jwt_required(c);
+            c.server.data_dir = dir;
+        })
+    };
+    let server = start(&dir);
+    let token =
+        |sub: &str, jti: &str| hs256(&json!({"sub": sub, "jti": jti, "exp": unix_now() + 600}));
+    let mut first = WsClient::connect_with_token(server.addr, &token("u1", "a"));
+    let mut second = WsClient::connect_with_token(server.addr, &token("u1", "b"));
+    let mut other = WsClient::connect_with_token(server.addr, &token("u2", "c"));
+    let revoke = |addr, body: serde_json::Value| {
+        let target = format!("/apps/{APP_ID}/tokens/revoke");
+        api(addr, "POST", &target, &body.to_string(), &[])
+    };
+    // Exactly one of jti and sub, and a time still to come.
+    let (status, reply) = revoke(server.addr, json!({"jti": "a", "sub": "u1"}));
+    assert_eq!(status, 400, "{reply}");
+    let (status, reply) = revoke(server.addr, json!({"sub": "u1", "until": 1}));
+    assert_eq!(status, 400, "{reply}");
+    let (status, reply) = revoke(server.addr, json!({"sub": "u1", "until": unix_now() + 300}));
+    assert_eq!(status, 200, "{reply}");
+    for client in [&mut first, &mut second] {
+        let error = client.recv_until(Duration::from_secs(5), |v| v["event"] == "pusher:error");
+        assert_eq!(error["data"]["message"], "token revoked");
+        assert_eq!(client.recv(), Some(json!({"close": 4009})));
+    }
+    other.send(&json!({"event": "pusher:ping", "data": {}}));
+    assert_eq!(other.recv().unwrap()["event"], "pusher:pong");
+    server.shutdown();
+
+    let server = start(&dir);
+    let mut refused = WsClient::open(
+        server.addr,
+        &format!("/app/it-key?protocol=7&token={}", token("u1", "d")),
+    );
+    let error = refused.recv().unwrap();
+    assert_eq!(error["data"]["code"], 4009, "{error}");
+    assert!(
+        error["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("revoked"),
+        "{error}"
+    );
+    WsClient::connect_with_token(server.addr, &token("u2", "e"));
+}
+
+#[test]
 fn jwt_as_a_websocket_subprotocol_is_accepted_and_echoed() {
     use std::io::{Read, Write};
     let server = TestServer::start_with(1, jwt_required);

@@ -37,6 +37,43 @@ pub struct App {
     revoked: Mutex<HashMap<String, u64>>,
 }
 
+/// What a revocation refuses: one token, or every token of a user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Revocation {
+    /// The token with this `jti`.
+    Token(String),
+    /// Every token, and every backend-verified connection, naming this user (`sub`).
+    User(String),
+}
+
+impl Revocation {
+    /// The text form in the app's table, in Redis and in the store: `jti:{id}` or
+    /// `sub:{user}`.
+    pub fn key(&self) -> String {
+        match self {
+            Revocation::Token(jti) => format!("jti:{jti}"),
+            Revocation::User(user) => format!("sub:{user}"),
+        }
+    }
+
+    /// Reads a [`Revocation::key`].
+    pub fn parse(key: &str) -> Option<Self> {
+        match key.split_once(':')? {
+            ("jti", jti) => Some(Revocation::Token(jti.to_owned())),
+            ("sub", user) => Some(Revocation::User(user.to_owned())),
+            _ => None,
+        }
+    }
+
+    /// Whether this revocation refuses `identity`.
+    pub fn covers(&self, identity: &Identity) -> bool {
+        match self {
+            Revocation::Token(jti) => identity.jti.as_ref() == Some(jti),
+            Revocation::User(user) => identity.user_id.as_ref() == Some(user),
+        }
+    }
+}
+
 /// Most revoked token ids remembered; the ones expiring soonest are dropped first.
 const MAX_REVOKED: usize = 100_000;
 
@@ -101,11 +138,7 @@ impl App {
         };
         let opts = config.verify_options(self.config.max_user_id_chars);
         let identity = jwt::verify(token, &opts, now_unix)?;
-        if identity
-            .jti
-            .as_deref()
-            .is_some_and(|jti| self.is_revoked(jti, now_unix))
-        {
+        if self.is_revoked(&identity, now_unix) {
             return Err(TokenError::Revoked);
         }
         Ok(Some(identity))
@@ -117,6 +150,7 @@ impl App {
         &self,
         verdict: &Verdict,
         requested_actor: Option<&str>,
+        now_unix: u64,
     ) -> Result<Identity, TokenError> {
         let answer = match verdict {
             Verdict::Verified(answer) => answer,
@@ -128,7 +162,11 @@ impl App {
             .as_ref()
             .map_or("user", |v| v.default_actor.as_str());
         check_actor(answer, requested_actor, default_actor)?;
-        Ok(Identity::verified_by_backend(answer.clone()))
+        let identity = Identity::verified_by_backend(answer.clone());
+        if self.is_revoked(&identity, now_unix) {
+            return Err(TokenError::Revoked);
+        }
+        Ok(identity)
     }
 
     /// A connection without credentials: refused when the app requires a token or
@@ -150,16 +188,29 @@ impl App {
         }
     }
 
-    /// Whether token id `jti` is revoked.
-    pub fn is_revoked(&self, jti: &str, now_unix: u64) -> bool {
+    /// Whether `identity`'s token, or every token of its user, is revoked.
+    pub fn is_revoked(&self, identity: &Identity, now_unix: u64) -> bool {
         let revoked = self
             .revoked
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        revoked.get(jti).is_some_and(|&until| until >= now_unix)
+        let live = |r: Revocation| {
+            revoked
+                .get(&r.key())
+                .is_some_and(|&until| until >= now_unix)
+        };
+        identity
+            .jti
+            .clone()
+            .is_some_and(|jti| live(Revocation::Token(jti)))
+            || identity
+                .user_id
+                .clone()
+                .is_some_and(|user| live(Revocation::User(user)))
     }
 
-    /// The revoked token ids, with the time (Unix seconds) until which each matters.
+    /// The revocations as [`Revocation::key`]s, with the time (Unix seconds) until which each
+    /// matters.
     pub fn revocations(&self) -> Vec<(String, u64)> {
         self.revoked
             .lock()
@@ -169,8 +220,8 @@ impl App {
             .collect()
     }
 
-    /// Revokes token id `jti` until `until_unix` (its expiry: later it is refused anyway).
-    pub fn revoke(&self, jti: &str, until_unix: u64, now_unix: u64) {
+    /// Records the revocation whose [`Revocation::key`] is `key` until `until_unix`.
+    pub fn revoke(&self, key: &str, until_unix: u64, now_unix: u64) {
         let mut revoked = self
             .revoked
             .lock()
@@ -184,7 +235,7 @@ impl App {
         {
             revoked.remove(&soonest);
         }
-        revoked.insert(jti.to_owned(), until_unix);
+        revoked.insert(key.to_owned(), until_unix);
     }
 
     /// The leeway allowed after a token's `exp`.

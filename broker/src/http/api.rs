@@ -3,6 +3,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::core::app::Revocation;
 use crate::core::auth::api::{ApiRequest, verify};
 use crate::core::channel::ChannelName;
 use crate::core::http::request::RequestHead;
@@ -166,6 +167,13 @@ fn reply(served: Result<Served, ApiError>, keep_alive: bool) -> Reply {
             confirmations: 0,
             finish: Finish::Applied,
             keep_alive,
+            persist: Some(crate::audit::StoreWrite::Resource(write)),
+        }),
+        Ok(Served::Stored(write)) => Reply::Later(Later {
+            queries: Vec::new(),
+            confirmations: 0,
+            finish: Finish::Applied,
+            keep_alive,
             persist: Some(write),
         }),
         Err(err) => {
@@ -195,6 +203,8 @@ enum Served {
     },
     /// Await the query, persist the write, then answer `{}`.
     Persist(QueryId, crate::audit::ResourceWrite),
+    /// Persist the write (every shard has it already), then answer `{}`.
+    Stored(crate::audit::StoreWrite),
 }
 
 fn authorized(
@@ -389,14 +399,22 @@ fn serve(
         }
         ApiRoute::RevokeToken => {
             let request: RevokeBody = parse_body(body)?;
-            if request.jti.is_empty() || request.jti.chars().count() > 128 {
-                return Err(ApiError::bad_request("\"jti\" must be 1 to 128 characters"));
-            }
-            // Without an expiry the revocation is kept for a day, the longest token lifetime
+            let revocation = request.revocation()?;
+            // Without a time the revocation is kept for a day, the longest token lifetime
             // the broker plans for.
-            let until = request.expires_at.unwrap_or(clock.unix_secs + 86_400);
-            shard.revoke_token(app, &request.jti, until, clock.unix_secs, clock.now);
-            Ok(Served::Now(json!({})))
+            let until = request.until().unwrap_or(clock.unix_secs + 86_400);
+            if until <= clock.unix_secs {
+                return Err(ApiError::bad_request(
+                    "the revocation would already be over",
+                ));
+            }
+            shard.revoke_token(app, &revocation, until, clock.unix_secs, clock.now);
+            let write = crate::audit::RevocationWrite {
+                app: shard.state().apps.get(app).config.id.clone(),
+                key: revocation.key(),
+                until_unix: until,
+            };
+            Ok(Served::Stored(crate::audit::StoreWrite::Revocation(write)))
         }
         ApiRoute::TerminateUser(raw) => {
             let max = shard.state().apps.get(app).config.max_user_id_chars;
@@ -441,9 +459,39 @@ struct EventBody<'a> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RevokeBody {
-    jti: String,
+    /// One token.
+    jti: Option<String>,
+    /// Every token of this user.
+    sub: Option<String>,
     /// The token's `exp`: after it the token is refused anyway.
     expires_at: Option<u64>,
+    /// Until when (Unix seconds) the revocation holds; another name for `expires_at`.
+    until: Option<u64>,
+}
+
+impl RevokeBody {
+    /// What the body revokes: exactly one of `jti` and `sub`, 1 to 128 characters.
+    fn revocation(&self) -> Result<Revocation, ApiError> {
+        let (value, revocation): (&str, fn(String) -> Revocation) = match (&self.jti, &self.sub) {
+            (Some(jti), None) => (jti, Revocation::Token),
+            (None, Some(sub)) => (sub, Revocation::User),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "give exactly one of \"jti\" (one token) and \"sub\" (every token of a user)",
+                ));
+            }
+        };
+        if value.is_empty() || value.chars().count() > 128 {
+            return Err(ApiError::bad_request(
+                "\"jti\" and \"sub\" must be 1 to 128 characters",
+            ));
+        }
+        Ok(revocation(value.to_owned()))
+    }
+
+    fn until(&self) -> Option<u64> {
+        self.until.or(self.expires_at)
+    }
 }
 
 #[derive(Deserialize)]

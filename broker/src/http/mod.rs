@@ -72,8 +72,8 @@ pub struct Later {
     pub finish: Finish,
     /// Whether the connection stays open.
     pub keep_alive: bool,
-    /// A resource change to persist once every shard has applied it.
-    pub persist: Option<crate::audit::ResourceWrite>,
+    /// A change to persist once every shard has applied it.
+    pub persist: Option<crate::audit::StoreWrite>,
 }
 
 /// Builds the response of a [`Reply::Later`] from its answers.

@@ -25,7 +25,7 @@ use super::{Clock, Reply, ServerView};
 /// | GET | `/apps/{id}/channels/{name}` | one channel's state |
 /// | GET | `/apps/{id}/channels/{name}/users` | a presence channel's users |
 /// | POST | `/apps/{id}/users/{user}/terminate_connections` | close a signed-in user's sockets |
-/// | POST | `/apps/{id}/tokens/revoke` | revoke a JWT by `jti`, closing its live sockets |
+/// | POST | `/apps/{id}/tokens/revoke` | revoke a token (`jti`) or a user's tokens (`sub`), closing their live sockets |
 /// | PUT, DELETE | `/apps/{id}/resources/{type}/{id}` | set or delete a policy resource |
 /// | GET | `/admin/`, `/admin/{file}` | the dashboard (see `http::admin`) |
 /// | any | `/admin/api/...` | the admin API: sign-in, apps, channels, audit (see `http::admin`) |

@@ -254,7 +254,7 @@ async fn serve_http<S: AsyncReadRent + AsyncWriteRent>(
             let persisted = later
                 .persist
                 .take()
-                .is_none_or(|write| rt.audit.persist_resource(write));
+                .is_none_or(|write| rt.audit.persist(write));
             if persisted {
                 http::finish(later, answers)
             } else {

@@ -119,10 +119,18 @@ impl Server {
             crate::audit::AuditLog::open(&audit_dir, settings, audit_metrics.clone())
                 .map_err(|e| StartError::Storage(e.to_string()))?;
         let mut shared = crate::server::shared_for(&config);
-        for (app_id, kind, id, resource) in loaded {
+        for (app_id, kind, id, resource) in loaded.resources {
             // Resources of apps no longer configured stay on disk but are not loaded.
             if let Some(idx) = shared.apps.by_id(&app_id).map(|app| app.idx) {
                 shared.initial_resources[idx].insert((kind, id), resource);
+            }
+        }
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        for revocation in loaded.revocations {
+            if let Some(app) = shared.apps.by_id(&revocation.app) {
+                app.revoke(&revocation.key, revocation.until_unix, now_unix);
             }
         }
         let verifiers = verify::Verifiers::start(&config.apps).map_err(StartError::Thread)?;

@@ -86,4 +86,28 @@ describe('JWT connections (pusher-js)', () => {
     const [error] = await closed;
     assert.equal(error.data.message, 'token revoked');
   });
+
+  it('revoking a user by sub closes every socket of theirs and refuses a new token', T, async (t) => {
+    const first = client(t, broker, jwt({ sub: 'u4', jti: 'u4-a', exp: now() + 60 }));
+    const second = client(t, broker, jwt({ sub: 'u4', jti: 'u4-b', exp: now() + 60 }));
+    const other = client(t, broker, jwt({ sub: 'u5', jti: 'u5-a', exp: now() + 60 }));
+    await Promise.all([first.connected(), second.connected(), other.connected()]);
+    const closed = [first, second].map((c) =>
+      c.errors.next((e) => e.data?.code === 4009, { what: 'user revocation' }),
+    );
+    const res = await serverSdk(broker).post({
+      path: '/tokens/revoke',
+      body: { sub: 'u4', until: now() + 120 },
+    });
+    assert.equal(res.status, 200);
+    for (const [error] of await Promise.all(closed)) {
+      assert.equal(error.data.message, 'token revoked');
+    }
+    const again = client(t, broker, jwt({ sub: 'u4', jti: 'u4-c', exp: now() + 60 }));
+    // Refused during the handshake, pusher-js wraps the error as in the first test.
+    const codeOf = (e) => (e.data ?? e.error?.data)?.code;
+    const [refused] = await again.errors.next((e) => codeOf(e) === 4009, { what: 'refusal' });
+    assert.match((refused.data ?? refused.error.data).message, /revoked/);
+    assert.equal(other.pusher.connection.state, 'connected');
+  });
 });

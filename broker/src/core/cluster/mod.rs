@@ -185,12 +185,13 @@ pub enum Command {
         /// The user.
         user: String,
     },
-    /// Refuse token `jti` until `until_unix` and close sockets using it.
+    /// Refuse what revocation `key` (a `Revocation::key`) covers until `until_unix`, and close
+    /// the sockets it covers.
     Revoke {
         /// The app's id.
         app: String,
         /// The token id.
-        jti: String,
+        key: String,
         /// Until when (Unix seconds).
         until_unix: u64,
     },

@@ -20,7 +20,7 @@
 //! | `P:whseq` | string | a counter, so events due at the same time keep their order |
 //! | `P:res:A` | hash | `TYPE\nID` → a policy resource as JSON (what a node started later loads) |
 //! | `P:resinit:A` | string | set once some node has given Redis its resources: from then on Redis's copy decides |
-//! | `P:rev:A` | hash | revoked token id → until when (Unix seconds) |
+//! | `P:rev:A` | hash | revocation (`jti:{id}` or `sub:{user}`) → until when (Unix seconds) |
 //! | `P:n:NODE` | hash | what a node contributed: `c\nA\nC` → count, `m\nA\nC\nUSER` → the `member_removed` message to publish if the node dies, `u\nA\nUSER` → the offline message to publish if the node dies, `k\nA` → its connections of app `A` |
 //!
 //! Every script runs atomically, so the node whose call makes a transition happen is the only
@@ -122,7 +122,7 @@ pub enum Script {
     /// token revocation (`kind` `rev`: kept until the later of the two times it was revoked
     /// until).
     ///
-    /// ARGV: kind, app, field (`TYPE\nID`, or the token id), value, events channel, message.
+    /// ARGV: kind, app, field (`TYPE\nID`, or the revocation key), value, events channel, message.
     Record,
     /// Resynchronizes an app's policy resources: if no node has given Redis its resources yet
     /// (a new cluster, or Redis restarted empty), this node's are stored; then Redis's copy is
@@ -134,7 +134,7 @@ pub enum Script {
     /// Resynchronizes an app's token revocations (the union of every node's, while they
     /// matter): stores this node's, forgets those past their time, returns the rest.
     ///
-    /// ARGV: app, now (Unix seconds), then token id, until for each revocation this node
+    /// ARGV: app, now (Unix seconds), then revocation key, until for each revocation this node
     /// has. Returns `{id, until, ...}`.
     Revoked,
 }

@@ -101,13 +101,13 @@ impl Envelope {
                 }
                 Command::Revoke {
                     app,
-                    jti,
+                    key,
                     until_unix,
                 } => {
                     out.put_u8(REVOKE);
                     put_str(&mut out, origin.as_str());
                     put_str(&mut out, app);
-                    put_str(&mut out, jti);
+                    put_str(&mut out, key);
                     out.put_u64(*until_unix);
                 }
                 Command::Resource {
@@ -176,7 +176,7 @@ impl Envelope {
                     },
                     REVOKE => Command::Revoke {
                         app,
-                        jti: reader.string()?,
+                        key: reader.string()?,
                         until_unix: reader.u64()?,
                     },
                     _ => {
@@ -309,7 +309,7 @@ mod tests {
             },
             Command::Revoke {
                 app: "1".into(),
-                jti: "t1".into(),
+                key: "t1".into(),
                 until_unix: 1_800_000_000,
             },
             Command::Resource {
@@ -339,7 +339,7 @@ mod tests {
             origin: node(),
             command: Command::Revoke {
                 app: "1".into(),
-                jti: "t1".into(),
+                key: "t1".into(),
                 until_unix: 5,
             },
         }

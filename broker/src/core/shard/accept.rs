@@ -133,7 +133,8 @@ impl Shard {
                 requested_actor,
             } => (
                 TOKEN_VERIFICATION_RULE,
-                app.backend_identity(verdict, requested_actor).map(Some),
+                app.backend_identity(verdict, requested_actor, request.now_unix)
+                    .map(Some),
             ),
         };
         let identity = match checked {

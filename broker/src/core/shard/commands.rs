@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::mesh::{AnswerPart, ConnKey, MeshMsg, QueryId, ReplyTo};
 use super::queries::PendingQuery;
 use super::{Answer, Shard};
+use crate::core::app::Revocation;
 use crate::core::ids::AppIdx;
 use crate::core::policy::Resource;
 use crate::core::wire::Fault;
@@ -53,26 +54,27 @@ impl Shard {
         query
     }
 
-    /// Revokes token id `jti` until `until_unix` and closes live sockets using it, on every
-    /// shard (HTTP API `tokens/revoke`).
+    /// Records `revocation` until `until_unix` and closes the live sockets it covers, on
+    /// every shard and node (HTTP API `tokens/revoke`).
     pub fn revoke_token(
         &mut self,
         app: AppIdx,
-        jti: &str,
+        revocation: &Revocation,
         until_unix: u64,
         now_unix: u64,
         now: Instant,
     ) {
-        self.state.apps.get(app).revoke(jti, until_unix, now_unix);
+        let key = revocation.key();
+        self.state.apps.get(app).revoke(&key, until_unix, now_unix);
         self.broadcast(crate::core::cluster::Command::Revoke {
             app: self.app_id(app),
-            jti: jti.to_owned(),
+            key: key.clone(),
             until_unix,
         });
         for shard in 0..self.shard_count {
             let msg = MeshMsg::RevokeToken {
                 app,
-                jti: jti.to_owned(),
+                key: key.clone(),
             };
             self.send_to(shard, msg);
         }
@@ -105,13 +107,17 @@ impl Shard {
         }
     }
 
-    /// On every shard: closes the sockets whose token has id `jti`.
-    pub(super) fn close_token_sockets(&mut self, app: AppIdx, jti: &str) {
+    /// On every shard: closes the sockets the revocation with [`Revocation::key`] `key`
+    /// covers.
+    pub(super) fn close_token_sockets(&mut self, app: AppIdx, key: &str) {
+        let Some(revocation) = Revocation::parse(key) else {
+            return;
+        };
         let keys: Vec<ConnKey> = self
             .conns
             .iter()
             .filter(|(_, c)| {
-                c.app == app && c.identity.as_ref().and_then(|i| i.jti.as_deref()) == Some(jti)
+                c.app == app && c.identity.as_deref().is_some_and(|i| revocation.covers(i))
             })
             .map(|(k, _)| k)
             .collect();

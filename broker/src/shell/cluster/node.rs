@@ -62,13 +62,13 @@ impl Node {
             Effect::Connect | Effect::Disconnect => {}
             Effect::Revoke {
                 app,
-                jti,
+                key,
                 until_unix,
             } => self
                 .state
                 .apps
                 .get(app)
-                .revoke(&jti, until_unix, unix_now()),
+                .revoke(&key, until_unix, unix_now()),
             Effect::StoreResource {
                 app,
                 kind,

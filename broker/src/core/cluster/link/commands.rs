@@ -271,9 +271,9 @@ impl<'a> Commands<'a> {
             )),
             Command::Revoke {
                 app,
-                jti,
+                key,
                 until_unix,
-            } => Some(("rev", app.clone(), jti.clone(), until_unix.to_string())),
+            } => Some(("rev", app.clone(), key.clone(), until_unix.to_string())),
         };
         let s = self.settings;
         let envelope = Envelope::Command {
@@ -520,11 +520,11 @@ impl<'a> Commands<'a> {
             let revoked: Vec<(String, String)> = node
                 .revocations(app)
                 .into_iter()
-                .map(|(jti, until)| (jti, until.to_string()))
+                .map(|(key, until)| (key, until.to_string()))
                 .collect();
             let mut args: Vec<&[u8]> = vec![options.id.as_bytes(), now_unix.as_bytes()];
-            for (jti, until) in &revoked {
-                args.extend([jti.as_bytes(), until.as_bytes()]);
+            for (key, until) in &revoked {
+                args.extend([key.as_bytes(), until.as_bytes()]);
             }
             let command = s.eval(Script::Revoked, &args);
             self.pipe.send(&command, Pending::Revoked(app));

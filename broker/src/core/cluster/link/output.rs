@@ -20,13 +20,13 @@ pub enum Effect {
     /// Close the connection: the link has given up on it and has already answered whatever
     /// waited on it; nothing more read from it is to be handed to the link.
     Disconnect,
-    /// Refuse the token of `app` with id `jti` on this node until `until_unix` (another
+    /// Refuse what the revocation `key` of `app` covers on this node until `until_unix` (another
     /// node revoked it, or Redis had the revocation when this node connected).
     Revoke {
         /// The token's app.
         app: AppIdx,
-        /// The token's `jti` claim.
-        jti: String,
+        /// The revocation, as a `Revocation::key` (`jti:{id}` or `sub:{user}`).
+        key: String,
         /// Until when, in Unix seconds (the token's expiry: later it is refused anyway).
         until_unix: u64,
     },

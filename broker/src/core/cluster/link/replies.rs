@@ -188,14 +188,14 @@ impl Link {
             return;
         };
         let known: HashMap<String, u64> = self.node.revocations(app).into_iter().collect();
-        for (jti, until) in scripts::read_pairs(value) {
+        for (key, until) in scripts::read_pairs(value) {
             let Ok(until_unix) = until.parse::<u64>() else {
                 continue;
             };
-            if known.get(&jti).is_none_or(|mine| *mine < until_unix) {
+            if known.get(&key).is_none_or(|mine| *mine < until_unix) {
                 let command = Command::Revoke {
                     app: app_id.clone(),
-                    jti,
+                    key,
                     until_unix,
                 };
                 self.apply(command);
@@ -298,7 +298,7 @@ impl Link {
             }
             Command::Revoke {
                 app,
-                jti,
+                key,
                 until_unix,
             } => {
                 let Some(app) = self.app_idx(&app) else {
@@ -306,12 +306,12 @@ impl Link {
                 };
                 self.effects.push_back(Effect::Revoke {
                     app,
-                    jti: jti.clone(),
+                    key: key.clone(),
                     until_unix,
                 });
                 self.every_shard(|| MeshMsg::RevokeToken {
                     app,
-                    jti: jti.clone(),
+                    key: key.clone(),
                 });
             }
             Command::Resource {

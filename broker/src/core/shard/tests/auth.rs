@@ -7,6 +7,7 @@ use serde_json::json;
 use ringcast_shared::AuditDecision;
 
 use super::harness::*;
+use crate::core::app::Revocation;
 use crate::core::auth::{hmac_key, sign_channel};
 use crate::core::ids::AppIdx;
 use crate::core::wire::Fault;
@@ -81,38 +82,73 @@ fn a_live_socket_is_closed_with_4010_when_its_token_expires() {
     assert_eq!(got[1], json!({"close": 4010}));
 }
 
-#[test]
-fn revoking_a_token_closes_its_sockets_on_every_shard_and_refuses_it_later() {
-    let mut cluster = Cluster::with(2, with_jwt(true));
+/// Connects, on shards 0, 1 and 1, sockets with tokens of these `(sub, jti)`s, revokes
+/// `revocation` through shard 1 until `NOW_UNIX + 60`, and checks that exactly the first two
+/// are closed with 4009.
+fn revoke_two_of_three(
+    cluster: &mut Cluster,
+    tokens: [(&str, &str); 3],
+    revocation: &Revocation,
+) -> [Client; 3] {
     let path = format!("/app/{KEY}");
-    let revoked = hs256(&json!({"sub": "u", "jti": "t-1", "exp": NOW_UNIX + 600}));
-    let kept = hs256(&json!({"sub": "u", "jti": "t-2", "exp": NOW_UNIX + 600}));
-    let a = cluster
-        .try_connect_with_token(0, &path, Some("7"), Some(&revoked))
-        .unwrap();
-    let b = cluster
-        .try_connect_with_token(1, &path, Some("7"), Some(&revoked))
-        .unwrap();
-    let c = cluster
-        .try_connect_with_token(1, &path, Some("7"), Some(&kept))
-        .unwrap();
-    for client in [a, b, c] {
+    let clients: [Client; 3] = std::array::from_fn(|i| {
+        let (shard, (sub, jti)) = ([0, 1, 1][i], tokens[i]);
+        let token = hs256(&json!({"sub": sub, "jti": jti, "exp": NOW_UNIX + 600}));
+        cluster
+            .try_connect_with_token(shard, &path, Some("7"), Some(&token))
+            .unwrap()
+    });
+    for client in clients {
         cluster.recv(client);
     }
     let now = cluster.now;
-    cluster.shards[0].revoke_token(AppIdx(0), "t-1", NOW_UNIX + 600, NOW_UNIX, now);
+    cluster.shards[1].revoke_token(AppIdx(0), revocation, NOW_UNIX + 60, NOW_UNIX, now);
     cluster.route();
-    for client in [a, b] {
-        let got = cluster.recv(client);
+    for client in &clients[..2] {
+        let got = cluster.recv(*client);
         assert_eq!(got[0]["data"]["message"], "token revoked");
         assert_eq!(got[1], json!({"close": 4009}));
     }
-    assert!(cluster.recv(c).is_empty());
-    assert!(
-        cluster
-            .try_connect_with_token(1, &path, Some("7"), Some(&revoked))
-            .is_err()
-    );
+    assert!(cluster.recv(clients[2]).is_empty());
+    clients
+}
+
+/// Whether a new socket with a token of `(sub, jti)` is refused as revoked.
+fn refused_as_revoked(cluster: &mut Cluster, sub: &str, jti: &str) -> bool {
+    let token = hs256(&json!({"sub": sub, "jti": jti, "exp": NOW_UNIX + 600}));
+    let path = format!("/app/{KEY}");
+    cluster
+        .try_connect_with_token(0, &path, Some("7"), Some(&token))
+        .err()
+        .is_some_and(|(frames, _)| {
+            frames[0]["data"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("revoked")
+        })
+}
+
+#[test]
+fn revoking_a_token_closes_its_sockets_on_every_shard_and_refuses_it_later() {
+    let mut cluster = Cluster::with(2, with_jwt(true));
+    let tokens = [("u", "t-1"), ("v", "t-1"), ("u", "t-2")];
+    revoke_two_of_three(&mut cluster, tokens, &Revocation::Token("t-1".into()));
+    assert!(refused_as_revoked(&mut cluster, "w", "t-1"));
+    assert!(!refused_as_revoked(&mut cluster, "u", "t-3"));
+}
+
+#[test]
+fn revoking_a_user_closes_every_socket_of_theirs_and_refuses_their_new_tokens_until_then() {
+    let mut cluster = Cluster::with(2, with_jwt(true));
+    let revocation = Revocation::User("u".into());
+    let tokens = [("u", "t-1"), ("u", "t-2"), ("v", "t-3")];
+    let [.., c] = revoke_two_of_three(&mut cluster, tokens, &revocation);
+    assert!(refused_as_revoked(&mut cluster, "u", "t-4"));
+    // The revocation holds until the time given, not after.
+    let app = cluster.shards[0].state().apps.get(AppIdx(0));
+    let identity = cluster.shards[1].identity(c.key).unwrap().clone();
+    assert!(!app.is_revoked(&identity, NOW_UNIX));
+    assert_eq!(Revocation::parse(&revocation.key()), Some(revocation));
 }
 
 #[test]

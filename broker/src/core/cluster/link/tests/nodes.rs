@@ -94,7 +94,7 @@ fn another_nodes_revocation_is_applied_here_and_this_nodes_own_is_not_applied_ag
     let revoke = |origin: &str| {
         let command = Command::Revoke {
             app: "app1".into(),
-            jti: "t-1".into(),
+            key: "t-1".into(),
             until_unix: 1_900_000_000,
         };
         let origin = node_id(origin);
@@ -103,12 +103,12 @@ fn another_nodes_revocation_is_applied_here_and_this_nodes_own_is_not_applied_ag
     test.reply(revoke("n2"));
     assert!(matches!(
         &test.effects()[..],
-        [Effect::Revoke { app: APP, jti, until_unix: 1_900_000_000 }] if jti == "t-1"
+        [Effect::Revoke { app: APP, key, until_unix: 1_900_000_000 }] if key == "t-1"
     ));
     let shards: Vec<ShardId> = test
         .mesh()
         .into_iter()
-        .filter(|(_, m)| matches!(m, MeshMsg::RevokeToken { jti, .. } if jti == "t-1"))
+        .filter(|(_, m)| matches!(m, MeshMsg::RevokeToken { key, .. } if key == "t-1"))
         .map(|(s, _)| s)
         .collect();
     assert_eq!(shards, [0, 1]);

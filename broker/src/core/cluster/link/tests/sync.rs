@@ -244,8 +244,8 @@ fn redis_copy_of_resources_decides_and_its_later_revocations_are_applied() {
         .iter()
         .filter_map(|e| match e {
             Effect::Revoke {
-                jti, until_unix, ..
-            } => Some((jti.as_str(), *until_unix)),
+                key, until_unix, ..
+            } => Some((key.as_str(), *until_unix)),
             _ => None,
         })
         .collect();
