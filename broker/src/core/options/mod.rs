@@ -310,6 +310,9 @@ pub struct AppConfig<Origins = Vec<AllowedOrigin>, Jwt = JwtConfig> {
     /// Connections identified by the app's backend; `None` (no
     /// `[apps.token_verification]` table) means none.
     pub token_verification: Option<TokenVerification>,
+    /// Record every published event in the audit log: name, channel, size and sender,
+    /// never the data.
+    pub audit_publishes: bool,
 }
 
 impl Default for AppConfig {
@@ -341,6 +344,7 @@ impl Default for AppConfig {
             jwt: None,
             policies: Vec::new(),
             token_verification: None,
+            audit_publishes: true,
         }
     }
 }
@@ -396,6 +400,7 @@ impl<Origins, Jwt> AppConfig<Origins, Jwt> {
             jwt: _,
             policies,
             token_verification,
+            audit_publishes,
         } = self;
         AppConfig {
             id,
@@ -423,6 +428,7 @@ impl<Origins, Jwt> AppConfig<Origins, Jwt> {
             jwt,
             policies,
             token_verification,
+            audit_publishes,
         }
     }
 }

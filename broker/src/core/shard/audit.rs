@@ -35,6 +35,19 @@ pub enum AuditAction {
     AdminSignin,
     /// An admin's dashboard API call.
     AdminApi,
+    /// An event published (HTTP API or client event): its name, channel, size and sender,
+    /// never its data.
+    Publish,
+}
+
+/// The rule of a publish record for an event from the HTTP API.
+pub(super) const PUBLISHED_BY_API: &str = "http_api";
+/// The rule of a publish record for a client event.
+pub(super) const PUBLISHED_BY_CLIENT: &str = "client_event";
+
+/// The reason of a publish record: the event's name and its data's size, never the data.
+pub(super) fn publish_reason(event: &str, bytes: usize) -> String {
+    format!("event {event:?}, {bytes} bytes")
 }
 
 impl AuditAction {
@@ -52,6 +65,7 @@ impl AuditAction {
             AuditAction::Protocol => "protocol",
             AuditAction::AdminSignin => "admin_signin",
             AuditAction::AdminApi => "admin_api",
+            AuditAction::Publish => "publish",
         }
     }
 }
@@ -91,6 +105,35 @@ impl Shard {
             decision,
             rule: rule.map(str::to_owned),
             reason,
+        });
+    }
+
+    /// Records the metadata of an event published to `channel` through the HTTP API (the
+    /// event name and the data's size, never the data), if the app audits publishes.
+    pub(super) fn audit_api_publish(
+        &mut self,
+        app: AppIdx,
+        channel: &str,
+        event: &str,
+        bytes: usize,
+    ) {
+        if !self.state.apps.get(app).config.audit_publishes {
+            return;
+        }
+        self.audit.push(AuditRecord {
+            time_ms: 0,
+            kind: AuditKind::Decision,
+            action: AuditAction::Publish.as_str().to_owned(),
+            app: self.state.apps.get(app).config.id.clone(),
+            tenant: None,
+            user: None,
+            actor: None,
+            socket: None,
+            remote_ip: None,
+            channel: Some(channel.to_owned()),
+            decision: AuditDecision::Allow,
+            rule: Some(PUBLISHED_BY_API.to_owned()),
+            reason: Some(publish_reason(event, bytes)),
         });
     }
 

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use serde_json::value::RawValue;
 
 use super::AuditAction;
+use super::audit::{PUBLISHED_BY_CLIENT, publish_reason};
 use super::conn::SubState;
 use super::mesh::{ConnKey, QueryId, ReplyTo};
 use super::outbox::{Enqueued, enqueue};
@@ -105,6 +106,17 @@ impl Shard {
         let channel = sub.channel.clone();
         let user = sub.user.clone();
         let (app_idx, socket_id) = (conn.app, conn.socket_id);
+        if app.config.audit_publishes {
+            self.audit_conn(
+                key,
+                AuditKind::Decision,
+                AuditAction::Publish,
+                AuditDecision::Allow,
+                Some(channel.as_str()),
+                Some(PUBLISHED_BY_CLIENT),
+                Some(publish_reason(event, data.get().len())),
+            );
+        }
         if self.wants_webhook(app_idx, WebhookKind::ClientEvent, channel.as_str()) {
             // Pusher's webhook carries data as a string: a string's content, else the JSON text.
             let data_text = serde_json::from_str::<String>(data.get())
@@ -149,6 +161,12 @@ impl Shard {
             data: publish.data,
         });
         inc(&self.counters.app(publish.app).publishes);
+        self.audit_api_publish(
+            publish.app,
+            channel.as_str(),
+            publish.event,
+            publish.data.len(),
+        );
         let confirm = self.clustered().then(|| ReplyTo {
             shard: self.id,
             query: self.new_query(PendingQuery {

@@ -91,6 +91,19 @@ fn security_events_are_audited() {
     }
     cluster.send_raw(a, &[0x81, 0x01, b'x']);
     let records = cluster.audit();
+    // The first client event went out (its publish is a decision), the second was refused.
+    assert_eq!(
+        summary(&records[..1]),
+        [(
+            "publish".into(),
+            AuditDecision::Allow,
+            Some("client_event".into())
+        )]
+    );
+    let records: Vec<_> = records
+        .into_iter()
+        .filter(|r| r.kind == AuditKind::Security)
+        .collect();
     assert_eq!(
         summary(&records),
         [
@@ -143,4 +156,59 @@ fn token_decisions_are_audited() {
         ]
     );
     assert_eq!(records[1].tenant.as_deref(), Some("t1"));
+}
+
+#[test]
+fn publishes_are_audited_as_metadata_only_unless_the_app_turns_it_off() {
+    let body = "secret body 4242";
+    let mut cluster = Cluster::with(2, |_| {});
+    let a = cluster.connect(0);
+    let b = cluster.connect(1);
+    cluster.subscribe_private(a, "private-c");
+    cluster.subscribe_private(b, "private-c");
+    cluster.audit();
+    cluster.send(
+        a,
+        json!({"event": "client-typing", "channel": "private-c", "data": {"text": body}}),
+    );
+    cluster.publish(1, "private-c", &json!(body).to_string(), None);
+    assert!(!cluster.recv(b).is_empty(), "both events were delivered");
+    let records = cluster.audit();
+    let publishes: Vec<_> = records.iter().filter(|r| r.action == "publish").collect();
+    assert_eq!(publishes.len(), 2, "{records:?}");
+    let client = publishes
+        .iter()
+        .find(|r| r.rule.as_deref() == Some("client_event"))
+        .unwrap();
+    assert_eq!(client.channel.as_deref(), Some("private-c"));
+    assert_eq!(
+        client.socket.as_deref(),
+        Some(a.socket_id.to_string().as_str())
+    );
+    assert!(
+        client
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("event \"client-typing\", ")
+    );
+    let api = publishes
+        .iter()
+        .find(|r| r.rule.as_deref() == Some("http_api"))
+        .unwrap();
+    let size = json!(body).to_string().len();
+    assert_eq!(
+        api.reason.as_deref(),
+        Some(format!("event \"greeting\", {size} bytes").as_str())
+    );
+    let stored = serde_json::to_string(&records).unwrap();
+    assert!(!stored.contains(body), "{stored}");
+
+    let mut quiet = Cluster::with(1, |c| c.apps[0].audit_publishes = false);
+    let a = quiet.connect(0);
+    quiet.subscribe_private(a, "private-c");
+    quiet.audit();
+    quiet.publish(0, "private-c", "{}", None);
+    assert!(!quiet.recv(a).is_empty(), "the event was delivered");
+    assert!(quiet.audit().iter().all(|r| r.action != "publish"));
 }
