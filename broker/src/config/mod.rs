@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 
 use self::file::FileConfig;
 pub use crate::core::options::{
-    AppConfig, ClientEvents, ClusterConfig, Config, Driver, JwtConfig, RateLimits, RedisTarget,
-    ServerConfig, WebhookConfig,
+    AppConfig, ClientEvents, ClusterConfig, Config, Driver, JwksSource, JwtConfig, JwtKeys,
+    RateLimits, RedisTarget, ServerConfig, WebhookConfig,
 };
 
 /// Why the config was refused.
