@@ -11,9 +11,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ring::rand::SystemRandom;
-use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use ring::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair, RSA_PKCS1_SHA256, RsaKeyPair,
+};
 use ringcast::config::{Config, JwksSource, JwtConfig, JwtKeys};
 use ringcast::core::auth::jwks::FetchSchedule;
 use ringcast::core::auth::jwt::{Algorithm, sign_es256};
@@ -120,13 +122,18 @@ fn jwks(keys: &[(&str, &EcdsaKeyPair)]) -> Vec<u8> {
     json!({ "keys": keys }).to_string().into_bytes()
 }
 
-fn token(kid: &str, key: &EcdsaKeyPair, extra: Value) -> String {
+/// The claims every test token carries: user `u1`, a minute to live.
+fn claims() -> Value {
     let exp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
         + 60;
-    let mut claims = json!({"sub": "u1", "exp": exp});
+    json!({"sub": "u1", "exp": exp})
+}
+
+fn token(kid: &str, key: &EcdsaKeyPair, extra: Value) -> String {
+    let mut claims = claims();
     if let (Some(claims), Value::Object(extra)) = (claims.as_object_mut(), extra) {
         claims.extend(extra);
     }
@@ -136,12 +143,21 @@ fn token(kid: &str, key: &EcdsaKeyPair, extra: Value) -> String {
 /// An ES256 app whose keys come from `url`, refreshed every `refresh_secs`, and fetched
 /// again a second after the last fetch when a token names an unknown kid.
 fn jwks_app(url: &str, refresh_secs: u64, authorized_parties: &[&str]) -> impl FnOnce(&mut Config) {
+    app_for(url, Algorithm::Es256, refresh_secs, authorized_parties)
+}
+
+fn app_for(
+    url: &str,
+    algorithm: Algorithm,
+    refresh_secs: u64,
+    authorized_parties: &[&str],
+) -> impl FnOnce(&mut Config) {
     let source = JwksSource {
         schedule: FetchSchedule {
             refresh: Duration::from_secs(refresh_secs),
             min_refetch: Duration::from_secs(1),
         },
-        ..JwksSource::new(url, Algorithm::Es256)
+        ..JwksSource::new(url, algorithm)
     };
     let parties = authorized_parties.iter().map(|p| (*p).to_owned()).collect();
     move |config| {
@@ -280,4 +296,60 @@ fn a_broken_document_is_counted_and_the_keys_in_use_stay() {
         connect(server.addr, &token_a).is_ok(),
         "the old key was dropped"
     );
+}
+
+/// The RSA key of `testdata/jwt` (PKCS#8).
+fn fixture_rsa_key() -> RsaKeyPair {
+    let pem = std::fs::read_to_string(format!(
+        "{}/testdata/jwt/rsa-private.pem",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    RsaKeyPair::from_pkcs8(&STANDARD.decode(body).unwrap()).unwrap()
+}
+
+/// An RS256 token naming `kid`, signed with `key`.
+fn rs256_token(kid: &str, key: &RsaKeyPair) -> String {
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(json!({"alg": "RS256", "typ": "JWT", "kid": kid}).to_string()),
+        URL_SAFE_NO_PAD.encode(claims().to_string())
+    );
+    let mut sig = vec![0; key.public().modulus_len()];
+    key.sign(
+        &RSA_PKCS1_SHA256,
+        &SystemRandom::new(),
+        input.as_bytes(),
+        &mut sig,
+    )
+    .unwrap();
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+#[test]
+fn an_rs256_set_as_clerk_publishes_it_admits_its_tokens_and_skips_other_key_types() {
+    let rsa = fixture_rsa_key();
+    let components = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(rsa.public());
+    let ec = new_key();
+    let mut document: Value = serde_json::from_slice(&jwks(&[("e1", &ec)])).unwrap();
+    document["keys"].as_array_mut().unwrap().push(json!({
+        "kty": "RSA", "use": "sig", "alg": "RS256", "kid": "r1",
+        "n": URL_SAFE_NO_PAD.encode(&components.n),
+        "e": URL_SAFE_NO_PAD.encode(&components.e),
+    }));
+    let provider = JwksServer::start(document.to_string().into_bytes());
+    let server = TestServer::start_with(1, app_for(&provider.url, Algorithm::Rs256, 3600, &[]));
+
+    let admitted = admitted_soon(server.addr, &rs256_token("r1", &rsa));
+    assert!(
+        admitted.is_ok(),
+        "RS256 key never admitted: {:?}",
+        admitted.err()
+    );
+    // The EC key of the same document is no key for an RS256 app.
+    let refusal = connect(server.addr, &token("e1", &ec, json!({})))
+        .err()
+        .unwrap();
+    assert_refused(&refusal, "unknown key id");
 }
