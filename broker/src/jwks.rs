@@ -67,17 +67,27 @@ impl JwksFetchers {
     /// Asks every fetcher to end and waits for them until `deadline`; one still in a fetch
     /// then is left to end by itself (within [`FETCH_TIMEOUT`]), holding nothing the
     /// process needs.
-    pub fn stop(self, deadline: Instant) {
-        for (live, _) in &self.fetchers {
+    pub fn stop(mut self, deadline: Instant) {
+        let fetchers = std::mem::take(&mut self.fetchers);
+        for (live, _) in &fetchers {
             live.stop();
         }
-        for (_, thread) in self.fetchers {
+        for (_, thread) in fetchers {
             while !thread.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
             if thread.is_finished() {
                 let _ = thread.join();
             }
+        }
+    }
+}
+
+impl Drop for JwksFetchers {
+    /// Tells the fetchers not stopped yet (a server that failed to start) to end.
+    fn drop(&mut self) {
+        for (live, _) in &self.fetchers {
+            live.stop();
         }
     }
 }
@@ -95,7 +105,12 @@ impl Fetcher {
             let started = Instant::now();
             match self.fetch() {
                 Ok(set) => {
-                    tracing::debug!(app = %self.app_id, keys = set.len(), "JWKS loaded");
+                    let keys = set.len();
+                    if self.live.current().as_deref() == Some(&set) {
+                        tracing::debug!(app = %self.app_id, keys, "JWKS unchanged");
+                    } else {
+                        tracing::info!(app = %self.app_id, keys, "JWKS loaded");
+                    }
                     self.live.install(set);
                 }
                 Err(err) => {

@@ -517,8 +517,8 @@ impl AppTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::auth::jwks::KeySet;
     use crate::core::auth::jwks::tests::{doc, ec_jwk, new_ec_key};
+    use crate::core::auth::jwks::{FetchSchedule, KeySet};
     use crate::core::auth::jwt::{Algorithm, JwtError, sign_es256};
     use crate::core::options::{JwksSource, RateLimits};
 
@@ -547,10 +547,12 @@ mod tests {
         assert_eq!(early, Err(TokenError::KeysNotLoaded));
         assert!(early.unwrap_err().to_string().contains("not loaded yet"));
         assert!(live.refetch_requested());
-        assert!(live.wait_for_fetch(
-            JwksSource::DEFAULT_SCHEDULE,
-            Instant::now() - Duration::from_secs(60)
-        ));
+        // The fetcher takes the request (at once: min_refetch is 0 here).
+        let at_once = FetchSchedule {
+            min_refetch: Duration::ZERO,
+            ..JwksSource::DEFAULT_SCHEDULE
+        };
+        assert!(live.wait_for_fetch(at_once, Instant::now()));
 
         live.install(KeySet::parse(&doc(&[ec_jwk("a", &a)]), Algorithm::Es256).unwrap());
         let identity = app.authenticate(Some(&signed(Some("a"), &a)), NOW).unwrap();

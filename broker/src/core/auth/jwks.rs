@@ -207,9 +207,14 @@ pub struct FetchSchedule {
 impl FetchSchedule {
     /// `Ok` when a fetch is due at `now`, given the last one at `last`; else when it will be.
     fn due(&self, refetch_asked: bool, last: Instant, now: Instant) -> Result<(), Instant> {
-        let scheduled = last + self.refresh;
+        // Durations past what an `Instant` can hold (never from a file) mean "a day from now".
+        let after = |wait: Duration| {
+            last.checked_add(wait)
+                .unwrap_or_else(|| now + Duration::from_secs(86_400))
+        };
+        let scheduled = after(self.refresh);
         let deadline = if refetch_asked {
-            scheduled.min(last + self.min_refetch)
+            scheduled.min(after(self.min_refetch))
         } else {
             scheduled
         };
@@ -540,6 +545,11 @@ pub(crate) mod tests {
         assert_eq!(schedule.due(true, last, at(5)), Err(at(10)));
         assert_eq!(schedule.due(true, last, at(10)), Ok(()));
         assert_eq!(schedule.due(false, last, at(300)), Ok(()));
+        let endless = FetchSchedule {
+            refresh: Duration::MAX,
+            min_refetch: Duration::MAX,
+        };
+        assert_eq!(endless.due(true, last, at(1)), Err(at(1 + 86_400)));
         // A refetch can never be later than the scheduled refresh.
         let tight = FetchSchedule {
             refresh: Duration::from_secs(5),
@@ -557,11 +567,10 @@ pub(crate) mod tests {
         assert!(live.refetch_requested());
         let schedule = FetchSchedule {
             refresh: Duration::from_secs(300),
-            min_refetch: Duration::from_secs(1),
+            min_refetch: Duration::ZERO,
         };
-        let long_ago = Instant::now() - Duration::from_secs(2);
-        // The request is due (its last fetch is older than min_refetch) and is taken.
-        assert!(live.wait_for_fetch(schedule, long_ago));
+        // The request is due at once (min_refetch is 0 here) and is taken.
+        assert!(live.wait_for_fetch(schedule, Instant::now()));
         assert!(!live.refetch_requested());
         live.install(KeySet::parse(&doc(&[ec_jwk("a", &new_ec_key())]), Algorithm::Es256).unwrap());
         live.count_failure();
