@@ -241,6 +241,18 @@ fn a_rotated_key_is_admitted_after_the_refetch_and_the_retired_one_is_refused() 
     assert_refused(&retired.recv().unwrap(), "unknown key id");
     assert_eq!(retired.recv().unwrap(), json!({"close": 4009}));
 
+    // A renewal chooses its key the same way.
+    let mut renewing = rotated.unwrap();
+    let renew = |token: &str| json!({"event": "ringcast:renew", "data": {"token": token}});
+    renewing.send(&renew(&token("b", &b, json!({}))));
+    renewing.recv_until(Duration::from_secs(5), |v| v["event"] == "ringcast:renewed");
+    renewing.send(&renew(&token_a));
+    let failed = renewing.recv_until(Duration::from_secs(5), |v| {
+        v["event"] == "ringcast:renew_failed"
+    });
+    let reason = failed["data"].as_str().unwrap_or_default();
+    assert!(reason.contains("unknown key id"), "{failed}");
+
     let app = "{app=\"100001\"}";
     assert_eq!(
         metric(server.addr, &format!("ringcast_app_jwks_keys{app}")),
