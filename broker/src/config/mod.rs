@@ -306,5 +306,10 @@ mod tests {
         assert_eq!(config.apps[1].client_events, ClientEvents::MembersOnly);
         assert_eq!(config.apps[1].max_connections, Some(500));
         assert_eq!(config.apps[0].max_connections, None);
+        let jwt = config.apps[1].jwt.as_ref().unwrap();
+        assert_eq!(
+            jwt.jwks().map(|source| source.url.as_str()),
+            Some("https://clerk.example.com/.well-known/jwks.json")
+        );
     }
 }

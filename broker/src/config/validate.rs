@@ -541,7 +541,7 @@ fn jwks_source(table: &JwtTable, url: &str) -> Result<JwksSource, JwtKeyError> {
     if table.algorithm == Algorithm::Hs256 {
         return Err(JwtKeyError::JwksAlgorithm);
     }
-    // `public_key_file` was read into `public_key`: name what the file says.
+    // By now `public_key_file` has been read into `public_key`: name the setting written.
     let static_key = [
         ("secret", table.secret.is_some()),
         ("public_key_file", table.public_key_file.is_some()),

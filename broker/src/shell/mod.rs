@@ -297,7 +297,7 @@ impl Server {
     /// 503); then stops accepting and waits (bounded) for the shards and the writer threads.
     pub fn shutdown(self) {
         self.mesh.request_shutdown();
-        // Keys are no longer needed once the shards stop admitting connections.
+        // No connection is admitted from here on: renewals while draining use the keys in use.
         self.jwks
             .stop(std::time::Instant::now() + JWKS_STOP_TIMEOUT);
         let deadline = std::time::Instant::now() + self.shutdown_timeout + Duration::from_secs(1);
