@@ -372,7 +372,7 @@ pub struct Token<'a> {
     signature: &'a str,
     /// The header's `alg`, when it is a string.
     alg: Option<String>,
-    /// The header's `kid`, when it is a string.
+    /// The header's `kid` (one that is not a string makes the token malformed).
     kid: Option<String>,
 }
 
@@ -391,13 +391,17 @@ impl<'a> Token<'a> {
         let header: Map<String, Value> =
             serde_json::from_slice(&decode_part(header, "header is not base64url")?)
                 .map_err(|_| JwtError::Malformed("header is not a JSON object"))?;
-        let text_field = |name: &str| header.get(name).and_then(Value::as_str).map(str::to_owned);
+        let kid = match header.get("kid") {
+            None => None,
+            Some(Value::String(kid)) => Some(kid.clone()),
+            Some(_) => return Err(JwtError::Malformed("header kid is not a string")),
+        };
         Ok(Self {
             text,
             payload,
             signature,
-            alg: text_field("alg"),
-            kid: text_field("kid"),
+            alg: header.get("alg").and_then(Value::as_str).map(str::to_owned),
+            kid,
         })
     }
 
@@ -836,6 +840,11 @@ mod tests {
             Token::parse(&token("HS256", &claims())).unwrap().kid(),
             None
         );
+        let numeric_kid = format!("{}.e30.sig", b64(br#"{"alg":"HS256","kid":7}"#));
+        assert!(matches!(
+            Token::parse(&numeric_kid),
+            Err(JwtError::Malformed(_))
+        ));
     }
 
     #[test]
