@@ -46,7 +46,8 @@
 //!   shards' counters once for both `/metrics` and the dashboard.
 //! - [`audit`] is the writer thread of the audit log and the resource store (sled, rkyv,
 //!   group commit); [`webhooks`] is the webhook sender thread. Shards reach both only through
-//!   bounded queues and never wait on them.
+//!   bounded queues and never wait on them. [`jwks`] runs a thread per app whose JWT keys
+//!   come from a JWKS URL; shards only read the key set it replaces.
 //!
 //! A channel's *home* shard owns its authoritative state (subscriber counts, presence
 //! roster). A publish is encoded once per wire by the shard that receives it, sent to the
@@ -63,6 +64,7 @@ pub mod audit;
 pub mod config;
 pub mod core;
 pub mod http;
+pub mod jwks;
 pub mod metrics;
 pub mod server;
 pub mod shell;

@@ -22,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
             leeway_secs: 30,
             claims: &names,
             max_user_id_chars: 128,
+            authorized_parties: &[],
         };
         let _ = verify(token, &opts, 1_800_000_000);
     }

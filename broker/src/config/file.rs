@@ -79,6 +79,13 @@ pub(super) struct JwtTable {
     pub tenant_claim: Option<String>,
     pub actor_claim: Option<String>,
     pub roles_claim: Option<String>,
+    /// RS256/ES256 keys from a JWKS document at this http(s) URL, instead of one key.
+    pub jwks_url: Option<String>,
+    pub jwks_refresh_secs: Option<u64>,
+    pub jwks_min_refetch_secs: Option<u64>,
+    /// Accepted `azp` values; empty (the default): `azp` is not checked.
+    #[serde(default)]
+    pub authorized_parties: Vec<String>,
 }
 
 impl JwtTable {

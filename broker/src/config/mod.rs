@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 
 use self::file::FileConfig;
 pub use crate::core::options::{
-    AppConfig, ClientEvents, ClusterConfig, Config, Driver, JwtConfig, RateLimits, RedisTarget,
-    ServerConfig, WebhookConfig,
+    AppConfig, ClientEvents, ClusterConfig, Config, Driver, JwksSource, JwtConfig, JwtKeys,
+    RateLimits, RedisTarget, ServerConfig, WebhookConfig,
 };
 
 /// Why the config was refused.
@@ -306,5 +306,10 @@ mod tests {
         assert_eq!(config.apps[1].client_events, ClientEvents::MembersOnly);
         assert_eq!(config.apps[1].max_connections, Some(500));
         assert_eq!(config.apps[0].max_connections, None);
+        let jwt = config.apps[1].jwt.as_ref().unwrap();
+        assert_eq!(
+            jwt.jwks().map(|source| source.url.as_str()),
+            Some("https://clerk.example.com/.well-known/jwks.json")
+        );
     }
 }

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use super::file::{AppTable, ClusterTable, FileConfig, JwtTable};
 use super::{ConfigError, invalid};
+use crate::core::auth::jwks::FetchSchedule;
 use crate::core::auth::jwt::{Algorithm, ClaimNames, KeyError, VerifyingKey};
 use crate::core::options::{
-    AllowedOrigin, ClusterConfig, Config, JwtConfig, RedisTarget, ServerConfig, TokenVerification,
+    AllowedOrigin, ClusterConfig, Config, JwksSource, JwtConfig, JwtKeys, RedisTarget,
+    ServerConfig, TokenVerification,
 };
 use crate::core::wire::pusher::message::largest_client_event;
 
@@ -44,6 +46,12 @@ pub(super) fn validate(file: FileConfig) -> Result<Config, ConfigError> {
     check_server(&server)?;
     if apps.is_empty() {
         return Err(invalid("apps", "at least one app is required"));
+    }
+    if admin_jwt.as_ref().is_some_and(|t| t.jwks_url.is_some()) {
+        return Err(invalid(
+            "admin_jwt.jwks_url",
+            "is not supported in [admin_jwt]: set public_key or public_key_file",
+        ));
     }
     let admin_jwt = admin_jwt
         .as_ref()
@@ -441,15 +449,72 @@ enum JwtKeyError {
         /// The table's `algorithm`.
         expected: Algorithm,
     },
+    /// `jwks_url` is not an http(s) URL.
+    #[error("jwks_url {0:?} is not an http:// or https:// URL")]
+    JwksUrl(String),
+    /// `jwks_url` with HS256, whose secret no JWKS publishes.
+    #[error("jwks_url needs algorithm \"RS256\" or \"ES256\" (a JWKS publishes public keys)")]
+    JwksAlgorithm,
+    /// `jwks_url` beside a key of the table's own.
+    #[error("jwks_url and {0} exclude each other: with jwks_url the keys come from the JWKS")]
+    JwksAndKey(&'static str),
+    /// A JWKS interval out of range.
+    #[error("{0} must be between 1 and 86400")]
+    JwksSecs(&'static str),
+    /// A JWKS setting without `jwks_url`.
+    #[error("{0} needs jwks_url")]
+    NeedsJwksUrl(&'static str),
+    /// An empty string among `authorized_parties`.
+    #[error("authorized_parties must not contain an empty string")]
+    EmptyAuthorizedParty,
 }
 
 /// The JWT options a table describes, with its key parsed.
 fn jwt(table: &JwtTable) -> Result<JwtConfig, JwtKeyError> {
-    let key = match table.algorithm {
+    let keys = match &table.jwks_url {
+        Some(url) => JwtKeys::Jwks(jwks_source(table, url)?),
+        None => {
+            for (name, set) in [
+                ("jwks_refresh_secs", table.jwks_refresh_secs.is_some()),
+                (
+                    "jwks_min_refetch_secs",
+                    table.jwks_min_refetch_secs.is_some(),
+                ),
+            ] {
+                if set {
+                    return Err(JwtKeyError::NeedsJwksUrl(name));
+                }
+            }
+            JwtKeys::Static(static_key(table)?)
+        }
+    };
+    if table.authorized_parties.iter().any(String::is_empty) {
+        return Err(JwtKeyError::EmptyAuthorizedParty);
+    }
+    let claims = ClaimNames::default();
+    Ok(JwtConfig {
+        required: table.required,
+        keys,
+        issuer: table.issuer.clone(),
+        audience: table.audience.clone(),
+        leeway_secs: table.leeway_secs.unwrap_or(JwtConfig::DEFAULT_LEEWAY_SECS),
+        claims: ClaimNames {
+            user_id: table.user_id_claim.clone().unwrap_or(claims.user_id),
+            tenant: table.tenant_claim.clone().unwrap_or(claims.tenant),
+            actor: table.actor_claim.clone().unwrap_or(claims.actor),
+            roles: table.roles_claim.clone().unwrap_or(claims.roles),
+        },
+        authorized_parties: table.authorized_parties.clone(),
+    })
+}
+
+/// The one key a table without `jwks_url` writes.
+fn static_key(table: &JwtTable) -> Result<VerifyingKey, JwtKeyError> {
+    match table.algorithm {
         Algorithm::Hs256 => match table.secret.as_deref() {
-            Some(secret) if secret.len() >= 32 => VerifyingKey::hs256(secret.as_bytes()),
-            Some(_) => return Err(JwtKeyError::ShortSecret),
-            None => return Err(JwtKeyError::NoSecret),
+            Some(secret) if secret.len() >= 32 => Ok(VerifyingKey::hs256(secret.as_bytes())),
+            Some(_) => Err(JwtKeyError::ShortSecret),
+            None => Err(JwtKeyError::NoSecret),
         },
         expected @ (Algorithm::Rs256 | Algorithm::Es256) => {
             let pem = table
@@ -463,21 +528,48 @@ fn jwt(table: &JwtTable) -> Result<JwtConfig, JwtKeyError> {
                     expected,
                 });
             }
-            key
+            Ok(key)
         }
+    }
+}
+
+/// Where a table with `jwks_url` fetches its keys from, and how often.
+fn jwks_source(table: &JwtTable, url: &str) -> Result<JwksSource, JwtKeyError> {
+    if !is_http_url(url) {
+        return Err(JwtKeyError::JwksUrl(url.to_owned()));
+    }
+    if table.algorithm == Algorithm::Hs256 {
+        return Err(JwtKeyError::JwksAlgorithm);
+    }
+    // By now `public_key_file` has been read into `public_key`: name the setting written.
+    let static_key = [
+        ("secret", table.secret.is_some()),
+        ("public_key_file", table.public_key_file.is_some()),
+        ("public_key", table.public_key.is_some()),
+    ];
+    if let Some((name, _)) = static_key.into_iter().find(|(_, set)| *set) {
+        return Err(JwtKeyError::JwksAndKey(name));
+    }
+    let secs = |name: &'static str, value: Option<u64>, default: Duration| match value {
+        None => Ok(default),
+        Some(secs @ 1..=86_400) => Ok(Duration::from_secs(secs)),
+        Some(_) => Err(JwtKeyError::JwksSecs(name)),
     };
-    let claims = ClaimNames::default();
-    Ok(JwtConfig {
-        required: table.required,
-        key,
-        issuer: table.issuer.clone(),
-        audience: table.audience.clone(),
-        leeway_secs: table.leeway_secs.unwrap_or(JwtConfig::DEFAULT_LEEWAY_SECS),
-        claims: ClaimNames {
-            user_id: table.user_id_claim.clone().unwrap_or(claims.user_id),
-            tenant: table.tenant_claim.clone().unwrap_or(claims.tenant),
-            actor: table.actor_claim.clone().unwrap_or(claims.actor),
-            roles: table.roles_claim.clone().unwrap_or(claims.roles),
+    let defaults = JwksSource::DEFAULT_SCHEDULE;
+    Ok(JwksSource {
+        url: url.to_owned(),
+        algorithm: table.algorithm,
+        schedule: FetchSchedule {
+            refresh: secs(
+                "jwks_refresh_secs",
+                table.jwks_refresh_secs,
+                defaults.refresh,
+            )?,
+            min_refetch: secs(
+                "jwks_min_refetch_secs",
+                table.jwks_min_refetch_secs,
+                defaults.min_refetch,
+            )?,
         },
     })
 }
@@ -511,6 +603,8 @@ pub(super) fn cluster(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::super::testing::*;
     use crate::config::Config;
 
@@ -632,6 +726,88 @@ mod tests {
             assert!(e.starts_with("apps[0].webhooks[0].headers: "), "{e}");
             assert!(e.contains(says), "{e}");
         }
+    }
+
+    #[test]
+    fn a_jwks_url_loads_with_its_schedule_and_authorized_parties() {
+        use crate::core::auth::jwt::Algorithm;
+        use crate::core::options::JwksSource;
+        let text = format!(
+            "{ONE_APP}[apps.jwt]\nalgorithm = \"RS256\"\n\
+             jwks_url = \"https://clerk.example.com/.well-known/jwks.json\"\n\
+             jwks_refresh_secs = 60\nauthorized_parties = [\"https://app.example.com\"]\n"
+        );
+        let config = Config::from_toml_str(&text, &no_env).unwrap();
+        let jwt = config.apps[0].jwt.as_ref().unwrap();
+        let source = jwt.jwks().unwrap();
+        assert_eq!(
+            source.url,
+            "https://clerk.example.com/.well-known/jwks.json"
+        );
+        assert_eq!(source.algorithm, Algorithm::Rs256);
+        assert_eq!(source.schedule.refresh, Duration::from_secs(60));
+        assert_eq!(
+            source.schedule.min_refetch,
+            JwksSource::DEFAULT_SCHEDULE.min_refetch
+        );
+        assert_eq!(jwt.authorized_parties, ["https://app.example.com"]);
+    }
+
+    #[test]
+    fn jwks_settings_are_refused_with_the_field_named() {
+        let table = |lines: &str| format!("{ONE_APP}[apps.jwt]\n{lines}\n");
+        let url = "jwks_url = \"https://x.test/jwks.json\"";
+        let pem = "public_key = \"-----BEGIN PUBLIC KEY-----\"";
+        for (lines, says) in [
+            (
+                format!("algorithm = \"HS256\"\n{url}"),
+                "jwks_url needs algorithm \"RS256\" or \"ES256\"",
+            ),
+            (
+                format!(
+                    "algorithm = \"HS256\"\nsecret = \"{}\"\n{url}",
+                    "s".repeat(32)
+                ),
+                "jwks_url needs algorithm",
+            ),
+            (
+                format!("algorithm = \"RS256\"\n{pem}\n{url}"),
+                "jwks_url and public_key exclude each other",
+            ),
+            (
+                format!("algorithm = \"ES256\"\nsecret = \"x\"\n{url}"),
+                "jwks_url and secret exclude each other",
+            ),
+            (
+                "algorithm = \"ES256\"\njwks_url = \"ftp://x.test/k\"".to_owned(),
+                "jwks_url \"ftp://x.test/k\" is not an http:// or https:// URL",
+            ),
+            (
+                format!("algorithm = \"ES256\"\n{url}\njwks_refresh_secs = 0"),
+                "jwks_refresh_secs must be between 1 and 86400",
+            ),
+            (
+                format!("algorithm = \"ES256\"\n{url}\njwks_min_refetch_secs = 86401"),
+                "jwks_min_refetch_secs must be between 1 and 86400",
+            ),
+            (
+                format!("algorithm = \"RS256\"\n{pem}\njwks_refresh_secs = 5"),
+                "jwks_refresh_secs needs jwks_url",
+            ),
+            (
+                format!("algorithm = \"ES256\"\n{url}\nauthorized_parties = [\"\"]"),
+                "authorized_parties must not contain an empty string",
+            ),
+        ] {
+            let e = err(&table(&lines));
+            assert!(e.starts_with("apps[0].jwt: "), "{lines}: {e}");
+            assert!(e.contains(says), "{lines}: {e}");
+        }
+        let admin = format!("[admin_jwt]\nalgorithm = \"ES256\"\n{url}\n{ONE_APP}");
+        assert_eq!(
+            err(&admin),
+            "admin_jwt.jwks_url: is not supported in [admin_jwt]: set public_key or public_key_file"
+        );
     }
 
     #[test]

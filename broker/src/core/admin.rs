@@ -15,7 +15,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::core::auth::jwt;
-use crate::core::options::JwtConfig;
+use crate::core::options::{JwtConfig, JwtKeys};
 use crate::core::rate_limit::{KeyedLimiter, Rate};
 
 /// The session cookie's name.
@@ -142,7 +142,11 @@ impl Admins {
             return Err(SignInError::Throttled(wait));
         }
         let admin = self.tokens.as_ref().and_then(|t| {
-            let identity = jwt::verify(token, &t.jwt.verify_options(64), now_unix).ok()?;
+            // The loader refuses `jwks_url` in `[admin_jwt]`, so the key is the table's own.
+            let JwtKeys::Static(key) = &t.jwt.keys else {
+                return None;
+            };
+            let identity = jwt::verify(token, &t.jwt.verify_options(key, 64), now_unix).ok()?;
             identity
                 .roles
                 .iter()

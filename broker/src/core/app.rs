@@ -5,17 +5,18 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ring::hmac;
 
 use crate::core::auth::backend::{ActorMismatch, Verdict, check_actor};
 use crate::core::auth::hmac_key;
-use crate::core::auth::jwt::{self, Identity};
+use crate::core::auth::jwks::{KeyChoice, KeySet, LiveKeys};
+use crate::core::auth::jwt::{self, Identity, Token, VerifyingKey};
 use crate::core::ids::AppIdx;
-use crate::core::options::AppConfig;
+use crate::core::options::{AppConfig, JwtConfig, JwtKeys};
 use crate::core::policy::PolicySet;
 use crate::core::rate_limit::{KeyedLimiter, Rate};
 
@@ -35,6 +36,8 @@ pub struct App {
     limiters: Option<Limiters>,
     /// Revoked token ids, with the time (Unix seconds) after which they no longer matter.
     revoked: Mutex<HashMap<String, u64>>,
+    /// The keys fetched from `[apps.jwt] jwks_url`, when it is set.
+    jwks: Option<Arc<LiveKeys>>,
 }
 
 /// What a revocation refuses: one token, or every token of a user.
@@ -101,6 +104,16 @@ pub enum TokenError {
     /// The backend verified another actor than the one asked for.
     #[error("{0}")]
     Actor(#[from] ActorMismatch),
+    /// The app's JWKS has not been fetched yet (a fetch is asked for).
+    #[error("token refused: keys not loaded yet (no fetch of jwks_url has succeeded)")]
+    KeysNotLoaded,
+    /// The token's `kid` is not in the app's JWKS (a refetch is asked for, in case the
+    /// provider rotated its keys).
+    #[error("token refused: unknown key id (kid) {0:?}")]
+    UnknownKeyId(String),
+    /// The token names no `kid` and the app's JWKS has several keys.
+    #[error("token refused: it names no key id (kid) and the app's JWKS has several keys")]
+    KidRequired,
 }
 
 /// Most distinct keys (IPs, users) a limiter remembers.
@@ -136,12 +149,48 @@ impl App {
         let (Some(config), Some(token)) = (&self.config.jwt, token) else {
             return self.anonymous();
         };
-        let opts = config.verify_options(self.config.max_user_id_chars);
-        let identity = jwt::verify(token, &opts, now_unix)?;
+        let token = Token::parse(token)?;
+        let mut held = None;
+        let key = self.chosen_key(&config.keys, &mut held, token.kid())?;
+        let opts = config.verify_options(key, self.config.max_user_id_chars);
+        let identity = token.verify(&opts, now_unix)?;
         if self.is_revoked(&identity, now_unix) {
             return Err(TokenError::Revoked);
         }
         Ok(Some(identity))
+    }
+
+    /// The key a token naming `kid` is checked with: the table's own, or the one `kid`
+    /// chooses in the app's JWKS, whose set is kept alive in `held` while the key is used.
+    /// An unknown `kid`, or no set yet, asks the fetcher for a fetch.
+    fn chosen_key<'a>(
+        &self,
+        keys: &'a JwtKeys,
+        held: &'a mut Option<Arc<KeySet>>,
+        kid: Option<&str>,
+    ) -> Result<&'a VerifyingKey, TokenError> {
+        let live = match keys {
+            JwtKeys::Static(key) => return Ok(key),
+            JwtKeys::Jwks(_) => self.jwks.as_ref().ok_or(TokenError::KeysNotLoaded)?,
+        };
+        let Some(current) = live.current() else {
+            live.request_refetch();
+            return Err(TokenError::KeysNotLoaded);
+        };
+        match held.insert(current).choose(kid) {
+            KeyChoice::Key(key) => Ok(key),
+            KeyChoice::UnknownKid => {
+                live.request_refetch();
+                let kid = kid.unwrap_or_default().chars().take(64).collect();
+                Err(TokenError::UnknownKeyId(kid))
+            }
+            KeyChoice::KidRequired => Err(TokenError::KidRequired),
+        }
+    }
+
+    /// The keys fetched from `[apps.jwt] jwks_url` (for the fetcher and `/metrics`), if set.
+    pub fn jwks(&self) -> Option<&Arc<LiveKeys>> {
+        self.jwks.as_ref()
     }
 
     /// The identity of a connection the app's backend answered for (`verdict`), asking to be
@@ -360,6 +409,11 @@ impl AppTable {
                 connections: AtomicUsize::new(0),
                 elsewhere: AtomicUsize::new(0),
                 revoked: Mutex::new(HashMap::new()),
+                jwks: config
+                    .jwt
+                    .as_ref()
+                    .and_then(JwtConfig::jwks)
+                    .map(|_| Arc::new(LiveKeys::default())),
                 limiters: config.rate_limits.map(|r| Limiters {
                     connection_attempts: Mutex::new(KeyedLimiter::new(
                         Rate {
@@ -463,7 +517,78 @@ impl AppTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::options::RateLimits;
+    use crate::core::auth::jwks::tests::{doc, ec_jwk, new_ec_key};
+    use crate::core::auth::jwks::{FetchSchedule, KeySet};
+    use crate::core::auth::jwt::{Algorithm, JwtError, sign_es256};
+    use crate::core::options::{JwksSource, RateLimits};
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn jwks_app() -> AppTable {
+        let mut config = AppConfig::with_credentials("1", "k", "s");
+        config.jwt = Some(JwtConfig::with_keys(JwtKeys::Jwks(JwksSource::new(
+            "http://127.0.0.1:9/jwks.json",
+            Algorithm::Es256,
+        ))));
+        AppTable::new(&[config], 1000)
+    }
+
+    #[test]
+    fn a_jwks_app_chooses_the_key_by_kid_and_asks_a_refetch_for_an_unknown_one() {
+        let table = jwks_app();
+        let app = table.get(AppIdx(0));
+        let live = app.jwks().unwrap();
+        let (a, b) = (new_ec_key(), new_ec_key());
+        let claims = serde_json::json!({"sub": "u1", "exp": NOW + 60});
+        let signed = |kid, key| sign_es256(&claims, kid, key).unwrap();
+
+        // Before the first fetch: refused, and a fetch is asked for.
+        let early = app.authenticate(Some(&signed(Some("a"), &a)), NOW);
+        assert_eq!(early, Err(TokenError::KeysNotLoaded));
+        assert!(early.unwrap_err().to_string().contains("not loaded yet"));
+        assert!(live.refetch_requested());
+        // The fetcher takes the request (at once: min_refetch is 0 here).
+        let at_once = FetchSchedule {
+            min_refetch: Duration::ZERO,
+            ..JwksSource::DEFAULT_SCHEDULE
+        };
+        assert!(live.wait_for_fetch(at_once, Instant::now()));
+
+        live.install(KeySet::parse(&doc(&[ec_jwk("a", &a)]), Algorithm::Es256).unwrap());
+        let identity = app.authenticate(Some(&signed(Some("a"), &a)), NOW).unwrap();
+        assert_eq!(identity.unwrap().user_id.as_deref(), Some("u1"));
+        // One key: a token without kid takes it.
+        assert!(app.authenticate(Some(&signed(None, &a)), NOW).is_ok());
+        assert!(!live.refetch_requested());
+
+        let unknown = app.authenticate(Some(&signed(Some("b"), &b)), NOW);
+        assert_eq!(unknown, Err(TokenError::UnknownKeyId("b".into())));
+        assert!(unknown.unwrap_err().to_string().contains("unknown key id"));
+        assert!(live.refetch_requested());
+
+        // After the rotation the new key is chosen and the retired one is unknown.
+        live.install(
+            KeySet::parse(
+                &doc(&[ec_jwk("b", &b), ec_jwk("c", &new_ec_key())]),
+                Algorithm::Es256,
+            )
+            .unwrap(),
+        );
+        assert!(app.authenticate(Some(&signed(Some("b"), &b)), NOW).is_ok());
+        assert_eq!(
+            app.authenticate(Some(&signed(Some("a"), &a)), NOW),
+            Err(TokenError::UnknownKeyId("a".into()))
+        );
+        assert_eq!(
+            app.authenticate(Some(&signed(None, &b)), NOW),
+            Err(TokenError::KidRequired)
+        );
+        // The kid picks the key, but the signature must still be that key's.
+        assert_eq!(
+            app.authenticate(Some(&signed(Some("b"), &a)), NOW),
+            Err(TokenError::Invalid(JwtError::BadSignature))
+        );
+    }
 
     #[test]
     fn a_clusters_nodes_share_an_apps_api_request_limit() {

@@ -99,6 +99,12 @@ pub fn handle(
                     None => Vec::new(),
                 },
                 verifiers: view.server.verifiers.metrics(),
+                jwks: shard
+                    .state()
+                    .apps
+                    .iter()
+                    .filter_map(|a| a.jwks().map(|keys| (a.config.id.as_str(), &**keys)))
+                    .collect(),
             };
             let text = render_prometheus(&Totals::gather(view.metrics), &facts);
             return Reply::Now(response(

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::counters::{AppTotals, Totals};
 use super::latency::{LATENCY_BUCKETS, latency_bucket_bound_us};
 use super::{ALLOCATIONS, VerifierMetrics, WebhookMetrics, process};
+use crate::core::auth::jwks::LiveKeys;
 use crate::core::counters::TenantCounters;
 use crate::core::wire::Fault;
 
@@ -28,6 +29,8 @@ pub struct ServerFacts<'a> {
     /// Each app's backend token verification counters, `None` where it has none (indexed
     /// like `app_ids`).
     pub verifiers: Vec<Option<&'a VerifierMetrics>>,
+    /// The JWKS key sets of the apps whose keys come from `jwks_url`, by app id.
+    pub jwks: Vec<(&'a str, &'a LiveKeys)>,
 }
 
 /// Renders every shard's counters, summed, in the Prometheus text format.
@@ -269,7 +272,7 @@ pub fn render_prometheus(totals: &Totals, facts: &ServerFacts<'_>) -> String {
         let code = crate::core::wire::pusher::codes::code(fault);
         let _ = writeln!(out, "ringcast_errors_total{{code=\"{code}\"}} {n}");
     }
-    let per_app: [PerAppSeries; 6] = [
+    let per_app: [PerAppSeries<AppTotals>; 6] = [
         (
             "ringcast_app_connections",
             "Open connections per app.",
@@ -307,12 +310,9 @@ pub fn render_prometheus(totals: &Totals, facts: &ServerFacts<'_>) -> String {
             |a| a.rate_limited as i64,
         ),
     ];
-    for (name, help, kind, get) in per_app {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (app_id, app) in facts.app_ids.iter().zip(&totals.apps) {
-            let _ = writeln!(out, "{name}{{app=\"{app_id}\"}} {}", get(app));
-        }
-    }
+    let apps: Vec<(&str, &AppTotals)> = facts.app_ids.iter().copied().zip(&totals.apps).collect();
+    render_per_app(&mut out, &per_app, &apps);
+    render_jwks(&mut out, &facts.jwks);
     let _ = writeln!(
         out,
         "# HELP ringcast_delivery_latency_seconds From an event's acceptance to its frame written to the subscriber's socket.\n# TYPE ringcast_delivery_latency_seconds histogram"
@@ -336,13 +336,46 @@ pub fn render_prometheus(totals: &Totals, facts: &ServerFacts<'_>) -> String {
     out
 }
 
-/// A per-app series: name, help, Prometheus type, and how to read it.
-type PerAppSeries = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&AppTotals) -> i64,
-);
+/// A per-app series: name, help, Prometheus type, and how to read it from a `T`.
+type PerAppSeries<T> = (&'static str, &'static str, &'static str, fn(&T) -> i64);
+
+/// Per app with `jwks_url`: fetches that loaded keys, fetches that failed, keys in use.
+fn render_jwks(out: &mut String, apps: &[(&str, &LiveKeys)]) {
+    if apps.is_empty() {
+        return;
+    }
+    let series: [PerAppSeries<LiveKeys>; 3] = [
+        (
+            "ringcast_app_jwks_fetches_total",
+            "JWKS fetches that loaded a key set, per app.",
+            "counter",
+            |keys| keys.fetches_ok() as i64,
+        ),
+        (
+            "ringcast_app_jwks_fetch_failures_total",
+            "JWKS fetches that failed or gave no usable key (the keys in use stay), per app.",
+            "counter",
+            |keys| keys.fetches_failed() as i64,
+        ),
+        (
+            "ringcast_app_jwks_keys",
+            "JWKS keys in use per app (0 until the first successful fetch).",
+            "gauge",
+            |keys| keys.keys_loaded() as i64,
+        ),
+    ];
+    render_per_app(out, &series, apps);
+}
+
+/// Each series, with one line per app of `apps` (app id, what the series reads).
+fn render_per_app<T>(out: &mut String, series: &[PerAppSeries<T>], apps: &[(&str, &T)]) {
+    for (name, help, kind, get) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (app_id, value) in apps {
+            let _ = writeln!(out, "{name}{{app=\"{app_id}\"}} {}", get(value));
+        }
+    }
+}
 
 fn render_cluster(out: &mut String, cluster: &crate::core::cluster::ClusterStatus) {
     let up = cluster.is_up();

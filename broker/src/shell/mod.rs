@@ -61,6 +61,7 @@ pub struct Server {
     threads: Vec<thread::JoinHandle<()>>,
     webhooks: crate::webhooks::WebhookQueue,
     webhook_thread: thread::JoinHandle<()>,
+    jwks: crate::jwks::JwksFetchers,
     audit: crate::audit::AuditLog,
     audit_thread: thread::JoinHandle<()>,
     cluster: Option<(
@@ -79,6 +80,8 @@ const AUDIT_QUEUE_CAPACITY: usize = 16_384;
 
 /// Webhook events that may wait for the sender thread before new ones are dropped.
 const WEBHOOK_QUEUE_CAPACITY: usize = 16_384;
+/// How long shutdown waits for the JWKS fetchers (one in a fetch ends by itself later).
+const JWKS_STOP_TIMEOUT: Duration = Duration::from_millis(200);
 /// How long shutdown waits for the webhook sender's last attempt.
 const WEBHOOK_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -158,6 +161,7 @@ impl Server {
         let (webhooks, webhook_thread) =
             crate::webhooks::spawn(shared.clone(), WEBHOOK_QUEUE_CAPACITY, webhook_metrics)
                 .map_err(StartError::Thread)?;
+        let jwks = crate::jwks::spawn(&shared.apps).map_err(StartError::Thread)?;
         let metrics: Arc<Vec<Arc<ShardMetrics>>> = Arc::new(
             (0..shard_count)
                 .map(|_| Arc::new(ShardMetrics::new(shared.apps.len())))
@@ -237,6 +241,7 @@ impl Server {
             threads,
             webhooks,
             webhook_thread,
+            jwks,
             audit,
             audit_thread,
             cluster,
@@ -292,6 +297,9 @@ impl Server {
     /// 503); then stops accepting and waits (bounded) for the shards and the writer threads.
     pub fn shutdown(self) {
         self.mesh.request_shutdown();
+        // No connection is admitted from here on: renewals while draining use the keys in use.
+        self.jwks
+            .stop(std::time::Instant::now() + JWKS_STOP_TIMEOUT);
         let deadline = std::time::Instant::now() + self.shutdown_timeout + Duration::from_secs(1);
         for thread in self.threads {
             while !thread.is_finished() && std::time::Instant::now() < deadline {

@@ -6,6 +6,10 @@
 //! token may use. Keys of other types or curves, and keys whose `use` is not `sig`, are skipped
 //! rather than failing the document, because providers publish such keys beside signing keys.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
@@ -166,6 +170,145 @@ impl Jwk {
     }
 }
 
+/// An app's key set as last fetched, shared by the shards that verify tokens with it and the
+/// fetcher thread that replaces it, with what the fetcher is asked to do next.
+///
+/// Shards only ever take the read lock for as long as it takes to clone an `Arc`, and the
+/// fetcher takes the write lock only to swap that `Arc`, so a slow fetch never stalls a shard.
+#[derive(Debug, Default)]
+pub struct LiveKeys {
+    set: RwLock<Option<Arc<KeySet>>>,
+    wake: Mutex<Wake>,
+    woken: Condvar,
+    fetches_ok: AtomicU64,
+    fetches_failed: AtomicU64,
+}
+
+/// What the fetcher has been asked since it last looked.
+#[derive(Debug, Default)]
+struct Wake {
+    /// A token named a `kid` the set does not hold (or came before any set was loaded).
+    refetch: bool,
+    /// The server is stopping.
+    stop: bool,
+}
+
+/// How often a fetcher fetches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchSchedule {
+    /// Time between two scheduled fetches (`jwks_refresh_secs`).
+    pub refresh: Duration,
+    /// Least time between the last fetch and one asked for by a token naming an unknown
+    /// `kid` (`jwks_min_refetch_secs`), so that forged kids cannot make the broker hammer
+    /// the provider.
+    pub min_refetch: Duration,
+}
+
+impl FetchSchedule {
+    /// `Ok` when a fetch is due at `now`, given the last one at `last`; else when it will be.
+    fn due(&self, refetch_asked: bool, last: Instant, now: Instant) -> Result<(), Instant> {
+        // Durations past what an `Instant` can hold (never from a file) mean "a day from now".
+        let after = |wait: Duration| {
+            last.checked_add(wait)
+                .unwrap_or_else(|| now + Duration::from_secs(86_400))
+        };
+        let scheduled = after(self.refresh);
+        let deadline = if refetch_asked {
+            scheduled.min(after(self.min_refetch))
+        } else {
+            scheduled
+        };
+        if now >= deadline {
+            Ok(())
+        } else {
+            Err(deadline)
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock only means another thread panicked mid-update; two flags stay usable.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl LiveKeys {
+    /// The set last loaded; `None` until the first fetch succeeds.
+    pub fn current(&self) -> Option<Arc<KeySet>> {
+        self.set
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts a freshly fetched set in place of the old one, and counts the fetch.
+    pub fn install(&self, set: KeySet) {
+        *self.set.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(set));
+        self.fetches_ok.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a fetch that gave no set (the old one stays).
+    pub fn count_failure(&self) {
+        self.fetches_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Asks the fetcher for a fetch as soon as its schedule's `min_refetch` allows: a token
+    /// named a key the set does not hold, which a rotation at the provider may have added.
+    pub fn request_refetch(&self) {
+        lock(&self.wake).refetch = true;
+        self.woken.notify_all();
+    }
+
+    /// Whether a refetch was asked for and has not started yet.
+    pub fn refetch_requested(&self) -> bool {
+        lock(&self.wake).refetch
+    }
+
+    /// Tells the fetcher to end (it does after the fetch it may be in).
+    pub fn stop(&self) {
+        lock(&self.wake).stop = true;
+        self.woken.notify_all();
+    }
+
+    /// Blocks the fetcher until its next fetch is due, given the last one at `last`: `true`
+    /// to fetch now (a pending refetch request is taken), `false` to end.
+    pub fn wait_for_fetch(&self, schedule: FetchSchedule, last: Instant) -> bool {
+        let mut wake = lock(&self.wake);
+        loop {
+            if wake.stop {
+                return false;
+            }
+            let now = Instant::now();
+            match schedule.due(wake.refetch, last, now) {
+                Ok(()) => {
+                    wake.refetch = false;
+                    return true;
+                }
+                Err(deadline) => {
+                    wake = match self.woken.wait_timeout(wake, deadline - now) {
+                        Ok((guard, _)) => guard,
+                        Err(poisoned) => poisoned.into_inner().0,
+                    };
+                }
+            }
+        }
+    }
+
+    /// Fetches that loaded a set.
+    pub fn fetches_ok(&self) -> u64 {
+        self.fetches_ok.load(Ordering::Relaxed)
+    }
+
+    /// Fetches that failed or gave an unusable document.
+    pub fn fetches_failed(&self) -> u64 {
+        self.fetches_failed.load(Ordering::Relaxed)
+    }
+
+    /// Keys in the set in use (0 before the first successful fetch).
+    pub fn keys_loaded(&self) -> usize {
+        self.current().map_or(0, |set| set.len())
+    }
+}
+
 fn decode(text: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(text).ok().filter(|b| !b.is_empty())
 }
@@ -219,7 +362,7 @@ fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use base64::engine::general_purpose::STANDARD;
     use ring::rand::SystemRandom;
@@ -245,19 +388,19 @@ mod tests {
         URL_SAFE_NO_PAD.encode(data)
     }
 
-    fn ec_jwk(kid: &str, key: &EcdsaKeyPair) -> serde_json::Value {
+    pub(crate) fn ec_jwk(kid: &str, key: &EcdsaKeyPair) -> serde_json::Value {
         let point = key.public_key().as_ref();
         serde_json::json!({"kty": "EC", "crv": "P-256", "kid": kid, "use": "sig",
             "x": b64(&point[1..33]), "y": b64(&point[33..65])})
     }
 
-    fn new_ec_key() -> EcdsaKeyPair {
+    pub(crate) fn new_ec_key() -> EcdsaKeyPair {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
         EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap()
     }
 
-    fn doc(keys: &[serde_json::Value]) -> Vec<u8> {
+    pub(crate) fn doc(keys: &[serde_json::Value]) -> Vec<u8> {
         serde_json::json!({ "keys": keys }).to_string().into_bytes()
     }
 
@@ -388,6 +531,55 @@ mod tests {
             KeySet::parse(&doc(&over), Algorithm::Es256),
             Err(JwksError::TooManyKeys)
         );
+    }
+
+    #[test]
+    fn a_refetch_waits_for_min_refetch_and_a_refresh_for_its_interval() {
+        let schedule = FetchSchedule {
+            refresh: Duration::from_secs(300),
+            min_refetch: Duration::from_secs(10),
+        };
+        let last = Instant::now();
+        let at = |secs| last + Duration::from_secs(secs);
+        assert_eq!(schedule.due(false, last, at(5)), Err(at(300)));
+        assert_eq!(schedule.due(true, last, at(5)), Err(at(10)));
+        assert_eq!(schedule.due(true, last, at(10)), Ok(()));
+        assert_eq!(schedule.due(false, last, at(300)), Ok(()));
+        let endless = FetchSchedule {
+            refresh: Duration::MAX,
+            min_refetch: Duration::MAX,
+        };
+        assert_eq!(endless.due(true, last, at(1)), Err(at(1 + 86_400)));
+        // A refetch can never be later than the scheduled refresh.
+        let tight = FetchSchedule {
+            refresh: Duration::from_secs(5),
+            ..schedule
+        };
+        assert_eq!(tight.due(true, last, at(1)), Err(at(5)));
+    }
+
+    #[test]
+    fn live_keys_take_requests_and_stop_the_fetcher() {
+        let live = LiveKeys::default();
+        assert!(live.current().is_none());
+        assert_eq!(live.keys_loaded(), 0);
+        live.request_refetch();
+        assert!(live.refetch_requested());
+        let schedule = FetchSchedule {
+            refresh: Duration::from_secs(300),
+            min_refetch: Duration::ZERO,
+        };
+        // The request is due at once (min_refetch is 0 here) and is taken.
+        assert!(live.wait_for_fetch(schedule, Instant::now()));
+        assert!(!live.refetch_requested());
+        live.install(KeySet::parse(&doc(&[ec_jwk("a", &new_ec_key())]), Algorithm::Es256).unwrap());
+        live.count_failure();
+        assert_eq!(
+            (live.keys_loaded(), live.fetches_ok(), live.fetches_failed()),
+            (1, 1, 1)
+        );
+        live.stop();
+        assert!(!live.wait_for_fetch(schedule, Instant::now()));
     }
 
     #[test]

@@ -174,6 +174,26 @@ pub fn sign_hs256(claims: &Value, secret: &[u8]) -> String {
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
 }
 
+/// Signs `claims` as a compact ES256 JWS naming `kid` in its header (for tools and tests
+/// that issue tokens, e.g. for a JWKS they publish).
+pub fn sign_es256(
+    claims: &Value,
+    kid: Option<&str>,
+    key: &signature::EcdsaKeyPair,
+) -> Result<String, ring::error::Unspecified> {
+    let mut header = serde_json::json!({"alg": "ES256", "typ": "JWT"});
+    if let Some(kid) = kid {
+        header["kid"] = kid.into();
+    }
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let sig = key.sign(&ring::rand::SystemRandom::new(), input.as_bytes())?;
+    Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref())))
+}
+
 /// Whether `text` has the shape of a compact JWS (three base64url parts), e.g. to pick the
 /// token out of the `Sec-WebSocket-Protocol` values a browser offers.
 pub fn looks_like_token(text: &str) -> bool {
@@ -247,6 +267,9 @@ pub struct VerifyOptions<'a> {
     pub claims: &'a ClaimNames,
     /// Longest user id.
     pub max_user_id_chars: usize,
+    /// When not empty, the token's `azp` (authorized party, as Clerk issues it) must be one
+    /// of these.
+    pub authorized_parties: &'a [String],
 }
 
 /// The verified identity of a connection.
@@ -323,6 +346,12 @@ pub enum JwtError {
     /// `aud` does not contain the configured audience.
     #[error("token audience does not match")]
     WrongAudience,
+    /// `authorized_parties` is set and the token has no `azp`.
+    #[error("token has no azp claim, and the app requires one of its authorized_parties")]
+    MissingAuthorizedParty,
+    /// `azp` is not one of `authorized_parties`.
+    #[error("token azp is not one of the app's authorized_parties")]
+    WrongAuthorizedParty,
     /// A mapped claim has the wrong type or is too long.
     #[error("claim {0:?} is invalid or too long")]
     BadClaim(String),
@@ -334,22 +363,71 @@ fn decode_part(part: &str, what: &'static str) -> Result<Vec<u8>, JwtError> {
         .map_err(|_| JwtError::Malformed(what))
 }
 
+/// A compact JWS split into its three parts, with its header read: what choosing a key
+/// needs, before any signature work.
+pub struct Token<'a> {
+    /// The whole token, whose `header.payload` prefix is what the signature covers.
+    text: &'a str,
+    payload: &'a str,
+    signature: &'a str,
+    /// The header's `alg`, when it is a string.
+    alg: Option<String>,
+    /// The header's `kid` (one that is not a string makes the token malformed).
+    kid: Option<String>,
+}
+
+impl<'a> Token<'a> {
+    /// Splits `text` and reads its header; claims are read only by [`Token::verify`].
+    pub fn parse(text: &'a str) -> Result<Self, JwtError> {
+        if text.len() > MAX_TOKEN_BYTES {
+            return Err(JwtError::TooLarge);
+        }
+        let mut parts = text.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(JwtError::Malformed("expected three dot-separated parts"));
+        };
+        let header: Map<String, Value> =
+            serde_json::from_slice(&decode_part(header, "header is not base64url")?)
+                .map_err(|_| JwtError::Malformed("header is not a JSON object"))?;
+        let kid = match header.get("kid") {
+            None => None,
+            Some(Value::String(kid)) => Some(kid.clone()),
+            Some(_) => return Err(JwtError::Malformed("header kid is not a string")),
+        };
+        Ok(Self {
+            text,
+            payload,
+            signature,
+            alg: header.get("alg").and_then(Value::as_str).map(str::to_owned),
+            kid,
+        })
+    }
+
+    /// The header's `kid`: which key of a JWKS signed the token.
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+
+    /// Verifies the token and maps its claims to an [`Identity`].
+    pub fn verify(&self, opts: &VerifyOptions<'_>, now_unix: u64) -> Result<Identity, JwtError> {
+        verify_parsed(self, opts, now_unix)
+    }
+}
+
 /// Verifies a compact JWS and maps its claims to an [`Identity`].
 pub fn verify(token: &str, opts: &VerifyOptions<'_>, now_unix: u64) -> Result<Identity, JwtError> {
-    if token.len() > MAX_TOKEN_BYTES {
-        return Err(JwtError::TooLarge);
-    }
-    let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(sig), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(JwtError::Malformed("expected three dot-separated parts"));
-    };
-    let header: Map<String, Value> =
-        serde_json::from_slice(&decode_part(header, "header is not base64url")?)
-            .map_err(|_| JwtError::Malformed("header is not a JSON object"))?;
+    Token::parse(token)?.verify(opts, now_unix)
+}
+
+fn verify_parsed(
+    token: &Token<'_>,
+    opts: &VerifyOptions<'_>,
+    now_unix: u64,
+) -> Result<Identity, JwtError> {
     let expected = opts.key.algorithm().name();
-    match header.get("alg").and_then(Value::as_str) {
+    match token.alg.as_deref() {
         Some(alg) if alg == expected => {}
         other => {
             return Err(JwtError::AlgorithmMismatch {
@@ -358,14 +436,15 @@ pub fn verify(token: &str, opts: &VerifyOptions<'_>, now_unix: u64) -> Result<Id
             });
         }
     }
-    let sig = decode_part(sig, "signature is not base64url")?;
-    let signed = &token[..token.len() - token.rsplit('.').next().map_or(0, str::len) - 1];
+    let sig = decode_part(token.signature, "signature is not base64url")?;
+    // The signature is the last part: what precedes it and its dot is what it signs.
+    let signed = &token.text[..token.text.len() - token.signature.len() - 1];
     if !opts.key.verify(signed.as_bytes(), &sig) {
         return Err(JwtError::BadSignature);
     }
     // Claims are only parsed once the signature holds.
     let claims: Map<String, Value> =
-        serde_json::from_slice(&decode_part(payload, "claims are not base64url")?)
+        serde_json::from_slice(&decode_part(token.payload, "claims are not base64url")?)
             .map_err(|_| JwtError::Malformed("claims are not a JSON object"))?;
     let expires_at = claims
         .get("exp")
@@ -392,6 +471,13 @@ pub fn verify(token: &str, opts: &VerifyOptions<'_>, now_unix: u64) -> Result<Id
         };
         if !ok {
             return Err(JwtError::WrongAudience);
+        }
+    }
+    if !opts.authorized_parties.is_empty() {
+        match claims.get("azp").and_then(Value::as_str) {
+            None => return Err(JwtError::MissingAuthorizedParty),
+            Some(azp) if opts.authorized_parties.iter().any(|p| p == azp) => {}
+            Some(_) => return Err(JwtError::WrongAuthorizedParty),
         }
     }
     let names = opts.claims;
@@ -518,17 +604,21 @@ mod tests {
         serde_json::json!({"sub": "u1", "tenant_id": "t9", "actor": "user", "roles": ["admin", "support"], "jti": "j1", "exp": NOW + 60})
     }
 
-    fn check(key: &VerifyingKey, token: &str) -> Result<Identity, JwtError> {
-        let names = ClaimNames::default();
-        let opts = VerifyOptions {
+    /// No issuer, audience, leeway or authorized parties.
+    fn plain<'a>(key: &'a VerifyingKey, names: &'a ClaimNames) -> VerifyOptions<'a> {
+        VerifyOptions {
             key,
             issuer: None,
             audience: None,
             leeway_secs: 0,
-            claims: &names,
+            claims: names,
             max_user_id_chars: 128,
-        };
-        verify(token, &opts, NOW)
+            authorized_parties: &[],
+        }
+    }
+
+    fn check(key: &VerifyingKey, token: &str) -> Result<Identity, JwtError> {
+        verify(token, &plain(key, &ClaimNames::default()), NOW)
     }
 
     #[test]
@@ -641,6 +731,7 @@ mod tests {
             leeway_secs: 10,
             claims: &names,
             max_user_id_chars: 128,
+            authorized_parties: &[],
         };
         assert!(verify(&expired, &opts, NOW).is_ok());
         let early = token(
@@ -667,6 +758,7 @@ mod tests {
             leeway_secs: 0,
             claims: &names,
             max_user_id_chars: 128,
+            authorized_parties: &[],
         };
         assert!(verify(&token_, &opts, NOW).is_ok());
         opts.issuer = Some("them");
@@ -690,6 +782,69 @@ mod tests {
             &serde_json::json!({"sub": "u", "exp": NOW + 60, "roles": many}),
         );
         assert!(matches!(check(&key, &too_many), Err(JwtError::BadClaim(_))));
+    }
+
+    #[test]
+    fn authorized_parties_require_an_azp_among_them() {
+        let key = VerifyingKey::hs256(b"jwt-secret");
+        let names = ClaimNames::default();
+        let parties = ["https://app.example.com".to_owned()];
+        let opts = VerifyOptions {
+            authorized_parties: &parties,
+            ..plain(&key, &names)
+        };
+        let with_azp = |azp: &str| {
+            token(
+                "HS256",
+                &serde_json::json!({"sub": "u", "exp": NOW + 60, "azp": azp}),
+            )
+        };
+        assert!(verify(&with_azp("https://app.example.com"), &opts, NOW).is_ok());
+        assert_eq!(
+            verify(&with_azp("https://evil.example.com"), &opts, NOW),
+            Err(JwtError::WrongAuthorizedParty)
+        );
+        let without = token("HS256", &serde_json::json!({"sub": "u", "exp": NOW + 60}));
+        let refused = verify(&without, &opts, NOW).unwrap_err();
+        assert_eq!(refused, JwtError::MissingAuthorizedParty);
+        assert!(refused.to_string().contains("azp"), "{refused}");
+        // Without authorized_parties, azp is not looked at.
+        assert!(check(&key, &with_azp("anything")).is_ok());
+    }
+
+    #[test]
+    fn the_header_is_read_once_and_names_the_kid() {
+        let input = format!(
+            "{}.{}",
+            b64(br#"{"alg":"HS256","kid":"k-7"}"#),
+            b64(claims().to_string().as_bytes())
+        );
+        let tag = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, b"jwt-secret"),
+            input.as_bytes(),
+        );
+        let text = format!("{input}.{}", b64(tag.as_ref()));
+        let parsed = Token::parse(&text).unwrap();
+        assert_eq!(parsed.kid(), Some("k-7"));
+        let names = ClaimNames::default();
+        let key = VerifyingKey::hs256(b"jwt-secret");
+        assert_eq!(
+            parsed
+                .verify(&plain(&key, &names), NOW)
+                .unwrap()
+                .jti
+                .as_deref(),
+            Some("j1")
+        );
+        assert_eq!(
+            Token::parse(&token("HS256", &claims())).unwrap().kid(),
+            None
+        );
+        let numeric_kid = format!("{}.e30.sig", b64(br#"{"alg":"HS256","kid":7}"#));
+        assert!(matches!(
+            Token::parse(&numeric_kid),
+            Err(JwtError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -23,7 +23,8 @@ pub use self::cluster::{ClusterConfig, RedisTarget, RedisUrlError};
 pub use self::origin::{AllowedOrigin, MalformedOrigin, RequestOrigin, origin_allowed};
 pub use self::verification::{TokenVerification, VerifyMethod};
 use crate::core::admin::AdminAccount;
-use crate::core::auth::jwt::{ClaimNames, VerifyOptions, VerifyingKey};
+use crate::core::auth::jwks::FetchSchedule;
+use crate::core::auth::jwt::{Algorithm, ClaimNames, VerifyOptions, VerifyingKey};
 use crate::core::policy::RuleConfig;
 use crate::core::proxy::TrustedProxies;
 use crate::core::webhook::WebhookKind;
@@ -539,8 +540,8 @@ impl ChannelFilter {
 pub struct JwtConfig {
     /// Refuse connections without a valid token (4009); when false a token is optional.
     pub required: bool,
-    /// The key tokens must be signed with; it fixes the algorithm.
-    pub key: VerifyingKey,
+    /// Where the keys tokens must be signed with come from; they fix the algorithm.
+    pub keys: JwtKeys,
     /// Required `iss`.
     pub issuer: Option<String>,
     /// Required `aud`.
@@ -549,22 +550,67 @@ pub struct JwtConfig {
     pub leeway_secs: u64,
     /// Which claims carry the user id, tenant, actor type and roles.
     pub claims: ClaimNames,
+    /// When not empty, a token's `azp` must be one of these (`authorized_parties`).
+    pub authorized_parties: Vec<String>,
+}
+
+/// Where a JWT table's verifying keys come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JwtKeys {
+    /// The one key the table writes (`secret`, `public_key` or `public_key_file`).
+    Static(VerifyingKey),
+    /// The keys of a JWKS document fetched from `jwks_url` (apps only), chosen by `kid`.
+    Jwks(JwksSource),
+}
+
+/// Where and how often an app's JWKS document is fetched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JwksSource {
+    /// `http://` or `https://` URL of the document.
+    pub url: String,
+    /// The algorithm its keys must be for (RS256 or ES256).
+    pub algorithm: Algorithm,
+    /// How often it is fetched.
+    pub schedule: FetchSchedule,
+}
+
+impl JwksSource {
+    /// `jwks_refresh_secs` and `jwks_min_refetch_secs` when a table does not set them.
+    pub const DEFAULT_SCHEDULE: FetchSchedule = FetchSchedule {
+        refresh: Duration::from_secs(300),
+        min_refetch: Duration::from_secs(10),
+    };
+
+    /// The document at `url`, for `algorithm`, with the default schedule.
+    pub fn new(url: impl Into<String>, algorithm: Algorithm) -> Self {
+        Self {
+            url: url.into(),
+            algorithm,
+            schedule: Self::DEFAULT_SCHEDULE,
+        }
+    }
 }
 
 impl JwtConfig {
     /// `leeway_secs` when a table does not set it.
     pub const DEFAULT_LEEWAY_SECS: u64 = 30;
 
-    /// Tokens signed with `key`, optional, and every other setting at its default.
-    pub fn new(key: VerifyingKey) -> Self {
+    /// Tokens signed with keys from `keys`, optional, and every other setting at its default.
+    pub fn with_keys(keys: JwtKeys) -> Self {
         Self {
             required: false,
-            key,
+            keys,
             issuer: None,
             audience: None,
             leeway_secs: Self::DEFAULT_LEEWAY_SECS,
             claims: ClaimNames::default(),
+            authorized_parties: Vec::new(),
         }
+    }
+
+    /// Tokens signed with `key`, optional, and every other setting at its default.
+    pub fn new(key: VerifyingKey) -> Self {
+        Self::with_keys(JwtKeys::Static(key))
     }
 
     /// HS256 with `secret`, as an `[apps.jwt]` table with only `algorithm` and `secret` gives.
@@ -572,15 +618,29 @@ impl JwtConfig {
         Self::new(VerifyingKey::hs256(secret.as_bytes()))
     }
 
-    /// What a token must satisfy; user ids longer than `max_user_id_chars` are refused.
-    pub fn verify_options(&self, max_user_id_chars: usize) -> VerifyOptions<'_> {
+    /// Where the JWKS document comes from, if the keys are fetched.
+    pub fn jwks(&self) -> Option<&JwksSource> {
+        match &self.keys {
+            JwtKeys::Jwks(source) => Some(source),
+            JwtKeys::Static(_) => None,
+        }
+    }
+
+    /// What a token checked with `key` (the static key, or the one its `kid` chose) must
+    /// satisfy; user ids longer than `max_user_id_chars` are refused.
+    pub fn verify_options<'a>(
+        &'a self,
+        key: &'a VerifyingKey,
+        max_user_id_chars: usize,
+    ) -> VerifyOptions<'a> {
         VerifyOptions {
-            key: &self.key,
+            key,
             issuer: self.issuer.as_deref(),
             audience: self.audience.as_deref(),
             leeway_secs: self.leeway_secs,
             claims: &self.claims,
             max_user_id_chars,
+            authorized_parties: &self.authorized_parties,
         }
     }
 }
@@ -627,6 +687,7 @@ mod tests {
         assert!(!jwt.required);
         assert_eq!(jwt.leeway_secs, 30);
         assert_eq!(jwt.claims, ClaimNames::default());
+        assert!(jwt.authorized_parties.is_empty() && jwt.jwks().is_none());
         assert_eq!((jwt.issuer, jwt.audience), (None, None));
     }
 }
