@@ -3,11 +3,15 @@
 
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Pusher from 'pusher-js';
 import { MAIN_APP, startBroker } from '../lib/broker.mjs';
 import { PusherClient, disconnectAll, newUser, pusherOptions, serverSdk } from '../lib/clients.mjs';
-import { TEST_TIMEOUT_MS } from '../lib/wait.mjs';
+import { startRedis } from '../lib/redis.mjs';
+import { TEST_TIMEOUT_MS, waitFor } from '../lib/wait.mjs';
 
 const T = { timeout: TEST_TIMEOUT_MS };
 const JWT_SECRET = 'conformance-jwt-secret-of-32-bytes-at-least';
@@ -109,5 +113,65 @@ describe('JWT connections (pusher-js)', () => {
     const [refused] = await again.errors.next((e) => codeOf(e) === 4009, { what: 'refusal' });
     assert.match((refused.data ?? refused.error.data).message, /revoked/);
     assert.equal(other.pusher.connection.state, 'connected');
+  });
+});
+
+describe('JWT revocation by user across nodes and restarts (pusher-js)', () => {
+  const jwtApp = { ...MAIN_APP, jwt: { required: true, algorithm: 'HS256', secret: JWT_SECRET, leeway_secs: 0 } };
+  const now = () => Math.floor(Date.now() / 1000);
+  const revokeUser = (broker, sub) =>
+    serverSdk(broker).post({ path: '/tokens/revoke', body: { sub, until: now() + 300 } });
+  // Refused during the handshake, pusher-js wraps the error: {type: 'WebSocketError', error: {...}}.
+  const refusal = (e) => e.data ?? e.error?.data;
+  let redis;
+  let nodes = [];
+  before(async () => {
+    redis = await startRedis();
+    const cluster = { redis_url: redis.url, node_timeout_secs: 3 };
+    nodes = await Promise.all(
+      ['127.0.0.2', '127.0.0.3'].map((host) => startBroker({ apps: [jwtApp], server: { host }, cluster })),
+    );
+    for (const node of nodes) {
+      await waitFor(async () => (await (await fetch(`${node.httpBase}/up`)).json()).health === 'ok', {
+        what: `${node.httpBase} to synchronize`,
+      });
+    }
+  });
+  after(async () => {
+    disconnectAll();
+    await Promise.all(nodes.map((n) => n.stop()));
+    await redis?.stop();
+  });
+
+  it('revoking a user through one node closes every socket of theirs on every node', T, async (t) => {
+    const sockets = nodes.map((node, i) => client(t, node, jwt({ sub: 'n1', jti: `n1-${i}`, exp: now() + 60 })));
+    const bystander = client(t, nodes[1], jwt({ sub: 'n2', jti: 'n2-0', exp: now() + 60 }));
+    await Promise.all([...sockets, bystander].map((c) => c.connected()));
+    const closed = sockets.map((c) => c.errors.next((e) => e.data?.code === 4009, { what: 'revocation' }));
+    assert.equal((await revokeUser(nodes[0], 'n1')).status, 200);
+    for (const [error] of await Promise.all(closed)) {
+      assert.equal(error.data.message, 'token revoked');
+    }
+    // The other node refuses the user's new tokens too; the bystander stays.
+    const again = client(t, nodes[1], jwt({ sub: 'n1', jti: 'n1-new', exp: now() + 60 }));
+    const [refused] = await again.errors.next((e) => refusal(e)?.code === 4009, { what: 'refusal' });
+    assert.match(refusal(refused).message, /revoked/);
+    assert.equal(bystander.pusher.connection.state, 'connected');
+  });
+
+  it('a user revocation survives a restart of a single node', T, async (t) => {
+    const dataDir = join(await mkdtemp(join(tmpdir(), 'ringcast-revoked-')), 'data');
+    let broker = await startBroker({ apps: [jwtApp], server: { data_dir: dataDir } });
+    try {
+      assert.equal((await revokeUser(broker, 'r1')).status, 200);
+      await broker.stop();
+      broker = await startBroker({ apps: [jwtApp], server: { data_dir: dataDir } });
+      const revoked = client(t, broker, jwt({ sub: 'r1', jti: 'r1-a', exp: now() + 60 }));
+      const [refused] = await revoked.errors.next((e) => refusal(e)?.code === 4009, { what: 'refusal' });
+      assert.match(refusal(refused).message, /revoked/);
+      await client(t, broker, jwt({ sub: 'r2', jti: 'r2-a', exp: now() + 60 })).connected();
+    } finally {
+      await broker.stop();
+    }
   });
 });
