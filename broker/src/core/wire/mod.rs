@@ -16,6 +16,7 @@
 
 pub mod fault;
 pub mod pusher;
+pub mod socketio;
 
 use std::borrow::Cow;
 use std::time::Duration;
