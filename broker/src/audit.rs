@@ -246,13 +246,8 @@ impl AuditLog {
         }
     }
 
-    /// Persists a resource change; `false` if the writer's queue is full (the caller reports
-    /// the failure rather than losing the change silently).
-    pub fn persist_resource(&self, write: ResourceWrite) -> bool {
-        self.tx.try_send(Message::Resource(write)).is_ok()
-    }
-
-    /// Persists a resource change or a revocation; `false` if the writer's queue is full.
+    /// Persists a resource change or a revocation; `false` if the writer's queue is full (the
+    /// caller reports the failure rather than losing the change silently).
     pub fn persist(&self, write: StoreWrite) -> bool {
         let message = match write {
             StoreWrite::Resource(write) => Message::Resource(write),
@@ -631,12 +626,12 @@ mod tests {
                 attributes: [("status".to_owned(), "DISPUTED".to_owned())].into(),
                 tenant: Some("acme".into()),
             };
-            assert!(log.persist_resource(ResourceWrite {
+            assert!(log.persist(StoreWrite::Resource(ResourceWrite {
                 app: "1".into(),
                 kind: "escrow".into(),
                 id: "42".into(),
                 value: Some(resource),
-            }));
+            })));
             log.stop(Duration::from_secs(1));
             thread.join().unwrap();
         }

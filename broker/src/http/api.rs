@@ -163,14 +163,7 @@ fn reply(served: Result<Served, ApiError>, keep_alive: bool) -> Reply {
             persist: None,
         }),
         Ok(Served::Persist(query, write)) => Reply::Later(Later {
-            queries: vec![query],
-            confirmations: 0,
-            finish: Finish::Applied,
-            keep_alive,
-            persist: Some(crate::audit::StoreWrite::Resource(write)),
-        }),
-        Ok(Served::Stored(write)) => Reply::Later(Later {
-            queries: Vec::new(),
+            queries: query.into_iter().collect(),
             confirmations: 0,
             finish: Finish::Applied,
             keep_alive,
@@ -201,10 +194,9 @@ enum Served {
         queries: Vec<QueryId>,
         finish: Finish,
     },
-    /// Await the query, persist the write, then answer `{}`.
-    Persist(QueryId, crate::audit::ResourceWrite),
-    /// Persist the write (every shard has it already), then answer `{}`.
-    Stored(crate::audit::StoreWrite),
+    /// Await the query (if any: without one every shard has the change already), persist the
+    /// write, then answer `{}`.
+    Persist(Option<QueryId>, crate::audit::StoreWrite),
 }
 
 fn authorized(
@@ -395,7 +387,10 @@ fn serve(
                 id: id.to_owned(),
                 value,
             };
-            Ok(Served::Persist(query, write))
+            Ok(Served::Persist(
+                Some(query),
+                crate::audit::StoreWrite::Resource(write),
+            ))
         }
         ApiRoute::RevokeToken => {
             let request: RevokeBody = parse_body(body)?;
@@ -414,7 +409,10 @@ fn serve(
                 key: revocation.key(),
                 until_unix: until,
             };
-            Ok(Served::Stored(crate::audit::StoreWrite::Revocation(write)))
+            Ok(Served::Persist(
+                None,
+                crate::audit::StoreWrite::Revocation(write),
+            ))
         }
         ApiRoute::TerminateUser(raw) => {
             let max = shard.state().apps.get(app).config.max_user_id_chars;

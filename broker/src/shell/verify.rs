@@ -101,10 +101,14 @@ impl Verifier {
     /// the same name), or `None` when it carries none of them.
     pub fn credentials(&self, head: &RequestHead) -> Option<Forwarded> {
         let settings = &self.inner.settings;
+        let query = head.query_pairs().unwrap_or_default();
         let value = |name: &str| {
-            head.header(name)
-                .map(str::to_owned)
-                .or_else(|| head.query_param(name))
+            head.header(name).map(str::to_owned).or_else(|| {
+                query
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+            })
         };
         let found: Vec<(&str, Option<String>)> = settings
             .headers
@@ -133,8 +137,11 @@ impl Verifier {
     /// queued call refuses itself after one).
     pub async fn verify(&self, forwarded: &Forwarded) -> Verdict {
         let inner = &self.inner;
-        let limit = Some(MAX_FORWARDED_VALUE_BYTES);
-        if forwarded.headers.iter().any(|(_, v)| Some(v.len()) > limit) {
+        if forwarded
+            .headers
+            .iter()
+            .any(|(_, v)| v.len() > MAX_FORWARDED_VALUE_BYTES)
+        {
             return Verdict::Refused("a forwarded header is too long".into());
         }
         let (tell, told) = async_channel::bounded(1);
@@ -213,20 +220,8 @@ impl Inner {
     fn call(&self, agent: &ureq::Agent, headers: &[(String, String)]) -> Outcome {
         let settings = &self.settings;
         let result = match settings.method {
-            VerifyMethod::Get => {
-                let mut request = agent.get(&settings.url);
-                for (name, value) in headers {
-                    request = request.header(name, value);
-                }
-                request.call()
-            }
-            VerifyMethod::Post => {
-                let mut request = agent.post(&settings.url);
-                for (name, value) in headers {
-                    request = request.header(name, value);
-                }
-                request.send_empty()
-            }
+            VerifyMethod::Get => with_headers(agent.get(&settings.url), headers).call(),
+            VerifyMethod::Post => with_headers(agent.post(&settings.url), headers).send_empty(),
         };
         let mut response = match result {
             Ok(response) => response,
@@ -265,6 +260,16 @@ impl Inner {
             Err(err) => Outcome::Transient(format!("unusable answer: {err}")),
         }
     }
+}
+
+/// `request` with the forwarded `headers` added.
+fn with_headers<B>(
+    request: ureq::RequestBuilder<B>,
+    headers: &[(String, String)],
+) -> ureq::RequestBuilder<B> {
+    headers.iter().fold(request, |request, (name, value)| {
+        request.header(name, value)
+    })
 }
 
 /// A verifier thread: calls the backend for each job until the verifier is dropped.

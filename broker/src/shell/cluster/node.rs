@@ -81,7 +81,10 @@ impl Node {
                     id,
                     value,
                 };
-                if !self.audit.persist_resource(write) {
+                if !self
+                    .audit
+                    .persist(crate::audit::StoreWrite::Resource(write))
+                {
                     tracing::warn!(
                         "the audit writer is full; a resource from another node was applied but not stored"
                     );
