@@ -329,4 +329,18 @@ mod tests {
         assert_eq!(encode_disconnect("/admin"), "1/admin,");
         assert_eq!(encode_disconnect("/"), "1");
     }
+
+    /// Found by the fuzz target: a 40-digit integer became a float whose shortest text did
+    /// not parse back to the same float until serde_json parsed floats exactly.
+    #[test]
+    fn a_huge_number_survives_a_round_trip() {
+        let text = r#"2["h",9999999999990000000000000001847017170]"#;
+        let packet = Packet::decode(text).unwrap();
+        let Body::Event { name, args } = &packet.body else {
+            panic!("{packet:?}")
+        };
+        let arg = args[0].to_string();
+        let again = encode_event("/", name, &[&arg]);
+        assert_eq!(Packet::decode(&again), Ok(packet));
+    }
 }
