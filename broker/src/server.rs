@@ -10,6 +10,7 @@ use crate::core::options::Config;
 use crate::core::shard::Shared;
 use crate::http::AdminAssets;
 use crate::metrics::WebhookMetrics;
+use crate::shell::channel_auth::Authorizers;
 use crate::shell::tls::CertStore;
 use crate::shell::verify::Verifiers;
 
@@ -29,6 +30,8 @@ pub struct ServerState {
     pub tls: Option<CertStore>,
     /// The apps' backend token verifiers (`[apps.token_verification]`).
     pub verifiers: Verifiers,
+    /// The apps' channel auth endpoint clients (`[apps.socketio] auth_endpoint`).
+    pub authorizers: Authorizers,
 }
 
 impl ServerState {
@@ -43,6 +46,7 @@ impl ServerState {
         audit_metrics: Arc<AuditMetrics>,
         tls: Option<CertStore>,
         verifiers: Verifiers,
+        authorizers: Authorizers,
     ) -> Self {
         Self {
             admin_ui: AdminAssets::for_config(config.server.admin_ui_dir.as_deref()),
@@ -55,6 +59,7 @@ impl ServerState {
             audit_metrics,
             tls,
             verifiers,
+            authorizers,
         }
     }
 }

@@ -181,4 +181,43 @@ mod tests {
             assert!(message.contains(named), "{extra}: {message}");
         }
     }
+
+    #[test]
+    fn socketio_reads_its_table_with_socket_io_defaults() {
+        let text = format!(
+            "{ONE_APP}[apps.socketio]\nauth_endpoint = \"http://127.0.0.1:8000/broadcasting/auth\"\n"
+        );
+        let config = Config::from_toml_str(&text, &no_env).unwrap();
+        let socketio = config.apps[0].socketio.as_ref().unwrap();
+        assert_eq!(socketio.path, "/socket.io");
+        assert_eq!(socketio.ping_interval, std::time::Duration::from_secs(25));
+        assert_eq!(socketio.ping_timeout, std::time::Duration::from_secs(20));
+        assert_eq!(
+            socketio.auth_endpoint.as_deref(),
+            Some("http://127.0.0.1:8000/broadcasting/auth")
+        );
+        let without = Config::from_toml_str(ONE_APP, &no_env).unwrap();
+        assert_eq!(without.apps[0].socketio, None);
+    }
+
+    #[test]
+    fn socketio_settings_that_cannot_work_are_named() {
+        let cases = [
+            ("path = \"socket.io\"", "socketio.path"),
+            ("path = \"/\"", "socketio.path"),
+            ("path = \"/app/x\"", "socketio.path"),
+            ("path = \"/admin\"", "socketio.path"),
+            ("auth_endpoint = \"ftp://x\"", "socketio.auth_endpoint"),
+            ("ping_interval_ms = 0", "socketio.ping_interval_ms"),
+            ("max_auth_in_flight = 0", "socketio.max_auth_in_flight"),
+            ("typo = 1", "typo"),
+        ];
+        for (extra, named) in cases {
+            let message = err(&format!("{ONE_APP}[apps.socketio]\n{extra}\n"));
+            assert!(message.contains(named), "{extra}: {message}");
+        }
+        let second = "[[apps]]\nid = \"2\"\nkey = \"k2\"\nsecret = \"s\"\n[apps.socketio]\npath = \"/socket.io/\"\n";
+        let message = err(&format!("{ONE_APP}[apps.socketio]\n{second}"));
+        assert!(message.contains("also used by apps[0]"), "{message}");
+    }
 }

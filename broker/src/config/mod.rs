@@ -160,7 +160,10 @@ impl Config {
                 shards: std::thread::available_parallelism().map_or(1, usize::from),
                 ..ServerConfig::default()
             },
-            apps: vec![AppConfig::with_credentials(DEMO_ID, DEMO_KEY, DEMO_SECRET)],
+            apps: vec![AppConfig {
+                socketio: Some(crate::core::options::SocketIoConfig::default()),
+                ..AppConfig::with_credentials(DEMO_ID, DEMO_KEY, DEMO_SECRET)
+            }],
             admins: Vec::new(),
             admin_jwt: None,
         }

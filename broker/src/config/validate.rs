@@ -12,7 +12,7 @@ use crate::core::auth::jwks::FetchSchedule;
 use crate::core::auth::jwt::{Algorithm, ClaimNames, KeyError, VerifyingKey};
 use crate::core::options::{
     AllowedOrigin, ClusterConfig, Config, JwksSource, JwtConfig, JwtKeys, RedisTarget,
-    ServerConfig, TokenVerification,
+    ServerConfig, SocketIoConfig, TokenVerification,
 };
 use crate::core::wire::pusher::message::largest_client_event;
 
@@ -266,6 +266,10 @@ fn check_app(
             invalid(field(&format!("token_verification.{name}")), message)
         })?;
     }
+    if let Some(socketio) = &app.socketio {
+        check_socketio(socketio, earlier)
+            .map_err(|(name, message)| invalid(field(&format!("socketio.{name}")), message))?;
+    }
     crate::core::policy::PolicySet::compile(&app.policies)
         .map_err(|e| invalid(field("policies"), e.to_string()))?;
     let jwt = match &app.jwt {
@@ -353,6 +357,60 @@ fn is_http_url(url: &str) -> bool {
         url.strip_prefix(scheme)
             .is_some_and(|rest| !rest.is_empty())
     })
+}
+
+/// Paths the broker serves itself, which no app's Socket.IO path may take.
+const RESERVED_PATHS: [&str; 6] = ["/app", "/apps", "/admin", "/metrics", "/up", "/token"];
+
+/// Checks `[apps.socketio]` against the apps before it; `Err` names the setting and what is
+/// wrong with it.
+fn check_socketio(v: &SocketIoConfig, earlier: &[AppTable]) -> Result<(), (&'static str, String)> {
+    let base = v.path.trim_end_matches('/');
+    let first_segment = base.split('/').nth(1).map(|s| format!("/{s}"));
+    if !v.path.starts_with('/') || base.is_empty() || v.path.contains(['?', '#', ' ']) {
+        return Err((
+            "path",
+            format!("{:?} must be a path such as \"/socket.io\"", v.path),
+        ));
+    }
+    if first_segment.is_some_and(|s| RESERVED_PATHS.contains(&s.as_str())) {
+        return Err((
+            "path",
+            format!("{:?} is a path the broker serves itself", v.path),
+        ));
+    }
+    if let Some(j) = earlier.iter().position(|other| {
+        other
+            .socketio
+            .as_ref()
+            .is_some_and(|o| o.path.trim_end_matches('/') == base)
+    }) {
+        return Err(("path", format!("{:?} is also used by apps[{j}]", v.path)));
+    }
+    if let Some(url) = &v.auth_endpoint
+        && !is_http_url(url)
+    {
+        return Err((
+            "auth_endpoint",
+            format!("{url:?} is not an http:// or https:// URL"),
+        ));
+    }
+    for (name, value) in [
+        ("auth_timeout_ms", v.auth_timeout),
+        ("ping_interval_ms", v.ping_interval),
+        ("ping_timeout_ms", v.ping_timeout),
+    ] {
+        if value.is_zero() || value > MAX_DURATION {
+            return Err((name, "must be between 1 ms and 86400 s".into()));
+        }
+    }
+    if v.max_auth_in_flight == 0 || v.max_auth_in_flight > MAX_VERIFY_THREADS {
+        return Err((
+            "max_auth_in_flight",
+            format!("must be between 1 and {MAX_VERIFY_THREADS}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Most backend calls in flight per app.

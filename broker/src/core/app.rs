@@ -466,6 +466,16 @@ impl AppTable {
         self.by_id.get(id).map(|&idx| self.get(idx))
     }
 
+    /// The app whose `[apps.socketio] path` is `path` (apps are few: a scan).
+    pub fn by_socketio_path(&self, path: &str) -> Option<&App> {
+        self.apps.iter().find(|app| {
+            app.config
+                .socketio
+                .as_ref()
+                .is_some_and(|socketio| socketio.serves(path))
+        })
+    }
+
     /// Every app.
     pub fn iter(&self) -> impl Iterator<Item = &App> {
         self.apps.iter()

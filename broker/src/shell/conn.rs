@@ -12,6 +12,9 @@ use monoio::net::TcpStream;
 use super::io::{self, write_batch};
 use super::runtime::{ShardRt, Writer};
 use super::tls::{self, Transport};
+use super::verify::Forwarded;
+use crate::core::app::App;
+use crate::core::auth::backend::Verdict;
 use crate::core::auth::jwt::looks_like_token;
 use crate::core::http::request::{
     BodyLength, ChunkedDecoder, HeadError, HeadLimits, RequestHead, parse_head,
@@ -22,7 +25,9 @@ use crate::core::proxy::header::{Parsed, ProxyHeader, ProxyHeaderError};
 use crate::core::proxy::{self, TrustedProxies};
 use crate::core::shard::{Accept, ConnKey, ConnectRequest, Credentials, Ended, OutputState};
 use crate::core::wire::Wire;
-use crate::core::ws::handshake::{is_websocket_upgrade, switching_protocols, validate_upgrade};
+use crate::core::ws::handshake::{
+    UpgradeRequest, is_websocket_upgrade, switching_protocols, validate_upgrade,
+};
 use crate::http::{self, Clock, Reply, ServerView};
 use crate::metrics::{add, inc};
 
@@ -173,8 +178,17 @@ async fn serve_stream<S: Transport>(
         };
         // Per request: a proxy's keep-alive connection carries many clients' requests.
         let client = proxy::client_address(&config.trusted_proxies, remote, &head);
+        let socketio = rt
+            .state
+            .shared
+            .apps
+            .by_socketio_path(&head.path)
+            .map(|a| a.idx);
         if is_websocket_upgrade(&head) {
-            websocket(rt, stream, head, buf, client).await;
+            match socketio {
+                Some(app) => super::socketio::websocket(rt, stream, head, buf, client, app).await,
+                None => websocket(rt, stream, head, buf, client).await,
+            }
             return;
         }
         if !serve_http(&rt, &mut stream, &head, &mut buf, client).await {
@@ -347,35 +361,12 @@ async fn websocket<S: Transport>(
     buf: BytesMut,
     remote: IpAddr,
 ) {
-    if rt.shutting_down.get() {
-        let _ = stream
-            .write_all(http::refuse_upgrade_while_draining())
-            .await;
-        return;
-    }
-    let upgrade = match validate_upgrade(&head) {
-        Ok(upgrade) => upgrade,
-        Err(err) => {
-            let _ = stream.write_all(err.response()).await;
-            return;
-        }
-    };
     // pusher-js can only prefix the path (`wsPath`), so a token may also come as
     // `/token/{jwt}/app/{key}`.
     let (path, path_token) = split_token_path(&head.path);
-    let attempt =
-        rt.with_core(|core| core.connection_attempt(Wire::Pusher, &path, remote, Instant::now()));
-    if let Err(retry) = attempt {
-        let seconds = retry.as_secs().max(1).to_string();
-        let response = response::json_error_with(
-            429,
-            "too many connection attempts from this address",
-            &[("Retry-After", &seconds)],
-            false,
-        );
-        let _ = stream.write_all(response).await;
+    let Some(upgrade) = upgrade(&rt, &mut stream, &head, Wire::Pusher, &path, remote).await else {
         return;
-    }
+    };
     let protocol = head.query_param("protocol");
     // Browsers cannot set headers on a WebSocket, so a token may ride in the query or as a
     // subprotocol (which must then be echoed); other clients may use Authorization.
@@ -390,49 +381,123 @@ async fn websocket<S: Transport>(
         .or(path_token)
         .or(protocol_token.map(String::as_str))
         .or(bearer);
-    // An app whose backend identifies connections is asked before the shard decides, off
-    // the shard; a JWT, where the app also takes those, goes first.
-    let app = Wire::Pusher
-        .app_key_of_path(&path)
-        .and_then(|key| rt.state.shared.apps.by_key(key));
-    let verifier = app
-        .filter(|app| app.config.jwt.is_none() || token.is_none())
-        .and_then(|app| rt.state.verifiers.get(app.idx));
-    let forwarded = verifier.and_then(|v| v.credentials(&head).map(|f| (v, f)));
-    let verdict = match &forwarded {
-        Some((verifier, forwarded)) => Some(verifier.verify(forwarded).await),
-        None => None,
-    };
-    let credentials = match (&verdict, &forwarded) {
-        (Some(verdict), Some((_, forwarded))) => Credentials::Backend {
-            verdict,
-            requested_actor: forwarded.requested_actor.as_deref(),
-        },
-        _ => Credentials::Token(token),
-    };
+    let app = Wire::Pusher.app_of_path(&rt.state.shared.apps, &path);
+    let verification = Verification::run(&rt, app, &head, token).await;
     let request = ConnectRequest {
         wire: Wire::Pusher,
         path: &path,
         protocol: protocol.as_deref(),
         origin: head.header("origin"),
         remote,
-        credentials,
-        now_unix: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        credentials: verification.credentials(token),
+        now_unix: unix_now(),
     };
     let accepted = rt.with_core(|core| core.accept_websocket(&request, Instant::now()));
     let mut handshake = switching_protocols(&upgrade.accept, protocol_token.map(String::as_str));
-    let key = match accepted {
-        Accept::Open(key) => key,
+    match accepted {
+        Accept::Open(key) => run(rt, stream, key, handshake, buf, remote).await,
         Accept::Refused(frames, fault) => {
             tracing::debug!(%remote, ?fault, "websocket refused");
             handshake.extend_from_slice(&frames);
             let _ = stream.write_all(handshake).await;
             let _ = stream.shutdown().await;
-            return;
+        }
+    }
+}
+
+/// The checks every WebSocket upgrade passes before its wire looks at it: the server is not
+/// draining, the request is a valid RFC 6455 upgrade, and the address is within the app's
+/// connection attempt rate. `None`: refused, and the answer is written.
+pub(super) async fn upgrade<S: Transport>(
+    rt: &Rc<ShardRt>,
+    stream: &mut S,
+    head: &RequestHead,
+    wire: Wire,
+    path: &str,
+    remote: IpAddr,
+) -> Option<UpgradeRequest> {
+    if rt.shutting_down.get() {
+        let _ = stream
+            .write_all(http::refuse_upgrade_while_draining())
+            .await;
+        return None;
+    }
+    let upgrade = match validate_upgrade(head) {
+        Ok(upgrade) => upgrade,
+        Err(err) => {
+            let _ = stream.write_all(err.response()).await;
+            return None;
         }
     };
+    let attempt = rt.with_core(|core| core.connection_attempt(wire, path, remote, Instant::now()));
+    if let Err(retry) = attempt {
+        let seconds = retry.as_secs().max(1).to_string();
+        let response = response::json_error_with(
+            429,
+            "too many connection attempts from this address",
+            &[("Retry-After", &seconds)],
+            false,
+        );
+        let _ = stream.write_all(response).await;
+        return None;
+    }
+    Some(upgrade)
+}
+
+/// Wall-clock seconds since the Unix epoch.
+pub(super) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// What an app's backend said about the credentials of an upgrade request
+/// (`[apps.token_verification]`), asked off the shard before the shard decides.
+pub(super) struct Verification {
+    asked: Option<(Verdict, Forwarded)>,
+}
+
+impl Verification {
+    /// Asks the backend of `app`, if it verifies connections and the request carries the
+    /// credentials it forwards; a JWT, where the app also takes those, goes first.
+    pub(super) async fn run(
+        rt: &ShardRt,
+        app: Option<&App>,
+        head: &RequestHead,
+        token: Option<&str>,
+    ) -> Self {
+        let verifier = app
+            .filter(|app| app.config.jwt.is_none() || token.is_none())
+            .and_then(|app| rt.state.verifiers.get(app.idx));
+        let asked = match verifier.and_then(|v| v.credentials(head).map(|f| (v, f))) {
+            Some((verifier, forwarded)) => Some((verifier.verify(&forwarded).await, forwarded)),
+            None => None,
+        };
+        Self { asked }
+    }
+
+    /// The credentials the shard decides on: the backend's verdict, else `token`.
+    pub(super) fn credentials<'a>(&'a self, token: Option<&'a str>) -> Credentials<'a> {
+        match &self.asked {
+            Some((verdict, forwarded)) => Credentials::Backend {
+                verdict,
+                requested_actor: forwarded.requested_actor.as_deref(),
+            },
+            None => Credentials::Token(token),
+        }
+    }
+}
+
+/// Runs an accepted connection: writes `first` (the 101, for a Pusher socket), then hands
+/// the socket to a reader and a writer task; `buf` holds what was read past the handshake.
+pub(super) async fn run<S: Transport>(
+    rt: Rc<ShardRt>,
+    mut stream: S,
+    key: ConnKey,
+    first: Vec<u8>,
+    buf: BytesMut,
+    remote: IpAddr,
+) {
     let opened = {
         let core = rt.core();
         core.socket_id(key).zip(core.conn_app(key))
@@ -448,11 +513,13 @@ async fn websocket<S: Transport>(
     );
     // The 101 goes out before any frame: the writer starts only once it is written. A new
     // socket's send buffer is empty, so this write cannot stall.
-    let (written, _) = stream.write_all(handshake).await;
-    if written.is_err() {
-        let ended = rt.with_core(|core| core.handle_disconnect(key, socket_id, Instant::now()));
-        log_ended(&rt, ended);
-        return;
+    if !first.is_empty() {
+        let (written, _) = stream.write_all(first).await;
+        if written.is_err() {
+            let ended = rt.with_core(|core| core.handle_disconnect(key, socket_id, Instant::now()));
+            log_ended(&rt, ended);
+            return;
+        }
     }
     let writer = Rc::new(Writer::new(stream.fd()));
     rt.register_writer(key, writer.clone());

@@ -5,12 +5,14 @@
 //! and wakes the writer tasks of connections that got output; writers coalesce queued frames
 //! into one `writev`.
 
+pub mod channel_auth;
 mod cluster;
 mod conn;
 pub mod cpus;
 pub mod io;
 mod runtime;
 mod signals;
+mod socketio;
 pub mod tls;
 pub mod verify;
 
@@ -137,6 +139,8 @@ impl Server {
             }
         }
         let verifiers = verify::Verifiers::start(&config.apps).map_err(StartError::Thread)?;
+        let authorizers =
+            channel_auth::Authorizers::start(&config.apps).map_err(StartError::Thread)?;
         let state = ServerState::new(
             config,
             shared,
@@ -144,6 +148,7 @@ impl Server {
             audit_metrics,
             tls,
             verifiers,
+            authorizers,
         );
         let dashboard = &state.admin_ui;
         if dashboard.is_built() {

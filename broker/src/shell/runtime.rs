@@ -18,7 +18,7 @@ use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 use super::io::FrameBatch;
 use crate::config::Driver;
-use crate::core::shard::{Answer, ConnKey, MeshMsg, QueryId, Shard, ShardId, WallClock};
+use crate::core::shard::{Answer, AuthCall, ConnKey, MeshMsg, QueryId, Shard, ShardId, WallClock};
 use crate::metrics::{ShardMetrics, inc};
 use crate::server::ServerState;
 
@@ -328,6 +328,10 @@ pub struct ShardRt {
     pub shutting_down: Cell<bool>,
     link: Option<Rc<Backlogged<super::cluster::LinkMsg>>>,
     cluster_scratch: RefCell<Vec<crate::core::cluster::ClusterOut>>,
+    auth_scratch: RefCell<Vec<AuthCall>>,
+    /// The `Cookie` header of Socket.IO connections' upgrade requests, which the app's auth
+    /// endpoint gets with their subscriptions (a Laravel session authorizes by it).
+    cookies: RefCell<HashMap<ConnKey, String>>,
 }
 
 /// Where an HTTP request waits for a query answer.
@@ -355,8 +359,12 @@ impl ShardRt {
             core.take_webhooks(&mut self.webhook_scratch.borrow_mut());
             core.take_audit(&mut self.audit_scratch.borrow_mut());
             core.take_cluster(&mut self.cluster_scratch.borrow_mut());
+            core.take_auth_calls(&mut self.auth_scratch.borrow_mut());
             result
         };
+        for call in self.auth_scratch.borrow_mut().drain(..) {
+            monoio::spawn(self.clone().authorize(call));
+        }
         if let Some(link) = &self.link {
             for out in self.cluster_scratch.borrow_mut().drain(..) {
                 link.send(super::cluster::LinkMsg::Out(out));
@@ -406,6 +414,24 @@ impl ShardRt {
         result
     }
 
+    /// Remembers the `Cookie` header a Socket.IO connection's upgrade request carried.
+    pub fn remember_cookie(&self, key: ConnKey, cookie: &str) {
+        self.cookies.borrow_mut().insert(key, cookie.to_owned());
+    }
+
+    /// Asks the app's auth endpoint about a subscription and hands the answer to the shard.
+    async fn authorize(self: Rc<Self>, call: AuthCall) {
+        let Some(authorizer) = self.state.authorizers.get(call.app) else {
+            return;
+        };
+        let (key, socket_id, channel) = (call.conn, call.socket_id, call.channel.clone());
+        let cookie = self.cookies.borrow().get(&key).cloned();
+        let answer = authorizer.ask(call, cookie).await;
+        self.with_core(|core| {
+            core.handle_channel_auth(key, socket_id, &channel, &answer, Instant::now())
+        });
+    }
+
     /// Hands out queued frames without anything else to deliver.
     pub fn core(&self) -> std::cell::RefMut<'_, Shard> {
         self.core.borrow_mut()
@@ -433,6 +459,7 @@ impl ShardRt {
 
     /// Forgets the writer of `key`, if it is still `writer` (keys are reused).
     pub fn unregister_writer(&self, key: ConnKey, writer: &Rc<Writer>) {
+        self.cookies.borrow_mut().remove(&key);
         let mut writers = self.writers.borrow_mut();
         if let Some(slot) = writers.get_mut(key)
             && slot.as_ref().is_some_and(|w| Rc::ptr_eq(w, writer))
@@ -575,6 +602,8 @@ async fn shard_main(setup: ShardSetup) {
         shutting_down: Cell::new(false),
         link: link.map(Backlogged::new),
         cluster_scratch: RefCell::new(Vec::new()),
+        auth_scratch: RefCell::new(Vec::new()),
+        cookies: RefCell::new(HashMap::new()),
     });
 
     let inbox = mesh.inboxes[id].1.clone();

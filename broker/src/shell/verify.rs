@@ -263,7 +263,7 @@ impl Inner {
 }
 
 /// `request` with the forwarded `headers` added.
-fn with_headers<B>(
+pub(super) fn with_headers<B>(
     request: ureq::RequestBuilder<B>,
     headers: &[(String, String)],
 ) -> ureq::RequestBuilder<B> {

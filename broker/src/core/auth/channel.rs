@@ -1,7 +1,8 @@
 //! Channel subscription authorization: HMAC signatures and the proof the registry demands.
 //!
-//! [`ChannelAuthorized`] can only be built by [`authorize_subscription`], and subscribing needs
-//! one, so no code path can add a subscriber without the check having run.
+//! [`ChannelAuthorized`] can only be built by [`authorize_subscription`] (a signature) and
+//! [`authorize_by_endpoint`] (the app's auth endpoint admitted it), and subscribing needs
+//! one, so no code path can add a subscriber without a check having run.
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use ring::hmac;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::endpoint::{self, EndpointAnswer, EndpointRefusal};
 use super::{channel_auth_message, user_id_text, verify_hex};
 use crate::core::channel::{ChannelKind, ChannelName};
 use crate::core::ids::{SocketId, UserId, UserIdError};
@@ -168,6 +170,28 @@ pub fn authorize_subscription(
     }
     // Parsed only after the signature holds: unsigned input never reaches the JSON parser.
     let member = parse_channel_data(ctx, channel_data)?;
+    Ok(ChannelAuthorized {
+        channel,
+        member: Some(member),
+    })
+}
+
+/// Checks what the app's auth endpoint answered for a subscription to a private or presence
+/// channel (see [`super::endpoint`]) and returns the proof the registry needs.
+pub fn authorize_by_endpoint(
+    ctx: &AuthContext<'_>,
+    channel: ChannelName,
+    answer: &EndpointAnswer,
+) -> Result<ChannelAuthorized, EndpointRefusal> {
+    let body = answer.admitted()?;
+    if !channel.kind().is_presence() {
+        return Ok(ChannelAuthorized {
+            channel,
+            member: None,
+        });
+    }
+    let data = endpoint::channel_data(body)?;
+    let member = parse_channel_data(ctx, &data).map_err(EndpointRefusal::Member)?;
     Ok(ChannelAuthorized {
         channel,
         member: Some(member),

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod backend;
 pub mod channel;
+pub mod endpoint;
 pub mod jwks;
 pub mod jwt;
 pub mod user;

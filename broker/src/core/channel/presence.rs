@@ -36,10 +36,11 @@ pub enum JoinOutcome {
 }
 
 /// What a leave did.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub enum LeaveOutcome {
-    /// That was the user's last socket: announce `member_removed`.
-    LastSocket,
+    /// That was the user's last socket: announce `member_removed`, with the `user_info`
+    /// the user had (Socket.IO's `presence:leaving` carries it).
+    LastSocket(Option<Arc<str>>),
     /// The user is still present through another socket.
     StillPresent,
     /// The socket was not a member (already gone).
@@ -83,8 +84,8 @@ impl PresenceRoster {
         };
         member.sockets.swap_remove(position);
         if member.sockets.is_empty() {
-            self.members.swap_remove(user);
-            LeaveOutcome::LastSocket
+            let info = self.members.swap_remove(user).and_then(|m| m.info);
+            LeaveOutcome::LastSocket(info)
         } else {
             LeaveOutcome::StillPresent
         }
@@ -150,7 +151,7 @@ mod tests {
         );
         assert_eq!(
             roster.leave(&member("a").user_id, socket(2)),
-            LeaveOutcome::LastSocket
+            LeaveOutcome::LastSocket(member("a").user_info)
         );
         assert!(roster.is_empty());
     }
@@ -162,7 +163,7 @@ mod tests {
         roster.join(&member("a"), socket(1), 100);
         assert_eq!(
             roster.leave(&member("a").user_id, socket(1)),
-            LeaveOutcome::LastSocket
+            LeaveOutcome::LastSocket(member("a").user_info)
         );
     }
 

@@ -9,6 +9,7 @@
 
 mod cluster;
 mod origin;
+mod socketio;
 pub(crate) mod units;
 mod verification;
 
@@ -21,6 +22,7 @@ use serde::Deserialize;
 
 pub use self::cluster::{ClusterConfig, RedisTarget, RedisUrlError};
 pub use self::origin::{AllowedOrigin, MalformedOrigin, RequestOrigin, origin_allowed};
+pub use self::socketio::SocketIoConfig;
 pub use self::verification::{TokenVerification, VerifyMethod};
 use crate::core::admin::AdminAccount;
 use crate::core::auth::jwks::FetchSchedule;
@@ -314,6 +316,8 @@ pub struct AppConfig<Origins = Vec<AllowedOrigin>, Jwt = JwtConfig> {
     /// Record every published event in the audit log: name, channel, size and sender,
     /// never the data.
     pub audit_publishes: bool,
+    /// Socket.IO clients; `None` (no `[apps.socketio]` table) means Pusher clients only.
+    pub socketio: Option<SocketIoConfig>,
 }
 
 impl Default for AppConfig {
@@ -346,6 +350,7 @@ impl Default for AppConfig {
             policies: Vec::new(),
             token_verification: None,
             audit_publishes: true,
+            socketio: None,
         }
     }
 }
@@ -402,6 +407,7 @@ impl<Origins, Jwt> AppConfig<Origins, Jwt> {
             policies,
             token_verification,
             audit_publishes,
+            socketio,
         } = self;
         AppConfig {
             id,
@@ -430,6 +436,7 @@ impl<Origins, Jwt> AppConfig<Origins, Jwt> {
             policies,
             token_verification,
             audit_publishes,
+            socketio,
         }
     }
 }

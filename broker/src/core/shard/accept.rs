@@ -28,10 +28,8 @@ const TOKEN_VERIFICATION_RULE: &str = "token_verification";
 /// Why a connection is refused.
 #[derive(Debug)]
 enum ConnectRefusal {
-    /// The wire's checks on the URL failed (path, protocol version).
+    /// The wire's checks on the URL failed (path, protocol version, no such app).
     Url(Fault),
-    /// No app has the key.
-    UnknownApp,
     /// The app is disabled.
     AppDisabled,
     /// The `Origin` is not on the app's list.
@@ -46,7 +44,6 @@ impl ConnectRefusal {
     fn fault(&self) -> Fault {
         match self {
             ConnectRefusal::Url(fault) => *fault,
-            ConnectRefusal::UnknownApp => Fault::AppNotFound,
             ConnectRefusal::AppDisabled => Fault::AppDisabled,
             ConnectRefusal::Origin | ConnectRefusal::Token(_) => Fault::Unauthorized,
             ConnectRefusal::Full(QuotaExceeded::Server) => Fault::OverCapacity,
@@ -74,7 +71,7 @@ impl Shard {
                 let fault = refusal.fault();
                 self.counters.error(fault);
                 let text = refusal.text();
-                let reply = Reply::Error {
+                let reply = Reply::Refused {
                     fault,
                     text: text.as_deref(),
                 };
@@ -91,15 +88,10 @@ impl Shard {
         request: &ConnectRequest<'_>,
         now: Instant,
     ) -> Result<ConnKey, ConnectRefusal> {
-        let key = request
+        let app = request
             .wire
-            .app_key(request.path, request.protocol)
+            .app(&self.state.apps, request.path, request.protocol)
             .map_err(ConnectRefusal::Url)?;
-        let app = self
-            .state
-            .apps
-            .by_key(key)
-            .ok_or(ConnectRefusal::UnknownApp)?;
         if !app.config.enabled {
             return Err(ConnectRefusal::AppDisabled);
         }
@@ -244,10 +236,7 @@ impl Shard {
         remote: IpAddr,
         now: Instant,
     ) -> Result<(), Duration> {
-        let Some(app) = wire
-            .app_key_of_path(path)
-            .and_then(|key| self.state.apps.by_key(key))
-        else {
+        let Some(app) = wire.app_of_path(&self.state.apps, path) else {
             return Ok(());
         };
         let app_idx = app.idx;

@@ -95,7 +95,11 @@ impl Shard {
             user,
             info,
         });
-        let removed = Frames::encode(&Event::MemberRemoved { channel, user });
+        let removed = Frames::encode(&Event::MemberRemoved {
+            channel,
+            user,
+            info,
+        });
         let envelope = |frames: Frames, except| {
             Envelope::Event {
                 app: app_id.clone(),
@@ -285,6 +289,7 @@ impl Shard {
                 let frames = Frames::encode(&Event::MemberRemoved {
                     channel: &channel,
                     user,
+                    info: None,
                 });
                 self.home_publish(app, &channel, frames, None, now);
             }

@@ -16,6 +16,8 @@ use crate::core::ws::frame::MessageDecoder;
 /// Where a subscription is in its round trip to the channel's home shard.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum SubState {
+    /// Waiting for the app's auth endpoint ([`super::AuthCall`]).
+    Authorizing,
     /// Sent to the home shard, not yet confirmed.
     Pending,
     /// Confirmed; the socket is in the local subscriber list.

@@ -10,8 +10,8 @@ use super::mesh::ConnKey;
 use super::outbox::mark_ready;
 use crate::core::counters::inc;
 use crate::core::ids::SocketId;
-use crate::core::wire::Fault;
 use crate::core::wire::{Command, ParseError, Reply};
+use crate::core::wire::{Fault, Wire};
 use crate::core::ws::close;
 use crate::core::ws::frame::{self, Message, Opcode};
 use ringcast_shared::{AuditDecision, AuditKind};
@@ -52,8 +52,10 @@ impl Shard {
             match conn.decoder.decode(buf) {
                 Ok(None) => break,
                 Ok(Some(msg)) => {
-                    conn.last_seen = now;
-                    conn.ping_sent = None;
+                    if conn.wire == Wire::Pusher {
+                        conn.last_seen = now;
+                        conn.ping_sent = None;
+                    }
                     inc(&self.counters.messages_in);
                     self.handle_message(key, msg, now);
                 }
@@ -63,22 +65,28 @@ impl Shard {
                     } else {
                         "rfc6455"
                     };
-                    self.audit_conn(
-                        key,
-                        AuditKind::Security,
-                        AuditAction::Protocol,
-                        AuditDecision::Deny,
-                        None,
-                        Some(rule),
-                        Some(err.to_string()),
-                    );
-                    self.close_ws(key, err.close_code(), &err.to_string());
+                    self.refuse_protocol(key, rule, err.close_code(), &err.to_string());
                     buf.clear();
                     break;
                 }
             }
         }
         self.drain_to_self(now);
+    }
+
+    /// Closes connection `key` for breaking its protocol (`rule` names the rule broken),
+    /// with an audit record saying how.
+    fn refuse_protocol(&mut self, key: ConnKey, rule: &str, code: u16, why: &str) {
+        self.audit_conn(
+            key,
+            AuditKind::Security,
+            AuditAction::Protocol,
+            AuditDecision::Deny,
+            None,
+            Some(rule),
+            Some(why.to_owned()),
+        );
+        self.close_ws(key, code, why);
     }
 
     pub(super) fn handle_message(&mut self, key: ConnKey, msg: Message, now: Instant) {
@@ -112,6 +120,10 @@ impl Shard {
         inc(&self.counters.app(app).messages_in);
         let command = match wire.parse(text) {
             Ok(command) => command,
+            Err(err) if err.closes() => {
+                self.refuse_protocol(key, "socketio", close::PROTOCOL_ERROR, &err.to_string());
+                return;
+            }
             Err(err) => {
                 self.send_error_message(key, err.fault(), &err.to_string());
                 return;
@@ -119,7 +131,12 @@ impl Shard {
         };
         match command {
             Command::Ping => self.reply(key, &Reply::Pong),
-            Command::Pong => {}
+            Command::Pong => {
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.last_seen = now;
+                    conn.ping_sent = None;
+                }
+            }
             Command::Subscribe(request) => self.subscribe(key, request),
             Command::Unsubscribe { channel } => self.unsubscribe(key, &channel),
             Command::ClientEvent {
@@ -127,7 +144,7 @@ impl Shard {
                 channel,
                 data,
             } => {
-                self.client_event(key, &event, &channel, data, now);
+                self.client_event(key, &event, &channel, &data, now);
             }
             Command::Signin { auth, user_data } => self.signin(key, &auth, &user_data),
             Command::Renew { token } => self.renew(key, &token, now),
@@ -135,6 +152,14 @@ impl Shard {
                 let text = format!("unsupported event {event:?}");
                 self.send_error_message(key, Fault::UnsupportedEvent, &text);
             }
+            Command::Quit => self.close_ws(key, close::NORMAL, ""),
+            Command::OtherNamespace { namespace } => {
+                let reply = Reply::NamespaceRefused {
+                    namespace: &namespace,
+                };
+                self.reply(key, &reply);
+            }
+            Command::Ignored => {}
         }
     }
 }

@@ -103,7 +103,11 @@ impl Shard {
         }
         self.subscription_count_changed(app, channel, count, now);
         if let (Some(user), true) = (user, removed.last_socket_of_user) {
-            let frames = Frames::encode(&Event::MemberRemoved { channel, user });
+            let frames = Frames::encode(&Event::MemberRemoved {
+                channel,
+                user,
+                info: removed.left_info.as_deref(),
+            });
             self.home_publish(app, channel, frames, None, now);
         }
     }

@@ -52,6 +52,8 @@ pub(super) struct Admitted {
 pub(super) struct Released {
     /// Presence: that was the user's last socket in the channel.
     pub last_socket_of_user: bool,
+    /// Presence, when that was the last socket: the `user_info` the user had.
+    pub left_info: Option<std::sync::Arc<str>>,
 }
 
 impl HomeChannel {
@@ -227,12 +229,19 @@ impl HomeChannel {
             *count -= 1;
             self.total -= 1;
         }
-        let last_socket_of_user = match (user, self.roster.as_mut()) {
-            (Some(user), Some(roster)) => roster.leave(user, socket) == LeaveOutcome::LastSocket,
-            _ => false,
+        let outcome = match (user, self.roster.as_mut()) {
+            (Some(user), Some(roster)) => roster.leave(user, socket),
+            _ => LeaveOutcome::NotMember,
         };
-        Released {
-            last_socket_of_user,
+        match outcome {
+            LeaveOutcome::LastSocket(info) => Released {
+                last_socket_of_user: true,
+                left_info: info,
+            },
+            _ => Released {
+                last_socket_of_user: false,
+                left_info: None,
+            },
         }
     }
 

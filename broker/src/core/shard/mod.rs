@@ -79,7 +79,7 @@ use crate::core::options::{AppConfig, ServerConfig};
 use crate::core::policy::Resources;
 use crate::core::rand::SplitMix64;
 use crate::core::webhook::WebhookEvent;
-use crate::core::wire::{Fault, Wire};
+use crate::core::wire::{Fault, ForwardHeaders, Wire};
 use ringcast_shared::AuditRecord;
 
 /// What every shard shares, read-only (but for the atomics inside): the options, the app
@@ -179,6 +179,23 @@ pub struct Taken {
     pub events: usize,
 }
 
+/// A subscription for the app's auth endpoint to decide (Socket.IO clients, authorized the
+/// way laravel-echo-server authorizes them): the shell POSTs, and hands the answer to
+/// [`Shard::handle_channel_auth`].
+#[derive(Debug)]
+pub struct AuthCall {
+    /// The app (whose `[apps.socketio] auth_endpoint` is asked).
+    pub app: AppIdx,
+    /// The subscribing connection.
+    pub conn: ConnKey,
+    /// Its socket id (sent to the endpoint as `socket_id`).
+    pub socket_id: SocketId,
+    /// The channel (sent as `channel_name`).
+    pub channel: ChannelName,
+    /// The client's `auth.headers`, forwarded as they are.
+    pub headers: ForwardHeaders,
+}
+
 /// An event to publish on behalf of the HTTP API.
 pub struct Publish<'a> {
     /// The app.
@@ -264,6 +281,7 @@ pub struct Shard {
     webhooks: Vec<(AppIdx, WebhookEvent)>,
     audit: Vec<AuditRecord>,
     cluster_out: Vec<crate::core::cluster::ClusterOut>,
+    auth_calls: Vec<AuthCall>,
     next_socket: u64,
     socket_prefix: u64,
     /// Unix time for the monotonic clock, for tokens read after connect (renewals).
@@ -319,6 +337,7 @@ impl Shard {
             webhooks: Vec::new(),
             audit: Vec::new(),
             cluster_out: Vec::new(),
+            auth_calls: Vec::new(),
             next_socket: 0,
             wall,
             // The first half of a socket id is random so ids are not guessable across restarts.

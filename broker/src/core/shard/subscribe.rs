@@ -4,11 +4,15 @@
 use bytes::Bytes;
 
 use super::AuditAction;
+use super::AuthCall;
 use super::Shard;
 use super::conn::{Conn, Grant, SubState, Subscription};
 use super::mesh::{Admission, ConnKey, Join, MeshMsg};
 use crate::core::auth::SignedClaims;
-use crate::core::auth::channel::{AuthContext, ChannelAuthorized, authorize_subscription};
+use crate::core::auth::channel::{
+    AuthContext, ChannelAuthorized, authorize_by_endpoint, authorize_subscription,
+};
+use crate::core::auth::endpoint::EndpointAnswer;
 use crate::core::channel::{ChannelKind, ChannelName, ChannelNameError};
 use crate::core::ids::{AppIdx, SocketId, UserId};
 use crate::core::policy::{Decision, Resources, Subject};
@@ -56,6 +60,23 @@ pub(super) fn policy_decision(
     app.policies.evaluate(channel, &subject, resources)
 }
 
+/// The audit rule of a subscription a signature admitted (or refused).
+const SIGNATURE_RULE: &str = "signature";
+/// The audit rule of a subscription the app's auth endpoint admitted (or refused).
+const ENDPOINT_RULE: &str = "auth_endpoint";
+
+/// What the signature check needs to know about connection `conn` of `app`.
+fn auth_context<'a>(app: &'a crate::core::app::App, conn: &'a Conn) -> AuthContext<'a> {
+    AuthContext {
+        app_key: &app.config.key,
+        secret: &app.secret,
+        socket_id: conn.socket_id,
+        max_user_id_chars: app.config.max_user_id_chars,
+        max_user_info_bytes: app.config.max_user_info_bytes,
+        signed_in_user: conn.user.as_ref(),
+    }
+}
+
 impl Shard {
     pub(super) fn subscribe(&mut self, key: ConnKey, request: SubscribeRequest<'_>) {
         let Some(conn) = self.conns.get(key) else {
@@ -91,26 +112,96 @@ impl Shard {
             self.refuse_subscription(key, &channel, &refusal);
             return;
         }
-        let ctx = AuthContext {
-            app_key: &app.config.key,
-            secret: &app.secret,
-            socket_id: conn.socket_id,
-            max_user_id_chars: app.config.max_user_id_chars,
-            max_user_info_bytes: app.config.max_user_info_bytes,
-            signed_in_user: conn.user.as_ref(),
-        };
+        let needs_endpoint = channel.kind().requires_signature()
+            && request.auth.is_none()
+            && app
+                .config
+                .socketio
+                .as_ref()
+                .is_some_and(|s| s.auth_endpoint.is_some());
+        if let (true, Some(headers)) = (needs_endpoint, request.forward) {
+            let call = AuthCall {
+                app: app.idx,
+                conn: key,
+                socket_id: conn.socket_id,
+                channel: channel.clone(),
+                headers,
+            };
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.subscriptions.push(Subscription {
+                    channel,
+                    user: None,
+                    state: SubState::Authorizing,
+                    grant: Grant::Signature,
+                });
+            }
+            self.auth_calls.push(call);
+            return;
+        }
+        let ctx = auth_context(app, conn);
         let proof = authorize_subscription(
             &ctx,
             channel.clone(),
             request.auth.as_deref(),
             request.channel_data.as_deref(),
-        );
+        )
+        .map_err(Refusal::Signature);
+        self.admit(key, &channel, proof, SIGNATURE_RULE);
+    }
+
+    /// The app's auth endpoint answered for the subscription of connection `key` to
+    /// `channel` that [`Shard::take_auth_calls`] handed out (laravel-echo-server's way of
+    /// authorizing); the subscription goes on as a signed one would. An answer for a socket
+    /// that has gone or left the channel meanwhile is dropped.
+    pub fn handle_channel_auth(
+        &mut self,
+        key: ConnKey,
+        socket_id: SocketId,
+        channel: &ChannelName,
+        answer: &EndpointAnswer,
+        now: std::time::Instant,
+    ) {
+        let Some(conn) = self.conns.get_mut(key).filter(|c| c.socket_id == socket_id) else {
+            return;
+        };
+        let Some(position) = conn
+            .subscriptions
+            .iter()
+            .position(|s| &s.channel == channel && s.state == SubState::Authorizing)
+        else {
+            return;
+        };
+        conn.subscriptions.swap_remove(position);
+        let conn = &self.conns[key];
+        let app = self.state.apps.get(conn.app);
+        let ctx = auth_context(app, conn);
+        let proof = authorize_by_endpoint(&ctx, channel.clone(), answer).map_err(Refusal::Endpoint);
+        self.admit(key, channel, proof, ENDPOINT_RULE);
+        self.drain_to_self(now);
+    }
+
+    /// Hands out the subscriptions waiting for an app's auth endpoint.
+    pub fn take_auth_calls(&mut self, out: &mut Vec<AuthCall>) {
+        out.append(&mut self.auth_calls);
+    }
+
+    /// Policies come on top of the proof (`source` names what gave it, for the audit), then
+    /// the socket joins or is told why not.
+    fn admit(
+        &mut self,
+        key: ConnKey,
+        channel: &ChannelName,
+        proof: Result<ChannelAuthorized, Refusal>,
+        source: &'static str,
+    ) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let app = self.state.apps.get(conn.app);
         // The presence member the audit names when the socket has no token or sign-in.
         let member = proof.as_ref().ok().and_then(|p| p.member().cloned());
-        // Policies come on top of the signature, never instead of it.
-        let outcome = match proof {
-            Err(e) => Err(Refusal::Signature(e)),
-            Ok(proof) => match policy_decision(
+        let outcome = proof.and_then(|proof| {
+            match policy_decision(
                 app,
                 conn,
                 proof.channel(),
@@ -119,8 +210,8 @@ impl Shard {
             ) {
                 Decision::Allow { rules } => Ok((proof, rules)),
                 Decision::Deny { rule, reason } => Err(Refusal::Policy { rule, reason }),
-            },
-        };
+            }
+        });
         let signed =
             channel.kind().requires_signature() || channel.kind() == ChannelKind::ServerToUser;
         match outcome {
@@ -128,7 +219,7 @@ impl Shard {
                 // Public channels no rule covers involve no authorization decision.
                 if signed || !rules.is_empty() {
                     let rule = if rules.is_empty() {
-                        "signature".to_owned()
+                        source.to_owned()
                     } else {
                         rules.join(",")
                     };
@@ -155,7 +246,7 @@ impl Shard {
             Err(refusal) => {
                 let (rule, reason) = match &refusal {
                     Refusal::Policy { rule, reason } => (rule.as_str(), reason.clone()),
-                    other => ("signature", other.to_string()),
+                    other => (source, other.to_string()),
                 };
                 self.audit_about(
                     key,
@@ -167,7 +258,7 @@ impl Shard {
                     Some(rule),
                     Some(reason),
                 );
-                self.refuse_subscription(key, &channel, &refusal);
+                self.refuse_subscription(key, channel, &refusal);
             }
         }
     }

@@ -1,18 +1,17 @@
 //! What time decides: pings, token expiry, sign-in deadlines, delayed webhooks, cache expiry.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::Shard;
 use super::mesh::ConnKey;
 use crate::core::webhook::{LEAVE_DELAY, WebhookEvent, WebhookKind};
 use crate::core::wire::Fault;
-use crate::core::wire::Reply;
+use crate::core::wire::{Reply, Wire};
 
 impl Shard {
-    /// Pings quiet connections and closes those that did not answer in time.
+    /// Pings connections that are due (Pusher: quiet ones; Socket.IO: every
+    /// `ping_interval`) and closes those that did not answer in time.
     pub fn handle_tick(&mut self, now: Instant) {
-        let activity = self.state.config.activity_timeout;
-        let pong = self.state.config.pong_timeout;
         let mut to_ping = Vec::new();
         let mut to_close = Vec::new();
         let mut unsigned = Vec::new();
@@ -33,9 +32,12 @@ impl Shard {
                 unsigned.push(key);
                 continue;
             }
+            let (interval, answer_within) = self.heartbeat(conn);
             match conn.ping_sent {
-                Some(sent) if now.saturating_duration_since(sent) >= pong => to_close.push(key),
-                None if now.saturating_duration_since(conn.last_seen) >= activity => {
+                Some(sent) if now.saturating_duration_since(sent) >= answer_within => {
+                    to_close.push(key)
+                }
+                None if now.saturating_duration_since(conn.last_seen) >= interval => {
                     to_ping.push(key)
                 }
                 _ => {}
@@ -59,6 +61,24 @@ impl Shard {
         }
         self.home_timers(now);
         self.drain_to_self(now);
+    }
+
+    /// How long after `last_seen` a connection is pinged, and how long it has to answer.
+    /// Pusher clients are pinged after `activity_timeout` of silence; Engine.IO clients
+    /// expect a ping every `pingInterval` and close the connection themselves when one is
+    /// late, so for them `last_seen` moves only with their pongs.
+    fn heartbeat(&self, conn: &super::conn::Conn) -> (Duration, Duration) {
+        let socketio = match conn.wire {
+            Wire::Pusher => None,
+            Wire::SocketIo => self.state.apps.get(conn.app).config.socketio.as_ref(),
+        };
+        match socketio {
+            Some(socketio) => (socketio.ping_interval, socketio.ping_timeout),
+            None => (
+                self.state.config.activity_timeout,
+                self.state.config.pong_timeout,
+            ),
+        }
     }
 
     /// Sends delayed `channel_vacated` / `member_removed` webhooks that came due, forgets

@@ -11,8 +11,8 @@
 //!   every subscriber's queue holds a clone of its wire's buffer: encode once per protocol,
 //!   never per subscriber.
 //!
-//! Adding a protocol is a new [`Wire`] variant, its module beside [`pusher`], and a
-//! [`Frames`] field: the shard does not change.
+//! Adding a protocol is a new [`Wire`] variant, its module beside [`pusher`] and
+//! [`socketio`], and a [`Frames`] field.
 
 pub mod fault;
 pub mod pusher;
@@ -26,7 +26,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 pub use self::fault::Fault;
+use crate::core::app::{App, AppTable};
 use crate::core::auth::channel::SubscribeAuthError;
+use crate::core::auth::endpoint::EndpointRefusal;
 use crate::core::channel::{ChannelName, ChannelNameError};
 use crate::core::ids::{SocketId, UserId};
 
@@ -36,6 +38,9 @@ pub enum Wire {
     /// Pusher Channels protocol 7, and 4 to 6 served alike (pusher-js, laravel-echo's `pusher`
     /// and `reverb` broadcasters, the Flutter and Python Pusher clients).
     Pusher,
+    /// Socket.IO 5 over Engine.IO 4, with laravel-echo-server's channel events (laravel-echo's
+    /// `socket.io` broadcaster, socket.io-client, Flutter's `socket_io_client`).
+    SocketIo,
 }
 
 impl Wire {
@@ -43,6 +48,7 @@ impl Wire {
     pub fn parse(self, text: &[u8]) -> Result<Command<'_>, ParseError> {
         match self {
             Wire::Pusher => pusher::message::parse(text),
+            Wire::SocketIo => socketio::messages::parse(text),
         }
     }
 
@@ -50,34 +56,43 @@ impl Wire {
     pub fn encode(self, reply: &Reply<'_>) -> Bytes {
         match self {
             Wire::Pusher => pusher::encode_reply(reply),
+            Wire::SocketIo => socketio::frames::encode_reply(reply),
         }
     }
 
-    /// The app key a connection names in its URL, once the wire's own checks on the URL
-    /// (Pusher: the path `/app/{key}` and `protocol` 4 to 7) have passed.
-    pub fn app_key<'r>(self, path: &'r str, protocol: Option<&str>) -> Result<&'r str, Fault> {
+    /// The app a connection's URL names, once the wire's own checks on the URL have passed
+    /// (Pusher: the path `/app/{key}` and `protocol` 4 to 7; Socket.IO: an app's
+    /// `[apps.socketio] path`, the Engine.IO version having been checked by the transport).
+    pub fn app<'t>(
+        self,
+        apps: &'t AppTable,
+        path: &str,
+        protocol: Option<&str>,
+    ) -> Result<&'t App, Fault> {
         match self {
             Wire::Pusher => {
                 let key = pusher::app_key(path).ok_or(Fault::PathNotFound)?;
                 pusher::check_version(protocol)?;
-                Ok(key)
+                apps.by_key(key).ok_or(Fault::AppNotFound)
             }
+            Wire::SocketIo => apps.by_socketio_path(path).ok_or(Fault::PathNotFound),
         }
     }
 
-    /// The app key of a connection path, for counting attempts before the upgrade; `None`
-    /// when the path names no app.
-    pub fn app_key_of_path(self, path: &str) -> Option<&str> {
+    /// The app of a connection path, for counting attempts before the upgrade; `None` when
+    /// the path names no app.
+    pub fn app_of_path<'t>(self, apps: &'t AppTable, path: &str) -> Option<&'t App> {
         match self {
-            Wire::Pusher => pusher::app_key(path),
+            Wire::Pusher => pusher::app_key(path).and_then(|key| apps.by_key(key)),
+            Wire::SocketIo => apps.by_socketio_path(path),
         }
     }
 
-    /// The WebSocket close code and reason that end a connection for `fault`.
+    /// The WebSocket close code and reason that end a connection for `fault`. Socket.IO
+    /// clients do not read close codes; they get Pusher's numbers, which say what happened
+    /// to anyone watching the traffic.
     pub fn close_for(self, fault: Fault) -> (u16, &'static str) {
-        match self {
-            Wire::Pusher => (pusher::codes::code(fault), pusher::codes::message(fault)),
-        }
+        (pusher::codes::code(fault), pusher::codes::message(fault))
     }
 }
 
@@ -109,7 +124,7 @@ pub enum Command<'a> {
         /// The channel it is sent on, as sent.
         channel: Cow<'a, str>,
         /// The payload, relayed as sent.
-        data: &'a RawValue,
+        data: Cow<'a, RawValue>,
     },
     /// Replace the connection's token with a newer one for the same subject.
     Renew {
@@ -121,6 +136,16 @@ pub enum Command<'a> {
         /// The event name as sent.
         event: Cow<'a, str>,
     },
+    /// The client ends the connection (Socket.IO: a `DISCONNECT`, or Engine.IO `close`).
+    Quit,
+    /// A Socket.IO `CONNECT` to a namespace other than `/`, the only one served.
+    OtherNamespace {
+        /// The namespace as sent.
+        namespace: Cow<'a, str>,
+    },
+    /// Nothing to do: what the reference server ignores (Socket.IO events it has no handler
+    /// for, acknowledgements, Engine.IO `noop`).
+    Ignored,
 }
 
 /// What a client sends to join a channel.
@@ -135,14 +160,33 @@ pub struct SubscribeRequest<'a> {
     /// For presence channels: the exact JSON text that was signed.
     #[serde(borrow, default)]
     pub channel_data: Option<Cow<'a, str>>,
+    /// Socket.IO (laravel-echo-server): the client's `auth.headers`, for the app's auth
+    /// endpoint to decide on a channel `auth` does not sign. Pusher clients send none.
+    #[serde(skip)]
+    pub forward: Option<ForwardHeaders>,
 }
+
+/// Request headers a Socket.IO client asks to be forwarded to the app's auth endpoint
+/// (Echo's `auth.headers`: `Authorization`, `X-CSRF-TOKEN`, ...), as sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ForwardHeaders(pub Vec<(String, String)>);
 
 /// Why a client message could not be understood.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     /// A binary message, on a wire whose messages are text.
-    #[error("binary frames are not part of the Pusher protocol; send JSON text")]
+    #[error("binary frames are not accepted; send JSON text")]
     Binary,
+    /// A text message that is not UTF-8 (a decoder that got past the WebSocket layer's
+    /// own check).
+    #[error("message is not UTF-8")]
+    NotUtf8,
+    /// Not an Engine.IO packet a client may send.
+    #[error("parse error: {0}")]
+    Engine(#[from] socketio::engine::EngineError),
+    /// Not a Socket.IO packet a client may send.
+    #[error("parse error: {0}")]
+    Packet(#[from] socketio::packet::PacketError),
     /// Not a JSON object with a string `event`.
     #[error("message is not a JSON object with a string \"event\"")]
     NotAnEvent,
@@ -160,6 +204,13 @@ impl ParseError {
     /// The fault reported for it (the connection stays open).
     pub fn fault(&self) -> Fault {
         Fault::InvalidMessage
+    }
+
+    /// Whether the connection is closed for it rather than answered: a packet the wire
+    /// cannot frame (the Socket.IO reference server closes on a "parse error"), where a
+    /// well-formed message with a bad field is answered.
+    pub fn closes(&self) -> bool {
+        matches!(self, ParseError::Engine(_) | ParseError::Packet(_))
     }
 }
 
@@ -188,6 +239,8 @@ pub enum Refusal {
     },
     /// The name is empty, too long or has a character channel names may not have.
     InvalidName(ChannelNameError),
+    /// The app's auth endpoint did not admit it (Socket.IO clients).
+    Endpoint(EndpointRefusal),
 }
 
 /// What kind of refusal a [`Refusal`] is: the `type` of `pusher:subscription_error`.
@@ -203,6 +256,17 @@ pub enum RefusalKind {
     InvalidChannel,
 }
 
+impl RefusalKind {
+    /// Its name on the wire (the `type` of Pusher's `pusher:subscription_error`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RefusalKind::Auth => "AuthError",
+            RefusalKind::Limit => "LimitReached",
+            RefusalKind::InvalidChannel => "InvalidChannel",
+        }
+    }
+}
+
 impl Refusal {
     /// The HTTP-style status that says whose fault it is (401/403 not allowed, 4xx a limit,
     /// 400 a malformed request).
@@ -210,6 +274,7 @@ impl Refusal {
         match self {
             Refusal::Signature(SubscribeAuthError::UserInfoTooLarge { .. }) => 413,
             Refusal::Signature(err) => err.status(),
+            Refusal::Endpoint(err) => err.status(),
             Refusal::Policy { .. } | Refusal::PresenceFull { .. } => 403,
             Refusal::TooManySubscriptions { .. } => 429,
             Refusal::InvalidName(_) => 400,
@@ -222,7 +287,9 @@ impl Refusal {
             Refusal::Signature(SubscribeAuthError::UserInfoTooLarge { .. })
             | Refusal::TooManySubscriptions { .. }
             | Refusal::PresenceFull { .. } => RefusalKind::Limit,
-            Refusal::Signature(_) | Refusal::Policy { .. } => RefusalKind::Auth,
+            Refusal::Signature(_) | Refusal::Policy { .. } | Refusal::Endpoint(_) => {
+                RefusalKind::Auth
+            }
             Refusal::InvalidName(_) => RefusalKind::InvalidChannel,
         }
     }
@@ -238,6 +305,7 @@ impl std::fmt::Display for Refusal {
             }
             Refusal::PresenceFull { max } => write!(f, "presence channel is full ({max} members)"),
             Refusal::InvalidName(err) => err.fmt(f),
+            Refusal::Endpoint(err) => err.fmt(f),
         }
     }
 }
@@ -254,6 +322,19 @@ pub enum Reply<'a> {
         socket_id: SocketId,
         /// How long the client may stay quiet before the server pings it.
         activity_timeout: Duration,
+    },
+    /// The connection is refused before it opened (Socket.IO: `CONNECT_ERROR`; Pusher: the
+    /// same `pusher:error` as [`Reply::Error`]); the close follows.
+    Refused {
+        /// Why.
+        fault: Fault,
+        /// Details for the client; `None` for the wire's default text.
+        text: Option<&'a str>,
+    },
+    /// A Socket.IO `CONNECT` to a namespace that is not served.
+    NamespaceRefused {
+        /// The namespace as sent.
+        namespace: &'a str,
     },
     /// Something the client did (or the server decided) went wrong; a fault that closes the
     /// connection is followed by the close.
@@ -358,6 +439,9 @@ pub enum Event<'a> {
         channel: &'a ChannelName,
         /// The user.
         user: &'a UserId,
+        /// Their `user_info` JSON text, when the home still knows it (Socket.IO's
+        /// `presence:leaving` carries it; Pusher's `member_removed` does not).
+        info: Option<&'a str>,
     },
     /// A channel's subscriber count changed (apps that opt in).
     SubscriptionCount {
@@ -375,6 +459,7 @@ pub enum Event<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frames {
     pusher: Bytes,
+    socketio: Bytes,
 }
 
 impl Frames {
@@ -382,18 +467,25 @@ impl Frames {
     pub fn encode(event: &Event<'_>) -> Self {
         Self {
             pusher: pusher::encode_event(event),
+            socketio: socketio::frames::encode_event(event),
         }
     }
 
-    /// Frames as they travel between nodes, which exchange the Pusher frame.
+    /// Frames as they travel between nodes, which exchange the Pusher frame: the other
+    /// wires' frames are made from it, once per node.
     pub fn from_pusher(frame: Bytes) -> Self {
-        Self { pusher: frame }
+        let socketio = socketio::frames::from_pusher_frame(&frame).unwrap_or_default();
+        Self {
+            pusher: frame,
+            socketio,
+        }
     }
 
     /// The frame for subscribers speaking `wire`.
     pub fn get(&self, wire: Wire) -> &Bytes {
         match wire {
             Wire::Pusher => &self.pusher,
+            Wire::SocketIo => &self.socketio,
         }
     }
 

@@ -68,7 +68,7 @@ pub fn parse(text: &[u8]) -> Result<Command<'_>, ParseError> {
         };
         return Ok(Command::ClientEvent {
             channel: envelope.channel.ok_or(bad("a string \"channel\""))?,
-            data: envelope.data.ok_or(bad("\"data\""))?,
+            data: Cow::Borrowed(envelope.data.ok_or(bad("\"data\""))?),
             event,
         });
     }
@@ -149,6 +149,7 @@ impl OwnedFromStr for SubscribeRequest<'_> {
             channel: owned(r.channel),
             auth: r.auth.map(owned),
             channel_data: r.channel_data.map(owned),
+            forward: None,
         })
     }
 }
@@ -202,6 +203,19 @@ impl Json {
         self.0
     }
 }
+
+/// A user joined a presence channel.
+pub const MEMBER_ADDED: &str = "pusher_internal:member_added";
+/// A user's last socket left a presence channel.
+pub const MEMBER_REMOVED: &str = "pusher_internal:member_removed";
+/// A channel's subscriber count changed (subscription counting).
+pub const SUBSCRIPTION_COUNT: &str = "pusher_internal:subscription_count";
+/// A cache channel has nothing to replay.
+pub const CACHE_MISS: &str = "pusher:cache_miss";
+/// A sign-in succeeded.
+pub const SIGNIN_SUCCESS: &str = "pusher:signin_success";
+/// Watched users came online or went offline.
+pub const WATCHLIST_EVENTS: &str = "pusher_internal:watchlist_events";
 
 /// `pusher:connection_established`.
 pub fn connection_established(socket_id: SocketId, activity_timeout_secs: u64) -> Vec<u8> {
@@ -295,7 +309,9 @@ pub fn watchlist_events(online: bool, users: &[UserId]) -> Vec<u8> {
     let name = if online { "online" } else { "offline" };
     let inner = format!(r#"{{"events":[{{"name":"{name}","user_ids":[{ids}]}}]}}"#);
     let mut json = Json::with_capacity(64 + inner.len() * 2);
-    json.raw(r#"{"event":"pusher_internal:watchlist_events","data":"#)
+    json.raw(r#"{"event":""#)
+        .raw(WATCHLIST_EVENTS)
+        .raw(r#"","data":"#)
         .string(&inner)
         .raw("}");
     json.finish()
@@ -304,13 +320,15 @@ pub fn watchlist_events(online: bool, users: &[UserId]) -> Vec<u8> {
 /// `pusher_internal:subscription_count`; `data` is the string `{"subscription_count":n}`.
 pub fn subscription_count(channel: &str, count: usize) -> Vec<u8> {
     let inner = format!(r#"{{"subscription_count":{count}}}"#);
-    member_event("pusher_internal:subscription_count", channel, &inner)
+    member_event(SUBSCRIPTION_COUNT, channel, &inner)
 }
 
 /// `pusher:cache_miss`: a cache channel has no (unexpired) event to replay.
 pub fn cache_miss(channel: &str) -> Vec<u8> {
     let mut json = Json::with_capacity(48 + channel.len());
-    json.raw(r#"{"event":"pusher:cache_miss","channel":"#)
+    json.raw(r#"{"event":""#)
+        .raw(CACHE_MISS)
+        .raw(r#"","channel":"#)
         .string(channel)
         .raw("}");
     json.finish()
@@ -322,7 +340,9 @@ pub fn signin_success(user_data: &str) -> Vec<u8> {
     inner.raw(r#"{"user_data":"#).string(user_data).raw("}");
     let inner = String::from_utf8(inner.finish()).unwrap_or_default();
     let mut json = Json::with_capacity(64 + inner.len() * 2);
-    json.raw(r#"{"event":"pusher:signin_success","data":"#)
+    json.raw(r#"{"event":""#)
+        .raw(SIGNIN_SUCCESS)
+        .raw(r#"","data":"#)
         .string(&inner)
         .raw("}");
     json.finish()
@@ -400,7 +420,7 @@ pub fn member_added(channel: &str, user_id: &UserId, user_info: Option<&str>) ->
         .raw(user_info.unwrap_or("null"))
         .raw("}");
     let inner = String::from_utf8(inner.finish()).unwrap_or_default();
-    member_event("pusher_internal:member_added", channel, &inner)
+    member_event(MEMBER_ADDED, channel, &inner)
 }
 
 /// `pusher_internal:member_removed`.
@@ -411,7 +431,7 @@ pub fn member_removed(channel: &str, user_id: &UserId) -> Vec<u8> {
         .string(user_id.as_str())
         .raw("}");
     let inner = String::from_utf8(inner.finish()).unwrap_or_default();
-    member_event("pusher_internal:member_removed", channel, &inner)
+    member_event(MEMBER_REMOVED, channel, &inner)
 }
 
 fn member_event(event: &str, channel: &str, inner: &str) -> Vec<u8> {

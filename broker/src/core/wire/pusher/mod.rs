@@ -7,7 +7,7 @@ pub mod message;
 
 use bytes::Bytes;
 
-use super::{Event, Fault, RefusalKind, Reply};
+use super::{Event, Fault, Reply};
 use crate::core::ws::frame::{self, Opcode};
 
 /// The protocol versions accepted in `?protocol=N`. Pusher serves 4 to 7 alike ("protocols 1,
@@ -45,9 +45,10 @@ pub fn encode_reply(reply: &Reply<'_>) -> Bytes {
             socket_id,
             activity_timeout,
         } => message::connection_established(*socket_id, activity_timeout.as_secs()),
-        Reply::Error { fault, text } => {
+        Reply::Error { fault, text } | Reply::Refused { fault, text } => {
             message::error_with_message(*fault, text.unwrap_or(codes::message(*fault)))
         }
+        Reply::NamespaceRefused { .. } => message::error(Fault::InvalidMessage),
         Reply::Ping => return text_frame(message::ping()),
         Reply::Pong => return text_frame(message::pong()),
         Reply::Subscribed {
@@ -62,13 +63,8 @@ pub fn encode_reply(reply: &Reply<'_>) -> Bytes {
             members.iter().map(|&(user, info)| (user, info)),
         ),
         Reply::SubscriptionRefused { channel, refusal } => {
-            let kind = match refusal.kind() {
-                RefusalKind::Auth => "AuthError",
-                RefusalKind::Limit => "LimitReached",
-                RefusalKind::InvalidChannel => "InvalidChannel",
-            };
             let text = refusal.to_string();
-            message::subscription_error(channel, kind, &text, refusal.status())
+            message::subscription_error(channel, refusal.kind().name(), &text, refusal.status())
         }
         Reply::SubscriptionRevoked {
             channel,
@@ -103,7 +99,9 @@ pub fn encode_event(event: &Event<'_>) -> Bytes {
             user,
             info,
         } => message::member_added(channel.as_str(), user, *info),
-        Event::MemberRemoved { channel, user } => message::member_removed(channel.as_str(), user),
+        Event::MemberRemoved { channel, user, .. } => {
+            message::member_removed(channel.as_str(), user)
+        }
         Event::SubscriptionCount { channel, count } => {
             message::subscription_count(channel.as_str(), *count)
         }

@@ -75,6 +75,83 @@ impl<'a> EnginePacket<'a> {
     }
 }
 
+/// Why an Engine.IO request is refused before a session exists or is found, answered as
+/// the reference server answers it: HTTP 400 (403 for [`HandshakeError::Forbidden`]) with
+/// `{"code": n, "message": ...}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HandshakeError {
+    /// `transport` is neither `polling` nor `websocket`.
+    #[error("Transport unknown")]
+    TransportUnknown,
+    /// `sid` names no open session.
+    #[error("Session ID unknown")]
+    SessionIdUnknown,
+    /// A new session must start with `GET`.
+    #[error("Bad handshake method")]
+    BadHandshakeMethod,
+    /// Anything else the transport cannot serve (a WebSocket upgrade of a session that is
+    /// already upgrading, a second pending poll, a body that is not packets).
+    #[error("Bad request")]
+    BadRequest,
+    /// Refused by the server's own rules.
+    #[error("Forbidden")]
+    Forbidden,
+    /// `EIO` is not 4.
+    #[error("Unsupported protocol version")]
+    UnsupportedProtocolVersion,
+}
+
+impl HandshakeError {
+    /// The reference server's number for it.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::TransportUnknown => 0,
+            Self::SessionIdUnknown => 1,
+            Self::BadHandshakeMethod => 2,
+            Self::BadRequest => 3,
+            Self::Forbidden => 4,
+            Self::UnsupportedProtocolVersion => 5,
+        }
+    }
+
+    /// The HTTP status it is sent with.
+    pub fn status(self) -> u16 {
+        match self {
+            Self::Forbidden => 403,
+            _ => 400,
+        }
+    }
+
+    /// The JSON body it is sent with.
+    pub fn body(self) -> String {
+        serde_json::json!({ "code": self.code(), "message": self.to_string() }).to_string()
+    }
+}
+
+/// The transports a client may name in `?transport=`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// HTTP long-polling.
+    Polling,
+    /// WebSocket.
+    WebSocket,
+}
+
+/// Checks an Engine.IO request's `EIO` and `transport` query parameters.
+pub fn check_request(
+    eio: Option<&str>,
+    transport: Option<&str>,
+) -> Result<Transport, HandshakeError> {
+    if eio != Some(super::ENGINE_PROTOCOL) {
+        return Err(HandshakeError::UnsupportedProtocolVersion);
+    }
+    match transport {
+        Some("polling") => Ok(Transport::Polling),
+        Some("websocket") => Ok(Transport::WebSocket),
+        _ => Err(HandshakeError::TransportUnknown),
+    }
+}
+
 /// The packets of a long-polling body, in order.
 pub fn split_payload(body: &str) -> impl Iterator<Item = &str> {
     body.split(RECORD_SEPARATOR)
@@ -132,6 +209,35 @@ mod tests {
             Err(EngineError::NotFromClient('5'))
         );
         assert!(EnginePacket::decode("é").is_err());
+    }
+
+    #[test]
+    fn requests_name_version_4_and_a_known_transport() {
+        assert_eq!(
+            check_request(Some("4"), Some("websocket")),
+            Ok(Transport::WebSocket)
+        );
+        assert_eq!(
+            check_request(Some("4"), Some("polling")),
+            Ok(Transport::Polling)
+        );
+        assert_eq!(
+            check_request(Some("3"), Some("polling")),
+            Err(HandshakeError::UnsupportedProtocolVersion)
+        );
+        assert_eq!(
+            check_request(None, Some("polling")),
+            Err(HandshakeError::UnsupportedProtocolVersion)
+        );
+        assert_eq!(
+            check_request(Some("4"), Some("flash")),
+            Err(HandshakeError::TransportUnknown)
+        );
+        assert_eq!(
+            HandshakeError::SessionIdUnknown.body(),
+            r#"{"code":1,"message":"Session ID unknown"}"#
+        );
+        assert_eq!(HandshakeError::Forbidden.status(), 403);
     }
 
     #[test]

@@ -174,10 +174,15 @@ pub fn encode_connect(namespace: &str, sid: &str) -> String {
     out
 }
 
-/// `CONNECT_ERROR` with `{"message": ...}`, which socket.io-client hands to `connect_error`.
-pub fn encode_connect_error(namespace: &str, message: &str) -> String {
+/// `CONNECT_ERROR` with `{"message": ..., "data": ...}`, which socket.io-client hands to
+/// `connect_error` as an `Error` with that message and `data`.
+pub fn encode_connect_error(namespace: &str, message: &str, data: Option<&Value>) -> String {
     let mut out = head('4', namespace, None);
-    out.push_str(&serde_json::json!({ "message": message }).to_string());
+    let body = match data {
+        Some(data) => serde_json::json!({ "message": message, "data": data }),
+        None => serde_json::json!({ "message": message }),
+    };
+    out.push_str(&body.to_string());
     out
 }
 
@@ -308,7 +313,7 @@ mod tests {
     fn server_packets_read_back_as_socket_io_clients_read_them() {
         assert_eq!(encode_connect("/", "abc"), r#"0{"sid":"abc"}"#);
         assert_eq!(
-            encode_connect_error("/admin", "authentication failed"),
+            encode_connect_error("/admin", "authentication failed", None),
             r#"4/admin,{"message":"authentication failed"}"#
         );
         let event = encode_event(

@@ -1,0 +1,222 @@
+//! Socket.IO's transports, the I/O half: a WebSocket at an app's `[apps.socketio] path`
+//! opens with the Engine.IO handshake, and the client's `CONNECT` (with its `auth` object)
+//! decides who it is before the shard admits it. From then on the connection is a shard
+//! connection like a Pusher one, speaking [`Wire::SocketIo`].
+
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use monoio::io::AsyncWriteRentExt;
+use serde_json::{Map, Value};
+
+use super::conn::{self, Verification, unix_now};
+use super::runtime::ShardRt;
+use super::tls::Transport;
+use crate::core::http::request::RequestHead;
+use crate::core::http::response;
+use crate::core::ids::AppIdx;
+use crate::core::shard::{Accept, ConnectRequest};
+use crate::core::wire::Wire;
+use crate::core::wire::socketio::engine::{self, EnginePacket, HandshakeError};
+use crate::core::wire::socketio::frames::open_packet;
+use crate::core::wire::socketio::packet::{Body, DEFAULT_NAMESPACE, Packet, encode_connect_error};
+use crate::core::ws::frame::{self, FrameLimits, Message, MessageDecoder, Opcode, Role};
+use crate::core::ws::handshake::switching_protocols;
+
+/// Bytes of randomness in an Engine.IO session id (20 characters of base64url).
+const SID_BYTES: usize = 15;
+
+/// The Engine.IO handshake ended before the client's `CONNECT`: the client went away,
+/// closed, or sent something other than a `CONNECT`.
+struct Gone;
+
+/// Serves a WebSocket upgrade on app `app`'s Socket.IO path.
+pub(super) async fn websocket<S: Transport>(
+    rt: Rc<ShardRt>,
+    mut stream: S,
+    head: RequestHead,
+    mut buf: BytesMut,
+    remote: IpAddr,
+    app: AppIdx,
+) {
+    let path = &head.path;
+    let Some(upgrade) = conn::upgrade(&rt, &mut stream, &head, Wire::SocketIo, path, remote).await
+    else {
+        return;
+    };
+    let checked = engine::check_request(
+        head.query_param("EIO").as_deref(),
+        head.query_param("transport").as_deref(),
+    );
+    let refusal = match checked {
+        Ok(engine::Transport::WebSocket) if head.query_param("sid").is_none() => None,
+        // Upgrading a long-polling session: sessions live on the polling transport, which
+        // does not offer upgrades it cannot complete.
+        Ok(engine::Transport::WebSocket) => Some(HandshakeError::SessionIdUnknown),
+        Ok(engine::Transport::Polling) => Some(HandshakeError::BadRequest),
+        Err(err) => Some(err),
+    };
+    if let Some(err) = refusal {
+        let body = err.body();
+        let answer = response::response(
+            err.status(),
+            "application/json",
+            body.as_bytes(),
+            &[],
+            false,
+        );
+        let _ = stream.write_all(answer).await;
+        return;
+    }
+    let config = &rt.state.shared.config;
+    let max_message = config.max_ws_message_bytes;
+    let handshake_timeout = config.handshake_timeout;
+    let Some(socketio) = rt.state.shared.apps.get(app).config.socketio.clone() else {
+        return;
+    };
+    let mut first = switching_protocols(&upgrade.accept, None);
+    let open = open_packet(
+        &session_id(),
+        &[],
+        socketio.ping_interval.as_millis(),
+        socketio.ping_timeout.as_millis(),
+        max_message,
+    );
+    first.extend_from_slice(&frame::encode_frame(Opcode::Text, open.as_bytes()));
+    if stream.write_all(first).await.0.is_err() {
+        return;
+    }
+    let limits = FrameLimits {
+        max_frame_bytes: max_message,
+        max_message_bytes: max_message,
+    };
+    let connect = read_connect(&mut stream, &mut buf, limits);
+    let auth = match monoio::time::timeout(handshake_timeout, connect).await {
+        Ok(Ok(auth)) => auth,
+        Ok(Err(Gone)) | Err(_) => {
+            tracing::debug!(%remote, "Socket.IO connection ended before its CONNECT");
+            return;
+        }
+    };
+    // `io(url, {auth: {token}})` sends the raw JWT; a `Bearer ` prefix is taken too.
+    let auth_token = auth
+        .as_ref()
+        .and_then(|auth| auth.get("token"))
+        .and_then(Value::as_str)
+        .map(|token| {
+            token
+                .strip_prefix("Bearer ")
+                .unwrap_or(token)
+                .trim()
+                .to_owned()
+        });
+    let query_token = head.query_param("token");
+    let bearer = head
+        .header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let token = auth_token.as_deref().or(query_token.as_deref()).or(bearer);
+    let found = rt.state.shared.apps.by_socketio_path(&head.path);
+    let verification = Verification::run(&rt, found, &head, token).await;
+    let request = ConnectRequest {
+        wire: Wire::SocketIo,
+        path: &head.path,
+        protocol: None,
+        origin: head.header("origin"),
+        remote,
+        credentials: verification.credentials(token),
+        now_unix: unix_now(),
+    };
+    let accepted = rt.with_core(|core| core.accept_websocket(&request, Instant::now()));
+    match accepted {
+        Accept::Open(key) => {
+            if let Some(cookie) = head.header("cookie") {
+                rt.remember_cookie(key, cookie);
+            }
+            conn::run(rt, stream, key, Vec::new(), buf, remote).await
+        }
+        Accept::Refused(frames, fault) => {
+            tracing::debug!(%remote, ?fault, "Socket.IO connection refused");
+            let _ = stream.write_all(frames.to_vec()).await;
+            let _ = stream.shutdown().await;
+        }
+    }
+}
+
+/// Reads frames until the client's `CONNECT` to the default namespace and returns its
+/// `auth` object. Pings are answered; a `CONNECT` to another namespace is refused as the
+/// reference server refuses it ("Invalid namespace"), and the client may go on.
+async fn read_connect<S: Transport>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    limits: FrameLimits,
+) -> Result<Option<Map<String, Value>>, Gone> {
+    let mut decoder = MessageDecoder::new(Role::Server, limits);
+    loop {
+        while let Some(message) = decoder.decode(buf).map_err(|_| Gone)? {
+            let answer = match message {
+                Message::Text(text) => match connect_step(&text)? {
+                    Step::Connected(auth) => return Ok(auth),
+                    Step::Answer(text) => frame::encode_frame(Opcode::Text, text.as_bytes()),
+                    Step::Wait => continue,
+                },
+                Message::Ping(payload) => frame::encode_frame(Opcode::Pong, &payload),
+                Message::Pong(_) => continue,
+                Message::Binary(_) | Message::Close(_) => return Err(Gone),
+            };
+            if stream.write_all(answer.to_vec()).await.0.is_err() {
+                return Err(Gone);
+            }
+        }
+        match super::io::read_more(stream, buf, 256).await {
+            Ok(0) | Err(_) => return Err(Gone),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// What one text frame before the `CONNECT` asks for.
+enum Step {
+    /// The `CONNECT` to `/`, with its `auth`.
+    Connected(Option<Map<String, Value>>),
+    /// Send this packet and keep waiting.
+    Answer(String),
+    /// Nothing to send.
+    Wait,
+}
+
+fn connect_step(text: &[u8]) -> Result<Step, Gone> {
+    let text = std::str::from_utf8(text).map_err(|_| Gone)?;
+    match EnginePacket::decode(text).map_err(|_| Gone)? {
+        EnginePacket::Ping(data) => Ok(Step::Answer(EnginePacket::Pong(data).encode())),
+        EnginePacket::Pong(_) | EnginePacket::Noop => Ok(Step::Wait),
+        EnginePacket::Message(message) => {
+            let packet = Packet::decode(message).map_err(|_| Gone)?;
+            match packet.body {
+                Body::Connect(auth) if packet.namespace == DEFAULT_NAMESPACE => {
+                    Ok(Step::Connected(auth))
+                }
+                Body::Connect(_) => {
+                    let refused =
+                        encode_connect_error(&packet.namespace, "Invalid namespace", None);
+                    Ok(Step::Answer(EnginePacket::Message(&refused).encode()))
+                }
+                _ => Err(Gone),
+            }
+        }
+        _ => Err(Gone),
+    }
+}
+
+/// A new Engine.IO session id: random, so that no one can guess another client's.
+fn session_id() -> String {
+    use base64::Engine as _;
+    use ring::rand::SecureRandom as _;
+    let mut bytes = [0u8; SID_BYTES];
+    // The system's generator does not fail on Linux; a zeroed id is still unique enough
+    // for a WebSocket session, which is never looked up by it.
+    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}

@@ -1,0 +1,250 @@
+// Socket.IO clients on the same channels as Pusher clients: socket.io-client 4.8 and
+// laravel-echo 2 with `broadcaster: 'socket.io'`, speaking laravel-echo-server's events
+// (`subscribe`, `client event`, `presence:*`), authorized by a stand-in Laravel auth endpoint.
+
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import WebSocket from 'ws';
+import { MAIN_APP, startBroker } from '../lib/broker.mjs';
+import { disconnectAll, pusherClient, serverSdk, uniq } from '../lib/clients.mjs';
+import { connectError, nextOn, sioClient, sioEcho, startAuthEndpoint, subscribe } from '../lib/socketio.mjs';
+import { Recorder, TEST_TIMEOUT_MS, once, sleep, waitFor, withTimeout } from '../lib/wait.mjs';
+
+const T = { timeout: TEST_TIMEOUT_MS };
+const JWT_SECRET = 'socketio-jwt-secret-of-32-bytes-at-least';
+
+/** An HS256 token, as the chat deployment's identity provider issues it. */
+function jwt(claims) {
+  const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const input = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}`;
+  return `${input}.${createHmac('sha256', JWT_SECRET).update(input).digest('base64url')}`;
+}
+
+const nowSecs = () => Math.floor(Date.now() / 1000);
+
+describe('Socket.IO (socket.io-client 4.8, laravel-echo 2)', () => {
+  let broker;
+  let sdk;
+  let endpoint;
+  let jwtApp;
+  before(async () => {
+    endpoint = await startAuthEndpoint();
+    jwtApp = {
+      ...MAIN_APP,
+      id: '200002',
+      key: 'jwt-key',
+      secret: 'jwt-secret',
+      socketio: { path: '/chat/socket.io' },
+      jwt: { required: true, algorithm: 'HS256', secret: JWT_SECRET, leeway_secs: 0 },
+    };
+    broker = await startBroker({
+      apps: [{ ...MAIN_APP, socketio: { auth_endpoint: endpoint.url } }, jwtApp],
+    });
+    sdk = serverSdk(broker);
+  });
+  after(async () => {
+    disconnectAll();
+    await broker?.stop();
+    await endpoint?.close();
+  });
+
+  it('a published event reaches a socket.io-client subscriber as (channel, data)', T, async (t) => {
+    const socket = await sioClient(t, broker);
+    assert.match(socket.id, /^\d+\.\d+$/, 'the Socket.IO id is the Pusher socket id');
+    const channel = uniq('news-');
+    await subscribe(socket, channel);
+    const got = nextOn(socket, 'App\\Events\\Shipped', channel);
+    await sdk.trigger(channel, 'App\\Events\\Shipped', { order: 42 });
+    assert.deepEqual(await got, { order: 42 });
+  });
+
+  it('laravel-echo listens on a public channel', T, async (t) => {
+    const echo = await sioEcho(t, broker);
+    const channel = uniq('orders-');
+    const got = new Promise((res) => echo.channel(channel).listen('OrderShipped', res));
+    await waitFor(async () => (await sdk.get({ path: `/channels/${channel}` }).then((r) => r.json())).occupied, {
+      what: 'the channel to be occupied',
+    });
+    await sdk.trigger(channel, 'App\\Events\\OrderShipped', { id: 1 });
+    assert.deepEqual(await withTimeout(got, 3_000, 'OrderShipped'), { id: 1 });
+  });
+
+  it('laravel-echo listens on a private channel the auth endpoint admits, with its headers', T, async (t) => {
+    const echo = await sioEcho(t, broker, { bearer: 'alice' });
+    const name = uniq('orders-');
+    const got = new Promise((res) => echo.private(name).listen('.Updated', res));
+    const call = await waitFor(() => endpoint.calls.find((c) => c.form.channel_name === `private-${name}`), {
+      what: 'the auth endpoint call',
+    });
+    assert.equal(call.headers.authorization, 'Bearer alice');
+    assert.equal(call.headers['x-requested-with'], 'XMLHttpRequest');
+    assert.equal(call.form.socket_id, echo.socketId());
+    await waitFor(async () => (await sdk.get({ path: `/channels/private-${name}` }).then((r) => r.json())).occupied, {
+      what: 'the private channel to be occupied',
+    });
+    await sdk.trigger(`private-${name}`, 'Updated', { status: 'paid' });
+    assert.deepEqual(await withTimeout(got, 3_000, '.Updated'), { status: 'paid' });
+  });
+
+  it('a subscription the auth endpoint refuses gets subscription_error with its status, and nothing after', T, async (t) => {
+    const socket = await sioClient(t, broker);
+    const channel = `private-${uniq('vault-')}`;
+    const refused = nextOn(socket, 'subscription_error', channel);
+    socket.emit('subscribe', { channel, auth: { headers: { Authorization: 'Bearer mallory' } } });
+    const [status, why] = await refused;
+    assert.equal(status, 403);
+    assert.equal(why.type, 'AuthError');
+    const events = new Recorder();
+    socket.on('Secret', events.fn);
+    await sdk.trigger(channel, 'Secret', { x: 1 });
+    await sleep(300);
+    assert.equal(events.calls.length, 0, 'a refused socket hears nothing');
+  });
+
+  it('presence: here() lists the members, joining() and leaving() follow, Pusher members included', T, async (t) => {
+    const room = uniq('room-');
+    const alice = await sioEcho(t, broker, { bearer: 'alice' });
+    const here = new Promise((res) => alice.join(room).here(res));
+    const joining = new Recorder();
+    const leaving = new Recorder();
+    alice.join(room).joining(joining.fn).leaving(leaving.fn);
+    assert.deepEqual(await withTimeout(here, 3_000, 'here()'), [{ name: 'alice' }]);
+    const bob = await sioEcho(t, broker, { bearer: 'bob' });
+    const bobHere = new Promise((res) => bob.join(room).here(res));
+    const members = await withTimeout(bobHere, 3_000, "bob's here()");
+    assert.deepEqual(members.map((m) => m.name).sort(), ['alice', 'bob']);
+    const [joined] = await joining.first(() => true, { what: 'joining()' });
+    assert.deepEqual(joined, { name: 'bob' });
+    const pusher = await pusherClient(t, broker, { user: { user_id: 'carol', user_info: { name: 'carol' } } });
+    await pusher.subscribe(`presence-${room}`);
+    const [carol] = await joining.first((m) => m.name === 'carol', { what: 'joining() for the Pusher member' });
+    assert.deepEqual(carol, { name: 'carol' });
+    const users = await sdk.get({ path: `/channels/presence-${room}/users` }).then((r) => r.json());
+    assert.deepEqual(users.users.map((u) => u.id).sort(), ['alice', 'bob', 'carol']);
+    bob.leave(room);
+    const [left] = await leaving.first(() => true, { what: 'leaving()' });
+    assert.deepEqual(left, { name: 'bob' });
+  });
+
+  it('a whisper reaches the other subscribers of a private channel, not the sender', T, async (t) => {
+    const name = uniq('typing-');
+    const alice = await sioEcho(t, broker, { bearer: 'alice' });
+    const bob = await sioEcho(t, broker, { bearer: 'bob' });
+    const aliceHeard = new Recorder();
+    alice.private(name).listenForWhisper('typing', aliceHeard.fn);
+    const heard = new Promise((res) => bob.private(name).listenForWhisper('typing', res));
+    await waitFor(async () => (await sdk.get({ path: `/channels/private-${name}`, params: { info: 'subscription_count' } }).then((r) => r.json())).subscription_count === 2, {
+      what: 'both subscribed',
+    });
+    alice.private(name).whisper('typing', { typing: true });
+    assert.deepEqual(await withTimeout(heard, 3_000, 'the whisper'), { typing: true });
+    await sleep(200);
+    assert.equal(aliceHeard.calls.length, 0, 'the sender does not hear its own whisper');
+  });
+
+  it('toOthers: an event published with the socket id skips that socket only', T, async (t) => {
+    const channel = uniq('feed-');
+    const sender = await sioClient(t, broker);
+    const other = await sioClient(t, broker);
+    await subscribe(sender, channel);
+    await subscribe(other, channel);
+    const senderGot = new Recorder();
+    sender.on('Posted', senderGot.fn);
+    const got = nextOn(other, 'Posted', channel);
+    await sdk.trigger(channel, 'Posted', { n: 1 }, { socket_id: sender.id });
+    assert.deepEqual(await got, { n: 1 });
+    await sleep(200);
+    assert.equal(senderGot.calls.length, 0);
+  });
+
+  it('a Pusher and a Socket.IO subscriber get the same 1,000 events in the same order', { timeout: 30_000 }, async (t) => {
+    const channel = uniq('mixed-');
+    const socket = await sioClient(t, broker);
+    await subscribe(socket, channel);
+    const pusher = await pusherClient(t, broker);
+    const pusherChannel = await pusher.subscribe(channel);
+    const viaSocketIo = [];
+    const viaPusher = [];
+    socket.on('Tick', (name, data) => name === channel && viaSocketIo.push(data.n));
+    pusherChannel.bind('Tick', (data) => viaPusher.push(data.n));
+    const total = 1_000;
+    for (let batch = 0; batch < total; batch += 10) {
+      const events = Array.from({ length: 10 }, (_, i) => ({ channel, name: 'Tick', data: { n: batch + i } }));
+      await sdk.triggerBatch(events);
+    }
+    await waitFor(() => viaSocketIo.length === total && viaPusher.length === total, {
+      timeoutMs: 15_000,
+      what: `${total} events on both wires`,
+    });
+    const expected = Array.from({ length: total }, (_, i) => i);
+    assert.deepEqual(viaSocketIo, expected);
+    assert.deepEqual(viaPusher, expected);
+  });
+
+  it('auth.token carries a raw JWT; an invalid one gets connect_error about authentication', T, async (t) => {
+    const app = { path: '/chat/socket.io' };
+    const good = await sioClient(t, broker, { ...app, auth: { token: jwt({ sub: 'u1', exp: nowSecs() + 60 }) } });
+    assert.match(good.id, /^\d+\.\d+$/);
+    for (const token of ['not-a-token', jwt({ sub: 'u2', exp: nowSecs() - 10 })]) {
+      const bad = await sioClient(t, broker, { ...app, auth: { token }, waitConnected: false });
+      const err = await connectError(bad);
+      assert.match(err.message, /authentication/);
+      assert.equal(err.data.code, 4009);
+    }
+    const none = await sioClient(t, broker, { ...app, waitConnected: false });
+    assert.match((await connectError(none)).message, /authentication/);
+  });
+
+  it('a CONNECT to another namespace is refused with "Invalid namespace"', T, async (t) => {
+    const socket = await sioClient(t, broker, { waitConnected: false });
+    const admin = socket.io.socket('/admin');
+    const err = await withTimeout(new Promise((res) => admin.once('connect_error', res)), 3_000, 'connect_error');
+    assert.equal(err.message, 'Invalid namespace');
+    admin.close();
+  });
+
+  it('malformed packets close only the connection that sent them', T, async (t) => {
+    const bystander = await sioClient(t, broker);
+    const channel = uniq('calm-');
+    await subscribe(bystander, channel);
+    for (const garbage of ['4x', '42[', '451-["a",{"_placeholder":true,"num":0}]', '9']) {
+      const ws = new WebSocket(`${broker.wsBase}/socket.io/?EIO=4&transport=websocket`);
+      t.after(() => ws.terminate());
+      const opened = once(ws, 'message');
+      await withTimeout(new Promise((res) => ws.once('open', res)), 3_000, 'open');
+      const [open] = await opened;
+      assert.match(String(open), /^0\{"maxPayload"/);
+      const connected = once(ws, 'message');
+      ws.send('40');
+      const [reply] = await connected;
+      assert.match(String(reply), /^40\{"sid":"\d+\.\d+"\}$/);
+      ws.send(garbage);
+      const [code] = await once(ws, 'close');
+      assert.equal(code, 1002, `${garbage} closes with a protocol error`);
+    }
+    const got = nextOn(bystander, 'Still', channel);
+    await sdk.trigger(channel, 'Still', { ok: true });
+    assert.deepEqual(await got, { ok: true });
+  });
+
+  it('the Engine.IO handshake refuses other protocol versions and unknown sessions', T, async () => {
+    const cases = [
+      ['/socket.io/?EIO=3&transport=websocket', 5],
+      ['/socket.io/?EIO=4&transport=flash', 0],
+      ['/socket.io/?EIO=4&transport=websocket&sid=nope', 1],
+    ];
+    for (const [path, code] of cases) {
+      const ws = new WebSocket(`${broker.wsBase}${path}`);
+      const response = await withTimeout(
+        new Promise((res) => ws.once('unexpected-response', (_, r) => res(r))),
+        3_000,
+        path,
+      );
+      let body = '';
+      for await (const chunk of response) body += chunk;
+      assert.equal(response.statusCode, 400, path);
+      assert.equal(JSON.parse(body).code, code, path);
+    }
+  });
+});
