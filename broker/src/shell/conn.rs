@@ -23,7 +23,7 @@ use crate::core::http::response;
 use crate::core::ids::{AppIdx, SocketId};
 use crate::core::proxy::header::{Parsed, ProxyHeader, ProxyHeaderError};
 use crate::core::proxy::{self, TrustedProxies};
-use crate::core::shard::{Accept, ConnKey, ConnectRequest, Credentials, Ended, OutputState};
+use crate::core::shard::{Accept, ConnKey, ConnectRequest, Credentials, Ended, OutputState, Taken};
 use crate::core::wire::Wire;
 use crate::core::ws::handshake::{
     UpgradeRequest, is_websocket_upgrade, switching_protocols, validate_upgrade,
@@ -191,7 +191,11 @@ async fn serve_stream<S: Transport>(
             }
             return;
         }
-        if !serve_http(&rt, &mut stream, &head, &mut buf, client).await {
+        let served = match socketio {
+            Some(app) => serve_polling(&rt, &mut stream, &head, &mut buf, client, app).await,
+            None => serve_http(&rt, &mut stream, &head, &mut buf, client).await,
+        };
+        if !served {
             return;
         }
     }
@@ -230,17 +234,8 @@ async fn serve_http<S: AsyncReadRent + AsyncWriteRent>(
     buf: &mut BytesMut,
     remote: IpAddr,
 ) -> bool {
-    let shard_metrics = &rt.all_metrics[rt.core().id()];
-    inc(&shard_metrics.http_requests);
-    let max_body = rt.state.shared.config.max_http_body_bytes;
-    let body = match read_body(stream, buf, head, max_body).await {
-        Ok(body) => body,
-        Err((status, message)) => {
-            let _ = stream
-                .write_all(response::json_error(status, message, false))
-                .await;
-            return false;
-        }
+    let Some(body) = request_body(rt, stream, head, buf).await else {
+        return false;
     };
     let clock = Clock {
         now: Instant::now(),
@@ -290,6 +285,59 @@ async fn serve_http<S: AsyncReadRent + AsyncWriteRent>(
     };
     let (result, _) = stream.write_all(bytes).await;
     result.is_ok() && head.keep_alive && !rt.shutting_down.get()
+}
+
+/// Counts an HTTP request and reads its body; `None`: the body was refused (too large,
+/// cut short), the answer is written and the connection is to be closed.
+async fn request_body<S: AsyncReadRent + AsyncWriteRent>(
+    rt: &Rc<ShardRt>,
+    stream: &mut S,
+    head: &RequestHead,
+    buf: &mut BytesMut,
+) -> Option<Vec<u8>> {
+    inc(&rt.all_metrics[rt.core().id()].http_requests);
+    let max_body = rt.state.shared.config.max_http_body_bytes;
+    match read_body(stream, buf, head, max_body).await {
+        Ok(body) => Some(body),
+        Err((status, message)) => {
+            let _ = stream
+                .write_all(response::json_error(status, message, false))
+                .await;
+            None
+        }
+    }
+}
+
+/// Serves one Engine.IO long-polling request; returns whether the connection stays open.
+async fn serve_polling<S: AsyncReadRent + AsyncWriteRent>(
+    rt: &Rc<ShardRt>,
+    stream: &mut S,
+    head: &RequestHead,
+    buf: &mut BytesMut,
+    remote: IpAddr,
+    app: AppIdx,
+) -> bool {
+    let Some(body) = request_body(rt, stream, head, buf).await else {
+        return false;
+    };
+    let answer = super::polling::serve(rt, head, body, remote, app).await;
+    let (result, _) = stream.write_all(answer).await;
+    result.is_ok() && head.keep_alive && !rt.shutting_down.get()
+}
+
+/// Counts what a write (or a long-poll answer) handed to the client: bytes, and the
+/// delivery latency of its events.
+pub(super) fn record_written(rt: &ShardRt, taken: &Taken, len: usize) {
+    let metrics = &rt.all_metrics[rt.core().id()];
+    inc(&metrics.write_calls);
+    add(&metrics.bytes_out, len as u64);
+    if let Some(oldest) = taken.oldest_event {
+        // Every event in the write is counted with the oldest one's latency: an upper
+        // bound, exact for the common single-event write.
+        metrics
+            .delivery_latency
+            .record(oldest.elapsed(), taken.events as u64);
+    }
 }
 
 /// Streams the dashboard's overview once a second as server-sent events, until the client
@@ -570,7 +618,7 @@ fn app_key(rt: &ShardRt, app: AppIdx) -> String {
 }
 
 /// The one line an operator reads per closed connection (never a body or a secret).
-fn log_ended(rt: &ShardRt, ended: Option<Ended>) {
+pub(super) fn log_ended(rt: &ShardRt, ended: Option<Ended>) {
     let Some(ended) = ended else { return };
     let app = app_key(rt, ended.app);
     let (closed_by, close_code) = match ended.close {
@@ -620,7 +668,6 @@ async fn write_loop<W: AsyncWriteRent>(
     socket_id: SocketId,
     writer: Rc<Writer>,
 ) {
-    let shard = rt.core().id();
     let closed_cleanly = loop {
         let mut frames = rt.lend_frames();
         let taken = rt.core().take_output(
@@ -659,16 +706,7 @@ async fn write_loop<W: AsyncWriteRent>(
         if result.is_err() {
             break false;
         }
-        let metrics = &rt.all_metrics[shard];
-        inc(&metrics.write_calls);
-        add(&metrics.bytes_out, len as u64);
-        if let Some(oldest) = taken.oldest_event {
-            // Every event in the write is counted with the oldest one's latency: an upper
-            // bound, exact for the common single-event write.
-            metrics
-                .delivery_latency
-                .record(oldest.elapsed(), taken.events as u64);
-        }
+        record_written(&rt, &taken, len);
         if state == OutputState::Close {
             await_peer_close(&rt, key, socket_id, &writer).await;
             break true;

@@ -10,6 +10,7 @@ mod cluster;
 mod conn;
 pub mod cpus;
 pub mod io;
+mod polling;
 mod runtime;
 mod signals;
 mod socketio;

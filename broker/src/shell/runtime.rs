@@ -17,6 +17,7 @@ use monoio::net::TcpListener;
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 use super::io::FrameBatch;
+use super::polling::{Adoption, PollRequest, Sessions};
 use crate::config::Driver;
 use crate::core::shard::{Answer, AuthCall, ConnKey, MeshMsg, QueryId, Shard, ShardId, WallClock};
 use crate::metrics::{ShardMetrics, inc};
@@ -26,6 +27,10 @@ use crate::server::ServerState;
 pub enum Inbound {
     /// A message from another shard.
     Mesh(MeshMsg),
+    /// A long-polling request another shard received for a session of this one.
+    Poll(PollRequest),
+    /// A WebSocket upgrade of a session of this one, handed over by another shard.
+    Adopt(Adoption),
     /// Begin a graceful shutdown.
     Shutdown,
 }
@@ -228,7 +233,8 @@ impl Signal {
 pub struct Writer {
     /// Wakes the writer task.
     pub signal: Signal,
-    fd: RawFd,
+    /// The socket; `None` for a transport without one of its own (long-polling).
+    fd: Option<RawFd>,
     deadline: Cell<Option<Instant>>,
     expired: Cell<bool>,
 }
@@ -237,8 +243,17 @@ impl Writer {
     /// The writer of the socket `fd`.
     pub fn new(fd: RawFd) -> Self {
         Self {
+            fd: Some(fd),
+            ..Self::detached()
+        }
+    }
+
+    /// The writer of a connection whose output is fetched rather than written (a Socket.IO
+    /// long-polling session): a wake-up and a deadline, no socket.
+    pub fn detached() -> Self {
+        Self {
             signal: Signal::default(),
-            fd,
+            fd: None,
             deadline: Cell::new(None),
             expired: Cell::new(false),
         }
@@ -262,13 +277,15 @@ impl Writer {
     /// Shuts the socket down in both directions: the reader sees end-of-stream, a pending
     /// write fails.
     pub fn shutdown(&self) {
-        // SAFETY: the fd stays open while either half of the connection lives. This is
-        // called by the writer task, which owns the write half, or by the ticker for a
-        // registered writer, whose reader (owning the read half) unregisters it before
-        // dropping that half. So the fd is open and is this connection's. shutdown(2) has no
-        // memory effects.
-        unsafe {
-            libc::shutdown(self.fd, libc::SHUT_RDWR);
+        if let Some(fd) = self.fd {
+            // SAFETY: the fd stays open while either half of the connection lives. This is
+            // called by the writer task, which owns the write half, or by the ticker for a
+            // registered writer, whose reader (owning the read half) unregisters it before
+            // dropping that half. So the fd is open and is this connection's. shutdown(2)
+            // has no memory effects.
+            unsafe {
+                libc::shutdown(fd, libc::SHUT_RDWR);
+            }
         }
     }
 
@@ -329,6 +346,8 @@ pub struct ShardRt {
     link: Option<Rc<Backlogged<super::cluster::LinkMsg>>>,
     cluster_scratch: RefCell<Vec<crate::core::cluster::ClusterOut>>,
     auth_scratch: RefCell<Vec<AuthCall>>,
+    /// Socket.IO long-polling sessions opened on this shard.
+    pub polls: Sessions,
     /// The `Cookie` header of Socket.IO connections' upgrade requests, which the app's auth
     /// endpoint gets with their subscriptions (a Laravel session authorizes by it).
     cookies: RefCell<HashMap<ConnKey, String>>,
@@ -414,6 +433,32 @@ impl ShardRt {
         result
     }
 
+    /// How many shards there are.
+    pub fn shard_count(&self) -> usize {
+        self.mesh.inboxes.len()
+    }
+
+    /// Sends a long-polling request to the shard owning its session; `false` if that shard
+    /// is gone.
+    pub async fn send_poll(&self, to: ShardId, request: PollRequest) -> bool {
+        match self.mesh.inboxes.get(to) {
+            Some((sender, _)) => sender.send(Inbound::Poll(request)).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Hands a connection to the shard owning its session.
+    pub async fn send_adoption(&self, to: ShardId, adoption: Adoption) {
+        if let Some((sender, _)) = self.mesh.inboxes.get(to) {
+            // A shard that is gone drops the fd with the message, which closes it.
+            if let Err(async_channel::SendError(Inbound::Adopt(lost))) =
+                sender.send(Inbound::Adopt(adoption)).await
+            {
+                drop(adopted_stream(lost.fd));
+            }
+        }
+    }
+
     /// Remembers the `Cookie` header a Socket.IO connection's upgrade request carried.
     pub fn remember_cookie(&self, key: ConnKey, cookie: &str) {
         self.cookies.borrow_mut().insert(key, cookie.to_owned());
@@ -459,12 +504,12 @@ impl ShardRt {
 
     /// Forgets the writer of `key`, if it is still `writer` (keys are reused).
     pub fn unregister_writer(&self, key: ConnKey, writer: &Rc<Writer>) {
-        self.cookies.borrow_mut().remove(&key);
         let mut writers = self.writers.borrow_mut();
         if let Some(slot) = writers.get_mut(key)
             && slot.as_ref().is_some_and(|w| Rc::ptr_eq(w, writer))
         {
             *slot = None;
+            self.cookies.borrow_mut().remove(&key);
         }
     }
 
@@ -524,7 +569,7 @@ impl ShardRt {
                 Ok(()) => return,
                 Err(async_channel::TrySendError::Closed(_)) => return,
                 Err(async_channel::TrySendError::Full(Inbound::Mesh(msg))) => queue.push_back(msg),
-                Err(async_channel::TrySendError::Full(Inbound::Shutdown)) => return,
+                Err(async_channel::TrySendError::Full(_)) => return,
             }
         } else {
             queue.push_back(msg);
@@ -603,6 +648,7 @@ async fn shard_main(setup: ShardSetup) {
         link: link.map(Backlogged::new),
         cluster_scratch: RefCell::new(Vec::new()),
         auth_scratch: RefCell::new(Vec::new()),
+        polls: Sessions::default(),
         cookies: RefCell::new(HashMap::new()),
     });
 
@@ -673,6 +719,8 @@ async fn receive_mesh(rt: Rc<ShardRt>, inbox: async_channel::Receiver<Inbound>) 
     while let Ok(first) = inbox.recv().await {
         let mut next = Some(first);
         let mut shutdown = false;
+        let mut polls = Vec::new();
+        let mut adoptions = Vec::new();
         // Handle everything already queued in one go: one wake-up, one round of writer wakes.
         rt.with_core(|core| {
             let now = Instant::now();
@@ -680,6 +728,8 @@ async fn receive_mesh(rt: Rc<ShardRt>, inbox: async_channel::Receiver<Inbound>) 
             while let Some(item) = next.take() {
                 match item {
                     Inbound::Mesh(msg) => core.handle_mesh(msg, now),
+                    Inbound::Poll(request) => polls.push(request),
+                    Inbound::Adopt(adoption) => adoptions.push(adoption),
                     Inbound::Shutdown => shutdown = true,
                 }
                 handled += 1;
@@ -688,10 +738,24 @@ async fn receive_mesh(rt: Rc<ShardRt>, inbox: async_channel::Receiver<Inbound>) 
                 }
             }
         });
+        for request in polls {
+            monoio::spawn(super::polling::serve_for(rt.clone(), request));
+        }
+        for adoption in adoptions {
+            monoio::spawn(super::polling::adopt(rt.clone(), adoption));
+        }
         if shutdown {
             begin_shutdown(&rt);
         }
     }
+}
+
+/// The socket of a connection handed over by another shard.
+pub fn adopted_stream(fd: RawFd) -> std::net::TcpStream {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the sending shard gave the fd up (`into_raw_fd`) and sent it in one message,
+    // whose receiver is its one owner from then on.
+    unsafe { std::net::TcpStream::from_raw_fd(fd) }
 }
 
 async fn tick(rt: Rc<ShardRt>) {
@@ -711,6 +775,7 @@ async fn tick(rt: Rc<ShardRt>) {
             core.handle_tick(Instant::now())
         });
         rt.expire_writers(Instant::now());
+        super::polling::expire(&rt, Instant::now());
         let connections = rt.core().connection_count();
         high_water = high_water.max(connections);
         // After many disconnects, give the freed per-connection memory back to the OS: glibc

@@ -12,10 +12,10 @@ use monoio::io::AsyncWriteRentExt;
 use serde_json::{Map, Value};
 
 use super::conn::{self, Verification, unix_now};
+use super::polling;
 use super::runtime::ShardRt;
 use super::tls::Transport;
 use crate::core::http::request::RequestHead;
-use crate::core::http::response;
 use crate::core::ids::AppIdx;
 use crate::core::shard::{Accept, ConnectRequest};
 use crate::core::wire::Wire;
@@ -30,7 +30,7 @@ const SID_BYTES: usize = 15;
 
 /// The Engine.IO handshake ended before the client's `CONNECT`: the client went away,
 /// closed, or sent something other than a `CONNECT`.
-struct Gone;
+pub(super) struct Gone;
 
 /// Serves a WebSocket upgrade on app `app`'s Socket.IO path.
 pub(super) async fn websocket<S: Transport>(
@@ -41,35 +41,25 @@ pub(super) async fn websocket<S: Transport>(
     remote: IpAddr,
     app: AppIdx,
 ) {
+    let checked = engine::check_request(
+        head.query_param("EIO").as_deref(),
+        head.query_param("transport").as_deref(),
+    );
+    match checked {
+        Ok(engine::Transport::WebSocket) => {}
+        Ok(engine::Transport::Polling) => {
+            return polling::refuse(&mut stream, HandshakeError::BadRequest).await;
+        }
+        Err(err) => return polling::refuse(&mut stream, err).await,
+    }
+    if let Some(sid) = head.query_param("sid") {
+        return polling::upgrade(rt, stream, head, buf, remote, sid).await;
+    }
     let path = &head.path;
     let Some(upgrade) = conn::upgrade(&rt, &mut stream, &head, Wire::SocketIo, path, remote).await
     else {
         return;
     };
-    let checked = engine::check_request(
-        head.query_param("EIO").as_deref(),
-        head.query_param("transport").as_deref(),
-    );
-    let refusal = match checked {
-        Ok(engine::Transport::WebSocket) if head.query_param("sid").is_none() => None,
-        // Upgrading a long-polling session: sessions live on the polling transport, which
-        // does not offer upgrades it cannot complete.
-        Ok(engine::Transport::WebSocket) => Some(HandshakeError::SessionIdUnknown),
-        Ok(engine::Transport::Polling) => Some(HandshakeError::BadRequest),
-        Err(err) => Some(err),
-    };
-    if let Some(err) = refusal {
-        let body = err.body();
-        let answer = response::response(
-            err.status(),
-            "application/json",
-            body.as_bytes(),
-            &[],
-            false,
-        );
-        let _ = stream.write_all(answer).await;
-        return;
-    }
     let config = &rt.state.shared.config;
     let max_message = config.max_ws_message_bytes;
     let handshake_timeout = config.handshake_timeout;
@@ -100,9 +90,28 @@ pub(super) async fn websocket<S: Transport>(
             return;
         }
     };
+    match admit(&rt, &head, remote, auth.as_ref()).await {
+        Accept::Open(key) => conn::run(rt, stream, key, Vec::new(), buf, remote).await,
+        Accept::Refused(frames, fault) => {
+            tracing::debug!(%remote, ?fault, "Socket.IO connection refused");
+            let _ = stream.write_all(frames.to_vec()).await;
+            let _ = stream.shutdown().await;
+        }
+    }
+}
+
+/// Decides on a client's `CONNECT` with its `auth` object, on either transport: who it is
+/// (`auth.token`, the query's `token`, `Authorization`, or the app's backend verification of
+/// the handshake request's headers), then the shard admits it or says why not. `head` is the
+/// request that opened the Engine.IO session.
+pub(super) async fn admit(
+    rt: &Rc<ShardRt>,
+    head: &RequestHead,
+    remote: IpAddr,
+    auth: Option<&Map<String, Value>>,
+) -> Accept {
     // `io(url, {auth: {token}})` sends the raw JWT; a `Bearer ` prefix is taken too.
     let auth_token = auth
-        .as_ref()
         .and_then(|auth| auth.get("token"))
         .and_then(Value::as_str)
         .map(|token| {
@@ -119,7 +128,7 @@ pub(super) async fn websocket<S: Transport>(
         .map(str::trim);
     let token = auth_token.as_deref().or(query_token.as_deref()).or(bearer);
     let found = rt.state.shared.apps.by_socketio_path(&head.path);
-    let verification = Verification::run(&rt, found, &head, token).await;
+    let verification = Verification::run(rt, found, head, token).await;
     let request = ConnectRequest {
         wire: Wire::SocketIo,
         path: &head.path,
@@ -130,19 +139,10 @@ pub(super) async fn websocket<S: Transport>(
         now_unix: unix_now(),
     };
     let accepted = rt.with_core(|core| core.accept_websocket(&request, Instant::now()));
-    match accepted {
-        Accept::Open(key) => {
-            if let Some(cookie) = head.header("cookie") {
-                rt.remember_cookie(key, cookie);
-            }
-            conn::run(rt, stream, key, Vec::new(), buf, remote).await
-        }
-        Accept::Refused(frames, fault) => {
-            tracing::debug!(%remote, ?fault, "Socket.IO connection refused");
-            let _ = stream.write_all(frames.to_vec()).await;
-            let _ = stream.shutdown().await;
-        }
+    if let (Accept::Open(key), Some(cookie)) = (&accepted, head.header("cookie")) {
+        rt.remember_cookie(*key, cookie);
     }
+    accepted
 }
 
 /// Reads frames until the client's `CONNECT` to the default namespace and returns its
@@ -178,7 +178,7 @@ async fn read_connect<S: Transport>(
 }
 
 /// What one text frame before the `CONNECT` asks for.
-enum Step {
+pub(super) enum Step {
     /// The `CONNECT` to `/`, with its `auth`.
     Connected(Option<Map<String, Value>>),
     /// Send this packet and keep waiting.
@@ -187,7 +187,8 @@ enum Step {
     Wait,
 }
 
-fn connect_step(text: &[u8]) -> Result<Step, Gone> {
+/// Reads one packet a client sent before its `CONNECT` was admitted.
+pub(super) fn connect_step(text: &[u8]) -> Result<Step, Gone> {
     let text = std::str::from_utf8(text).map_err(|_| Gone)?;
     match EnginePacket::decode(text).map_err(|_| Gone)? {
         EnginePacket::Ping(data) => Ok(Step::Answer(EnginePacket::Pong(data).encode())),
@@ -211,7 +212,7 @@ fn connect_step(text: &[u8]) -> Result<Step, Gone> {
 }
 
 /// A new Engine.IO session id: random, so that no one can guess another client's.
-fn session_id() -> String {
+pub(super) fn session_id() -> String {
     use base64::Engine as _;
     use ring::rand::SecureRandom as _;
     let mut bytes = [0u8; SID_BYTES];

@@ -56,6 +56,11 @@ pub trait Transport: AsyncReadRent + AsyncWriteRent + 'static {
     fn fd(&self) -> RawFd;
     /// The two halves, for the reader and the writer task.
     fn split(self) -> (Self::ReadHalf, Self::WriteHalf);
+    /// The socket itself, given up, when nothing but the kernel holds the connection's state
+    /// (plain TCP), so another shard can take the connection over; else the transport back.
+    fn into_plain(self) -> Result<RawFd, Self>
+    where
+        Self: Sized;
 }
 
 impl Transport for TcpStream {
@@ -68,6 +73,10 @@ impl Transport for TcpStream {
 
     fn split(self) -> (Self::ReadHalf, Self::WriteHalf) {
         self.into_split()
+    }
+
+    fn into_plain(self) -> Result<RawFd, Self> {
+        Ok(std::os::fd::IntoRawFd::into_raw_fd(self))
     }
 }
 
@@ -294,6 +303,10 @@ impl Transport for TlsStream<ServerConnection> {
 
     fn split(self) -> (Self::ReadHalf, Self::WriteHalf) {
         split(self)
+    }
+
+    fn into_plain(self) -> Result<RawFd, Self> {
+        Err(self)
     }
 }
 

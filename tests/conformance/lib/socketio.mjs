@@ -68,12 +68,13 @@ export async function subscribe(socket, channel, auth = {}) {
  * laravel-echo with `broadcaster: 'socket.io'`, given socket.io-client as `client`, closed when
  * `t` ends. `bearer` is sent in `auth.headers` as a Laravel app configures it.
  */
-export async function sioEcho(t, broker, { bearer, transports = ['websocket'] } = {}) {
+export async function sioEcho(t, broker, { bearer } = {}) {
+  // socket.io-client's default transports, as a Laravel app leaves them: long-polling first,
+  // then the upgrade to a WebSocket.
   const echo = new Echo({
     broadcaster: 'socket.io',
     client: io,
     host: broker.httpBase,
-    transports,
     reconnection: false,
     forceNew: true,
     auth: bearer ? { headers: { Authorization: `Bearer ${bearer}` } } : {},

@@ -49,14 +49,53 @@ describe('Socket.IO (socket.io-client 4.8, laravel-echo 2)', () => {
     await endpoint?.close();
   });
 
-  it('a published event reaches a socket.io-client subscriber as (channel, data)', T, async (t) => {
-    const socket = await sioClient(t, broker);
-    assert.match(socket.id, /^\d+\.\d+$/, 'the Socket.IO id is the Pusher socket id');
-    const channel = uniq('news-');
-    await subscribe(socket, channel);
-    const got = nextOn(socket, 'App\\Events\\Shipped', channel);
-    await sdk.trigger(channel, 'App\\Events\\Shipped', { order: 42 });
-    assert.deepEqual(await got, { order: 42 });
+  const transports = {
+    'WebSocket only': ['websocket'],
+    'long-polling only': ['polling'],
+    'long-polling, then the upgrade': ['polling', 'websocket'],
+  };
+  for (const [name, list] of Object.entries(transports)) {
+    it(`${name}: a published event reaches a socket.io-client subscriber as (channel, data)`, T, async (t) => {
+      const socket = await sioClient(t, broker, { transports: list });
+      assert.match(socket.id, /^\d+\.\d+$/, 'the Socket.IO id is the Pusher socket id');
+      const channel = uniq('news-');
+      await subscribe(socket, channel);
+      for (let n = 0; n < 20; n++) {
+        const got = nextOn(socket, 'App\\Events\\Shipped', channel);
+        await sdk.trigger(channel, 'App\\Events\\Shipped', { order: n });
+        assert.deepEqual(await got, { order: n });
+      }
+      const final = list.length === 2 ? 'websocket' : list[0];
+      await waitFor(() => socket.io.engine.transport.name === final, { what: `the ${final} transport` });
+    });
+  }
+
+  it('long-polling sessions from many connections on both shards each get their own events', { timeout: 30_000 }, async (t) => {
+    const sockets = await Promise.all(Array.from({ length: 20 }, () => sioClient(t, broker, { transports: ['polling'] })));
+    const channels = sockets.map(() => uniq('each-'));
+    await Promise.all(sockets.map((s, i) => subscribe(s, channels[i])));
+    const got = sockets.map((s, i) => nextOn(s, 'Mine', channels[i]));
+    await Promise.all(channels.map((channel, i) => sdk.trigger(channel, 'Mine', { i })));
+    assert.deepEqual(await Promise.all(got), channels.map((_, i) => ({ i })));
+  });
+
+  it('long-polling abuse: an unknown session, a second pending poll, a bad body', T, async (t) => {
+    const base = `${broker.httpBase}/socket.io/?EIO=4&transport=polling`;
+    const unknown = await fetch(`${base}&sid=0.nope`);
+    assert.equal(unknown.status, 400);
+    assert.deepEqual(await unknown.json(), { code: 1, message: 'Session ID unknown' });
+    const post = await fetch(base, { method: 'POST', body: '40' });
+    assert.deepEqual(await post.json(), { code: 2, message: 'Bad handshake method' });
+    const open = await (await fetch(base)).text();
+    const { sid, upgrades, pingInterval, pingTimeout } = JSON.parse(open.slice(1));
+    assert.deepEqual(upgrades, ['websocket']);
+    assert.deepEqual([pingInterval, pingTimeout], [25_000, 20_000]);
+    const garbage = await fetch(`${base}&sid=${sid}`, { method: 'POST', body: '42["subscribe"' });
+    assert.equal(garbage.status, 400, 'a packet that is not a CONNECT before one ends the session');
+    const gone = await fetch(`${base}&sid=${sid}`);
+    assert.equal((await gone.json()).code, 1);
+    const socket = await sioClient(t, broker, { transports: ['polling'] });
+    assert.ok(socket.connected, 'other sessions are unaffected');
   });
 
   it('laravel-echo listens on a public channel', T, async (t) => {

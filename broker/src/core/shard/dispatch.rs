@@ -74,6 +74,31 @@ impl Shard {
         self.drain_to_self(now);
     }
 
+    /// Feeds one message that came without WebSocket framing: a packet of a Socket.IO
+    /// long-polling body. Over `max_ws_message_bytes` it closes the connection with 1009, as
+    /// the same message in a frame would.
+    pub fn handle_packet(&mut self, key: ConnKey, socket_id: SocketId, text: &[u8], now: Instant) {
+        let open = self
+            .conns
+            .get(key)
+            .is_some_and(|c| c.socket_id == socket_id && !c.closing);
+        if !open {
+            return;
+        }
+        inc(&self.counters.messages_in);
+        let max = self.state.config.max_ws_message_bytes;
+        if text.len() > max {
+            let why = format!(
+                "a packet of {} bytes is over the {max}-byte limit",
+                text.len()
+            );
+            self.refuse_protocol(key, "max_ws_message_bytes", close::MESSAGE_TOO_BIG, &why);
+        } else {
+            self.handle_text(key, text, now);
+        }
+        self.drain_to_self(now);
+    }
+
     /// Closes connection `key` for breaking its protocol (`rule` names the rule broken),
     /// with an audit record saying how.
     fn refuse_protocol(&mut self, key: ConnKey, rule: &str, code: u16, why: &str) {

@@ -276,20 +276,66 @@ fn engine(text: &str) -> Bytes {
 
 /// The payload of an unmasked server text frame.
 fn text_payload(frame: &[u8]) -> Option<&[u8]> {
-    let len_byte = *frame.get(1)? & 0x7f;
-    let start = match len_byte {
-        126 => 4,
-        127 => 10,
-        _ => 2,
-    };
-    frame.get(start..)
+    let (opcode, payload) = next_frame(frame, 0)?;
+    (opcode == Some(Opcode::Text)).then(|| &frame[payload])
 }
 
-/// The Engine.IO text of a server frame this module wrote (its payload), for a long-polling
-/// body, which carries packets without WebSocket framing.
-pub fn packet_text(frame: &Bytes) -> Bytes {
-    let start = frame.len() - text_payload(frame).map_or(0, <[u8]>::len);
-    frame.slice(start..)
+/// The opcode and payload range of the unmasked server frame at `at`, if one is complete.
+fn next_frame(frames: &[u8], at: usize) -> Option<(Option<Opcode>, std::ops::Range<usize>)> {
+    let opcode = Opcode::from_u8(frames.get(at)? & 0x0f);
+    let len_byte = frames.get(at + 1)? & 0x7f;
+    let (start, len) = match len_byte {
+        126 => {
+            let bytes = frames.get(at + 2..at + 4)?;
+            (at + 4, u16::from_be_bytes([bytes[0], bytes[1]]) as usize)
+        }
+        127 => {
+            let bytes: [u8; 8] = frames.get(at + 2..at + 10)?.try_into().ok()?;
+            (at + 10, usize::try_from(u64::from_be_bytes(bytes)).ok()?)
+        }
+        short => (at + 2, short as usize),
+    };
+    let end = start.checked_add(len).filter(|&end| end <= frames.len())?;
+    Some((opcode, start..end))
+}
+
+/// What the frames of one output hold for a long-polling body.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PollingPackets {
+    /// The Engine.IO packets, in order, sharing the frames' bytes.
+    pub packets: Vec<Bytes>,
+    /// A close frame came: the connection ends once these are delivered.
+    pub closed: bool,
+}
+
+impl PollingPackets {
+    /// Adds the packets of `frames` (one or more server frames this module wrote); what
+    /// follows a close frame is dropped.
+    pub fn push(&mut self, frames: &Bytes) {
+        let mut at = 0;
+        while !self.closed
+            && let Some((opcode, payload)) = next_frame(frames, at)
+        {
+            at = payload.end;
+            match opcode {
+                Some(Opcode::Close) => self.closed = true,
+                Some(Opcode::Text) => self.packets.push(frames.slice(payload)),
+                _ => {}
+            }
+        }
+    }
+
+    /// The long-polling body: the packets joined by the record separator.
+    pub fn body(&self) -> Vec<u8> {
+        let mut body = Vec::with_capacity(self.packets.iter().map(|p| p.len() + 1).sum());
+        for (i, packet) in self.packets.iter().enumerate() {
+            if i > 0 {
+                body.push(super::engine::RECORD_SEPARATOR as u8);
+            }
+            body.extend_from_slice(packet);
+        }
+        body
+    }
 }
 
 #[cfg(test)]
@@ -301,7 +347,9 @@ mod tests {
     use crate::core::wire::pusher;
 
     fn text(frame: &Bytes) -> String {
-        String::from_utf8(packet_text(frame).to_vec()).unwrap()
+        let mut packets = PollingPackets::default();
+        packets.push(frame);
+        String::from_utf8(packets.body()).unwrap()
     }
 
     fn channel(name: &str) -> ChannelName {
@@ -426,6 +474,30 @@ mod tests {
         });
         assert!(text(&restart).starts_with(r#"42["error",{"code":4200"#));
         assert!(!text(&restart).contains("41"));
+    }
+
+    #[test]
+    fn a_polling_body_joins_the_packets_of_frames_and_stops_at_a_close() {
+        let mut packets = PollingPackets::default();
+        packets.push(&encode_reply(&Reply::Error {
+            fault: Fault::TokenExpired,
+            text: None,
+        }));
+        let long = "x".repeat(70_000);
+        packets.push(&engine(&format!("4{long}")));
+        assert!(!packets.closed);
+        packets.push(&frame::encode_close(4009, "bye"));
+        packets.push(&engine("2"));
+        assert!(packets.closed);
+        let body = String::from_utf8(packets.body()).unwrap();
+        let parts: Vec<&str> = body.split('\u{1e}').collect();
+        assert_eq!(parts.len(), 3);
+        assert_eq!(
+            parts[0],
+            r#"42["error",{"code":4010,"message":"Token expired"}]"#
+        );
+        assert_eq!(parts[1], "41");
+        assert_eq!(parts[2].len(), 70_001);
     }
 
     #[test]
