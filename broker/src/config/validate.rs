@@ -11,8 +11,8 @@ use super::{ConfigError, invalid};
 use crate::core::auth::jwks::FetchSchedule;
 use crate::core::auth::jwt::{Algorithm, ClaimNames, KeyError, VerifyingKey};
 use crate::core::options::{
-    AllowedOrigin, ClusterConfig, Config, JwksSource, JwtConfig, JwtKeys, RedisTarget,
-    ServerConfig, TokenVerification,
+    AllowedOrigin, ClusterConfig, Config, JwksSource, JwtConfig, JwtKeys, RedisBroadcast,
+    RedisTarget, ServerConfig, TokenVerification,
 };
 use crate::core::wire::pusher::message::largest_client_event;
 
@@ -266,6 +266,11 @@ fn check_app(
             invalid(field(&format!("token_verification.{name}")), message)
         })?;
     }
+    if let Some(broadcast) = &app.redis_broadcast {
+        check_redis_broadcast(broadcast).map_err(|(name, message)| {
+            invalid(field(&format!("redis_broadcast.{name}")), message)
+        })?;
+    }
     crate::core::policy::PolicySet::compile(&app.policies)
         .map_err(|e| invalid(field("policies"), e.to_string()))?;
     let jwt = match &app.jwt {
@@ -353,6 +358,28 @@ fn is_http_url(url: &str) -> bool {
         url.strip_prefix(scheme)
             .is_some_and(|rest| !rest.is_empty())
     })
+}
+
+/// Checks `[apps.redis_broadcast]` (its URL was parsed with the table); `Err` names the
+/// setting and what is wrong with it.
+fn check_redis_broadcast(broadcast: &RedisBroadcast) -> Result<(), (&'static str, String)> {
+    // Laravel's channel names and prefixes have neither; one here is a typo.
+    let unprintable = |text: &str| text.chars().any(|c| c.is_control() || c.is_whitespace());
+    if broadcast.channels.is_empty() {
+        return Err((
+            "channels",
+            "must not be empty (\"*\" is every channel)".into(),
+        ));
+    }
+    for (name, value) in [
+        ("prefix", &broadcast.prefix),
+        ("channels", &broadcast.channels),
+    ] {
+        if unprintable(value) {
+            return Err((name, format!("{value:?} has a space or control character")));
+        }
+    }
+    Ok(())
 }
 
 /// Most backend calls in flight per app.

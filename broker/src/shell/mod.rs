@@ -9,6 +9,7 @@ mod cluster;
 mod conn;
 pub mod cpus;
 pub mod io;
+mod redis_broadcast;
 mod runtime;
 mod signals;
 pub mod tls;

@@ -9,6 +9,7 @@
 
 mod cluster;
 mod origin;
+mod redis_broadcast;
 pub(crate) mod units;
 mod verification;
 
@@ -21,6 +22,7 @@ use serde::Deserialize;
 
 pub use self::cluster::{ClusterConfig, RedisTarget, RedisUrlError};
 pub use self::origin::{AllowedOrigin, MalformedOrigin, RequestOrigin, origin_allowed};
+pub use self::redis_broadcast::RedisBroadcast;
 pub use self::verification::{TokenVerification, VerifyMethod};
 use crate::core::admin::AdminAccount;
 use crate::core::auth::jwks::FetchSchedule;
@@ -314,6 +316,9 @@ pub struct AppConfig<Origins = Vec<AllowedOrigin>, Jwt = JwtConfig> {
     /// Record every published event in the audit log: name, channel, size and sender,
     /// never the data.
     pub audit_publishes: bool,
+    /// Events from Laravel's Redis broadcaster; `None` (no `[apps.redis_broadcast]` table)
+    /// means none.
+    pub redis_broadcast: Option<RedisBroadcast>,
 }
 
 impl Default for AppConfig {
@@ -346,6 +351,7 @@ impl Default for AppConfig {
             policies: Vec::new(),
             token_verification: None,
             audit_publishes: true,
+            redis_broadcast: None,
         }
     }
 }
@@ -402,6 +408,7 @@ impl<Origins, Jwt> AppConfig<Origins, Jwt> {
             policies,
             token_verification,
             audit_publishes,
+            redis_broadcast,
         } = self;
         AppConfig {
             id,
@@ -430,6 +437,7 @@ impl<Origins, Jwt> AppConfig<Origins, Jwt> {
             policies,
             token_verification,
             audit_publishes,
+            redis_broadcast,
         }
     }
 }
