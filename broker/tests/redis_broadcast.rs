@@ -22,16 +22,24 @@ const WAIT: Duration = Duration::from_secs(10);
 fn started() -> (RedisServer, TestServer, WsClient) {
     let redis = RedisServer::start();
     let server = TestServer::start_with(2, |config| {
-        config.apps[0].redis_broadcast = Some(RedisBroadcast {
-            url: RedisTarget::parse(&redis.url()).unwrap(),
-            prefix: PREFIX.into(),
-            channels: "*".into(),
-        });
+        config.apps[0].redis_broadcast = Some(broadcast_from(&redis, ""));
     });
     wait_until_subscribed(&redis);
     let mut client = WsClient::connect(server.addr);
     client.subscribe("news");
     (redis, server, client)
+}
+
+/// `[apps.redis_broadcast]` for `redis`, with `credentials` (`user:password@`) in the URL.
+fn broadcast_from(redis: &RedisServer, credentials: &str) -> RedisBroadcast {
+    let url = redis
+        .url()
+        .replace("redis://", &format!("redis://{credentials}"));
+    RedisBroadcast {
+        url: RedisTarget::parse(&url).unwrap(),
+        prefix: PREFIX.into(),
+        channels: "*".into(),
+    }
 }
 
 /// Waits until the broker's pattern subscription is in place on `redis`.
@@ -179,4 +187,76 @@ fn the_link_survives_a_redis_restart() {
     assert!(publish(&redis, "news", &laravel("After", &json!({}), None)));
     assert_eq!(next(&mut client)["event"], "After");
     assert!(metric(server.addr, "ringcast_redis_broadcast_reconnects_total") >= 1);
+}
+
+#[test]
+fn a_broadcast_reaches_the_whole_cluster_once() {
+    let redis = RedisServer::start();
+    let cluster = |config: &mut ringcast::config::Config| {
+        config.server.cluster = Some(ringcast::config::ClusterConfig {
+            redis: RedisTarget::parse(&redis.url()).unwrap(),
+            prefix: "ringcast".into(),
+            node_timeout: Duration::from_secs(3),
+        });
+    };
+    let subscribing = TestServer::start_with(2, |config| {
+        cluster(config);
+        config.apps[0].redis_broadcast = Some(broadcast_from(&redis, ""));
+    });
+    let other = TestServer::start_with(2, cluster);
+    for node in [&subscribing, &other] {
+        let deadline = Instant::now() + WAIT;
+        while http(node.addr, "GET", "/up", "").1["health"] != "ok" {
+            assert!(Instant::now() < deadline, "a node never synchronized");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    wait_until_subscribed(&redis);
+    let mut here = WsClient::connect(subscribing.addr);
+    here.subscribe("news");
+    let mut there = WsClient::connect(other.addr);
+    there.subscribe("news");
+
+    for event in ["First", "Second"] {
+        assert!(publish(&redis, "news", &laravel(event, &json!({}), None)));
+    }
+    for client in [&mut here, &mut there] {
+        assert_eq!(next(client)["event"], "First");
+        assert_eq!(next(client)["event"], "Second");
+    }
+}
+
+#[test]
+fn credentials_in_the_url_are_sent_and_a_wrong_password_is_retried() {
+    let redis = RedisServer::start();
+    let acl = [
+        "ACL", "SETUSER", "laravel", "on", ">secret", "~*", "&*", "+@all",
+    ];
+    assert_eq!(redis_cmd(redis.port, &acl), "+OK\r\n");
+    let right = TestServer::start_with(1, |config| {
+        config.apps[0].redis_broadcast = Some(broadcast_from(&redis, "laravel:secret@"));
+    });
+    wait_until_subscribed(&redis);
+    let mut client = WsClient::connect(right.addr);
+    client.subscribe("news");
+    assert!(publish(
+        &redis,
+        "news",
+        &laravel("Authenticated", &json!({}), None)
+    ));
+    assert_eq!(next(&mut client)["event"], "Authenticated");
+    right.shutdown();
+
+    let wrong = TestServer::start_with(1, |config| {
+        config.apps[0].redis_broadcast = Some(broadcast_from(&redis, "laravel:wrong@"));
+    });
+    let deadline = Instant::now() + WAIT;
+    while metric(wrong.addr, "ringcast_redis_broadcast_reconnects_total") < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "a refused subscription was not retried"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(redis_cmd(redis.port, &["PUBSUB", "NUMPAT"]), ":0\r\n");
 }

@@ -26,6 +26,9 @@ use crate::metrics::RedisBroadcastMetrics;
 /// Silence from Redis after which it is pinged (and as long again after which it is given
 /// up).
 const PING_INTERVAL: Duration = Duration::from_secs(15);
+/// How often a subscriber looks whether its shard is shutting down, when nothing else
+/// wakes it.
+const SHUTDOWN_CHECK: Duration = Duration::from_millis(250);
 /// Batches of decoded values that may wait before the reader stops reading.
 const READ_QUEUE: usize = 16;
 
@@ -82,13 +85,22 @@ async fn run(rt: Rc<ShardRt>, app: AppIdx) {
     };
     loop {
         subscription.carry_out();
-        let timeout = subscription.subscriber.poll_timeout();
+        if subscription.rt.shutting_down.get() {
+            subscription.connections.close();
+            tracing::info!(app = %config.id, "shutting down: unsubscribed from Laravel's Redis broadcasts");
+            return;
+        }
+        let shutdown_check = Instant::now() + SHUTDOWN_CHECK;
+        let timeout = subscription
+            .subscriber
+            .poll_timeout()
+            .map_or(shutdown_check, |at| at.min(shutdown_check));
         monoio::select! {
             event = socket_events.recv() => match event {
                 Ok((number, event)) => subscription.socket_event(number, event).await,
                 Err(_) => return,
             },
-            () = sleep_until(timeout) => subscription.subscriber.handle_timeout(Instant::now()),
+            () = sleep_until(Some(timeout)) => subscription.subscriber.handle_timeout(Instant::now()),
         }
     }
 }
