@@ -119,7 +119,15 @@ fn a_laravel_broadcast_reaches_public_and_private_subscribers_as_an_api_publish_
     let text = laravel("Shipped", &json!("on its way"), None);
     assert!(publish(&redis, "news", &text));
     assert_eq!(next(&mut news)["data"], "on its way");
-    assert_eq!(delivered_and_invalid(server.addr), (3, 0));
+    // A cache channel keeps it for later subscribers, as it keeps an API publish.
+    assert!(publish(&redis, "cache-news", payload));
+    let mut later = WsClient::connect(server.addr);
+    later.subscribe("cache-news");
+    assert_eq!(
+        next(&mut later),
+        json!({"event": "App\\Events\\Sent", "channel": "cache-news", "data": "{\"id\":7}"})
+    );
+    assert_eq!(delivered_and_invalid(server.addr), (4, 0));
 }
 
 #[test]

@@ -95,7 +95,7 @@ pub struct VerifierMetrics {
 /// (`[apps.redis_broadcast]`).
 #[derive(Default, Debug)]
 pub struct RedisBroadcastMetrics {
-    /// Events from Redis delivered as an HTTP API publish would be.
+    /// Events from Redis published as an HTTP API publish would be.
     pub messages: AtomicU64,
     /// Messages from Redis refused: no Laravel payload, a channel outside the prefix or not
     /// a channel name, or an event the HTTP API would refuse (over `max_message_bytes`, ...).

@@ -371,7 +371,7 @@ fn render_jwks(out: &mut String, apps: &[(&str, &LiveKeys)]) {
     render_per_app(out, &series, apps);
 }
 
-/// Per app with `[apps.redis_broadcast]`: events delivered, messages refused, reconnections.
+/// Per app with `[apps.redis_broadcast]`: events published, messages refused, reconnections.
 fn render_redis_broadcast(out: &mut String, facts: &ServerFacts<'_>) {
     let apps = of_apps(&facts.app_ids, &facts.redis_broadcast);
     if apps.is_empty() {
@@ -380,7 +380,7 @@ fn render_redis_broadcast(out: &mut String, facts: &ServerFacts<'_>) {
     let series: [PerAppSeries<RedisBroadcastMetrics>; 3] = [
         (
             "ringcast_redis_broadcast_messages_total",
-            "Events from Laravel's Redis broadcaster delivered, per app.",
+            "Events from Laravel's Redis broadcaster published, per app.",
             "counter",
             |m| m.messages.load(Ordering::Relaxed) as i64,
         ),

@@ -20,7 +20,7 @@ use crate::core::broadcast::receive;
 use crate::core::cluster::link::Credentials;
 use crate::core::ids::AppIdx;
 use crate::core::options::RedisBroadcast;
-use crate::core::shard::Publish;
+use crate::core::shard::{Answer, Publish};
 use crate::metrics::RedisBroadcastMetrics;
 
 /// Silence from Redis after which it is pinged (and as long again after which it is given
@@ -179,10 +179,14 @@ async fn deliver(
             };
             let confirm =
                 rt.with_core(|core| core.publish(&publish, &broadcast.channel, Instant::now()));
-            metrics.messages.fetch_add(1, Ordering::Relaxed);
-            if let Some(query) = confirm {
-                rt.await_answers(&[query]).await;
+            // In cluster mode, as an API call would be answered 503: the event went to Redis
+            // but Redis did not confirm it, so it may not have been delivered.
+            if let Some(query) = confirm
+                && rt.await_answers(&[query]).await.first() == Some(&Answer::Unavailable)
+            {
+                tracing::warn!(app = %config.id, "the cluster did not confirm an event from Laravel's Redis broadcaster; it may not have been delivered");
             }
+            metrics.messages.fetch_add(1, Ordering::Relaxed);
         }
         Err(refused) => {
             metrics.invalid.fetch_add(1, Ordering::Relaxed);
