@@ -1,8 +1,9 @@
 //! The subscription to Laravel's Redis broadcaster (`[apps.redis_broadcast]`) as a task on
 //! one shard: it drives the sans-IO [`Subscriber`] over a connection made, read and written
-//! as the cluster link's is, and publishes each event through [`Shard::publish`], the HTTP
-//! API's path, so that it is delivered, clustered, cached, audited and sent to webhooks as
-//! an API publish would be.
+//! as the cluster link's is, and publishes each event through
+//! [`Shard::publish`](crate::core::shard::Shard::publish), the HTTP API's path, so that it is
+//! delivered, sent through the cluster, kept by cache channels and audited as an API publish
+//! is.
 //!
 //! Events are published one at a time, each after the last was confirmed (in cluster mode),
 //! so they arrive in the order Laravel published them; while one waits, the connection is
