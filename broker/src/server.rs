@@ -9,7 +9,7 @@ use crate::core::cluster::NodeId;
 use crate::core::options::Config;
 use crate::core::shard::Shared;
 use crate::http::AdminAssets;
-use crate::metrics::WebhookMetrics;
+use crate::metrics::{RedisBroadcastMetrics, WebhookMetrics};
 use crate::shell::channel_auth::Authorizers;
 use crate::shell::tls::CertStore;
 use crate::shell::verify::Verifiers;
@@ -32,13 +32,16 @@ pub struct ServerState {
     pub verifiers: Verifiers,
     /// The apps' channel auth endpoint clients (`[apps.socketio] auth_endpoint`).
     pub authorizers: Authorizers,
+    /// Each app's Redis broadcast counters, `None` where it has no `[apps.redis_broadcast]`
+    /// (indexed like the apps).
+    pub redis_broadcast: Vec<Option<RedisBroadcastMetrics>>,
 }
 
 impl ServerState {
     /// The state for `config` with `shared` (built from the same config, and filled with the
     /// stored resources), the admin dashboard (see [`AdminAssets::for_config`]), the writers'
-    /// counters, the certificate loaded from `[server.tls]` (if set) and the apps' backend
-    /// token verifiers.
+    /// counters, the certificate loaded from `[server.tls]` (if set), the apps' backend
+    /// token verifiers and the counters of their Redis broadcast subscriptions.
     pub fn new(
         config: Config,
         shared: Shared,
@@ -48,7 +51,17 @@ impl ServerState {
         verifiers: Verifiers,
         authorizers: Authorizers,
     ) -> Self {
+        let redis_broadcast = config
+            .apps
+            .iter()
+            .map(|app| {
+                app.redis_broadcast
+                    .as_ref()
+                    .map(|_| RedisBroadcastMetrics::default())
+            })
+            .collect();
         Self {
+            redis_broadcast,
             admin_ui: AdminAssets::for_config(config.server.admin_ui_dir.as_deref()),
             admins: Mutex::new(Admins::new(
                 config.admins,

@@ -220,4 +220,60 @@ mod tests {
         let message = err(&format!("{ONE_APP}[apps.socketio]\n{second}"));
         assert!(message.contains("also used by apps[0]"), "{message}");
     }
+
+    #[test]
+    fn redis_broadcast_reads_its_table_with_every_channel_by_default() {
+        let text = format!(
+            "{ONE_APP}[apps.redis_broadcast]\nurl = \"redis://:pw@10.0.0.7:6380/1\"\nprefix = \"laravel_database_\"\n"
+        );
+        let config = Config::from_toml_str(&text, &no_env).unwrap();
+        let broadcast = config.apps[0].redis_broadcast.as_ref().unwrap();
+        assert_eq!(broadcast.url.host, "10.0.0.7");
+        assert_eq!(broadcast.url.port, 6380);
+        assert_eq!(broadcast.url.password.as_deref(), Some("pw"));
+        assert_eq!(broadcast.prefix, "laravel_database_");
+        assert_eq!(broadcast.channels, "*");
+        assert_eq!(broadcast.pattern(), "laravel_database_*");
+        let minimal = format!("{ONE_APP}[apps.redis_broadcast]\nurl = \"redis://127.0.0.1\"\n");
+        let config = Config::from_toml_str(&minimal, &no_env).unwrap();
+        assert_eq!(config.apps[0].redis_broadcast.as_ref().unwrap().prefix, "");
+        assert_eq!(
+            Config::from_toml_str(ONE_APP, &no_env).unwrap().apps[0].redis_broadcast,
+            None
+        );
+    }
+
+    #[test]
+    fn redis_broadcast_settings_out_of_range_are_named() {
+        let table = |extra: &str| format!("{ONE_APP}[apps.redis_broadcast]\n{extra}");
+        let cases = [
+            (
+                "url = \"http://x\"",
+                "redis_broadcast.url: expected redis://host:port",
+            ),
+            ("url = \"rediss://x\"", "redis_broadcast.url: TLS"),
+            (
+                "url = \"redis://x:port\"",
+                "redis_broadcast.url: port must be a number",
+            ),
+            ("prefix = \"p\"", "missing field `url`"),
+            (
+                "url = \"redis://x\"\nchannels = \"\"",
+                "apps[0].redis_broadcast.channels: must not be empty",
+            ),
+            (
+                "url = \"redis://x\"\nprefix = \"a b\"",
+                "apps[0].redis_broadcast.prefix",
+            ),
+            (
+                "url = \"redis://x\"\nchannels = \"news\\n\"",
+                "apps[0].redis_broadcast.channels",
+            ),
+            ("url = \"redis://x\"\ntypo = 1", "typo"),
+        ];
+        for (extra, named) in cases {
+            let message = err(&table(extra));
+            assert!(message.contains(named), "{extra}: {message}");
+        }
+    }
 }

@@ -309,6 +309,9 @@ mod tests {
         assert_eq!(config.apps[1].client_events, ClientEvents::MembersOnly);
         assert_eq!(config.apps[1].max_connections, Some(500));
         assert_eq!(config.apps[0].max_connections, None);
+        let broadcast = config.apps[0].redis_broadcast.as_ref().unwrap();
+        assert_eq!(broadcast.pattern(), "laravel_database_*");
+        assert_eq!(config.apps[1].redis_broadcast, None);
         let jwt = config.apps[1].jwt.as_ref().unwrap();
         assert_eq!(
             jwt.jwks().map(|source| source.url.as_str()),

@@ -11,8 +11,8 @@ use super::{ConfigError, invalid};
 use crate::core::auth::jwks::FetchSchedule;
 use crate::core::auth::jwt::{Algorithm, ClaimNames, KeyError, VerifyingKey};
 use crate::core::options::{
-    AllowedOrigin, ClusterConfig, Config, JwksSource, JwtConfig, JwtKeys, RedisTarget,
-    ServerConfig, SocketIoConfig, TokenVerification,
+    AllowedOrigin, ClusterConfig, Config, JwksSource, JwtConfig, JwtKeys, RedisBroadcast,
+    RedisTarget, ServerConfig, SocketIoConfig, TokenVerification,
 };
 use crate::core::wire::pusher::message::largest_client_event;
 
@@ -270,6 +270,11 @@ fn check_app(
         check_socketio(socketio, earlier)
             .map_err(|(name, message)| invalid(field(&format!("socketio.{name}")), message))?;
     }
+    if let Some(broadcast) = &app.redis_broadcast {
+        check_redis_broadcast(broadcast).map_err(|(name, message)| {
+            invalid(field(&format!("redis_broadcast.{name}")), message)
+        })?;
+    }
     crate::core::policy::PolicySet::compile(&app.policies)
         .map_err(|e| invalid(field("policies"), e.to_string()))?;
     let jwt = match &app.jwt {
@@ -409,6 +414,28 @@ fn check_socketio(v: &SocketIoConfig, earlier: &[AppTable]) -> Result<(), (&'sta
             "max_auth_in_flight",
             format!("must be between 1 and {MAX_VERIFY_THREADS}"),
         ));
+    }
+    Ok(())
+}
+
+/// Checks `[apps.redis_broadcast]` (its URL was parsed with the table); `Err` names the
+/// setting and what is wrong with it.
+fn check_redis_broadcast(broadcast: &RedisBroadcast) -> Result<(), (&'static str, String)> {
+    // Laravel's channel names and prefixes have neither; one here is a typo.
+    let unprintable = |text: &str| text.chars().any(|c| c.is_control() || c.is_whitespace());
+    if broadcast.channels.is_empty() {
+        return Err((
+            "channels",
+            "must not be empty (\"*\" is every channel)".into(),
+        ));
+    }
+    for (name, value) in [
+        ("prefix", &broadcast.prefix),
+        ("channels", &broadcast.channels),
+    ] {
+        if unprintable(value) {
+            return Err((name, format!("{value:?} has a space or control character")));
+        }
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod broadcast;
 pub mod channel;
 pub mod cluster;
 pub mod counters;
@@ -14,6 +15,7 @@ pub mod ids;
 pub mod options;
 pub mod policy;
 pub mod proxy;
+pub mod publish;
 pub mod rand;
 pub mod rate_limit;
 pub mod shard;

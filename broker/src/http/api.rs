@@ -10,6 +10,7 @@ use crate::core::http::request::RequestHead;
 use crate::core::http::response::{json_error_with, response};
 use crate::core::ids::{AppIdx, SocketId, UserId};
 use crate::core::policy::Resource;
+use crate::core::publish::{self, PublishRefusal};
 use crate::core::shard::AuditAction;
 use crate::core::shard::{Answer, ChannelStats, Publish, Query, QueryId, Shard};
 use ringcast_shared::{AuditDecision, AuditKind};
@@ -61,6 +62,16 @@ impl ApiError {
 
     fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, message)
+    }
+}
+
+impl From<PublishRefusal> for ApiError {
+    fn from(refusal: PublishRefusal) -> Self {
+        let status = match refusal {
+            PublishRefusal::TooLarge { .. } => 413,
+            _ => 400,
+        };
+        Self::new(status, refusal.to_string())
     }
 }
 
@@ -528,29 +539,13 @@ fn validate_event(
         .name
         .map(str::to_owned)
         .ok_or_else(|| ApiError::bad_request("\"name\" is required"))?;
-    if name.is_empty() || name.chars().count() > config.max_event_name_chars {
-        return Err(ApiError::bad_request(format!(
-            "\"name\" must be 1 to {} characters",
-            config.max_event_name_chars
-        )));
-    }
-    if name.starts_with("pusher:") || name.starts_with("pusher_internal:") {
-        return Err(ApiError::bad_request(
-            "event names starting with \"pusher:\" are reserved",
-        ));
-    }
     // The SDKs send `data` as a string; other JSON is passed on as its (compact) text.
     let data = match &event.data {
         None => return Err(ApiError::bad_request("\"data\" is required")),
         Some(simd_json::BorrowedValue::String(text)) => text.to_string(),
         Some(other) => simd_json::prelude::Writable::encode(other),
     };
-    if data.len() > config.max_message_bytes {
-        return Err(ApiError::new(
-            413,
-            format!("\"data\" is larger than {} bytes", config.max_message_bytes),
-        ));
-    }
+    publish::check_event(config, &name, &data)?;
     let raw_channels: Vec<&str> = match (event.channel, &event.channels) {
         (Some(one), None) => vec![one],
         (None, Some(many)) => many.clone(),
@@ -571,13 +566,7 @@ fn validate_event(
         .iter()
         .map(|raw| channel_name(shard, app, raw))
         .collect::<Result<Vec<_>, _>>()?;
-    let except = match event.socket_id {
-        None => None,
-        Some(raw) => Some(
-            SocketId::parse(raw)
-                .ok_or_else(|| ApiError::bad_request(format!("invalid socket_id {raw:?}")))?,
-        ),
-    };
+    let except = publish::except(event.socket_id)?;
     let info = parse_info(event.info, &["user_count", "subscription_count"])?;
     if info.user_count && !channels.iter().all(|c| c.kind().is_presence()) {
         return Err(ApiError::bad_request(
@@ -655,8 +644,7 @@ fn check_resource(resource: &Resource) -> Result<(), ApiError> {
 }
 
 fn channel_name(shard: &Shard, app: AppIdx, raw: &str) -> Result<ChannelName, ApiError> {
-    let max = shard.state().apps.get(app).config.max_channel_name_chars;
-    ChannelName::parse(raw, max).map_err(|e| ApiError::bad_request(format!("channel {raw:?}: {e}")))
+    Ok(publish::channel(&shard.state().apps.get(app).config, raw)?)
 }
 
 fn parse_info(raw: Option<&str>, allowed: &[&str]) -> Result<Info, ApiError> {

@@ -99,6 +99,12 @@ pub fn handle(
                     None => Vec::new(),
                 },
                 verifiers: view.server.verifiers.metrics(),
+                redis_broadcast: view
+                    .server
+                    .redis_broadcast
+                    .iter()
+                    .map(Option::as_ref)
+                    .collect(),
                 jwks: shard
                     .state()
                     .apps

@@ -91,6 +91,19 @@ pub struct VerifierMetrics {
     pub overloaded: AtomicU64,
 }
 
+/// Counters of one app's subscription to Laravel's Redis broadcaster
+/// (`[apps.redis_broadcast]`).
+#[derive(Default, Debug)]
+pub struct RedisBroadcastMetrics {
+    /// Events from Redis published as an HTTP API publish would be.
+    pub messages: AtomicU64,
+    /// Messages from Redis refused: no Laravel payload, a channel outside the prefix or not
+    /// a channel name, or an event the HTTP API would refuse (over `max_message_bytes`, ...).
+    pub invalid: AtomicU64,
+    /// Connection attempts after the first, each after the connection was lost or refused.
+    pub reconnects: AtomicU64,
+}
+
 /// Counters of the webhook sender.
 #[derive(Default, Debug)]
 pub struct WebhookMetrics {

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::counters::{AppTotals, Totals};
 use super::latency::{LATENCY_BUCKETS, latency_bucket_bound_us};
-use super::{ALLOCATIONS, VerifierMetrics, WebhookMetrics, process};
+use super::{ALLOCATIONS, RedisBroadcastMetrics, VerifierMetrics, WebhookMetrics, process};
 use crate::core::auth::jwks::LiveKeys;
 use crate::core::counters::TenantCounters;
 use crate::core::wire::Fault;
@@ -29,6 +29,9 @@ pub struct ServerFacts<'a> {
     /// Each app's backend token verification counters, `None` where it has none (indexed
     /// like `app_ids`).
     pub verifiers: Vec<Option<&'a VerifierMetrics>>,
+    /// Each app's Redis broadcast counters, `None` where it has none (indexed like
+    /// `app_ids`).
+    pub redis_broadcast: Vec<Option<&'a RedisBroadcastMetrics>>,
     /// The JWKS key sets of the apps whose keys come from `jwks_url`, by app id.
     pub jwks: Vec<(&'a str, &'a LiveKeys)>,
 }
@@ -230,6 +233,7 @@ pub fn render_prometheus(totals: &Totals, facts: &ServerFacts<'_>) -> String {
         );
     }
     render_verifiers(&mut out, facts);
+    render_redis_broadcast(&mut out, facts);
     let _ = writeln!(
         out,
         "# HELP ringcast_tenant_auth_failures_total Denied authorization decisions per app and tenant.\n# TYPE ringcast_tenant_auth_failures_total counter"
@@ -367,6 +371,44 @@ fn render_jwks(out: &mut String, apps: &[(&str, &LiveKeys)]) {
     render_per_app(out, &series, apps);
 }
 
+/// Per app with `[apps.redis_broadcast]`: events published, messages refused, reconnections.
+fn render_redis_broadcast(out: &mut String, facts: &ServerFacts<'_>) {
+    let apps = of_apps(&facts.app_ids, &facts.redis_broadcast);
+    if apps.is_empty() {
+        return;
+    }
+    let series: [PerAppSeries<RedisBroadcastMetrics>; 3] = [
+        (
+            "ringcast_redis_broadcast_messages_total",
+            "Events from Laravel's Redis broadcaster published, per app.",
+            "counter",
+            |m| m.messages.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "ringcast_redis_broadcast_invalid_total",
+            "Messages from Redis refused (no Laravel payload, a bad channel, or an event the HTTP API would refuse), per app.",
+            "counter",
+            |m| m.invalid.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "ringcast_redis_broadcast_reconnects_total",
+            "Connections to Redis attempted again after one was lost or refused, per app.",
+            "counter",
+            |m| m.reconnects.load(Ordering::Relaxed) as i64,
+        ),
+    ];
+    render_per_app(out, &series, &apps);
+}
+
+/// The apps that have a `T` (`per_app` is indexed like `app_ids`), with it.
+fn of_apps<'a, T>(app_ids: &[&'a str], per_app: &[Option<&'a T>]) -> Vec<(&'a str, &'a T)> {
+    app_ids
+        .iter()
+        .zip(per_app)
+        .filter_map(|(app, t)| t.map(|t| (*app, t)))
+        .collect()
+}
+
 /// Each series, with one line per app of `apps` (app id, what the series reads).
 fn render_per_app<T>(out: &mut String, series: &[PerAppSeries<T>], apps: &[(&str, &T)]) {
     for (name, help, kind, get) in series {
@@ -442,12 +484,7 @@ fn gauge(out: &mut String, name: &str, help: &str, value: i64) {
 
 /// The backend token verifiers' counters, per app that has one.
 fn render_verifiers(out: &mut String, facts: &ServerFacts<'_>) {
-    let apps: Vec<(&str, &VerifierMetrics)> = facts
-        .app_ids
-        .iter()
-        .zip(&facts.verifiers)
-        .filter_map(|(app, v)| v.map(|v| (*app, v)))
-        .collect();
+    let apps = of_apps(&facts.app_ids, &facts.verifiers);
     if apps.is_empty() {
         return;
     }

@@ -77,8 +77,9 @@ pub fn spawn(
         })
 }
 
-/// What a connection's tasks tell the loop.
-enum SocketEvent {
+/// What a connection's tasks tell the loop (this one, and the Redis broadcast
+/// subscriber's).
+pub(super) enum SocketEvent {
     Connected(TcpStream),
     Failed(std::io::Error),
     Values(Vec<Value>),
@@ -87,16 +88,16 @@ enum SocketEvent {
 }
 
 /// A [`SocketEvent`] with the number of the connection (attempt) it is about.
-type Tagged = (u64, SocketEvent);
+pub(super) type Tagged = (u64, SocketEvent);
 
 /// One connection's write side, shared by the loop, which fills `out`, and the writer task.
-struct Wire {
+pub(super) struct Wire {
     fd: RawFd,
     /// Halves of the socket still held by the reader and writer tasks: the fd is open while
     /// this is not zero.
     halves: Cell<u8>,
-    out: RefCell<BytesMut>,
-    wake: Signal,
+    pub(super) out: RefCell<BytesMut>,
+    pub(super) wake: Signal,
     closing: Cell<bool>,
 }
 
@@ -126,12 +127,74 @@ impl Wire {
 struct Shell {
     node: node::Node,
     mesh: Mesh,
+    connections: Connections,
+}
+
+/// One Redis's connections, one after another. They (and attempts) are numbered; only
+/// the current one's events are the loop's.
+pub(super) struct Connections {
     redis: RedisTarget,
     events: async_channel::Sender<Tagged>,
-    /// Connections (and attempts) are numbered; only `current`'s events are the link's.
     numbered: u64,
     current: Option<u64>,
     wire: Option<Rc<Wire>>,
+}
+
+impl Connections {
+    /// No connection yet; their tasks will report to `events`.
+    pub(super) fn new(redis: RedisTarget, events: async_channel::Sender<Tagged>) -> Self {
+        Self {
+            redis,
+            events,
+            numbered: 0,
+            current: None,
+            wire: None,
+        }
+    }
+
+    /// Where they go.
+    pub(super) fn redis(&self) -> &RedisTarget {
+        &self.redis
+    }
+
+    /// The current connection's write side, once it is open.
+    pub(super) fn wire(&self) -> Option<&Rc<Wire>> {
+        self.wire.as_ref()
+    }
+
+    /// Whether an event of connection `number` is about the current one.
+    pub(super) fn is_current(&self, number: u64) -> bool {
+        self.current == Some(number)
+    }
+
+    /// Starts a connection attempt, numbered anew.
+    pub(super) fn connect(&mut self) {
+        self.close();
+        self.numbered += 1;
+        let connection = self.numbered;
+        self.current = Some(connection);
+        let (target, events) = (self.redis.clone(), self.events.clone());
+        monoio::spawn(async move {
+            let event = match connect(&target).await {
+                Ok(stream) => SocketEvent::Connected(stream),
+                Err(err) => SocketEvent::Failed(err),
+            };
+            let _ = events.send((connection, event)).await;
+        });
+    }
+
+    /// The current attempt connected: starts its reader and writer.
+    pub(super) fn opened(&mut self, number: u64, stream: TcpStream) {
+        self.wire = Some(start(number, stream, &self.events));
+    }
+
+    /// Ends the current connection (or forgets the attempt); nothing more it reports counts.
+    pub(super) fn close(&mut self) {
+        if let Some(wire) = self.wire.take() {
+            wire.close();
+        }
+        self.current = None;
+    }
 }
 
 async fn run(
@@ -151,11 +214,7 @@ async fn run(
     let mut shell = Shell {
         node,
         mesh,
-        redis: config.redis,
-        events,
-        numbered: 0,
-        current: None,
-        wire: None,
+        connections: Connections::new(config.redis, events),
     };
     let mut stopping = false;
     loop {
@@ -199,7 +258,8 @@ fn take_inbox(link: &mut Link, first: LinkMsg, inbox: &async_channel::Receiver<L
     false
 }
 
-async fn sleep_until(at: Option<Instant>) {
+/// Sleeps until `at`; forever when there is nothing to wait for.
+pub(super) async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => monoio::time::sleep_until(monoio::time::Instant::from_std(at)).await,
         None => std::future::pending().await,
@@ -213,7 +273,7 @@ impl Shell {
         while let Some(effect) = link.poll_effect() {
             self.perform(effect);
         }
-        if let Some(wire) = &self.wire
+        if let Some(wire) = self.connections.wire()
             && link.poll_transmit(&mut wire.out.borrow_mut())
         {
             wire.wake.notify();
@@ -225,24 +285,25 @@ impl Shell {
 
     fn perform(&mut self, effect: Effect) {
         match effect {
-            Effect::Connect => self.connect(),
-            Effect::Disconnect => self.close(),
+            Effect::Connect => self.connections.connect(),
+            Effect::Disconnect => self.connections.close(),
             effect => self.node.apply(effect),
         }
     }
 
     fn socket_event(&mut self, link: &mut Link, connection: u64, event: SocketEvent) {
-        if self.current != Some(connection) {
+        if !self.connections.is_current(connection) {
             return;
         }
         match event {
             SocketEvent::Connected(stream) => {
-                self.wire = Some(start(connection, stream, &self.events));
+                self.connections.opened(connection, stream);
                 link.handle_connected(Instant::now());
             }
             SocketEvent::Failed(err) => {
-                tracing::warn!(redis = ?self.redis, %err, "cannot reach Redis; this node is degraded");
-                self.current = None;
+                let redis = self.connections.redis();
+                tracing::warn!(?redis, %err, "cannot reach Redis; this node is degraded");
+                self.connections.close();
                 link.handle_lost(Instant::now());
             }
             SocketEvent::Values(values) => {
@@ -252,40 +313,18 @@ impl Shell {
             }
             SocketEvent::Unreadable(err) => {
                 tracing::warn!(%err, "unreadable reply from Redis");
-                self.close();
+                self.connections.close();
                 link.handle_lost(Instant::now());
             }
             SocketEvent::Closed => {
-                self.close();
+                self.connections.close();
                 link.handle_lost(Instant::now());
             }
         }
     }
-
-    /// Starts a connection attempt, numbered anew.
-    fn connect(&mut self) {
-        self.numbered += 1;
-        let connection = self.numbered;
-        self.current = Some(connection);
-        let (target, events) = (self.redis.clone(), self.events.clone());
-        monoio::spawn(async move {
-            let event = match connect(&target).await {
-                Ok(stream) => SocketEvent::Connected(stream),
-                Err(err) => SocketEvent::Failed(err),
-            };
-            let _ = events.send((connection, event)).await;
-        });
-    }
-
-    /// Ends the current connection; nothing more it reports reaches the link.
-    fn close(&mut self) {
-        if let Some(wire) = self.wire.take() {
-            wire.close();
-        }
-        self.current = None;
-    }
 }
 
+/// Opens a connection to Redis, trying each address of the host in turn.
 async fn connect(target: &RedisTarget) -> std::io::Result<TcpStream> {
     let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
         .to_socket_addrs()?

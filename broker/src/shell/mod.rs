@@ -11,6 +11,7 @@ mod conn;
 pub mod cpus;
 pub mod io;
 mod polling;
+mod redis_broadcast;
 mod runtime;
 mod signals;
 mod socketio;

@@ -655,6 +655,7 @@ async fn shard_main(setup: ShardSetup) {
     let inbox = mesh.inboxes[id].1.clone();
     monoio::spawn(receive_mesh(rt.clone(), inbox));
     monoio::spawn(tick(rt.clone()));
+    super::redis_broadcast::spawn_for_shard(&rt, id, shard_count);
 
     // A shutdown drains: every client is closed with 4200, and until the last client of the
     // whole server has gone (or the shutdown timeout has passed) the listener keeps accepting,

@@ -9,6 +9,7 @@
 
 mod cluster;
 mod origin;
+mod redis_broadcast;
 mod socketio;
 pub(crate) mod units;
 mod verification;
@@ -22,6 +23,7 @@ use serde::Deserialize;
 
 pub use self::cluster::{ClusterConfig, RedisTarget, RedisUrlError};
 pub use self::origin::{AllowedOrigin, MalformedOrigin, RequestOrigin, origin_allowed};
+pub use self::redis_broadcast::RedisBroadcast;
 pub use self::socketio::SocketIoConfig;
 pub use self::verification::{TokenVerification, VerifyMethod};
 use crate::core::admin::AdminAccount;
@@ -318,6 +320,9 @@ pub struct AppConfig<Origins = Vec<AllowedOrigin>, Jwt = JwtConfig> {
     pub audit_publishes: bool,
     /// Socket.IO clients; `None` (no `[apps.socketio]` table) means Pusher clients only.
     pub socketio: Option<SocketIoConfig>,
+    /// Events from Laravel's Redis broadcaster; `None` (no `[apps.redis_broadcast]` table)
+    /// means none.
+    pub redis_broadcast: Option<RedisBroadcast>,
 }
 
 impl Default for AppConfig {
@@ -351,6 +356,7 @@ impl Default for AppConfig {
             token_verification: None,
             audit_publishes: true,
             socketio: None,
+            redis_broadcast: None,
         }
     }
 }
@@ -408,6 +414,7 @@ impl<Origins, Jwt> AppConfig<Origins, Jwt> {
             token_verification,
             audit_publishes,
             socketio,
+            redis_broadcast,
         } = self;
         AppConfig {
             id,
@@ -437,6 +444,7 @@ impl<Origins, Jwt> AppConfig<Origins, Jwt> {
             token_verification,
             audit_publishes,
             socketio,
+            redis_broadcast,
         }
     }
 }
