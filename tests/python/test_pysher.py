@@ -40,10 +40,10 @@ client_events = "enabled"
 class Broker:
     """A `ringcast serve` in a temporary directory, on a port it chose."""
 
-    def __init__(self):
+    def __init__(self, config=CONFIG):
         self.dir = tempfile.mkdtemp(prefix="ringcast-python-")
         with open(os.path.join(self.dir, "ringcast.toml"), "w") as f:
-            f.write(CONFIG)
+            f.write(config)
         self.log = open(os.environ.get("RINGCAST_LOG", os.devnull), "w")
         self.process = subprocess.Popen(
             [os.environ["RINGCAST_BIN"], "serve", "--config", "ringcast.toml"],
