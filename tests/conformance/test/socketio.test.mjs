@@ -9,6 +9,7 @@ import WebSocket from 'ws';
 import { MAIN_APP, startBroker } from '../lib/broker.mjs';
 import { disconnectAll, pusherClient, serverSdk, uniq } from '../lib/clients.mjs';
 import { connectError, nextOn, sioClient, sioEcho, startAuthEndpoint, subscribe } from '../lib/socketio.mjs';
+import { startRedis } from '../lib/redis.mjs';
 import { Recorder, TEST_TIMEOUT_MS, once, sleep, waitFor, withTimeout } from '../lib/wait.mjs';
 
 const T = { timeout: TEST_TIMEOUT_MS };
@@ -22,14 +23,34 @@ function jwt(claims) {
 }
 
 const nowSecs = () => Math.floor(Date.now() / 1000);
+const ADMIN_TOKEN = 'socketio-admin-token';
+/** Laravel's `database.redis.options.prefix` for an app named Laravel. */
+const REDIS_PREFIX = 'laravel_database_';
+
+/** Sends one Redis command (RESP) and resolves with the reply's first line. */
+async function redisCommand(url, ...args) {
+  const { connect } = await import('node:net');
+  const { port } = new URL(url);
+  const resp = `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
+  return new Promise((res, rej) => {
+    const socket = connect(Number(port), '127.0.0.1', () => socket.write(resp));
+    socket.once('data', (d) => {
+      socket.destroy();
+      res(d.toString().split('\r\n')[0]);
+    });
+    socket.once('error', rej);
+  });
+}
 
 describe('Socket.IO (socket.io-client 4.8, laravel-echo 2)', () => {
   let broker;
   let sdk;
   let endpoint;
   let jwtApp;
+  let redis;
   before(async () => {
     endpoint = await startAuthEndpoint();
+    redis = await startRedis();
     jwtApp = {
       ...MAIN_APP,
       id: '200002',
@@ -37,9 +58,18 @@ describe('Socket.IO (socket.io-client 4.8, laravel-echo 2)', () => {
       secret: 'jwt-secret',
       socketio: { path: '/chat/socket.io' },
       jwt: { required: true, algorithm: 'HS256', secret: JWT_SECRET, leeway_secs: 0 },
+      policies: [{ name: 'tenant-isolation', channel: 'tenant.{tenant}.**', tenant: '{tenant}' }],
     };
     broker = await startBroker({
-      apps: [{ ...MAIN_APP, socketio: { auth_endpoint: endpoint.url } }, jwtApp],
+      apps: [
+        {
+          ...MAIN_APP,
+          socketio: { auth_endpoint: endpoint.url },
+          redis_broadcast: { url: redis.url, prefix: REDIS_PREFIX },
+        },
+        jwtApp,
+      ],
+      server: { admin_token: ADMIN_TOKEN },
     });
     sdk = serverSdk(broker);
   });
@@ -47,6 +77,7 @@ describe('Socket.IO (socket.io-client 4.8, laravel-echo 2)', () => {
     disconnectAll();
     await broker?.stop();
     await endpoint?.close();
+    await redis?.stop();
   });
 
   const transports = {
@@ -285,5 +316,51 @@ describe('Socket.IO (socket.io-client 4.8, laravel-echo 2)', () => {
       assert.equal(response.statusCode, 400, path);
       assert.equal(JSON.parse(body).code, code, path);
     }
+  });
+
+  it("a PUBLISH from Laravel's Redis broadcaster reaches Socket.IO and Pusher subscribers", T, async (t) => {
+    const channel = uniq('shipments-');
+    const socket = await sioClient(t, broker);
+    await subscribe(socket, channel);
+    const pusher = await pusherClient(t, broker);
+    const pusherChannel = await pusher.subscribe(channel);
+    const viaPusher = new Promise((res) => pusherChannel.bind('App\\Events\\Shipped', res));
+    const viaSocketIo = nextOn(socket, 'App\\Events\\Shipped', channel);
+    // What Laravel's RedisBroadcaster writes: PUBLISH <prefix><channel> {"event","data","socket"}.
+    const payload = JSON.stringify({ event: 'App\\Events\\Shipped', data: { id: 7 }, socket: null });
+    await waitFor(async () => (await redisCommand(redis.url, 'PUBLISH', `${REDIS_PREFIX}${channel}`, payload)) === ':1', {
+      what: 'the broker subscribed to Redis',
+    });
+    assert.deepEqual(await viaSocketIo, { id: 7 });
+    assert.deepEqual(await withTimeout(viaPusher, 3_000, 'the Pusher delivery'), { id: 7 });
+  });
+
+  it('a tenant policy refuses a Socket.IO subscriber as it refuses a Pusher one, and both are audited', T, async (t) => {
+    const token = jwt({ sub: 'ann', tenant_id: 'acme', exp: nowSecs() + 60 });
+    const socket = await sioClient(t, broker, { path: '/chat/socket.io', auth: { token } });
+    const own = `tenant.acme.${uniq('orders-')}`;
+    await subscribe(socket, own);
+    const other = `tenant.globex.${uniq('orders-')}`;
+    const refused = nextOn(socket, 'subscription_error', other);
+    socket.emit('subscribe', { channel: other });
+    const [status, why] = await refused;
+    assert.equal(status, 403);
+    assert.equal(why.type, 'AuthError');
+    const query = new URLSearchParams({ app: jwtApp.id, decision: 'deny', channel: other });
+    const page = await waitFor(
+      async () => {
+        const res = await fetch(`${broker.httpBase}/admin/api/audit?${query}`, {
+          headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+        });
+        const body = await res.json();
+        return body.records?.length ? body : null;
+      },
+      { what: 'the audit record' },
+    );
+    const [record] = page.records;
+    assert.equal(record.rule, 'tenant-isolation');
+    assert.equal(record.tenant, 'acme');
+    assert.equal(record.user, 'ann');
+    assert.equal(record.socket, socket.id);
   });
 });
