@@ -1,0 +1,264 @@
+//! Socket.IO connections on the shard: laravel-echo-server's events, the auth endpoint's
+//! round trip, Engine.IO's heartbeat, and one channel space with Pusher connections.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use super::harness::*;
+use crate::core::auth::endpoint::EndpointAnswer;
+use crate::core::shard::*;
+use crate::core::wire::Wire;
+use crate::core::wire::socketio::frames::PollingPackets;
+use crate::core::ws::frame::{Opcode, encode_client_frame};
+
+const AUTH_ENDPOINT: &str = "http://127.0.0.1:9/broadcasting/auth";
+
+fn cluster() -> Cluster {
+    Cluster::with(2, |config| {
+        let socketio = config.apps[0].socketio.as_mut().unwrap();
+        socketio.auth_endpoint = Some(AUTH_ENDPOINT.into());
+        socketio.ping_interval = Duration::from_secs(25);
+        socketio.ping_timeout = Duration::from_secs(20);
+    })
+}
+
+impl Cluster {
+    fn connect_socketio(&mut self, shard: ShardId) -> Client {
+        let request = ConnectRequest {
+            wire: Wire::SocketIo,
+            path: "/socket.io/",
+            protocol: None,
+            origin: None,
+            remote: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            credentials: Credentials::Token(None),
+            now_unix: NOW_UNIX,
+        };
+        let Accept::Open(key) = self.shards[shard].accept_websocket(&request, self.now) else {
+            panic!("refused");
+        };
+        let socket_id = self.shards[shard].socket_id(key).unwrap();
+        let client = Client {
+            shard,
+            key,
+            socket_id,
+        };
+        assert_eq!(
+            self.packets(client),
+            [format!(r#"40{{"sid":"{socket_id}"}}"#)]
+        );
+        client
+    }
+
+    fn send_packet(&mut self, client: Client, text: &str) {
+        self.send_raw(
+            client,
+            &encode_client_frame(Opcode::Text, text.as_bytes(), [9, 8, 7, 6], true),
+        );
+    }
+
+    /// The Engine.IO packets queued for a Socket.IO client; a close frame as `close`.
+    fn packets(&mut self, client: Client) -> Vec<String> {
+        let mut frames = Vec::new();
+        let mut ready = Vec::new();
+        self.shards[client.shard].take_ready(&mut ready);
+        self.shards[client.shard].take_output(
+            client.key,
+            client.socket_id,
+            &mut frames,
+            usize::MAX,
+            usize::MAX,
+        );
+        let mut packets = PollingPackets::default();
+        for frame in &frames {
+            packets.push(frame);
+        }
+        let mut texts: Vec<String> = packets
+            .packets
+            .iter()
+            .map(|p| String::from_utf8(p.to_vec()).unwrap())
+            .collect();
+        if packets.closed {
+            texts.push("close".into());
+        }
+        texts
+    }
+
+    fn auth_calls(&mut self, shard: ShardId) -> Vec<AuthCall> {
+        let mut calls = Vec::new();
+        self.shards[shard].take_auth_calls(&mut calls);
+        calls
+    }
+
+    fn answer(&mut self, call: &AuthCall, status: u16, body: &str) {
+        let answer = EndpointAnswer::Answered {
+            status,
+            body: body.as_bytes().to_vec(),
+        };
+        let now = self.now;
+        // The tests connect their Socket.IO clients to shard 0.
+        self.shards[0].handle_channel_auth(call.conn, call.socket_id, &call.channel, &answer, now);
+        self.route();
+    }
+}
+
+#[test]
+fn a_public_subscription_is_confirmed_and_events_come_as_channel_then_data() {
+    let mut c = cluster();
+    let socket = c.connect_socketio(0);
+    c.send_packet(socket, r#"42["subscribe",{"channel":"news","auth":{}}]"#);
+    assert_eq!(
+        c.packets(socket),
+        [r#"42["subscription_succeeded","news"]"#]
+    );
+    let pusher = c.connect(1);
+    c.subscribe(pusher, "news");
+    c.publish(1, "news", r#"{"id":7}"#, None);
+    assert_eq!(c.packets(socket), [r#"42["greeting","news",{"id":7}]"#]);
+    let got = c.recv(pusher);
+    assert_eq!(got[0]["data"], r#"{"id":7}"#);
+}
+
+#[test]
+fn a_private_subscription_waits_for_the_auth_endpoint_whose_answer_decides() {
+    let mut c = cluster();
+    let socket = c.connect_socketio(0);
+    let subscribe = |channel: &str| {
+        format!(
+            r#"42["subscribe",{{"channel":"{channel}","auth":{{"headers":{{"Authorization":"Bearer t"}}}}}}]"#
+        )
+    };
+    c.send_packet(socket, &subscribe("private-orders.1"));
+    assert!(
+        c.packets(socket).is_empty(),
+        "nothing until the endpoint answers"
+    );
+    let calls = c.auth_calls(0);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].channel.as_str(), "private-orders.1");
+    assert_eq!(calls[0].socket_id, socket.socket_id);
+    assert_eq!(
+        calls[0].headers.0,
+        [("Authorization".to_owned(), "Bearer t".to_owned())]
+    );
+    c.answer(&calls[0], 200, "true");
+    assert_eq!(
+        c.packets(socket),
+        [r#"42["subscription_succeeded","private-orders.1"]"#]
+    );
+
+    c.send_packet(socket, &subscribe("private-vault"));
+    let calls = c.auth_calls(0);
+    c.answer(
+        &calls[0],
+        403,
+        r#"{"message":"This action is unauthorized."}"#,
+    );
+    let refused = c.packets(socket);
+    assert_eq!(refused.len(), 1);
+    assert!(
+        refused[0].starts_with(r#"42["subscription_error","private-vault",403,"#),
+        "{refused:?}"
+    );
+    let denial = c
+        .audit()
+        .into_iter()
+        .find(|r| r.channel.as_deref() == Some("private-vault"))
+        .unwrap();
+    assert_eq!(denial.rule.as_deref(), Some("auth_endpoint"));
+    assert_eq!(
+        denial.reason.as_deref(),
+        Some("Client can not be authenticated, got HTTP status 403")
+    );
+}
+
+#[test]
+fn an_answer_for_a_subscription_left_meanwhile_is_dropped() {
+    let mut c = cluster();
+    let socket = c.connect_socketio(0);
+    c.send_packet(
+        socket,
+        r#"42["subscribe",{"channel":"private-a","auth":{"headers":{}}}]"#,
+    );
+    let calls = c.auth_calls(0);
+    c.send_packet(socket, r#"42["unsubscribe",{"channel":"private-a"}]"#);
+    c.answer(&calls[0], 200, "true");
+    assert!(c.packets(socket).is_empty());
+    assert_eq!(c.stats(0, "private-a").subscription_count, 0);
+}
+
+#[test]
+fn a_presence_member_named_by_the_endpoint_is_seen_by_pusher_members() {
+    let mut c = cluster();
+    let pusher = c.connect(1);
+    let joined = c.join_presence(pusher, "presence-room", "carol");
+    assert_eq!(joined[0]["event"], "pusher_internal:subscription_succeeded");
+    let socket = c.connect_socketio(0);
+    c.send_packet(
+        socket,
+        r#"42["subscribe",{"channel":"presence-room","auth":{"headers":{}}}]"#,
+    );
+    let calls = c.auth_calls(0);
+    c.answer(
+        &calls[0],
+        200,
+        r#"{"channel_data":{"user_id":5,"user_info":{"name":"Ann"}}}"#,
+    );
+    let here = c.packets(socket);
+    assert!(
+        here[0].starts_with(r#"42["presence:subscribed","presence-room",["#),
+        "{here:?}"
+    );
+    assert!(here[0].contains(r#"{"user_id":"5","user_info":{"name":"Ann"}}"#));
+    assert!(here[0].contains(r#""user_id":"carol""#));
+    let added = c.recv(pusher);
+    assert_eq!(added[0]["event"], "pusher_internal:member_added");
+    assert_eq!(inner(&added[0])["user_id"], "5");
+    c.send_packet(socket, r#"42["unsubscribe",{"channel":"presence-room"}]"#);
+    let removed = c.recv(pusher);
+    assert_eq!(removed[0]["event"], "pusher_internal:member_removed");
+}
+
+#[test]
+fn a_chatty_client_is_still_pinged_every_interval_and_closed_without_a_pong() {
+    let mut c = cluster();
+    let socket = c.connect_socketio(0);
+    for _ in 0..3 {
+        c.tick(Duration::from_secs(9));
+        c.send_packet(socket, r#"42["hello",1]"#);
+    }
+    assert_eq!(c.packets(socket), ["2"], "pinged although it kept talking");
+    c.send_packet(socket, "3");
+    c.tick(Duration::from_secs(24));
+    assert!(
+        c.packets(socket).is_empty(),
+        "the pong restarted the interval"
+    );
+    c.tick(Duration::from_secs(1));
+    assert_eq!(c.packets(socket), ["2"]);
+    c.tick(Duration::from_secs(20));
+    let closed = c.packets(socket);
+    assert!(
+        closed[0].starts_with(r#"42["error",{"code":4201"#),
+        "{closed:?}"
+    );
+    assert_eq!(closed.last().map(String::as_str), Some("close"));
+}
+
+#[test]
+fn another_namespace_is_refused_and_a_malformed_packet_closes_only_its_connection() {
+    let mut c = cluster();
+    let socket = c.connect_socketio(0);
+    let bystander = c.connect_socketio(0);
+    c.send_packet(socket, "40/admin,");
+    assert_eq!(
+        c.packets(socket),
+        [r#"44/admin,{"message":"Invalid namespace"}"#]
+    );
+    c.send_packet(socket, r#"42["subscribe""#);
+    assert_eq!(c.packets(socket), ["close"]);
+    c.send_packet(bystander, r#"42["subscribe",{"channel":"calm"}]"#);
+    assert_eq!(
+        c.packets(bystander),
+        [r#"42["subscription_succeeded","calm"]"#]
+    );
+}
