@@ -168,8 +168,8 @@ impl Cluster {
         );
     }
 
-    /// Everything queued for the client, as JSON (close frames as `{"close": code}`).
-    pub(super) fn recv(&mut self, client: Client) -> Vec<Value> {
+    /// Every frame queued for the client.
+    pub(super) fn frames(&mut self, client: Client) -> Vec<bytes::Bytes> {
         let mut frames = Vec::new();
         let mut ready = Vec::new();
         self.shards[client.shard].take_ready(&mut ready);
@@ -180,6 +180,12 @@ impl Cluster {
             usize::MAX,
             usize::MAX,
         );
+        frames
+    }
+
+    /// Everything queued for the client, as JSON (close frames as `{"close": code}`).
+    pub(super) fn recv(&mut self, client: Client) -> Vec<Value> {
+        let frames = self.frames(client);
         let mut buf = BytesMut::new();
         for frame in frames {
             buf.extend_from_slice(&frame);

@@ -58,18 +58,8 @@ impl Cluster {
 
     /// The Engine.IO packets queued for a Socket.IO client; a close frame as `close`.
     fn packets(&mut self, client: Client) -> Vec<String> {
-        let mut frames = Vec::new();
-        let mut ready = Vec::new();
-        self.shards[client.shard].take_ready(&mut ready);
-        self.shards[client.shard].take_output(
-            client.key,
-            client.socket_id,
-            &mut frames,
-            usize::MAX,
-            usize::MAX,
-        );
         let mut packets = PollingPackets::default();
-        for frame in &frames {
+        for frame in &self.frames(client) {
             packets.push(frame);
         }
         let mut texts: Vec<String> = packets
