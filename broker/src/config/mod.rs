@@ -312,6 +312,12 @@ mod tests {
         let broadcast = config.apps[0].redis_broadcast.as_ref().unwrap();
         assert_eq!(broadcast.pattern(), "laravel_database_*");
         assert_eq!(config.apps[1].redis_broadcast, None);
+        let socketio = config.apps[0].socketio.as_ref().unwrap();
+        assert_eq!(
+            socketio.auth_endpoint.as_deref(),
+            Some("http://127.0.0.1:8000/broadcasting/auth")
+        );
+        assert_eq!(config.apps[1].socketio, None);
         let jwt = config.apps[1].jwt.as_ref().unwrap();
         assert_eq!(
             jwt.jwks().map(|source| source.url.as_str()),

@@ -8,8 +8,9 @@ import { X509Certificate } from 'node:crypto';
 import { copyFile, readFile } from 'node:fs/promises';
 import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
-import { startBroker, tlsFiles } from '../lib/broker.mjs';
+import { MAIN_APP, startBroker, tlsFiles } from '../lib/broker.mjs';
 import { disconnectAll, echoClient, echoSubscribed, newUser, pusherClient, serverSdk, uniq } from '../lib/clients.mjs';
+import { nextOn, sioClient, subscribe } from '../lib/socketio.mjs';
 import { TEST_TIMEOUT_MS, waitFor } from '../lib/wait.mjs';
 
 const T = { timeout: TEST_TIMEOUT_MS };
@@ -35,7 +36,7 @@ describe('tls', () => {
   let broker;
   let sdk;
   before(async () => {
-    broker = await startBroker({ tls: true });
+    broker = await startBroker({ tls: true, apps: [{ ...MAIN_APP, socketio: {} }] });
     sdk = serverSdk(broker);
   });
   after(async () => {
@@ -53,6 +54,19 @@ describe('tls', () => {
     const [data] = await got;
     assert.deepEqual(data, { text: 'over TLS' });
   });
+
+  for (const transports of [['websocket'], ['polling', 'websocket']]) {
+    it(`socket.io-client (${transports.join(', then ')}) receives what the SDK triggers over https`, T, async (t) => {
+      const socket = await sioClient(t, broker, { transports });
+      const channel = uniq('tls-sio-');
+      await subscribe(socket, channel);
+      for (let n = 0; n < 5; n++) {
+        const got = nextOn(socket, 'headline', channel);
+        await sdk.trigger(channel, 'headline', { n });
+        assert.deepEqual(await got, { n });
+      }
+    });
+  }
 
   it('private and presence channels work over wss, member_added included', T, async (t) => {
     const alice = newUser('alice');
