@@ -65,6 +65,7 @@ fn connect(shard: &mut Shard, now: Instant) -> (ConnKey, SocketId) {
         remote: IpAddr::V4(Ipv4Addr::LOCALHOST),
         credentials: Credentials::Token(None),
         now_unix: NOW_UNIX,
+        recovery_pid: None,
     };
     match shard.accept_websocket(&request, now) {
         Accept::Open(key) => (key, shard.socket_id(key).expect("open connection")),

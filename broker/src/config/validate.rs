@@ -409,6 +409,9 @@ fn check_socketio(v: &SocketIoConfig, earlier: &[AppTable]) -> Result<(), (&'sta
             return Err((name, "must be between 1 ms and 86400 s".into()));
         }
     }
+    if v.recovery > MAX_DURATION {
+        return Err(("recovery_secs", "must be at most 86400".into()));
+    }
     if v.max_auth_in_flight == 0 || v.max_auth_in_flight > MAX_VERIFY_THREADS {
         return Err((
             "max_auth_in_flight",

@@ -439,6 +439,7 @@ async fn websocket<S: Transport>(
         remote,
         credentials: verification.credentials(token),
         now_unix: unix_now(),
+        recovery_pid: None,
     };
     let accepted = rt.with_core(|core| core.accept_websocket(&request, Instant::now()));
     let mut handshake = switching_protocols(&upgrade.accept, protocol_token.map(String::as_str));
@@ -609,7 +610,7 @@ async fn read_loop<R: AsyncReadRent>(
     let ended = rt.with_core(|core| core.handle_disconnect(key, socket_id, Instant::now()));
     log_ended(&rt, ended);
     rt.unregister_writer(key, &writer);
-    writer.signal.notify();
+    writer.retire();
 }
 
 /// The key of app `app`, for logs.
@@ -669,6 +670,9 @@ async fn write_loop<W: AsyncWriteRent>(
     writer: Rc<Writer>,
 ) {
     let closed_cleanly = loop {
+        if writer.retired() {
+            break false;
+        }
         let mut frames = rt.lend_frames();
         let taken = rt.core().take_output(
             key,

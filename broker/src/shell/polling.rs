@@ -23,7 +23,7 @@ use monoio::io::AsyncWriteRentExt;
 
 use super::conn;
 use super::runtime::{ShardRt, Writer};
-use super::socketio::{Step, admit, connect_step, session_id};
+use super::socketio::{Admitted, Step, admit, connect_step, session_id};
 use super::tls::Transport;
 use crate::core::http::request::{Method, RequestHead};
 use crate::core::http::response;
@@ -62,16 +62,28 @@ pub struct PollRequest {
     pub reply: async_channel::Sender<PollAnswer>,
 }
 
-/// A WebSocket upgrade of a session on another shard: the connection itself, handed over.
-pub struct Adoption {
+/// A WebSocket handed to the shard its Engine.IO session or its recovered connection
+/// lives on: the connection itself.
+pub struct Handover {
     /// The TCP socket (plain: a TLS connection's state cannot change threads).
     pub fd: std::os::fd::RawFd,
     /// The upgrade request.
     pub head: RequestHead,
-    /// What was read after its head.
+    /// What was read and not yet decoded.
     pub buf: BytesMut,
     /// The client's address.
     pub remote: IpAddr,
+    /// What the new shard does with it.
+    pub purpose: Purpose,
+}
+
+/// Why a WebSocket is handed to another shard.
+pub enum Purpose {
+    /// It upgrades a long-polling session of that shard (`sid`); nothing was answered yet.
+    Upgrade,
+    /// Its `CONNECT` (with this `auth`) recovers a connection waiting on that shard; the
+    /// upgrade and the Engine.IO handshake are done.
+    Resume(Option<serde_json::Map<String, serde_json::Value>>),
 }
 
 /// The answer to a long-polling request.
@@ -450,7 +462,13 @@ async fn connect(
     auth: Option<serde_json::Map<String, serde_json::Value>>,
 ) {
     session.state.replace(State::Connecting);
-    let accepted = admit(rt, &session.head, session.remote, auth.as_ref()).await;
+    // A long-polling session stays on its shard: a recovery it asks for happens only when
+    // the connection waits here.
+    let Admitted::Here(accepted) =
+        admit(rt, &session.head, session.remote, auth.as_ref(), false).await
+    else {
+        return;
+    };
     let next = match accepted {
         Accept::Open(key) => {
             let socket_id = rt.core().socket_id(key);
@@ -532,13 +550,14 @@ pub(super) async fn upgrade<S: Transport>(
         Some(shard) if shard == me => {}
         Some(shard) if shard < rt.shard_count() => match stream.into_plain() {
             Ok(fd) => {
-                let adoption = Adoption {
+                let handover = Handover {
                     fd,
                     head,
                     buf,
                     remote,
+                    purpose: Purpose::Upgrade,
                 };
-                rt.send_adoption(shard, adoption).await;
+                rt.send_handover(shard, handover).await;
                 return;
             }
             Err(plain) => stream = plain,
@@ -552,26 +571,28 @@ pub(super) async fn upgrade<S: Transport>(
     take_over(rt, stream, head, buf, remote, session).await;
 }
 
-/// Adopts a connection another shard handed over for an upgrade.
-pub(super) async fn adopt(rt: Rc<ShardRt>, adoption: Adoption) {
-    let std_stream = super::runtime::adopted_stream(adoption.fd);
+/// Takes over a connection another shard handed here.
+pub(super) async fn adopt(rt: Rc<ShardRt>, handover: Handover) {
+    let std_stream = super::runtime::adopted_stream(handover.fd);
     let Ok(stream) = monoio::net::TcpStream::from_std(std_stream) else {
         return;
     };
-    let sid = adoption.head.query_param("sid").unwrap_or_default();
+    let Handover {
+        head,
+        buf,
+        remote,
+        purpose,
+        ..
+    } = handover;
+    if let Purpose::Resume(auth) = purpose {
+        return super::socketio::resume_here(rt, stream, head, buf, remote, auth).await;
+    }
+    let sid = head.query_param("sid").unwrap_or_default();
     let Some(session) = rt.polls.get(&sid) else {
         let mut stream = stream;
         return refuse(&mut stream, HandshakeError::SessionIdUnknown).await;
     };
-    take_over(
-        rt,
-        stream,
-        adoption.head,
-        adoption.buf,
-        adoption.remote,
-        session,
-    )
-    .await;
+    take_over(rt, stream, head, buf, remote, session).await;
 }
 
 /// Answers an Engine.IO request that cannot be served as the reference server does.

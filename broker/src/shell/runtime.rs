@@ -17,7 +17,7 @@ use monoio::net::TcpListener;
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 use super::io::FrameBatch;
-use super::polling::{Adoption, PollRequest, Sessions};
+use super::polling::{Handover, PollRequest, Sessions};
 use crate::config::Driver;
 use crate::core::shard::{Answer, AuthCall, ConnKey, MeshMsg, QueryId, Shard, ShardId, WallClock};
 use crate::metrics::{ShardMetrics, inc};
@@ -29,8 +29,8 @@ pub enum Inbound {
     Mesh(MeshMsg),
     /// A long-polling request another shard received for a session of this one.
     Poll(PollRequest),
-    /// A WebSocket upgrade of a session of this one, handed over by another shard.
-    Adopt(Adoption),
+    /// A WebSocket for a session or connection of this one, handed over by another shard.
+    Handover(Handover),
     /// Begin a graceful shutdown.
     Shutdown,
 }
@@ -237,6 +237,9 @@ pub struct Writer {
     fd: Option<RawFd>,
     deadline: Cell<Option<Instant>>,
     expired: Cell<bool>,
+    /// The reader has ended: whatever is queued now is not this socket's to write (a
+    /// recoverable connection keeps its queue for the client's next transport).
+    retired: Cell<bool>,
 }
 
 impl Writer {
@@ -256,6 +259,7 @@ impl Writer {
             fd: None,
             deadline: Cell::new(None),
             expired: Cell::new(false),
+            retired: Cell::new(false),
         }
     }
 
@@ -267,6 +271,17 @@ impl Writer {
     /// Clears the deadline: the wait ended in time.
     pub fn disarm(&self) {
         self.deadline.set(None);
+    }
+
+    /// Tells the writer its reader has ended, and wakes it to finish.
+    pub fn retire(&self) {
+        self.retired.set(true);
+        self.signal.notify();
+    }
+
+    /// Whether the reader has ended.
+    pub fn retired(&self) -> bool {
+        self.retired.get()
     }
 
     /// Whether a deadline passed (the socket has then been shut down).
@@ -447,12 +462,12 @@ impl ShardRt {
         }
     }
 
-    /// Hands a connection to the shard owning its session.
-    pub async fn send_adoption(&self, to: ShardId, adoption: Adoption) {
+    /// Hands a connection to the shard owning its session or its recovered connection.
+    pub async fn send_handover(&self, to: ShardId, handover: Handover) {
         if let Some((sender, _)) = self.mesh.inboxes.get(to) {
-            // A shard that is gone drops the fd with the message, which closes it.
-            if let Err(async_channel::SendError(Inbound::Adopt(lost))) =
-                sender.send(Inbound::Adopt(adoption)).await
+            // A shard that is gone gives the message back: closing the fd ends it.
+            if let Err(async_channel::SendError(Inbound::Handover(lost))) =
+                sender.send(Inbound::Handover(handover)).await
             {
                 drop(adopted_stream(lost.fd));
             }
@@ -730,7 +745,7 @@ async fn receive_mesh(rt: Rc<ShardRt>, inbox: async_channel::Receiver<Inbound>) 
                 match item {
                     Inbound::Mesh(msg) => core.handle_mesh(msg, now),
                     Inbound::Poll(request) => polls.push(request),
-                    Inbound::Adopt(adoption) => adoptions.push(adoption),
+                    Inbound::Handover(handover) => adoptions.push(handover),
                     Inbound::Shutdown => shutdown = true,
                 }
                 handled += 1;

@@ -12,12 +12,12 @@ use monoio::io::AsyncWriteRentExt;
 use serde_json::{Map, Value};
 
 use super::conn::{self, Verification, unix_now};
-use super::polling;
+use super::polling::{self, Handover, Purpose};
 use super::runtime::ShardRt;
 use super::tls::Transport;
 use crate::core::http::request::RequestHead;
 use crate::core::ids::AppIdx;
-use crate::core::shard::{Accept, ConnectRequest};
+use crate::core::shard::{Accept, ConnectRequest, ShardId};
 use crate::core::wire::Wire;
 use crate::core::wire::socketio::engine::{self, EnginePacket, HandshakeError};
 use crate::core::wire::socketio::frames::open_packet;
@@ -90,7 +90,40 @@ pub(super) async fn websocket<S: Transport>(
             return;
         }
     };
-    match admit(&rt, &head, remote, auth.as_ref()).await {
+    let accepted = match admit(&rt, &head, remote, auth.as_ref(), true).await {
+        Admitted::Here(accepted) => accepted,
+        Admitted::Elsewhere(shard) => match stream.into_plain() {
+            Ok(fd) => {
+                let handover = Handover {
+                    fd,
+                    head,
+                    buf,
+                    remote,
+                    purpose: Purpose::Resume(auth),
+                };
+                return rt.send_handover(shard, handover).await;
+            }
+            Err(plain) => {
+                stream = plain;
+                match admit(&rt, &head, remote, auth.as_ref(), false).await {
+                    Admitted::Here(accepted) => accepted,
+                    Admitted::Elsewhere(_) => return,
+                }
+            }
+        },
+    };
+    serve_admitted(rt, stream, accepted, buf, remote).await;
+}
+
+/// Runs a connection the shard accepted, or writes its refusal.
+async fn serve_admitted<S: Transport>(
+    rt: Rc<ShardRt>,
+    mut stream: S,
+    accepted: Accept,
+    buf: BytesMut,
+    remote: IpAddr,
+) {
+    match accepted {
         Accept::Open(key) => conn::run(rt, stream, key, Vec::new(), buf, remote).await,
         Accept::Refused(frames, fault) => {
             tracing::debug!(%remote, ?fault, "Socket.IO connection refused");
@@ -100,16 +133,53 @@ pub(super) async fn websocket<S: Transport>(
     }
 }
 
+/// Takes over a WebSocket another shard handed here because its client asked to recover a
+/// connection of this shard.
+pub(super) async fn resume_here(
+    rt: Rc<ShardRt>,
+    stream: monoio::net::TcpStream,
+    head: RequestHead,
+    buf: BytesMut,
+    remote: IpAddr,
+    auth: Option<Map<String, Value>>,
+) {
+    let accepted = match admit(&rt, &head, remote, auth.as_ref(), false).await {
+        Admitted::Here(accepted) => accepted,
+        Admitted::Elsewhere(_) => return,
+    };
+    serve_admitted(rt, stream, accepted, buf, remote).await;
+}
+
+/// Where a client's `CONNECT` is decided.
+pub(super) enum Admitted {
+    /// Here: the connection is open, or refused.
+    Here(Accept),
+    /// It asks to recover a connection that waits on this other shard, where the
+    /// transport should go.
+    Elsewhere(ShardId),
+}
+
+/// The shard a recovery `pid` belongs to, when it is well formed.
+fn pid_owner(pid: &str) -> Option<ShardId> {
+    pid.split_once('.')?.0.parse().ok()
+}
+
 /// Decides on a client's `CONNECT` with its `auth` object, on either transport: who it is
 /// (`auth.token`, the query's `token`, `Authorization`, or the app's backend verification of
 /// the handshake request's headers), then the shard admits it or says why not. `head` is the
 /// request that opened the Engine.IO session.
+///
+/// With connection state recovery, a `CONNECT` carrying the `pid` of a connection whose
+/// transport was lost takes that connection over: here when it waits on this shard, else
+/// ([`Admitted::Elsewhere`]) where it waits, when `can_move` says the transport can go
+/// there. Otherwise the client gets a new connection (and `recovered` is false).
 pub(super) async fn admit(
     rt: &Rc<ShardRt>,
     head: &RequestHead,
     remote: IpAddr,
     auth: Option<&Map<String, Value>>,
-) -> Accept {
+    can_move: bool,
+) -> Admitted {
     // `io(url, {auth: {token}})` sends the raw JWT; a `Bearer ` prefix is taken too.
     let auth_token = auth
         .and_then(|auth| auth.get("token"))
@@ -129,7 +199,23 @@ pub(super) async fn admit(
     let token = auth_token.as_deref().or(query_token.as_deref()).or(bearer);
     let found = rt.state.shared.apps.by_socketio_path(&head.path);
     let verification = Verification::run(rt, found, head, token).await;
-    let request = ConnectRequest {
+    let me = rt.core().id();
+    let recovers = found.is_some_and(|app| {
+        app.config
+            .socketio
+            .as_ref()
+            .is_some_and(|s| !s.recovery.is_zero())
+    });
+    let asked = auth
+        .and_then(|auth| auth.get("pid"))
+        .and_then(Value::as_str)
+        .filter(|_| recovers);
+    let owner = asked.and_then(pid_owner);
+    if let Some(shard) = owner.filter(|&s| s != me && can_move && s < rt.shard_count()) {
+        return Admitted::Elsewhere(shard);
+    }
+    let fresh = recovers.then(|| format!("{me}.{}", session_id()));
+    let mut request = ConnectRequest {
         wire: Wire::SocketIo,
         path: &head.path,
         protocol: None,
@@ -137,12 +223,23 @@ pub(super) async fn admit(
         remote,
         credentials: verification.credentials(token),
         now_unix: unix_now(),
+        recovery_pid: None,
     };
-    let accepted = rt.with_core(|core| core.accept_websocket(&request, Instant::now()));
+    let resumed = match asked.filter(|_| owner == Some(me)) {
+        Some(pid) => rt.with_core(|core| core.resume(pid, &request, Instant::now())),
+        None => None,
+    };
+    let accepted = match resumed {
+        Some(key) => Accept::Open(key),
+        None => {
+            request.recovery_pid = fresh.as_deref();
+            rt.with_core(|core| core.accept_websocket(&request, Instant::now()))
+        }
+    };
     if let (Accept::Open(key), Some(cookie)) = (&accepted, head.header("cookie")) {
         rt.remember_cookie(*key, cookie);
     }
-    accepted
+    Admitted::Here(accepted)
 }
 
 /// Reads frames until the client's `CONNECT` to the default namespace and returns its

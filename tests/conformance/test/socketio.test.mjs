@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { MAIN_APP, startBroker } from '../lib/broker.mjs';
 import { disconnectAll, pusherClient, serverSdk, uniq } from '../lib/clients.mjs';
-import { connectError, nextOn, sioClient, sioEcho, startAuthEndpoint, subscribe } from '../lib/socketio.mjs';
+import { connectError, connected, io, nextOn, sioClient, sioEcho, startAuthEndpoint, subscribe } from '../lib/socketio.mjs';
 import { startRedis } from '../lib/redis.mjs';
 import { Recorder, TEST_TIMEOUT_MS, once, sleep, waitFor, withTimeout } from '../lib/wait.mjs';
 
@@ -68,6 +68,13 @@ describe('Socket.IO (socket.io-client 4.8, laravel-echo 2)', () => {
           redis_broadcast: { url: redis.url, prefix: REDIS_PREFIX },
         },
         jwtApp,
+        {
+          ...MAIN_APP,
+          id: '200003',
+          key: 'recover-key',
+          secret: 'recover-secret',
+          socketio: { path: '/recover/socket.io', recovery_secs: 30 },
+        },
       ],
       server: { admin_token: ADMIN_TOKEN },
     });
@@ -362,5 +369,44 @@ describe('Socket.IO (socket.io-client 4.8, laravel-echo 2)', () => {
     assert.equal(record.tenant, 'acme');
     assert.equal(record.user, 'ann');
     assert.equal(record.socket, socket.id);
+  });
+
+  it('connection state recovery: a client whose transport drops gets what it missed, in order, once', { timeout: 30_000 }, async (t) => {
+    const recoverApp = broker.appByKey('recover-key');
+    const recoverSdk = serverSdk(broker, recoverApp);
+    const socket = io(broker.httpBase, {
+      path: '/recover/socket.io',
+      transports: ['websocket'],
+      forceNew: true,
+      reconnectionDelay: 300,
+      reconnectionDelayMax: 300,
+    });
+    t.after(() => socket.close());
+    await connected(socket);
+    assert.equal(socket.recovered, false);
+    const channel = uniq('recover-');
+    await subscribe(socket, channel);
+    const got = [];
+    socket.on('Tick', (name, data) => name === channel && got.push(data.n));
+    let n = 0;
+    // Several drops, so that reconnections land on either shard.
+    for (let round = 0; round < 4; round++) {
+      await recoverSdk.trigger(channel, 'Tick', { n: n++ });
+      await waitFor(() => got.length === n, { what: `event ${n - 1}` });
+      const dropped = once(socket, 'disconnect');
+      socket.io.engine.close();
+      await dropped;
+      // Published while the client has no transport.
+      for (let i = 0; i < 3; i++) await recoverSdk.trigger(channel, 'Tick', { n: n++ });
+      await once(socket, 'connect', { timeoutMs: 5_000 });
+      assert.equal(socket.recovered, true, `round ${round}: recovered`);
+      await waitFor(() => got.length >= n, { what: `the missed events of round ${round}` });
+    }
+    await recoverSdk.trigger(channel, 'Tick', { n: n++ });
+    await waitFor(() => got.length >= n, { what: 'the last event' });
+    await sleep(200);
+    assert.deepEqual(got, Array.from({ length: n }, (_, i) => i), 'every event once, in order');
+    const stats = await recoverSdk.get({ path: `/channels/${channel}`, params: { info: 'subscription_count' } }).then((r) => r.json());
+    assert.equal(stats.subscription_count, 1, 'one subscriber: the recovered connection');
   });
 });

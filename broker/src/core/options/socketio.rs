@@ -32,6 +32,12 @@ pub struct SocketIoConfig {
     /// Time a pinged client has to answer (Engine.IO `pingTimeout`).
     #[serde(rename = "ping_timeout_ms", with = "units::millis")]
     pub ping_timeout: Duration,
+    /// Connection state recovery (Socket.IO 4.6+): a connection whose transport is lost
+    /// stays, subscribed and collecting its events, this long; a client that reconnects with
+    /// its `pid` within it gets them, in order, once. Zero (the default, as in Socket.IO)
+    /// turns it off: a lost connection leaves its channels at once.
+    #[serde(rename = "recovery_secs", with = "units::secs")]
+    pub recovery: Duration,
 }
 
 impl Default for SocketIoConfig {
@@ -44,6 +50,7 @@ impl Default for SocketIoConfig {
             max_auth_in_flight: 8,
             ping_interval: Duration::from_secs(25),
             ping_timeout: Duration::from_secs(20),
+            recovery: Duration::ZERO,
         }
     }
 }

@@ -8,11 +8,13 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use super::AuditAction;
-use super::conn::{Conn, Ended};
+use super::conn::{Conn, Ended, Recovery};
 use super::events::client_event_rate;
 use super::mesh::{ConnKey, MeshMsg, Watcher};
+use super::outbox::mark_ready;
 use super::{Accept, ConnectRequest, Credentials, Shard};
-use crate::core::app::{QuotaExceeded, TokenError};
+use crate::core::app::{App, QuotaExceeded, TokenError};
+use crate::core::auth::jwt::Identity;
 use crate::core::counters::inc;
 use crate::core::ids::SocketId;
 use crate::core::rate_limit::TokenBucket;
@@ -201,6 +203,15 @@ impl Shard {
             closing: false,
             peer_closed: false,
             close: None,
+            recovery: request
+                .recovery_pid
+                .filter(|_| recovery_window(app).is_some())
+                .map(|pid| {
+                    Box::new(Recovery {
+                        pid: pid.into(),
+                        parked_since: None,
+                    })
+                }),
         });
         inc(&self.counters.connections_opened);
         if self.conns.get(key).is_some_and(|c| c.identity.is_some()) {
@@ -218,12 +229,78 @@ impl Shard {
             .app(app_idx)
             .connections
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let established = Reply::Established {
-            socket_id,
-            activity_timeout: self.state.config.activity_timeout,
-        };
-        self.reply(key, &established);
+        self.reply_established(key);
         Ok(key)
+    }
+
+    /// Queues the reply that opens connection `key` (Socket.IO: the `CONNECT` answer, with
+    /// the `pid` a recoverable connection reconnects with).
+    fn reply_established(&mut self, key: ConnKey) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let established = Reply::Established {
+            socket_id: conn.socket_id,
+            activity_timeout: self.state.config.activity_timeout,
+            pid: conn.recovery.as_deref().map(|r| &*r.pid),
+        };
+        let frame = conn.wire.encode(&established);
+        self.send_frame(key, frame);
+    }
+
+    /// A client reconnecting with the `pid` of a connection whose transport was lost
+    /// takes it over: same socket id, same subscriptions, and the events queued meanwhile
+    /// follow the `CONNECT` answer, in order. `None` (a new connection is opened instead)
+    /// when no such connection waits here, or the request names another app or subject.
+    pub fn resume(
+        &mut self,
+        pid: &str,
+        request: &ConnectRequest<'_>,
+        now: Instant,
+    ) -> Option<ConnKey> {
+        let key = *self.parked.get(pid)?;
+        let conn = self.conns.get(key)?;
+        let app = request
+            .wire
+            .app(&self.state.apps, request.path, request.protocol)
+            .ok()?;
+        if app.idx != conn.app || conn.closing {
+            return None;
+        }
+        let identity = match request.credentials {
+            Credentials::Token(token) => app.authenticate(token, request.now_unix).ok()?,
+            Credentials::Backend {
+                verdict,
+                requested_actor,
+            } => Some(
+                app.backend_identity(verdict, requested_actor, request.now_unix)
+                    .ok()?,
+            ),
+        };
+        let subject = |id: Option<&Identity>| id.and_then(|i| i.user_id.clone());
+        if subject(identity.as_ref()) != subject(conn.identity.as_deref()) {
+            return None;
+        }
+        self.parked.remove(pid);
+        let conn = self.conns.get_mut(key)?;
+        if let Some(recovery) = conn.recovery.as_mut() {
+            recovery.parked_since = None;
+        }
+        conn.remote = request.remote;
+        conn.peer_closed = false;
+        conn.last_seen = now;
+        conn.ping_sent = None;
+        // The answer goes before what waited, so it is queued at the front.
+        let established = Reply::Established {
+            socket_id: conn.socket_id,
+            activity_timeout: self.state.config.activity_timeout,
+            pid: Some(pid),
+        };
+        let frame = conn.wire.encode(&established);
+        conn.outbox_bytes += frame.len();
+        conn.outbox.push_front((frame, None));
+        mark_ready(conn, key, &mut self.ready);
+        Some(key)
     }
 
     /// Counts a connection attempt on `path` (in `wire`'s form) from `remote` against the
@@ -262,9 +339,71 @@ impl Shard {
         socket_id: SocketId,
         now: Instant,
     ) -> Option<Ended> {
-        if self.socket_id(key) != Some(socket_id) {
+        if self.socket_id(key) != Some(socket_id) || self.is_parked(key) || self.park(key, now) {
             return None;
         }
+        self.forget(key, now)
+    }
+
+    /// Keeps a recoverable connection whose transport was lost (neither side closed it)
+    /// for its app's recovery window; `false` when it is not one.
+    pub(super) fn park(&mut self, key: ConnKey, now: Instant) -> bool {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return false;
+        };
+        let Some(recovery) = conn.recovery.as_mut() else {
+            return false;
+        };
+        if conn.closing || recovery.parked_since.is_some() {
+            return false;
+        }
+        recovery.parked_since = Some(now);
+        self.parked.insert(recovery.pid.clone(), key);
+        true
+    }
+
+    /// Ends parked connections whose recovery window has passed (or that were closed
+    /// meanwhile, their queue having filled).
+    pub(super) fn forget_parked(&mut self, now: Instant) {
+        let due: Vec<ConnKey> = self
+            .parked
+            .values()
+            .copied()
+            .filter(|&key| {
+                self.conns.get(key).is_none_or(|conn| {
+                    let since = conn.recovery.as_ref().and_then(|r| r.parked_since);
+                    let window = recovery_window(self.state.apps.get(conn.app));
+                    conn.closing
+                        || since.zip(window).is_none_or(|(since, window)| {
+                            now.saturating_duration_since(since) >= window
+                        })
+                })
+            })
+            .collect();
+        for key in due {
+            self.forget(key, now);
+        }
+    }
+
+    /// Whether connection `key` waits for its client to recover it.
+    pub(super) fn is_parked(&self, key: ConnKey) -> bool {
+        self.conns
+            .get(key)
+            .and_then(|c| c.recovery.as_ref())
+            .is_some_and(|r| r.parked_since.is_some())
+    }
+
+    /// Forgets connection `key`: it leaves its channels, users and quotas.
+    fn forget(&mut self, key: ConnKey, now: Instant) -> Option<Ended> {
+        if let Some(pid) = self
+            .conns
+            .get(key)
+            .and_then(|c| c.recovery.as_ref())
+            .map(|r| r.pid.clone())
+        {
+            self.parked.remove(&pid);
+        }
+        self.conns.get(key)?;
         self.leave_all(key);
         let conn = self.conns.remove(key);
         if let Some(user) = &conn.user {
@@ -306,4 +445,14 @@ impl Shard {
             close: conn.close,
         })
     }
+}
+
+/// How long app `app` keeps a Socket.IO connection whose transport was lost; `None`: it
+/// does not.
+fn recovery_window(app: &App) -> Option<Duration> {
+    app.config
+        .socketio
+        .as_ref()
+        .map(|s| s.recovery)
+        .filter(|w| !w.is_zero())
 }

@@ -89,6 +89,16 @@ pub(super) struct Conn {
     pub(super) peer_closed: bool,
     /// Who started the closing handshake, and its code.
     pub(super) close: Option<Close>,
+    /// Socket.IO connection state recovery, when the app offers it.
+    pub(super) recovery: Option<Box<Recovery>>,
+}
+
+/// A recoverable connection's private session id and, while its transport is lost, since
+/// when.
+#[derive(Debug)]
+pub(super) struct Recovery {
+    pub(super) pid: Box<str>,
+    pub(super) parked_since: Option<Instant>,
 }
 
 /// Who started a connection's closing handshake.

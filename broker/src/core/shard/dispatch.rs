@@ -129,6 +129,14 @@ impl Shard {
                 if let Some(conn) = self.conns.get_mut(key) {
                     conn.peer_closed = true;
                 }
+                // A recoverable connection's transport closing is not the client leaving
+                // (it reconnects with its pid): the socket is let go, the connection kept.
+                if self.park(key, now) {
+                    if let Some(conn) = self.conns.get_mut(key) {
+                        mark_ready(conn, key, &mut self.ready);
+                    }
+                    return;
+                }
                 // Echo the peer's code, as RFC 6455 §5.5.1 asks; a close without one gets 1000.
                 let code = frame.map_or(close::NORMAL, |f| f.code);
                 self.close_ws(key, code, "");
@@ -177,7 +185,13 @@ impl Shard {
                 let text = format!("unsupported event {event:?}");
                 self.send_error_message(key, Fault::UnsupportedEvent, &text);
             }
-            Command::Quit => self.close_ws(key, close::NORMAL, ""),
+            Command::Quit => {
+                // Leaving on purpose: nothing to recover.
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.recovery = None;
+                }
+                self.close_ws(key, close::NORMAL, "");
+            }
             Command::OtherNamespace { namespace } => {
                 let reply = Reply::NamespaceRefused {
                     namespace: &namespace,

@@ -132,6 +132,9 @@ pub struct ConnectRequest<'a> {
     pub credentials: Credentials<'a>,
     /// Wall-clock seconds since the Unix epoch, for token expiry.
     pub now_unix: u64,
+    /// Socket.IO connection state recovery: the private session id (`pid`) the connection
+    /// is known by if its transport is lost; `None`: not recoverable.
+    pub recovery_pid: Option<&'a str>,
 }
 
 /// What identifies a connection, as the shell found it in the upgrade request.
@@ -282,6 +285,8 @@ pub struct Shard {
     audit: Vec<AuditRecord>,
     cluster_out: Vec<crate::core::cluster::ClusterOut>,
     auth_calls: Vec<AuthCall>,
+    /// Recoverable connections whose transport is lost, by their `pid`.
+    parked: HashMap<Box<str>, ConnKey>,
     next_socket: u64,
     socket_prefix: u64,
     /// Unix time for the monotonic clock, for tokens read after connect (renewals).
@@ -338,6 +343,7 @@ impl Shard {
             audit: Vec::new(),
             cluster_out: Vec::new(),
             auth_calls: Vec::new(),
+            parked: HashMap::new(),
             next_socket: 0,
             wall,
             // The first half of a socket id is random so ids are not guessable across restarts.

@@ -63,7 +63,14 @@ impl Shard {
         max_frames: usize,
         max_bytes: usize,
     ) -> Taken {
-        let Some(conn) = self.conns.get_mut(key).filter(|c| c.socket_id == socket_id) else {
+        // A parked connection's queue waits for its client's next transport; the old one
+        // is closed.
+        let parked = self.is_parked(key);
+        let Some(conn) = self
+            .conns
+            .get_mut(key)
+            .filter(|c| c.socket_id == socket_id && !parked)
+        else {
             return Taken {
                 state: OutputState::Close,
                 oldest_event: None,

@@ -16,8 +16,9 @@ impl Shard {
         let mut to_close = Vec::new();
         let mut unsigned = Vec::new();
         let mut expired = Vec::new();
+        self.forget_parked(now);
         for (key, conn) in &self.conns {
-            if conn.closing {
+            if conn.closing || self.is_parked(key) {
                 continue;
             }
             if conn.token_expires.is_some_and(|at| now >= at) {

@@ -322,6 +322,8 @@ pub enum Reply<'a> {
         socket_id: SocketId,
         /// How long the client may stay quiet before the server pings it.
         activity_timeout: Duration,
+        /// Socket.IO connection state recovery: the private session id to reconnect with.
+        pid: Option<&'a str>,
     },
     /// The connection is refused before it opened (Socket.IO: `CONNECT_ERROR`; Pusher: the
     /// same `pusher:error` as [`Reply::Error`]); the close follows.

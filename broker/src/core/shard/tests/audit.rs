@@ -74,6 +74,7 @@ fn security_events_are_audited() {
         remote: IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)),
         credentials: Credentials::Token(None),
         now_unix: NOW_UNIX,
+        recovery_pid: None,
     };
     let now = cluster.now;
     assert!(matches!(

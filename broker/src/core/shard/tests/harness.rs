@@ -127,6 +127,7 @@ impl Cluster {
             remote: IpAddr::V4(Ipv4Addr::LOCALHOST),
             credentials,
             now_unix: NOW_UNIX,
+            recovery_pid: None,
         };
         match self.shards[shard].accept_websocket(&request, self.now) {
             Accept::Open(key) => {

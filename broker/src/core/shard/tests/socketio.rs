@@ -13,26 +13,39 @@ use crate::core::ws::frame::{Opcode, encode_client_frame};
 
 const AUTH_ENDPOINT: &str = "http://127.0.0.1:9/broadcasting/auth";
 
+/// An anonymous Socket.IO connection request, recoverable as `pid` when given.
+fn request(pid: Option<&str>) -> ConnectRequest<'_> {
+    ConnectRequest {
+        wire: Wire::SocketIo,
+        path: "/socket.io/",
+        protocol: None,
+        origin: None,
+        remote: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        credentials: Credentials::Token(None),
+        now_unix: NOW_UNIX,
+        recovery_pid: pid,
+    }
+}
+
 fn cluster() -> Cluster {
+    cluster_recovering(Duration::ZERO)
+}
+
+/// Two shards whose app serves Socket.IO with an auth endpoint, keeping lost connections
+/// for `recovery`.
+fn cluster_recovering(recovery: Duration) -> Cluster {
     Cluster::with(2, |config| {
         let socketio = config.apps[0].socketio.as_mut().unwrap();
         socketio.auth_endpoint = Some(AUTH_ENDPOINT.into());
         socketio.ping_interval = Duration::from_secs(25);
         socketio.ping_timeout = Duration::from_secs(20);
+        socketio.recovery = recovery;
     })
 }
 
 impl Cluster {
     fn connect_socketio(&mut self, shard: ShardId) -> Client {
-        let request = ConnectRequest {
-            wire: Wire::SocketIo,
-            path: "/socket.io/",
-            protocol: None,
-            origin: None,
-            remote: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            credentials: Credentials::Token(None),
-            now_unix: NOW_UNIX,
-        };
+        let request = request(None);
         let Accept::Open(key) = self.shards[shard].accept_websocket(&request, self.now) else {
             panic!("refused");
         };
@@ -251,4 +264,134 @@ fn another_namespace_is_refused_and_a_malformed_packet_closes_only_its_connectio
         c.packets(bystander),
         [r#"42["subscription_succeeded","calm"]"#]
     );
+}
+
+fn recovering_cluster() -> Cluster {
+    cluster_recovering(Duration::from_secs(30))
+}
+
+fn connect_recoverable(c: &mut Cluster, pid: &str) -> Client {
+    let request = request(Some(pid));
+    let Accept::Open(key) = c.shards[0].accept_websocket(&request, c.now) else {
+        panic!("refused");
+    };
+    let socket_id = c.shards[0].socket_id(key).unwrap();
+    let client = Client {
+        shard: 0,
+        key,
+        socket_id,
+    };
+    assert_eq!(
+        c.packets(client),
+        [format!(r#"40{{"pid":"{pid}","sid":"{socket_id}"}}"#)]
+    );
+    client
+}
+
+fn resume(c: &mut Cluster, pid: &str) -> Option<ConnKey> {
+    let request = request(None);
+    let now = c.now;
+    c.shards[0].resume(pid, &request, now)
+}
+
+#[test]
+fn a_lost_transport_is_recovered_with_what_was_published_meanwhile_in_order_once() {
+    let mut c = recovering_cluster();
+    let socket = connect_recoverable(&mut c, "0.secret");
+    c.send_packet(socket, r#"42["subscribe",{"channel":"news"}]"#);
+    assert_eq!(
+        c.packets(socket),
+        [r#"42["subscription_succeeded","news"]"#]
+    );
+    let now = c.now;
+    assert_eq!(
+        c.shards[0].handle_disconnect(socket.key, socket.socket_id, now),
+        None,
+        "parked, not ended"
+    );
+    for n in 0..3 {
+        c.publish(1, "news", &format!(r#"{{"n":{n}}}"#), None);
+    }
+    c.tick(Duration::from_secs(29));
+    assert_eq!(c.stats(0, "news").subscription_count, 1, "still subscribed");
+    assert_eq!(resume(&mut c, "0.wrong"), None);
+    assert_eq!(resume(&mut c, "0.secret"), Some(socket.key));
+    assert_eq!(
+        c.packets(socket),
+        [
+            format!(r#"40{{"pid":"0.secret","sid":"{}"}}"#, socket.socket_id),
+            r#"42["greeting","news",{"n":0}]"#.to_owned(),
+            r#"42["greeting","news",{"n":1}]"#.to_owned(),
+            r#"42["greeting","news",{"n":2}]"#.to_owned(),
+        ]
+    );
+    assert_eq!(resume(&mut c, "0.secret"), None, "recovered once");
+    c.publish(1, "news", r#"{"n":3}"#, None);
+    assert_eq!(c.packets(socket), [r#"42["greeting","news",{"n":3}]"#]);
+}
+
+#[test]
+fn a_connection_not_recovered_in_time_leaves_its_channels_and_presence() {
+    let mut c = recovering_cluster();
+    let pusher = c.connect(1);
+    c.join_presence(pusher, "presence-room", "carol");
+    let socket = connect_recoverable(&mut c, "0.gone");
+    c.send_packet(
+        socket,
+        r#"42["subscribe",{"channel":"presence-room","auth":{"headers":{}}}]"#,
+    );
+    let calls = c.auth_calls(0);
+    c.answer(&calls[0], 200, r#"{"channel_data":{"user_id":"ann"}}"#);
+    c.recv(pusher);
+    let now = c.now;
+    c.shards[0].handle_disconnect(socket.key, socket.socket_id, now);
+    c.tick(Duration::from_secs(10));
+    assert!(
+        c.recv(pusher).is_empty(),
+        "ann stays while she may come back"
+    );
+    c.tick(Duration::from_secs(21));
+    let removed = c.recv(pusher);
+    assert_eq!(removed[0]["event"], "pusher_internal:member_removed");
+    assert_eq!(inner(&removed[0])["user_id"], "ann");
+    assert_eq!(resume(&mut c, "0.gone"), None);
+    assert_eq!(c.stats(0, "presence-room").subscription_count, 1);
+}
+
+#[test]
+fn a_client_that_disconnects_itself_is_not_kept() {
+    let mut c = recovering_cluster();
+    let socket = connect_recoverable(&mut c, "0.bye");
+    c.send_packet(socket, r#"42["subscribe",{"channel":"news"}]"#);
+    c.packets(socket);
+    c.send_packet(socket, "41");
+    let now = c.now;
+    assert!(
+        c.shards[0]
+            .handle_disconnect(socket.key, socket.socket_id, now)
+            .is_some()
+    );
+    assert_eq!(resume(&mut c, "0.bye"), None);
+    assert_eq!(c.stats(0, "news").subscription_count, 0);
+}
+
+#[test]
+fn a_transport_closed_by_the_client_side_is_kept_for_recovery_too() {
+    let mut c = recovering_cluster();
+    let socket = connect_recoverable(&mut c, "0.closed");
+    c.send_packet(socket, r#"42["subscribe",{"channel":"news"}]"#);
+    c.packets(socket);
+    c.send_raw(
+        socket,
+        &encode_client_frame(Opcode::Close, &1000u16.to_be_bytes(), [1, 2, 3, 4], true),
+    );
+    assert!(
+        c.frames(socket).is_empty(),
+        "the old transport gets nothing more"
+    );
+    c.publish(1, "news", r#"{"n":1}"#, None);
+    assert_eq!(c.stats(0, "news").subscription_count, 1);
+    assert_eq!(resume(&mut c, "0.closed"), Some(socket.key));
+    let packets = c.packets(socket);
+    assert_eq!(packets[1], r#"42["greeting","news",{"n":1}]"#);
 }

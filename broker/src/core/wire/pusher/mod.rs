@@ -44,6 +44,7 @@ pub fn encode_reply(reply: &Reply<'_>) -> Bytes {
         Reply::Established {
             socket_id,
             activity_timeout,
+            ..
         } => message::connection_established(*socket_id, activity_timeout.as_secs()),
         Reply::Error { fault, text } | Reply::Refused { fault, text } => {
             message::error_with_message(*fault, text.unwrap_or(codes::message(*fault)))

@@ -38,9 +38,11 @@ pub const SUBSCRIPTION_COUNT: &str = "pusher:subscription_count";
 /// A reply to one Socket.IO socket.
 pub fn encode_reply(reply: &Reply<'_>) -> Bytes {
     match reply {
-        Reply::Established { socket_id, .. } => {
-            message(&encode_connect(DEFAULT_NAMESPACE, &socket_id.to_string()))
-        }
+        Reply::Established { socket_id, pid, .. } => message(&encode_connect(
+            DEFAULT_NAMESPACE,
+            &socket_id.to_string(),
+            *pid,
+        )),
         Reply::Refused { fault, text } => {
             let data = serde_json::json!({ "code": codes::code(*fault) });
             let text = connect_error_message(*fault, *text);
@@ -433,8 +435,18 @@ mod tests {
         let established = Reply::Established {
             socket_id: id,
             activity_timeout: std::time::Duration::from_secs(1),
+            pid: None,
         };
         assert_eq!(text(&encode_reply(&established)), r#"40{"sid":"123.456"}"#);
+        let recoverable = Reply::Established {
+            socket_id: id,
+            activity_timeout: std::time::Duration::from_secs(1),
+            pid: Some("0.abc"),
+        };
+        assert_eq!(
+            text(&encode_reply(&recoverable)),
+            r#"40{"pid":"0.abc","sid":"123.456"}"#
+        );
         let refused = Reply::Refused {
             fault: Fault::Unauthorized,
             text: Some("token refused: expired"),

@@ -167,10 +167,15 @@ fn head(kind: char, namespace: &str, ack: Option<u64>) -> String {
     out
 }
 
-/// `CONNECT` accepted: `{"sid": ...}` for the namespace.
-pub fn encode_connect(namespace: &str, sid: &str) -> String {
+/// `CONNECT` accepted: `{"sid": ...}` for the namespace, with `pid` when the session can
+/// be recovered.
+pub fn encode_connect(namespace: &str, sid: &str, pid: Option<&str>) -> String {
     let mut out = head('0', namespace, None);
-    out.push_str(&serde_json::json!({ "sid": sid }).to_string());
+    let body = match pid {
+        Some(pid) => serde_json::json!({ "sid": sid, "pid": pid }),
+        None => serde_json::json!({ "sid": sid }),
+    };
+    out.push_str(&body.to_string());
     out
 }
 
@@ -311,7 +316,7 @@ mod tests {
 
     #[test]
     fn server_packets_read_back_as_socket_io_clients_read_them() {
-        assert_eq!(encode_connect("/", "abc"), r#"0{"sid":"abc"}"#);
+        assert_eq!(encode_connect("/", "abc", None), r#"0{"sid":"abc"}"#);
         assert_eq!(
             encode_connect_error("/admin", "authentication failed", None),
             r#"4/admin,{"message":"authentication failed"}"#
