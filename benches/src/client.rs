@@ -13,12 +13,14 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use ringcast::core::auth::api::signed_query;
 use ringcast::core::auth::hmac_key;
+use ringcast::core::wire::socketio::{ENGINE_PROTOCOL, frames, messages, packet};
 use ringcast::core::ws::frame::{
     FrameLimits, Message, MessageDecoder, Opcode, Role, encode_client_frame,
 };
 use ringcast::shell::tls::TlsStream;
 use rustls::ClientConnection;
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use serde::{Deserialize, Serialize};
 
 use crate::Target;
 
@@ -166,21 +168,26 @@ async fn read_head(stream: &mut Stream, buf: &mut BytesMut) -> io::Result<usize>
     }
 }
 
-/// A Pusher WebSocket connection.
-pub struct PusherConn {
+/// A client WebSocket connection: the upgrade, masked frames out, whole messages in. The
+/// wire protocols' connections below are made of one.
+pub struct WsConn {
     stream: Stream,
     buf: BytesMut,
     decoder: MessageDecoder,
 }
 
-impl PusherConn {
-    /// Upgrades `stream` to a Pusher connection and returns it with its socket id.
-    pub async fn open(mut stream: Stream, target: &Target) -> io::Result<(Self, String)> {
+impl WsConn {
+    /// Upgrades `stream` with `GET {path_and_query}`; a status other than 101 is an error.
+    async fn upgrade(
+        mut stream: Stream,
+        target: &Target,
+        path_and_query: &str,
+    ) -> io::Result<Self> {
         let request = format!(
-            "GET /app/{}?protocol=7&client=ringcast-bench&version=0.1 HTTP/1.1\r\nHost: {}:{}\r\n\
+            "GET {path_and_query} HTTP/1.1\r\nHost: {}:{}\r\n\
              Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
              Sec-WebSocket-Version: 13\r\n\r\n",
-            target.key, target.host, target.port
+            target.host, target.port
         );
         let (result, _) = stream.write_all(request.into_bytes()).await;
         result?;
@@ -194,10 +201,74 @@ impl PusherConn {
             max_frame_bytes: 1 << 24,
             max_message_bytes: 1 << 24,
         };
-        let mut conn = Self {
+        Ok(Self {
             stream,
             buf,
             decoder: MessageDecoder::new(Role::Client, limits),
+        })
+    }
+
+    /// Sends a text message.
+    pub async fn send_text(&mut self, text: &str) -> io::Result<()> {
+        let frame = encode_client_frame(Opcode::Text, text.as_bytes(), fastish_mask(), true);
+        let (result, _) = self.stream.write_all(frame).await;
+        result.map(|_| ())
+    }
+
+    /// Completes a closing handshake: sends close 1000 and waits (up to a second) for the
+    /// server's close frame.
+    pub async fn close(mut self) -> io::Result<()> {
+        let frame =
+            encode_client_frame(Opcode::Close, &1000u16.to_be_bytes(), fastish_mask(), true);
+        let (result, _) = self.stream.write_all(frame).await;
+        result?;
+        let echo = async {
+            loop {
+                match self.decoder.decode(&mut self.buf) {
+                    Ok(Some(Message::Close(_))) | Err(_) => return,
+                    Ok(Some(_)) => continue,
+                    Ok(None) => {}
+                }
+                if !matches!(read_more(&mut self.stream, &mut self.buf).await, Ok(n) if n > 0) {
+                    return;
+                }
+            }
+        };
+        let _ = monoio::time::timeout(Duration::from_secs(1), echo).await;
+        Ok(())
+    }
+
+    /// The next text message; `None` when the server closed.
+    pub async fn next_text(&mut self) -> io::Result<Option<Bytes>> {
+        loop {
+            match self.decoder.decode(&mut self.buf) {
+                Ok(Some(Message::Text(text))) => return Ok(Some(text)),
+                Ok(Some(Message::Close(_))) => return Ok(None),
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+                Err(err) => return Err(io::Error::other(err.to_string())),
+            }
+            if read_more(&mut self.stream, &mut self.buf).await? == 0 {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// A Pusher WebSocket connection.
+pub struct PusherConn {
+    ws: WsConn,
+}
+
+impl PusherConn {
+    /// Upgrades `stream` to a Pusher connection and returns it with its socket id.
+    pub async fn open(stream: Stream, target: &Target) -> io::Result<(Self, String)> {
+        let path = format!(
+            "/app/{}?protocol=7&client=ringcast-bench&version=0.1",
+            target.key
+        );
+        let mut conn = Self {
+            ws: WsConn::upgrade(stream, target, &path).await?,
         };
         let hello = conn
             .next_text()
@@ -243,49 +314,190 @@ impl PusherConn {
 
     /// Sends a JSON text message.
     pub async fn send_text(&mut self, text: &str) -> io::Result<()> {
-        let frame = encode_client_frame(Opcode::Text, text.as_bytes(), fastish_mask(), true);
-        let (result, _) = self.stream.write_all(frame).await;
-        result.map(|_| ())
+        self.ws.send_text(text).await
     }
 
-    /// Completes a closing handshake: sends close 1000 and waits (up to a second) for the
-    /// server's close frame.
-    pub async fn close(mut self) -> io::Result<()> {
-        let frame =
-            encode_client_frame(Opcode::Close, &1000u16.to_be_bytes(), fastish_mask(), true);
-        let (result, _) = self.stream.write_all(frame).await;
-        result?;
-        let echo = async {
-            loop {
-                match self.decoder.decode(&mut self.buf) {
-                    Ok(Some(Message::Close(_))) | Err(_) => return,
-                    Ok(Some(_)) => continue,
-                    Ok(None) => {}
-                }
-                if !matches!(read_more(&mut self.stream, &mut self.buf).await, Ok(n) if n > 0) {
-                    return;
-                }
-            }
-        };
-        let _ = monoio::time::timeout(Duration::from_secs(1), echo).await;
-        Ok(())
+    /// Completes a closing handshake (see [`WsConn::close`]).
+    pub async fn close(self) -> io::Result<()> {
+        self.ws.close().await
     }
 
     /// The next text message; `None` when the server closed.
     pub async fn next_text(&mut self) -> io::Result<Option<Bytes>> {
+        self.ws.next_text().await
+    }
+}
+
+/// A Socket.IO connection over Engine.IO 4's WebSocket transport, in the default namespace,
+/// speaking laravel-echo-server's events.
+pub struct SocketIoConn {
+    ws: WsConn,
+}
+
+impl SocketIoConn {
+    /// Upgrades `stream` at `path` (an app's `[apps.socketio] path`, e.g. `/socket.io`),
+    /// reads the Engine.IO open packet, joins the default namespace (`40`) and returns the
+    /// connection with the socket id the server's `CONNECT` names. A `CONNECT_ERROR` is an
+    /// error.
+    pub async fn open(stream: Stream, target: &Target, path: &str) -> io::Result<(Self, String)> {
+        let path = format!(
+            "{}/?EIO={ENGINE_PROTOCOL}&transport=websocket",
+            path.trim_end_matches('/')
+        );
+        let mut conn = Self {
+            ws: WsConn::upgrade(stream, target, &path).await?,
+        };
+        let open = conn
+            .ws
+            .next_text()
+            .await?
+            .ok_or_else(|| io::Error::other("closed before the Engine.IO open packet"))?;
+        if !open.starts_with(b"0{") {
+            return Err(io::Error::other(format!(
+                "expected an Engine.IO open packet, got {}",
+                String::from_utf8_lossy(&open)
+            )));
+        }
+        conn.ws.send_text("40").await?;
+        let connected = conn
+            .next_message()
+            .await?
+            .ok_or_else(|| io::Error::other("closed before the Socket.IO CONNECT answer"))?;
+        let Some(body) = connected.strip_prefix(b"40") else {
+            return Err(io::Error::other(format!(
+                "Socket.IO CONNECT refused: {}",
+                String::from_utf8_lossy(&connected)
+            )));
+        };
+        let value: serde_json::Value = serde_json::from_slice(body).map_err(io::Error::other)?;
+        let socket_id = value["sid"].as_str().unwrap_or_default().to_owned();
+        Ok((conn, socket_id))
+    }
+
+    /// Emits `subscribe` for a public `channel` and waits for `subscription_succeeded`; a
+    /// `subscription_error` or `error` event is an error.
+    pub async fn subscribe(&mut self, channel: &str) -> io::Result<()> {
+        let request = serde_json::json!({ "channel": channel }).to_string();
+        self.emit(messages::SUBSCRIBE, &[&request]).await?;
         loop {
-            match self.decoder.decode(&mut self.buf) {
-                Ok(Some(Message::Text(text))) => return Ok(Some(text)),
-                Ok(Some(Message::Close(_))) => return Ok(None),
-                Ok(Some(_)) => continue,
-                Ok(None) => {}
-                Err(err) => return Err(io::Error::other(err.to_string())),
+            let text = self
+                .next_event()
+                .await?
+                .ok_or_else(|| io::Error::other("closed while subscribing"))?;
+            let name = event_name(&text).unwrap_or_default();
+            if name == frames::SUBSCRIPTION_SUCCEEDED {
+                return Ok(());
             }
-            if read_more(&mut self.stream, &mut self.buf).await? == 0 {
-                return Ok(None);
+            if name == frames::SUBSCRIPTION_ERROR || name == frames::ERROR {
+                return Err(io::Error::other(format!(
+                    "subscription refused: {}",
+                    String::from_utf8_lossy(&text)
+                )));
             }
         }
     }
+
+    /// Sends the event `[name, ...args]`, each argument given as its JSON text.
+    pub async fn emit(&mut self, name: &str, args_json: &[&str]) -> io::Result<()> {
+        let packet = packet::encode_event(packet::DEFAULT_NAMESPACE, name, args_json);
+        self.ws.send_text(&format!("4{packet}")).await
+    }
+
+    /// The next Socket.IO `EVENT` (the whole text, `42[...]`); `None` when the server closed
+    /// or left the namespace.
+    pub async fn next_event(&mut self) -> io::Result<Option<Bytes>> {
+        while let Some(text) = self.next_message().await? {
+            match text.get(..2) {
+                Some(b"42") => return Ok(Some(text)),
+                Some(b"41") => return Ok(None),
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// The next Engine.IO `message` packet (`4...`), answering the server's pings (`2`) on the
+    /// way; `None` when the server closed (a WebSocket close or Engine.IO `1`).
+    async fn next_message(&mut self) -> io::Result<Option<Bytes>> {
+        while let Some(text) = self.ws.next_text().await? {
+            match text.first() {
+                Some(b'4') => return Ok(Some(text)),
+                Some(b'2') => self.ws.send_text("3").await?,
+                Some(b'1') => return Ok(None),
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The protocol the load generator's subscribers speak.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+pub enum Wire {
+    /// Pusher protocol 7 at `/app/{key}`.
+    #[default]
+    #[serde(rename = "pusher")]
+    Pusher,
+    /// Socket.IO over Engine.IO 4's WebSocket transport at [`SOCKETIO_PATH`].
+    #[value(name = "socketio")]
+    #[serde(rename = "socketio")]
+    SocketIo,
+}
+
+impl Wire {
+    /// The protocol's name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Wire::Pusher => "Pusher",
+            Wire::SocketIo => "Socket.IO",
+        }
+    }
+}
+
+/// Where Socket.IO subscribers connect: the default `[apps.socketio] path`.
+pub const SOCKETIO_PATH: &str = "/socket.io";
+
+/// A subscriber speaking either [`Wire`].
+pub enum Subscriber {
+    /// Speaks Pusher.
+    Pusher(PusherConn),
+    /// Speaks Socket.IO.
+    SocketIo(SocketIoConn),
+}
+
+impl Subscriber {
+    /// Opens a connection speaking `wire` over `stream`.
+    pub async fn open(stream: Stream, target: &Target, wire: Wire) -> io::Result<Self> {
+        Ok(match wire {
+            Wire::Pusher => Self::Pusher(PusherConn::open(stream, target).await?.0),
+            Wire::SocketIo => {
+                Self::SocketIo(SocketIoConn::open(stream, target, SOCKETIO_PATH).await?.0)
+            }
+        })
+    }
+
+    /// Subscribes to the public `channel` and waits for the server's confirmation.
+    pub async fn subscribe(&mut self, channel: &str) -> io::Result<()> {
+        match self {
+            Self::Pusher(conn) => conn.subscribe(channel, None).await,
+            Self::SocketIo(conn) => conn.subscribe(channel).await,
+        }
+    }
+
+    /// The next message that may be an event (Socket.IO: an `EVENT`; Pusher: any text);
+    /// `None` when the server closed.
+    pub async fn next_event(&mut self) -> io::Result<Option<Bytes>> {
+        match self {
+            Self::Pusher(conn) => conn.next_text().await,
+            Self::SocketIo(conn) => conn.next_event().await,
+        }
+    }
+}
+
+/// The name of a Socket.IO event text (`42["name",...]`).
+fn event_name(text: &[u8]) -> Option<String> {
+    let items: Vec<serde_json::Value> = serde_json::from_slice(text.strip_prefix(b"42")?).ok()?;
+    Some(items.first()?.as_str()?.to_owned())
 }
 
 fn fastish_mask() -> [u8; 4] {

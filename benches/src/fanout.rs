@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 
-use crate::client::{ApiConn, PusherConn, connect_from};
+use crate::client::{ApiConn, Subscriber, Wire, connect_from};
 use crate::report::FanoutResult;
 use crate::util::{histogram, percentiles, rss_kib, thread_cpu_seconds, total_cpu_seconds};
 use crate::{FanoutArgs, FanoutChildArgs, Target};
@@ -103,6 +103,7 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<Vec<FanoutResult>> {
         own.clone(),
         &channels,
         args.source_addresses,
+        args.wire,
         &shared,
     )
     .await?;
@@ -117,17 +118,15 @@ async fn fanout(args: FanoutArgs) -> anyhow::Result<Vec<FanoutResult>> {
     let mut slow = Vec::new();
     for _ in 0..args.slow_subscribers {
         let stream = connect_from(target, None).await?;
-        let (mut conn, _) = PusherConn::open(stream, target).await?;
-        let subscribe = format!(
-            r#"{{"event":"pusher:subscribe","data":{{"channel":"{}"}}}}"#,
-            channels[0]
-        );
-        conn.send_text(&subscribe).await?;
+        let mut conn = Subscriber::open(stream, target, args.wire).await?;
+        conn.subscribe(&channels[0]).await?;
         slow.push(conn);
     }
     eprintln!(
-        "{} subscribers (+{} that never read) ready",
-        args.subscribers, args.slow_subscribers
+        "{} {} subscribers (+{} that never read) ready",
+        args.subscribers,
+        args.wire.name(),
+        args.slow_subscribers
     );
     let counts = Counts {
         all: Rc::new(per_channel),
@@ -302,6 +301,7 @@ async fn window(
         link_cpu_percent,
         redis_cpu_percent,
         nodes: Some(targets.len()),
+        wire: args.wire,
     })
 }
 
@@ -341,9 +341,9 @@ impl Shared {
     }
 }
 
-async fn receive(mut conn: PusherConn, shared: Rc<Shared>) {
-    while let Ok(Some(text)) = conn.next_text().await {
-        if let Some(sent_us) = timestamp(&text)
+async fn receive(mut conn: Subscriber, wire: Wire, shared: Rc<Shared>) {
+    while let Ok(Some(text)) = conn.next_event().await {
+        if let Some(sent_us) = timestamp(&text, wire)
             && sent_us >= shared.window_start_us.get()
         {
             let _ = shared
@@ -420,6 +420,7 @@ async fn subscribe_range(
     range: std::ops::Range<usize>,
     channels: &[String],
     source_addresses: u8,
+    wire: Wire,
     shared: &Rc<Shared>,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -433,9 +434,9 @@ async fn subscribe_range(
             .then(|| Ipv4Addr::new(127, 0, 0, 2 + (i % source_addresses as usize) as u8));
         let target = &targets[i % targets.len()];
         let stream = connect_from(target, source).await?;
-        let (mut conn, _) = PusherConn::open(stream, target).await?;
-        conn.subscribe(&channels[i % channels.len()], None).await?;
-        monoio::spawn(receive(conn, shared.clone()));
+        let mut conn = Subscriber::open(stream, target, wire).await?;
+        conn.subscribe(&channels[i % channels.len()]).await?;
+        monoio::spawn(receive(conn, wire, shared.clone()));
         if (n + 1) % 1000 == 0 {
             eprintln!("connected {} / {total}", n + 1);
         }
@@ -480,6 +481,7 @@ impl ChildProcess {
             ])
             .args(["--channels", &args.channels.max(1).to_string()])
             .args(["--source-addresses", &args.source_addresses.to_string()])
+            .args(["--wire", wire_arg(args.wire)])
             .args(args.nodes.iter().flat_map(|node| ["--node", node.as_str()]))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -536,6 +538,7 @@ async fn child(args: FanoutChildArgs) -> anyhow::Result<()> {
         args.first..args.end,
         &channels,
         args.source_addresses,
+        args.wire,
         &shared,
     )
     .await?;
@@ -568,9 +571,22 @@ async fn child(args: FanoutChildArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The send timestamp in an event's data: the data string holds `{\"t\":123,...`.
-fn timestamp(text: &[u8]) -> Option<u64> {
-    let marker = br#"\"t\":"#;
+/// `wire`'s `--wire` value, for a child process.
+fn wire_arg(wire: Wire) -> &'static str {
+    match wire {
+        Wire::Pusher => "pusher",
+        Wire::SocketIo => "socketio",
+    }
+}
+
+/// The send timestamp in an event's data, which the publisher wrote as `{"t":123,...}`.
+/// A Pusher event carries data as a JSON string (`"data":"{\"t\":123,...`); a Socket.IO event
+/// as the value it holds (`42["bench","bench-0",{"t":123,...`).
+fn timestamp(text: &[u8], wire: Wire) -> Option<u64> {
+    let marker: &[u8] = match wire {
+        Wire::Pusher => br#"\"t\":"#,
+        Wire::SocketIo => br#"{"t":"#,
+    };
     let at = text.windows(marker.len()).position(|w| w == marker)? + marker.len();
     let digits = text[at..].iter().take_while(|b| b.is_ascii_digit()).count();
     std::str::from_utf8(&text[at..at + digits])
@@ -607,8 +623,28 @@ mod tests {
     #[test]
     fn finds_the_send_timestamp_inside_the_escaped_data_string() {
         let text = br#"{"event":"bench","channel":"c","data":"{\"t\":12345,\"s\":1}"}"#;
-        assert_eq!(timestamp(text), Some(12345));
-        assert_eq!(timestamp(br#"{"event":"pusher:pong"}"#), None);
+        assert_eq!(timestamp(text, Wire::Pusher), Some(12345));
+        assert_eq!(timestamp(br#"{"event":"pusher:pong"}"#, Wire::Pusher), None);
+    }
+
+    #[test]
+    fn finds_the_send_timestamp_in_the_socketio_event_data_value() {
+        let text = br#"42["bench","bench-0",{"t":12345,"s":1,"p":"xx"}]"#;
+        assert_eq!(timestamp(text, Wire::SocketIo), Some(12345));
+        assert_eq!(
+            timestamp(br#"42["subscription_succeeded","bench-0"]"#, Wire::SocketIo),
+            None
+        );
+        let pusher = br#"{"event":"bench","channel":"c","data":"{\"t\":12345,\"s\":1}"}"#;
+        assert_eq!(timestamp(pusher, Wire::SocketIo), None);
+    }
+
+    #[test]
+    fn a_child_reads_back_the_wire_its_parent_names() {
+        use clap::ValueEnum;
+        for wire in [Wire::Pusher, Wire::SocketIo] {
+            assert_eq!(Wire::from_str(wire_arg(wire), false), Ok(wire));
+        }
     }
 
     #[test]

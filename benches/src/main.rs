@@ -1,9 +1,10 @@
 //! `ringcast-bench`: a load generator that speaks Pusher protocol 7 to any compatible server.
 //!
 //! `fanout` opens N subscribers over C channels (spread over several 127.0.0.x source
-//! addresses), publishes through the signed HTTP API at a fixed open-loop rate with a send
-//! timestamp in every payload, and reports delivered messages per second, the delivery ratio
-//! and end-to-end latency percentiles.
+//! addresses; speaking Pusher, or Socket.IO with `--wire socketio`), publishes through the
+//! signed HTTP API at a fixed open-loop rate with a send timestamp in every payload, and
+//! reports delivered messages per second, the delivery ratio and end-to-end latency
+//! percentiles.
 //!
 //! `churn` makes clients join and leave presence channels for a bounded time, checks every
 //! member event on the way, and afterwards checks the server for ghost members, leaked
@@ -23,6 +24,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::client::Wire;
 
 #[derive(Parser)]
 #[command(name = "ringcast-bench", version, about)]
@@ -141,6 +144,10 @@ pub struct FanoutArgs {
     /// The server's name in reports and plots.
     #[arg(long, default_value = "server")]
     pub label: String,
+    /// The protocol the subscribers speak (`socketio`: the app needs `[apps.socketio]` at
+    /// its default path, `/socket.io`). Publishing is the HTTP API either way.
+    #[arg(long, value_enum, default_value_t = Wire::Pusher)]
+    pub wire: Wire,
 }
 
 /// Options of `fanout-child` (started by `fanout`, not by hand).
@@ -163,6 +170,9 @@ pub struct FanoutChildArgs {
     /// Cluster nodes, as in the parent.
     #[arg(long = "node")]
     pub nodes: Vec<String>,
+    /// The subscribers' protocol, as in the parent.
+    #[arg(long, value_enum, default_value_t = Wire::Pusher)]
+    pub wire: Wire,
 }
 
 /// Options of `compare`.
@@ -177,6 +187,10 @@ pub struct CompareArgs {
     /// Draw every server's latency against delivery rate into this SVG file.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// `measured/reference` (two labels): a table of the two runs' deliveries per server
+    /// CPU-second at each rate and their ratio; repeatable.
+    #[arg(long)]
+    pub ratio: Vec<String>,
 }
 
 /// Options of `storm`.
@@ -311,6 +325,22 @@ fn main() -> anyhow::Result<()> {
                 "{}",
                 report::compare_markdown(&servers, args.baseline.as_deref())
             );
+            for pair in &args.ratio {
+                let find = |label: &str| {
+                    servers
+                        .iter()
+                        .find(|(l, _)| l == label)
+                        .map(|(l, results)| (l.as_str(), results.as_slice()))
+                        .ok_or_else(|| anyhow::anyhow!("--ratio {pair:?}: no --fanout {label}"))
+                };
+                let (measured, reference) = pair.split_once('/').ok_or_else(|| {
+                    anyhow::anyhow!("--ratio wants measured/reference, got {pair:?}")
+                })?;
+                println!(
+                    "{}",
+                    report::ratio_markdown(find(measured)?, find(reference)?)
+                );
+            }
             if let Some(path) = &args.plot {
                 let series: Vec<plot::Series<'_>> = servers
                     .iter()

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::client::Wire;
+
 /// Latency percentiles in microseconds.
 #[derive(Serialize, Deserialize, Default, Debug)]
 pub struct Latency {
@@ -62,6 +64,9 @@ pub struct FanoutResult {
     /// Nodes the subscribers and publishers were spread over.
     #[serde(default)]
     pub nodes: Option<usize>,
+    /// The protocol the subscribers spoke (results written before it was recorded: Pusher).
+    #[serde(default)]
+    pub wire: Wire,
 }
 
 /// A Markdown table of fan-out results, one row per publish rate.
@@ -114,8 +119,9 @@ pub fn markdown(results: &[FanoutResult]) -> String {
             ));
         }
         out.push_str(&format!(
-            "\n{} subscribers over {} channels, {:.0} s or more per rate (publishing falls behind the target rate when the server answers slowly); publish errors: {}\n",
+            "\n{} subscribers speaking {} over {} channels, {:.0} s or more per rate (publishing falls behind the target rate when the server answers slowly); publish errors: {}\n",
             r.subscribers,
+            r.wire.name(),
             r.channels,
             results.iter().map(|r| r.seconds).fold(f64::MAX, f64::min),
             results.iter().map(|r| r.publish_errors).sum::<u64>()
@@ -425,6 +431,12 @@ pub fn best_sustained(results: &[FanoutResult]) -> Option<&FanoutResult> {
         .max_by(|a, b| a.deliveries_per_sec.total_cmp(&b.deliveries_per_sec))
 }
 
+/// Deliveries per second of the server's CPU over the window, when its CPU was measured.
+fn per_cpu_second(r: &FanoutResult) -> Option<f64> {
+    let cpu = r.server_cpu_percent.filter(|c| *c > 0.0)?;
+    Some(r.deliveries_per_sec / (cpu / 100.0))
+}
+
 /// One row per server: its best sustained fan-out and, if a baseline is named, the ratio.
 pub fn compare_markdown(servers: &[(String, Vec<FanoutResult>)], baseline: Option<&str>) -> String {
     let base = baseline
@@ -432,14 +444,14 @@ pub fn compare_markdown(servers: &[(String, Vec<FanoutResult>)], baseline: Optio
         .and_then(|(_, results)| best_sustained(results))
         .map(|r| r.deliveries_per_sec);
     let mut out = String::from(
-        "| server | best sustained deliveries/s | at publishes/s | p50 / p99 (ms) | vs baseline | server CPU | deliveries per server CPU-second |\n|---|---|---|---|---|---|---|\n",
+        "| server | subscribers speak | best sustained deliveries/s | at publishes/s | p50 / p99 (ms) | vs baseline | server CPU | deliveries per server CPU-second |\n|---|---|---|---|---|---|---|---|\n",
     );
     for (label, results) in servers {
+        let wire = results.first().map_or("-", |r| r.wire.name());
         match best_sustained(results) {
             Some(r) => {
-                let cpu = r.server_cpu_percent.filter(|c| *c > 0.0);
                 out.push_str(&format!(
-                    "| {label} | {:.0} | {} | {:.2} / {:.2} | {} | {} | {} |\n",
+                    "| {label} | {wire} | {:.0} | {} | {:.2} / {:.2} | {} | {} | {} |\n",
                     r.deliveries_per_sec,
                     r.rate,
                     ms(r.latency.p50_us),
@@ -448,21 +460,54 @@ pub fn compare_markdown(servers: &[(String, Vec<FanoutResult>)], baseline: Optio
                         "{:.0}%",
                         100.0 * r.deliveries_per_sec / b
                     )),
-                    cpu.map_or("-".to_owned(), |c| format!("{c:.0}%")),
-                    cpu.map_or("-".to_owned(), |c| format!(
-                        "{:.0}",
-                        r.deliveries_per_sec / (c / 100.0)
-                    )),
+                    r.server_cpu_percent
+                        .filter(|c| *c > 0.0)
+                        .map_or("-".to_owned(), |c| format!("{c:.0}%")),
+                    per_cpu_second(r).map_or("-".to_owned(), |d| format!("{d:.0}")),
                 ));
             }
             None => out.push_str(&format!(
-                "| {label} | none of the rates was sustained | | | | | |\n"
+                "| {label} | {wire} | none of the rates was sustained | | | | | |\n"
             )),
         }
     }
     out.push_str(
         "\nSustained: every event delivered, no publish error, p99 end-to-end latency under 50 ms.\n",
     );
+    out
+}
+
+/// Two runs rate by rate (the rates both measured): deliveries per server CPU-second of
+/// each, `measured` over `reference`, and their latencies. For two runs against one server
+/// build, such as its Pusher and its Socket.IO subscribers, where the best sustained rates
+/// of [`compare_markdown`] may differ.
+pub fn ratio_markdown(
+    (measured, measured_results): (&str, &[FanoutResult]),
+    (reference, reference_results): (&str, &[FanoutResult]),
+) -> String {
+    let mut out = format!(
+        "{measured} against {reference}, rate by rate:\n\n| publishes/s (target) | {reference}: deliveries per server CPU-second | {measured} | {measured} / {reference} | p50 / p99 {reference} (ms) | p50 / p99 {measured} (ms) |\n|---|---|---|---|---|---|\n"
+    );
+    let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
+    for m in measured_results {
+        let Some(r) = reference_results.iter().find(|r| r.rate == m.rate) else {
+            continue;
+        };
+        let ratio = match (per_cpu_second(m), per_cpu_second(r)) {
+            (Some(m), Some(r)) => format!("{:.0}%", 100.0 * m / r),
+            _ => "-".to_owned(),
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {ratio} | {:.2} / {:.2} | {:.2} / {:.2} |\n",
+            m.rate,
+            opt(per_cpu_second(r)),
+            opt(per_cpu_second(m)),
+            ms(r.latency.p50_us),
+            ms(r.latency.p99_us),
+            ms(m.latency.p50_us),
+            ms(m.latency.p99_us),
+        ));
+    }
     out
 }
 
@@ -525,9 +570,36 @@ mod tests {
             &[("ringcast".into(), ringcast), ("bare".into(), bare)],
             Some("bare"),
         );
-        assert!(table.contains("| ringcast | 2000 | 200 |"), "{table}");
+        assert!(
+            table.contains("| ringcast | Pusher | 2000 | 200 |"),
+            "{table}"
+        );
         assert!(table.contains("| 50% |"), "{table}");
-        assert!(table.contains("| bare | 4000 | 400 |"), "{table}");
+        assert!(table.contains("| bare | Pusher | 4000 | 400 |"), "{table}");
+    }
+
+    #[test]
+    fn the_ratio_compares_work_per_cpu_second_at_each_rate_both_measured() {
+        let at = |rate: u32, delivered: u64, cpu: f64, wire: Wire| FanoutResult {
+            server_cpu_percent: Some(cpu),
+            wire,
+            ..window(rate, delivered, 5)
+        };
+        let pusher = vec![
+            at(200, 20_000, 50.0, Wire::Pusher),
+            at(1000, 60_000, 100.0, Wire::Pusher),
+        ];
+        let socketio = vec![
+            at(200, 20_000, 75.0, Wire::SocketIo),
+            at(500, 40_000, 100.0, Wire::SocketIo),
+            at(1000, 45_000, 100.0, Wire::SocketIo),
+        ];
+        let table = ratio_markdown(("sio", &socketio), ("pusher", &pusher));
+        assert!(table.contains("| 200 | 4000 | 2667 | 67% |"), "{table}");
+        assert!(table.contains("| 1000 | 6000 | 4500 | 75% |"), "{table}");
+        assert!(!table.contains("| 500 |"), "{table}");
+        let compared = compare_markdown(&[("sio".into(), socketio)], None);
+        assert!(compared.contains("| sio | Socket.IO |"), "{compared}");
     }
 
     #[test]
