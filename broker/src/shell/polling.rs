@@ -30,6 +30,7 @@ use crate::core::http::response;
 use crate::core::ids::{AppIdx, SocketId};
 use crate::core::options::SocketIoConfig;
 use crate::core::shard::{Accept, ConnKey, OutputState, ShardId};
+use crate::core::wire::Wire;
 use crate::core::wire::socketio::engine::{self, EnginePacket, HandshakeError, split_payload};
 use crate::core::wire::socketio::frames::{PollingPackets, open_packet};
 use crate::core::ws::frame::{self, FrameLimits, Message, MessageDecoder, Opcode, Role};
@@ -91,6 +92,8 @@ pub struct PollAnswer {
     status: u16,
     content_type: &'static str,
     body: Vec<u8>,
+    /// Seconds to wait before trying again (`Retry-After`), for a refused handshake.
+    retry_after: Option<String>,
 }
 
 impl PollAnswer {
@@ -99,6 +102,7 @@ impl PollAnswer {
             status: 200,
             content_type: "text/plain; charset=UTF-8",
             body,
+            retry_after: None,
         }
     }
 
@@ -107,6 +111,7 @@ impl PollAnswer {
             status: 200,
             content_type: "text/html",
             body: b"ok".to_vec(),
+            retry_after: None,
         }
     }
 
@@ -115,6 +120,19 @@ impl PollAnswer {
             status: err.status(),
             content_type: "application/json",
             body: err.body().into_bytes(),
+            retry_after: None,
+        }
+    }
+
+    /// A handshake over the app's connection attempt rate for the address, as a WebSocket
+    /// upgrade over it is answered: 429 with `Retry-After`.
+    fn too_many(retry: Duration) -> Self {
+        let body = serde_json::json!({ "error": "too many connection attempts from this address" });
+        Self {
+            status: 429,
+            content_type: "application/json",
+            body: body.to_string().into_bytes(),
+            retry_after: Some(retry.as_secs().max(1).to_string()),
         }
     }
 
@@ -126,12 +144,15 @@ impl PollAnswer {
                 ("Access-Control-Allow-Credentials", "true"),
             ]
         });
-        let headers: &[(&str, &str)] = cors.as_ref().map_or(&[], |h| &h[..]);
+        let mut headers: Vec<(&str, &str)> = cors.iter().flatten().copied().collect();
+        if let Some(seconds) = &self.retry_after {
+            headers.push(("Retry-After", seconds));
+        }
         response::response(
             self.status,
             self.content_type,
             &self.body,
-            headers,
+            &headers,
             keep_alive,
         )
     }
@@ -283,6 +304,12 @@ fn open(rt: &Rc<ShardRt>, head: &RequestHead, remote: IpAddr, app: AppIdx) -> Po
     let config = &rt.state.shared.config;
     if rt.shutting_down.get() || rt.polls.map.borrow().len() >= config.max_connections {
         return PollAnswer::refused(HandshakeError::Forbidden);
+    }
+    let attempt = rt.with_core(|core| {
+        core.connection_attempt(Wire::SocketIo, &head.path, remote, Instant::now())
+    });
+    if let Err(retry) = attempt {
+        return PollAnswer::too_many(retry);
     }
     let settings = settings(rt, app);
     let sid = format!("{}.{}", rt.core().id(), session_id());

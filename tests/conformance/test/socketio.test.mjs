@@ -75,6 +75,14 @@ describe('Socket.IO (socket.io-client 4.8, laravel-echo 2)', () => {
           secret: 'recover-secret',
           socketio: { path: '/recover/socket.io', recovery_secs: 30 },
         },
+        {
+          ...MAIN_APP,
+          id: '200004',
+          key: 'limited-sio-key',
+          secret: 'limited-sio-secret',
+          socketio: { path: '/limited/socket.io' },
+          rate_limits: { connections_per_minute_per_ip: 3 },
+        },
       ],
       server: { admin_token: ADMIN_TOKEN },
     });
@@ -134,6 +142,17 @@ describe('Socket.IO (socket.io-client 4.8, laravel-echo 2)', () => {
     assert.equal((await gone.json()).code, 1);
     const socket = await sioClient(t, broker, { transports: ['polling'] });
     assert.ok(socket.connected, 'other sessions are unaffected');
+  });
+
+  it("long-polling handshakes count against the app's connection attempts per address", T, async () => {
+    const base = `${broker.httpBase}/limited/socket.io/?EIO=4&transport=polling`;
+    const statuses = [];
+    for (let i = 0; i < 4; i++) statuses.push((await fetch(base)).status);
+    assert.deepEqual(statuses, [200, 200, 200, 429]);
+    const refused = await fetch(base);
+    assert.ok(Number(refused.headers.get('retry-after')) >= 1);
+    const ws = await fetch(`${broker.httpBase}/socket.io/?EIO=4&transport=polling`);
+    assert.equal(ws.status, 200, 'another app is not limited');
   });
 
   it('laravel-echo listens on a public channel', T, async (t) => {
