@@ -198,6 +198,16 @@ describe('Socket.IO (socket.io-client 4.8, laravel-echo 2)', () => {
     assert.equal(events.calls.length, 0, 'a refused socket hears nothing');
   });
 
+  it("laravel-echo hears a refusal on the channel as laravel-echo-server sends it (its .error() is a no-op)", T, async (t) => {
+    const echo = await sioEcho(t, broker, { bearer: 'mallory' });
+    const name = uniq('vault-');
+    const errorCalled = [];
+    const channel = echo.private(name).error((e) => errorCalled.push(e));
+    const status = await withTimeout(new Promise((res) => channel.on('subscription_error', res)), 3_000, 'subscription_error');
+    assert.equal(status, 403);
+    assert.deepEqual(errorCalled, [], 'laravel-echo 2 never calls .error() on its socket.io channels');
+  });
+
   it('presence: here() lists the members, joining() and leaving() follow, Pusher members included', T, async (t) => {
     const room = uniq('room-');
     const alice = await sioEcho(t, broker, { bearer: 'alice' });
@@ -427,5 +437,98 @@ describe('Socket.IO (socket.io-client 4.8, laravel-echo 2)', () => {
     assert.deepEqual(got, Array.from({ length: n }, (_, i) => i), 'every event once, in order');
     const stats = await recoverSdk.get({ path: `/channels/${channel}`, params: { info: 'subscription_count' } }).then((r) => r.json());
     assert.equal(stats.subscription_count, 1, 'one subscriber: the recovered connection');
+  });
+
+  it('oversized payloads: a WebSocket message over the limit closes with 1009, a long-polling packet ends its session, a body over the limit is 413', T, async (t) => {
+    const bystander = await sioClient(t, broker);
+    const channel = uniq('calm-');
+    await subscribe(bystander, channel);
+    const ws = new WebSocket(`${broker.wsBase}/socket.io/?EIO=4&transport=websocket`);
+    t.after(() => ws.terminate());
+    const opened = once(ws, 'message');
+    await withTimeout(new Promise((res) => ws.once('open', res)), 3_000, 'open');
+    await opened;
+    const connectedReply = once(ws, 'message');
+    ws.send('40');
+    await connectedReply;
+    const closed = once(ws, 'close');
+    ws.send(`42["client event",{"channel":"private-x","event":"client-big","data":"${'x'.repeat(70_000)}"}]`);
+    const [code] = await closed;
+    assert.equal(code, 1009);
+
+    const base = `${broker.httpBase}/socket.io/?EIO=4&transport=polling`;
+    const { sid } = JSON.parse((await (await fetch(base)).text()).slice(1));
+    assert.equal((await fetch(`${base}&sid=${sid}`, { method: 'POST', body: '40' })).status, 200);
+    assert.match(await (await fetch(`${base}&sid=${sid}`)).text(), /^40\{"sid"/);
+    const big = `42["hello","${'x'.repeat(70_000)}"]`;
+    assert.equal((await fetch(`${base}&sid=${sid}`, { method: 'POST', body: big })).status, 200);
+    const last = await (await fetch(`${base}&sid=${sid}`)).text();
+    assert.equal(last.split('\u001e').at(-1), '1', "the session's last answer ends with Engine.IO's close");
+    assert.equal((await fetch(`${base}&sid=${sid}`)).status, 400, 'and the session is gone');
+
+    const other = JSON.parse((await (await fetch(base)).text()).slice(1)).sid;
+    const huge = await fetch(`${base}&sid=${other}`, { method: 'POST', body: 'x'.repeat(1_100_000) });
+    assert.equal(huge.status, 413);
+
+    const got = nextOn(bystander, 'Still', channel);
+    await sdk.trigger(channel, 'Still', { ok: true });
+    assert.deepEqual(await got, { ok: true });
+  });
+});
+
+describe('Socket.IO across a cluster (2 nodes, one Redis)', () => {
+  let redis;
+  let nodes = [];
+  before(async () => {
+    redis = await startRedis();
+    const cluster = { redis_url: redis.url, node_timeout_secs: 3 };
+    const apps = [{ ...MAIN_APP, socketio: {} }];
+    nodes = await Promise.all(['127.0.0.5', '127.0.0.6'].map((host) => startBroker({ apps, server: { host }, cluster })));
+    for (const node of nodes) {
+      await waitFor(async () => (await (await fetch(`${node.httpBase}/up`)).json()).health === 'ok', {
+        what: `${node.httpBase} to synchronize`,
+      });
+    }
+  });
+  after(async () => {
+    disconnectAll();
+    await Promise.all(nodes.map((n) => n.stop()));
+    await redis?.stop();
+  });
+
+  it('an event published through one node reaches Socket.IO and Pusher subscribers on both, once', T, async (t) => {
+    const channel = uniq('cluster-sio-');
+    const sockets = await Promise.all(nodes.map((node) => sioClient(t, node)));
+    await Promise.all(sockets.map((s) => subscribe(s, channel)));
+    const pusher = await pusherClient(t, nodes[0]);
+    const pusherChannel = await pusher.subscribe(channel);
+    const got = sockets.map(() => []);
+    sockets.forEach((s, i) => s.on('Shipped', (name, data) => name === channel && got[i].push(data)));
+    const viaPusher = [];
+    pusherChannel.bind('Shipped', (data) => viaPusher.push(data));
+    await serverSdk(nodes[1]).trigger(channel, 'Shipped', { id: 9 });
+    await waitFor(() => got.every((g) => g.length === 1) && viaPusher.length === 1, { what: 'every subscriber' });
+    await sleep(300);
+    assert.deepEqual(got, [[{ id: 9 }], [{ id: 9 }]]);
+    assert.deepEqual(viaPusher, [{ id: 9 }]);
+  });
+
+  it('a Socket.IO presence member on one node is seen by a Pusher member on the other', T, async (t) => {
+    const room = `presence-${uniq('cluster-room-')}`;
+    const data = JSON.stringify({ user_id: 'ann', user_info: { name: 'Ann' } });
+    const pusher = await pusherClient(t, nodes[0], { user: { user_id: 'carol', user_info: { name: 'Carol' } } });
+    const carol = await pusher.subscribe(room);
+    const added = pusher.nextEvent(carol, 'pusher:member_added');
+    const socket = await sioClient(t, nodes[1]);
+    const auth = serverSdk(nodes[1]).authorizeChannel(socket.id, room, JSON.parse(data));
+    const here = nextOn(socket, 'presence:subscribed', room);
+    socket.emit('subscribe', { channel: room, auth: auth.auth, channel_data: auth.channel_data });
+    const members = await here;
+    assert.deepEqual(members.map((m) => m.user_id).sort(), ['ann', 'carol']);
+    const [member] = await added;
+    assert.deepEqual(member, { id: 'ann', info: { name: 'Ann' } });
+    const leaving = nextOn(socket, 'presence:leaving', room);
+    pusher.disconnect();
+    assert.deepEqual(await leaving, { user_id: 'carol', user_info: { name: 'Carol' } });
   });
 });

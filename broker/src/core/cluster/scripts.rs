@@ -536,6 +536,7 @@ mod tests {
             except: None,
             frame: frame.clone(),
             notice: false,
+            member_info: None,
         }
         .encode();
         let reply = |cached: Value| {

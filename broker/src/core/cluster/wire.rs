@@ -11,6 +11,8 @@ use crate::core::ids::SocketId;
 
 const EVENT: u8 = b'E';
 const NOTICE: u8 = b'P';
+/// A notice that carries its member's `user_info` before the frame.
+const NOTICE_WITH_INFO: u8 = b'Q';
 const ONLINE: u8 = b'N';
 const OFFLINE: u8 = b'F';
 const TERMINATE: u8 = b'T';
@@ -34,6 +36,9 @@ pub enum Envelope {
         /// A presence notice (`member_added` / `member_removed`): delivered like any event,
         /// but never kept as a cache channel's last event.
         notice: bool,
+        /// A `member_removed` notice's `user_info` JSON text, which Socket.IO's
+        /// `presence:leaving` carries and the Pusher frame does not; sent on notices only.
+        member_info: Option<String>,
     },
     /// A signed-in user came online on the cluster (first socket on any node) or went
     /// offline (last socket gone): for watchlists.
@@ -79,12 +84,21 @@ impl Envelope {
                 except,
                 frame,
                 notice,
+                member_info,
             } => {
                 out.reserve(8 + app.len() + channel.len() + frame.len());
-                out.put_u8(if *notice { NOTICE } else { EVENT });
+                let info = member_info.as_deref().filter(|_| *notice);
+                out.put_u8(match (notice, info) {
+                    (false, _) => EVENT,
+                    (true, None) => NOTICE,
+                    (true, Some(_)) => NOTICE_WITH_INFO,
+                });
                 put_str(&mut out, app);
                 put_str(&mut out, channel);
                 put_str(&mut out, &except.map(|s| s.to_string()).unwrap_or_default());
+                if let Some(info) = info {
+                    put_str(&mut out, info);
+                }
                 out.put_slice(frame);
             }
             Envelope::UserStatus { app, user, online } => {
@@ -142,7 +156,7 @@ impl Envelope {
         };
         let tag = reader.u8()?;
         match tag {
-            EVENT | NOTICE => {
+            EVENT | NOTICE | NOTICE_WITH_INFO => {
                 let app = reader.string()?;
                 let channel = reader.string()?;
                 let except = reader.string()?;
@@ -151,13 +165,18 @@ impl Envelope {
                 } else {
                     Some(SocketId::parse(&except).ok_or(WireError::Malformed("socket id"))?)
                 };
+                let member_info = match tag {
+                    NOTICE_WITH_INFO => Some(reader.string()?),
+                    _ => None,
+                };
                 let frame = message.slice(reader.at..);
                 Ok(Envelope::Event {
                     app,
                     channel,
                     except,
                     frame,
-                    notice: tag == NOTICE,
+                    notice: tag != EVENT,
+                    member_info,
                 })
             }
             ONLINE | OFFLINE => Ok(Envelope::UserStatus {
@@ -259,6 +278,7 @@ mod tests {
             except: SocketId::parse("123.456"),
             frame: Bytes::from_static(b"\x81\x05hello"),
             notice: false,
+            member_info: None,
         };
         let message = event.encode();
         let decoded = Envelope::decode(&message).unwrap();
@@ -272,13 +292,14 @@ mod tests {
 
     #[test]
     fn events_and_notices_without_exclusion_round_trip() {
-        for notice in [false, true] {
+        for (notice, member_info) in [(false, None), (true, None), (true, Some("{\"n\":1}"))] {
             let event = Envelope::Event {
                 app: "1".into(),
                 channel: "c".into(),
                 except: None,
                 frame: Bytes::new(),
                 notice,
+                member_info: member_info.map(String::from),
             };
             assert_eq!(Envelope::decode(&event.encode()).unwrap(), event);
         }

@@ -100,17 +100,19 @@ impl Shard {
             user,
             info,
         });
-        let envelope = |frames: Frames, except| {
+        let envelope = |frames: Frames, except, member_info: Option<&str>| {
             Envelope::Event {
                 app: app_id.clone(),
                 channel: channel.as_str().to_owned(),
                 except,
                 frame: frames.pusher().clone(),
                 notice: true,
+                member_info: member_info.map(str::to_owned),
             }
             .encode()
         };
-        (envelope(added, except), envelope(removed, None))
+        // member_added's Pusher frame has the user_info; member_removed's does not.
+        (envelope(added, except, None), envelope(removed, None, info))
     }
 
     fn join_op(

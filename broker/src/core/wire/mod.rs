@@ -483,6 +483,17 @@ impl Frames {
         }
     }
 
+    /// A presence notice as it travels between nodes: the Pusher frame and, for
+    /// `member_removed`, the member's `user_info`, which the Socket.IO frame carries.
+    pub fn from_pusher_notice(frame: Bytes, member_info: Option<&str>) -> Self {
+        let socketio =
+            socketio::frames::from_pusher_frame_with(&frame, member_info).unwrap_or_default();
+        Self {
+            pusher: frame,
+            socketio,
+        }
+    }
+
     /// The frame for subscribers speaking `wire`.
     pub fn get(&self, wire: Wire) -> &Bytes {
         match wire {

@@ -231,6 +231,7 @@ impl<'a> Commands<'a> {
             except,
             frame: frame.clone(),
             notice: false,
+            member_info: None,
         }
         .encode();
         let s = self.settings;

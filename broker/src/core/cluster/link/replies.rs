@@ -241,6 +241,7 @@ impl Link {
                 except,
                 frame,
                 notice,
+                member_info,
             }) => {
                 let Some(app) = self.app_idx(&app) else {
                     return;
@@ -251,7 +252,7 @@ impl Link {
                 self.deliver_here(
                     app,
                     channel,
-                    Frames::from_pusher(frame),
+                    Frames::from_pusher_notice(frame, member_info.as_deref()),
                     except,
                     !notice,
                     now,

@@ -169,6 +169,12 @@ pub fn encode_event(published: &Event<'_>) -> Bytes {
 /// other nodes (which exchange Pusher frames) and what a cache channel stored. `None` when the
 /// frame is not an event this broker wrote.
 pub fn from_pusher_frame(frame: &[u8]) -> Option<Bytes> {
+    from_pusher_frame_with(frame, None)
+}
+
+/// [`from_pusher_frame`] for a `member_removed` whose member's `user_info` is known apart
+/// from the frame.
+pub fn from_pusher_frame_with(frame: &[u8], member_info: Option<&str>) -> Option<Bytes> {
     #[derive(Deserialize)]
     struct PusherEvent<'a> {
         #[serde(borrow)]
@@ -186,7 +192,22 @@ pub fn from_pusher_frame(frame: &[u8]) -> Option<Bytes> {
     let member_data = || data_text.as_deref().map_or("null", str::trim);
     let bytes = match &*pusher.event {
         pusher::MEMBER_ADDED => event(PRESENCE_JOINING, channel, &[member_data()]),
-        pusher::MEMBER_REMOVED => event(PRESENCE_LEAVING, channel, &[member_data()]),
+        pusher::MEMBER_REMOVED => {
+            #[derive(Deserialize)]
+            struct Removed {
+                user_id: String,
+            }
+            let removed = data_text
+                .as_deref()
+                .and_then(|t| serde_json::from_str::<Removed>(t).ok());
+            match (removed, member_info) {
+                (Some(removed), Some(info)) => {
+                    let user = UserId::parse(&removed.user_id, usize::MAX).ok()?;
+                    event(PRESENCE_LEAVING, channel, &[&member(&user, Some(info))])
+                }
+                _ => event(PRESENCE_LEAVING, channel, &[member_data()]),
+            }
+        }
         pusher::SUBSCRIPTION_COUNT => event(SUBSCRIPTION_COUNT, channel, &[member_data()]),
         name => match &data_text {
             Some(text) => event(name, channel, &[&data_value(text)]),
@@ -427,6 +448,16 @@ mod tests {
             assert_eq!(text(&from_pusher), text(&encode_event(published)));
         }
         assert_eq!(from_pusher_frame(b"\x81\x02hi"), None);
+        let removed = pusher::encode_event(&Event::MemberRemoved {
+            channel: &chat,
+            user: &user,
+            info: None,
+        });
+        let with_info = from_pusher_frame_with(&removed, Some(r#"{"name":"Ann"}"#)).unwrap();
+        assert_eq!(
+            text(&with_info),
+            r#"42["presence:leaving","presence-chat.2",{"user_id":"5","user_info":{"name":"Ann"}}]"#
+        );
     }
 
     #[test]

@@ -226,6 +226,7 @@ fn a_presence_notice_from_redis_is_delivered_but_never_kept_as_a_cache_channels_
         except: None,
         frame: Bytes::from_static(b"\x81\x00"),
         notice: true,
+        member_info: None,
     };
     test.reply(message(notice.encode()));
     assert!(matches!(
