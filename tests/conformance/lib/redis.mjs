@@ -43,3 +43,31 @@ export async function startRedis() {
     },
   };
 }
+
+/**
+ * A Redis and one broker per address in `hosts`, all in one cluster, resolved once every node
+ * says it has synchronized (`/up` health `ok`). `stop()` stops the nodes, then Redis.
+ *
+ * @param {string[]} hosts loopback addresses, one node each
+ * @param {object} [opts] passed to `startBroker` for every node (`apps`, ...)
+ */
+export async function startCluster(hosts, opts = {}) {
+  const { startBroker } = await import('./broker.mjs');
+  const { waitFor } = await import('./wait.mjs');
+  const redis = await startRedis();
+  const cluster = { redis_url: redis.url, node_timeout_secs: 3 };
+  const nodes = await Promise.all(hosts.map((host) => startBroker({ ...opts, server: { host }, cluster })));
+  for (const node of nodes) {
+    await waitFor(async () => (await (await fetch(`${node.httpBase}/up`)).json()).health === 'ok', {
+      what: `${node.httpBase} to synchronize`,
+    });
+  }
+  return {
+    redis,
+    nodes,
+    async stop() {
+      await Promise.all(nodes.map((n) => n.stop()));
+      await redis.stop();
+    },
+  };
+}

@@ -3,33 +3,23 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { startBroker } from '../lib/broker.mjs';
 import { disconnectAll, echoClient, echoSubscribed, newUser, pusherClient, serverSdk, uniq } from '../lib/clients.mjs';
-import { startRedis } from '../lib/redis.mjs';
+import { startCluster } from '../lib/redis.mjs';
 import { EVENT_TIMEOUT_MS, SILENCE_MS, TEST_TIMEOUT_MS, sleep, waitFor, withTimeout } from '../lib/wait.mjs';
 
 const T = { timeout: TEST_TIMEOUT_MS };
 
 describe('cluster (3 nodes, one Redis)', () => {
-  let redis;
+  let cluster;
   let nodes = [];
   before(async () => {
-    redis = await startRedis();
-    const cluster = { redis_url: redis.url, node_timeout_secs: 3 };
-    nodes = await Promise.all(
-      ['127.0.0.2', '127.0.0.3', '127.0.0.4'].map((host) => startBroker({ server: { host }, cluster })),
-    );
-    // Each node says ok once it has synchronized with Redis.
-    for (const node of nodes) {
-      await waitFor(async () => (await (await fetch(`${node.httpBase}/up`)).json()).health === 'ok', {
-        what: `${node.httpBase} to synchronize`,
-      });
-    }
+    // Resolved once each node says it has synchronized with Redis.
+    cluster = await startCluster(['127.0.0.2', '127.0.0.3', '127.0.0.4']);
+    nodes = cluster.nodes;
   });
   after(async () => {
     disconnectAll();
-    await Promise.all(nodes.map((n) => n.stop()));
-    await redis?.stop();
+    await cluster?.stop();
   });
 
   it('an event published through one node reaches pusher-js clients on every node once', T, async (t) => {

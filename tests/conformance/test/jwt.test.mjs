@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import Pusher from 'pusher-js';
 import { MAIN_APP, startBroker } from '../lib/broker.mjs';
 import { PusherClient, disconnectAll, newUser, pusherOptions, serverSdk } from '../lib/clients.mjs';
-import { startRedis } from '../lib/redis.mjs';
+import { startCluster } from '../lib/redis.mjs';
 import { TEST_TIMEOUT_MS, waitFor } from '../lib/wait.mjs';
 
 const T = { timeout: TEST_TIMEOUT_MS };
@@ -123,24 +123,15 @@ describe('JWT revocation by user across nodes and restarts (pusher-js)', () => {
     serverSdk(broker).post({ path: '/tokens/revoke', body: { sub, until: now() + 300 } });
   // Refused during the handshake, pusher-js wraps the error: {type: 'WebSocketError', error: {...}}.
   const refusal = (e) => e.data ?? e.error?.data;
-  let redis;
+  let cluster;
   let nodes = [];
   before(async () => {
-    redis = await startRedis();
-    const cluster = { redis_url: redis.url, node_timeout_secs: 3 };
-    nodes = await Promise.all(
-      ['127.0.0.2', '127.0.0.3'].map((host) => startBroker({ apps: [jwtApp], server: { host }, cluster })),
-    );
-    for (const node of nodes) {
-      await waitFor(async () => (await (await fetch(`${node.httpBase}/up`)).json()).health === 'ok', {
-        what: `${node.httpBase} to synchronize`,
-      });
-    }
+    cluster = await startCluster(['127.0.0.2', '127.0.0.3'], { apps: [jwtApp] });
+    nodes = cluster.nodes;
   });
   after(async () => {
     disconnectAll();
-    await Promise.all(nodes.map((n) => n.stop()));
-    await redis?.stop();
+    await cluster?.stop();
   });
 
   it('revoking a user through one node closes every socket of theirs on every node', T, async (t) => {

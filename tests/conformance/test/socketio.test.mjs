@@ -9,7 +9,7 @@ import WebSocket from 'ws';
 import { MAIN_APP, startBroker } from '../lib/broker.mjs';
 import { disconnectAll, pusherClient, serverSdk, uniq } from '../lib/clients.mjs';
 import { connectError, connected, io, nextOn, sioClient, sioEcho, startAuthEndpoint, subscribe } from '../lib/socketio.mjs';
-import { startRedis } from '../lib/redis.mjs';
+import { startCluster, startRedis } from '../lib/redis.mjs';
 import { Recorder, TEST_TIMEOUT_MS, once, sleep, waitFor, withTimeout } from '../lib/wait.mjs';
 
 const T = { timeout: TEST_TIMEOUT_MS };
@@ -477,23 +477,15 @@ describe('Socket.IO (socket.io-client 4.8, laravel-echo 2)', () => {
 });
 
 describe('Socket.IO across a cluster (2 nodes, one Redis)', () => {
-  let redis;
+  let cluster;
   let nodes = [];
   before(async () => {
-    redis = await startRedis();
-    const cluster = { redis_url: redis.url, node_timeout_secs: 3 };
-    const apps = [{ ...MAIN_APP, socketio: {} }];
-    nodes = await Promise.all(['127.0.0.5', '127.0.0.6'].map((host) => startBroker({ apps, server: { host }, cluster })));
-    for (const node of nodes) {
-      await waitFor(async () => (await (await fetch(`${node.httpBase}/up`)).json()).health === 'ok', {
-        what: `${node.httpBase} to synchronize`,
-      });
-    }
+    cluster = await startCluster(['127.0.0.5', '127.0.0.6'], { apps: [{ ...MAIN_APP, socketio: {} }] });
+    nodes = cluster.nodes;
   });
   after(async () => {
     disconnectAll();
-    await Promise.all(nodes.map((n) => n.stop()));
-    await redis?.stop();
+    await cluster?.stop();
   });
 
   it('an event published through one node reaches Socket.IO and Pusher subscribers on both, once', T, async (t) => {
