@@ -19,6 +19,7 @@ use crate::core::ids::AppIdx;
 use crate::core::options::{AppConfig, JwtConfig, JwtKeys};
 use crate::core::policy::PolicySet;
 use crate::core::rate_limit::{KeyedLimiter, Rate};
+use crate::core::sync;
 
 /// One configured app.
 pub struct App {
@@ -132,11 +133,7 @@ fn take<K: std::hash::Hash + Eq + Clone>(
     key: &K,
     now: Instant,
 ) -> Result<(), Duration> {
-    // A poisoned lock only means another thread panicked mid-update; the counts are still usable.
-    limiter
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .try_acquire(key, now)
+    sync::lock(limiter).try_acquire(key, now)
 }
 
 impl App {
@@ -239,10 +236,7 @@ impl App {
 
     /// Whether `identity`'s token, or every token of its user, is revoked.
     pub fn is_revoked(&self, identity: &Identity, now_unix: u64) -> bool {
-        let revoked = self
-            .revoked
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let revoked = sync::lock(&self.revoked);
         let live = |r: Revocation| {
             revoked
                 .get(&r.key())
@@ -261,9 +255,7 @@ impl App {
     /// The revocations as [`Revocation::key`]s, with the time (Unix seconds) until which each
     /// matters.
     pub fn revocations(&self) -> Vec<(String, u64)> {
-        self.revoked
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        sync::lock(&self.revoked)
             .iter()
             .map(|(jti, until)| (jti.clone(), *until))
             .collect()
@@ -271,10 +263,7 @@ impl App {
 
     /// Records the revocation whose [`Revocation::key`] is `key` until `until_unix`.
     pub fn revoke(&self, key: &str, until_unix: u64, now_unix: u64) {
-        let mut revoked = self
-            .revoked
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut revoked = sync::lock(&self.revoked);
         revoked.retain(|_, &mut until| until >= now_unix);
         if revoked.len() >= MAX_REVOKED
             && let Some(soonest) = revoked
@@ -327,10 +316,7 @@ impl App {
         };
         let nodes = u32::try_from(nodes.max(1)).unwrap_or(u32::MAX);
         let capacity = (limits.api_requests_per_second / nodes).max(1);
-        let mut limiter = limiters
-            .api_requests
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut limiter = sync::lock(&limiters.api_requests);
         if limiter.rate().capacity != capacity {
             limiter.set_rate(Rate {
                 capacity,

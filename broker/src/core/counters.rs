@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use crate::core::ids::{AppIdx, PerApp};
+use crate::core::sync;
 use crate::core::wire::Fault;
 
 /// Counters of one app on one shard.
@@ -108,10 +109,7 @@ pub struct TenantCounters {
 impl TenantCounters {
     /// Adds one failed authorization for `tenant` of `app`.
     pub fn count(&self, app: AppIdx, tenant: &str) {
-        let mut counts = self
-            .counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut counts = sync::lock(&self.counts);
         let key = bounded_key(&counts, app, tenant);
         *counts.entry(key).or_insert(0) += 1;
     }
@@ -127,10 +125,7 @@ impl TenantCounters {
     }
 
     fn change_connections(&self, app: AppIdx, tenant: &str, by: i64) {
-        let mut open = self
-            .connections
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut open = sync::lock(&self.connections);
         let key = bounded_key(&open, app, tenant);
         let count = open.entry(key.clone()).or_insert(0);
         *count += by;
@@ -141,19 +136,13 @@ impl TenantCounters {
 
     /// Every (app, tenant) with open connections, and how many.
     pub fn connections(&self) -> Vec<((u16, String), i64)> {
-        let open = self
-            .connections
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let open = sync::lock(&self.connections);
         open.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     /// Every (app, tenant) and its count of failed authorizations.
     pub fn snapshot(&self) -> Vec<((u16, String), u64)> {
-        let counts = self
-            .counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let counts = sync::lock(&self.counts);
         counts.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 }

@@ -19,6 +19,7 @@ pub mod publish;
 pub mod rand;
 pub mod rate_limit;
 pub mod shard;
+pub mod sync;
 pub mod webhook;
 pub mod wire;
 pub mod ws;

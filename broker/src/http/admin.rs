@@ -30,6 +30,7 @@ use super::admin_files::{self, BUILD_OUTPUT_DIR};
 use super::api::{self, ApiRoute};
 use super::routes::audit_query;
 use super::{Clock, Reply, ServerView};
+use crate::core::sync;
 
 /// Headers on every admin response: no framing, no sniffing, no referrer, no caching.
 const SECURITY_HEADERS: [(&str, &str); 4] = [
@@ -440,12 +441,7 @@ fn sign_in(
 }
 
 fn lock(server: &ServerState) -> std::sync::MutexGuard<'_, crate::core::admin::Admins> {
-    // A panic while holding the lock cannot leave the sessions half-changed in a way that
-    // matters more than locking everyone out would.
-    server
-        .admins
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    sync::lock(&server.admins)
 }
 
 /// The signed-in admin and their CSRF token, from the session cookie.

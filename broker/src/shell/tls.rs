@@ -37,6 +37,7 @@ use rustls::{ConnectionCommon, ServerConfig, ServerConnection, SideData};
 use super::io::read_more;
 use crate::core::http::response;
 use crate::core::options::TlsFiles;
+use crate::core::sync;
 
 /// The first TLS record of a connection (a ClientHello) has this content type.
 const HANDSHAKE_RECORD: u8 = 0x16;
@@ -122,16 +123,13 @@ impl CertStore {
     /// keep theirs). On failure the old certificate stays.
     pub fn reload(&self) -> Result<(), CertError> {
         let fresh = server_config(&self.files)?;
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        *sync::write(&self.current) = fresh;
         Ok(())
     }
 
     /// The configuration for a new connection.
     pub fn current(&self) -> Arc<ServerConfig> {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        sync::read(&self.current).clone()
     }
 }
 

@@ -15,6 +15,7 @@ use async_channel::{Receiver, Sender, TrySendError};
 use crate::core::auth::backend::{CredentialKey, Lookup, Verdict, VerificationCache, parse_answer};
 use crate::core::http::request::RequestHead;
 use crate::core::options::{AppConfig, TokenVerification, VerifyMethod};
+use crate::core::sync;
 use crate::metrics::VerifierMetrics;
 
 /// Calls that may wait for a free thread, per thread.
@@ -186,10 +187,7 @@ impl Verifier {
 
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, Pending> {
-        // A poisoned lock only means a thread panicked mid-update; the cache is still usable.
-        self.pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        sync::lock(&self.pending)
     }
 
     /// Ends the call for `key`: caches a definite verdict and hands it to every connection

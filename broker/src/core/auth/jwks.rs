@@ -7,7 +7,9 @@
 //! rather than failing the document, because providers publish such keys beside signing keys.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+
+use crate::core::sync::{lock, read, write};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -226,23 +228,15 @@ impl FetchSchedule {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A poisoned lock only means another thread panicked mid-update; two flags stay usable.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl LiveKeys {
     /// The set last loaded; `None` until the first fetch succeeds.
     pub fn current(&self) -> Option<Arc<KeySet>> {
-        self.set
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        read(&self.set).clone()
     }
 
     /// Puts a freshly fetched set in place of the old one, and counts the fetch.
     pub fn install(&self, set: KeySet) {
-        *self.set.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(set));
+        *write(&self.set) = Some(Arc::new(set));
         self.fetches_ok.fetch_add(1, Ordering::Relaxed);
     }
 
