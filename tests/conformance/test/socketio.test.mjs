@@ -302,6 +302,19 @@ describe('Socket.IO (socket.io-client 4.8, laravel-echo 2)', () => {
     assert.match((await connectError(none)).message, /authentication/);
   });
 
+  it('ringcast:renew replaces the token without reconnecting; another subject is refused', T, async (t) => {
+    const path = '/chat/socket.io';
+    const socket = await sioClient(t, broker, { path, auth: { token: jwt({ sub: 'r1', exp: nowSecs() + 60 }) } });
+    const expiresAt = nowSecs() + 3_600;
+    const renewed = once(socket, 'ringcast:renewed');
+    socket.emit('ringcast:renew', { token: jwt({ sub: 'r1', exp: expiresAt }) });
+    assert.deepEqual(await renewed, { expires_at: expiresAt });
+    const failed = once(socket, 'ringcast:renew_failed');
+    socket.emit('ringcast:renew', { token: jwt({ sub: 'someone-else', exp: expiresAt }) });
+    assert.equal((await failed).reason, 'the new token is for another user');
+    assert.ok(socket.connected, 'the connection keeps its token');
+  });
+
   it('a CONNECT to another namespace is refused with "Invalid namespace"', T, async (t) => {
     const socket = await sioClient(t, broker, { waitConnected: false });
     const admin = socket.io.socket('/admin');
