@@ -36,13 +36,13 @@ pub struct App {
     elsewhere: AtomicUsize,
     limiters: Option<Limiters>,
     /// Revoked token ids, with the time (Unix seconds) after which they no longer matter.
-    revoked: Mutex<HashMap<String, u64>>,
+    revoked: Mutex<HashMap<Revocation, u64>>,
     /// The keys fetched from `[apps.jwt] jwks_url`, when it is set.
     jwks: Option<Arc<LiveKeys>>,
 }
 
 /// What a revocation refuses: one token, or every token of a user.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Revocation {
     /// The token with this `jti`.
     Token(String),
@@ -237,11 +237,7 @@ impl App {
     /// Whether `identity`'s token, or every token of its user, is revoked.
     pub fn is_revoked(&self, identity: &Identity, now_unix: u64) -> bool {
         let revoked = sync::lock(&self.revoked);
-        let live = |r: Revocation| {
-            revoked
-                .get(&r.key())
-                .is_some_and(|&until| until >= now_unix)
-        };
+        let live = |r: Revocation| revoked.get(&r).is_some_and(|&until| until >= now_unix);
         identity
             .jti
             .clone()
@@ -252,17 +248,16 @@ impl App {
                 .is_some_and(|user| live(Revocation::User(user)))
     }
 
-    /// The revocations as [`Revocation::key`]s, with the time (Unix seconds) until which each
-    /// matters.
-    pub fn revocations(&self) -> Vec<(String, u64)> {
+    /// The revocations, with the time (Unix seconds) until which each matters.
+    pub fn revocations(&self) -> Vec<(Revocation, u64)> {
         sync::lock(&self.revoked)
             .iter()
-            .map(|(jti, until)| (jti.clone(), *until))
+            .map(|(revocation, until)| (revocation.clone(), *until))
             .collect()
     }
 
-    /// Records the revocation whose [`Revocation::key`] is `key` until `until_unix`.
-    pub fn revoke(&self, key: &str, until_unix: u64, now_unix: u64) {
+    /// Records `revocation` until `until_unix`.
+    pub fn revoke(&self, revocation: &Revocation, until_unix: u64, now_unix: u64) {
         let mut revoked = sync::lock(&self.revoked);
         revoked.retain(|_, &mut until| until >= now_unix);
         if revoked.len() >= MAX_REVOKED
@@ -273,7 +268,7 @@ impl App {
         {
             revoked.remove(&soonest);
         }
-        revoked.insert(key.to_owned(), until_unix);
+        revoked.insert(revocation.clone(), until_unix);
     }
 
     /// The leeway allowed after a token's `exp`.

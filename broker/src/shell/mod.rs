@@ -26,6 +26,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::config::{Config, Driver};
+use crate::core::app::Revocation;
 use crate::metrics::ShardMetrics;
 use crate::server::ServerState;
 
@@ -135,9 +136,11 @@ impl Server {
         let now_unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        for revocation in loaded.revocations {
-            if let Some(app) = shared.apps.by_id(&revocation.app) {
-                app.revoke(&revocation.key, revocation.until_unix, now_unix);
+        for stored in loaded.revocations {
+            // The store holds what this node wrote; an entry it cannot read is skipped.
+            let app = shared.apps.by_id(&stored.app);
+            if let (Some(app), Some(revocation)) = (app, Revocation::parse(&stored.key)) {
+                app.revoke(&revocation, stored.until_unix, now_unix);
             }
         }
         let verifiers = verify::Verifiers::start(&config.apps).map_err(StartError::Thread)?;

@@ -185,13 +185,12 @@ pub enum Command {
         /// The user.
         user: String,
     },
-    /// Refuse what revocation `key` (a `Revocation::key`) covers until `until_unix`, and close
-    /// the sockets it covers.
+    /// Refuse what `revocation` covers until `until_unix`, and close the sockets it covers.
     Revoke {
         /// The app's id.
         app: String,
-        /// The token id.
-        key: String,
+        /// What is revoked (sent as its [`Revocation::key`]).
+        revocation: crate::core::app::Revocation,
         /// Until when (Unix seconds).
         until_unix: u64,
     },

@@ -7,6 +7,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{Command, NodeId};
+use crate::core::app::Revocation;
 use crate::core::ids::SocketId;
 
 const EVENT: u8 = b'E';
@@ -115,13 +116,13 @@ impl Envelope {
                 }
                 Command::Revoke {
                     app,
-                    key,
+                    revocation,
                     until_unix,
                 } => {
                     out.put_u8(REVOKE);
                     put_str(&mut out, origin.as_str());
                     put_str(&mut out, app);
-                    put_str(&mut out, key);
+                    put_str(&mut out, &revocation.key());
                     out.put_u64(*until_unix);
                 }
                 Command::Resource {
@@ -195,7 +196,8 @@ impl Envelope {
                     },
                     REVOKE => Command::Revoke {
                         app,
-                        key: reader.string()?,
+                        revocation: Revocation::parse(&reader.string()?)
+                            .ok_or(WireError::Malformed("revocation"))?,
                         until_unix: reader.u64()?,
                     },
                     _ => {
@@ -330,7 +332,7 @@ mod tests {
             },
             Command::Revoke {
                 app: "1".into(),
-                key: "t1".into(),
+                revocation: Revocation::Token("t1".into()),
                 until_unix: 1_800_000_000,
             },
             Command::Resource {
@@ -360,7 +362,7 @@ mod tests {
             origin: node(),
             command: Command::Revoke {
                 app: "1".into(),
-                key: "t1".into(),
+                revocation: Revocation::Token("t1".into()),
                 until_unix: 5,
             },
         }

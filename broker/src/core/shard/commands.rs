@@ -64,17 +64,19 @@ impl Shard {
         now_unix: u64,
         now: Instant,
     ) {
-        let key = revocation.key();
-        self.state.apps.get(app).revoke(&key, until_unix, now_unix);
+        self.state
+            .apps
+            .get(app)
+            .revoke(revocation, until_unix, now_unix);
         self.broadcast(crate::core::cluster::Command::Revoke {
             app: self.app_id(app),
-            key: key.clone(),
+            revocation: revocation.clone(),
             until_unix,
         });
         for shard in 0..self.shard_count {
             let msg = MeshMsg::RevokeToken {
                 app,
-                key: key.clone(),
+                revocation: revocation.clone(),
             };
             self.send_to(shard, msg);
         }
@@ -107,12 +109,8 @@ impl Shard {
         }
     }
 
-    /// On every shard: closes the sockets the revocation with [`Revocation::key`] `key`
-    /// covers.
-    pub(super) fn close_token_sockets(&mut self, app: AppIdx, key: &str) {
-        let Some(revocation) = Revocation::parse(key) else {
-            return;
-        };
+    /// On every shard: closes the sockets `revocation` covers.
+    pub(super) fn close_token_sockets(&mut self, app: AppIdx, revocation: &Revocation) {
         let keys: Vec<ConnKey> = self
             .conns
             .iter()

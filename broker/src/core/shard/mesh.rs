@@ -188,12 +188,12 @@ pub enum MeshMsg {
         /// The resource; `None` deletes it.
         resource: Option<std::sync::Arc<crate::core::policy::Resource>>,
     },
-    /// To every shard: close every socket the revocation `key` (a `Revocation::key`) covers.
+    /// To every shard: close every socket `revocation` covers.
     RevokeToken {
         /// The app.
         app: AppIdx,
-        /// The token id.
-        key: String,
+        /// What is revoked.
+        revocation: crate::core::app::Revocation,
     },
     /// To every shard: close every socket signed in as `user`.
     TerminateUser {
@@ -414,7 +414,7 @@ impl Shard {
                 id,
                 resource,
             } => self.apply_resource(reply_to, app, kind, id, resource),
-            MeshMsg::RevokeToken { app, key } => self.close_token_sockets(app, &key),
+            MeshMsg::RevokeToken { app, revocation } => self.close_token_sockets(app, &revocation),
             MeshMsg::TerminateUser { app, user } => self.close_user_sockets(app, &user),
             MeshMsg::ClusterSynced { sync, reply } => self.cluster_synced(sync, reply, now),
             MeshMsg::ClusterWebhook { app, event } => self.webhook(app, event),

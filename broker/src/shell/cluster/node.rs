@@ -62,13 +62,13 @@ impl Node {
             Effect::Connect | Effect::Disconnect => {}
             Effect::Revoke {
                 app,
-                key,
+                revocation,
                 until_unix,
             } => self
                 .state
                 .apps
                 .get(app)
-                .revoke(&key, until_unix, unix_now()),
+                .revoke(&revocation, until_unix, unix_now()),
             Effect::StoreResource {
                 app,
                 kind,
@@ -111,7 +111,7 @@ impl NodeView for AppsView {
         self.0.apps.get(app).connections()
     }
 
-    fn revocations(&self, app: AppIdx) -> Vec<(String, u64)> {
+    fn revocations(&self, app: AppIdx) -> Vec<(crate::core::app::Revocation, u64)> {
         self.0.apps.get(app).revocations()
     }
 

@@ -272,9 +272,9 @@ impl<'a> Commands<'a> {
             )),
             Command::Revoke {
                 app,
-                key,
+                revocation,
                 until_unix,
-            } => Some(("rev", app.clone(), key.clone(), until_unix.to_string())),
+            } => Some(("rev", app.clone(), revocation.key(), until_unix.to_string())),
         };
         let s = self.settings;
         let envelope = Envelope::Command {
@@ -521,7 +521,7 @@ impl<'a> Commands<'a> {
             let revoked: Vec<(String, String)> = node
                 .revocations(app)
                 .into_iter()
-                .map(|(key, until)| (key, until.to_string()))
+                .map(|(revocation, until)| (revocation.key(), until.to_string()))
                 .collect();
             let mut args: Vec<&[u8]> = vec![options.id.as_bytes(), now_unix.as_bytes()];
             for (key, until) in &revoked {

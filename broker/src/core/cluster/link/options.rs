@@ -65,8 +65,8 @@ pub trait NodeView {
     /// Open connections of `app` on this node (every heartbeat carries them).
     fn connections(&self, app: AppIdx) -> usize;
 
-    /// `app`'s token revocations on this node: token id and until when (Unix seconds).
-    fn revocations(&self, app: AppIdx) -> Vec<(String, u64)>;
+    /// `app`'s token revocations on this node, and until when (Unix seconds).
+    fn revocations(&self, app: AppIdx) -> Vec<(crate::core::app::Revocation, u64)>;
 
     /// The wall clock in Unix seconds: revocations are kept until a wall-clock time, which
     /// no `Instant` can name.

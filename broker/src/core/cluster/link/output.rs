@@ -20,13 +20,13 @@ pub enum Effect {
     /// Close the connection: the link has given up on it and has already answered whatever
     /// waited on it; nothing more read from it is to be handed to the link.
     Disconnect,
-    /// Refuse what the revocation `key` of `app` covers on this node until `until_unix` (another
+    /// Refuse what `revocation` of `app` covers on this node until `until_unix` (another
     /// node revoked it, or Redis had the revocation when this node connected).
     Revoke {
         /// The token's app.
         app: AppIdx,
-        /// The revocation, as a `Revocation::key` (`jti:{id}` or `sub:{user}`).
-        key: String,
+        /// What is revoked.
+        revocation: crate::core::app::Revocation,
         /// Until when, in Unix seconds (the token's expiry: later it is refused anyway).
         until_unix: u64,
     },

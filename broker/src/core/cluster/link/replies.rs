@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::commands::{Pending, QueryKind};
 use super::{Effect, Link, Notice};
+use crate::core::app::Revocation;
 use crate::core::channel::ChannelName;
 use crate::core::cluster::resp::Value;
 use crate::core::cluster::scripts::{self, DueWebhook};
@@ -187,15 +188,18 @@ impl Link {
         let Some(app_id) = self.apps.get(app.get()).map(|a| a.id.clone()) else {
             return;
         };
-        let known: HashMap<String, u64> = self.node.revocations(app).into_iter().collect();
+        let known: HashMap<Revocation, u64> = self.node.revocations(app).into_iter().collect();
         for (key, until) in scripts::read_pairs(value) {
-            let Ok(until_unix) = until.parse::<u64>() else {
+            // What another node wrote: a malformed entry is skipped, not applied.
+            let (Some(revocation), Ok(until_unix)) =
+                (Revocation::parse(&key), until.parse::<u64>())
+            else {
                 continue;
             };
-            if known.get(&key).is_none_or(|mine| *mine < until_unix) {
+            if known.get(&revocation).is_none_or(|mine| *mine < until_unix) {
                 let command = Command::Revoke {
                     app: app_id.clone(),
-                    key,
+                    revocation,
                     until_unix,
                 };
                 self.apply(command);
@@ -299,7 +303,7 @@ impl Link {
             }
             Command::Revoke {
                 app,
-                key,
+                revocation,
                 until_unix,
             } => {
                 let Some(app) = self.app_idx(&app) else {
@@ -307,12 +311,12 @@ impl Link {
                 };
                 self.effects.push_back(Effect::Revoke {
                     app,
-                    key: key.clone(),
+                    revocation: revocation.clone(),
                     until_unix,
                 });
                 self.every_shard(|| MeshMsg::RevokeToken {
                     app,
-                    key: key.clone(),
+                    revocation: revocation.clone(),
                 });
             }
             Command::Resource {

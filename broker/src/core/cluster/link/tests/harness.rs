@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
+use crate::core::app::Revocation;
 use crate::core::channel::ChannelName;
 use crate::core::cluster::link::{AppOptions, Credentials, Effect, Link, LinkOptions, NodeView};
 use crate::core::cluster::resp::{Decoder, Value};
@@ -26,7 +27,7 @@ pub const UNIX_NOW: u64 = 1_800_000_000;
 #[derive(Default)]
 pub struct Node {
     pub connections: RefCell<usize>,
-    pub revoked: RefCell<Vec<(String, u64)>>,
+    pub revoked: RefCell<Vec<(Revocation, u64)>>,
 }
 
 impl NodeView for Rc<Node> {
@@ -34,7 +35,7 @@ impl NodeView for Rc<Node> {
         *self.connections.borrow()
     }
 
-    fn revocations(&self, _app: AppIdx) -> Vec<(String, u64)> {
+    fn revocations(&self, _app: AppIdx) -> Vec<(Revocation, u64)> {
         self.revoked.borrow().clone()
     }
 

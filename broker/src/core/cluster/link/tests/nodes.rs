@@ -1,6 +1,7 @@
 //! The rest of the cluster (heartbeats, webhooks, revocations, resources) and stopping.
 
 use super::*;
+use crate::core::app::Revocation;
 
 #[test]
 fn a_heartbeat_brings_back_the_nodes_alive_and_the_connections_elsewhere() {
@@ -94,7 +95,7 @@ fn another_nodes_revocation_is_applied_here_and_this_nodes_own_is_not_applied_ag
     let revoke = |origin: &str| {
         let command = Command::Revoke {
             app: "app1".into(),
-            key: "t-1".into(),
+            revocation: Revocation::Token("t-1".into()),
             until_unix: 1_900_000_000,
         };
         let origin = node_id(origin);
@@ -103,12 +104,15 @@ fn another_nodes_revocation_is_applied_here_and_this_nodes_own_is_not_applied_ag
     test.reply(revoke("n2"));
     assert!(matches!(
         &test.effects()[..],
-        [Effect::Revoke { app: APP, key, until_unix: 1_900_000_000 }] if key == "t-1"
+        [Effect::Revoke { app: APP, revocation: Revocation::Token(jti), until_unix: 1_900_000_000 }]
+            if jti == "t-1"
     ));
     let shards: Vec<ShardId> = test
         .mesh()
         .into_iter()
-        .filter(|(_, m)| matches!(m, MeshMsg::RevokeToken { key, .. } if key == "t-1"))
+        .filter(|(_, m)| {
+            matches!(m, MeshMsg::RevokeToken { revocation: Revocation::Token(jti), .. } if jti == "t-1")
+        })
         .map(|(s, _)| s)
         .collect();
     assert_eq!(shards, [0, 1]);

@@ -1,6 +1,7 @@
 //! Connecting and synchronizing: the handshake, resyncs and their rounds, held reports, resources.
 
 use super::*;
+use crate::core::app::Revocation;
 
 #[test]
 fn a_connection_starts_with_the_handshake_the_scripts_the_epoch_a_heartbeat_and_the_subscription() {
@@ -192,7 +193,10 @@ fn a_node_another_declared_dead_reports_its_state_again() {
 #[test]
 fn redis_copy_of_resources_decides_and_its_later_revocations_are_applied() {
     let mut test = Test::new();
-    *test.node.revoked.borrow_mut() = vec![("t-1".into(), 100), ("t-2".into(), 500)];
+    *test.node.revoked.borrow_mut() = vec![
+        (Revocation::Token("t-1".into()), 100),
+        (Revocation::Token("t-2".into()), 500),
+    ];
     let handshake = test.connect();
     test.answer(&handshake);
     let round = dump_requests(&test.mesh())[0].1;
@@ -224,9 +228,11 @@ fn redis_copy_of_resources_decides_and_its_later_revocations_are_applied() {
         bulk(r#"{"participants":["c"]}"#),
     ]));
     test.reply(array(
-        ["t-1", "400", "t-2", "300", "t-3", "900"]
-            .map(bulk)
-            .to_vec(),
+        [
+            "jti:t-1", "400", "jti:t-2", "300", "bad:t-4", "999", "jti:t-3", "900",
+        ]
+        .map(bulk)
+        .to_vec(),
     ));
     test.answer(&sent[2..]);
     let effects = test.effects();
@@ -240,14 +246,20 @@ fn redis_copy_of_resources_decides_and_its_later_revocations_are_applied() {
         })
         .collect();
     assert_eq!(stored, [("3", Some(&["c".to_owned()][..])), ("2", None)]);
-    let revoked: Vec<(&str, u64)> = effects
+    let revoked: Vec<(String, u64)> = effects
         .iter()
         .filter_map(|e| match e {
             Effect::Revoke {
-                key, until_unix, ..
-            } => Some((key.as_str(), *until_unix)),
+                revocation,
+                until_unix,
+                ..
+            } => Some((revocation.key(), *until_unix)),
             _ => None,
         })
         .collect();
-    assert_eq!(revoked, [("t-1", 400), ("t-3", 900)]);
+    // Later than this node's (t-1), new (t-3); not earlier (t-2), nor malformed (t-4).
+    assert_eq!(
+        revoked,
+        [("jti:t-1".to_owned(), 400), ("jti:t-3".to_owned(), 900)]
+    );
 }
