@@ -5,7 +5,6 @@
 //! The decisions (what an answer means, the cache and its single flight, the actor check)
 //! are in [`crate::core::auth::backend`]; the shard turns a [`Verdict`] into an identity.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -44,10 +43,9 @@ struct Inner {
     metrics: VerifierMetrics,
 }
 
-/// The cache and, for each call in flight, who waits for its verdict.
+/// The cache, and for each call in flight who waits for its verdict.
 struct Pending {
-    cache: VerificationCache,
-    waiters: HashMap<CredentialKey, Vec<Sender<Verdict>>>,
+    cache: VerificationCache<Sender<Verdict>>,
 }
 
 struct Job {
@@ -73,7 +71,6 @@ impl Verifier {
         let inner = Arc::new(Inner {
             pending: Mutex::new(Pending {
                 cache: VerificationCache::new(settings.cache_policy()),
-                waiters: HashMap::new(),
             }),
             settings,
             metrics: VerifierMetrics::default(),
@@ -148,11 +145,7 @@ impl Verifier {
         let (tell, told) = async_channel::bounded(1);
         let lookup = {
             let mut pending = inner.lock();
-            let lookup = pending.cache.begin(forwarded.key, Instant::now());
-            if !matches!(lookup, Lookup::Cached { .. }) {
-                pending.waiters.entry(forwarded.key).or_default().push(tell);
-            }
-            lookup
+            pending.cache.begin(forwarded.key, Instant::now(), tell)
         };
         match lookup {
             Lookup::Cached { verdict, .. } => {
@@ -196,17 +189,15 @@ impl Inner {
         let now = Instant::now();
         let (verdict, waiters) = {
             let mut pending = self.lock();
-            let verdict = match outcome {
+            match outcome {
                 Outcome::Definite(verdict) => {
-                    pending.cache.finish(key, verdict.clone(), now);
-                    verdict
+                    let waiters = pending.cache.finish(key, verdict.clone(), now);
+                    (verdict, waiters)
                 }
                 Outcome::Transient(reason) => {
-                    pending.cache.abandon(key);
-                    Verdict::Refused(reason)
+                    (Verdict::Refused(reason), pending.cache.abandon(key))
                 }
-            };
-            (verdict, pending.waiters.remove(&key).unwrap_or_default())
+            }
         };
         for waiter in waiters {
             // A connection that gave up (closed, or waited too long) no longer listens.

@@ -236,16 +236,17 @@ struct Entry {
     expires_at: Instant,
 }
 
-/// Cached verdicts and calls in flight, by credentials. Shared by all shards behind a
-/// mutex: touched once per connection, never per message.
+/// Cached verdicts and calls in flight, by credentials, with who waits for each call (`W`:
+/// whatever the shell hands the verdict to). Shared by all shards behind a mutex: touched
+/// once per connection, never per message.
 #[derive(Debug)]
-pub struct VerificationCache {
+pub struct VerificationCache<W> {
     policy: CachePolicy,
     entries: HashMap<CredentialKey, Entry>,
-    in_flight: HashMap<CredentialKey, usize>,
+    in_flight: HashMap<CredentialKey, Vec<W>>,
 }
 
-impl VerificationCache {
+impl<W> VerificationCache<W> {
     /// An empty cache.
     pub fn new(policy: CachePolicy) -> Self {
         Self {
@@ -256,8 +257,8 @@ impl VerificationCache {
     }
 
     /// Starts a connection's verification: a live verdict, or lead or follow the one call
-    /// in flight for these credentials.
-    pub fn begin(&mut self, key: CredentialKey, now: Instant) -> Lookup {
+    /// in flight for these credentials, `waiter` then waiting for its verdict.
+    pub fn begin(&mut self, key: CredentialKey, now: Instant, waiter: W) -> Lookup {
         if let Some(entry) = self.entries.get(&key) {
             if now < entry.expires_at {
                 return Lookup::Cached {
@@ -268,27 +269,27 @@ impl VerificationCache {
             self.entries.remove(&key);
         }
         match self.in_flight.get_mut(&key) {
-            Some(followers) => {
-                *followers += 1;
+            Some(waiters) => {
+                waiters.push(waiter);
                 Lookup::Follow
             }
             None => {
-                self.in_flight.insert(key, 0);
+                self.in_flight.insert(key, vec![waiter]);
                 Lookup::Lead
             }
         }
     }
 
-    /// Records the leader's verdict and ends the call in flight; returns how many
-    /// connections followed it (each of which the shell hands the verdict).
-    pub fn finish(&mut self, key: CredentialKey, verdict: Verdict, now: Instant) -> usize {
-        let followers = self.in_flight.remove(&key).unwrap_or(0);
+    /// Records the leader's verdict and ends the call in flight; returns who waited for it,
+    /// the leader first.
+    pub fn finish(&mut self, key: CredentialKey, verdict: Verdict, now: Instant) -> Vec<W> {
+        let waiters = self.in_flight.remove(&key).unwrap_or_default();
         let life = match verdict {
             Verdict::Verified(_) => self.policy.positive,
             Verdict::Refused(_) => self.policy.negative,
         };
         if life.is_zero() {
-            return followers;
+            return waiters;
         }
         if self.entries.len() >= self.policy.max_entries && !self.entries.contains_key(&key) {
             self.entries.retain(|_, e| now < e.expires_at);
@@ -314,13 +315,13 @@ impl VerificationCache {
                 },
             );
         }
-        followers
+        waiters
     }
 
     /// Ends the call in flight without caching its outcome (a timeout, a 5xx, an overloaded
-    /// verifier: the next connection asks again); returns how many connections followed it.
-    pub fn abandon(&mut self, key: CredentialKey) -> usize {
-        self.in_flight.remove(&key).unwrap_or(0)
+    /// verifier: the next connection asks again); returns who waited for it.
+    pub fn abandon(&mut self, key: CredentialKey) -> Vec<W> {
+        self.in_flight.remove(&key).unwrap_or_default()
     }
 
     /// Cached verdicts, live or not yet swept.
@@ -457,31 +458,35 @@ mod tests {
     fn concurrent_connections_share_one_call_in_flight() {
         let t0 = Instant::now();
         let mut cache = VerificationCache::new(policy(3600, 30, 100));
-        assert_eq!(cache.begin(key("a"), t0), Lookup::Lead);
-        for _ in 0..99 {
-            assert_eq!(cache.begin(key("a"), t0), Lookup::Follow);
+        assert_eq!(cache.begin(key("a"), t0, 0), Lookup::Lead);
+        for connection in 1..100 {
+            assert_eq!(cache.begin(key("a"), t0, connection), Lookup::Follow);
         }
-        assert_eq!(cache.begin(key("b"), t0), Lookup::Lead);
+        assert_eq!(cache.begin(key("b"), t0, 100), Lookup::Lead);
         assert_eq!(
             cache.finish(key("a"), Verdict::Verified(answer("user")), t0),
-            99
+            (0..100).collect::<Vec<_>>(),
+            "everyone who waited, the leader first"
         );
-        assert!(matches!(cache.begin(key("a"), t0), Lookup::Cached { .. }));
+        assert!(matches!(
+            cache.begin(key("a"), t0, 0),
+            Lookup::Cached { .. }
+        ));
     }
 
     #[test]
     fn positive_verdict_lives_cache_secs() {
         let t0 = Instant::now();
         let mut cache = VerificationCache::new(policy(3600, 30, 100));
-        cache.begin(key("a"), t0);
+        cache.begin(key("a"), t0, 0);
         cache.finish(key("a"), Verdict::Verified(answer("user")), t0);
         let almost = t0 + Duration::from_secs(3599);
         assert!(matches!(
-            cache.begin(key("a"), almost),
+            cache.begin(key("a"), almost, 0),
             Lookup::Cached { .. }
         ));
         assert_eq!(
-            cache.begin(key("a"), t0 + Duration::from_secs(3600)),
+            cache.begin(key("a"), t0 + Duration::from_secs(3600), 0),
             Lookup::Lead
         );
     }
@@ -490,26 +495,26 @@ mod tests {
     fn negative_verdict_lives_negative_cache_secs_and_zero_caches_none() {
         let t0 = Instant::now();
         let mut cache = VerificationCache::new(policy(3600, 30, 100));
-        cache.begin(key("a"), t0);
+        cache.begin(key("a"), t0, 0);
         cache.finish(key("a"), Verdict::Refused("status 401".into()), t0);
         let almost = t0 + Duration::from_secs(29);
         assert!(matches!(
-            cache.begin(key("a"), almost),
+            cache.begin(key("a"), almost, 0),
             Lookup::Cached {
                 verdict: Verdict::Refused(_),
                 ..
             }
         ));
         assert_eq!(
-            cache.begin(key("a"), t0 + Duration::from_secs(30)),
+            cache.begin(key("a"), t0 + Duration::from_secs(30), 0),
             Lookup::Lead
         );
 
         let mut off = VerificationCache::new(policy(3600, 0, 100));
-        off.begin(key("a"), t0);
+        off.begin(key("a"), t0, 0);
         off.finish(key("a"), Verdict::Refused("status 401".into()), t0);
         assert!(off.is_empty());
-        assert_eq!(off.begin(key("a"), t0), Lookup::Lead);
+        assert_eq!(off.begin(key("a"), t0, 0), Lookup::Lead);
     }
 
     #[test]
@@ -518,12 +523,12 @@ mod tests {
         let mut cache = VerificationCache::new(policy(3600, 30, 2));
         for (i, token) in ["a", "b", "c"].into_iter().enumerate() {
             let at = t0 + Duration::from_secs(i as u64);
-            cache.begin(key(token), at);
+            cache.begin(key(token), at, 0);
             cache.finish(key(token), Verdict::Verified(answer("user")), at);
         }
         assert_eq!(cache.len(), 2);
         assert_eq!(
-            cache.begin(key("a"), t0 + Duration::from_secs(3)),
+            cache.begin(key("a"), t0 + Duration::from_secs(3), 0),
             Lookup::Lead
         );
     }
@@ -532,10 +537,10 @@ mod tests {
     fn an_abandoned_call_caches_nothing_and_the_next_connection_leads() {
         let t0 = Instant::now();
         let mut cache = VerificationCache::new(policy(3600, 30, 100));
-        assert_eq!(cache.begin(key("a"), t0), Lookup::Lead);
-        assert_eq!(cache.begin(key("a"), t0), Lookup::Follow);
-        assert_eq!(cache.abandon(key("a")), 1);
+        assert_eq!(cache.begin(key("a"), t0, 1), Lookup::Lead);
+        assert_eq!(cache.begin(key("a"), t0, 2), Lookup::Follow);
+        assert_eq!(cache.abandon(key("a")), [1, 2]);
         assert!(cache.is_empty());
-        assert_eq!(cache.begin(key("a"), t0), Lookup::Lead);
+        assert_eq!(cache.begin(key("a"), t0, 0), Lookup::Lead);
     }
 }
