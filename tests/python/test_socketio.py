@@ -172,8 +172,8 @@ class SocketIoTest(unittest.TestCase):
         type(self).serial += 1
         return f"{prefix}{type(self).serial}-{int(time.time() * 1000)}"
 
-    def client(self, path="/socket.io", auth=None, connect=True):
-        """A python-socketio client over the WebSocket transport only, with `events`
+    def client(self, path="/socket.io", auth=None, connect=True, transports=("websocket",)):
+        """A python-socketio client (over the WebSocket transport only by default), with `events`
         recording every event as (name, args) and `errors` every `connect_error`'s data;
         returned once connected (or raising what `connect` raised) unless `connect` is
         False, when `sio.open()` connects it."""
@@ -185,7 +185,7 @@ class SocketIoTest(unittest.TestCase):
         self.addCleanup(sio.disconnect)
         sio.open = lambda: sio.connect(
             self.url,
-            transports=["websocket"],
+            transports=list(transports),
             socketio_path=path,
             auth=auth,
             wait_timeout=EVENT_TIMEOUT_S,
@@ -226,6 +226,18 @@ class SocketIoTest(unittest.TestCase):
             self.next_on(sio, "App\\Events\\Shipped", channel),
             ({"order": 42, "items": ["a", "b"]},),
         )
+
+    def test_long_polling_alone_and_with_its_upgrade_deliver_the_same(self):
+        # python-socketio upgrades before its CONNECT, which then comes over the WebSocket.
+        for transports, final in ((("polling",), "polling"), (("polling", "websocket"), "websocket")):
+            sio = self.client(transports=transports)
+            channel = self.uniq("polled-")
+            self.subscribe(sio, channel)
+            self.sdk.trigger(channel, "Polled", {"transports": list(transports)})
+            self.assertEqual(
+                self.next_on(sio, "Polled", channel), ({"transports": list(transports)},)
+            )
+            self.assertEqual(sio.transport(), final)
 
     def test_two_socketio_clients_and_pysher_get_the_same_100_events_in_order(self):
         channel = self.uniq("mixed-")

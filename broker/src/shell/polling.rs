@@ -166,8 +166,6 @@ enum State {
     Connecting,
     /// A shard connection.
     Connected { key: ConnKey, socket_id: SocketId },
-    /// A WebSocket is taking over: pending polls end with `noop`.
-    Upgrading { key: ConnKey, socket_id: SocketId },
     /// Refused at `CONNECT`: the next poll gets these packets, then the session ends.
     Refused(Vec<u8>),
     /// Over (closed, expired, or moved to a WebSocket).
@@ -190,6 +188,8 @@ pub struct Session {
     early: RefCell<Vec<Bytes>>,
     /// A `GET` is waiting.
     polling: Cell<bool>,
+    /// A WebSocket has answered the upgrade probe and is taking over: polls end with `noop`.
+    upgrading: Cell<bool>,
     /// When a request last ended (or the session opened): a session no request has touched
     /// for `ping_interval + ping_timeout` is gone.
     last_request: Cell<Instant>,
@@ -332,6 +332,7 @@ fn open(rt: &Rc<ShardRt>, head: &RequestHead, remote: IpAddr, app: AppIdx) -> Po
         writer: Rc::new(Writer::detached()),
         early: RefCell::new(Vec::new()),
         polling: Cell::new(false),
+        upgrading: Cell::new(false),
         last_request: Cell::new(now),
     });
     rt.polls.map.borrow_mut().insert(sid.into(), session);
@@ -391,10 +392,12 @@ async fn poll(rt: &Rc<ShardRt>, session: &Rc<Session>) -> PollAnswer {
                 .body(),
             );
         }
+        if session.upgrading.get() {
+            break PollAnswer::packets(b"6".to_vec());
+        }
         let connected = match &*session.state.borrow() {
             State::Handshaken | State::Connecting => None,
             State::Connected { key, socket_id } => Some((*key, *socket_id)),
-            State::Upgrading { .. } => break PollAnswer::packets(b"6".to_vec()),
             State::Refused(body) => break PollAnswer::packets(body.clone()),
             State::Ended => break PollAnswer::refused(HandshakeError::SessionIdUnknown),
         };
@@ -447,9 +450,7 @@ async fn post(rt: &Rc<ShardRt>, session: &Rc<Session>, body: &[u8]) -> PollAnswe
     for packet in split_payload(text) {
         let connected = match &*session.state.borrow() {
             // During the upgrade the client may still post, until its probe has succeeded.
-            State::Connected { key, socket_id } | State::Upgrading { key, socket_id } => {
-                Some((*key, *socket_id))
-            }
+            State::Connected { key, socket_id } => Some((*key, *socket_id)),
             State::Handshaken => None,
             // Packets while a CONNECT is decided or after the end are not for a connection.
             _ => return PollAnswer::refused(HandshakeError::BadRequest),
@@ -524,9 +525,7 @@ async fn connect(
 
 /// Ends a session: its connection (if it has one) is gone, its id no longer known.
 fn end(rt: &Rc<ShardRt>, session: &Rc<Session>) {
-    if let State::Connected { key, socket_id } | State::Upgrading { key, socket_id } =
-        session.state.replace(State::Ended)
-    {
+    if let State::Connected { key, socket_id } = session.state.replace(State::Ended) {
         disconnect(rt, session, key, socket_id);
     }
     rt.polls.map.borrow_mut().remove(&session.sid);
@@ -636,7 +635,9 @@ pub(super) async fn refuse<S: Transport>(stream: &mut S, err: HandshakeError) {
 }
 
 /// The upgrade itself: the probe (`2probe` answered `3probe`), the pending poll ended, the
-/// client's `upgrade`; then the WebSocket is the connection's transport.
+/// client's `upgrade`; then the WebSocket is the connection's transport. A client may
+/// upgrade before its `CONNECT` (python-socketio does): the `CONNECT` then comes over the
+/// WebSocket.
 async fn take_over<S: Transport>(
     rt: Rc<ShardRt>,
     mut stream: S,
@@ -653,19 +654,6 @@ async fn take_over<S: Transport>(
         }
     };
     let config = &rt.state.shared.config;
-    let deadline = Instant::now() + config.handshake_timeout;
-    // The client probes as soon as the session opens, often before its CONNECT is decided.
-    let (key, socket_id) = loop {
-        let waiting = match &*session.state.borrow() {
-            State::Connected { key, socket_id } => break (*key, *socket_id),
-            State::Handshaken | State::Connecting => Instant::now() < deadline,
-            _ => false,
-        };
-        if !waiting {
-            return refuse(&mut stream, HandshakeError::BadRequest).await;
-        }
-        monoio::time::sleep(CONNECT_WAIT_STEP).await;
-    };
     if stream
         .write_all(switching_protocols(&upgrade.accept, None))
         .await
@@ -678,17 +666,29 @@ async fn take_over<S: Transport>(
         max_frame_bytes: config.max_ws_message_bytes,
         max_message_bytes: config.max_ws_message_bytes,
     };
-    let probe = probe(&rt, &mut stream, &mut buf, limits, &session, key, socket_id);
+    let probe = probe(&rt, &mut stream, &mut buf, limits, &session);
     let upgraded = matches!(
         monoio::time::timeout(config.handshake_timeout, probe).await,
         Ok(true)
     );
-    let still = matches!(&*session.state.borrow(), State::Upgrading { .. });
-    if !upgraded || !still {
-        // The session goes on polling, as the client does after a failed probe.
-        if still {
-            session.state.replace(State::Connected { key, socket_id });
+    // A CONNECT posted just before the switch may still be decided.
+    let deadline = Instant::now() + config.handshake_timeout;
+    let next = loop {
+        let next = match &*session.state.borrow() {
+            State::Connected { key, .. } => Some(Switch::Attach(*key)),
+            State::Handshaken => Some(Switch::Connect),
+            State::Connecting if Instant::now() < deadline => None,
+            _ => Some(Switch::Gone),
+        };
+        match next {
+            Some(next) => break next,
+            None => monoio::time::sleep(CONNECT_WAIT_STEP).await,
         }
+    };
+    if !upgraded || matches!(next, Switch::Gone) {
+        // The session goes on polling, as the client does after a failed probe.
+        session.upgrading.set(false);
+        session.writer.signal.notify();
         let _ = stream
             .write_all(frame::encode_close(1000, "").to_vec())
             .await;
@@ -697,11 +697,30 @@ async fn take_over<S: Transport>(
     session.state.replace(State::Ended);
     rt.polls.map.borrow_mut().remove(&session.sid);
     session.writer.signal.notify();
-    rt.unregister_writer(key, &session.writer);
-    if let Some(cookie) = session.head.header("cookie") {
-        rt.remember_cookie(key, cookie);
+    match next {
+        Switch::Attach(key) => {
+            rt.unregister_writer(key, &session.writer);
+            if let Some(cookie) = session.head.header("cookie") {
+                rt.remember_cookie(key, cookie);
+            }
+            conn::run(rt, stream, key, Vec::new(), buf, remote).await;
+        }
+        Switch::Connect => {
+            let head = session.head.clone();
+            super::socketio::connect_over(rt, stream, head, buf, remote).await;
+        }
+        Switch::Gone => {}
     }
-    conn::run(rt, stream, key, Vec::new(), buf, remote).await;
+}
+
+/// What a WebSocket that upgraded a session becomes.
+enum Switch {
+    /// The transport of the session's connection.
+    Attach(ConnKey),
+    /// The client's `CONNECT` has not come: it comes over the WebSocket.
+    Connect,
+    /// The session ended meanwhile (refused, closed, expired).
+    Gone,
 }
 
 /// Reads the upgrade's probe and `upgrade` packets; `true` once the client has switched.
@@ -711,8 +730,6 @@ async fn probe<S: Transport>(
     buf: &mut BytesMut,
     limits: FrameLimits,
     session: &Rc<Session>,
-    key: ConnKey,
-    socket_id: SocketId,
 ) -> bool {
     let mut decoder = MessageDecoder::new(Role::Server, limits);
     loop {
@@ -734,7 +751,7 @@ async fn probe<S: Transport>(
                     if stream.write_all(pong.to_vec()).await.0.is_err() {
                         return false;
                     }
-                    session.state.replace(State::Upgrading { key, socket_id });
+                    session.upgrading.set(true);
                     session.writer.signal.notify();
                 }
                 Ok(EnginePacket::Upgrade) => return true,

@@ -37,7 +37,7 @@ pub(super) async fn websocket<S: Transport>(
     rt: Rc<ShardRt>,
     mut stream: S,
     head: RequestHead,
-    mut buf: BytesMut,
+    buf: BytesMut,
     remote: IpAddr,
     app: AppIdx,
 ) {
@@ -62,7 +62,6 @@ pub(super) async fn websocket<S: Transport>(
     };
     let config = &rt.state.shared.config;
     let max_message = config.max_ws_message_bytes;
-    let handshake_timeout = config.handshake_timeout;
     let Some(socketio) = rt.state.shared.apps.get(app).config.socketio.clone() else {
         return;
     };
@@ -78,12 +77,26 @@ pub(super) async fn websocket<S: Transport>(
     if stream.write_all(first).await.0.is_err() {
         return;
     }
+    connect_over(rt, stream, head, buf, remote).await;
+}
+
+/// Waits on a WebSocket whose Engine.IO handshake is done for the client's `CONNECT`, and
+/// serves the connection the shard admits (`head`: the request that opened the session).
+pub(super) async fn connect_over<S: Transport>(
+    rt: Rc<ShardRt>,
+    mut stream: S,
+    head: RequestHead,
+    mut buf: BytesMut,
+    remote: IpAddr,
+) {
+    let config = &rt.state.shared.config;
+    let max_message = config.max_ws_message_bytes;
     let limits = FrameLimits {
         max_frame_bytes: max_message,
         max_message_bytes: max_message,
     };
     let connect = read_connect(&mut stream, &mut buf, limits);
-    let auth = match monoio::time::timeout(handshake_timeout, connect).await {
+    let auth = match monoio::time::timeout(config.handshake_timeout, connect).await {
         Ok(Ok(auth)) => auth,
         Ok(Err(Gone)) | Err(_) => {
             tracing::debug!(%remote, "Socket.IO connection ended before its CONNECT");
