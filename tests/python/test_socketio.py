@@ -24,7 +24,7 @@ import pusher
 import pysher
 import socketio
 
-from test_pysher import APP_ID, EVENT_TIMEOUT_S, KEY, SECRET, Broker
+from test_pysher import APP_ID, CONFIG, EVENT_TIMEOUT_S, KEY, SECRET, Broker
 
 JWT_APP_ID, JWT_KEY, JWT_SECRET_APP = "200002", "jwt-key", "jwt-secret"
 JWT_SECRET = "socketio-jwt-secret-of-32-bytes-at-least"
@@ -35,19 +35,8 @@ QUIET_S = 0.2
 
 
 def config(auth_url):
-    return f"""
-[server]
-host = "127.0.0.1"
-port = 0
-shards = 2
-data_dir = "data"
-
-[[apps]]
-id = "{APP_ID}"
-key = "{KEY}"
-secret = "{SECRET}"
-client_events = "enabled"
-[apps.socketio]
+    # test_pysher's server and main app, with Socket.IO, and a second app taking JWTs.
+    return CONFIG + f"""[apps.socketio]
 auth_endpoint = "{auth_url}"
 
 [[apps]]

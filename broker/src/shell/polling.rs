@@ -23,7 +23,7 @@ use monoio::io::AsyncWriteRentExt;
 
 use super::conn;
 use super::runtime::{ShardRt, Writer};
-use super::socketio::{Admitted, Step, admit, connect_step, session_id};
+use super::socketio::{Admitted, Step, admit, connect_step, shard_of, sharded_id};
 use super::tls::Transport;
 use crate::core::http::request::{Method, RequestHead};
 use crate::core::http::response;
@@ -207,11 +207,6 @@ impl Sessions {
     }
 }
 
-/// The shard a session id names, if it is well formed.
-fn owner(sid: &str) -> Option<ShardId> {
-    sid.split_once('.')?.0.parse().ok()
-}
-
 /// The app's Socket.IO settings (present: the path matched them).
 fn settings(rt: &ShardRt, app: AppIdx) -> SocketIoConfig {
     rt.state
@@ -292,10 +287,10 @@ async fn answer(
         };
     };
     let me = rt.core().id();
-    match owner(&sid) {
+    match shard_of(&sid, rt.shard_count()) {
         Some(shard) if shard == me => on_owner(rt.clone(), &sid, kind).await,
-        Some(shard) if shard < rt.shard_count() => ask_owner(rt, shard, sid, kind).await,
-        _ => PollAnswer::refused(HandshakeError::SessionIdUnknown),
+        Some(shard) => ask_owner(rt, shard, sid, kind).await,
+        None => PollAnswer::refused(HandshakeError::SessionIdUnknown),
     }
 }
 
@@ -312,7 +307,9 @@ fn open(rt: &Rc<ShardRt>, head: &RequestHead, remote: IpAddr, app: AppIdx) -> Po
         return PollAnswer::too_many(retry);
     }
     let settings = settings(rt, app);
-    let sid = format!("{}.{}", rt.core().id(), session_id());
+    let Some(sid) = sharded_id(rt.core().id()) else {
+        return PollAnswer::refused(HandshakeError::Forbidden);
+    };
     let max_payload = config.max_ws_message_bytes.min(config.max_http_body_bytes);
     let packet = open_packet(
         &sid,
@@ -572,9 +569,10 @@ pub(super) async fn upgrade<S: Transport>(
     sid: String,
 ) {
     let me = rt.core().id();
-    match owner(&sid) {
+    let owner = shard_of(&sid, rt.shard_count());
+    match owner {
         Some(shard) if shard == me => {}
-        Some(shard) if shard < rt.shard_count() => match stream.into_plain() {
+        Some(shard) => match stream.into_plain() {
             Ok(fd) => {
                 let handover = Handover {
                     fd,
@@ -591,7 +589,7 @@ pub(super) async fn upgrade<S: Transport>(
         _ => {}
     }
     let session = rt.polls.get(&sid);
-    let Some(session) = session.filter(|_| owner(&sid) == Some(me)) else {
+    let Some(session) = session.filter(|_| owner == Some(me)) else {
         return refuse(&mut stream, HandshakeError::SessionIdUnknown).await;
     };
     take_over(rt, stream, head, buf, remote, session).await;

@@ -16,6 +16,7 @@ use super::polling::{self, Handover, Purpose};
 use super::runtime::ShardRt;
 use super::tls::Transport;
 use crate::core::http::request::RequestHead;
+use crate::core::http::response;
 use crate::core::ids::AppIdx;
 use crate::core::shard::{Accept, ConnectRequest, ShardId};
 use crate::core::wire::Wire;
@@ -65,9 +66,19 @@ pub(super) async fn websocket<S: Transport>(
     let Some(socketio) = rt.state.shared.apps.get(app).config.socketio.clone() else {
         return;
     };
+    let Some(sid) = random_id() else {
+        let _ = stream
+            .write_all(response::json_error(
+                503,
+                "no session id could be made",
+                false,
+            ))
+            .await;
+        return;
+    };
     let mut first = switching_protocols(&upgrade.accept, None);
     let open = open_packet(
-        &session_id(),
+        &sid,
         &[],
         socketio.ping_interval.as_millis(),
         socketio.ping_timeout.as_millis(),
@@ -172,11 +183,6 @@ pub(super) enum Admitted {
     Elsewhere(ShardId),
 }
 
-/// The shard a recovery `pid` belongs to, when it is well formed.
-fn pid_owner(pid: &str) -> Option<ShardId> {
-    pid.split_once('.')?.0.parse().ok()
-}
-
 /// Decides on a client's `CONNECT` with its `auth` object, on either transport: who it is
 /// (`auth.token`, the query's `token`, `Authorization`, or the app's backend verification of
 /// the handshake request's headers), then the shard admits it or says why not. `head` is the
@@ -223,11 +229,11 @@ pub(super) async fn admit(
         .and_then(|auth| auth.get("pid"))
         .and_then(Value::as_str)
         .filter(|_| recovers);
-    let owner = asked.and_then(pid_owner);
-    if let Some(shard) = owner.filter(|&s| s != me && can_move && s < rt.shard_count()) {
+    let owner = asked.and_then(|pid| shard_of(pid, rt.shard_count()));
+    if let Some(shard) = owner.filter(|&s| s != me && can_move) {
         return Admitted::Elsewhere(shard);
     }
-    let fresh = recovers.then(|| format!("{me}.{}", session_id()));
+    let fresh = recovers.then(|| sharded_id(me)).flatten();
     let mut request = ConnectRequest {
         wire: Wire::SocketIo,
         path: &head.path,
@@ -321,13 +327,25 @@ pub(super) fn connect_step(text: &[u8]) -> Result<Step, Gone> {
     }
 }
 
-/// A new Engine.IO session id: random, so that no one can guess another client's.
-pub(super) fn session_id() -> String {
+/// A new random id (20 characters of base64url), so that no one can guess another client's;
+/// `None` if the system's generator failed, when no id is handed out rather than a guessable
+/// one.
+pub(super) fn random_id() -> Option<String> {
     use base64::Engine as _;
     use ring::rand::SecureRandom as _;
     let mut bytes = [0u8; SID_BYTES];
-    // The system's generator does not fail on Linux; a zeroed id is still unique enough
-    // for a WebSocket session, which is never looked up by it.
-    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    ring::rand::SystemRandom::new().fill(&mut bytes).ok()?;
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// A random id that names its shard, `{shard}.{random}`: long-polling session ids and
+/// recovery `pid`s, by which a request reaching another shard finds its way.
+pub(super) fn sharded_id(shard: ShardId) -> Option<String> {
+    random_id().map(|random| format!("{shard}.{random}"))
+}
+
+/// The shard a [`sharded_id`] names, when it is one of this server's `shard_count`.
+pub(super) fn shard_of(id: &str, shard_count: usize) -> Option<ShardId> {
+    let shard: ShardId = id.split_once('.')?.0.parse().ok()?;
+    (shard < shard_count).then_some(shard)
 }
