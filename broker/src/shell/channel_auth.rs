@@ -7,14 +7,12 @@ use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender, TrySendError};
 
-use super::verify::with_headers;
+use super::verify::{QUEUED_PER_THREAD, backend_agent, with_headers};
 use crate::core::auth::endpoint::{EndpointAnswer, MAX_ANSWER_BYTES};
 use crate::core::ids::AppIdx;
 use crate::core::options::{AppConfig, SocketIoConfig};
 use crate::core::shard::AuthCall;
 
-/// Calls that may wait for a free thread, per thread.
-const QUEUED_PER_THREAD: usize = 64;
 /// Headers a client may not set on the broker's request: they describe the connection and
 /// the body, which the broker writes itself.
 const NOT_FORWARDED: [&str; 7] = [
@@ -45,12 +43,7 @@ impl Authorizer {
     fn start(app_id: &str, url: &str, settings: &SocketIoConfig) -> std::io::Result<Self> {
         let threads = settings.max_auth_in_flight;
         let (jobs, queue) = async_channel::bounded(threads * QUEUED_PER_THREAD);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(settings.auth_timeout))
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .build()
-            .into();
+        let agent = backend_agent(settings.auth_timeout);
         for i in 0..threads {
             let (queue, agent, url) = (queue.clone(), agent.clone(), url.to_owned());
             let timeout = settings.auth_timeout;

@@ -17,8 +17,8 @@ use crate::core::options::{AppConfig, TokenVerification, VerifyMethod};
 use crate::core::sync;
 use crate::metrics::VerifierMetrics;
 
-/// Calls that may wait for a free thread, per thread.
-const QUEUED_PER_THREAD: usize = 64;
+/// Calls to an app's backend that may wait for a free thread, per thread.
+pub(super) const QUEUED_PER_THREAD: usize = 64;
 /// Longest header value forwarded; a longer one refuses the connection without a call.
 const MAX_FORWARDED_VALUE_BYTES: usize = 8192;
 
@@ -75,12 +75,7 @@ impl Verifier {
             settings,
             metrics: VerifierMetrics::default(),
         });
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(inner.settings.timeout))
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .build()
-            .into();
+        let agent = backend_agent(inner.settings.timeout);
         for i in 0..threads {
             let (inner, queue, agent) = (inner.clone(), queue.clone(), agent.clone());
             std::thread::Builder::new()
@@ -249,6 +244,17 @@ impl Inner {
             Err(err) => Outcome::Transient(format!("unusable answer: {err}")),
         }
     }
+}
+
+/// An HTTP client for an app's backend: every call ends within `timeout`, an answer is read
+/// whatever its status (the status is the backend's verdict), and redirects are not followed.
+pub(super) fn backend_agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into()
 }
 
 /// `request` with the forwarded `headers` added.
