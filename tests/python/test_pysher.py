@@ -74,18 +74,23 @@ class Broker:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def server_sdk(broker):
+    """The pusher server SDK pointed at `broker`'s main app."""
+    return pusher.Pusher(
+        app_id=APP_ID,
+        key=KEY,
+        secret=SECRET,
+        host=broker.host,
+        port=broker.port,
+        ssl=False,
+    )
+
+
 class PysherTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.broker = Broker()
-        cls.sdk = pusher.Pusher(
-            app_id=APP_ID,
-            key=KEY,
-            secret=SECRET,
-            host=cls.broker.host,
-            port=cls.broker.port,
-            ssl=False,
-        )
+        cls.sdk = server_sdk(cls.broker)
 
     @classmethod
     def tearDownClass(cls):

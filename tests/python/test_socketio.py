@@ -20,11 +20,10 @@ import time
 import unittest
 import urllib.parse
 
-import pusher
 import pysher
 import socketio
 
-from test_pysher import APP_ID, CONFIG, EVENT_TIMEOUT_S, KEY, SECRET, Broker
+from test_pysher import CONFIG, EVENT_TIMEOUT_S, KEY, Broker, server_sdk
 
 JWT_APP_ID, JWT_KEY, JWT_SECRET_APP = "200002", "jwt-key", "jwt-secret"
 JWT_SECRET = "socketio-jwt-secret-of-32-bytes-at-least"
@@ -142,14 +141,7 @@ class SocketIoTest(unittest.TestCase):
             cls.endpoint.stop()
             raise
         cls.url = f"http://{cls.broker.host}:{cls.broker.port}"
-        cls.sdk = pusher.Pusher(
-            app_id=APP_ID,
-            key=KEY,
-            secret=SECRET,
-            host=cls.broker.host,
-            port=cls.broker.port,
-            ssl=False,
-        )
+        cls.sdk = server_sdk(cls.broker)
         cls.serial = 0
 
     @classmethod
