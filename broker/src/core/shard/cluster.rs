@@ -90,16 +90,22 @@ impl Shard {
         except: Option<SocketId>,
     ) -> (Bytes, Bytes) {
         let app_id = self.app_id(app);
-        let added = Frames::encode(&Event::MemberAdded {
-            channel,
-            user,
-            info,
-        });
-        let removed = Frames::encode(&Event::MemberRemoved {
-            channel,
-            user,
-            info,
-        });
+        let added = Frames::encode(
+            &Event::MemberAdded {
+                channel,
+                user,
+                info,
+            },
+            crate::core::wire::Wires::PUSHER,
+        );
+        let removed = Frames::encode(
+            &Event::MemberRemoved {
+                channel,
+                user,
+                info,
+            },
+            crate::core::wire::Wires::PUSHER,
+        );
         let envelope = |frames: Frames, except, member_info: Option<&str>| {
             Envelope::Event {
                 app: app_id.clone(),
@@ -238,6 +244,7 @@ impl Shard {
             ),
             None => (local, None, false, None),
         };
+        let wires = self.wires(app);
         if let Some(cached) = cached
             && self.cached(app, &channel, now).is_none()
             && let Some(home) = self.per_app[app].homes.get_mut(&channel)
@@ -245,7 +252,7 @@ impl Shard {
             // Kept here for as long as Redis would still have kept it.
             let ttl = self.state.apps.get(app).config.cache_ttl;
             let age = ttl.saturating_sub(cached.remaining);
-            let frames = Frames::from_pusher(cached.frame);
+            let frames = Frames::from_pusher(cached.frame, wires);
             home.remember(frames, now.checked_sub(age).unwrap_or(now));
         }
         let joining = waiting.as_ref().map(|j| j.socket_id);
@@ -280,19 +287,25 @@ impl Shard {
                     Some(PresenceOp::Join { info, .. }) => info.clone(),
                     _ => None,
                 };
-                let frames = Frames::encode(&Event::MemberAdded {
-                    channel: &channel,
-                    user,
-                    info: info.as_deref(),
-                });
+                let frames = Frames::encode(
+                    &Event::MemberAdded {
+                        channel: &channel,
+                        user,
+                        info: info.as_deref(),
+                    },
+                    self.wires(app),
+                );
                 self.home_publish(app, &channel, frames, joining, now);
             }
             for user in &transitions.removed {
-                let frames = Frames::encode(&Event::MemberRemoved {
-                    channel: &channel,
-                    user,
-                    info: None,
-                });
+                let frames = Frames::encode(
+                    &Event::MemberRemoved {
+                        channel: &channel,
+                        user,
+                        info: None,
+                    },
+                    self.wires(app),
+                );
                 self.home_publish(app, &channel, frames, None, now);
             }
         }

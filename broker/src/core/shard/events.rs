@@ -132,12 +132,15 @@ impl Shard {
             };
             self.webhooks.push((app_idx, hook));
         }
-        let frames = Frames::encode(&Event::Client {
-            event,
-            channel: &channel,
-            data,
-            user: user.as_ref(),
-        });
+        let frames = Frames::encode(
+            &Event::Client {
+                event,
+                channel: &channel,
+                data,
+                user: user.as_ref(),
+            },
+            self.wires(app_idx),
+        );
         inc(&self.counters.app(app_idx).publishes);
         self.publish_frames(app_idx, &channel, frames, Some(socket_id), None, now);
     }
@@ -155,11 +158,14 @@ impl Shard {
         channel: &ChannelName,
         now: Instant,
     ) -> Option<QueryId> {
-        let frames = Frames::encode(&Event::Channel {
-            event: publish.event,
-            channel,
-            data: publish.data,
-        });
+        let frames = Frames::encode(
+            &Event::Channel {
+                event: publish.event,
+                channel,
+                data: publish.data,
+            },
+            self.wires(publish.app),
+        );
         inc(&self.counters.app(publish.app).publishes);
         self.audit_api_publish(
             publish.app,

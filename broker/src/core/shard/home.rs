@@ -64,11 +64,14 @@ impl Shard {
         if admitted.first_socket_of_user
             && let Some(member) = member
         {
-            let frames = Frames::encode(&Event::MemberAdded {
-                channel: &channel,
-                user: &member.user_id,
-                info: member.user_info.as_deref(),
-            });
+            let frames = Frames::encode(
+                &Event::MemberAdded {
+                    channel: &channel,
+                    user: &member.user_id,
+                    info: member.user_info.as_deref(),
+                },
+                self.wires(app),
+            );
             self.home_publish(app, &channel, frames, Some(socket_id), now);
         }
     }
@@ -103,11 +106,14 @@ impl Shard {
         }
         self.subscription_count_changed(app, channel, count, now);
         if let (Some(user), true) = (user, removed.last_socket_of_user) {
-            let frames = Frames::encode(&Event::MemberRemoved {
-                channel,
-                user,
-                info: removed.left_info.as_deref(),
-            });
+            let frames = Frames::encode(
+                &Event::MemberRemoved {
+                    channel,
+                    user,
+                    info: removed.left_info.as_deref(),
+                },
+                self.wires(app),
+            );
             self.home_publish(app, channel, frames, None, now);
         }
     }
@@ -131,7 +137,10 @@ impl Shard {
         };
         self.webhook(app, event);
         if count > 0 && self.state.apps.get(app).config.subscription_count_events {
-            let frames = Frames::encode(&Event::SubscriptionCount { channel, count });
+            let frames = Frames::encode(
+                &Event::SubscriptionCount { channel, count },
+                self.wires(app),
+            );
             if self.clustered() {
                 self.publish_frames(app, channel, frames, None, None, now);
             } else {

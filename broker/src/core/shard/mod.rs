@@ -79,7 +79,7 @@ use crate::core::options::{AppConfig, ServerConfig};
 use crate::core::policy::Resources;
 use crate::core::rand::SplitMix64;
 use crate::core::webhook::WebhookEvent;
-use crate::core::wire::{Fault, ForwardHeaders, Wire};
+use crate::core::wire::{Fault, ForwardHeaders, Wire, Wires};
 use ringcast_shared::AuditRecord;
 
 /// What every shard shares, read-only (but for the atomics inside): the options, the app
@@ -392,6 +392,11 @@ impl Shard {
     /// The socket id of an open connection.
     pub fn socket_id(&self, key: ConnKey) -> Option<SocketId> {
         self.conns.get(key).map(|c| c.socket_id)
+    }
+
+    /// The wires the connections of `app` speak, which its events are encoded for.
+    pub(super) fn wires(&self, app: AppIdx) -> Wires {
+        Wires::of(&self.state.apps.get(app).config)
     }
 
     /// The app of an open connection.

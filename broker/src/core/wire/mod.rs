@@ -454,10 +454,32 @@ pub enum Event<'a> {
     },
 }
 
+/// The wires an app's connections may speak: its events are encoded for these only, so an
+/// app without Socket.IO pays for no Socket.IO frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wires {
+    socketio: bool,
+}
+
+impl Wires {
+    /// Pusher only (also what travels between nodes).
+    pub const PUSHER: Wires = Wires { socketio: false };
+    /// Every wire.
+    pub const ALL: Wires = Wires { socketio: true };
+
+    /// The wires of an app with these options (`[apps.socketio]` adds Socket.IO).
+    pub fn of(config: &crate::core::options::AppConfig) -> Self {
+        Wires {
+            socketio: config.socketio.is_some(),
+        }
+    }
+}
+
 /// One event encoded for every wire: each subscriber gets a clone of its wire's buffer.
 ///
 /// Cloning is a reference-count increment per wire; the bytes are shared by every shard and
-/// every subscriber.
+/// every subscriber. A wire the app does not speak has no frame (an empty buffer), and no
+/// connection of the app asks for one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frames {
     pusher: Bytes,
@@ -465,29 +487,33 @@ pub struct Frames {
 }
 
 impl Frames {
-    /// `event`, encoded once for each wire.
-    pub fn encode(event: &Event<'_>) -> Self {
+    /// `event`, encoded once for each of `wires`.
+    pub fn encode(event: &Event<'_>, wires: Wires) -> Self {
+        let socketio = match wires.socketio {
+            true => socketio::frames::encode_event(event),
+            false => Bytes::new(),
+        };
         Self {
             pusher: pusher::encode_event(event),
-            socketio: socketio::frames::encode_event(event),
+            socketio,
         }
     }
 
     /// Frames as they travel between nodes, which exchange the Pusher frame: the other
     /// wires' frames are made from it, once per node.
-    pub fn from_pusher(frame: Bytes) -> Self {
-        let socketio = socketio::frames::from_pusher_frame(&frame).unwrap_or_default();
-        Self {
-            pusher: frame,
-            socketio,
-        }
+    pub fn from_pusher(frame: Bytes, wires: Wires) -> Self {
+        Self::from_pusher_notice(frame, None, wires)
     }
 
-    /// A presence notice as it travels between nodes: the Pusher frame and, for
-    /// `member_removed`, the member's `user_info`, which the Socket.IO frame carries.
-    pub fn from_pusher_notice(frame: Bytes, member_info: Option<&str>) -> Self {
-        let socketio =
-            socketio::frames::from_pusher_frame_with(&frame, member_info).unwrap_or_default();
+    /// [`Frames::from_pusher`] for a presence notice, whose `member_removed` member's
+    /// `user_info` travels beside the Pusher frame (the Socket.IO frame carries it).
+    pub fn from_pusher_notice(frame: Bytes, member_info: Option<&str>, wires: Wires) -> Self {
+        let socketio = match wires.socketio {
+            true => {
+                socketio::frames::from_pusher_frame_with(&frame, member_info).unwrap_or_default()
+            }
+            false => Bytes::new(),
+        };
         Self {
             pusher: frame,
             socketio,

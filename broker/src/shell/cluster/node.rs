@@ -45,6 +45,7 @@ impl Node {
                     id: app.config.id.clone(),
                     cache_ttl: app.config.cache_ttl,
                     max_user_id_chars: app.config.max_user_id_chars,
+                    wires: crate::core::wire::Wires::of(&app.config),
                 })
                 .collect(),
             seed: fastrand::u64(..),

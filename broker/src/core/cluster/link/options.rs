@@ -39,6 +39,8 @@ pub struct AppOptions {
     pub cache_ttl: Duration,
     /// Longest user id accepted from Redis for this app.
     pub max_user_id_chars: usize,
+    /// The wires its connections speak: what arrives from Redis is encoded for these.
+    pub wires: crate::core::wire::Wires,
 }
 
 /// An ACL user and password for `HELLO 3 AUTH`.

@@ -16,6 +16,7 @@ use crate::core::ids::{AppIdx, SocketId, UserId};
 use crate::core::shard::{AnswerPart, ChannelStats, MeshMsg, ReplyTo, Watcher, home_shard};
 use crate::core::webhook::WebhookEvent;
 use crate::core::wire::Frames;
+use crate::core::wire::Wires;
 
 impl Link {
     /// Acts on the reply to one command.
@@ -253,10 +254,11 @@ impl Link {
                 let Ok(channel) = ChannelName::parse(&channel, usize::MAX) else {
                     return;
                 };
+                let wires = self.apps.get(app.get()).map_or(Wires::ALL, |a| a.wires);
                 self.deliver_here(
                     app,
                     channel,
-                    Frames::from_pusher_notice(frame, member_info.as_deref()),
+                    Frames::from_pusher_notice(frame, member_info.as_deref(), wires),
                     except,
                     !notice,
                     now,

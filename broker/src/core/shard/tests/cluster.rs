@@ -74,7 +74,7 @@ impl Cluster {
         let msg = MeshMsg::Publish {
             app: AppIdx(0),
             channel,
-            frames: Frames::from_pusher(frame),
+            frames: Frames::from_pusher(frame, crate::core::wire::Wires::ALL),
             except: None,
             published: self.now,
             remember,

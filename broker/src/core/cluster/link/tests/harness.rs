@@ -57,6 +57,7 @@ pub fn options() -> LinkOptions {
             id: "app1".into(),
             cache_ttl: Duration::from_secs(30),
             max_user_id_chars: 64,
+            wires: crate::core::wire::Wires::ALL,
         }],
         seed: 7,
     }

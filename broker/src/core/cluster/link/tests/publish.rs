@@ -11,7 +11,7 @@ fn without_redis_events_are_delivered_here_and_queries_are_unavailable() {
     let publish = ClusterOut::Publish {
         app: APP,
         channel: channel("room"),
-        frames: Frames::from_pusher(frame.clone()),
+        frames: Frames::from_pusher(frame.clone(), crate::core::wire::Wires::ALL),
         except: None,
         confirm: None,
     };
@@ -92,7 +92,7 @@ fn with_redis_an_event_goes_round_through_redis_before_it_is_delivered() {
     let publish = |name: &str| ClusterOut::Publish {
         app: APP,
         channel: channel(name),
-        frames: Frames::from_pusher(frame.clone()),
+        frames: Frames::from_pusher(frame.clone(), crate::core::wire::Wires::ALL),
         except: None,
         confirm: None,
     };
@@ -137,7 +137,10 @@ fn confirmed_publish(name: &str) -> ClusterOut {
     ClusterOut::Publish {
         app: APP,
         channel: channel(name),
-        frames: Frames::from_pusher(Bytes::from_static(b"\x81\x02hi")),
+        frames: Frames::from_pusher(
+            Bytes::from_static(b"\x81\x02hi"),
+            crate::core::wire::Wires::ALL,
+        ),
         except: None,
         confirm: Some(QUERY),
     }
