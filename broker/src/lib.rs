@@ -64,6 +64,7 @@ pub mod audit;
 pub mod config;
 pub mod core;
 pub mod http;
+pub mod inbox;
 pub mod jwks;
 pub mod metrics;
 pub mod server;

@@ -35,6 +35,8 @@ pub struct ServerState {
     /// Each app's Redis broadcast counters, `None` where it has no `[apps.redis_broadcast]`
     /// (indexed like the apps).
     pub redis_broadcast: Vec<Option<RedisBroadcastMetrics>>,
+    /// The inbox store's counters, per app (read by `/metrics`; zero without `[apps.inbox]`).
+    pub inbox_metrics: Arc<crate::inbox::InboxMetrics>,
 }
 
 impl ServerState {
@@ -61,6 +63,7 @@ impl ServerState {
             })
             .collect();
         Self {
+            inbox_metrics: Arc::new(crate::inbox::InboxMetrics::new(config.apps.len())),
             redis_broadcast,
             admin_ui: AdminAssets::for_config(config.server.admin_ui_dir.as_deref()),
             admins: Mutex::new(Admins::new(

@@ -6,8 +6,10 @@
 
 use std::time::Duration;
 
+mod inbox;
 mod tables;
 
+use self::inbox::{check_inbox, check_legacy_broadcast};
 use self::tables::{check_redis_broadcast, check_socketio, check_token_verification, is_http_url};
 use super::file::{AppTable, ClusterTable, FileConfig, JwtTable};
 use super::{ConfigError, invalid};
@@ -275,6 +277,15 @@ fn check_app(
     if let Some(broadcast) = &app.redis_broadcast {
         check_redis_broadcast(broadcast).map_err(|(name, message)| {
             invalid(field(&format!("redis_broadcast.{name}")), message)
+        })?;
+    }
+    if let Some(inbox) = &app.inbox {
+        check_inbox(inbox)
+            .map_err(|(name, message)| invalid(field(&format!("inbox.{name}")), message))?;
+    }
+    if let Some(legacy) = &app.legacy_broadcast {
+        check_legacy_broadcast(legacy).map_err(|(name, message)| {
+            invalid(field(&format!("legacy_broadcast.{name}")), message)
         })?;
     }
     crate::core::policy::PolicySet::compile(&app.policies)

@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod counters;
 pub mod http;
 pub mod ids;
+pub mod inbox;
 pub mod options;
 pub mod policy;
 pub mod proxy;

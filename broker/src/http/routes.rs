@@ -11,6 +11,7 @@ use ringcast_shared::{Health, UpReport};
 
 use super::admin;
 use super::api::{self, ApiRoute};
+use super::inbox::{self, InboxRoute};
 use super::{Clock, Reply, ServerView};
 
 /// Routes one HTTP request (WebSocket upgrades are handled before this).
@@ -27,6 +28,9 @@ use super::{Clock, Reply, ServerView};
 /// | POST | `/apps/{id}/users/{user}/terminate_connections` | close a signed-in user's sockets |
 /// | POST | `/apps/{id}/tokens/revoke` | revoke a token (`jti`) or a user's tokens (`sub`), closing their live sockets |
 /// | PUT, DELETE | `/apps/{id}/resources/{type}/{id}` | set or delete a policy resource |
+/// | GET, OPTIONS | `/pending-notifications?app_key=` | the caller's unread notifications (see `http::inbox`) |
+/// | POST, OPTIONS | `/pending-notifications/ack?app_key=` | mark the caller's notifications read |
+/// | POST | `/broadcast-message` | the legacy Reverb-era publish (`[apps.legacy_broadcast]`) |
 /// | GET | `/admin/`, `/admin/{file}` | the dashboard (see `http::admin`) |
 /// | any | `/admin/api/...` | the admin API: sign-in, apps, channels, audit (see `http::admin`) |
 pub fn handle(
@@ -111,6 +115,20 @@ pub fn handle(
                     .iter()
                     .filter_map(|a| a.jwks().map(|keys| (a.config.id.as_str(), &**keys)))
                     .collect(),
+                inbox: Some((
+                    &view.server.inbox_metrics,
+                    shard
+                        .state()
+                        .apps
+                        .iter()
+                        .map(|a| {
+                            a.config
+                                .inbox
+                                .as_ref()
+                                .and_then(|_| view.server.inbox_metrics.apps.get(a.idx.get()))
+                        })
+                        .collect(),
+                )),
             };
             let text = render_prometheus(&Totals::gather(view.metrics), &facts);
             return Reply::Now(response(
@@ -120,6 +138,15 @@ pub fn handle(
                 &[],
                 keep_alive,
             ));
+        }
+        (Method::Get | Method::Options, ["pending-notifications"]) => {
+            return inbox::pending(shard, view, head, body, clock, InboxRoute::Pending);
+        }
+        (Method::Post | Method::Options, ["pending-notifications", "ack"]) => {
+            return inbox::pending(shard, view, head, body, clock, InboxRoute::Ack);
+        }
+        (Method::Post, ["broadcast-message"]) => {
+            return inbox::broadcast_message(shard, view, head, body, clock);
         }
         (_, ["admin", "api", rest @ ..]) => {
             return admin::api(shard, view, head, body, clock, rest);
@@ -157,7 +184,9 @@ pub fn handle(
                 delete: true,
             },
         ),
-        (_, ["up" | "metrics"])
+        (_, ["pending-notifications" | "broadcast-message"])
+        | (_, ["pending-notifications", "ack"])
+        | (_, ["up" | "metrics"])
         | (_, ["admin"])
         | (_, ["admin", _])
         | (_, ["apps", _, "events" | "batch_events" | "channels"])

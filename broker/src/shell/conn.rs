@@ -274,6 +274,7 @@ async fn serve_http<S: AsyncReadRent + AsyncWriteRent>(
                 )
             }
         }
+        Reply::Inbox(call) => super::inbox::serve(rt, head, call, remote).await,
         Reply::Audit { query, keep_alive } => match rt.audit.query(query).recv().await {
             Ok(Ok(page)) => {
                 let body = serde_json::to_vec(&page).unwrap_or_default();

@@ -9,6 +9,7 @@ pub mod channel_auth;
 mod cluster;
 mod conn;
 pub mod cpus;
+mod inbox;
 pub mod io;
 mod polling;
 mod redis_broadcast;
@@ -69,6 +70,7 @@ pub struct Server {
     jwks: crate::jwks::JwksFetchers,
     audit: crate::audit::AuditLog,
     audit_thread: thread::JoinHandle<()>,
+    inbox_store: Option<(crate::inbox::Inbox, thread::JoinHandle<()>)>,
     cluster: Option<(
         async_channel::Sender<cluster::LinkMsg>,
         thread::JoinHandle<()>,
@@ -166,6 +168,7 @@ impl Server {
                 "the admin dashboard is not built (scripts/build-admin-ui); /admin/ says how to build it"
             );
         }
+        let inbox_store = inbox::open(&state)?;
         let state = Arc::new(state);
         let shared = state.shared.clone();
         let (webhooks, webhook_thread) =
@@ -215,6 +218,7 @@ impl Server {
                 driver,
                 webhooks: webhooks.clone(),
                 audit: audit.clone(),
+                inbox_store: inbox_store.as_ref().map(|(store, _)| store.clone()),
                 link: cluster.as_ref().map(|(sender, _)| sender.clone()),
             };
             let thread = thread::Builder::new()
@@ -254,6 +258,7 @@ impl Server {
             jwks,
             audit,
             audit_thread,
+            inbox_store,
             cluster,
             shutdown_timeout,
         })
@@ -346,6 +351,9 @@ impl Server {
         }
         if self.audit_thread.is_finished() {
             let _ = self.audit_thread.join();
+        }
+        if let Some((store, thread)) = self.inbox_store {
+            inbox::stop(store, thread, WEBHOOK_FLUSH_TIMEOUT);
         }
     }
 }

@@ -174,6 +174,8 @@ pub struct ShardSetup {
     pub webhooks: crate::webhooks::WebhookQueue,
     /// Where audit records go.
     pub audit: crate::audit::AuditLog,
+    /// Where users' notifications go, when an app keeps an inbox (`[apps.inbox]`).
+    pub inbox_store: Option<crate::inbox::Inbox>,
     /// The node's cluster link, in cluster mode.
     pub link: Option<async_channel::Sender<super::cluster::LinkMsg>>,
 }
@@ -350,6 +352,9 @@ pub struct ShardRt {
     /// The audit log (records go there; admin queries are sent there).
     pub audit: crate::audit::AuditLog,
     audit_scratch: RefCell<Vec<ringcast_shared::AuditRecord>>,
+    /// The inbox store, when an app keeps an inbox (reads and acks are sent there).
+    pub inbox_store: Option<crate::inbox::Inbox>,
+    inbox_scratch: RefCell<Vec<crate::core::inbox::InboxWrite>>,
     /// Every shard's counters.
     pub all_metrics: Arc<Vec<Arc<ShardMetrics>>>,
     /// Config and apps.
@@ -392,6 +397,7 @@ impl ShardRt {
             answers.extend(core.take_answers());
             core.take_webhooks(&mut self.webhook_scratch.borrow_mut());
             core.take_audit(&mut self.audit_scratch.borrow_mut());
+            core.take_inbox(&mut self.inbox_scratch.borrow_mut());
             core.take_cluster(&mut self.cluster_scratch.borrow_mut());
             core.take_auth_calls(&mut self.auth_scratch.borrow_mut());
             result
@@ -416,6 +422,7 @@ impl ShardRt {
                 self.audit.push_all(&mut records);
             }
         }
+        super::inbox::store(self, &mut self.inbox_scratch.borrow_mut());
         {
             let mut hooks = self.webhook_scratch.borrow_mut();
             if !hooks.is_empty() {
@@ -625,6 +632,7 @@ async fn shard_main(setup: ShardSetup) {
         driver,
         webhooks,
         audit,
+        inbox_store,
         link,
     } = setup;
     let listener_fd = listener.as_raw_fd();
@@ -655,6 +663,8 @@ async fn shard_main(setup: ShardSetup) {
         webhook_scratch: RefCell::new(Vec::new()),
         audit,
         audit_scratch: RefCell::new(Vec::new()),
+        inbox_store,
+        inbox_scratch: RefCell::new(Vec::new()),
         mesh: mesh.clone(),
         all_metrics: metrics,
         state,

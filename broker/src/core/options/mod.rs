@@ -8,6 +8,7 @@
 //! (a table naming a key, [`JwtConfig`] holding the parsed key after load).
 
 mod cluster;
+mod inbox;
 mod origin;
 mod redis_broadcast;
 mod socketio;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use self::cluster::{ClusterConfig, RedisTarget, RedisUrlError};
+pub use self::inbox::{ChannelPattern, InboxConfig, LegacyBroadcast, PatternError};
 pub use self::origin::{AllowedOrigin, MalformedOrigin, RequestOrigin, origin_allowed};
 pub use self::redis_broadcast::RedisBroadcast;
 pub use self::socketio::SocketIoConfig;
@@ -323,6 +325,11 @@ pub struct AppConfig<Origins = Vec<AllowedOrigin>, Jwt = JwtConfig> {
     /// Events from Laravel's Redis broadcaster; `None` (no `[apps.redis_broadcast]` table)
     /// means none.
     pub redis_broadcast: Option<RedisBroadcast>,
+    /// Notifications kept per user until read; `None` (no `[apps.inbox]` table) means none.
+    pub inbox: Option<InboxConfig>,
+    /// `POST /broadcast-message`; `None` (no `[apps.legacy_broadcast]` table) means the
+    /// route answers 404 for the app.
+    pub legacy_broadcast: Option<LegacyBroadcast>,
 }
 
 impl Default for AppConfig {
@@ -357,6 +364,8 @@ impl Default for AppConfig {
             audit_publishes: true,
             socketio: None,
             redis_broadcast: None,
+            inbox: None,
+            legacy_broadcast: None,
         }
     }
 }
@@ -415,6 +424,8 @@ impl<Origins, Jwt> AppConfig<Origins, Jwt> {
             audit_publishes,
             socketio,
             redis_broadcast,
+            inbox,
+            legacy_broadcast,
         } = self;
         AppConfig {
             id,
@@ -445,6 +456,8 @@ impl<Origins, Jwt> AppConfig<Origins, Jwt> {
             audit_publishes,
             socketio,
             redis_broadcast,
+            inbox,
+            legacy_broadcast,
         }
     }
 }

@@ -21,6 +21,7 @@
 //! | `queries.rs` | questions answered by one or more shards (`/channels`, `/users`) |
 //! | `outbox.rs` | per-socket output queues, their byte cap, and closing |
 //! | `audit.rs`, `webhooks.rs` | what is recorded about decisions, and what app backends are told |
+//! | `inbox.rs` | which published events users' inboxes keep (`[apps.inbox]`) |
 //! | `timers.rs` | pings, expiry, sign-in deadlines, delayed webhooks |
 //! | `mesh.rs` | the messages between shards and the one `match` that routes them |
 //! | `cluster.rs` | what home shards report to the node's Redis link, and act on from it |
@@ -34,6 +35,7 @@ mod dispatch;
 mod events;
 mod home;
 mod home_channel;
+mod inbox;
 pub mod mesh;
 mod outbox;
 mod queries;
@@ -283,6 +285,8 @@ pub struct Shard {
     answers: Vec<(QueryId, Answer)>,
     webhooks: Vec<(AppIdx, WebhookEvent)>,
     audit: Vec<AuditRecord>,
+    /// Events for users' inboxes, until the shell takes them for the store.
+    inbox: Vec<crate::core::inbox::InboxWrite>,
     cluster_out: Vec<crate::core::cluster::ClusterOut>,
     auth_calls: Vec<AuthCall>,
     /// Recoverable connections whose transport is lost, by their `pid`.
@@ -341,6 +345,7 @@ impl Shard {
             answers: Vec::new(),
             webhooks: Vec::new(),
             audit: Vec::new(),
+            inbox: Vec::new(),
             cluster_out: Vec::new(),
             auth_calls: Vec::new(),
             parked: HashMap::new(),
