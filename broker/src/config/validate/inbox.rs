@@ -54,3 +54,58 @@ pub(super) fn check_legacy_broadcast(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::testing::*;
+    use crate::config::Config;
+
+    #[test]
+    fn an_inbox_table_loads_with_its_defaults() {
+        let text = format!(
+            "{ONE_APP}[apps.inbox]\nchannels = [\"user.{{id}}\"]\n[apps.legacy_broadcast]\n"
+        );
+        let config = Config::from_toml_str(&text, &no_env).unwrap();
+        let inbox = config.apps[0].inbox.as_ref().unwrap();
+        assert_eq!(inbox.max_per_user, 50);
+        assert_eq!(inbox.ttl.as_secs(), 30 * 86_400);
+        assert_eq!(inbox.user_of("private-user.42"), Some("42"));
+        let legacy = config.apps[0].legacy_broadcast.as_ref().unwrap();
+        assert_eq!(legacy.channel_prefix, "private-");
+        assert_eq!(legacy.worker_channel.channel_of("9"), "private-worker.9");
+        let without = Config::from_toml_str(ONE_APP, &no_env).unwrap();
+        assert_eq!(without.apps[0].inbox, None);
+        assert_eq!(without.apps[0].legacy_broadcast, None);
+    }
+
+    #[test]
+    fn inbox_settings_that_cannot_work_are_named() {
+        for (table, named) in [
+            ("[apps.inbox]\nchannels = []\n", "apps[0].inbox.channels"),
+            ("[apps.inbox]\nchannels = [\"user\"]\n", "inbox.channels"),
+            (
+                "[apps.inbox]\nchannels = [\"u.{id}\"]\nmax_per_user = 0\n",
+                "apps[0].inbox.max_per_user",
+            ),
+            (
+                "[apps.inbox]\nchannels = [\"u.{id}\"]\nttl_secs = 0\n",
+                "apps[0].inbox.ttl_secs",
+            ),
+            (
+                "[apps.inbox]\nchannels = [\"u.{id}\"]\nmax_users = 0\n",
+                "apps[0].inbox.max_users",
+            ),
+            (
+                "[apps.legacy_broadcast]\nchannel_prefix = \"a b\"\n",
+                "apps[0].legacy_broadcast.channel_prefix",
+            ),
+            (
+                "[apps.legacy_broadcast]\nuser_channel = \"user\"\n",
+                "legacy_broadcast",
+            ),
+        ] {
+            let message = err(&format!("{ONE_APP}{table}"));
+            assert!(message.contains(named), "{table}: {message}");
+        }
+    }
+}
