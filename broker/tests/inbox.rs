@@ -1,5 +1,7 @@
 //! The inbox store (`[apps.inbox]`) with the real binary: kept across a restart, nothing older
-//! than the flush interval lost to `kill -9`, and message bodies only under `data/inbox`.
+//! than the flush interval lost to `kill -9`, and message bodies only under `data/inbox`; and
+//! in-process: what Laravel's Redis broadcaster publishes is kept, `/metrics` counts it, an app
+//! without the tables answers 404.
 
 mod support;
 
@@ -186,4 +188,95 @@ fn with_the_inbox_on_a_message_body_is_only_under_data_inbox() {
     let db = sled::open(dir.join("data").join("audit")).unwrap();
     let records = db.open_tree("audit").unwrap().len();
     assert!(records >= 3, "{records} audit records");
+}
+
+/// `[apps.inbox]` keeping `user.{id}`, with JWT callers, for an in-process server.
+fn with_inbox(config: &mut ringcast::config::Config) {
+    use ringcast::core::options::{ChannelPattern, InboxConfig};
+    config.apps[0].inbox = Some(InboxConfig {
+        channels: vec![ChannelPattern::parse("user.{id}").unwrap()],
+        max_per_user: 50,
+        ttl: Duration::from_secs(3600),
+        max_users: 1000,
+    });
+    config.apps[0].jwt = Some(ringcast::config::JwtConfig::hs256(JWT_SECRET));
+}
+
+#[test]
+fn an_event_from_laravels_redis_broadcaster_is_kept_and_counted_in_metrics() {
+    use ringcast::config::RedisTarget;
+    use ringcast::core::options::RedisBroadcast;
+    let redis = support::RedisServer::start();
+    let server = support::TestServer::start_with(2, |config| {
+        with_inbox(config);
+        config.apps[0].redis_broadcast = Some(RedisBroadcast {
+            url: RedisTarget::parse(&redis.url()).unwrap(),
+            prefix: String::new(),
+            channels: "*".into(),
+        });
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while support::redis_cmd(redis.port, &["PUBSUB", "NUMPAT"]) != ":1\r\n" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broker never subscribed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let payload = json!({"event": "OrderShipped", "data": {"order": 1}}).to_string();
+    assert_eq!(
+        support::redis_cmd(redis.port, &["PUBLISH", "private-user.5", &payload]),
+        ":1\r\n"
+    );
+    // The broker takes the message from Redis on its own time: ask until it is kept.
+    let kept = loop {
+        let read = pending(server.addr, "5");
+        if read["unread"] == 1 {
+            break read;
+        }
+        assert!(std::time::Instant::now() < deadline, "never kept: {read}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(kept["notifications"][0]["event"], "OrderShipped");
+    assert_eq!(kept["notifications"][0]["data"], "{\"order\":1}");
+    let (_, metrics) = http(server.addr, "GET", "/metrics", "");
+    let metrics = metrics.as_str().unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "ringcast_inbox_written_total{{app=\"{APP_ID}\"}} 1"
+        )),
+        "{metrics}"
+    );
+    assert!(metrics.contains(&format!(
+        "ringcast_inbox_pending_reads_total{{app=\"{APP_ID}\"}}"
+    )));
+    assert!(metrics.contains(&format!(
+        "ringcast_inbox_evicted_total{{app=\"{APP_ID}\"}} 0"
+    )));
+}
+
+#[test]
+fn an_app_without_the_tables_answers_404_on_both_routes() {
+    let server = support::TestServer::start(1);
+    let (status, body) = http(
+        server.addr,
+        "GET",
+        &format!("/pending-notifications?app_key={KEY}&token={}", token("1")),
+        "",
+    );
+    assert_eq!(status, 404);
+    assert!(
+        body["error"].as_str().unwrap().contains("[apps.inbox]"),
+        "{body}"
+    );
+    let request = format!(
+        "POST /broadcast-message HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         X-Reverb-App-ID: {APP_ID}\r\nX-Reverb-App-Secret: {SECRET}\r\nContent-Length: 2\r\n\r\n{{}}"
+    );
+    let answer =
+        String::from_utf8_lossy(&support::raw_http(server.addr, request.as_bytes())).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    assert!(answer.contains("[apps.legacy_broadcast]"), "{answer}");
+    let (_, metrics) = http(server.addr, "GET", "/metrics", "");
+    assert!(!metrics.as_str().unwrap().contains("ringcast_inbox_"));
 }

@@ -101,7 +101,7 @@ pub struct InboxConfig {
     )]
     pub ttl: Duration,
     /// Users with kept notifications; a notification for one more user is dropped (and
-    /// counted) until ttl or acks free a place.
+    /// counted) until expiry frees a place (read ones count until they expire or are evicted).
     #[serde(default = "default_max_users")]
     pub max_users: usize,
 }

@@ -8,6 +8,7 @@ mod backend;
 mod cluster;
 mod connections;
 mod events;
+mod inbox;
 mod limits;
 mod queries;
 mod reauthorize;
