@@ -11,6 +11,9 @@
 //! (neither an app id nor a user id may hold one), so one user's entries are one ordered range,
 //! oldest first. Entry ids come from sled's id generator: monotonic across restarts, crashes
 //! included (it may skip ahead, never back).
+//!
+//! A second tree indexes the entries by app and creation time, so expiry (at start and every
+//! minute) deletes a time range instead of reading every entry.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -211,11 +214,13 @@ impl Inbox {
             .open()
             .map_err(failed)?;
         let tree = db.open_tree("entries").map_err(failed)?;
+        let by_time = db.open_tree("by_time").map_err(failed)?;
         let mut writer = Writer {
             users: limits.iter().map(|_| HashMap::new()).collect(),
             limits,
             db,
             tree,
+            by_time,
             settings: settings.clone(),
             metrics: metrics.clone(),
             dirty: false,
@@ -310,6 +315,17 @@ fn user_prefix(app_id: &str, user: &str) -> Vec<u8> {
     key
 }
 
+/// The key of entry `id` of `app_id`, created at `created_at_ms`, in the time index: the app,
+/// then the time and the id (big-endian), so each app's entries sort by time.
+fn time_key(app_id: &str, created_at_ms: u64, id: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(app_id.len() + 17);
+    key.extend_from_slice(app_id.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&created_at_ms.to_be_bytes());
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
 /// The app id, the user id and the entry id of a key.
 fn split_key(key: &[u8]) -> Option<(&[u8], &[u8], u64)> {
     let id_at = key.len().checked_sub(8)?;
@@ -332,6 +348,9 @@ struct Writer {
     users: Vec<HashMap<String, usize>>,
     db: sled::Db,
     tree: sled::Tree,
+    /// Each entry by its app and time ([`time_key`]), valued by its key in `tree`: what is
+    /// past a ttl is one range, found without reading the entries.
+    by_time: sled::Tree,
     settings: InboxSettings,
     metrics: Arc<InboxMetrics>,
     /// Changes since the last flush.
@@ -434,7 +453,12 @@ impl Writer {
         };
         let mut key = prefix.clone();
         key.extend_from_slice(&id.to_be_bytes());
-        if let Err(err) = self.tree.insert(key, value) {
+        // The index first: a crash between the two leaves an index entry for nothing, which
+        // expiry skips, never an entry that no expiry finds.
+        let indexed = self
+            .by_time
+            .insert(time_key(&limits.app_id, stored.created_at_ms, id), &key[..]);
+        if let Err(err) = indexed.and_then(|_| self.tree.insert(&key, value)) {
             return failed(&self.metrics, &err);
         }
         self.dirty = true;
@@ -443,9 +467,13 @@ impl Writer {
         *count += 1;
         while *count > limits.max_per_user {
             match self.tree.scan_prefix(&prefix).next() {
-                Some(Ok((oldest, _))) => {
-                    if self.tree.remove(oldest).is_err() {
+                Some(Ok((oldest, value))) => {
+                    if self.tree.remove(&oldest).is_err() {
                         break;
+                    }
+                    let created = serde_json::from_slice::<Stored>(&value).map(|s| s.created_at_ms);
+                    if let (Ok(created), Some((_, _, id))) = (created, split_key(&oldest)) {
+                        let _ = self.by_time.remove(time_key(&limits.app_id, created, id));
                     }
                     *count -= 1;
                     metrics.evicted.fetch_add(1, Ordering::Relaxed);
@@ -547,21 +575,18 @@ impl Writer {
             let Some(limits) = limits else { continue };
             let cutoff = now_ms.saturating_sub(limits.ttl.as_millis() as u64);
             let mut doomed = Vec::new();
-            let mut app_prefix = limits.app_id.as_bytes().to_vec();
-            app_prefix.push(0);
-            for item in self.tree.scan_prefix(&app_prefix) {
-                let Ok((key, value)) = item else { break };
-                let old = serde_json::from_slice::<Stored>(&value)
-                    .map_or(true, |s| s.created_at_ms < cutoff);
-                if old {
-                    doomed.push(key);
-                }
+            let from = time_key(&limits.app_id, 0, 0);
+            let until = time_key(&limits.app_id, cutoff, 0);
+            for item in self.by_time.range(from..until) {
+                let Ok((time, key)) = item else { break };
+                doomed.push((time, key));
             }
-            for key in doomed {
+            for (time, key) in doomed {
+                let _ = self.by_time.remove(&time);
+                self.dirty = true;
                 if self.tree.remove(&key).ok().flatten().is_none() {
                     continue;
                 }
-                self.dirty = true;
                 if let Some(metrics) = self.metrics.app(app) {
                     metrics.expired.fetch_add(1, Ordering::Relaxed);
                 }
@@ -671,7 +696,7 @@ mod tests {
     fn the_entry_past_max_per_user_evicts_the_oldest() {
         let dir = tempdir();
         let metrics = Arc::new(InboxMetrics::new(1));
-        let (inbox, _thread) =
+        let (inbox, thread) =
             Inbox::open(&dir, settings(), limits(50, 10), metrics.clone()).unwrap();
         let mut entries: Vec<StoreEntry> = (0..50)
             .map(|i| entry("7", &format!("e{i}"), now_ms()))
@@ -688,6 +713,12 @@ mod tests {
         assert_eq!(kept.notifications[49].event, "e50");
         assert_eq!(metrics.apps[0].evicted.load(Ordering::Relaxed), 1);
         inbox.stop(Duration::from_secs(1));
+        thread.join().unwrap();
+        drop(inbox);
+        // The evicted entry left the time index with it.
+        let db = sled::open(&dir).unwrap();
+        assert_eq!(db.open_tree("entries").unwrap().len(), 50);
+        assert_eq!(db.open_tree("by_time").unwrap().len(), 50);
     }
 
     #[test]
