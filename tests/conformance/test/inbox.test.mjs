@@ -238,6 +238,10 @@ describe('inbox with backend-verified credentials (access-token, session-id, x-a
       read.json.notifications.map((n) => [n.channel, JSON.parse(n.data).job]),
       [[`private-worker.${worker}`, 1]],
     );
+    // As the reference deployment's clients call it, naming no app: the one app with an inbox.
+    const unnamed = await call(broker, '/pending-notifications', { headers: credentials });
+    assert.equal(unnamed.status, 200, JSON.stringify(unnamed.json));
+    assert.deepEqual(unnamed.json, read.json);
     const before = calls;
     const acked = await ack(broker, credentials, [read.json.notifications[0].id]);
     assert.deepEqual(acked.json, { acked: 1 });
