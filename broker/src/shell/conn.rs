@@ -380,7 +380,10 @@ async fn read_body<S: AsyncReadRent>(
                     Ok(_) => {}
                 }
             }
-            Ok(buf.split_to(n).to_vec())
+            // Copied out and advanced past: splitting would turn the buffer into a shared one.
+            let body = buf[..n].to_vec();
+            buf.advance(n);
+            Ok(body)
         }
         BodyLength::Chunked => {
             let mut decoder = ChunkedDecoder::new(max_body);
