@@ -672,6 +672,9 @@ async fn write_loop<W: AsyncWriteRent>(
     socket_id: SocketId,
     writer: Rc<Writer>,
 ) {
+    let write_delay = rt.core().conn_app(key).map_or(Duration::ZERO, |app| {
+        rt.state.shared.apps.get(app).config.write_delay
+    });
     let closed_cleanly = loop {
         if writer.retired() {
             break false;
@@ -692,6 +695,10 @@ async fn write_loop<W: AsyncWriteRent>(
                 break true;
             }
             writer.signal.wait().await;
+            if !write_delay.is_zero() {
+                // Woken by a first frame: let the frames right behind it join its write.
+                monoio::time::sleep(write_delay).await;
+            }
             continue;
         }
         writer.arm(WRITE_STALL);

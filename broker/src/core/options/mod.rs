@@ -323,6 +323,11 @@ pub struct AppConfig<Origins = Vec<AllowedOrigin>, Jwt = JwtConfig> {
     /// Events from Laravel's Redis broadcaster; `None` (no `[apps.redis_broadcast]` table)
     /// means none.
     pub redis_broadcast: Option<RedisBroadcast>,
+    /// How long a connection's writer, woken by a first frame, waits for more before it
+    /// writes them together (Centrifugo's `write_delay`); zero writes at once. Frames that
+    /// queue while a write is in flight are always gathered into the next one.
+    #[serde(rename = "write_delay_ms", with = "units::millis")]
+    pub write_delay: Duration,
 }
 
 impl Default for AppConfig {
@@ -357,6 +362,7 @@ impl Default for AppConfig {
             audit_publishes: true,
             socketio: None,
             redis_broadcast: None,
+            write_delay: Duration::ZERO,
         }
     }
 }
@@ -415,6 +421,7 @@ impl<Origins, Jwt> AppConfig<Origins, Jwt> {
             audit_publishes,
             socketio,
             redis_broadcast,
+            write_delay,
         } = self;
         AppConfig {
             id,
@@ -445,6 +452,7 @@ impl<Origins, Jwt> AppConfig<Origins, Jwt> {
             audit_publishes,
             socketio,
             redis_broadcast,
+            write_delay,
         }
     }
 }
