@@ -22,6 +22,9 @@ use crate::core::wire::pusher::message::largest_client_event;
 
 /// Longest accepted timeout or window.
 const MAX_DURATION: Duration = Duration::from_secs(86_400);
+/// The longest `write_delay_ms`: Centrifugo suggests a few milliseconds; past this, batching buys
+/// nothing a subscriber would not notice.
+const MAX_WRITE_DELAY: Duration = Duration::from_millis(100);
 
 /// Largest accepted `server.max_ws_message_bytes` (16 MiB): each connection may buffer one
 /// message this large before it is parsed.
@@ -333,6 +336,15 @@ fn check_app(
             "must be between 1 and 86400",
         ));
     }
+    if app.write_delay > MAX_WRITE_DELAY {
+        return Err(invalid(
+            field("write_delay_ms"),
+            format!(
+                "must be at most {} (a longer wait is latency every subscriber pays)",
+                MAX_WRITE_DELAY.as_millis()
+            ),
+        ));
+    }
     if app.signin_timeout.is_some_and(|t| t > MAX_DURATION) {
         return Err(invalid(
             field("signin_timeout_secs"),
@@ -589,6 +601,9 @@ mod tests {
         assert!(
             err(&format!("{ONE_APP}max_batch_events = 0\n"))
                 .starts_with("apps[0].max_batch_events")
+        );
+        assert!(
+            err(&format!("{ONE_APP}write_delay_ms = 101\n")).starts_with("apps[0].write_delay_ms")
         );
         assert!(
             err(&format!("[server]\npong_timeout_secs = 0\n{ONE_APP}"))

@@ -45,7 +45,7 @@ pub fn handle(
         Ok(segments) => segments,
         Err(err) => return Reply::Now(json_error(400, &err.to_string(), keep_alive)),
     };
-    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let segments: Vec<&str> = segments.iter().map(AsRef::as_ref).collect();
     let route = match (head.method, segments.as_slice()) {
         // `GET /` is the health check Soketi users point their load balancers at.
         (Method::Get | Method::Head, ["up"] | [] | [""]) => {
@@ -223,13 +223,13 @@ pub(super) fn audit_query(head: &RequestHead, security_only: bool) -> Result<Aud
             v.parse::<u64>()
                 .map_err(|_| format!("{key} must be a number, got {v:?}"))
         };
-        match key.as_str() {
-            "app" => query.app = Some(value),
-            "tenant" => query.tenant = Some(value),
-            "user" => query.user = Some(value),
-            "channel" => query.channel = Some(value),
+        match key.as_ref() {
+            "app" => query.app = Some(value.into_owned()),
+            "tenant" => query.tenant = Some(value.into_owned()),
+            "user" => query.user = Some(value.into_owned()),
+            "channel" => query.channel = Some(value.into_owned()),
             "decision" => {
-                query.decision = Some(match value.as_str() {
+                query.decision = Some(match value.as_ref() {
                     "allow" => AuditDecision::Allow,
                     "deny" => AuditDecision::Deny,
                     _ => return Err(format!("decision must be allow or deny, got {value:?}")),
@@ -244,7 +244,7 @@ pub(super) fn audit_query(head: &RequestHead, security_only: bool) -> Result<Aud
                 }
                 query.limit = limit as usize;
             }
-            "cursor" => query.cursor = Some(value),
+            "cursor" => query.cursor = Some(value.into_owned()),
             other => return Err(format!("unknown parameter {other:?}")),
         }
     }

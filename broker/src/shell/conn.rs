@@ -381,7 +381,10 @@ async fn read_body<S: AsyncReadRent>(
                     Ok(_) => {}
                 }
             }
-            Ok(buf.split_to(n).to_vec())
+            // Copied out and advanced past: splitting would turn the buffer into a shared one.
+            let body = buf[..n].to_vec();
+            buf.advance(n);
+            Ok(body)
         }
         BodyLength::Chunked => {
             let mut decoder = ChunkedDecoder::new(max_body);
@@ -670,6 +673,9 @@ async fn write_loop<W: AsyncWriteRent>(
     socket_id: SocketId,
     writer: Rc<Writer>,
 ) {
+    let write_delay = rt.core().conn_app(key).map_or(Duration::ZERO, |app| {
+        rt.state.shared.apps.get(app).config.write_delay
+    });
     let closed_cleanly = loop {
         if writer.retired() {
             break false;
@@ -690,6 +696,10 @@ async fn write_loop<W: AsyncWriteRent>(
                 break true;
             }
             writer.signal.wait().await;
+            if !write_delay.is_zero() {
+                // Woken by a first frame: let the frames right behind it join its write.
+                monoio::time::sleep(write_delay).await;
+            }
             continue;
         }
         writer.arm(WRITE_STALL);

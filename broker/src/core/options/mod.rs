@@ -330,6 +330,11 @@ pub struct AppConfig<Origins = Vec<AllowedOrigin>, Jwt = JwtConfig> {
     /// `POST /broadcast-message`; `None` (no `[apps.legacy_broadcast]` table) means the
     /// route answers 404 for the app.
     pub legacy_broadcast: Option<LegacyBroadcast>,
+    /// How long a connection's writer, woken by a first frame, waits for more before it
+    /// writes them together (Centrifugo's `write_delay`); zero writes at once. Frames that
+    /// queue while a write is in flight are always gathered into the next one.
+    #[serde(rename = "write_delay_ms", with = "units::millis")]
+    pub write_delay: Duration,
 }
 
 impl Default for AppConfig {
@@ -366,6 +371,7 @@ impl Default for AppConfig {
             redis_broadcast: None,
             inbox: None,
             legacy_broadcast: None,
+            write_delay: Duration::ZERO,
         }
     }
 }
@@ -426,6 +432,7 @@ impl<Origins, Jwt> AppConfig<Origins, Jwt> {
             redis_broadcast,
             inbox,
             legacy_broadcast,
+            write_delay,
         } = self;
         AppConfig {
             id,
@@ -458,6 +465,7 @@ impl<Origins, Jwt> AppConfig<Origins, Jwt> {
             redis_broadcast,
             inbox,
             legacy_broadcast,
+            write_delay,
         }
     }
 }
