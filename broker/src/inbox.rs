@@ -661,7 +661,29 @@ mod tests {
     }
 
     fn open(dir: &Path, limits: Vec<Option<AppLimits>>) -> (Inbox, std::thread::JoinHandle<()>) {
-        Inbox::open(dir, settings(), limits, Arc::new(InboxMetrics::new(1))).unwrap()
+        opened(dir, limits, Arc::new(InboxMetrics::new(1)))
+    }
+
+    /// Opens the store in `dir`; a reopen may find sled's lock still held for a moment after
+    /// the last handle went (its own threads let go of it), so it is tried for up to 5 s.
+    fn opened(
+        dir: &Path,
+        limits: Vec<Option<AppLimits>>,
+        metrics: Arc<InboxMetrics>,
+    ) -> (Inbox, std::thread::JoinHandle<()>) {
+        retrying(|| Inbox::open(dir, settings(), limits.clone(), metrics.clone()))
+    }
+
+    /// `open`'s answer once it is `Ok`, asked for up to 5 s (see [`opened`]).
+    fn retrying<T, E: std::fmt::Display>(open: impl Fn() -> Result<T, E>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match open() {
+                Ok(opened) => return opened,
+                Err(err) if Instant::now() >= deadline => panic!("{err}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
     }
 
     #[test]
@@ -696,8 +718,7 @@ mod tests {
     fn the_entry_past_max_per_user_evicts_the_oldest() {
         let dir = tempdir();
         let metrics = Arc::new(InboxMetrics::new(1));
-        let (inbox, thread) =
-            Inbox::open(&dir, settings(), limits(50, 10), metrics.clone()).unwrap();
+        let (inbox, thread) = opened(&dir, limits(50, 10), metrics.clone());
         let mut entries: Vec<StoreEntry> = (0..50)
             .map(|i| entry("7", &format!("e{i}"), now_ms()))
             .collect();
@@ -716,7 +737,7 @@ mod tests {
         thread.join().unwrap();
         drop(inbox);
         // The evicted entry left the time index with it.
-        let db = sled::open(&dir).unwrap();
+        let db = retrying(|| sled::open(&dir));
         assert_eq!(db.open_tree("entries").unwrap().len(), 50);
         assert_eq!(db.open_tree("by_time").unwrap().len(), 50);
     }
@@ -738,8 +759,7 @@ mod tests {
         drop(inbox);
         // Expiry runs when a writer starts.
         let metrics = Arc::new(InboxMetrics::new(1));
-        let (inbox, _thread) =
-            Inbox::open(&dir, settings(), limits(50, 10), metrics.clone()).unwrap();
+        let (inbox, _thread) = opened(&dir, limits(50, 10), metrics.clone());
         assert_eq!(metrics.apps[0].expired.load(Ordering::Relaxed), 1);
         assert_eq!(events(&pending(&inbox, "9")), ["new"]);
         inbox.stop(Duration::from_secs(1));
@@ -776,8 +796,7 @@ mod tests {
     fn a_user_past_max_users_is_refused_and_counted() {
         let dir = tempdir();
         let metrics = Arc::new(InboxMetrics::new(1));
-        let (inbox, _thread) =
-            Inbox::open(&dir, settings(), limits(50, 2), metrics.clone()).unwrap();
+        let (inbox, _thread) = opened(&dir, limits(50, 2), metrics.clone());
         inbox.push_all(&mut vec![
             entry("a", "1", now_ms()),
             entry("b", "1", now_ms()),
