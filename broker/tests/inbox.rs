@@ -184,10 +184,35 @@ fn with_the_inbox_on_a_message_body_is_only_under_data_inbox() {
         elsewhere.is_empty(),
         "message body found outside data/inbox: {elsewhere:?}"
     );
-    // The audit store did record those publishes and the refusal.
+    // The audit store did record those publishes (metadata only) and the refusal.
     let db = sled::open(dir.join("data").join("audit")).unwrap();
-    let records = db.open_tree("audit").unwrap().len();
-    assert!(records >= 3, "{records} audit records");
+    let records: Vec<ringcast_shared::AuditRecord> = db
+        .open_tree("audit")
+        .unwrap()
+        .iter()
+        .values()
+        .filter_map(Result::ok)
+        .filter_map(|v| rkyv::from_bytes::<_, rkyv::rancor::Error>(&v).ok())
+        .collect();
+    let summary: Vec<(&str, Option<&str>, Option<&str>)> = records
+        .iter()
+        .map(|r| (r.action.as_str(), r.rule.as_deref(), r.channel.as_deref()))
+        .collect();
+    for expected in [
+        ("publish", Some("http_api"), Some("private-user.7")),
+        ("publish", Some("http_api"), Some("private-user.8")),
+        ("api_signature", Some("legacy_broadcast_secret"), None),
+    ] {
+        assert!(
+            summary.contains(&expected),
+            "{expected:?} not in {summary:?}"
+        );
+    }
+    let denial = records
+        .iter()
+        .find(|r| r.rule.as_deref() == Some("legacy_broadcast_secret"))
+        .unwrap();
+    assert_eq!(denial.decision, ringcast_shared::AuditDecision::Deny);
 }
 
 /// `[apps.inbox]` keeping `user.{id}`, with JWT callers, for an in-process server.
