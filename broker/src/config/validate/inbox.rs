@@ -103,6 +103,10 @@ mod tests {
                 "[apps.legacy_broadcast]\nuser_channel = \"user\"\n",
                 "legacy_broadcast",
             ),
+            (
+                "[apps.socketio]\npath = \"/pending-notifications\"\n",
+                "apps[0].socketio.path",
+            ),
         ] {
             let message = err(&format!("{ONE_APP}{table}"));
             assert!(message.contains(named), "{table}: {message}");
