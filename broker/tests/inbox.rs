@@ -305,3 +305,18 @@ fn an_app_without_the_tables_answers_404_on_both_routes() {
     let (_, metrics) = http(server.addr, "GET", "/metrics", "");
     assert!(!metrics.as_str().unwrap().contains("ringcast_inbox_"));
 }
+
+#[test]
+fn a_disabled_app_refuses_its_inbox_with_403() {
+    let server = support::TestServer::start_with(1, |config| {
+        with_inbox(config);
+        config.apps[0].enabled = false;
+    });
+    let (status, body) = http(
+        server.addr,
+        "GET",
+        &format!("/pending-notifications?app_key={KEY}&token={}", token("1")),
+        "",
+    );
+    assert_eq!((status, body), (403, json!({"error": "app is disabled"})));
+}

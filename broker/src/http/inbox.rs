@@ -90,7 +90,7 @@ fn audit_rate_limit(shard: &mut Shard, app: AppIdx, view: &ServerView<'_>, rule:
 }
 
 /// Serves an inbox route: the preflight itself, or everything but the caller's identity.
-pub fn pending(
+pub fn serve(
     shard: &mut Shard,
     view: &ServerView<'_>,
     head: &RequestHead,
@@ -145,6 +145,9 @@ pub fn pending(
     }
     if head.method == Method::Options {
         return preflight(app, cors, keep_alive);
+    }
+    if !app.config.enabled {
+        return error(403, "app is disabled", &cors, keep_alive);
     }
     if let Err(wait) = app.admit_connection_attempt(view.remote, clock.now) {
         audit_rate_limit(shard, app.idx, view, "connections_per_minute_per_ip");

@@ -140,10 +140,10 @@ pub fn handle(
             ));
         }
         (Method::Get | Method::Options, ["pending-notifications"]) => {
-            return inbox::pending(shard, view, head, body, clock, InboxRoute::Pending);
+            return inbox::serve(shard, view, head, body, clock, InboxRoute::Pending);
         }
         (Method::Post | Method::Options, ["pending-notifications", "ack"]) => {
-            return inbox::pending(shard, view, head, body, clock, InboxRoute::Ack);
+            return inbox::serve(shard, view, head, body, clock, InboxRoute::Ack);
         }
         (Method::Post, ["broadcast-message"]) => {
             return inbox::broadcast_message(shard, view, head, body, clock);
