@@ -8,6 +8,7 @@
 //! (a table naming a key, [`JwtConfig`] holding the parsed key after load).
 
 mod cluster;
+mod history;
 mod origin;
 mod redis_broadcast;
 mod socketio;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use self::cluster::{ClusterConfig, RedisTarget, RedisUrlError};
+pub use self::history::{HistoryConfig, MAX_HISTORY_EVENTS};
 pub use self::origin::{AllowedOrigin, MalformedOrigin, RequestOrigin, origin_allowed};
 pub use self::redis_broadcast::RedisBroadcast;
 pub use self::socketio::SocketIoConfig;
@@ -323,6 +325,8 @@ pub struct AppConfig<Origins = Vec<AllowedOrigin>, Jwt = JwtConfig> {
     /// Events from Laravel's Redis broadcaster; `None` (no `[apps.redis_broadcast]` table)
     /// means none.
     pub redis_broadcast: Option<RedisBroadcast>,
+    /// Channel history and recovery; `None` (no `[apps.history]` table) keeps nothing.
+    pub history: Option<HistoryConfig>,
 }
 
 impl Default for AppConfig {
@@ -357,6 +361,7 @@ impl Default for AppConfig {
             audit_publishes: true,
             socketio: None,
             redis_broadcast: None,
+            history: None,
         }
     }
 }
@@ -415,6 +420,7 @@ impl<Origins, Jwt> AppConfig<Origins, Jwt> {
             audit_publishes,
             socketio,
             redis_broadcast,
+            history,
         } = self;
         AppConfig {
             id,
@@ -445,6 +451,7 @@ impl<Origins, Jwt> AppConfig<Origins, Jwt> {
             audit_publishes,
             socketio,
             redis_broadcast,
+            history,
         }
     }
 }

@@ -33,6 +33,8 @@ pub(super) struct Subscription {
     pub(super) state: SubState,
     /// What admitted it, and so whether a change can take it back.
     pub(super) grant: Grant,
+    /// History channels, once admitted: the last history id queued to the socket.
+    pub(super) history_id: Option<u64>,
 }
 
 /// What admitted a subscription.

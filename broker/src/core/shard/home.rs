@@ -72,7 +72,7 @@ impl Shard {
                 },
                 self.wires(app),
             );
-            self.home_publish(app, &channel, frames, Some(socket_id), now);
+            self.home_publish(app, &channel, frames, Some(socket_id), now, None);
         }
     }
 
@@ -114,7 +114,7 @@ impl Shard {
                 },
                 self.wires(app),
             );
-            self.home_publish(app, channel, frames, None, now);
+            self.home_publish(app, channel, frames, None, now, None);
         }
     }
 
@@ -144,12 +144,13 @@ impl Shard {
             if self.clustered() {
                 self.publish_frames(app, channel, frames, None, None, now);
             } else {
-                self.home_publish(app, channel, frames, None, now);
+                self.home_publish(app, channel, frames, None, now, None);
             }
         }
     }
 
-    /// At the home shard: forward an event to every shard that has subscribers.
+    /// At the home shard: forward an event to every shard that has subscribers (an event
+    /// a history channel keeps carries its `history_id`).
     pub(super) fn home_publish(
         &mut self,
         app: AppIdx,
@@ -157,6 +158,7 @@ impl Shard {
         frames: Frames,
         except: Option<SocketId>,
         published: Instant,
+        history_id: Option<u64>,
     ) {
         let Some(home) = self.per_app[app].homes.get(channel) else {
             return;
@@ -169,13 +171,16 @@ impl Shard {
                 frames: frames.clone(),
                 except,
                 published,
+                history_id,
             };
             self.send_to(shard, msg);
         }
     }
 
     /// At the home shard: an event for the channel's subscribers. A cache channel keeps it
-    /// as its last event unless it is a presence notice (`remember` false).
+    /// as its last event, and a history channel in its history, unless it is a presence
+    /// notice (`remember` false). Events from other nodes come this way too, in Redis's
+    /// order.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn home_event(
         &mut self,
@@ -195,7 +200,10 @@ impl Shard {
                 .or_insert_with(|| HomeChannel::new(shard_count))
                 .remember(frames.clone(), now);
         }
-        self.home_publish(app, channel, frames, except, published);
+        let history_id = remember
+            .then(|| self.home_record(app, channel, &frames, now))
+            .flatten();
+        self.home_publish(app, channel, frames, except, published, history_id);
     }
 
     /// Confirms a subscription to the socket's shard, with a cache channel's last event.
@@ -208,8 +216,9 @@ impl Shard {
             channel,
             member,
             wire,
+            recover_as,
         } = join;
-        let then = channel
+        let cached = channel
             .kind()
             .is_cache()
             .then(|| match self.cached(app, &channel, now) {
@@ -222,6 +231,8 @@ impl Shard {
                     wire.encode(&Reply::CacheMiss { channel: &channel })
                 }
             });
+        let mut then: Vec<Bytes> = cached.into_iter().collect();
+        let history_id = self.replay(app, &channel, recover_as.as_ref(), wire, now, &mut then);
         self.send_to(
             shard,
             MeshMsg::SubscribeAccepted(Admission {
@@ -232,6 +243,7 @@ impl Shard {
                 user: member.map(|m| m.user_id),
                 frame: confirmation,
                 then,
+                history_id,
             }),
         );
     }

@@ -8,6 +8,7 @@ mod backend;
 mod cluster;
 mod connections;
 mod events;
+mod history;
 mod limits;
 mod queries;
 mod reauthorize;

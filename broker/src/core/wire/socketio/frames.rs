@@ -298,7 +298,8 @@ fn engine(text: &str) -> Bytes {
 }
 
 /// The payload of an unmasked server text frame.
-fn text_payload(frame: &[u8]) -> Option<&[u8]> {
+/// The payload of an unmasked server text frame (`None`: not one, or incomplete).
+pub(crate) fn text_payload(frame: &[u8]) -> Option<&[u8]> {
     let (opcode, payload) = next_frame(frame, 0)?;
     (opcode == Some(Opcode::Text)).then(|| &frame[payload])
 }

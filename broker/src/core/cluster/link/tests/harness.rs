@@ -366,6 +366,7 @@ pub fn join(name: &str, who: &str) -> ChannelSync {
             channel: channel(name),
             member: None,
             wire: Wire::Pusher,
+            recover_as: None,
         }),
         ..report(name, 1)
     }
