@@ -271,12 +271,18 @@ impl AuditLog {
 
     /// Writes and flushes what is pending, then stops the writer.
     pub fn stop(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            match self.tx.try_send(Message::Stop) {
-                Ok(()) | Err(TrySendError::Disconnected(_)) => return,
-                Err(TrySendError::Full(_)) => std::thread::sleep(Duration::from_millis(5)),
-            }
+        send_stop(&self.tx, || Message::Stop, timeout);
+    }
+}
+
+/// Queues a writer thread's stop message behind what is pending, waiting (at most
+/// `timeout`) for room; a writer that has already gone needs none.
+pub(crate) fn send_stop<M>(tx: &SyncSender<M>, stop: fn() -> M, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        match tx.try_send(stop()) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => return,
+            Err(TrySendError::Full(_)) => std::thread::sleep(Duration::from_millis(5)),
         }
     }
 }

@@ -63,6 +63,7 @@
 pub mod audit;
 pub mod config;
 pub mod core;
+pub mod history;
 pub mod http;
 pub mod jwks;
 pub mod metrics;

@@ -5,6 +5,7 @@
 mod admin;
 mod admin_files;
 mod api;
+mod history;
 mod routes;
 
 pub use admin::{AdminAssets, AdminUiSource, EMBEDDED_ADMIN_UI, overview as admin_overview};

@@ -174,6 +174,8 @@ pub struct ShardSetup {
     pub webhooks: crate::webhooks::WebhookQueue,
     /// Where audit records go.
     pub audit: crate::audit::AuditLog,
+    /// Where history writes go, when an app keeps history.
+    pub history: Option<crate::history::HistoryStore>,
     /// The node's cluster link, in cluster mode.
     pub link: Option<async_channel::Sender<super::cluster::LinkMsg>>,
 }
@@ -350,6 +352,8 @@ pub struct ShardRt {
     /// The audit log (records go there; admin queries are sent there).
     pub audit: crate::audit::AuditLog,
     audit_scratch: RefCell<Vec<ringcast_shared::AuditRecord>>,
+    history: Option<crate::history::HistoryStore>,
+    history_scratch: RefCell<Vec<crate::core::history::HistoryWrite>>,
     /// Every shard's counters.
     pub all_metrics: Arc<Vec<Arc<ShardMetrics>>>,
     /// Config and apps.
@@ -392,6 +396,7 @@ impl ShardRt {
             answers.extend(core.take_answers());
             core.take_webhooks(&mut self.webhook_scratch.borrow_mut());
             core.take_audit(&mut self.audit_scratch.borrow_mut());
+            core.take_history(&mut self.history_scratch.borrow_mut());
             core.take_cluster(&mut self.cluster_scratch.borrow_mut());
             core.take_auth_calls(&mut self.auth_scratch.borrow_mut());
             result
@@ -403,6 +408,9 @@ impl ShardRt {
             for out in self.cluster_scratch.borrow_mut().drain(..) {
                 link.send(super::cluster::LinkMsg::Out(out));
             }
+        }
+        if let Some(store) = &self.history {
+            store.push_all(&mut self.history_scratch.borrow_mut());
         }
         {
             let mut records = self.audit_scratch.borrow_mut();
@@ -625,6 +633,7 @@ async fn shard_main(setup: ShardSetup) {
         driver,
         webhooks,
         audit,
+        history,
         link,
     } = setup;
     let listener_fd = listener.as_raw_fd();
@@ -655,6 +664,8 @@ async fn shard_main(setup: ShardSetup) {
         webhook_scratch: RefCell::new(Vec::new()),
         audit,
         audit_scratch: RefCell::new(Vec::new()),
+        history,
+        history_scratch: RefCell::new(Vec::new()),
         mesh: mesh.clone(),
         all_metrics: metrics,
         state,
