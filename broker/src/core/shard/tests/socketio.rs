@@ -395,3 +395,49 @@ fn a_transport_closed_by_the_client_side_is_kept_for_recovery_too() {
     let packets = c.packets(socket);
     assert_eq!(packets[1], r#"42["greeting","news",{"n":1}]"#);
 }
+
+#[test]
+fn a_returning_presence_member_on_socket_io_is_replayed_the_history_it_missed() {
+    let mut c = Cluster::with(2, |config| {
+        let socketio = config.apps[0].socketio.as_mut().unwrap();
+        socketio.auth_endpoint = Some(AUTH_ENDPOINT.into());
+        config.apps[0].history = Some(crate::core::options::HistoryConfig {
+            channels: vec!["presence-room.*".into()],
+            ..Default::default()
+        });
+    });
+    let join = |c: &mut Cluster| {
+        let socket = c.connect_socketio(0);
+        c.send_packet(
+            socket,
+            r#"42["subscribe",{"channel":"presence-room.1","auth":{"headers":{}}}]"#,
+        );
+        let calls = c.auth_calls(0);
+        c.answer(&calls[0], 200, r#"{"channel_data":{"user_id":"ann"}}"#);
+        (socket, c.packets(socket))
+    };
+    let (socket, here) = join(&mut c);
+    assert!(
+        here[0].starts_with(r#"42["presence:subscribed""#),
+        "{here:?}"
+    );
+    let now = c.now;
+    c.shards[0].handle_disconnect(socket.key, socket.socket_id, now);
+    c.route();
+    c.publish(1, "presence-room.1", r#"{"n":1}"#, None);
+    c.publish(1, "presence-room.1", r#"{"n":2}"#, None);
+    let (_, back) = join(&mut c);
+    assert!(
+        back[0].starts_with(r#"42["presence:subscribed""#),
+        "{back:?}"
+    );
+    assert_eq!(
+        back[1..],
+        [
+            r#"42["ringcast:replay_start","presence-room.1",{"count":2,"since":0}]"#,
+            r#"42["greeting","presence-room.1",{"n":1}]"#,
+            r#"42["greeting","presence-room.1",{"n":2}]"#,
+            r#"42["ringcast:replay_end","presence-room.1",{"count":2}]"#,
+        ]
+    );
+}
