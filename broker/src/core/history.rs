@@ -356,9 +356,8 @@ impl AppHistory {
         }
     }
 
-    /// Drops events published before `now_ms - ttl` and departures older than the recovery
-    /// window; channels with nothing left and no departure go (their ids restart only if no
-    /// departure or store entry remembers them, which is then harmless).
+    /// Drops events published before `now_ms - ttl`, departures older than the recovery
+    /// window, and channels left with neither.
     pub fn expire(
         &mut self,
         options: &HistoryOptions,
@@ -386,6 +385,12 @@ impl AppHistory {
         let window = options.recovery;
         self.departures
             .retain(|_, d| now.saturating_duration_since(d.at) <= window);
+        // A channel with nothing kept and no departure naming it is forgotten, so that the
+        // map is bounded by what is held; its ids start again at 1.
+        let departed: std::collections::HashSet<&ChannelName> =
+            self.departures.keys().map(|(_, channel)| channel).collect();
+        self.channels
+            .retain(|name, c| !c.entries.is_empty() || departed.contains(name));
     }
 
     /// Remembers that `user` left `channel` having been given `last_id`; `true` if an older

@@ -188,6 +188,18 @@ fn events_older_than_the_ttl_are_dropped() {
     let page = history(&mut cluster, 0, "private-chat.1", None);
     assert_eq!(ids(&page), [2]);
     assert!(page.truncated);
+    cluster.tick(Duration::from_secs(30));
+    assert_eq!(
+        history(&mut cluster, 0, "private-chat.1", None),
+        HistoryPage::default()
+    );
+    publish_n(&mut cluster, "private-chat.1", 3, 3);
+    let page = history(&mut cluster, 0, "private-chat.1", None);
+    assert_eq!(
+        ids(&page),
+        [1],
+        "a channel silent for a ttl is forgotten and starts again"
+    );
 }
 
 #[test]
