@@ -23,7 +23,7 @@ use crate::core::channel::ChannelName;
 use crate::core::ids::UserId;
 use crate::core::options::HistoryConfig;
 use crate::core::policy::ChannelPattern;
-use crate::core::wire::{Frames, Wires};
+use crate::core::wire::Frames;
 
 /// Departures an app keeps on one shard; past it the oldest is dropped (and counted).
 pub const MAX_DEPARTURES: usize = 10_000;
@@ -70,6 +70,34 @@ impl HistoryOptions {
     /// Whether `channel` keeps history.
     pub fn covers(&self, channel: &ChannelName) -> bool {
         self.patterns.iter().any(|p| p.matches(channel.as_str()))
+    }
+}
+
+/// Where a Socket.IO client was in a history channel: the channel and the last event id it
+/// received, written `{channel}:{id}` as the offset its events carry (channel names have no
+/// `:`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryOffset {
+    /// The channel.
+    pub channel: ChannelName,
+    /// The last id received there.
+    pub id: u64,
+}
+
+impl HistoryOffset {
+    /// Reads an offset as a client sends it back (`auth.offset`); `None` when it is not one
+    /// of ours (another server's offset, or garbage).
+    pub fn parse(raw: &str, max_channel_chars: usize) -> Option<Self> {
+        let (channel, id) = raw.rsplit_once(':')?;
+        Some(Self {
+            channel: ChannelName::parse(channel, max_channel_chars).ok()?,
+            id: id.parse().ok()?,
+        })
+    }
+
+    /// The offset's text.
+    pub fn text(channel: &ChannelName, id: u64) -> String {
+        format!("{}:{id}", channel.as_str())
     }
 }
 
@@ -284,9 +312,14 @@ impl AppHistory {
         self.channels.get(channel).and_then(|c| c.entries.back())
     }
 
-    /// Puts back an event read from the store (ids as stored; older ones first).
-    pub fn restore(&mut self, channel: &ChannelName, stored: &StoredEvent, wires: Wires) {
-        let frames = Frames::from_pusher(stored.frame.clone(), wires);
+    /// The id the next event on `channel` gets.
+    pub fn next_id(&self, channel: &ChannelName) -> u64 {
+        self.last_id(channel).unwrap_or(0) + 1
+    }
+
+    /// Puts back an event read from the store (ids as stored; older ones first), with its
+    /// `frames` as the shard made them again.
+    pub fn restore(&mut self, channel: &ChannelName, stored: &StoredEvent, frames: Frames) {
         let Some(entry) = HistoryEntry::from_frames(stored.id, stored.published_ms, frames) else {
             return;
         };
@@ -442,6 +475,30 @@ impl AppHistory {
             since: departure.last_id,
             entries,
             last_id: history.map_or(departure.last_id, |c| c.last_id),
+        })
+    }
+
+    /// The events after `since` for a client that names it as its offset, if the first of
+    /// them was published within `window` of `now_ms` (a client gone longer gets nothing,
+    /// as past a departure's window).
+    pub fn since_offset(
+        &self,
+        channel: &ChannelName,
+        since: u64,
+        now_ms: u64,
+        window: Duration,
+    ) -> Option<Replay> {
+        let history = self.channels.get(channel)?;
+        let entries: Vec<&HistoryEntry> = history.after(since).collect();
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        let first = entries.first()?;
+        if first.published_ms < now_ms.saturating_sub(window_ms) {
+            return None;
+        }
+        Some(Replay {
+            since,
+            entries: entries.iter().map(|e| e.frames.clone()).collect(),
+            last_id: history.last_id,
         })
     }
 

@@ -9,7 +9,8 @@ import { after, before, describe, it } from 'node:test';
 import { MAIN_APP, startBroker } from '../lib/broker.mjs';
 import { Pusher, PusherClient, disconnectAll, expectSilence, newUser, pusherOptions, serverSdk, uniq } from '../lib/clients.mjs';
 import { startProxy } from '../lib/proxy.mjs';
-import { sleep, waitFor } from '../lib/wait.mjs';
+import { connected, io, subscribe } from '../lib/socketio.mjs';
+import { once, sleep, waitFor } from '../lib/wait.mjs';
 
 const T = { timeout: 45_000 };
 
@@ -152,5 +153,60 @@ describe('history and recovery', () => {
     await publishNumbered(sdk, name, 4, 4);
     await waitFor(() => heard.some(([e, d]) => e === 'message' && d.n === 4), { what: 'the live event' });
     assert.deepEqual(heard.filter(([e]) => e !== 'pusher:subscription_succeeded').map(([e, d]) => [e, d.n]), [['message', 4]]);
+  });
+});
+
+describe('history offsets with socket.io-client (connection state recovery)', () => {
+  const SIO_APP = Object.freeze({
+    ...MAIN_APP,
+    socketio: { path: '/socket.io', recovery_secs: 1 },
+    history: { channels: ['hist.*'] },
+  });
+  let broker;
+  before(async () => {
+    broker = await startBroker({ apps: [SIO_APP] });
+  });
+  after(async () => {
+    await broker?.stop();
+  });
+
+  it('a client back after its connection was given up sends its offset and is replayed what came after', T, async (t) => {
+    const sdk = serverSdk(broker, SIO_APP);
+    const channel = uniq('hist.');
+    const socket = io(broker.httpBase, {
+      path: '/socket.io',
+      transports: ['websocket'],
+      forceNew: true,
+      // Back only after the server has given the connection up (recovery_secs = 1).
+      reconnectionDelay: 3_000,
+      reconnectionDelayMax: 3_000,
+      randomizationFactor: 0,
+    });
+    t.after(() => socket.close());
+    await connected(socket);
+    await subscribe(socket, channel);
+    const heard = [];
+    socket.onAny((event, ...args) => args[0] === channel && heard.push([event, ...args.slice(1)]));
+    await sdk.trigger(channel, 'Tick', { n: 1 });
+    await waitFor(() => heard.length === 1, { what: 'the live event' });
+    assert.deepEqual(heard[0], ['Tick', { n: 1 }, `${channel}:1`], 'the offset is the last argument');
+
+    const dropped = once(socket, 'disconnect');
+    socket.io.engine.close();
+    await dropped;
+    await sdk.trigger(channel, 'Tick', { n: 2 });
+    await sdk.trigger(channel, 'Tick', { n: 3 });
+    await once(socket, 'connect', { timeoutMs: 10_000 });
+    assert.equal(socket.recovered, false, 'the connection itself was given up');
+    heard.length = 0;
+    await subscribe(socket, channel);
+    await waitFor(() => heard.some(([e]) => e === 'ringcast:replay_end'), { what: 'ringcast:replay_end' });
+    assert.deepEqual(heard, [
+      ['subscription_succeeded'],
+      ['ringcast:replay_start', { count: 2, since: 1 }],
+      ['Tick', { n: 2 }, `${channel}:2`],
+      ['Tick', { n: 3 }, `${channel}:3`],
+      ['ringcast:replay_end', { count: 2 }],
+    ]);
   });
 });

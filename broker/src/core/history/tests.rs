@@ -1,7 +1,7 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::core::wire::Event;
+use crate::core::wire::{Event, Wires};
 
 fn options() -> HistoryOptions {
     HistoryOptions::compile(&HistoryConfig {
@@ -82,7 +82,8 @@ fn restored_events_keep_their_ids_and_new_ones_follow() {
         .collect();
     let mut history = AppHistory::default();
     for event in &stored {
-        history.restore(&channel, event, Wires::PUSHER);
+        let frames = Frames::from_pusher(event.frame.clone(), Wires::PUSHER);
+        history.restore(&channel, event, frames);
     }
     assert_eq!(record(&mut history, &channel, "y"), 9);
     let page = history.page(&channel, None, 10);
@@ -108,4 +109,49 @@ fn departures_are_bounded_and_the_oldest_goes_first() {
     let window = Duration::from_secs(120);
     assert!(history.recover(&first, &channel, late, window).is_none());
     assert!(history.recover(&newcomer, &channel, late, window).is_some());
+}
+
+#[test]
+fn an_offset_reads_back_as_written_and_others_are_not_ours() {
+    let channel = name("private-chat.1");
+    let text = HistoryOffset::text(&channel, 42);
+    assert_eq!(text, "private-chat.1:42");
+    assert_eq!(
+        HistoryOffset::parse(&text, 200),
+        Some(HistoryOffset { channel, id: 42 })
+    );
+    for other in [
+        "",
+        "42",
+        "private-chat.1:",
+        "private-chat.1:x",
+        "bad name!:1",
+        "0-1ab",
+    ] {
+        assert_eq!(HistoryOffset::parse(other, 200), None, "{other}");
+    }
+}
+
+#[test]
+fn an_offset_replays_what_came_after_only_within_the_window() {
+    let channel = name("private-chat.1");
+    let mut history = AppHistory::default();
+    for i in 0..3 {
+        record(&mut history, &channel, &format!("d{i}"));
+    }
+    let window = Duration::from_secs(120);
+    let replay = history.since_offset(&channel, 1, 1_000, window).unwrap();
+    assert_eq!(
+        (replay.since, replay.entries.len(), replay.last_id),
+        (1, 2, 3)
+    );
+    assert!(
+        history.since_offset(&channel, 3, 1_000, window).is_none(),
+        "nothing missed"
+    );
+    let later = 1_000 + 121_000;
+    assert!(
+        history.since_offset(&channel, 1, later, window).is_none(),
+        "gone too long"
+    );
 }

@@ -101,6 +101,9 @@ pub(super) struct Conn {
 pub(super) struct Recovery {
     pub(super) pid: Box<str>,
     pub(super) parked_since: Option<Instant>,
+    /// The history offset the client sent back when it was not recovered, until it
+    /// subscribes to that channel.
+    pub(super) history_offset: Option<Box<crate::core::history::HistoryOffset>>,
 }
 
 /// Who started a connection's closing handshake.

@@ -12,7 +12,7 @@ use super::{Shard, home_shard};
 use crate::core::channel::ChannelName;
 use crate::core::counters::{add, inc};
 use crate::core::history::{
-    Evicted, HistoryOptions, HistoryWrite, REPLAY_END, REPLAY_START, StoredEvent,
+    Evicted, HistoryOffset, HistoryOptions, HistoryWrite, REPLAY_END, REPLAY_START, StoredEvent,
 };
 use crate::core::ids::{AppIdx, UserId};
 use crate::core::wire::{Event, Frames, Wire};
@@ -53,7 +53,9 @@ impl Shard {
                     continue;
                 }
                 for event in events {
-                    self.per_app[app].history.restore(channel, event, wires);
+                    let frames = Frames::from_pusher(event.frame.clone(), wires);
+                    let frames = self.with_offset(app, channel, event.id, frames);
+                    self.per_app[app].history.restore(channel, event, frames);
                 }
             }
             if let Some(options) = state.apps.get(app).history.clone() {
@@ -71,25 +73,61 @@ impl Shard {
         }
     }
 
-    /// At the home shard: keeps an event of a history channel; its id, or `None` when the
-    /// channel keeps no history or the event is no app event.
+    /// Whether the app's Socket.IO events carry offsets: it offers connection state
+    /// recovery, so its clients have a `pid` and send their last offset back.
+    fn offsets_on(&self, app: AppIdx) -> bool {
+        let config = &self.state.apps.get(app).config;
+        config
+            .socketio
+            .as_ref()
+            .is_some_and(|s| !s.recovery.is_zero())
+    }
+
+    /// `frames` of event `id` on `channel`, its Socket.IO frame carrying the offset when the
+    /// app's clients use them.
+    fn with_offset(&self, app: AppIdx, channel: &ChannelName, id: u64, frames: Frames) -> Frames {
+        match self.offsets_on(app) {
+            true => frames.with_socketio_offset(&HistoryOffset::text(channel, id)),
+            false => frames,
+        }
+    }
+
+    /// At the home shard: keeps an event of a history channel. The frames to deliver (the
+    /// Socket.IO one carrying its offset) and its id; the frames as they came and `None`
+    /// when the channel keeps no history or the event is no app event.
     pub(super) fn home_record(
         &mut self,
         app: AppIdx,
         channel: &ChannelName,
-        frames: &Frames,
+        frames: Frames,
+        now: Instant,
+    ) -> (Frames, Option<u64>) {
+        let Some(options) = self.history_of(app, channel).cloned() else {
+            return (frames, None);
+        };
+        let next = self.per_app[app].history.next_id(channel);
+        let frames = self.with_offset(app, channel, next, frames);
+        let id = self.record(app, channel, &options, frames.clone(), now);
+        (frames, id)
+    }
+
+    fn record(
+        &mut self,
+        app: AppIdx,
+        channel: &ChannelName,
+        options: &HistoryOptions,
+        frames: Frames,
         now: Instant,
     ) -> Option<u64> {
-        let options = self.history_of(app, channel)?.clone();
-        let budget = self.history_budget(&options);
+        let budget = self.history_budget(options);
         let published_ms = self.wall.unix_ms(now);
         let mut evicted = Evicted::default();
         let kept = self.per_app[app].history.record(
-            &options,
+            options,
             budget,
             channel,
             published_ms,
-            frames.clone(),
+            frames,
             &mut evicted,
         );
         let id = kept.map(|entry| (entry.id, entry.frames.pusher().clone()));
@@ -212,6 +250,29 @@ impl Shard {
         }
     }
 
+    /// A Socket.IO client that was not recovered (its connection's window had passed, or it
+    /// was on another node or before a restart) sent back `offset`, the last history event
+    /// it received: when connection `key` subscribes to that channel again, it is replayed
+    /// what came after (within the recovery window). An offset that is not ours is ignored.
+    pub fn handle_history_offset(&mut self, key: ConnKey, offset: &str) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let max = self.state.apps.get(conn.app).config.max_channel_name_chars;
+        if let (Some(recovery), Some(offset)) =
+            (conn.recovery.as_mut(), HistoryOffset::parse(offset, max))
+        {
+            recovery.history_offset = Some(Box::new(offset));
+        }
+    }
+
+    /// The offset-named id connection `conn` resumes `channel` after, taken (once).
+    pub(super) fn take_offset(conn: &mut Conn, channel: &ChannelName) -> Option<u64> {
+        let recovery = conn.recovery.as_mut()?;
+        let offset = recovery.history_offset.take_if(|o| &o.channel == channel)?;
+        Some(offset.id)
+    }
+
     /// At the home shard: `user` left `channel` having been given `last_id`.
     pub(super) fn home_departed(
         &mut self,
@@ -236,22 +297,29 @@ impl Shard {
     }
 
     /// At the home shard, confirming a subscription to a history channel: a returning
-    /// user's missed events, framed by the replay markers, go into `then` (encoded for
-    /// `wire`); the subscriber's last id is returned (`None`: no history channel).
+    /// user's missed events (by its departure, else by the offset its Socket.IO client sent
+    /// back, `after`), framed by the replay markers, go into `then` (encoded for `wire`); the
+    /// subscriber's last id is returned (`None`: no history channel).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn replay(
         &mut self,
         app: AppIdx,
         channel: &ChannelName,
         user: Option<&UserId>,
+        after: Option<u64>,
         wire: Wire,
         now: Instant,
         then: &mut Vec<Bytes>,
     ) -> Option<u64> {
         let options = self.history_of(app, channel)?.clone();
+        let now_ms = self.wall.unix_ms(now);
         let history = &mut self.per_app[app].history;
         let last = history.last_id(channel).unwrap_or(0);
-        let Some(replay) = user.and_then(|u| history.recover(u, channel, now, options.recovery))
-        else {
+        let by_departure = user.and_then(|u| history.recover(u, channel, now, options.recovery));
+        let replay = by_departure.or_else(|| {
+            after.and_then(|since| history.since_offset(channel, since, now_ms, options.recovery))
+        });
+        let Some(replay) = replay else {
             return Some(last);
         };
         let count = replay.entries.len();

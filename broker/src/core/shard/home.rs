@@ -200,9 +200,10 @@ impl Shard {
                 .or_insert_with(|| HomeChannel::new(shard_count))
                 .remember(frames.clone(), now);
         }
-        let history_id = remember
-            .then(|| self.home_record(app, channel, &frames, now))
-            .flatten();
+        let (frames, history_id) = match remember {
+            true => self.home_record(app, channel, frames, now),
+            false => (frames, None),
+        };
         self.home_publish(app, channel, frames, except, published, history_id);
     }
 
@@ -217,6 +218,7 @@ impl Shard {
             member,
             wire,
             recover_as,
+            replay_after,
         } = join;
         let cached = channel
             .kind()
@@ -232,7 +234,15 @@ impl Shard {
                 }
             });
         let mut then: Vec<Bytes> = cached.into_iter().collect();
-        let history_id = self.replay(app, &channel, recover_as.as_ref(), wire, now, &mut then);
+        let history_id = self.replay(
+            app,
+            &channel,
+            recover_as.as_ref(),
+            replay_after,
+            wire,
+            now,
+            &mut then,
+        );
         self.send_to(
             shard,
             MeshMsg::SubscribeAccepted(Admission {

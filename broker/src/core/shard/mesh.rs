@@ -281,6 +281,9 @@ pub struct Join {
     /// The identified user subscribing (JWT or backend identity, sign-in, presence
     /// member), whose departure from a history channel the home shard may replay from.
     pub recover_as: Option<UserId>,
+    /// Socket.IO: the history id its client's offset named for this channel, replayed
+    /// after when no departure applies.
+    pub replay_after: Option<u64>,
 }
 
 /// The home shard's confirmation of a [`Join`].

@@ -295,6 +295,7 @@ impl Shard {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        let replay_after = Self::take_offset(conn, &channel);
         conn.subscriptions.push(Subscription {
             channel: channel.clone(),
             user,
@@ -311,6 +312,7 @@ impl Shard {
             member,
             wire: conn.wire,
             recover_as,
+            replay_after,
         });
         let app = conn.app;
         self.send_home(app, &channel, msg);

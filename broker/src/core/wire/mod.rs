@@ -532,4 +532,13 @@ impl Frames {
     pub fn pusher(&self) -> &Bytes {
         &self.pusher
     }
+
+    /// The same event with `offset` as the Socket.IO frame's last argument (Socket.IO's
+    /// connection state recovery); unchanged where the app has no Socket.IO frame.
+    pub fn with_socketio_offset(self, offset: &str) -> Self {
+        match socketio::frames::with_offset(&self.socketio, offset) {
+            Some(socketio) => Self { socketio, ..self },
+            None => self,
+        }
+    }
 }

@@ -441,3 +441,52 @@ fn a_returning_presence_member_on_socket_io_is_replayed_the_history_it_missed() 
         ]
     );
 }
+
+#[test]
+fn history_events_carry_their_offset_and_a_client_sending_it_back_is_replayed_the_rest() {
+    let mut c = Cluster::with(2, |config| {
+        config.apps[0].socketio.as_mut().unwrap().recovery = Duration::from_secs(30);
+        config.apps[0].history = Some(crate::core::options::HistoryConfig {
+            channels: vec!["feed.*".into()],
+            ..Default::default()
+        });
+    });
+    let socket = connect_recoverable(&mut c, "0.first");
+    c.send_packet(socket, r#"42["subscribe",{"channel":"feed.1"}]"#);
+    assert_eq!(
+        c.packets(socket),
+        [r#"42["subscription_succeeded","feed.1"]"#]
+    );
+    c.publish(1, "feed.1", r#"{"n":1}"#, None);
+    assert_eq!(
+        c.packets(socket),
+        [r#"42["greeting","feed.1",{"n":1},"feed.1:1"]"#]
+    );
+    let now = c.now;
+    c.shards[0].handle_disconnect(socket.key, socket.socket_id, now);
+    c.publish(1, "feed.1", r#"{"n":2}"#, None);
+    c.publish(1, "feed.1", r#"{"n":3}"#, None);
+    // Past the connection's own window it is gone; its client comes back with its offset.
+    c.tick(Duration::from_secs(31));
+    assert_eq!(resume(&mut c, "0.first"), None);
+    let back = connect_recoverable(&mut c, "0.second");
+    c.shards[0].handle_history_offset(back.key, "feed.1:1");
+    c.send_packet(back, r#"42["subscribe",{"channel":"feed.1"}]"#);
+    assert_eq!(
+        c.packets(back),
+        [
+            r#"42["subscription_succeeded","feed.1"]"#,
+            r#"42["ringcast:replay_start","feed.1",{"count":2,"since":1}]"#,
+            r#"42["greeting","feed.1",{"n":2},"feed.1:2"]"#,
+            r#"42["greeting","feed.1",{"n":3},"feed.1:3"]"#,
+            r#"42["ringcast:replay_end","feed.1",{"count":2}]"#,
+        ]
+    );
+    let again = connect_recoverable(&mut c, "0.third");
+    c.shards[0].handle_history_offset(again.key, "not-ours");
+    c.send_packet(again, r#"42["subscribe",{"channel":"feed.1"}]"#);
+    assert_eq!(
+        c.packets(again),
+        [r#"42["subscription_succeeded","feed.1"]"#]
+    );
+}

@@ -367,6 +367,7 @@ pub fn join(name: &str, who: &str) -> ChannelSync {
             member: None,
             wire: Wire::Pusher,
             recover_as: None,
+            replay_after: None,
         }),
         ..report(name, 1)
     }
