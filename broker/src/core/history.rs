@@ -304,7 +304,7 @@ impl AppHistory {
         evicted: &mut Evicted,
     ) -> Option<&HistoryEntry> {
         let history = self.channels.entry(channel.clone()).or_default();
-        let id = history.last_id + 1;
+        let id = history.last_id.saturating_add(1);
         let entry = HistoryEntry::from_frames(id, published_ms, frames)?;
         history.last_id = id;
         self.insert(channel, entry);
@@ -314,7 +314,7 @@ impl AppHistory {
 
     /// The id the next event on `channel` gets.
     pub fn next_id(&self, channel: &ChannelName) -> u64 {
-        self.last_id(channel).unwrap_or(0) + 1
+        self.last_id(channel).unwrap_or(0).saturating_add(1)
     }
 
     /// Puts back an event read from the store (ids as stored; older ones first), with its
@@ -329,7 +329,7 @@ impl AppHistory {
         }
         history.last_id = stored.id;
         if history.entries.is_empty() {
-            history.evicted_through = stored.id - 1;
+            history.evicted_through = stored.id.saturating_sub(1);
         }
         self.insert(channel, entry);
     }

@@ -377,3 +377,28 @@ fn stored_events_are_kept_again_by_their_home_shard_at_start() {
     publish_n(&mut restarted, &channel, 3, 3);
     assert_eq!(ids(&history(&mut restarted, 0, &channel, None)), [1, 2, 3]);
 }
+
+#[test]
+fn a_jwt_identity_is_recovered_without_a_sign_in() {
+    let mut cluster = Cluster::with(1, |c| {
+        with_jwt(true)(c);
+        with_history(|_| {})(c);
+    });
+    let token = hs256(&json!({"sub": "dora", "exp": NOW_UNIX + 3600}));
+    let path = format!("/app/{KEY}");
+    let connect = |cluster: &mut Cluster| {
+        let client = cluster
+            .try_connect_with_token(0, &path, Some("7"), Some(&token))
+            .unwrap();
+        cluster.recv(client);
+        let got = cluster.subscribe_private(client, "private-chat.9");
+        (client, got)
+    };
+    let (first, got) = connect(&mut cluster);
+    assert_eq!(names(&got), ["pusher_internal:subscription_succeeded"]);
+    lose_connection(&mut cluster, first);
+    publish_n(&mut cluster, "private-chat.9", 1, 1);
+    let (_, got) = connect(&mut cluster);
+    assert_eq!(inner(&got[1]), json!({"count": 1, "since": 0}));
+    assert_eq!(greetings(&got), ["m1"]);
+}
