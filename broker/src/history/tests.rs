@@ -1,4 +1,4 @@
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::*;
 use crate::core::wire::{Event, Frames, Wires};
@@ -57,14 +57,22 @@ fn append(channel: &str, id: u64, published_ms: u64) -> HistoryWrite {
     }
 }
 
-/// Opens the store, applies `writes`, and closes it (everything flushed).
+/// Opens the store, applies `writes`, and closes it (everything flushed). sled may hold the
+/// directory's lock a moment after the last handle went, so opening is tried for up to 5 s.
 fn write_and_close(
     dir: &Path,
     apps: &[AppConfig],
     writes: Vec<HistoryWrite>,
 ) -> Vec<LoadedChannel> {
-    let metrics = Arc::new(HistoryMetrics::default());
-    let (store, thread, loaded) = HistoryStore::open(dir, settings(), metrics, apps).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (store, thread, loaded) = loop {
+        let metrics = Arc::new(HistoryMetrics::default());
+        match HistoryStore::open(dir, settings(), metrics, apps) {
+            Ok(opened) => break opened,
+            Err(err) if Instant::now() >= deadline => panic!("{err}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
     store.push_all(&mut writes.into_iter().collect());
     store.stop(Duration::from_secs(5));
     thread.join().unwrap();
