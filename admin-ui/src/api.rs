@@ -77,3 +77,33 @@ pub async fn sign_in(name: &str, password: &str) -> Result<Session, ApiError> {
         })?;
     read(request.send().await).await
 }
+
+/// Percent-encodes a path segment.
+pub fn segment(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z'
+            | b'a'..=b'z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'_'
+            | b'.'
+            | b'~'
+            | b'@'
+            | b','
+            | b';'
+            | b'=' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(super::segment("presence-room 1/x"), "presence-room%201%2Fx");
+        assert_eq!(super::segment("private-chat.42"), "private-chat.42");
+    }
+}

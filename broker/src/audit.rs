@@ -224,6 +224,7 @@ impl AuditLog {
             settings,
             metrics: metrics.clone(),
             batch: Vec::new(),
+            scratch: rkyv::util::AlignedVec::with_capacity(512),
         };
         let thread = std::thread::Builder::new()
             .name("ringcast-audit".into())
@@ -298,6 +299,8 @@ struct Writer {
     settings: AuditSettings,
     metrics: Arc<AuditMetrics>,
     batch: Vec<AuditRecord>,
+    /// The buffer each record is serialized into, kept between records.
+    scratch: rkyv::util::AlignedVec,
     count: u64,
 }
 
@@ -349,7 +352,11 @@ impl Writer {
         let mut batch = sled::Batch::default();
         let mut written = 0u64;
         for record in self.batch.drain(..) {
-            let Ok(bytes) = rkyv::to_bytes::<rkyv::rancor::Error>(&record) else {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            scratch.clear();
+            let Ok(bytes) =
+                rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&record, scratch)
+            else {
                 self.metrics.errors.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
@@ -358,6 +365,7 @@ impl Writer {
             key[..8].copy_from_slice(&record.time_ms.to_be_bytes());
             key[8..].copy_from_slice(&id.to_be_bytes());
             batch.insert(&key[..], bytes.as_slice());
+            self.scratch = bytes;
             written += 1;
         }
         match self.tree.apply_batch(batch) {

@@ -67,6 +67,7 @@ pub mod config;
 pub mod core;
 pub mod history;
 pub mod http;
+pub mod inbox;
 pub mod jwks;
 pub mod metrics;
 pub mod server;

@@ -38,6 +38,8 @@ pub struct ServerState {
     /// The history writer's counters (read by `/metrics`; the shell puts in the ones of the
     /// store it opened).
     pub history_metrics: Arc<crate::history::HistoryMetrics>,
+    /// The inbox store's counters, per app (read by `/metrics`; zero without `[apps.inbox]`).
+    pub inbox_metrics: Arc<crate::inbox::InboxMetrics>,
 }
 
 impl ServerState {
@@ -64,6 +66,7 @@ impl ServerState {
             })
             .collect();
         Self {
+            inbox_metrics: Arc::new(crate::inbox::InboxMetrics::new(config.apps.len())),
             redis_broadcast,
             admin_ui: AdminAssets::for_config(config.server.admin_ui_dir.as_deref()),
             admins: Mutex::new(Admins::new(

@@ -99,7 +99,7 @@ fn no_message_body_reaches_the_audit_store_or_the_logs() {
     let logs = broker.stop();
     assert!(logs.contains("listening"), "the logs were captured: {logs}");
     assert!(!logs.contains(&marker), "message body in the logs:\n{logs}");
-    let found = scan_for(&dir, marker.as_bytes());
+    let found = support::files_containing(&dir, marker.as_bytes());
     assert!(found.is_empty(), "message body found in {found:?}");
     // And the store did record the decisions and security events of those paths.
     let db = sled::open(dir.join("data").join("audit")).unwrap();
@@ -191,24 +191,6 @@ fn client_event_attempts(addr: std::net::SocketAddr, marker: &str) {
         );
     }
     assert_eq!(receiver.recv().unwrap()["data"]["text"], marker);
-}
-
-/// Files under `dir` containing `needle`.
-fn scan_for(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        if path.is_dir() {
-            for entry in std::fs::read_dir(&path).unwrap().flatten() {
-                stack.push(entry.path());
-            }
-        } else if let Ok(bytes) = std::fs::read(&path)
-            && bytes.windows(needle.len()).any(|w| w == needle)
-        {
-            found.push(path);
-        }
-    }
-    found
 }
 
 #[test]

@@ -14,7 +14,9 @@ use ringcast::core::auth::{hmac_key, sign_channel};
 use ringcast::core::options::TokenVerification;
 use ringcast::core::policy::RuleConfig;
 use serde_json::{Value, json};
-use support::{ADMIN_TOKEN, KEY, SECRET, TestServer, WsClient, http, wait_for_page};
+use support::{
+    ADMIN_TOKEN, KEY, SECRET, TestServer, WsClient, http, metric, metrics_text, wait_for_page,
+};
 
 /// How long the stand-in backend takes to answer the `slow` token: over the broker's timeout.
 const SLOW_ANSWER: Duration = Duration::from_millis(1500);
@@ -338,20 +340,4 @@ fn denials(page: &Value) -> Vec<String> {
         .filter(|r| r["rule"] == "token_verification")
         .filter_map(|r| r["reason"].as_str().map(str::to_owned))
         .collect()
-}
-
-fn metrics_text(addr: SocketAddr) -> String {
-    let raw = support::raw_http(
-        addr,
-        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    );
-    String::from_utf8_lossy(&raw).into_owned()
-}
-
-/// The value of the sample named `series` (with its labels) in `metrics`.
-fn metric(metrics: &str, series: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in {metrics}"))
 }

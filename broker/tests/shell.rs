@@ -602,3 +602,37 @@ fn each_connection_logs_one_line_when_opened_and_one_when_closed_without_bodies_
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn a_write_delay_gathers_events_into_fewer_writes_and_keeps_their_order() {
+    let server = TestServer::start_with(1, |c| {
+        c.apps[0].write_delay = Duration::from_millis(50);
+    });
+    let mut client = WsClient::connect(server.addr);
+    client.subscribe("ticks");
+    let writes = || {
+        support::metric(
+            &support::metrics_text(server.addr),
+            "ringcast_write_calls_total",
+        )
+    };
+    let before = writes();
+    let path = format!("/apps/{APP_ID}/events");
+    for i in 0..30 {
+        let body = json!({"name": "tick", "channel": "ticks", "data": i.to_string()}).to_string();
+        assert_eq!(api(server.addr, "POST", &path, &body, &[]).0, 200);
+    }
+    for i in 0..30 {
+        let event = client.recv().expect("event");
+        assert_eq!(
+            event,
+            json!({"event": "tick", "channel": "ticks", "data": i.to_string()})
+        );
+    }
+    client.send(&json!({"event": "pusher:ping"}));
+    assert_eq!(client.recv().unwrap()["event"], "pusher:pong");
+    // 30 events and the pong, in fewer writes than frames: publishes that came within 50 ms
+    // of a first one shared its write.
+    let written = writes() - before;
+    assert!(written < 31, "{written} writes for 31 frames");
+}

@@ -300,6 +300,23 @@ test('sign-in, live overview and apps', { timeout: 120_000 }, async () => {
   }, { chat });
   await page.locator('ol.messages li', { hasText: 'where is my parcel?' }).waitFor({ timeout: 10_000 });
   assert.match(await page.locator('ol.messages').innerText(), /client-message/);
+  // The admin replies into the chat: the buyer receives it, and the chat shows it.
+  await page.getByLabel('Reply as admin').fill('we are looking into it');
+  await page.getByRole('button', { name: 'Post', exact: true }).click();
+  await page.getByRole('status').filter({ hasText: 'Posted.' }).waitFor();
+  await page.locator('ol.messages li', { hasText: 'we are looking into it' }).waitFor({ timeout: 10_000 });
+  await clients.waitForFunction(() => window.buyerEvents.includes('admin-message'));
+  // Audited as metadata: the publish names the event and its size, the admin call names the
+  // admin, and neither holds the text.
+  const audited = await page.waitForFunction(async (chat) => {
+    const page = await (await fetch(`/admin/api/audit?channel=${encodeURIComponent(chat)}`)).json();
+    return page.records.some((r) => r.action === 'publish' && /admin-message/.test(r.reason)) && page;
+  }, chat, { timeout: 10_000 });
+  const byAdmin = await page.evaluate(async () => (await fetch('/admin/api/audit?user=ops')).json());
+  assert.ok(byAdmin.records.some((r) => r.action === 'admin_api' && /events/.test(r.reason)), JSON.stringify(byAdmin));
+  for (const records of [await audited.jsonValue(), byAdmin]) {
+    assert.ok(!JSON.stringify(records).includes('we are looking into it'), JSON.stringify(records));
+  }
   await shoot(page, 'disputes');
 
   // Apps: limits shown, the secret masked.

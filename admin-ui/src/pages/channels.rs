@@ -10,7 +10,7 @@ use serde::Deserialize;
 use ringcast_shared::AppList;
 
 use crate::Session;
-use crate::api;
+use crate::api::{self, segment};
 
 #[derive(Clone, Debug, Default, Deserialize)]
 struct ChannelInfo {
@@ -33,27 +33,6 @@ struct Users {
 #[derive(Clone, Debug, Deserialize)]
 struct User {
     id: String,
-}
-
-/// Percent-encodes a path segment.
-fn segment(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z'
-            | b'a'..=b'z'
-            | b'0'..=b'9'
-            | b'-'
-            | b'_'
-            | b'.'
-            | b'~'
-            | b'@'
-            | b','
-            | b';'
-            | b'=' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The channels of every app: all of them with subscriber counts, presence ones with users.
@@ -219,14 +198,5 @@ pub fn Channels(session: Signal<Option<Session>>) -> impl IntoView {
             <button type="submit">"Send"</button>
             {move || sent.get().map(|s| view! { <p role="status">{s}</p> })}
         </form>
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn path_segments_are_encoded() {
-        assert_eq!(super::segment("presence-room 1/x"), "presence-room%201%2Fx");
-        assert_eq!(super::segment("private-chat.42"), "private-chat.42");
     }
 }

@@ -12,7 +12,11 @@ use ringcast_shared::{AppList, Dispute, DisputeList, PusherAuth};
 use serde_json::{Value, json};
 
 use crate::Session;
-use crate::api;
+use crate::api::{self, segment};
+
+/// The event an admin's reply is published as, with data `{"text", "from"}` (the admin's
+/// name): the app's chat client binds it beside its own message events.
+const ADMIN_MESSAGE_EVENT: &str = "admin-message";
 
 /// The chat being watched.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,6 +123,7 @@ fn Chat(watch: Watch, session: Signal<Option<Session>>) -> impl IntoView {
     let messages = RwSignal::new(Vec::<(String, String)>::new());
     let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
     let title = watch.channel.clone();
+    let (app, channel) = (watch.app.clone(), watch.channel.clone());
     spawn_local(follow(watch, session, status, messages, stop_rx));
     // Leaving the chat closes its socket.
     let stop = std::sync::Mutex::new(Some(stop_tx));
@@ -127,6 +132,33 @@ fn Chat(watch: Watch, session: Signal<Option<Session>>) -> impl IntoView {
             let _ = tx.send(());
         }
     });
+    let reply = RwSignal::new(String::new());
+    let sent = RwSignal::new(None::<String>);
+    let post = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let Some(admin) = session.get_untracked() else {
+            return;
+        };
+        let text = reply.get_untracked();
+        if text.trim().is_empty() {
+            return;
+        }
+        let body = json!({
+            "name": ADMIN_MESSAGE_EVENT,
+            "channel": channel,
+            "data": json!({ "text": text, "from": admin.name }).to_string(),
+        });
+        let url = format!("/admin/api/apps/{}/events", segment(&app));
+        spawn_local(async move {
+            match api::post::<Value>(&url, &admin.csrf, &body).await {
+                Ok(_) => {
+                    reply.set(String::new());
+                    sent.set(Some("Posted.".into()));
+                }
+                Err(e) => sent.set(Some(format!("Not posted: {}", e.message))),
+            }
+        });
+    };
     view! {
         <section class="chat">
             <h3>{title}</h3>
@@ -136,6 +168,14 @@ fn Chat(watch: Watch, session: Signal<Option<Session>>) -> impl IntoView {
                     <li><span class="event">{event}</span> <code>{data}</code></li>
                 }).collect_view()}
             </ol>
+            <form class="reply" on:submit=post>
+                <label>
+                    "Reply as admin"
+                    <textarea name="reply" prop:value=move || reply.get() on:input=move |ev| reply.set(event_target_value(&ev))></textarea>
+                </label>
+                <button type="submit">"Post"</button>
+                {move || sent.get().map(|s| view! { <p role="status">{s}</p> })}
+            </form>
         </section>
     }
 }

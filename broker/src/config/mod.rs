@@ -321,6 +321,10 @@ mod tests {
         let history = config.apps[0].history.as_ref().unwrap();
         assert_eq!(history.channels, ["private-chat.{id}", "presence-room.*"]);
         assert_eq!(config.apps[1].history, None);
+        let inbox = config.apps[0].inbox.as_ref().unwrap();
+        assert_eq!(inbox.user_of("private-App.Models.User.7"), Some("7"));
+        assert!(config.apps[0].legacy_broadcast.is_some());
+        assert_eq!(config.apps[1].inbox, None);
         let jwt = config.apps[1].jwt.as_ref().unwrap();
         assert_eq!(
             jwt.jwks().map(|source| source.url.as_str()),

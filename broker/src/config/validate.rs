@@ -7,8 +7,10 @@
 use std::time::Duration;
 
 mod history;
+mod inbox;
 mod tables;
 
+use self::inbox::{check_inbox, check_legacy_broadcast};
 use self::tables::{check_redis_broadcast, check_socketio, check_token_verification, is_http_url};
 use super::file::{AppTable, ClusterTable, FileConfig, JwtTable};
 use super::{ConfigError, invalid};
@@ -21,6 +23,9 @@ use crate::core::wire::pusher::message::largest_client_event;
 
 /// Longest accepted timeout or window.
 const MAX_DURATION: Duration = Duration::from_secs(86_400);
+/// The longest `write_delay_ms`: Centrifugo suggests a few milliseconds; past this, batching buys
+/// nothing a subscriber would not notice.
+const MAX_WRITE_DELAY: Duration = Duration::from_millis(100);
 
 /// Largest accepted `server.max_ws_message_bytes` (16 MiB): each connection may buffer one
 /// message this large before it is parsed.
@@ -282,6 +287,15 @@ fn check_app(
             invalid(field(&format!("redis_broadcast.{name}")), message)
         })?;
     }
+    if let Some(inbox) = &app.inbox {
+        check_inbox(inbox)
+            .map_err(|(name, message)| invalid(field(&format!("inbox.{name}")), message))?;
+    }
+    if let Some(legacy) = &app.legacy_broadcast {
+        check_legacy_broadcast(legacy).map_err(|(name, message)| {
+            invalid(field(&format!("legacy_broadcast.{name}")), message)
+        })?;
+    }
     crate::core::policy::PolicySet::compile(&app.policies)
         .map_err(|e| invalid(field("policies"), e.to_string()))?;
     let jwt = match &app.jwt {
@@ -325,6 +339,15 @@ fn check_app(
         return Err(invalid(
             field("cache_ttl_secs"),
             "must be between 1 and 86400",
+        ));
+    }
+    if app.write_delay > MAX_WRITE_DELAY {
+        return Err(invalid(
+            field("write_delay_ms"),
+            format!(
+                "must be at most {} (a longer wait is latency every subscriber pays)",
+                MAX_WRITE_DELAY.as_millis()
+            ),
         ));
     }
     if app.signin_timeout.is_some_and(|t| t > MAX_DURATION) {
@@ -583,6 +606,9 @@ mod tests {
         assert!(
             err(&format!("{ONE_APP}max_batch_events = 0\n"))
                 .starts_with("apps[0].max_batch_events")
+        );
+        assert!(
+            err(&format!("{ONE_APP}write_delay_ms = 101\n")).starts_with("apps[0].write_delay_ms")
         );
         assert!(
             err(&format!("[server]\npong_timeout_secs = 0\n{ONE_APP}"))

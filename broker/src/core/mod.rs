@@ -13,6 +13,7 @@ pub mod counters;
 pub mod history;
 pub mod http;
 pub mod ids;
+pub mod inbox;
 pub mod options;
 pub mod policy;
 pub mod proxy;

@@ -1,5 +1,7 @@
 //! The Pusher HTTP API: signed requests from app backends (`POST /events`, channel queries).
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -535,9 +537,17 @@ struct BatchBody<'a> {
     batch: Vec<EventBody<'a>>,
 }
 
-/// Parses an event body with simd-json, which needs a mutable copy to work in.
+thread_local! {
+    /// simd-json's working buffers, kept between the publishes of this shard's thread.
+    static PARSE_BUFFERS: std::cell::RefCell<simd_json::Buffers> =
+        std::cell::RefCell::new(simd_json::Buffers::default());
+}
+
+/// Parses an event body with simd-json, which needs a mutable copy to work in, in this
+/// thread's reused buffers.
 fn parse_events<'a, T: Deserialize<'a>>(copy: &'a mut [u8]) -> Result<T, ApiError> {
-    simd_json::serde::from_slice(copy)
+    PARSE_BUFFERS
+        .with_borrow_mut(|buffers| simd_json::serde::from_slice_with_buffers(copy, buffers))
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
@@ -546,34 +556,33 @@ fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
-struct ValidEvent {
-    name: String,
-    data: String,
+struct ValidEvent<'a> {
+    name: &'a str,
+    data: Cow<'a, str>,
     channels: Vec<ChannelName>,
     except: Option<SocketId>,
     info: Info,
 }
 
-fn validate_event(
+fn validate_event<'a>(
     shard: &Shard,
     app: AppIdx,
-    event: &EventBody<'_>,
-) -> Result<ValidEvent, ApiError> {
+    event: &'a EventBody<'a>,
+) -> Result<ValidEvent<'a>, ApiError> {
     let config = &shard.state().apps.get(app).config;
     let name = event
         .name
-        .map(str::to_owned)
         .ok_or_else(|| ApiError::bad_request("\"name\" is required"))?;
     // The SDKs send `data` as a string; other JSON is passed on as its (compact) text.
     let data = match &event.data {
         None => return Err(ApiError::bad_request("\"data\" is required")),
-        Some(simd_json::BorrowedValue::String(text)) => text.to_string(),
-        Some(other) => simd_json::prelude::Writable::encode(other),
+        Some(simd_json::BorrowedValue::String(text)) => Cow::Borrowed(text.as_ref()),
+        Some(other) => Cow::Owned(simd_json::prelude::Writable::encode(other)),
     };
-    publish::check_event(config, &name, &data)?;
-    let raw_channels: Vec<&str> = match (event.channel, &event.channels) {
-        (Some(one), None) => vec![one],
-        (None, Some(many)) => many.clone(),
+    publish::check_event(config, name, &data)?;
+    let raw_channels: &[&str] = match (&event.channel, &event.channels) {
+        (Some(one), None) => std::slice::from_ref(one),
+        (None, Some(many)) => many,
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
                 "give \"channel\" or \"channels\", not both",
@@ -612,13 +621,13 @@ fn validate_event(
 fn publish(
     shard: &mut Shard,
     app: AppIdx,
-    event: ValidEvent,
+    event: ValidEvent<'_>,
     clock: &Clock,
     confirmations: &mut Vec<QueryId>,
 ) -> (Vec<ChannelName>, Info) {
     let publish = Publish {
         app,
-        event: &event.name,
+        event: event.name,
         data: &event.data,
         except: event.except,
     };
@@ -780,6 +789,10 @@ pub fn finish(finish: Finish, answers: Vec<Answer>, keep_alive: bool) -> Vec<u8>
 }
 
 fn json_response(value: &Value, keep_alive: bool) -> Vec<u8> {
+    // The answer to most publishes: no body to serialize.
+    if value.as_object().is_some_and(Map::is_empty) {
+        return response(200, "application/json", b"{}", &[], keep_alive);
+    }
     response(
         200,
         "application/json",

@@ -6,6 +6,7 @@ mod admin;
 mod admin_files;
 mod api;
 mod history;
+mod inbox;
 mod routes;
 
 pub use admin::{AdminAssets, AdminUiSource, EMBEDDED_ADMIN_UI, overview as admin_overview};
@@ -17,6 +18,7 @@ use crate::core::shard::{Answer, QueryId};
 use crate::metrics::ShardMetrics;
 
 pub use api::Finish;
+pub use inbox::{InboxCall, InboxOp};
 pub use routes::{handle, refuse_upgrade_while_draining};
 
 /// The time, as the handlers need it.
@@ -59,6 +61,9 @@ pub enum Reply {
         /// Whether the connection stays open.
         keep_alive: bool,
     },
+    /// Identify the caller (which may ask the app's backend), then read or ack their inbox
+    /// on the inbox thread (`shell::inbox`).
+    Inbox(InboxCall),
 }
 
 /// A response waiting for query answers.

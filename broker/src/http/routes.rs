@@ -11,6 +11,7 @@ use ringcast_shared::{Health, UpReport};
 
 use super::admin;
 use super::api::{self, ApiRoute};
+use super::inbox::{self, InboxRoute};
 use super::{Clock, Reply, ServerView};
 
 /// Routes one HTTP request (WebSocket upgrades are handled before this).
@@ -28,6 +29,9 @@ use super::{Clock, Reply, ServerView};
 /// | POST | `/apps/{id}/users/{user}/terminate_connections` | close a signed-in user's sockets |
 /// | POST | `/apps/{id}/tokens/revoke` | revoke a token (`jti`) or a user's tokens (`sub`), closing their live sockets |
 /// | PUT, DELETE | `/apps/{id}/resources/{type}/{id}` | set or delete a policy resource |
+/// | GET, OPTIONS | `/pending-notifications?app_key=` | the caller's unread notifications (see `http::inbox`) |
+/// | POST, OPTIONS | `/pending-notifications/ack?app_key=` | mark the caller's notifications read |
+/// | POST | `/broadcast-message` | the legacy Reverb-era publish (`[apps.legacy_broadcast]`) |
 /// | GET | `/admin/`, `/admin/{file}` | the dashboard (see `http::admin`) |
 /// | any | `/admin/api/...` | the admin API: sign-in, apps, channels, audit (see `http::admin`) |
 pub fn handle(
@@ -42,7 +46,7 @@ pub fn handle(
         Ok(segments) => segments,
         Err(err) => return Reply::Now(json_error(400, &err.to_string(), keep_alive)),
     };
-    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let segments: Vec<&str> = segments.iter().map(AsRef::as_ref).collect();
     let route = match (head.method, segments.as_slice()) {
         // `GET /` is the health check Soketi users point their load balancers at.
         (Method::Get | Method::Head, ["up"] | [] | [""]) => {
@@ -121,6 +125,20 @@ pub fn handle(
                         .collect(),
                     &view.server.history_metrics,
                 ),
+                inbox: Some((
+                    &view.server.inbox_metrics,
+                    shard
+                        .state()
+                        .apps
+                        .iter()
+                        .map(|a| {
+                            a.config
+                                .inbox
+                                .as_ref()
+                                .and_then(|_| view.server.inbox_metrics.apps.get(a.idx.get()))
+                        })
+                        .collect(),
+                )),
             };
             let text = render_prometheus(&Totals::gather(view.metrics), &facts);
             return Reply::Now(response(
@@ -130,6 +148,15 @@ pub fn handle(
                 &[],
                 keep_alive,
             ));
+        }
+        (Method::Get | Method::Options, ["pending-notifications"]) => {
+            return inbox::serve(shard, view, head, body, clock, InboxRoute::Pending);
+        }
+        (Method::Post | Method::Options, ["pending-notifications", "ack"]) => {
+            return inbox::serve(shard, view, head, body, clock, InboxRoute::Ack);
+        }
+        (Method::Post, ["broadcast-message"]) => {
+            return inbox::broadcast_message(shard, view, head, body, clock);
         }
         (_, ["admin", "api", rest @ ..]) => {
             return admin::api(shard, view, head, body, clock, rest);
@@ -170,7 +197,9 @@ pub fn handle(
                 delete: true,
             },
         ),
-        (_, ["up" | "metrics"])
+        (_, ["pending-notifications" | "broadcast-message"])
+        | (_, ["pending-notifications", "ack"])
+        | (_, ["up" | "metrics"])
         | (_, ["admin"])
         | (_, ["admin", _])
         | (_, ["apps", _, "events" | "batch_events" | "channels"])
@@ -207,13 +236,13 @@ pub(super) fn audit_query(head: &RequestHead, security_only: bool) -> Result<Aud
             v.parse::<u64>()
                 .map_err(|_| format!("{key} must be a number, got {v:?}"))
         };
-        match key.as_str() {
-            "app" => query.app = Some(value),
-            "tenant" => query.tenant = Some(value),
-            "user" => query.user = Some(value),
-            "channel" => query.channel = Some(value),
+        match key.as_ref() {
+            "app" => query.app = Some(value.into_owned()),
+            "tenant" => query.tenant = Some(value.into_owned()),
+            "user" => query.user = Some(value.into_owned()),
+            "channel" => query.channel = Some(value.into_owned()),
             "decision" => {
-                query.decision = Some(match value.as_str() {
+                query.decision = Some(match value.as_ref() {
                     "allow" => AuditDecision::Allow,
                     "deny" => AuditDecision::Deny,
                     _ => return Err(format!("decision must be allow or deny, got {value:?}")),
@@ -228,7 +257,7 @@ pub(super) fn audit_query(head: &RequestHead, security_only: bool) -> Result<Aud
                 }
                 query.limit = limit as usize;
             }
-            "cursor" => query.cursor = Some(value),
+            "cursor" => query.cursor = Some(value.into_owned()),
             other => return Err(format!("unknown parameter {other:?}")),
         }
     }

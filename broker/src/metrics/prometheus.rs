@@ -36,6 +36,12 @@ pub struct ServerFacts<'a> {
     pub jwks: Vec<(&'a str, &'a LiveKeys)>,
     /// Which apps keep history (indexed like `app_ids`), and the history store's counters.
     pub history: (Vec<bool>, &'a crate::history::HistoryMetrics),
+    /// The inbox store's counters, with the apps that keep an inbox (`None` where one
+    /// does not, indexed like `app_ids`).
+    pub inbox: Option<(
+        &'a crate::inbox::InboxMetrics,
+        Vec<Option<&'a crate::inbox::AppInboxMetrics>>,
+    )>,
 }
 
 /// Renders every shard's counters, summed, in the Prometheus text format.
@@ -256,6 +262,7 @@ pub fn render_prometheus(totals: &Totals, facts: &ServerFacts<'_>) -> String {
     }
     render_verifiers(&mut out, facts);
     render_redis_broadcast(&mut out, facts);
+    render_inbox(&mut out, facts);
     let _ = writeln!(
         out,
         "# HELP ringcast_tenant_auth_failures_total Denied authorization decisions per app and tenant.\n# TYPE ringcast_tenant_auth_failures_total counter"
@@ -418,6 +425,76 @@ fn render_redis_broadcast(out: &mut String, facts: &ServerFacts<'_>) {
             "Connections to Redis attempted again after one was lost or refused, per app.",
             "counter",
             |m| m.reconnects.load(Ordering::Relaxed) as i64,
+        ),
+    ];
+    render_per_app(out, &series, &apps);
+}
+
+/// With `[apps.inbox]`: the store's drops and errors, and per app what was kept, evicted,
+/// expired, acked, read and refused.
+fn render_inbox(out: &mut String, facts: &ServerFacts<'_>) {
+    let Some((store, per_app)) = &facts.inbox else {
+        return;
+    };
+    let apps = of_apps(&facts.app_ids, per_app);
+    if apps.is_empty() {
+        return;
+    }
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as i64;
+    for (name, help, value) in [
+        (
+            "ringcast_inbox_dropped_total",
+            "Notifications dropped before the inbox store: its writer's queue was full.",
+            &store.dropped,
+        ),
+        (
+            "ringcast_inbox_errors_total",
+            "Inbox store writes or flushes that failed.",
+            &store.errors,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            load(value)
+        );
+    }
+    let series: [PerAppSeries<crate::inbox::AppInboxMetrics>; 6] = [
+        (
+            "ringcast_inbox_written_total",
+            "Notifications kept in users' inboxes, per app.",
+            "counter",
+            |m| m.written.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "ringcast_inbox_evicted_total",
+            "Notifications deleted to keep a user's inbox within max_per_user, per app.",
+            "counter",
+            |m| m.evicted.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "ringcast_inbox_expired_total",
+            "Notifications deleted past their ttl, per app.",
+            "counter",
+            |m| m.expired.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "ringcast_inbox_acked_total",
+            "Notifications marked read by POST /pending-notifications/ack, per app.",
+            "counter",
+            |m| m.acked.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "ringcast_inbox_pending_reads_total",
+            "GET /pending-notifications reads answered, per app.",
+            "counter",
+            |m| m.reads.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "ringcast_inbox_refused_users_total",
+            "Notifications dropped because the app's inbox already held max_users users, per app.",
+            "counter",
+            |m| m.refused_users.load(Ordering::Relaxed) as i64,
         ),
     ];
     render_per_app(out, &series, &apps);

@@ -274,6 +274,7 @@ async fn serve_http<S: AsyncReadRent + AsyncWriteRent>(
                 )
             }
         }
+        Reply::Inbox(call) => super::inbox::serve(rt, head, call, remote).await,
         Reply::Audit { query, keep_alive } => match rt.audit.query(query).recv().await {
             Ok(Ok(page)) => {
                 let body = serde_json::to_vec(&page).unwrap_or_default();
@@ -380,7 +381,10 @@ async fn read_body<S: AsyncReadRent>(
                     Ok(_) => {}
                 }
             }
-            Ok(buf.split_to(n).to_vec())
+            // Copied out and advanced past: splitting would turn the buffer into a shared one.
+            let body = buf[..n].to_vec();
+            buf.advance(n);
+            Ok(body)
         }
         BodyLength::Chunked => {
             let mut decoder = ChunkedDecoder::new(max_body);
@@ -669,6 +673,9 @@ async fn write_loop<W: AsyncWriteRent>(
     socket_id: SocketId,
     writer: Rc<Writer>,
 ) {
+    let write_delay = rt.core().conn_app(key).map_or(Duration::ZERO, |app| {
+        rt.state.shared.apps.get(app).config.write_delay
+    });
     let closed_cleanly = loop {
         if writer.retired() {
             break false;
@@ -689,6 +696,10 @@ async fn write_loop<W: AsyncWriteRent>(
                 break true;
             }
             writer.signal.wait().await;
+            if !write_delay.is_zero() {
+                // Woken by a first frame: let the frames right behind it join its write.
+                monoio::time::sleep(write_delay).await;
+            }
             continue;
         }
         writer.arm(WRITE_STALL);

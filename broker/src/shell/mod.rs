@@ -9,6 +9,7 @@ pub mod channel_auth;
 mod cluster;
 mod conn;
 pub mod cpus;
+mod inbox;
 pub mod io;
 mod polling;
 mod redis_broadcast;
@@ -71,6 +72,7 @@ pub struct Server {
     audit_thread: thread::JoinHandle<()>,
     /// The history store, when an app keeps history.
     history: Option<(crate::history::HistoryStore, thread::JoinHandle<()>)>,
+    inbox_store: Option<(crate::inbox::Inbox, thread::JoinHandle<()>)>,
     cluster: Option<(
         async_channel::Sender<cluster::LinkMsg>,
         thread::JoinHandle<()>,
@@ -174,6 +176,7 @@ impl Server {
                 "the admin dashboard is not built (scripts/build-admin-ui); /admin/ says how to build it"
             );
         }
+        let inbox_store = inbox::open(&state)?;
         let state = Arc::new(state);
         let shared = state.shared.clone();
         let (webhooks, webhook_thread) =
@@ -224,6 +227,7 @@ impl Server {
                 webhooks: webhooks.clone(),
                 audit: audit.clone(),
                 history: history.as_ref().map(|(store, _)| store.clone()),
+                inbox_store: inbox_store.as_ref().map(|(store, _)| store.clone()),
                 link: cluster.as_ref().map(|(sender, _)| sender.clone()),
             };
             let thread = thread::Builder::new()
@@ -264,6 +268,7 @@ impl Server {
             audit,
             audit_thread,
             history,
+            inbox_store,
             cluster,
             shutdown_timeout,
         })
@@ -366,6 +371,9 @@ impl Server {
             if thread.is_finished() {
                 let _ = thread.join();
             }
+        }
+        if let Some((store, thread)) = self.inbox_store {
+            inbox::stop(store, thread, WEBHOOK_FLUSH_TIMEOUT);
         }
     }
 }

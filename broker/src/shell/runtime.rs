@@ -176,6 +176,8 @@ pub struct ShardSetup {
     pub audit: crate::audit::AuditLog,
     /// Where history writes go, when an app keeps history.
     pub history: Option<crate::history::HistoryStore>,
+    /// Where users' notifications go, when an app keeps an inbox (`[apps.inbox]`).
+    pub inbox_store: Option<crate::inbox::Inbox>,
     /// The node's cluster link, in cluster mode.
     pub link: Option<async_channel::Sender<super::cluster::LinkMsg>>,
 }
@@ -354,6 +356,9 @@ pub struct ShardRt {
     audit_scratch: RefCell<Vec<ringcast_shared::AuditRecord>>,
     history: Option<crate::history::HistoryStore>,
     history_scratch: RefCell<Vec<crate::core::history::HistoryWrite>>,
+    /// The inbox store, when an app keeps an inbox (reads and acks are sent there).
+    pub inbox_store: Option<crate::inbox::Inbox>,
+    inbox_scratch: RefCell<Vec<crate::core::inbox::InboxWrite>>,
     /// Every shard's counters.
     pub all_metrics: Arc<Vec<Arc<ShardMetrics>>>,
     /// Config and apps.
@@ -397,6 +402,7 @@ impl ShardRt {
             core.take_webhooks(&mut self.webhook_scratch.borrow_mut());
             core.take_audit(&mut self.audit_scratch.borrow_mut());
             core.take_history(&mut self.history_scratch.borrow_mut());
+            core.take_inbox(&mut self.inbox_scratch.borrow_mut());
             core.take_cluster(&mut self.cluster_scratch.borrow_mut());
             core.take_auth_calls(&mut self.auth_scratch.borrow_mut());
             result
@@ -424,6 +430,7 @@ impl ShardRt {
                 self.audit.push_all(&mut records);
             }
         }
+        super::inbox::store(self, &mut self.inbox_scratch.borrow_mut());
         {
             let mut hooks = self.webhook_scratch.borrow_mut();
             if !hooks.is_empty() {
@@ -634,6 +641,7 @@ async fn shard_main(setup: ShardSetup) {
         webhooks,
         audit,
         history,
+        inbox_store,
         link,
     } = setup;
     let listener_fd = listener.as_raw_fd();
@@ -666,6 +674,8 @@ async fn shard_main(setup: ShardSetup) {
         audit_scratch: RefCell::new(Vec::new()),
         history,
         history_scratch: RefCell::new(Vec::new()),
+        inbox_store,
+        inbox_scratch: RefCell::new(Vec::new()),
         mesh: mesh.clone(),
         all_metrics: metrics,
         state,

@@ -100,7 +100,7 @@ impl Verifier {
                 query
                     .iter()
                     .find(|(k, _)| k == name)
-                    .map(|(_, v)| v.clone())
+                    .map(|(_, v)| v.to_string())
             })
         };
         let found: Vec<(&str, Option<String>)> = settings

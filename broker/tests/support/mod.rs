@@ -331,6 +331,23 @@ pub fn http(addr: SocketAddr, method: &str, target: &str, body: &str) -> (u16, V
     )
 }
 
+/// The server's `/metrics` text.
+pub fn metrics_text(addr: SocketAddr) -> String {
+    let raw = raw_http(
+        addr,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+/// The value of the sample named `series` (with its labels) in `metrics`.
+pub fn metric(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in {metrics}"))
+}
+
 /// Sends raw bytes and returns everything the server answers until it closes.
 pub fn raw_http(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).unwrap();
@@ -341,6 +358,24 @@ pub fn raw_http(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let _ = stream.read_to_end(&mut out);
     out
+}
+
+/// Files under `dir` containing `needle`.
+pub fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap().flatten() {
+                stack.push(entry.path());
+            }
+        } else if let Ok(bytes) = std::fs::read(&path)
+            && bytes.windows(needle.len()).any(|w| w == needle)
+        {
+            found.push(path);
+        }
+    }
+    found
 }
 
 /// A fresh directory under the system temp dir.

@@ -16,7 +16,16 @@ pub(super) fn is_http_url(url: &str) -> bool {
 }
 
 /// Paths the broker serves itself, which no app's Socket.IO path may take.
-const RESERVED_PATHS: [&str; 6] = ["/app", "/apps", "/admin", "/metrics", "/up", "/token"];
+const RESERVED_PATHS: [&str; 8] = [
+    "/app",
+    "/apps",
+    "/admin",
+    "/metrics",
+    "/up",
+    "/token",
+    "/pending-notifications",
+    "/broadcast-message",
+];
 
 /// Checks `[apps.socketio]` against the apps before it; `Err` names the setting and what is
 /// wrong with it.

@@ -9,6 +9,7 @@ use md5::{Digest, Md5};
 use ring::hmac;
 
 use super::{hmac_hex, verify_hex};
+use crate::core::http::request::QueryPair;
 
 /// A request as the API sees it.
 pub struct ApiRequest<'a> {
@@ -17,7 +18,7 @@ pub struct ApiRequest<'a> {
     /// The path as sent.
     pub path: &'a str,
     /// Decoded query parameters.
-    pub query: &'a [(String, String)],
+    pub query: &'a [QueryPair<'a>],
     /// The raw body.
     pub body: &'a [u8],
 }
@@ -63,11 +64,11 @@ impl ApiAuthError {
     }
 }
 
-fn param<'a>(query: &'a [(String, String)], name: &'static str) -> Result<&'a str, ApiAuthError> {
+fn param<'a>(query: &'a [QueryPair<'_>], name: &'static str) -> Result<&'a str, ApiAuthError> {
     query
         .iter()
         .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
+        .map(|(_, v)| v.as_ref())
         .ok_or(ApiAuthError::MissingParameter(name))
 }
 
@@ -98,7 +99,7 @@ pub fn verify(
     }
     if !req.body.is_empty() {
         let sent = param(req.query, "body_md5").map_err(|_| ApiAuthError::BodyMd5Mismatch)?;
-        if !sent.eq_ignore_ascii_case(&body_md5(req.body)) {
+        if !body_md5_matches(req.body, sent) {
             return Err(ApiAuthError::BodyMd5Mismatch);
         }
     }
@@ -115,16 +116,45 @@ pub fn body_md5(body: &[u8]) -> String {
     hex::encode(Md5::digest(body))
 }
 
-/// `METHOD\nPATH\nk=v&...` over every parameter but `auth_signature`.
-pub fn string_to_sign(method: &str, path: &str, params: &[(String, String)]) -> String {
-    let mut pairs: Vec<(String, &str)> = params
+/// Whether `sent_hex` (either case) is the MD5 of `body`, without formatting the digest.
+fn body_md5_matches(body: &[u8], sent_hex: &str) -> bool {
+    let mut sent = [0u8; 16];
+    hex::decode_to_slice(sent_hex, &mut sent).is_ok() && Md5::digest(body).as_slice() == sent
+}
+
+/// `METHOD\nPATH\nk=v&...` over every parameter but `auth_signature`, keys lower-cased and
+/// the pairs sorted by them. Built into one string: the pairs are sorted as borrowed slices and
+/// lower-cased as they are written.
+pub fn string_to_sign<K: AsRef<str>, V: AsRef<str>>(
+    method: &str,
+    path: &str,
+    params: &[(K, V)],
+) -> String {
+    let mut pairs: Vec<(&str, &str)> = params
         .iter()
-        .filter(|(k, _)| k != "auth_signature")
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str()))
+        .map(|(k, v)| (k.as_ref(), v.as_ref()))
+        .filter(|(k, _)| *k != "auth_signature")
         .collect();
-    pairs.sort();
-    let query: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    format!("{method}\n{path}\n{}", query.join("&"))
+    pairs.sort_by(|(ka, va), (kb, vb)| lowercase(ka).cmp(lowercase(kb)).then_with(|| va.cmp(vb)));
+    let query_len: usize = pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    let mut out = String::with_capacity(method.len() + path.len() + 2 + query_len);
+    out.push_str(method);
+    out.push('\n');
+    out.push_str(path);
+    out.push('\n');
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        out.extend(k.chars().map(|c| c.to_ascii_lowercase()));
+        out.push('=');
+        out.push_str(v);
+    }
+    out
+}
+
+fn lowercase(text: &str) -> impl Iterator<Item = u8> + '_ {
+    text.bytes().map(|b| b.to_ascii_lowercase())
 }
 
 /// A ready, percent-encoded query string for a signed request (tests and the load generator).
@@ -181,14 +211,14 @@ mod tests {
     const BODY: &str = r#"{"name":"foo","channels":["project-3"],"data":"{\"some\":\"data\"}"}"#;
     const NOW: u64 = 1353088179;
 
-    fn query(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    fn query(pairs: &[(&str, &str)]) -> Vec<QueryPair<'static>> {
         pairs
             .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .map(|(k, v)| ((*k).to_owned().into(), (*v).to_owned().into()))
             .collect()
     }
 
-    fn vector_query() -> Vec<(String, String)> {
+    fn vector_query() -> Vec<QueryPair<'static>> {
         query(&[
             ("auth_key", KEY),
             ("auth_timestamp", "1353088179"),
@@ -201,7 +231,7 @@ mod tests {
         ])
     }
 
-    fn check(q: &[(String, String)], body: &str, now: u64) -> Result<(), ApiAuthError> {
+    fn check(q: &[QueryPair<'_>], body: &str, now: u64) -> Result<(), ApiAuthError> {
         let req = ApiRequest {
             method: "POST",
             path: "/apps/3/events",
@@ -238,7 +268,7 @@ mod tests {
             Err(ApiAuthError::BodyMd5Mismatch)
         );
         let mut q = vector_query();
-        q[4].1 = "00".repeat(32);
+        q[4].1 = "00".repeat(32).into();
         assert_eq!(check(&q, BODY, NOW), Err(ApiAuthError::InvalidSignature));
         let mut q = vector_query();
         q.remove(3);
@@ -279,11 +309,11 @@ mod tests {
             b"",
             &[("filter_by_prefix", "presence-"), ("info", "user_count")],
         );
-        let q: Vec<(String, String)> = text
+        let q: Vec<QueryPair<'_>> = text
             .split('&')
             .map(|p| {
                 let (k, v) = p.split_once('=').unwrap();
-                (k.to_owned(), v.replace("%2D", "-").replace("%5F", "_"))
+                (k.into(), v.replace("%2D", "-").replace("%5F", "_").into())
             })
             .collect();
         let req = ApiRequest {

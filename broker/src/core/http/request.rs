@@ -1,5 +1,7 @@
 //! HTTP/1.1 request heads and chunked bodies.
 
+use std::borrow::Cow;
+
 /// Limits on a request head.
 #[derive(Clone, Copy, Debug)]
 pub struct HeadLimits {
@@ -63,8 +65,11 @@ pub struct RequestHead {
     pub path: String,
     /// The raw query without `?`, or empty.
     pub query: String,
-    /// Headers with lower-cased names and trimmed values.
-    pub headers: Vec<(String, String)>,
+    /// Header names (lower-cased) and trimmed values, back to back: one allocation for all
+    /// of them, read through [`RequestHead::header`].
+    header_text: String,
+    /// Where each header's name and value are in `header_text`, in the order sent.
+    header_spans: Vec<HeaderSpan>,
     /// Bytes of the head including the final CRLFCRLF.
     pub head_len: usize,
     /// How the body is delimited.
@@ -72,6 +77,16 @@ pub struct RequestHead {
     /// Whether the connection may serve another request after this one.
     pub keep_alive: bool,
 }
+
+/// One header's name and value as ranges of [`RequestHead`]'s `header_text`.
+#[derive(Clone, Debug)]
+struct HeaderSpan {
+    name: std::ops::Range<usize>,
+    value: std::ops::Range<usize>,
+}
+
+/// Header slots parsed on the stack; a limit above this takes them from the heap.
+const STACK_HEADERS: usize = 64;
 
 /// Why a head was refused; `status()` is the HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,8 +125,15 @@ impl HeadError {
 
 /// Parses a request head from the start of `buf`. `Ok(None)`: incomplete, within limits.
 pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<RequestHead>, HeadError> {
-    let mut storage = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut request = httparse::Request::new(&mut storage);
+    let mut on_stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut on_heap = Vec::new();
+    let storage: &mut [httparse::Header<'_>] = if limits.max_headers <= STACK_HEADERS {
+        &mut on_stack[..limits.max_headers]
+    } else {
+        on_heap.resize(limits.max_headers, httparse::EMPTY_HEADER);
+        &mut on_heap
+    };
+    let mut request = httparse::Request::new(storage);
     let status = match request.parse(buf) {
         Ok(status) => status,
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
@@ -147,17 +169,32 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<RequestHead>
     }
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let version = request.version.unwrap_or(1);
-    let mut headers = Vec::with_capacity(request.headers.len());
+    let mut header_text = String::with_capacity(
+        request
+            .headers
+            .iter()
+            .map(|h| h.name.len() + h.value.len())
+            .sum(),
+    );
+    let mut header_spans = Vec::with_capacity(request.headers.len());
     for header in request.headers.iter() {
         let value = std::str::from_utf8(header.value)
             .map_err(|_| HeadError::Malformed("header value is not UTF-8"))?;
-        headers.push((header.name.to_ascii_lowercase(), value.trim().to_owned()));
+        let name_start = header_text.len();
+        header_text.extend(header.name.chars().map(|c| c.to_ascii_lowercase()));
+        let value_start = header_text.len();
+        header_text.push_str(value.trim());
+        header_spans.push(HeaderSpan {
+            name: name_start..value_start,
+            value: value_start..header_text.len(),
+        });
     }
     let mut head = RequestHead {
         method,
         path: path.to_owned(),
         query: query.to_owned(),
-        headers,
+        header_text,
+        header_spans,
         head_len,
         body: BodyLength::Empty,
         keep_alive: false,
@@ -173,25 +210,28 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<RequestHead>
 
 /// Decides the body length, refusing the ambiguous combinations used for request smuggling.
 fn body_length(head: &RequestHead) -> Result<BodyLength, HeadError> {
-    let lengths: Vec<&str> = head.headers_named("content-length").collect();
-    let encodings: Vec<&str> = head.headers_named("transfer-encoding").collect();
-    if !encodings.is_empty() {
-        if !lengths.is_empty() {
+    let lengths = || head.headers_named("content-length");
+    let mut codings = head
+        .headers_named("transfer-encoding")
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .peekable();
+    if codings.peek().is_some() {
+        if lengths().next().is_some() {
             return Err(HeadError::BadContentLength);
         }
-        let all: Vec<String> = encodings
-            .iter()
-            .flat_map(|v| v.split(','))
-            .map(|t| t.trim().to_ascii_lowercase())
-            .collect();
-        return if all == ["chunked"] {
+        let only_chunked = codings
+            .next()
+            .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
+            && codings.next().is_none();
+        return if only_chunked {
             Ok(BodyLength::Chunked)
         } else {
             Err(HeadError::UnsupportedTransferEncoding)
         };
     }
     let mut length = None;
-    for raw in lengths {
+    for raw in lengths() {
         if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
             return Err(HeadError::BadContentLength);
         }
@@ -208,14 +248,19 @@ fn body_length(head: &RequestHead) -> Result<BodyLength, HeadError> {
 }
 
 impl RequestHead {
-    fn headers_named<'a, 'n>(
+    /// Every value of header `name` (case-insensitive), in the order sent.
+    pub fn headers_named<'a, 'n>(
         &'a self,
         name: &'n str,
-    ) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
-        self.headers
+    ) -> impl DoubleEndedIterator<Item = &'a str> + use<'a, 'n> {
+        let text = self.header_text.as_str();
+        self.header_spans
             .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .filter(move |span| {
+                text.get(span.name.clone())
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            })
+            .filter_map(move |span| text.get(span.value.clone()))
     }
 
     /// The first value of header `name` (case-insensitive).
@@ -230,16 +275,16 @@ impl RequestHead {
             .any(|t| t.trim().eq_ignore_ascii_case(token))
     }
 
-    /// The query's `key=value` pairs, percent-decoded (`+` is a space).
-    pub fn query_pairs(&self) -> Result<Vec<(String, String)>, HeadError> {
-        self.query
-            .split('&')
-            .filter(|s| !s.is_empty())
-            .map(|pair| {
-                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                Ok((percent_decode(k, true)?, percent_decode(v, true)?))
-            })
-            .collect()
+    /// The query's `key=value` pairs, percent-decoded (`+` is a space); a pair needing no
+    /// decoding borrows from the query.
+    pub fn query_pairs(&self) -> Result<Vec<QueryPair<'_>>, HeadError> {
+        let pairs = || self.query.split('&').filter(|s| !s.is_empty());
+        let mut out = Vec::with_capacity(pairs().count());
+        for pair in pairs() {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            out.push((percent_decode(k, true)?, percent_decode(v, true)?));
+        }
+        Ok(out)
     }
 
     /// The first decoded value of query parameter `name`.
@@ -248,11 +293,11 @@ impl RequestHead {
             .ok()?
             .into_iter()
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v)
+            .map(|(_, v)| v.into_owned())
     }
 
-    /// The path's non-empty segments, percent-decoded.
-    pub fn path_segments(&self) -> Result<Vec<String>, HeadError> {
+    /// The path's non-empty segments, percent-decoded (borrowed where nothing is escaped).
+    pub fn path_segments(&self) -> Result<Vec<Cow<'_, str>>, HeadError> {
         self.path
             .split('/')
             .filter(|s| !s.is_empty())
@@ -261,8 +306,19 @@ impl RequestHead {
     }
 }
 
-fn percent_decode(raw: &str, plus_is_space: bool) -> Result<String, HeadError> {
+/// A decoded query parameter: its name and value.
+pub type QueryPair<'a> = (Cow<'a, str>, Cow<'a, str>);
+
+/// Decodes `%XX` escapes (and `+` as a space when `plus_is_space`); text with neither is
+/// returned as it is, without a copy.
+fn percent_decode(raw: &str, plus_is_space: bool) -> Result<Cow<'_, str>, HeadError> {
     let bytes = raw.as_bytes();
+    if !bytes
+        .iter()
+        .any(|&b| b == b'%' || (plus_is_space && b == b'+'))
+    {
+        return Ok(Cow::Borrowed(raw));
+    }
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
@@ -289,7 +345,9 @@ fn percent_decode(raw: &str, plus_is_space: bool) -> Result<String, HeadError> {
             }
         }
     }
-    String::from_utf8(out).map_err(|_| HeadError::Malformed("percent-decoded text is not UTF-8"))
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| HeadError::Malformed("percent-decoded text is not UTF-8"))
 }
 
 /// Why a chunked body was refused.
@@ -438,6 +496,40 @@ mod tests {
         assert_eq!(head.body, BodyLength::ContentLength(5));
         assert!(head.keep_alive);
         assert_eq!(head.head_len, head.head_len.min(100));
+    }
+
+    #[test]
+    fn query_pairs_borrow_what_needs_no_decoding() {
+        let head = parse("GET /a%2Fb/c?plain=v&spaced=a+b&escaped=%41 HTTP/1.1\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        let pairs = head.query_pairs().unwrap();
+        assert!(matches!(
+            pairs[0],
+            (Cow::Borrowed("plain"), Cow::Borrowed("v"))
+        ));
+        assert_eq!(pairs[1].1, "a b");
+        assert!(matches!(pairs[1].1, Cow::Owned(_)));
+        assert_eq!(pairs[2].1, "A");
+        let segments = head.path_segments().unwrap();
+        assert_eq!(segments, ["a/b", "c"]);
+        assert!(matches!(segments[1], Cow::Borrowed("c")));
+    }
+
+    #[test]
+    fn repeated_headers_are_read_in_order_whatever_their_case() {
+        let head = parse(
+            "GET / HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1\r\nx-forwarded-for:  2.2.2.2 \r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        let values: Vec<&str> = head.headers_named("X-FORWARDED-FOR").collect();
+        assert_eq!(values, ["1.1.1.1", "2.2.2.2"]);
+        assert_eq!(
+            head.headers_named("x-forwarded-for").next_back(),
+            Some("2.2.2.2")
+        );
+        assert_eq!(head.header("host"), None);
     }
 
     #[test]

@@ -31,14 +31,14 @@ pub fn response(
     extra_headers: &[(&str, &str)],
     keep_alive: bool,
 ) -> Vec<u8> {
+    use std::io::Write as _;
     let mut out = Vec::with_capacity(160 + body.len());
-    out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status)).as_bytes());
-    out.extend_from_slice(
-        format!(
-            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
-            body.len()
-        )
-        .as_bytes(),
+    // Writes into a Vec cannot fail.
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
+        reason_phrase(status),
+        body.len()
     );
     out.extend_from_slice(if keep_alive {
         b"Connection: keep-alive\r\n"
@@ -46,7 +46,7 @@ pub fn response(
         b"Connection: close\r\n"
     });
     for (name, value) in extra_headers {
-        out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        let _ = write!(out, "{name}: {value}\r\n");
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);

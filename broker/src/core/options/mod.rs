@@ -9,6 +9,7 @@
 
 mod cluster;
 mod history;
+mod inbox;
 mod origin;
 mod redis_broadcast;
 mod socketio;
@@ -24,6 +25,7 @@ use serde::Deserialize;
 
 pub use self::cluster::{ClusterConfig, RedisTarget, RedisUrlError};
 pub use self::history::{HistoryConfig, MAX_HISTORY_EVENTS};
+pub use self::inbox::{ChannelPattern, InboxConfig, LegacyBroadcast, PatternError};
 pub use self::origin::{AllowedOrigin, MalformedOrigin, RequestOrigin, origin_allowed};
 pub use self::redis_broadcast::RedisBroadcast;
 pub use self::socketio::SocketIoConfig;
@@ -327,6 +329,16 @@ pub struct AppConfig<Origins = Vec<AllowedOrigin>, Jwt = JwtConfig> {
     pub redis_broadcast: Option<RedisBroadcast>,
     /// Channel history and recovery; `None` (no `[apps.history]` table) keeps nothing.
     pub history: Option<HistoryConfig>,
+    /// Notifications kept per user until read; `None` (no `[apps.inbox]` table) means none.
+    pub inbox: Option<InboxConfig>,
+    /// `POST /broadcast-message`; `None` (no `[apps.legacy_broadcast]` table) means the
+    /// route answers 404 for the app.
+    pub legacy_broadcast: Option<LegacyBroadcast>,
+    /// How long a connection's writer, woken by a first frame, waits for more before it
+    /// writes them together (Centrifugo's `write_delay`); zero writes at once. Frames that
+    /// queue while a write is in flight are always gathered into the next one.
+    #[serde(rename = "write_delay_ms", with = "units::millis")]
+    pub write_delay: Duration,
 }
 
 impl Default for AppConfig {
@@ -362,6 +374,9 @@ impl Default for AppConfig {
             socketio: None,
             redis_broadcast: None,
             history: None,
+            inbox: None,
+            legacy_broadcast: None,
+            write_delay: Duration::ZERO,
         }
     }
 }
@@ -421,6 +436,9 @@ impl<Origins, Jwt> AppConfig<Origins, Jwt> {
             socketio,
             redis_broadcast,
             history,
+            inbox,
+            legacy_broadcast,
+            write_delay,
         } = self;
         AppConfig {
             id,
@@ -452,6 +470,9 @@ impl<Origins, Jwt> AppConfig<Origins, Jwt> {
             socketio,
             redis_broadcast,
             history,
+            inbox,
+            legacy_broadcast,
+            write_delay,
         }
     }
 }

@@ -20,10 +20,8 @@ pub fn client_address(trusted: &TrustedProxies, peer: IpAddr, head: &RequestHead
         return peer;
     }
     let mut forwarded = head
-        .headers
-        .iter()
-        .filter(|(name, _)| name == "x-forwarded-for")
-        .flat_map(|(_, value)| value.split(','))
+        .headers_named("x-forwarded-for")
+        .flat_map(|value| value.split(','))
         .rev()
         .peekable();
     if forwarded.peek().is_none() {

@@ -173,6 +173,7 @@ impl Shard {
             publish.event,
             publish.data.len(),
         );
+        self.keep_for_inbox(publish.app, channel, publish.event, publish.data);
         let confirm = self.clustered().then(|| ReplyTo {
             shard: self.id,
             query: self.new_query(PendingQuery {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::Shard;
 use super::home_channel::HomeChannel;
-use super::mesh::{Admission, Join, MeshMsg, ShardId};
+use super::mesh::{Admission, Join, MeshMsg, ShardId, route};
 use crate::core::channel::ChannelName;
 use crate::core::channel::presence::PresenceRoster;
 use crate::core::ids::{AppIdx, SocketId, UserId};
@@ -160,11 +160,18 @@ impl Shard {
         published: Instant,
         history_id: Option<u64>,
     ) {
-        let Some(home) = self.per_app[app].homes.get(channel) else {
+        // The queues are borrowed beside the channel's counts, so no list of shards is built.
+        let Self {
+            per_app,
+            id,
+            to_self,
+            to_others,
+            ..
+        } = self;
+        let Some(home) = per_app[app].homes.get(channel) else {
             return;
         };
-        let shards: Vec<ShardId> = home.shards_with_subscribers().collect();
-        for shard in shards {
+        for shard in home.shards_with_subscribers() {
             let msg = MeshMsg::Deliver {
                 app,
                 channel: channel.clone(),
@@ -173,7 +180,7 @@ impl Shard {
                 published,
                 history_id,
             };
-            self.send_to(shard, msg);
+            route(*id, to_self, to_others, shard, msg);
         }
     }
 

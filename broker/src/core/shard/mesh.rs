@@ -4,6 +4,7 @@
 //! roster); other shards reach it only through these messages, carried by bounded FIFO queues,
 //! so that every channel sees one order of events.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::{Shard, home_shard};
@@ -366,11 +367,7 @@ impl Shard {
     }
 
     pub(super) fn send_to(&mut self, shard: ShardId, msg: MeshMsg) {
-        if shard == self.id {
-            self.to_self.push_back(msg);
-        } else {
-            self.to_others.push_back((shard, msg));
-        }
+        route(self.id, &mut self.to_self, &mut self.to_others, shard, msg);
     }
 
     pub(super) fn drain_to_self(&mut self, now: Instant) {
@@ -479,5 +476,20 @@ impl Shard {
             MeshMsg::ClusterDump { round } => self.cluster_dump(round),
             MeshMsg::Answer { query, part } => self.gather(query, part),
         }
+    }
+}
+
+/// Queues `msg` for `shard`: on this shard's own queue when it is `me`, else for the mesh.
+pub(super) fn route(
+    me: ShardId,
+    to_self: &mut VecDeque<MeshMsg>,
+    to_others: &mut VecDeque<(ShardId, MeshMsg)>,
+    shard: ShardId,
+    msg: MeshMsg,
+) {
+    if shard == me {
+        to_self.push_back(msg);
+    } else {
+        to_others.push_back((shard, msg));
     }
 }

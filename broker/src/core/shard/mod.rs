@@ -22,6 +22,7 @@
 //! | `queries.rs` | questions answered by one or more shards (`/channels`, `/users`) |
 //! | `outbox.rs` | per-socket output queues, their byte cap, and closing |
 //! | `audit.rs`, `webhooks.rs` | what is recorded about decisions, and what app backends are told |
+//! | `inbox.rs` | which published events users' inboxes keep (`[apps.inbox]`) |
 //! | `timers.rs` | pings, expiry, sign-in deadlines, delayed webhooks |
 //! | `mesh.rs` | the messages between shards and the one `match` that routes them |
 //! | `cluster.rs` | what home shards report to the node's Redis link, and act on from it |
@@ -36,6 +37,7 @@ mod events;
 mod history;
 mod home;
 mod home_channel;
+mod inbox;
 pub mod mesh;
 mod outbox;
 mod queries;
@@ -305,6 +307,8 @@ pub struct Shard {
     answers: Vec<(QueryId, Answer)>,
     webhooks: Vec<(AppIdx, WebhookEvent)>,
     audit: Vec<AuditRecord>,
+    /// Events for users' inboxes, until the shell takes them for the store.
+    inbox: Vec<crate::core::inbox::InboxWrite>,
     cluster_out: Vec<crate::core::cluster::ClusterOut>,
     auth_calls: Vec<AuthCall>,
     /// What the history store is to do.
@@ -365,6 +369,7 @@ impl Shard {
             answers: Vec::new(),
             webhooks: Vec::new(),
             audit: Vec::new(),
+            inbox: Vec::new(),
             cluster_out: Vec::new(),
             auth_calls: Vec::new(),
             history_out: Vec::new(),

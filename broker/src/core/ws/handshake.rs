@@ -90,10 +90,8 @@ pub fn validate_upgrade(head: &RequestHead) -> Result<UpgradeRequest, UpgradeErr
         _ => return Err(UpgradeError::BadKey),
     }
     let protocols = head
-        .headers
-        .iter()
-        .filter(|(n, _)| n == "sec-websocket-protocol")
-        .flat_map(|(_, v)| v.split(','))
+        .headers_named("sec-websocket-protocol")
+        .flat_map(|v| v.split(','))
         .map(|p| p.trim().to_owned())
         .filter(|p| !p.is_empty())
         .collect();

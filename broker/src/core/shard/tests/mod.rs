@@ -9,6 +9,7 @@ mod cluster;
 mod connections;
 mod events;
 mod history;
+mod inbox;
 mod limits;
 mod queries;
 mod reauthorize;
