@@ -317,7 +317,9 @@ impl Shard {
         let last = history.last_id(channel).unwrap_or(0);
         let by_departure = user.and_then(|u| history.recover(u, channel, now, options.recovery));
         let replay = by_departure.or_else(|| {
-            after.and_then(|since| history.since_offset(channel, since, now_ms, options.recovery))
+            after
+                .filter(|_| !options.recovery.is_zero())
+                .and_then(|since| history.since_offset(channel, since, now_ms, options.recovery))
         });
         let Some(replay) = replay else {
             return Some(last);
