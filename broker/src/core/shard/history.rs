@@ -93,7 +93,7 @@ impl Shard {
     }
 
     /// At the home shard: keeps an event of a history channel. The frames to deliver (the
-    /// Socket.IO one carrying its offset) and its id; the frames as they came and `None`
+    /// Pusher one carrying its id, the Socket.IO one its offset) and its id; the frames as they came and `None`
     /// when the channel keeps no history or the event is no app event.
     pub(super) fn home_record(
         &mut self,
@@ -106,7 +106,7 @@ impl Shard {
             return (frames, None);
         };
         let next = self.per_app[app].history.next_id(channel);
-        let frames = self.with_offset(app, channel, next, frames);
+        let frames = self.with_offset(app, channel, next, frames.with_pusher_id(next));
         let id = self.record(app, channel, &options, frames.clone(), now);
         (frames, id)
     }

@@ -114,7 +114,15 @@ fn events_on_a_history_channel_get_increasing_ids_in_publish_order() {
 #[test]
 fn a_channel_no_pattern_covers_keeps_nothing() {
     let mut cluster = Cluster::with(1, with_history(|_| {}));
+    let (other, _) = signed_in_subscriber(&mut cluster, 0, "alice", "private-other.1");
     publish_n(&mut cluster, "private-other.1", 1, 2);
+    let live = cluster.recv(other);
+    assert_eq!(greetings(&live), ["m1", "m2"]);
+    assert!(
+        live[0].get("id").is_none(),
+        "no id outside history: {}",
+        live[0]
+    );
     publish_n(&mut cluster, "private-chat.1.x", 1, 2);
     assert_eq!(
         history(&mut cluster, 0, "private-other.1", None),
@@ -207,7 +215,12 @@ fn a_returning_user_is_replayed_exactly_the_missed_events_once() {
     let mut cluster = Cluster::with(1, with_history(|_| {}));
     let (first, _) = signed_in_subscriber(&mut cluster, 0, "alice", "private-chat.1");
     publish_n(&mut cluster, "private-chat.1", 1, 2);
-    assert_eq!(greetings(&cluster.recv(first)), ["m1", "m2"]);
+    let live = cluster.recv(first);
+    assert_eq!(greetings(&live), ["m1", "m2"]);
+    assert_eq!(
+        (live[0]["id"].clone(), live[1]["id"].clone()),
+        (json!(1), json!(2))
+    );
     lose_connection(&mut cluster, first);
     publish_n(&mut cluster, "private-chat.1", 3, 5);
     let (_, got) = signed_in_subscriber(&mut cluster, 0, "alice", "private-chat.1");
