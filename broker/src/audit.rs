@@ -272,12 +272,18 @@ impl AuditLog {
 
     /// Writes and flushes what is pending, then stops the writer.
     pub fn stop(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            match self.tx.try_send(Message::Stop) {
-                Ok(()) | Err(TrySendError::Disconnected(_)) => return,
-                Err(TrySendError::Full(_)) => std::thread::sleep(Duration::from_millis(5)),
-            }
+        send_stop(&self.tx, || Message::Stop, timeout);
+    }
+}
+
+/// Queues a writer thread's stop message behind what is pending, waiting (at most
+/// `timeout`) for room; a writer that has already gone needs none.
+pub(crate) fn send_stop<M>(tx: &SyncSender<M>, stop: fn() -> M, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        match tx.try_send(stop()) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => return,
+            Err(TrySendError::Full(_)) => std::thread::sleep(Duration::from_millis(5)),
         }
     }
 }
@@ -643,7 +649,7 @@ mod tests {
             log.stop(Duration::from_secs(1));
             thread.join().unwrap();
         }
-        let (log, _thread, loaded) = AuditLog::open(&dir, settings(), Arc::default()).unwrap();
+        let (log, _thread, loaded) = reopened(&dir, settings(), Arc::default());
         let resources = loaded.resources;
         assert_eq!(resources.len(), 1);
         let (app, kind, id, resource) = &resources[0];
@@ -680,7 +686,7 @@ mod tests {
         drop(log);
         // Retention runs when a writer starts.
         let metrics = Arc::new(AuditMetrics::default());
-        let (log, _thread, _) = AuditLog::open(&dir, s, metrics.clone()).unwrap();
+        let (log, _thread, _) = reopened(&dir, s, metrics.clone());
         let kept = page(
             &log,
             AuditQuery {
@@ -696,6 +702,23 @@ mod tests {
         assert_eq!(users, ["u4", "u3", "u2"]);
         assert_eq!(metrics.pruned.load(Ordering::Relaxed), 2);
         log.stop(Duration::from_secs(1));
+    }
+
+    /// The store in `dir` opened again: sled may hold the directory's lock a moment after the
+    /// last handle went, so opening is tried for up to 5 s.
+    fn reopened(
+        dir: &Path,
+        settings: AuditSettings,
+        metrics: Arc<AuditMetrics>,
+    ) -> (AuditLog, std::thread::JoinHandle<()>, Loaded) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match AuditLog::open(dir, settings.clone(), metrics.clone()) {
+                Ok(opened) => return opened,
+                Err(err) if Instant::now() >= deadline => panic!("{err}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
     }
 
     fn tempdir() -> std::path::PathBuf {

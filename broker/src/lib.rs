@@ -23,13 +23,14 @@
 //! |---|---|
 //! | [`core::wire`] | the seam to a wire protocol: client text → [`core::wire::Command`], a [`core::wire::Reply`] for one socket, an [`core::wire::Event`] encoded once per wire into [`core::wire::Frames`]; [`core::wire::Fault`] and [`core::wire::Refusal`] name what went wrong |
 //! | [`core::wire::pusher`] | everything Pusher-specific: `/app/{key}?protocol=7`, `pusher:*` parsing, frame texts, the 4xxx table |
-//! | [`core::shard`] | one shard's state machine, one file per concern: `accept` (who may connect), `dispatch` (frames → commands), `subscribe` (signature, policy, pending → active), `home` (a channel's home shard: admission, counts, presence), `events` (publishes and local fan-out), `users` (sign-in, watchlists), `commands` (resources, revocation), `queries`, `outbox` (per-socket queues and closing), `audit`, `webhooks`, `timers`, `mesh` (messages between shards), `cluster` (reports to the Redis link) |
+//! | [`core::shard`] | one shard's state machine, one file per concern: `accept` (who may connect), `dispatch` (frames → commands), `subscribe` (signature, policy, pending → active), `home` (a channel's home shard: admission, counts, presence), `events` (publishes and local fan-out), `history` (kept events, departures, replays), `users` (sign-in, watchlists), `commands` (resources, revocation), `queries`, `outbox` (per-socket queues and closing), `audit`, `webhooks`, `timers`, `mesh` (messages between shards), `cluster` (reports to the Redis link) |
 //! | [`core::cluster`] | cluster mode as data: envelopes, the Lua scripts, the RESP3 codec, and [`core::cluster::link::Link`], the node's Redis link as a state machine |
 //! | [`core::options`] | the option types core runs with, built and validated by [`config`] |
 //! | [`core::auth`], [`core::policy`], [`core::rate_limit`] | signatures (the one place signed strings are built), JWTs, policies, token buckets |
 //! | [`core::channel`], [`core::ids`] | typed channel names and kinds, presence rosters, ids, [`core::ids::PerApp`] |
 //! | [`core::ws`], [`core::http`] | the RFC 6455 codec and handshake, HTTP request heads and responses |
 //! | [`core::counters`] | what the core counts, read by [`metrics`] |
+//! | [`core::history`] | a history channel's kept events and their bounds, departures, replays, offsets |
 //!
 //! The shell owns threads, sockets and the outside world:
 //!
@@ -46,7 +47,8 @@
 //!   shards' counters once for both `/metrics` and the dashboard.
 //! - [`audit`] is the writer thread of the audit log and the resource store (sled, rkyv,
 //!   group commit); [`webhooks`] is the webhook sender thread. Shards reach both only through
-//!   bounded queues and never wait on them. [`jwks`] runs a thread per app whose JWT keys
+//!   bounded queues and never wait on them. [`history`] is the history store's writer thread
+//!   (`data/history`, its own sled database, the same pattern). [`jwks`] runs a thread per app whose JWT keys
 //!   come from a JWKS URL; shards only read the key set it replaces.
 //!
 //! A channel's *home* shard owns its authoritative state (subscriber counts, presence
@@ -63,6 +65,7 @@
 pub mod audit;
 pub mod config;
 pub mod core;
+pub mod history;
 pub mod http;
 pub mod inbox;
 pub mod jwks;

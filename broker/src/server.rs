@@ -35,6 +35,9 @@ pub struct ServerState {
     /// Each app's Redis broadcast counters, `None` where it has no `[apps.redis_broadcast]`
     /// (indexed like the apps).
     pub redis_broadcast: Vec<Option<RedisBroadcastMetrics>>,
+    /// The history writer's counters (read by `/metrics`; the shell puts in the ones of the
+    /// store it opened).
+    pub history_metrics: Arc<crate::history::HistoryMetrics>,
     /// The inbox store's counters, per app (read by `/metrics`; zero without `[apps.inbox]`).
     pub inbox_metrics: Arc<crate::inbox::InboxMetrics>,
 }
@@ -76,6 +79,7 @@ impl ServerState {
             tls,
             verifiers,
             authorizers,
+            history_metrics: Arc::default(),
         }
     }
 }

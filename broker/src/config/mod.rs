@@ -318,6 +318,9 @@ mod tests {
             Some("http://127.0.0.1:8000/broadcasting/auth")
         );
         assert_eq!(config.apps[1].socketio, None);
+        let history = config.apps[0].history.as_ref().unwrap();
+        assert_eq!(history.channels, ["private-chat.{id}", "presence-room.*"]);
+        assert_eq!(config.apps[1].history, None);
         let inbox = config.apps[0].inbox.as_ref().unwrap();
         assert_eq!(inbox.user_of("private-App.Models.User.7"), Some("7"));
         assert!(config.apps[0].legacy_broadcast.is_some());

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+mod history;
 mod inbox;
 mod tables;
 
@@ -276,6 +277,10 @@ fn check_app(
     if let Some(socketio) = &app.socketio {
         check_socketio(socketio, earlier)
             .map_err(|(name, message)| invalid(field(&format!("socketio.{name}")), message))?;
+    }
+    if let Some(history) = &app.history {
+        history::check_history(history)
+            .map_err(|(name, message)| invalid(field(&format!("history.{name}")), message))?;
     }
     if let Some(broadcast) = &app.redis_broadcast {
         check_redis_broadcast(broadcast).map_err(|(name, message)| {

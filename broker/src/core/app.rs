@@ -31,6 +31,8 @@ pub struct App {
     pub secret: hmac::Key,
     /// Channel policies (validated when the config was loaded).
     pub policies: PolicySet,
+    /// `[apps.history]` compiled (validated when the config was loaded); `None`: no history.
+    pub history: Option<crate::core::history::HistoryOptions>,
     connections: AtomicUsize,
     /// Cluster mode: this app's connections on the other nodes, as of the last heartbeat.
     elsewhere: AtomicUsize,
@@ -386,6 +388,10 @@ impl AppTable {
                 idx: AppIdx(u16::try_from(i).unwrap_or(u16::MAX)),
                 secret: hmac_key(&config.secret),
                 policies: PolicySet::compile(&config.policies).unwrap_or_default(),
+                history: config
+                    .history
+                    .as_ref()
+                    .and_then(|h| crate::core::history::HistoryOptions::compile(h).ok()),
                 config: config.clone(),
                 connections: AtomicUsize::new(0),
                 elsewhere: AtomicUsize::new(0),

@@ -25,6 +25,8 @@ pub struct AppCounters {
     pub auth_failures: AtomicU64,
     /// Requests refused by a rate limit (connection attempts, client events, API calls).
     pub rate_limited: AtomicU64,
+    /// Channel history: what is held, evicted and replayed.
+    pub history: crate::core::history::HistoryCounters,
 }
 
 /// What one shard counts of its connections and their protocol.

@@ -10,6 +10,7 @@ pub mod broadcast;
 pub mod channel;
 pub mod cluster;
 pub mod counters;
+pub mod history;
 pub mod http;
 pub mod ids;
 pub mod inbox;

@@ -3,7 +3,7 @@
 //! A rule has a channel pattern and requirements on the subscriber's identity. Every rule whose
 //! pattern matches must be satisfied (they are ANDed); a channel no rule matches is left to
 //! the HMAC signature alone. Patterns are matched against the name without its kind prefix
-//! (`private-`, `presence-`, ...), segment by segment on dots: `{name}` captures one segment,
+//! (`private-`, `presence-`, ...), segment by segment on dots: `{name}` captures one segment, `*` matches any one,
 //! `**` (last only) matches one or more remaining segments, anything else is literal.
 //! Requirements may refer to captures: `tenant = "{tenant}"`.
 
@@ -98,7 +98,56 @@ pub type Resources = HashMap<(String, String), Resource>;
 enum Segment {
     Literal(String),
     Capture(String),
+    /// `*`: any one segment, captured by no name.
+    Any,
     Rest,
+}
+
+/// A channel pattern as rules and `[apps.history] channels` write it, compiled: segments on
+/// dots, `{name}` capturing one segment, `*` any one segment, `**` (last only) one or more
+/// remaining segments, anything else literal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelPattern {
+    segments: Vec<Segment>,
+}
+
+impl ChannelPattern {
+    /// Compiles `pattern`, or says what is wrong with it.
+    pub fn parse(pattern: &str) -> Result<Self, String> {
+        let raw: Vec<&str> = pattern.split('.').collect();
+        let mut segments = Vec::with_capacity(raw.len());
+        for (i, part) in raw.iter().enumerate() {
+            let segment = if *part == "**" {
+                if i + 1 != raw.len() {
+                    return Err("`**` may only end a pattern".into());
+                }
+                Segment::Rest
+            } else if *part == "*" {
+                Segment::Any
+            } else if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                if name.is_empty() {
+                    return Err("empty capture `{}`".into());
+                }
+                Segment::Capture(name.to_owned())
+            } else if part.is_empty() || part.contains(['{', '}', '*']) {
+                return Err(format!("bad pattern segment {part:?}"));
+            } else {
+                Segment::Literal((*part).to_owned())
+            };
+            segments.push(segment);
+        }
+        Ok(Self { segments })
+    }
+
+    /// Whether `name` (split on dots) matches, as a whole.
+    pub fn matches(&self, name: &str) -> bool {
+        let segments: Vec<&str> = name.split('.').collect();
+        match_pattern(&self.segments, &segments).is_some()
+    }
+
+    fn captures(&self, name: &str) -> bool {
+        self.segments.contains(&Segment::Capture(name.to_owned()))
+    }
 }
 
 /// Why a rule could not be compiled.
@@ -112,7 +161,7 @@ pub struct RuleError {
 #[derive(Clone, Debug)]
 struct Rule {
     config: RuleConfig,
-    pattern: Vec<Segment>,
+    pattern: ChannelPattern,
 }
 
 /// An app's compiled rules.
@@ -160,27 +209,7 @@ impl PolicySet {
                 rule: config.name.clone(),
                 message,
             };
-            let raw: Vec<&str> = config.channel.split('.').collect();
-            let mut pattern = Vec::with_capacity(raw.len());
-            for (i, part) in raw.iter().enumerate() {
-                let segment = if *part == "**" {
-                    if i + 1 != raw.len() {
-                        return Err(err("`**` may only end a pattern".into()));
-                    }
-                    Segment::Rest
-                } else if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}'))
-                {
-                    if name.is_empty() {
-                        return Err(err("empty capture `{}`".into()));
-                    }
-                    Segment::Capture(name.to_owned())
-                } else if part.is_empty() || part.contains(['{', '}', '*']) {
-                    return Err(err(format!("bad pattern segment {part:?}")));
-                } else {
-                    Segment::Literal((*part).to_owned())
-                };
-                pattern.push(segment);
-            }
+            let pattern = ChannelPattern::parse(&config.channel).map_err(err)?;
             let resource_id = match &config.resource {
                 Some(resource) => {
                     let Some((kind, id)) = resource.split_once(':') else {
@@ -206,7 +235,7 @@ impl PolicySet {
                 .flatten()
             {
                 if let Some(name) = template.strip_prefix('{').and_then(|t| t.strip_suffix('}'))
-                    && !pattern.contains(&Segment::Capture(name.to_owned()))
+                    && !pattern.captures(name)
                 {
                     return Err(err(format!(
                         "{template} is not captured by the channel pattern"
@@ -249,7 +278,7 @@ impl PolicySet {
         let segments: Vec<&str> = name.split('.').collect();
         let mut matched = Vec::new();
         for rule in &self.rules {
-            let Some(captures) = match_pattern(&rule.pattern, &segments) else {
+            let Some(captures) = match_pattern(&rule.pattern.segments, &segments) else {
                 continue;
             };
             let checked = check(&rule.config, &captures, subject)
@@ -303,6 +332,9 @@ fn match_pattern<'a>(
             Segment::Capture(name) => {
                 let value = segments.get(i).filter(|v| !v.is_empty())?;
                 captures.push((name.as_str(), *value));
+            }
+            Segment::Any => {
+                segments.get(i).filter(|v| !v.is_empty())?;
             }
         }
     }
@@ -458,7 +490,7 @@ pub fn resource_channels(
             .split('.')
             .map(|segment| match capture_name(segment) {
                 Some(name) => value_of(&name),
-                None if segment == "**" => None,
+                None if segment == "**" || segment == "*" => None,
                 None => Some(segment),
             })
             .collect();

@@ -31,6 +31,8 @@ pub enum ApiRoute<'a> {
     Channel(&'a str),
     /// `GET /channels/{name}/users`.
     Users(&'a str),
+    /// `GET /channels/{name}/history`.
+    History(&'a str),
     /// `POST /users/{user}/terminate_connections`.
     TerminateUser(&'a str),
     /// `POST /tokens/revoke`.
@@ -112,6 +114,8 @@ pub enum Finish {
     },
     /// `GET /channels/{name}/users`.
     Users,
+    /// `GET /channels/{name}/history`.
+    History,
     /// A change every shard has applied: `{}`.
     Applied,
 }
@@ -444,6 +448,27 @@ fn serve(
             let query = shard.start_query(Query::Users { app, channel }, clock.now);
             Ok(Served::Later(vec![query], Finish::Users))
         }
+        ApiRoute::History(raw) => {
+            let channel = channel_name(shard, app, raw)?;
+            if !shard.keeps_history(app, &channel) {
+                return Err(ApiError::new(
+                    404,
+                    format!(
+                        "{raw:?} keeps no history (no [apps.history] channels pattern covers it)"
+                    ),
+                ));
+            }
+            let request =
+                super::history::HistoryRequest::parse(head).map_err(ApiError::bad_request)?;
+            let query = Query::History {
+                app,
+                channel,
+                since: request.since,
+                limit: request.limit,
+            };
+            let query = shard.start_query(query, clock.now);
+            Ok(Served::Later(vec![query], Finish::History))
+        }
     }
 }
 
@@ -754,6 +779,10 @@ pub fn finish(finish: Finish, answers: Vec<Answer>, keep_alive: bool) -> Vec<u8>
                 json!({ "users": users })
             }
             _ => json!({ "users": [] }),
+        },
+        Finish::History => match answers.next() {
+            Some(Answer::History(page)) => super::history::page_json(&page),
+            _ => super::history::page_json(&Default::default()),
         },
     };
     json_response(&value, keep_alive)

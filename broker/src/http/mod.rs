@@ -5,6 +5,7 @@
 mod admin;
 mod admin_files;
 mod api;
+mod history;
 mod inbox;
 mod routes;
 

@@ -25,6 +25,7 @@ use super::{Clock, Reply, ServerView};
 /// | GET | `/apps/{id}/channels` | occupied channels |
 /// | GET | `/apps/{id}/channels/{name}` | one channel's state |
 /// | GET | `/apps/{id}/channels/{name}/users` | a presence channel's users |
+/// | GET | `/apps/{id}/channels/{name}/history` | a history channel's kept events |
 /// | POST | `/apps/{id}/users/{user}/terminate_connections` | close a signed-in user's sockets |
 /// | POST | `/apps/{id}/tokens/revoke` | revoke a token (`jti`) or a user's tokens (`sub`), closing their live sockets |
 /// | PUT, DELETE | `/apps/{id}/resources/{type}/{id}` | set or delete a policy resource |
@@ -115,6 +116,15 @@ pub fn handle(
                     .iter()
                     .filter_map(|a| a.jwks().map(|keys| (a.config.id.as_str(), &**keys)))
                     .collect(),
+                history: (
+                    shard
+                        .state()
+                        .apps
+                        .iter()
+                        .map(|a| a.history.is_some())
+                        .collect(),
+                    &view.server.history_metrics,
+                ),
                 inbox: Some((
                     &view.server.inbox_metrics,
                     shard
@@ -164,6 +174,9 @@ pub fn handle(
         (Method::Get, ["apps", app, "channels", channel, "users"]) => {
             (*app, ApiRoute::Users(channel))
         }
+        (Method::Get, ["apps", app, "channels", channel, "history"]) => {
+            (*app, ApiRoute::History(channel))
+        }
         (Method::Post, ["apps", app, "users", user, "terminate_connections"]) => {
             (*app, ApiRoute::TerminateUser(user))
         }
@@ -191,7 +204,7 @@ pub fn handle(
         | (_, ["admin", _])
         | (_, ["apps", _, "events" | "batch_events" | "channels"])
         | (_, ["apps", _, "channels", _])
-        | (_, ["apps", _, "channels", _, "users"])
+        | (_, ["apps", _, "channels", _, "users" | "history"])
         | (_, ["apps", _, "users", _, "terminate_connections"])
         | (_, ["apps", _, "tokens", "revoke"])
         | (_, ["apps", _, "resources", _, _]) => {

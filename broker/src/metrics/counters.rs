@@ -24,6 +24,8 @@ pub struct AppTotals {
     pub auth_failures: u64,
     /// Requests refused by a rate limit.
     pub rate_limited: u64,
+    /// Channel history.
+    pub history: super::history::HistoryTotals,
 }
 
 /// Every shard's counters, summed (and the open connections of each shard).
@@ -130,6 +132,7 @@ fn add_app(total: &mut AppTotals, app: &AppCounters) {
     total.deliveries += load(&app.deliveries);
     total.auth_failures += load(&app.auth_failures);
     total.rate_limited += load(&app.rate_limited);
+    total.history.add(&app.history);
 }
 
 /// The dashboard's picture of the server (see [`ringcast_shared::Overview`]). Latency

@@ -8,6 +8,7 @@
 //! - [`latency`] is the delivery-latency histogram; [`process`] reads `/proc`.
 
 pub mod counters;
+pub mod history;
 pub mod latency;
 pub mod process;
 pub mod prometheus;

@@ -34,6 +34,8 @@ pub struct ServerFacts<'a> {
     pub redis_broadcast: Vec<Option<&'a RedisBroadcastMetrics>>,
     /// The JWKS key sets of the apps whose keys come from `jwks_url`, by app id.
     pub jwks: Vec<(&'a str, &'a LiveKeys)>,
+    /// Which apps keep history (indexed like `app_ids`), and the history store's counters.
+    pub history: (Vec<bool>, &'a crate::history::HistoryMetrics),
     /// The inbox store's counters, with the apps that keep an inbox (`None` where one
     /// does not, indexed like `app_ids`).
     pub inbox: Option<(
@@ -207,6 +209,26 @@ pub fn render_prometheus(totals: &Totals, facts: &ServerFacts<'_>) -> String {
             &a.errors,
         ),
         (
+            "ringcast_history_store_written_total",
+            "History events stored.",
+            &facts.history.1.written,
+        ),
+        (
+            "ringcast_history_store_deleted_total",
+            "History events deleted from the store.",
+            &facts.history.1.deleted,
+        ),
+        (
+            "ringcast_history_store_dropped_total",
+            "History writes dropped: the writer's queue was full.",
+            &facts.history.1.dropped,
+        ),
+        (
+            "ringcast_history_store_errors_total",
+            "History store writes or flushes that failed.",
+            &facts.history.1.errors,
+        ),
+        (
             "ringcast_webhook_events_queued_total",
             "Webhook events handed to the sender.",
             &w.queued,
@@ -323,6 +345,7 @@ pub fn render_prometheus(totals: &Totals, facts: &ServerFacts<'_>) -> String {
     ];
     let apps: Vec<(&str, &AppTotals)> = facts.app_ids.iter().copied().zip(&totals.apps).collect();
     render_per_app(&mut out, &per_app, &apps);
+    super::history::render_history(&mut out, &facts.app_ids, &totals.apps, &facts.history.0);
     render_jwks(&mut out, &facts.jwks);
     let _ = writeln!(
         out,
@@ -348,7 +371,7 @@ pub fn render_prometheus(totals: &Totals, facts: &ServerFacts<'_>) -> String {
 }
 
 /// A per-app series: name, help, Prometheus type, and how to read it from a `T`.
-type PerAppSeries<T> = (&'static str, &'static str, &'static str, fn(&T) -> i64);
+pub(super) type PerAppSeries<T> = (&'static str, &'static str, &'static str, fn(&T) -> i64);
 
 /// Per app with `jwks_url`: fetches that loaded keys, fetches that failed, keys in use.
 fn render_jwks(out: &mut String, apps: &[(&str, &LiveKeys)]) {
@@ -487,7 +510,7 @@ fn of_apps<'a, T>(app_ids: &[&'a str], per_app: &[Option<&'a T>]) -> Vec<(&'a st
 }
 
 /// Each series, with one line per app of `apps` (app id, what the series reads).
-fn render_per_app<T>(out: &mut String, series: &[PerAppSeries<T>], apps: &[(&str, &T)]) {
+pub(super) fn render_per_app<T>(out: &mut String, series: &[PerAppSeries<T>], apps: &[(&str, &T)]) {
     for (name, help, kind, get) in series {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for (app_id, value) in apps {

@@ -70,6 +70,8 @@ pub struct Server {
     jwks: crate::jwks::JwksFetchers,
     audit: crate::audit::AuditLog,
     audit_thread: thread::JoinHandle<()>,
+    /// The history store, when an app keeps history.
+    history: Option<(crate::history::HistoryStore, thread::JoinHandle<()>)>,
     inbox_store: Option<(crate::inbox::Inbox, thread::JoinHandle<()>)>,
     cluster: Option<(
         async_channel::Sender<cluster::LinkMsg>,
@@ -84,6 +86,9 @@ const CLUSTER_QUEUE_CAPACITY: usize = 65_536;
 
 /// Audit records that may wait for the writer before new ones are dropped.
 const AUDIT_QUEUE_CAPACITY: usize = 16_384;
+
+/// History writes that may wait for the writer before new ones are dropped.
+const HISTORY_QUEUE_CAPACITY: usize = 65_536;
 
 /// Webhook events that may wait for the sender thread before new ones are dropped.
 const WEBHOOK_QUEUE_CAPACITY: usize = 16_384;
@@ -135,6 +140,8 @@ impl Server {
                 shared.initial_resources[idx].insert((kind, id), resource);
             }
         }
+        let history_metrics = Arc::new(crate::history::HistoryMetrics::default());
+        let history = open_history(&config, &mut shared, history_metrics.clone())?;
         let now_unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -148,7 +155,7 @@ impl Server {
         let verifiers = verify::Verifiers::start(&config.apps).map_err(StartError::Thread)?;
         let authorizers =
             channel_auth::Authorizers::start(&config.apps).map_err(StartError::Thread)?;
-        let state = ServerState::new(
+        let mut state = ServerState::new(
             config,
             shared,
             webhook_metrics.clone(),
@@ -157,6 +164,7 @@ impl Server {
             verifiers,
             authorizers,
         );
+        state.history_metrics = history_metrics;
         let dashboard = &state.admin_ui;
         if dashboard.is_built() {
             let (files, bytes) = dashboard.size();
@@ -218,6 +226,7 @@ impl Server {
                 driver,
                 webhooks: webhooks.clone(),
                 audit: audit.clone(),
+                history: history.as_ref().map(|(store, _)| store.clone()),
                 inbox_store: inbox_store.as_ref().map(|(store, _)| store.clone()),
                 link: cluster.as_ref().map(|(sender, _)| sender.clone()),
             };
@@ -258,6 +267,7 @@ impl Server {
             jwks,
             audit,
             audit_thread,
+            history,
             inbox_store,
             cluster,
             shutdown_timeout,
@@ -310,7 +320,7 @@ impl Server {
     /// Drains, then stops: closes every client with 4200 and, until the last one has gone
     /// (at most `shutdown_timeout_secs`), still answers on the port (`/up` and upgrades get
     /// 503); then stops accepting and waits (bounded) for the shards and the writer threads.
-    pub fn shutdown(self) {
+    pub fn shutdown(mut self) {
         self.mesh.request_shutdown();
         // No connection is admitted from here on: renewals while draining use the keys in use.
         self.jwks
@@ -352,10 +362,49 @@ impl Server {
         if self.audit_thread.is_finished() {
             let _ = self.audit_thread.join();
         }
+        if let Some((store, thread)) = self.history.take() {
+            store.stop(WEBHOOK_FLUSH_TIMEOUT);
+            let deadline = std::time::Instant::now() + WEBHOOK_FLUSH_TIMEOUT;
+            while !thread.is_finished() && std::time::Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(5));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
+        }
         if let Some((store, thread)) = self.inbox_store {
             inbox::stop(store, thread, WEBHOOK_FLUSH_TIMEOUT);
         }
     }
+}
+
+/// Opens `data/history` when an app keeps history, and puts what it holds into `shared`
+/// for the shards to start from.
+fn open_history(
+    config: &Config,
+    shared: &mut crate::core::shard::Shared,
+    metrics: Arc<crate::history::HistoryMetrics>,
+) -> Result<Option<(crate::history::HistoryStore, thread::JoinHandle<()>)>, StartError> {
+    if config.apps.iter().all(|app| app.history.is_none()) {
+        return Ok(None);
+    }
+    let dir = config.server.data_dir.join("history");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| StartError::Storage(format!("cannot create {}: {e}", dir.display())))?;
+    let settings = crate::history::HistorySettings {
+        flush_interval: config.server.audit_flush_interval,
+        queue_capacity: HISTORY_QUEUE_CAPACITY,
+        cache_bytes: config.server.audit_cache_bytes,
+    };
+    let (store, thread, loaded) =
+        crate::history::HistoryStore::open(&dir, settings, metrics, &config.apps)
+            .map_err(|e| StartError::Storage(e.to_string()))?;
+    for (app_id, channel, events) in loaded {
+        if let Some(idx) = shared.apps.by_id(&app_id).map(|app| app.idx) {
+            shared.initial_history[idx].push((channel, events));
+        }
+    }
+    Ok(Some((store, thread)))
 }
 
 fn reload_tls(state: &ServerState) -> Result<bool, tls::CertError> {

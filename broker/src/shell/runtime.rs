@@ -174,6 +174,8 @@ pub struct ShardSetup {
     pub webhooks: crate::webhooks::WebhookQueue,
     /// Where audit records go.
     pub audit: crate::audit::AuditLog,
+    /// Where history writes go, when an app keeps history.
+    pub history: Option<crate::history::HistoryStore>,
     /// Where users' notifications go, when an app keeps an inbox (`[apps.inbox]`).
     pub inbox_store: Option<crate::inbox::Inbox>,
     /// The node's cluster link, in cluster mode.
@@ -352,6 +354,8 @@ pub struct ShardRt {
     /// The audit log (records go there; admin queries are sent there).
     pub audit: crate::audit::AuditLog,
     audit_scratch: RefCell<Vec<ringcast_shared::AuditRecord>>,
+    history: Option<crate::history::HistoryStore>,
+    history_scratch: RefCell<Vec<crate::core::history::HistoryWrite>>,
     /// The inbox store, when an app keeps an inbox (reads and acks are sent there).
     pub inbox_store: Option<crate::inbox::Inbox>,
     inbox_scratch: RefCell<Vec<crate::core::inbox::InboxWrite>>,
@@ -397,6 +401,7 @@ impl ShardRt {
             answers.extend(core.take_answers());
             core.take_webhooks(&mut self.webhook_scratch.borrow_mut());
             core.take_audit(&mut self.audit_scratch.borrow_mut());
+            core.take_history(&mut self.history_scratch.borrow_mut());
             core.take_inbox(&mut self.inbox_scratch.borrow_mut());
             core.take_cluster(&mut self.cluster_scratch.borrow_mut());
             core.take_auth_calls(&mut self.auth_scratch.borrow_mut());
@@ -409,6 +414,9 @@ impl ShardRt {
             for out in self.cluster_scratch.borrow_mut().drain(..) {
                 link.send(super::cluster::LinkMsg::Out(out));
             }
+        }
+        if let Some(store) = &self.history {
+            store.push_all(&mut self.history_scratch.borrow_mut());
         }
         {
             let mut records = self.audit_scratch.borrow_mut();
@@ -632,6 +640,7 @@ async fn shard_main(setup: ShardSetup) {
         driver,
         webhooks,
         audit,
+        history,
         inbox_store,
         link,
     } = setup;
@@ -663,6 +672,8 @@ async fn shard_main(setup: ShardSetup) {
         webhook_scratch: RefCell::new(Vec::new()),
         audit,
         audit_scratch: RefCell::new(Vec::new()),
+        history,
+        history_scratch: RefCell::new(Vec::new()),
         inbox_store,
         inbox_scratch: RefCell::new(Vec::new()),
         mesh: mesh.clone(),

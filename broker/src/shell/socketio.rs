@@ -248,11 +248,23 @@ pub(super) async fn admit(
         Some(pid) => rt.with_core(|core| core.resume(pid, &request, Instant::now())),
         None => None,
     };
+    // A client not recovered here sends back the last history offset it had: its next
+    // subscription to that channel replays what came after.
+    let offset = auth
+        .and_then(|auth| auth.get("offset"))
+        .and_then(Value::as_str)
+        .filter(|_| recovers);
     let accepted = match resumed {
         Some(key) => Accept::Open(key),
         None => {
             request.recovery_pid = fresh.as_deref();
-            rt.with_core(|core| core.accept_websocket(&request, Instant::now()))
+            rt.with_core(|core| {
+                let accepted = core.accept_websocket(&request, Instant::now());
+                if let (Accept::Open(key), Some(offset)) = (&accepted, offset) {
+                    core.handle_history_offset(*key, offset);
+                }
+                accepted
+            })
         }
     };
     if let (Accept::Open(key), Some(cookie)) = (&accepted, head.header("cookie")) {

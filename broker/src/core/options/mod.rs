@@ -8,6 +8,7 @@
 //! (a table naming a key, [`JwtConfig`] holding the parsed key after load).
 
 mod cluster;
+mod history;
 mod inbox;
 mod origin;
 mod redis_broadcast;
@@ -23,6 +24,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use self::cluster::{ClusterConfig, RedisTarget, RedisUrlError};
+pub use self::history::{HistoryConfig, MAX_HISTORY_EVENTS};
 pub use self::inbox::{ChannelPattern, InboxConfig, LegacyBroadcast, PatternError};
 pub use self::origin::{AllowedOrigin, MalformedOrigin, RequestOrigin, origin_allowed};
 pub use self::redis_broadcast::RedisBroadcast;
@@ -325,6 +327,8 @@ pub struct AppConfig<Origins = Vec<AllowedOrigin>, Jwt = JwtConfig> {
     /// Events from Laravel's Redis broadcaster; `None` (no `[apps.redis_broadcast]` table)
     /// means none.
     pub redis_broadcast: Option<RedisBroadcast>,
+    /// Channel history and recovery; `None` (no `[apps.history]` table) keeps nothing.
+    pub history: Option<HistoryConfig>,
     /// Notifications kept per user until read; `None` (no `[apps.inbox]` table) means none.
     pub inbox: Option<InboxConfig>,
     /// `POST /broadcast-message`; `None` (no `[apps.legacy_broadcast]` table) means the
@@ -369,6 +373,7 @@ impl Default for AppConfig {
             audit_publishes: true,
             socketio: None,
             redis_broadcast: None,
+            history: None,
             inbox: None,
             legacy_broadcast: None,
             write_delay: Duration::ZERO,
@@ -430,6 +435,7 @@ impl<Origins, Jwt> AppConfig<Origins, Jwt> {
             audit_publishes,
             socketio,
             redis_broadcast,
+            history,
             inbox,
             legacy_broadcast,
             write_delay,
@@ -463,6 +469,7 @@ impl<Origins, Jwt> AppConfig<Origins, Jwt> {
             audit_publishes,
             socketio,
             redis_broadcast,
+            history,
             inbox,
             legacy_broadcast,
             write_delay,

@@ -210,6 +210,7 @@ impl Shard {
                     Box::new(Recovery {
                         pid: pid.into(),
                         parked_since: None,
+                        history_offset: None,
                     })
                 }),
         });

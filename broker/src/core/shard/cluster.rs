@@ -295,7 +295,7 @@ impl Shard {
                     },
                     self.wires(app),
                 );
-                self.home_publish(app, &channel, frames, joining, now);
+                self.home_publish(app, &channel, frames, joining, now, None);
             }
             for user in &transitions.removed {
                 let frames = Frames::encode(
@@ -306,7 +306,7 @@ impl Shard {
                     },
                     self.wires(app),
                 );
-                self.home_publish(app, &channel, frames, None, now);
+                self.home_publish(app, &channel, frames, None, now, None);
             }
         }
         if !via_redis {

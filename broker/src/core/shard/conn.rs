@@ -33,6 +33,8 @@ pub(super) struct Subscription {
     pub(super) state: SubState,
     /// What admitted it, and so whether a change can take it back.
     pub(super) grant: Grant,
+    /// History channels, once admitted: the last history id queued to the socket.
+    pub(super) history_id: Option<u64>,
 }
 
 /// What admitted a subscription.
@@ -99,6 +101,9 @@ pub(super) struct Conn {
 pub(super) struct Recovery {
     pub(super) pid: Box<str>,
     pub(super) parked_since: Option<Instant>,
+    /// The history offset the client sent back when it was not recovered, until it
+    /// subscribes to that channel.
+    pub(super) history_offset: Option<Box<crate::core::history::HistoryOffset>>,
 }
 
 /// Who started a connection's closing handshake.

@@ -72,7 +72,7 @@ impl Shard {
                 },
                 self.wires(app),
             );
-            self.home_publish(app, &channel, frames, Some(socket_id), now);
+            self.home_publish(app, &channel, frames, Some(socket_id), now, None);
         }
     }
 
@@ -114,7 +114,7 @@ impl Shard {
                 },
                 self.wires(app),
             );
-            self.home_publish(app, channel, frames, None, now);
+            self.home_publish(app, channel, frames, None, now, None);
         }
     }
 
@@ -144,12 +144,13 @@ impl Shard {
             if self.clustered() {
                 self.publish_frames(app, channel, frames, None, None, now);
             } else {
-                self.home_publish(app, channel, frames, None, now);
+                self.home_publish(app, channel, frames, None, now, None);
             }
         }
     }
 
-    /// At the home shard: forward an event to every shard that has subscribers.
+    /// At the home shard: forward an event to every shard that has subscribers (an event
+    /// a history channel keeps carries its `history_id`).
     pub(super) fn home_publish(
         &mut self,
         app: AppIdx,
@@ -157,6 +158,7 @@ impl Shard {
         frames: Frames,
         except: Option<SocketId>,
         published: Instant,
+        history_id: Option<u64>,
     ) {
         // The queues are borrowed beside the channel's counts, so no list of shards is built.
         let Self {
@@ -176,13 +178,16 @@ impl Shard {
                 frames: frames.clone(),
                 except,
                 published,
+                history_id,
             };
             route(*id, to_self, to_others, shard, msg);
         }
     }
 
     /// At the home shard: an event for the channel's subscribers. A cache channel keeps it
-    /// as its last event unless it is a presence notice (`remember` false).
+    /// as its last event, and a history channel in its history, unless it is a presence
+    /// notice (`remember` false). Events from other nodes come this way too, in Redis's
+    /// order.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn home_event(
         &mut self,
@@ -202,7 +207,11 @@ impl Shard {
                 .or_insert_with(|| HomeChannel::new(shard_count))
                 .remember(frames.clone(), now);
         }
-        self.home_publish(app, channel, frames, except, published);
+        let (frames, history_id) = match remember {
+            true => self.home_record(app, channel, frames, now),
+            false => (frames, None),
+        };
+        self.home_publish(app, channel, frames, except, published, history_id);
     }
 
     /// Confirms a subscription to the socket's shard, with a cache channel's last event.
@@ -215,8 +224,10 @@ impl Shard {
             channel,
             member,
             wire,
+            recover_as,
+            replay_after,
         } = join;
-        let then = channel
+        let cached = channel
             .kind()
             .is_cache()
             .then(|| match self.cached(app, &channel, now) {
@@ -229,6 +240,16 @@ impl Shard {
                     wire.encode(&Reply::CacheMiss { channel: &channel })
                 }
             });
+        let mut then: Vec<Bytes> = cached.into_iter().collect();
+        let history_id = self.replay(
+            app,
+            &channel,
+            recover_as.as_ref(),
+            replay_after,
+            wire,
+            now,
+            &mut then,
+        );
         self.send_to(
             shard,
             MeshMsg::SubscribeAccepted(Admission {
@@ -239,6 +260,7 @@ impl Shard {
                 user: member.map(|m| m.user_id),
                 frame: confirmation,
                 then,
+                history_id,
             }),
         );
     }

@@ -98,6 +98,34 @@ pub enum MeshMsg {
         except: Option<SocketId>,
         /// When the event was accepted, for the delivery latency.
         published: Instant,
+        /// History channels: the event's id, which each subscriber's subscription notes as
+        /// the last one queued to it.
+        history_id: Option<u64>,
+    },
+    /// To a history channel's home shard: an identified user's connection ended while
+    /// subscribed (not an unsubscribe), having been given `last_id`.
+    Departed {
+        /// The app.
+        app: AppIdx,
+        /// The channel.
+        channel: ChannelName,
+        /// Who left.
+        user: UserId,
+        /// The last history id queued to the connection on the channel.
+        last_id: u64,
+    },
+    /// To the home shard: a page of a history channel's events.
+    History {
+        /// Where to answer.
+        reply_to: ReplyTo,
+        /// The app.
+        app: AppIdx,
+        /// The channel.
+        channel: ChannelName,
+        /// Only events after this id.
+        since: Option<u64>,
+        /// At most this many.
+        limit: usize,
     },
     /// To the home shard: describe a channel.
     ChannelInfo {
@@ -251,6 +279,12 @@ pub struct Join {
     pub member: Option<PresenceMember>,
     /// The socket's wire, which the home shard's answer is encoded for.
     pub wire: Wire,
+    /// The identified user subscribing (JWT or backend identity, sign-in, presence
+    /// member), whose departure from a history channel the home shard may replay from.
+    pub recover_as: Option<UserId>,
+    /// Socket.IO: the history id its client's offset named for this channel, replayed
+    /// after when no departure applies.
+    pub replay_after: Option<u64>,
 }
 
 /// The home shard's confirmation of a [`Join`].
@@ -269,8 +303,13 @@ pub struct Admission {
     pub user: Option<UserId>,
     /// The confirmation, encoded for the socket's wire.
     pub frame: Bytes,
-    /// Cache channels: the cached event or the cache miss, sent right after.
-    pub then: Option<Bytes>,
+    /// Sent right after, in order: a cache channel's cached event or cache miss, then a
+    /// returning user's replay (`ringcast:replay_start`, the missed events,
+    /// `ringcast:replay_end`).
+    pub then: Vec<Bytes>,
+    /// History channels: the last id the subscriber now has (what its departure will
+    /// name unless later events reach it).
+    pub history_id: Option<u64>,
 }
 
 /// A socket following users' online status (sign-in `watchlist`).
@@ -302,6 +341,8 @@ pub enum AnswerPart {
     Channels(Vec<(ChannelName, ChannelStats)>),
     /// For [`MeshMsg::ChannelUsers`].
     Users(Vec<UserId>),
+    /// For [`MeshMsg::History`].
+    History(crate::core::history::HistoryPage),
     /// For [`MeshMsg::SetResource`].
     Applied,
     /// The cluster's state could not be read (Redis became unreachable meanwhile).
@@ -368,7 +409,24 @@ impl Shard {
                 frames,
                 except,
                 published,
-            } => self.deliver_local(app, &channel, &frames, except, published),
+                history_id,
+            } => {
+                self.note_history_id(app, &channel, history_id);
+                self.deliver_local(app, &channel, &frames, except, published)
+            }
+            MeshMsg::Departed {
+                app,
+                channel,
+                user,
+                last_id,
+            } => self.home_departed(app, channel, user, last_id, now),
+            MeshMsg::History {
+                reply_to,
+                app,
+                channel,
+                since,
+                limit,
+            } => self.answer_history(reply_to, app, &channel, since, limit),
             MeshMsg::ChannelInfo {
                 reply_to,
                 app,

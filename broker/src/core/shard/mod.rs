@@ -16,6 +16,7 @@
 //! | `subscribe.rs` | the socket's side of a subscription: signature, policy, pending → active, leaving |
 //! | `home.rs` | the home shard's side: admission, counts, presence member events, fan-out to shards |
 //! | `events.rs` | client events and API publishes, and delivery to this shard's subscribers |
+//! | `history.rs` | history channels' kept events, departures and replays, the history API |
 //! | `users.rs` | sign-in, watchlists and user homes, `terminate_connections` |
 //! | `commands.rs` | what the HTTP API applies on every shard: resources, token revocation |
 //! | `queries.rs` | questions answered by one or more shards (`/channels`, `/users`) |
@@ -33,6 +34,7 @@ mod commands;
 mod conn;
 mod dispatch;
 mod events;
+mod history;
 mod home;
 mod home_channel;
 mod inbox;
@@ -98,6 +100,9 @@ pub struct Shared {
     pub cluster: Option<ClusterStatus>,
     /// Resources loaded from the store at start, per app (each shard starts from a copy).
     pub initial_resources: PerApp<Resources>,
+    /// History loaded from the store at start, per app and channel (each shard keeps the
+    /// channels homed on it).
+    pub initial_history: PerApp<Vec<(ChannelName, Vec<crate::core::history::StoredEvent>)>>,
     /// Where the shards' randomness comes from: each derives its own stream from it, so a
     /// test (or a replay) that fixes the seed gets the same socket ids.
     pub seed: u64,
@@ -112,6 +117,7 @@ impl Shared {
             tenants: TenantCounters::default(),
             cluster: server.cluster.as_ref().map(|_| ClusterStatus::new(node)),
             initial_resources: PerApp::new(apps.len(), Resources::default),
+            initial_history: PerApp::new(apps.len(), Vec::new),
             config: server,
             seed,
         }
@@ -237,6 +243,18 @@ pub enum Query {
         /// The channel.
         channel: ChannelName,
     },
+    /// A page of a history channel's events, from its home shard on this node (history is
+    /// per node, even in a cluster).
+    History {
+        /// The app.
+        app: AppIdx,
+        /// The channel.
+        channel: ChannelName,
+        /// Only events after this id.
+        since: Option<u64>,
+        /// At most this many.
+        limit: usize,
+    },
 }
 
 /// A gathered answer.
@@ -248,6 +266,8 @@ pub enum Answer {
     Channels(Vec<(ChannelName, ChannelStats)>),
     /// For [`Query::Users`].
     Users(Vec<UserId>),
+    /// For [`Query::History`].
+    History(crate::core::history::HistoryPage),
     /// Every shard applied an update.
     Applied,
     /// Cluster-wide state could not be read.
@@ -267,6 +287,8 @@ struct AppShard {
     user_homes: HashMap<UserId, UserHome>,
     /// Resources set by the app's backend (replicated to every shard).
     resources: Resources,
+    /// History channels homed here, and who left them.
+    history: crate::core::history::AppHistory,
 }
 
 /// One shard of the broker. See the module docs for the calling order.
@@ -289,6 +311,8 @@ pub struct Shard {
     inbox: Vec<crate::core::inbox::InboxWrite>,
     cluster_out: Vec<crate::core::cluster::ClusterOut>,
     auth_calls: Vec<AuthCall>,
+    /// What the history store is to do.
+    history_out: Vec<crate::core::history::HistoryWrite>,
     /// Recoverable connections whose transport is lost, by their `pid`.
     parked: HashMap<Box<str>, ConnKey>,
     next_socket: u64,
@@ -331,7 +355,7 @@ impl Shard {
                 ..AppShard::default()
             })
             .collect();
-        Self {
+        let mut shard = Self {
             id,
             shard_count,
             counters,
@@ -348,13 +372,16 @@ impl Shard {
             inbox: Vec::new(),
             cluster_out: Vec::new(),
             auth_calls: Vec::new(),
+            history_out: Vec::new(),
             parked: HashMap::new(),
             next_socket: 0,
             wall,
             // The first half of a socket id is random so ids are not guessable across restarts.
             socket_prefix: SplitMix64::new(state.seed ^ id as u64).below(999_999_999) + 1,
             state,
-        }
+        };
+        shard.restore_history();
+        shard
     }
 
     /// This shard's id.

@@ -22,6 +22,7 @@ impl Shard {
             Query::Channel { .. } => (1, Answer::Channel(ChannelStats::default())),
             Query::Channels { .. } => (self.shard_count, Answer::Channels(Vec::new())),
             Query::Users { .. } => (1, Answer::Users(Vec::new())),
+            Query::History { .. } => (1, Answer::History(Default::default())),
         };
         let id = self.new_query(PendingQuery { awaiting, answer });
         let reply_to = ReplyTo {
@@ -30,7 +31,7 @@ impl Shard {
         };
         // A cluster answers from Redis, for every node at once; when Redis is out of reach,
         // this node's shards answer for this node.
-        if self.cluster_up() {
+        if self.cluster_up() && !matches!(query, Query::History { .. }) {
             if let Some(pending) = self.queries.get_mut(&id) {
                 pending.awaiting = 1;
             }
@@ -52,6 +53,21 @@ impl Shard {
                     reply_to,
                     app,
                     channel: channel.clone(),
+                };
+                self.send_home(app, &channel, msg);
+            }
+            Query::History {
+                app,
+                channel,
+                since,
+                limit,
+            } => {
+                let msg = MeshMsg::History {
+                    reply_to,
+                    app,
+                    channel: channel.clone(),
+                    since,
+                    limit,
                 };
                 self.send_home(app, &channel, msg);
             }
@@ -96,6 +112,7 @@ impl Shard {
         match (&mut pending.answer, part) {
             (Answer::Channel(stats), AnswerPart::Channel(part)) => *stats = part,
             (Answer::Users(users), AnswerPart::Users(part)) => *users = part,
+            (Answer::History(page), AnswerPart::History(part)) => *page = part,
             (Answer::Channels(list), AnswerPart::Channels(part)) => list.extend(part),
             (Answer::Applied, AnswerPart::Applied) => {}
             (answer, AnswerPart::Unavailable) => *answer = Answer::Unavailable,

@@ -30,6 +30,12 @@ impl WallClock {
     pub fn unix(&self, now: Instant) -> u64 {
         self.unix + now.saturating_duration_since(self.at).as_secs()
     }
+
+    /// Unix milliseconds at `now` (as precise as the second it was read at).
+    pub fn unix_ms(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.at).as_millis();
+        (self.unix * 1000).saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
+    }
 }
 
 /// Why a renewal was refused. The connection keeps its current token either way.

@@ -133,6 +133,7 @@ impl Shard {
                     user: None,
                     state: SubState::Authorizing,
                     grant: Grant::Signature,
+                    history_id: None,
                 });
             }
             self.auth_calls.push(call);
@@ -285,15 +286,22 @@ impl Shard {
 
     /// Records a pending subscription and asks the channel's home shard to admit it.
     pub(super) fn join(&mut self, key: ConnKey, proof: ChannelAuthorized, grant: Grant) {
+        let (channel, member) = proof.into_parts();
+        let user = member.as_ref().map(|m| m.user_id.clone());
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let recover_as = self.recovery_user(conn, user.as_ref());
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let (channel, member) = proof.into_parts();
+        let replay_after = Self::take_offset(conn, &channel);
         conn.subscriptions.push(Subscription {
             channel: channel.clone(),
-            user: member.as_ref().map(|m| m.user_id.clone()),
+            user,
             state: SubState::Pending,
             grant,
+            history_id: None,
         });
         let msg = MeshMsg::Subscribe(Join {
             shard: self.id,
@@ -303,6 +311,8 @@ impl Shard {
             channel: channel.clone(),
             member,
             wire: conn.wire,
+            recover_as,
+            replay_after,
         });
         let app = conn.app;
         self.send_home(app, &channel, msg);
@@ -364,6 +374,9 @@ impl Shard {
         let subscriptions = std::mem::take(&mut conn.subscriptions);
         let (app, socket_id) = (conn.app, conn.socket_id);
         for sub in subscriptions {
+            // The connection ends (no unsubscribe): a history channel's home remembers where
+            // an identified user left.
+            self.report_departure(key, &sub);
             self.leave(key, app, socket_id, sub);
         }
     }
@@ -377,6 +390,7 @@ impl Shard {
             user,
             frame,
             then,
+            history_id,
         } = admission;
         let pending = self
             .conns
@@ -390,6 +404,7 @@ impl Shard {
         match pending {
             Some(sub) => {
                 sub.state = SubState::Active;
+                sub.history_id = history_id;
                 self.per_app[app]
                     .local
                     .entry(channel)
@@ -399,7 +414,7 @@ impl Shard {
                     .subscriptions
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.send_frame(key, frame);
-                if let Some(then) = then {
+                for then in then {
                     self.send_frame(key, then);
                 }
             }

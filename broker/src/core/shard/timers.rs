@@ -85,6 +85,7 @@ impl Shard {
     /// Sends delayed `channel_vacated` / `member_removed` webhooks that came due, forgets
     /// cached events past their TTL, and drops channels with nothing left to remember.
     pub(super) fn home_timers(&mut self, now: Instant) {
+        self.history_timers(now);
         let mut due_events = Vec::new();
         for (app, state) in self.per_app.iter_mut() {
             let ttl = self.state.apps.get(app).config.cache_ttl;

@@ -532,4 +532,34 @@ impl Frames {
     pub fn pusher(&self) -> &Bytes {
         &self.pusher
     }
+
+    /// The same event with its history `id` as an extra top-level `"id"` field of the Pusher
+    /// frame (pusher-js and the other Pusher clients ignore fields they do not know);
+    /// unchanged if the frame is no JSON object.
+    pub fn with_pusher_id(self, id: u64) -> Self {
+        let Some(open) = socketio::frames::text_payload(&self.pusher)
+            .and_then(|payload| payload.strip_suffix(b"}"))
+        else {
+            return self;
+        };
+        let mut text = Vec::with_capacity(open.len() + 24);
+        text.extend_from_slice(open);
+        text.extend_from_slice(format!(",\"id\":{id}}}").as_bytes());
+        Self {
+            pusher: crate::core::ws::frame::encode_frame(
+                crate::core::ws::frame::Opcode::Text,
+                &text,
+            ),
+            ..self
+        }
+    }
+
+    /// The same event with `offset` as the Socket.IO frame's last argument (Socket.IO's
+    /// connection state recovery); unchanged where the app has no Socket.IO frame.
+    pub fn with_socketio_offset(self, offset: &str) -> Self {
+        match socketio::frames::with_offset(&self.socketio, offset) {
+            Some(socketio) => Self { socketio, ..self },
+            None => self,
+        }
+    }
 }

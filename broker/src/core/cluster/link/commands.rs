@@ -445,6 +445,8 @@ impl<'a> Commands<'a> {
                 let then = Pending::Query(reply_to, QueryKind::Users);
                 self.pipe.send(&[b"HKEYS", key.as_bytes()], then);
             }
+            // History is per node: its home shard answers, never Redis.
+            Query::History { .. } => return false,
         }
         true
     }

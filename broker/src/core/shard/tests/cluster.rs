@@ -15,12 +15,21 @@ use crate::core::wire::Frames;
 use crate::core::ws::frame::{self, Opcode};
 
 fn clustered(shard_count: usize) -> Cluster {
+    clustered_with(shard_count, |_| {})
+}
+
+/// A node of a cluster whose link is up, its config tweaked by `tweak`.
+fn clustered_with(
+    shard_count: usize,
+    tweak: impl FnOnce(&mut crate::core::options::Config),
+) -> Cluster {
     let cluster = Cluster::with(shard_count, |c| {
         c.server.cluster = Some(ClusterConfig {
             redis: RedisTarget::parse("redis://127.0.0.1:6379").unwrap(),
             prefix: "test".into(),
             node_timeout: Duration::from_secs(30),
         });
+        tweak(c);
     });
     cluster.shards[0]
         .state
@@ -333,4 +342,51 @@ fn a_full_cluster_roster_refuses_the_join_and_gives_the_count_back() {
     assert_eq!(got[0]["event"], "pusher:subscription_error");
     assert_eq!(got[0]["data"]["type"], "LimitReached");
     assert_eq!(cluster.sync().node_subscribers, 0);
+}
+
+#[test]
+fn events_from_redis_are_kept_as_history_and_replayed_on_this_node() {
+    let mut cluster = clustered_with(2, |c| {
+        c.apps[0].history = Some(crate::core::options::HistoryConfig {
+            channels: vec!["private-chat.*".into()],
+            ..Default::default()
+        });
+    });
+    let alice = cluster.connect(0);
+    cluster.signin(alice, r#"{"id":"alice"}"#);
+    let reply = cluster.subscribe_private(alice, "private-chat.1");
+    assert_eq!(reply[0]["event"], "pusher_internal:subscription_succeeded");
+    let now = cluster.now;
+    cluster.shards[0].handle_disconnect(alice.key, alice.socket_id, now);
+    cluster.route();
+    for data in ["one", "two"] {
+        cluster.redis_delivers("private-chat.1", event_frame("private-chat.1", data), true);
+    }
+    let query = Query::History {
+        app: AppIdx(0),
+        channel: name("private-chat.1"),
+        since: None,
+        limit: 10,
+    };
+    let Answer::History(page) = cluster.query(1, query) else {
+        panic!("a history query is answered by this node's home shard, not Redis");
+    };
+    let ids: Vec<u64> = page.events.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [1, 2]);
+    let back = cluster.connect(1);
+    cluster.signin(back, r#"{"id":"alice"}"#);
+    let got = cluster.subscribe_private(back, "private-chat.1");
+    let names: Vec<&str> = got.iter().map(|f| f["event"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "pusher_internal:subscription_succeeded",
+            "ringcast:replay_start",
+            "price",
+            "price",
+            "ringcast:replay_end"
+        ]
+    );
+    assert_eq!(got[2]["data"], "one");
+    assert_eq!(got[3]["data"], "two");
 }

@@ -60,7 +60,11 @@ impl Cluster {
     }
 
     pub(super) fn with(shard_count: usize, tweak: impl FnOnce(&mut Config)) -> Self {
-        let state = state_with(shard_count, tweak);
+        Self::from_state(shard_count, state_with(shard_count, tweak))
+    }
+
+    /// Shards started from `state` (as a restart starts them from what the stores held).
+    pub(super) fn from_state(shard_count: usize, state: Arc<Shared>) -> Self {
         let now = Instant::now();
         let shards = (0..shard_count)
             .map(|id| {

@@ -8,6 +8,7 @@ mod backend;
 mod cluster;
 mod connections;
 mod events;
+mod history;
 mod inbox;
 mod limits;
 mod queries;

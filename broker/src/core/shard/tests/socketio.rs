@@ -395,3 +395,98 @@ fn a_transport_closed_by_the_client_side_is_kept_for_recovery_too() {
     let packets = c.packets(socket);
     assert_eq!(packets[1], r#"42["greeting","news",{"n":1}]"#);
 }
+
+#[test]
+fn a_returning_presence_member_on_socket_io_is_replayed_the_history_it_missed() {
+    let mut c = Cluster::with(2, |config| {
+        let socketio = config.apps[0].socketio.as_mut().unwrap();
+        socketio.auth_endpoint = Some(AUTH_ENDPOINT.into());
+        config.apps[0].history = Some(crate::core::options::HistoryConfig {
+            channels: vec!["presence-room.*".into()],
+            ..Default::default()
+        });
+    });
+    let join = |c: &mut Cluster| {
+        let socket = c.connect_socketio(0);
+        c.send_packet(
+            socket,
+            r#"42["subscribe",{"channel":"presence-room.1","auth":{"headers":{}}}]"#,
+        );
+        let calls = c.auth_calls(0);
+        c.answer(&calls[0], 200, r#"{"channel_data":{"user_id":"ann"}}"#);
+        (socket, c.packets(socket))
+    };
+    let (socket, here) = join(&mut c);
+    assert!(
+        here[0].starts_with(r#"42["presence:subscribed""#),
+        "{here:?}"
+    );
+    let now = c.now;
+    c.shards[0].handle_disconnect(socket.key, socket.socket_id, now);
+    c.route();
+    c.publish(1, "presence-room.1", r#"{"n":1}"#, None);
+    c.publish(1, "presence-room.1", r#"{"n":2}"#, None);
+    let (_, back) = join(&mut c);
+    assert!(
+        back[0].starts_with(r#"42["presence:subscribed""#),
+        "{back:?}"
+    );
+    assert_eq!(
+        back[1..],
+        [
+            r#"42["ringcast:replay_start","presence-room.1",{"count":2,"since":0}]"#,
+            r#"42["greeting","presence-room.1",{"n":1}]"#,
+            r#"42["greeting","presence-room.1",{"n":2}]"#,
+            r#"42["ringcast:replay_end","presence-room.1",{"count":2}]"#,
+        ]
+    );
+}
+
+#[test]
+fn history_events_carry_their_offset_and_a_client_sending_it_back_is_replayed_the_rest() {
+    let mut c = Cluster::with(2, |config| {
+        config.apps[0].socketio.as_mut().unwrap().recovery = Duration::from_secs(30);
+        config.apps[0].history = Some(crate::core::options::HistoryConfig {
+            channels: vec!["feed.*".into()],
+            ..Default::default()
+        });
+    });
+    let socket = connect_recoverable(&mut c, "0.first");
+    c.send_packet(socket, r#"42["subscribe",{"channel":"feed.1"}]"#);
+    assert_eq!(
+        c.packets(socket),
+        [r#"42["subscription_succeeded","feed.1"]"#]
+    );
+    c.publish(1, "feed.1", r#"{"n":1}"#, None);
+    assert_eq!(
+        c.packets(socket),
+        [r#"42["greeting","feed.1",{"n":1},"feed.1:1"]"#]
+    );
+    let now = c.now;
+    c.shards[0].handle_disconnect(socket.key, socket.socket_id, now);
+    c.publish(1, "feed.1", r#"{"n":2}"#, None);
+    c.publish(1, "feed.1", r#"{"n":3}"#, None);
+    // Past the connection's own window it is gone; its client comes back with its offset.
+    c.tick(Duration::from_secs(31));
+    assert_eq!(resume(&mut c, "0.first"), None);
+    let back = connect_recoverable(&mut c, "0.second");
+    c.shards[0].handle_history_offset(back.key, "feed.1:1");
+    c.send_packet(back, r#"42["subscribe",{"channel":"feed.1"}]"#);
+    assert_eq!(
+        c.packets(back),
+        [
+            r#"42["subscription_succeeded","feed.1"]"#,
+            r#"42["ringcast:replay_start","feed.1",{"count":2,"since":1}]"#,
+            r#"42["greeting","feed.1",{"n":2},"feed.1:2"]"#,
+            r#"42["greeting","feed.1",{"n":3},"feed.1:3"]"#,
+            r#"42["ringcast:replay_end","feed.1",{"count":2}]"#,
+        ]
+    );
+    let again = connect_recoverable(&mut c, "0.third");
+    c.shards[0].handle_history_offset(again.key, "not-ours");
+    c.send_packet(again, r#"42["subscribe",{"channel":"feed.1"}]"#);
+    assert_eq!(
+        c.packets(again),
+        [r#"42["subscription_succeeded","feed.1"]"#]
+    );
+}

@@ -297,8 +297,24 @@ fn engine(text: &str) -> Bytes {
     frame::encode_frame(Opcode::Text, text.as_bytes())
 }
 
+/// An event frame of [`encode_event`] with `offset` as its last argument, as Socket.IO's
+/// connection state recovery marks each event (the client keeps the last one it received and
+/// sends it back as `auth.offset`). `None`: `frame` is no event frame.
+pub fn with_offset(frame: &[u8], offset: &str) -> Option<Bytes> {
+    let payload = text_payload(frame)?;
+    let open = payload.strip_suffix(b"]")?;
+    let offset = json_string(offset);
+    let mut text = Vec::with_capacity(payload.len() + offset.len() + 1);
+    text.extend_from_slice(open);
+    text.push(b',');
+    text.extend_from_slice(offset.as_bytes());
+    text.push(b']');
+    Some(frame::encode_frame(Opcode::Text, &text))
+}
+
 /// The payload of an unmasked server text frame.
-fn text_payload(frame: &[u8]) -> Option<&[u8]> {
+/// The payload of an unmasked server text frame (`None`: not one, or incomplete).
+pub(crate) fn text_payload(frame: &[u8]) -> Option<&[u8]> {
     let (opcode, payload) = next_frame(frame, 0)?;
     (opcode == Some(Opcode::Text)).then(|| &frame[payload])
 }

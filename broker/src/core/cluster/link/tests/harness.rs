@@ -366,6 +366,8 @@ pub fn join(name: &str, who: &str) -> ChannelSync {
             channel: channel(name),
             member: None,
             wire: Wire::Pusher,
+            recover_as: None,
+            replay_after: None,
         }),
         ..report(name, 1)
     }
