@@ -55,6 +55,9 @@ id = "${APP.id}"
 key = "${APP.key}"
 secret = "${APP.secret}"
 
+[apps.history]
+channels = ["private-tenant.{tenant}.escrow.{id}.chat"]
+
 [[apps.policies]]
 name = "escrow-chat"
 channel = "tenant.{tenant}.escrow.{id}.chat"
@@ -269,10 +272,15 @@ test('sign-in, live overview and apps', { timeout: 120_000 }, async () => {
     tenant: 'acme',
     attributes: { status: 'DISPUTED' },
   });
+  // What was said before the admin looks is kept by the channel's history and shown first.
+  const chat = 'private-tenant.acme.escrow.42.chat';
+  await appApi('POST', `/apps/${APP.id}/events`, {
+    name: 'message', channel: chat, data: JSON.stringify({ text: 'the parcel never came' }),
+  });
   await page.getByRole('link', { name: 'Disputes' }).click();
   await page.getByRole('button', { name: 'Open tenant.acme.escrow.42.chat' }).click();
   await page.locator('[data-chat-status]').filter({ hasText: 'Live' }).waitFor({ timeout: 10_000 });
-  const chat = 'private-tenant.acme.escrow.42.chat';
+  await page.locator('ol.messages li.earlier', { hasText: 'the parcel never came' }).waitFor();
   const buyerSocket = await clients.evaluate(({ key }) => new Promise((resolve) => {
     const ws = new WebSocket(`ws://${location.host}/app/${key}?protocol=7`);
     window.buyer = ws;

@@ -1,7 +1,8 @@
 //! Disputed escrow chats: the resources the app backend marked `status = DISPUTED`, and a
 //! live view of one chat's messages. The dashboard joins the chat over its own WebSocket as an
 //! admin subscriber (signed in by the broker with role `admin`), so the app's policies decide
-//! whether it may; message bodies are shown here and stored nowhere.
+//! whether it may. A chat whose channel `[apps.history]` keeps opens with its recent events;
+//! the dashboard shows bodies and stores none.
 
 use futures::{SinkExt, StreamExt};
 use gloo_net::websocket::Message;
@@ -17,6 +18,39 @@ use crate::api::{self, segment};
 /// The event an admin's reply is published as, with data `{"text", "from"}` (the admin's
 /// name): the app's chat client binds it beside its own message events.
 const ADMIN_MESSAGE_EVENT: &str = "admin-message";
+
+/// How many of the chat's kept events are shown when it is opened.
+const RECENT_EVENTS: usize = 50;
+
+/// One line of the chat: an event and its data, and whether it came from the channel's
+/// history (published before the chat was opened) rather than live.
+#[derive(Clone, Debug)]
+struct Line {
+    event: String,
+    data: String,
+    earlier: bool,
+}
+
+/// `GET .../channels/{name}/history`, as far as the chat reads it.
+#[derive(serde::Deserialize)]
+struct HistoryPage {
+    events: Vec<HistoryEvent>,
+}
+
+#[derive(serde::Deserialize)]
+struct HistoryEvent {
+    id: u64,
+    event: String,
+    data: Value,
+}
+
+/// An event's data as the chat shows it: a string's text, else the JSON.
+fn shown(data: &Value) -> String {
+    match data {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
 
 /// The chat being watched.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,7 +104,7 @@ pub fn Disputes(session: Signal<Option<Session>>) -> impl IntoView {
 
     view! {
         <h2 class="page">"Disputes"</h2>
-        <p class="muted">"Escrows whose status is DISPUTED. Opening a chat joins it as an admin subscriber; messages are shown, never stored."</p>
+        <p class="muted">"Escrows whose status is DISPUTED. Opening a chat joins it as an admin subscriber and shows its recent events when the app keeps the channel's history; the dashboard itself stores nothing."</p>
         {move || error.get().map(|e| view! { <p class="error">{e}</p> })}
         <div class="scroll">
             <table class="disputes">
@@ -120,7 +154,7 @@ pub fn Disputes(session: Signal<Option<Session>>) -> impl IntoView {
 #[component]
 fn Chat(watch: Watch, session: Signal<Option<Session>>) -> impl IntoView {
     let status = RwSignal::new("connecting…".to_owned());
-    let messages = RwSignal::new(Vec::<(String, String)>::new());
+    let messages = RwSignal::new(Vec::<Line>::new());
     let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
     let title = watch.channel.clone();
     let (app, channel) = (watch.app.clone(), watch.channel.clone());
@@ -164,8 +198,11 @@ fn Chat(watch: Watch, session: Signal<Option<Session>>) -> impl IntoView {
             <h3>{title}</h3>
             <p class="muted" data-chat-status="">{move || status.get()}</p>
             <ol class="messages">
-                {move || messages.get().into_iter().map(|(event, data)| view! {
-                    <li><span class="event">{event}</span> <code>{data}</code></li>
+                {move || messages.get().into_iter().map(|line| view! {
+                    <li class:earlier=line.earlier>
+                        {line.earlier.then(|| view! { <span class="muted">"earlier · "</span> })}
+                        <span class="event">{line.event}</span> " " <code>{line.data}</code>
+                    </li>
                 }).collect_view()}
             </ol>
             <form class="reply" on:submit=post>
@@ -185,12 +222,37 @@ async fn follow(
     watch: Watch,
     session: Signal<Option<Session>>,
     status: RwSignal<String>,
-    messages: RwSignal<Vec<(String, String)>>,
+    messages: RwSignal<Vec<Line>>,
     stop: futures::channel::oneshot::Receiver<()>,
 ) {
     let Some(csrf) = session.get_untracked().map(|s| s.csrf) else {
         return;
     };
+    // The recent past first, when the app keeps the channel's history (404 when it does
+    // not); live events it already holds are skipped by their id.
+    let history = format!(
+        "/admin/api/apps/{}/channels/{}/history?limit=1000",
+        segment(&watch.app),
+        segment(&watch.channel)
+    );
+    let mut seen_up_to = 0;
+    if let Ok(page) = api::get::<HistoryPage>(&history).await {
+        let skip = page.events.len().saturating_sub(RECENT_EVENTS);
+        let earlier: Vec<Line> = page
+            .events
+            .into_iter()
+            .skip(skip)
+            .map(|e| {
+                seen_up_to = seen_up_to.max(e.id);
+                Line {
+                    event: e.event,
+                    data: shown(&e.data),
+                    earlier: true,
+                }
+            })
+            .collect();
+        messages.set(earlier);
+    }
     let location = window().location();
     let scheme = if location.protocol().as_deref() == Ok("https:") {
         "wss"
@@ -265,13 +327,18 @@ async fn follow(
             }
             "pusher:ping" => Some(json!({ "event": "pusher:pong", "data": {} })),
             _ if message["channel"].as_str() == Some(watch.channel.as_str())
-                && !event.starts_with("pusher") =>
+                && !event.starts_with("pusher")
+                && !event.starts_with("ringcast:") =>
             {
-                let data = match &message["data"] {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
+                if message["id"].as_u64().is_some_and(|id| id <= seen_up_to) {
+                    continue;
+                }
+                let line = Line {
+                    event,
+                    data: shown(&message["data"]),
+                    earlier: false,
                 };
-                messages.update(|m| m.push((event, data)));
+                messages.update(|m| m.push(line));
                 None
             }
             _ => None,

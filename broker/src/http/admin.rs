@@ -315,6 +315,9 @@ pub fn api(
         (Method::Get, ["apps", app, "channels", channel, "users"]) => {
             api::handle_for_admin(shard, app, ApiRoute::Users(channel), head, body, clock)
         }
+        (Method::Get, ["apps", app, "channels", channel, "history"]) => {
+            api::handle_for_admin(shard, app, ApiRoute::History(channel), head, body, clock)
+        }
         (Method::Post, ["apps", app, "events"]) => {
             api::handle_for_admin(shard, app, ApiRoute::Events, head, body, clock)
         }
@@ -338,7 +341,7 @@ pub fn api(
             ],
         )
         | (_, ["apps", _, "channels", _])
-        | (_, ["apps", _, "channels", _, "users"]) => {
+        | (_, ["apps", _, "channels", _, "users" | "history"]) => {
             Reply::Now(json_error(405, "method not allowed", keep_alive))
         }
         _ => Reply::Now(json_error(404, "not found", keep_alive)),
