@@ -33,7 +33,8 @@ pub(super) struct Subscription {
     pub(super) state: SubState,
     /// What admitted it, and so whether a change can take it back.
     pub(super) grant: Grant,
-    /// History channels, once admitted: the last history id queued to the socket.
+    /// History channels, once admitted: the channel's last history id then (it has every
+    /// event up to it, live or replayed); later ones are the shard's `history_delivered`.
     pub(super) history_id: Option<u64>,
 }
 

@@ -203,10 +203,11 @@ impl Shard {
     /// On the subscriber's shard: connection `key` ends while in `sub`; an identified user
     /// on a history channel leaves a departure at the channel's home.
     pub(super) fn report_departure(&mut self, key: ConnKey, sub: &Subscription) {
-        let (Some(last_id), SubState::Active) = (sub.history_id, sub.state) else {
+        let Some(conn) = self.conns.get(key) else {
             return;
         };
-        let Some(conn) = self.conns.get(key) else {
+        let (Some(last_id), SubState::Active) = (self.last_history_id(conn.app, sub), sub.state)
+        else {
             return;
         };
         let Some(user) = self.recovery_user(conn, sub.user.as_ref()) else {
@@ -223,7 +224,9 @@ impl Shard {
     }
 
     /// On the subscriber's shard: an event with `history_id` reaches the channel's
-    /// subscribers here (the sender of a client event included: it has the event).
+    /// subscribers here (the sender of a client event included: it has the event). One
+    /// entry per channel, not one write per subscriber, so a delivery costs what it costs
+    /// on any other channel.
     pub(super) fn note_history_id(
         &mut self,
         app: AppIdx,
@@ -233,21 +236,20 @@ impl Shard {
         let Some(id) = history_id else {
             return;
         };
-        let Some(subscribers) = self.per_app[app].local.get(channel) else {
-            return;
-        };
-        for &key in subscribers {
-            let Some(conn) = self.conns.get_mut(key) else {
-                continue;
-            };
-            if let Some(sub) = conn
-                .subscriptions
-                .iter_mut()
-                .find(|s| &s.channel == channel && s.state == SubState::Active)
-            {
-                sub.history_id = Some(id);
-            }
+        let shard = &mut self.per_app[app];
+        if let Some(last) = shard.history_delivered.get_mut(channel) {
+            *last = id;
+        } else if shard.local.contains_key(channel) {
+            shard.history_delivered.insert(channel.clone(), id);
         }
+    }
+
+    /// The last history event subscription `sub` has: what this shard delivered on its
+    /// channel since, else what it had when it became active.
+    fn last_history_id(&self, app: AppIdx, sub: &Subscription) -> Option<u64> {
+        let joined = sub.history_id?;
+        let delivered = self.per_app[app].history_delivered.get(&sub.channel);
+        Some(delivered.map_or(joined, |&d| d.max(joined)))
     }
 
     /// A Socket.IO client that was not recovered (its connection's window had passed, or it

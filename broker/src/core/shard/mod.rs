@@ -289,6 +289,10 @@ struct AppShard {
     resources: Resources,
     /// History channels homed here, and who left them.
     history: crate::core::history::AppHistory,
+    /// History channels with subscribers here: the id of the last event delivered to them.
+    /// Every active subscriber on this shard got every event up to it (events reach a
+    /// shard's subscribers together, in order), so one id per channel is each one's.
+    history_delivered: HashMap<ChannelName, u64>,
 }
 
 /// One shard of the broker. See the module docs for the calling order.

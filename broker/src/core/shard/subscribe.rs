@@ -347,11 +347,12 @@ impl Shard {
         if sub.state != SubState::Active {
             return;
         }
-        let channels = &mut self.per_app[app].local;
-        if let Some(subscribers) = channels.get_mut(&sub.channel) {
+        let shard = &mut self.per_app[app];
+        if let Some(subscribers) = shard.local.get_mut(&sub.channel) {
             subscribers.swap_remove(&key);
             if subscribers.is_empty() {
-                channels.remove(&sub.channel);
+                shard.local.remove(&sub.channel);
+                shard.history_delivered.remove(&sub.channel);
             }
         }
         self.counters

@@ -243,6 +243,25 @@ fn a_returning_user_is_replayed_exactly_the_missed_events_once() {
 }
 
 #[test]
+fn a_late_subscriber_beside_an_earlier_one_departs_naming_the_last_event_it_got() {
+    let mut cluster = Cluster::with(1, with_history(|_| {}));
+    let (bob, _) = signed_in_subscriber(&mut cluster, 0, "bob", "private-chat.1");
+    publish_n(&mut cluster, "private-chat.1", 1, 3);
+    let (alice, _) = signed_in_subscriber(&mut cluster, 0, "alice", "private-chat.1");
+    publish_n(&mut cluster, "private-chat.1", 4, 4);
+    assert_eq!(greetings(&cluster.recv(alice)), ["m4"]);
+    lose_connection(&mut cluster, alice);
+    publish_n(&mut cluster, "private-chat.1", 5, 6);
+    assert_eq!(
+        greetings(&cluster.recv(bob)),
+        ["m1", "m2", "m3", "m4", "m5", "m6"]
+    );
+    let (_, got) = signed_in_subscriber(&mut cluster, 0, "alice", "private-chat.1");
+    assert_eq!(inner(&got[1]), json!({"count": 2, "since": 4}));
+    assert_eq!(greetings(&got), ["m5", "m6"]);
+}
+
+#[test]
 fn a_departure_names_the_last_event_the_connection_was_given_after_a_replay() {
     let mut cluster = Cluster::with(1, with_history(|_| {}));
     let (first, _) = signed_in_subscriber(&mut cluster, 0, "alice", "private-chat.1");
