@@ -48,6 +48,10 @@ pub struct ShardCounters {
     pub slow_consumers_closed: AtomicU64,
     /// Requests refused by a rate limit.
     pub rate_limited: AtomicU64,
+    /// Members typing on `[apps.typing]` channels homed on this shard (gauge).
+    pub typing_members: AtomicI64,
+    /// Typing flags the broker cleared because `expire_secs` passed without a renewal.
+    pub typing_expired: AtomicU64,
     /// Faults reported to clients, indexed by [`Fault::index`].
     pub errors: [AtomicU64; Fault::ALL.len()],
     /// Per-app counters.
@@ -67,6 +71,8 @@ impl ShardCounters {
             auth_failures: AtomicU64::new(0),
             slow_consumers_closed: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
+            typing_members: AtomicI64::new(0),
+            typing_expired: AtomicU64::new(0),
             errors: std::array::from_fn(|_| AtomicU64::new(0)),
             apps: PerApp::new(app_count, AppCounters::default),
         }

@@ -20,6 +20,7 @@ pub mod rand;
 pub mod rate_limit;
 pub mod shard;
 pub mod sync;
+pub mod typing;
 pub mod webhook;
 pub mod wire;
 pub mod ws;

@@ -160,27 +160,7 @@ impl PolicySet {
                 rule: config.name.clone(),
                 message,
             };
-            let raw: Vec<&str> = config.channel.split('.').collect();
-            let mut pattern = Vec::with_capacity(raw.len());
-            for (i, part) in raw.iter().enumerate() {
-                let segment = if *part == "**" {
-                    if i + 1 != raw.len() {
-                        return Err(err("`**` may only end a pattern".into()));
-                    }
-                    Segment::Rest
-                } else if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}'))
-                {
-                    if name.is_empty() {
-                        return Err(err("empty capture `{}`".into()));
-                    }
-                    Segment::Capture(name.to_owned())
-                } else if part.is_empty() || part.contains(['{', '}', '*']) {
-                    return Err(err(format!("bad pattern segment {part:?}")));
-                } else {
-                    Segment::Literal((*part).to_owned())
-                };
-                pattern.push(segment);
-            }
+            let pattern = compile_segments(&config.channel).map_err(err)?;
             let resource_id = match &config.resource {
                 Some(resource) => {
                     let Some((kind, id)) = resource.split_once(':') else {
@@ -266,8 +246,39 @@ impl PolicySet {
     }
 }
 
+/// Compiles a pattern's dot-separated segments (the kind prefix already taken off):
+/// `{name}` captures one segment, `**` (last only) the rest, anything else is literal.
+fn compile_segments(raw: &str) -> Result<Vec<Segment>, String> {
+    let parts: Vec<&str> = raw.split('.').collect();
+    let mut pattern = Vec::with_capacity(parts.len());
+    for (i, part) in parts.iter().enumerate() {
+        let segment = if *part == "**" {
+            if i + 1 != parts.len() {
+                return Err("`**` may only end a pattern".into());
+            }
+            Segment::Rest
+        } else if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+            if name.is_empty() {
+                return Err("empty capture `{}`".into());
+            }
+            Segment::Capture(name.to_owned())
+        } else if part.is_empty() || part.contains(['{', '}', '*']) {
+            return Err(format!("bad pattern segment {part:?}"));
+        } else {
+            Segment::Literal((*part).to_owned())
+        };
+        pattern.push(segment);
+    }
+    Ok(pattern)
+}
+
 /// The channel name without its kind prefix.
 fn unprefixed(channel: &ChannelName) -> &str {
+    unprefixed_str(channel.as_str())
+}
+
+/// A name (or a pattern written like one) without its kind prefix.
+fn unprefixed_str(name: &str) -> &str {
     const PREFIXES: [&str; 8] = [
         "private-encrypted-cache-",
         "private-encrypted-",
@@ -278,13 +289,13 @@ fn unprefixed(channel: &ChannelName) -> &str {
         "cache-",
         "#server-to-user-",
     ];
-    if channel.kind() == ChannelKind::Public {
-        return channel.as_str();
+    if ChannelKind::of(name) == ChannelKind::Public {
+        return name;
     }
     PREFIXES
         .iter()
-        .find_map(|p| channel.as_str().strip_prefix(p))
-        .unwrap_or(channel.as_str())
+        .find_map(|p| name.strip_prefix(p))
+        .unwrap_or(name)
 }
 
 fn match_pattern<'a>(
@@ -472,5 +483,8 @@ pub fn resource_channels(
     out
 }
 
+mod pattern;
 #[cfg(test)]
 mod tests;
+
+pub use self::pattern::ChannelPattern;

@@ -29,6 +29,8 @@ pub enum ApiRoute<'a> {
     Channel(&'a str),
     /// `GET /channels/{name}/users`.
     Users(&'a str),
+    /// `GET /channels/{name}/typing`.
+    Typing(&'a str),
     /// `POST /users/{user}/terminate_connections`.
     TerminateUser(&'a str),
     /// `POST /tokens/revoke`.
@@ -110,6 +112,8 @@ pub enum Finish {
     },
     /// `GET /channels/{name}/users`.
     Users,
+    /// `GET /channels/{name}/typing`.
+    Typing,
     /// A change every shard has applied: `{}`.
     Applied,
 }
@@ -442,6 +446,18 @@ fn serve(
             let query = shard.start_query(Query::Users { app, channel }, clock.now);
             Ok(Served::Later(vec![query], Finish::Users))
         }
+        ApiRoute::Typing(raw) => {
+            let channel = channel_name(shard, app, raw)?;
+            let typing = shard.state().apps.get(app).config.typing.as_ref();
+            if !typing.is_some_and(|t| t.covers(&channel)) {
+                return Err(ApiError::new(
+                    404,
+                    "the channel keeps no typing state ([apps.typing] channels)",
+                ));
+            }
+            let query = shard.start_query(Query::Typing { app, channel }, clock.now);
+            Ok(Served::Later(vec![query], Finish::Typing))
+        }
     }
 }
 
@@ -744,6 +760,10 @@ pub fn finish(finish: Finish, answers: Vec<Answer>, keep_alive: bool) -> Vec<u8>
                 let users: Vec<Value> = users.iter().map(|u| json!({ "id": u.as_str() })).collect();
                 json!({ "users": users })
             }
+            _ => json!({ "users": [] }),
+        },
+        Finish::Typing => match answers.next() {
+            Some(Answer::Typing(members)) => crate::core::shard::typing_json(&members),
             _ => json!({ "users": [] }),
         },
     };

@@ -99,7 +99,18 @@ pub fn render_prometheus(totals: &Totals, facts: &ServerFacts<'_>) -> String {
         "Active channel subscriptions.",
         totals.subscriptions,
     );
-    let counters: [(&str, &str, u64); 14] = [
+    gauge(
+        &mut out,
+        "ringcast_typing_members",
+        "Members typing on [apps.typing] channels.",
+        totals.typing_members,
+    );
+    let counters: [(&str, &str, u64); 15] = [
+        (
+            "ringcast_typing_expired_total",
+            "Typing flags the broker cleared after expire_secs without a renewal.",
+            totals.typing_expired,
+        ),
         (
             "ringcast_connections_opened_total",
             "WebSocket connections accepted.",

@@ -11,6 +11,7 @@ mod cluster;
 mod origin;
 mod redis_broadcast;
 mod socketio;
+mod typing;
 pub(crate) mod units;
 mod verification;
 
@@ -25,6 +26,7 @@ pub use self::cluster::{ClusterConfig, RedisTarget, RedisUrlError};
 pub use self::origin::{AllowedOrigin, MalformedOrigin, RequestOrigin, origin_allowed};
 pub use self::redis_broadcast::RedisBroadcast;
 pub use self::socketio::SocketIoConfig;
+pub use self::typing::TypingConfig;
 pub use self::verification::{TokenVerification, VerifyMethod};
 use crate::core::admin::AdminAccount;
 use crate::core::auth::jwks::FetchSchedule;
@@ -323,6 +325,9 @@ pub struct AppConfig<Origins = Vec<AllowedOrigin>, Jwt = JwtConfig> {
     /// Events from Laravel's Redis broadcaster; `None` (no `[apps.redis_broadcast]` table)
     /// means none.
     pub redis_broadcast: Option<RedisBroadcast>,
+    /// Typing state on presence channels; `None` (no `[apps.typing]` table) means typing
+    /// events are relayed like any client event and nothing is kept.
+    pub typing: Option<TypingConfig>,
 }
 
 impl Default for AppConfig {
@@ -357,6 +362,7 @@ impl Default for AppConfig {
             audit_publishes: true,
             socketio: None,
             redis_broadcast: None,
+            typing: None,
         }
     }
 }
@@ -415,6 +421,7 @@ impl<Origins, Jwt> AppConfig<Origins, Jwt> {
             audit_publishes,
             socketio,
             redis_broadcast,
+            typing,
         } = self;
         AppConfig {
             id,
@@ -445,6 +452,7 @@ impl<Origins, Jwt> AppConfig<Origins, Jwt> {
             audit_publishes,
             socketio,
             redis_broadcast,
+            typing,
         }
     }
 }

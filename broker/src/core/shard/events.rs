@@ -143,6 +143,7 @@ impl Shard {
         );
         inc(&self.counters.app(app_idx).publishes);
         self.publish_frames(app_idx, &channel, frames, Some(socket_id), None, now);
+        self.note_typing(app_idx, &channel, event, user.as_ref(), now);
     }
 
     /// Publishes an event from the HTTP API to one channel: it is encoded once per wire here

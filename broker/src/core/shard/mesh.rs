@@ -125,6 +125,26 @@ pub enum MeshMsg {
         /// The channel.
         channel: ChannelName,
     },
+    /// To the home shard of an `[apps.typing]` channel: a member's typing signal.
+    Typing {
+        /// The app.
+        app: AppIdx,
+        /// The channel.
+        channel: ChannelName,
+        /// The member.
+        user: UserId,
+        /// Start (or renew), or stop.
+        signal: crate::core::typing::TypingSignal,
+    },
+    /// To the home shard: list the members typing on a channel.
+    ChannelTyping {
+        /// Where to answer.
+        reply_to: ReplyTo,
+        /// The app.
+        app: AppIdx,
+        /// The channel.
+        channel: ChannelName,
+    },
     /// To the user's home shard: a socket signed in as `user` (`online` true) or went away.
     UserSockets {
         /// The app.
@@ -301,6 +321,8 @@ pub enum AnswerPart {
     Channels(Vec<(ChannelName, ChannelStats)>),
     /// For [`MeshMsg::ChannelUsers`].
     Users(Vec<UserId>),
+    /// For [`MeshMsg::ChannelTyping`].
+    Typing(Vec<super::TypingMember>),
     /// For [`MeshMsg::SetResource`].
     Applied,
     /// The cluster's state could not be read (Redis became unreachable meanwhile).
@@ -387,6 +409,17 @@ impl Shard {
                 app,
                 prefix,
             } => self.answer_list_channels(reply_to, app, &prefix),
+            MeshMsg::Typing {
+                app,
+                channel,
+                user,
+                signal,
+            } => self.home_typing(app, channel, &user, signal, now),
+            MeshMsg::ChannelTyping {
+                reply_to,
+                app,
+                channel,
+            } => self.answer_channel_typing(reply_to, app, &channel),
             MeshMsg::UserSockets { app, user, online } => self.home_user_sockets(app, user, online),
             MeshMsg::Watch {
                 app,

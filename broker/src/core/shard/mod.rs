@@ -22,6 +22,7 @@
 //! | `outbox.rs` | per-socket output queues, their byte cap, and closing |
 //! | `audit.rs`, `webhooks.rs` | what is recorded about decisions, and what app backends are told |
 //! | `timers.rs` | pings, expiry, sign-in deadlines, delayed webhooks |
+//! | `typing.rs` | typing flags on `[apps.typing]` channels, their expiry and the typing query |
 //! | `mesh.rs` | the messages between shards and the one `match` that routes them |
 //! | `cluster.rs` | what home shards report to the node's Redis link, and act on from it |
 
@@ -41,6 +42,7 @@ mod reauthorize;
 mod renew;
 mod subscribe;
 mod timers;
+mod typing;
 mod users;
 mod webhooks;
 
@@ -66,6 +68,7 @@ pub use self::mesh::{
 };
 use self::queries::PendingQuery;
 pub use self::renew::WallClock;
+pub use self::typing::{TypingMember, typing_json};
 use self::users::UserHome;
 use crate::core::app::AppTable;
 use crate::core::auth::backend::Verdict;
@@ -235,6 +238,13 @@ pub enum Query {
         /// The channel.
         channel: ChannelName,
     },
+    /// Members typing on an `[apps.typing]` channel, as this node's home shard has them.
+    Typing {
+        /// The app.
+        app: AppIdx,
+        /// The channel.
+        channel: ChannelName,
+    },
 }
 
 /// A gathered answer.
@@ -246,6 +256,8 @@ pub enum Answer {
     Channels(Vec<(ChannelName, ChannelStats)>),
     /// For [`Query::Users`].
     Users(Vec<UserId>),
+    /// For [`Query::Typing`], in the order the members started typing.
+    Typing(Vec<TypingMember>),
     /// Every shard applied an update.
     Applied,
     /// Cluster-wide state could not be read.
@@ -265,6 +277,8 @@ struct AppShard {
     user_homes: HashMap<UserId, UserHome>,
     /// Resources set by the app's backend (replicated to every shard).
     resources: Resources,
+    /// `[apps.typing]` channels homed here with members typing.
+    typing: HashMap<ChannelName, crate::core::typing::Typists>,
 }
 
 /// One shard of the broker. See the module docs for the calling order.
@@ -281,6 +295,8 @@ pub struct Shard {
     queries: HashMap<QueryId, PendingQuery>,
     next_query: QueryId,
     answers: Vec<(QueryId, Answer)>,
+    /// Queries asked by Socket.IO clients, whose answers go to their acknowledgements.
+    acks: HashMap<QueryId, self::typing::AckTo>,
     webhooks: Vec<(AppIdx, WebhookEvent)>,
     audit: Vec<AuditRecord>,
     cluster_out: Vec<crate::core::cluster::ClusterOut>,
@@ -339,6 +355,7 @@ impl Shard {
             queries: HashMap::new(),
             next_query: 0,
             answers: Vec::new(),
+            acks: HashMap::new(),
             webhooks: Vec::new(),
             audit: Vec::new(),
             cluster_out: Vec::new(),

@@ -22,6 +22,7 @@ impl Shard {
             Query::Channel { .. } => (1, Answer::Channel(ChannelStats::default())),
             Query::Channels { .. } => (self.shard_count, Answer::Channels(Vec::new())),
             Query::Users { .. } => (1, Answer::Users(Vec::new())),
+            Query::Typing { .. } => (1, Answer::Typing(Vec::new())),
         };
         let id = self.new_query(PendingQuery { awaiting, answer });
         let reply_to = ReplyTo {
@@ -30,7 +31,8 @@ impl Shard {
         };
         // A cluster answers from Redis, for every node at once; when Redis is out of reach,
         // this node's shards answer for this node.
-        if self.cluster_up() {
+        // Typing state is per node: this node's home shard answers it, even in a cluster.
+        if self.cluster_up() && !matches!(query, Query::Typing { .. }) {
             if let Some(pending) = self.queries.get_mut(&id) {
                 pending.awaiting = 1;
             }
@@ -55,6 +57,7 @@ impl Shard {
                 };
                 self.send_home(app, &channel, msg);
             }
+            Query::Typing { app, channel } => self.ask_typing(reply_to, app, channel),
             Query::Channels { app, prefix } => {
                 for shard in 0..self.shard_count {
                     let msg = MeshMsg::ListChannels {
@@ -96,6 +99,7 @@ impl Shard {
         match (&mut pending.answer, part) {
             (Answer::Channel(stats), AnswerPart::Channel(part)) => *stats = part,
             (Answer::Users(users), AnswerPart::Users(part)) => *users = part,
+            (Answer::Typing(members), AnswerPart::Typing(part)) => *members = part,
             (Answer::Channels(list), AnswerPart::Channels(part)) => list.extend(part),
             (Answer::Applied, AnswerPart::Applied) => {}
             (answer, AnswerPart::Unavailable) => *answer = Answer::Unavailable,
@@ -109,7 +113,9 @@ impl Shard {
             if let Answer::Channels(list) = &mut done.answer {
                 list.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
             }
-            self.answers.push((query, done.answer));
+            if let Err(answer) = self.answer_ack(query, done.answer) {
+                self.answers.push((query, answer));
+            }
         }
     }
 

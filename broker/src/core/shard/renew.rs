@@ -30,6 +30,15 @@ impl WallClock {
     pub fn unix(&self, now: Instant) -> u64 {
         self.unix + now.saturating_duration_since(self.at).as_secs()
     }
+
+    /// Unix milliseconds at `at`, which may be before the clock was read.
+    pub fn unix_ms(&self, at: Instant) -> u64 {
+        let base = self.unix.saturating_mul(1000);
+        match at.checked_duration_since(self.at) {
+            Some(after) => base.saturating_add(after.as_millis() as u64),
+            None => base.saturating_sub(self.at.duration_since(at).as_millis() as u64),
+        }
+    }
 }
 
 /// Why a renewal was refused. The connection keeps its current token either way.

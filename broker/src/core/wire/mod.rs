@@ -131,6 +131,15 @@ pub enum Command<'a> {
         /// The new token, as sent.
         token: Cow<'a, str>,
     },
+    /// Socket.IO `typing:get`: which members of a channel are typing, answered to the
+    /// client's acknowledgement callback.
+    TypingGet {
+        /// The channel's name as sent.
+        channel: Cow<'a, str>,
+        /// The acknowledgement id the answer goes to; `None`: the client asked for no
+        /// answer, so there is nothing to do.
+        ack: Option<u64>,
+    },
     /// An event the protocol reserves but the broker does not serve.
     Unsupported {
         /// The event name as sent.
@@ -345,6 +354,14 @@ pub enum Reply<'a> {
         fault: Fault,
         /// Details for the client; `None` for the wire's default text.
         text: Option<&'a str>,
+    },
+    /// The answer to a Socket.IO event the client sent with an acknowledgement id: its
+    /// callback gets `payload`. Pusher has no acknowledgements (its clients never ask).
+    Ack {
+        /// The client's acknowledgement id.
+        id: u64,
+        /// The JSON text the callback gets as its argument.
+        payload: &'a str,
     },
     /// The server checks a quiet connection is alive.
     Ping,

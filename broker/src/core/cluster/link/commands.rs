@@ -445,6 +445,8 @@ impl<'a> Commands<'a> {
                 let then = Pending::Query(reply_to, QueryKind::Users);
                 self.pipe.send(&[b"HKEYS", key.as_bytes()], then);
             }
+            // Typing state is per node: its home shard answers, the cluster is never asked.
+            Query::Typing { .. } => return false,
         }
         true
     }

@@ -229,13 +229,7 @@ impl Cluster {
         user: &str,
     ) -> Vec<Value> {
         let data = json!({"user_id": user, "user_info": {"name": user}}).to_string();
-        let auth = sign_channel(
-            KEY,
-            &hmac_key(SECRET),
-            client.socket_id,
-            channel,
-            Some(&data),
-        );
+        let auth = sign_presence(client, channel, &data);
         self.send(
             client,
             json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth, "channel_data": data}}),
@@ -310,6 +304,17 @@ pub(super) fn decode_all(buf: &mut BytesMut) -> Vec<Value> {
         }
     }
     out
+}
+
+/// The app's signature of `client` joining presence `channel` with `channel_data` `data`.
+pub(super) fn sign_presence(client: Client, channel: &str, data: &str) -> String {
+    sign_channel(
+        KEY,
+        &hmac_key(SECRET),
+        client.socket_id,
+        channel,
+        Some(data),
+    )
 }
 
 pub(super) fn inner(value: &Value) -> Value {

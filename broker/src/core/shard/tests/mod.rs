@@ -13,5 +13,6 @@ mod queries;
 mod reauthorize;
 mod socketio;
 mod subscribe;
+mod typing;
 mod users;
 mod webhooks;
