@@ -9,7 +9,7 @@ use std::time::Duration;
 mod features;
 mod tables;
 
-use self::features::check_typing;
+use self::features::{check_receipts, check_typing};
 use self::tables::{check_redis_broadcast, check_socketio, check_token_verification, is_http_url};
 use super::file::{AppTable, ClusterTable, FileConfig, JwtTable};
 use super::{ConfigError, invalid};
@@ -277,6 +277,10 @@ fn check_app(
     if let Some(typing) = &app.typing {
         check_typing(typing)
             .map_err(|(name, message)| invalid(field(&format!("typing.{name}")), message))?;
+    }
+    if let Some(receipts) = &app.receipts {
+        check_receipts(receipts)
+            .map_err(|(name, message)| invalid(field(&format!("receipts.{name}")), message))?;
     }
     if let Some(broadcast) = &app.redis_broadcast {
         check_redis_broadcast(broadcast).map_err(|(name, message)| {

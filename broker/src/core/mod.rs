@@ -18,6 +18,7 @@ pub mod proxy;
 pub mod publish;
 pub mod rand;
 pub mod rate_limit;
+pub mod receipts;
 pub mod shard;
 pub mod sync;
 pub mod typing;

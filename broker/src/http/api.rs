@@ -31,6 +31,8 @@ pub enum ApiRoute<'a> {
     Users(&'a str),
     /// `GET /channels/{name}/typing`.
     Typing(&'a str),
+    /// `GET /messages/{message_id}/status`.
+    MessageStatus(&'a str),
     /// `POST /users/{user}/terminate_connections`.
     TerminateUser(&'a str),
     /// `POST /tokens/revoke`.
@@ -114,6 +116,8 @@ pub enum Finish {
     Users,
     /// `GET /channels/{name}/typing`.
     Typing,
+    /// `GET /messages/{message_id}/status`.
+    MessageStatus,
     /// A change every shard has applied: `{}`.
     Applied,
 }
@@ -446,6 +450,18 @@ fn serve(
             let query = shard.start_query(Query::Users { app, channel }, clock.now);
             Ok(Served::Later(vec![query], Finish::Users))
         }
+        ApiRoute::MessageStatus(raw) => {
+            if shard.state().apps.get(app).config.receipts.is_none() {
+                return Err(ApiError::new(
+                    404,
+                    "this app keeps no delivery receipts ([apps.receipts])",
+                ));
+            }
+            let message = crate::core::receipts::MessageId::parse(raw)
+                .ok_or_else(|| ApiError::bad_request("message id: empty or too long"))?;
+            let query = shard.start_query(Query::MessageStatus { app, message }, clock.now);
+            Ok(Served::Later(vec![query], Finish::MessageStatus))
+        }
         ApiRoute::Typing(raw) => {
             let channel = channel_name(shard, app, raw)?;
             let typing = shard.state().apps.get(app).config.typing.as_ref();
@@ -761,6 +777,16 @@ pub fn finish(finish: Finish, answers: Vec<Answer>, keep_alive: bool) -> Vec<u8>
                 json!({ "users": users })
             }
             _ => json!({ "users": [] }),
+        },
+        Finish::MessageStatus => match answers.next() {
+            Some(Answer::MessageStatus(Some(status))) => crate::core::shard::status_json(&status),
+            _ => {
+                return crate::core::http::response::json_error(
+                    404,
+                    "no receipts for this message id (unknown, untracked or expired)",
+                    keep_alive,
+                );
+            }
         },
         Finish::Typing => match answers.next() {
             Some(Answer::Typing(members)) => crate::core::shard::typing_json(&members),

@@ -24,6 +24,7 @@ use super::{Clock, Reply, ServerView};
 /// | GET | `/apps/{id}/channels` | occupied channels |
 /// | GET | `/apps/{id}/channels/{name}` | one channel's state |
 /// | GET | `/apps/{id}/channels/{name}/users` | a presence channel's users |
+/// | GET | `/apps/{id}/messages/{message_id}/status` | an `[apps.receipts]` message's receipts |
 /// | GET | `/apps/{id}/channels/{name}/typing` | members typing on an `[apps.typing]` channel |
 /// | POST | `/apps/{id}/users/{user}/terminate_connections` | close a signed-in user's sockets |
 /// | POST | `/apps/{id}/tokens/revoke` | revoke a token (`jti`) or a user's tokens (`sub`), closing their live sockets |
@@ -138,6 +139,9 @@ pub fn handle(
         (Method::Get, ["apps", app, "channels", channel, "users"]) => {
             (*app, ApiRoute::Users(channel))
         }
+        (Method::Get, ["apps", app, "messages", message, "status"]) => {
+            (*app, ApiRoute::MessageStatus(message))
+        }
         (Method::Get, ["apps", app, "channels", channel, "typing"]) => {
             (*app, ApiRoute::Typing(channel))
         }
@@ -168,6 +172,7 @@ pub fn handle(
         | (_, ["apps", _, "channels", _])
         | (_, ["apps", _, "channels", _, "users"])
         | (_, ["apps", _, "channels", _, "typing"])
+        | (_, ["apps", _, "messages", _, "status"])
         | (_, ["apps", _, "users", _, "terminate_connections"])
         | (_, ["apps", _, "tokens", "revoke"])
         | (_, ["apps", _, "resources", _, _]) => {

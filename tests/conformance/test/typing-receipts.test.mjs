@@ -1,8 +1,11 @@
-// Typing indicators ([apps.typing]) with unmodified pusher-js and socket.io-client: client-typing
-// relayed and kept at the channel's home shard, expired after 5 s with a client-typing-stop from
-// the member, listed by the signed typing API and by Socket.IO's typing:get acknowledgement.
+// Typing indicators ([apps.typing]) and delivery receipts ([apps.receipts]) with unmodified
+// pusher-js and socket.io-client: client-typing relayed and kept at the channel's home shard,
+// expired after 5 s with a client-typing-stop from the member, listed by the signed typing API and
+// by Socket.IO's typing:get acknowledgement; a published message with an id DELIVERED to the
+// connected member and READ after ringcast:read, with its webhooks at a loopback receiver.
 
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { MAIN_APP, startBroker } from '../lib/broker.mjs';
 import { disconnectAll, expectHttpError, newUser, pusherClient, serverSdk, uniq } from '../lib/clients.mjs';
@@ -14,18 +17,44 @@ const T = { timeout: TEST_TIMEOUT_MS };
 const EXPIRY = { timeout: 20_000 };
 const EXPIRY_WAIT_MS = 9_000;
 
+/** A loopback webhook receiver recording every event with the request's headers. */
+async function startWebhookReceiver() {
+  const events = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk) => (body += chunk));
+    req.on('end', () => {
+      for (const event of JSON.parse(body).events) events.push({ event, headers: req.headers });
+      res.end('{}');
+    });
+  });
+  await new Promise((res) => server.listen(0, '127.0.0.1', res));
+  return { url: `http://127.0.0.1:${server.address().port}/hooks`, events, close: () => server.close() };
+}
+
 describe('typing indicators', () => {
   let broker;
   let sdk;
+  let hooks;
   before(async () => {
+    hooks = await startWebhookReceiver();
     broker = await startBroker({
-      apps: [{ ...MAIN_APP, socketio: {}, typing: { channels: ['presence-chat.{id}'] } }],
+      apps: [
+        {
+          ...MAIN_APP,
+          socketio: {},
+          typing: { channels: ['presence-chat.{id}'] },
+          receipts: { channels: ['presence-chat.{id}'] },
+          webhooks: [{ url: hooks.url, event_types: ['message_delivered', 'message_read'] }],
+        },
+      ],
     });
     sdk = serverSdk(broker);
   });
   after(async () => {
     disconnectAll();
     await broker?.stop();
+    hooks?.close();
   });
 
   /** Alice and Bob, both members of a fresh chat. */
@@ -107,5 +136,57 @@ describe('typing indicators', () => {
 
     const refused = await withTimeout(socket.emitWithAck('typing:get', { channel: 'presence-chat.elsewhere' }), 3_000, 'ack');
     assert.match(refused.error, /not subscribed/);
+  });
+
+  async function status(id) {
+    const res = await sdk.get({ path: `/messages/${id}/status` });
+    return res.json();
+  }
+
+  it('a published message with an id is DELIVERED to the connected member, nothing for one who left, READ after ringcast:read, with webhooks', T, async (t) => {
+    const { name, bob, bobChannel } = await chat(t);
+    const carol = await pusherClient(t, broker, { user: newUser('carol') });
+    await carol.subscribe(name);
+    carol.disconnect();
+    await waitFor(async () => {
+      const res = await sdk.get({ path: `/channels/${name}/users` });
+      return (await res.json()).users.length === 2;
+    }, { what: 'carol to leave' });
+
+    const id = uniq('msg-');
+    const got = bob.nextEvent(bobChannel, 'message');
+    await sdk.trigger(name, 'message', { id, body: 'hello' });
+    const [data] = await got;
+    assert.equal(data.id, id);
+    await waitFor(async () => {
+      const s = await status(id);
+      return s.recipients?.some((r) => r.recipient === bob.user.user_id);
+    }, { what: 'bob to be DELIVERED' });
+    const delivered = await status(id);
+    assert.equal(delivered.message_id, id);
+    assert.equal(delivered.channel, name);
+    const bobs = delivered.recipients.find((r) => r.recipient === bob.user.user_id);
+    assert.equal(bobs.status, 'DELIVERED');
+    assert.equal(typeof bobs.delivered_at_ms, 'number');
+    assert.equal(bobs.read_at_ms, null);
+    assert.ok(!delivered.recipients.some((r) => r.recipient === carol.user.user_id), 'carol had left');
+
+    bob.pusher.send_event('ringcast:read', { channel: name, id });
+    await waitFor(async () => (await status(id)).recipients.find((r) => r.recipient === bob.user.user_id)?.status === 'READ', {
+      what: 'bob to be READ',
+    });
+
+    await waitFor(() => hooks.events.some(({ event }) => event.name === 'message_read' && event.message_id === id), {
+      what: 'the message_read webhook',
+    });
+    const mine = hooks.events.filter(({ event }) => event.message_id === id && event.recipient === bob.user.user_id);
+    assert.deepEqual(mine.map(({ event }) => event.name), ['message_delivered', 'message_read']);
+    assert.equal(mine[0].event.channel, name);
+    assert.match(mine[0].headers['x-pusher-signature'], /^[0-9a-f]{64}$/);
+  });
+
+  it('the status of an unknown message id is 404 JSON', T, async () => {
+    const body = await expectHttpError(sdk.get({ path: '/messages/never-sent/status' }), 404);
+    assert.match(body.error, /no receipts/);
   });
 });

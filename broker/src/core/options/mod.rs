@@ -9,6 +9,7 @@
 
 mod cluster;
 mod origin;
+mod receipts;
 mod redis_broadcast;
 mod socketio;
 mod typing;
@@ -24,6 +25,7 @@ use serde::Deserialize;
 
 pub use self::cluster::{ClusterConfig, RedisTarget, RedisUrlError};
 pub use self::origin::{AllowedOrigin, MalformedOrigin, RequestOrigin, origin_allowed};
+pub use self::receipts::ReceiptsConfig;
 pub use self::redis_broadcast::RedisBroadcast;
 pub use self::socketio::SocketIoConfig;
 pub use self::typing::TypingConfig;
@@ -328,6 +330,8 @@ pub struct AppConfig<Origins = Vec<AllowedOrigin>, Jwt = JwtConfig> {
     /// Typing state on presence channels; `None` (no `[apps.typing]` table) means typing
     /// events are relayed like any client event and nothing is kept.
     pub typing: Option<TypingConfig>,
+    /// Delivery receipts; `None` (no `[apps.receipts]` table) means none are kept.
+    pub receipts: Option<ReceiptsConfig>,
 }
 
 impl Default for AppConfig {
@@ -363,6 +367,7 @@ impl Default for AppConfig {
             socketio: None,
             redis_broadcast: None,
             typing: None,
+            receipts: None,
         }
     }
 }
@@ -422,6 +427,7 @@ impl<Origins, Jwt> AppConfig<Origins, Jwt> {
             socketio,
             redis_broadcast,
             typing,
+            receipts,
         } = self;
         AppConfig {
             id,
@@ -453,6 +459,7 @@ impl<Origins, Jwt> AppConfig<Origins, Jwt> {
             socketio,
             redis_broadcast,
             typing,
+            receipts,
         }
     }
 }
@@ -530,8 +537,8 @@ impl WebhookConfig {
 
     /// Whether events of `kind` on `channel` go to this endpoint.
     pub fn wants(&self, kind: WebhookKind, channel: &str) -> bool {
-        (self.event_types.is_empty() || self.event_types.contains(&kind))
-            && self.filter.matches(channel)
+        let by_default = self.event_types.is_empty() && !kind.is_opt_in();
+        (by_default || self.event_types.contains(&kind)) && self.filter.matches(channel)
     }
 }
 

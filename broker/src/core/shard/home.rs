@@ -191,6 +191,8 @@ impl Shard {
         remember: bool,
         now: Instant,
     ) {
+        let mut frames = frames;
+        self.track_at_home(app, channel, &mut frames, now);
         if remember && channel.kind().is_cache() {
             let shard_count = self.shard_count;
             self.per_app[app]

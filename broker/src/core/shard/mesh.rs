@@ -136,6 +136,30 @@ pub enum MeshMsg {
         /// Start (or renew), or stop.
         signal: crate::core::typing::TypingSignal,
     },
+    /// To the home shard of an `[apps.receipts]` channel: a recipient reached a status.
+    Receipt {
+        /// The app.
+        app: AppIdx,
+        /// The channel.
+        channel: ChannelName,
+        /// The message's `id`.
+        message: crate::core::receipts::MessageId,
+        /// Who.
+        recipient: crate::core::receipts::Recipient,
+        /// Delivered or read.
+        status: crate::core::receipts::ReceiptStatus,
+        /// When.
+        at: Instant,
+    },
+    /// To every shard: the receipts of a message, if tracked there.
+    MessageStatus {
+        /// Where to answer.
+        reply_to: ReplyTo,
+        /// The app.
+        app: AppIdx,
+        /// The message's `id`.
+        message: crate::core::receipts::MessageId,
+    },
     /// To the home shard: list the members typing on a channel.
     ChannelTyping {
         /// Where to answer.
@@ -321,6 +345,8 @@ pub enum AnswerPart {
     Channels(Vec<(ChannelName, ChannelStats)>),
     /// For [`MeshMsg::ChannelUsers`].
     Users(Vec<UserId>),
+    /// For [`MeshMsg::MessageStatus`]: the message if this shard tracks it.
+    MessageStatus(Option<super::MessageStatus>),
     /// For [`MeshMsg::ChannelTyping`].
     Typing(Vec<super::TypingMember>),
     /// For [`MeshMsg::SetResource`].
@@ -415,6 +441,19 @@ impl Shard {
                 user,
                 signal,
             } => self.home_typing(app, channel, &user, signal, now),
+            MeshMsg::Receipt {
+                app,
+                channel,
+                message,
+                recipient,
+                status,
+                at,
+            } => self.home_receipt(app, &channel, &message, recipient, status, at),
+            MeshMsg::MessageStatus {
+                reply_to,
+                app,
+                message,
+            } => self.answer_message_status(reply_to, app, &message),
             MeshMsg::ChannelTyping {
                 reply_to,
                 app,

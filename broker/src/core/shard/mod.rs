@@ -22,6 +22,7 @@
 //! | `outbox.rs` | per-socket output queues, their byte cap, and closing |
 //! | `audit.rs`, `webhooks.rs` | what is recorded about decisions, and what app backends are told |
 //! | `timers.rs` | pings, expiry, sign-in deadlines, delayed webhooks |
+//! | `receipts.rs` | `[apps.receipts]`: messages tracked at home, deliveries seen by the writer, reads, the status query |
 //! | `typing.rs` | typing flags on `[apps.typing]` channels, their expiry and the typing query |
 //! | `mesh.rs` | the messages between shards and the one `match` that routes them |
 //! | `cluster.rs` | what home shards report to the node's Redis link, and act on from it |
@@ -39,6 +40,7 @@ pub mod mesh;
 mod outbox;
 mod queries;
 mod reauthorize;
+mod receipts;
 mod renew;
 mod subscribe;
 mod timers;
@@ -67,6 +69,7 @@ pub use self::mesh::{
     Admission, AnswerPart, ChannelStats, ConnKey, Join, MeshMsg, QueryId, ReplyTo, ShardId, Watcher,
 };
 use self::queries::PendingQuery;
+pub use self::receipts::{MessageStatus, RecipientStatus, status_json};
 pub use self::renew::WallClock;
 pub use self::typing::{TypingMember, typing_json};
 use self::users::UserHome;
@@ -183,6 +186,9 @@ pub struct Taken {
     pub oldest_event: Option<Instant>,
     /// How many of the frames are published events (the rest are replies and control).
     pub events: usize,
+    /// Frames of `[apps.receipts]` messages are among them: once they are written, call
+    /// [`Shard::handle_written`] so that their recipients count as `DELIVERED`.
+    pub receipts: bool,
 }
 
 /// A subscription for the app's auth endpoint to decide (Socket.IO clients, authorized the
@@ -238,6 +244,13 @@ pub enum Query {
         /// The channel.
         channel: ChannelName,
     },
+    /// The receipts of an `[apps.receipts]` message, from whichever shard tracks it.
+    MessageStatus {
+        /// The app.
+        app: AppIdx,
+        /// The message's `id`.
+        message: crate::core::receipts::MessageId,
+    },
     /// Members typing on an `[apps.typing]` channel, as this node's home shard has them.
     Typing {
         /// The app.
@@ -256,6 +269,8 @@ pub enum Answer {
     Channels(Vec<(ChannelName, ChannelStats)>),
     /// For [`Query::Users`].
     Users(Vec<UserId>),
+    /// For [`Query::MessageStatus`]; `None`: no shard tracks the message.
+    MessageStatus(Option<MessageStatus>),
     /// For [`Query::Typing`], in the order the members started typing.
     Typing(Vec<TypingMember>),
     /// Every shard applied an update.
@@ -277,6 +292,8 @@ struct AppShard {
     user_homes: HashMap<UserId, UserHome>,
     /// Resources set by the app's backend (replicated to every shard).
     resources: Resources,
+    /// `[apps.receipts]` messages of channels homed here.
+    receipts: crate::core::receipts::ReceiptStore,
     /// `[apps.typing]` channels homed here with members typing.
     typing: HashMap<ChannelName, crate::core::typing::Typists>,
 }

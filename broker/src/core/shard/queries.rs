@@ -23,6 +23,7 @@ impl Shard {
             Query::Channels { .. } => (self.shard_count, Answer::Channels(Vec::new())),
             Query::Users { .. } => (1, Answer::Users(Vec::new())),
             Query::Typing { .. } => (1, Answer::Typing(Vec::new())),
+            Query::MessageStatus { .. } => (self.shard_count, Answer::MessageStatus(None)),
         };
         let id = self.new_query(PendingQuery { awaiting, answer });
         let reply_to = ReplyTo {
@@ -32,7 +33,9 @@ impl Shard {
         // A cluster answers from Redis, for every node at once; when Redis is out of reach,
         // this node's shards answer for this node.
         // Typing state is per node: this node's home shard answers it, even in a cluster.
-        if self.cluster_up() && !matches!(query, Query::Typing { .. }) {
+        // So are receipts.
+        let node_local = matches!(query, Query::Typing { .. } | Query::MessageStatus { .. });
+        if self.cluster_up() && !node_local {
             if let Some(pending) = self.queries.get_mut(&id) {
                 pending.awaiting = 1;
             }
@@ -58,6 +61,16 @@ impl Shard {
                 self.send_home(app, &channel, msg);
             }
             Query::Typing { app, channel } => self.ask_typing(reply_to, app, channel),
+            Query::MessageStatus { app, message } => {
+                for shard in 0..self.shard_count {
+                    let msg = MeshMsg::MessageStatus {
+                        reply_to,
+                        app,
+                        message: message.clone(),
+                    };
+                    self.send_to(shard, msg);
+                }
+            }
             Query::Channels { app, prefix } => {
                 for shard in 0..self.shard_count {
                     let msg = MeshMsg::ListChannels {
@@ -100,6 +113,9 @@ impl Shard {
             (Answer::Channel(stats), AnswerPart::Channel(part)) => *stats = part,
             (Answer::Users(users), AnswerPart::Users(part)) => *users = part,
             (Answer::Typing(members), AnswerPart::Typing(part)) => *members = part,
+            (Answer::MessageStatus(status @ None), AnswerPart::MessageStatus(part)) => {
+                *status = part
+            }
             (Answer::Channels(list), AnswerPart::Channels(part)) => list.extend(part),
             (Answer::Applied, AnswerPart::Applied) => {}
             (answer, AnswerPart::Unavailable) => *answer = Answer::Unavailable,

@@ -62,6 +62,7 @@ impl Shard {
         }
         self.home_timers(now);
         self.typing_timers(now);
+        self.receipt_timers(now);
         self.drain_to_self(now);
     }
 

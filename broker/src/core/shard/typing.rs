@@ -10,7 +10,6 @@ use serde_json::value::RawValue;
 
 use super::Answer;
 use super::Shard;
-use super::conn::SubState;
 use super::mesh::{AnswerPart, ConnKey, MeshMsg, QueryId, ReplyTo};
 use super::queries::PendingQuery;
 use crate::core::channel::ChannelName;
@@ -190,11 +189,7 @@ impl Shard {
             return;
         };
         let app = conn.app;
-        let subscribed = conn
-            .subscriptions
-            .iter()
-            .find(|s| s.channel.as_str() == raw_channel && s.state == SubState::Active)
-            .map(|s| s.channel.clone());
+        let subscribed = conn.active_channel(raw_channel);
         let to = AckTo {
             conn: key,
             socket_id: conn.socket_id,

@@ -31,6 +31,7 @@ use crate::core::auth::channel::SubscribeAuthError;
 use crate::core::auth::endpoint::EndpointRefusal;
 use crate::core::channel::{ChannelName, ChannelNameError};
 use crate::core::ids::{SocketId, UserId};
+use crate::core::receipts::MessageId;
 
 /// The wire protocol a connection speaks.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -130,6 +131,13 @@ pub enum Command<'a> {
     Renew {
         /// The new token, as sent.
         token: Cow<'a, str>,
+    },
+    /// A client read a message with delivery receipts (`ringcast:read`).
+    Read {
+        /// The channel's name as sent.
+        channel: String,
+        /// The message's `id` as sent (a number as its text).
+        id: String,
     },
     /// Socket.IO `typing:get`: which members of a channel are typing, answered to the
     /// client's acknowledgement callback.
@@ -501,6 +509,9 @@ impl Wires {
 pub struct Frames {
     pusher: Bytes,
     socketio: Bytes,
+    /// `[apps.receipts]`: the message whose deliveries are recorded; `None` (every event of
+    /// a channel without receipts) costs the fan-out nothing.
+    receipt: Option<MessageId>,
 }
 
 impl Frames {
@@ -513,6 +524,7 @@ impl Frames {
         Self {
             pusher: pusher::encode_event(event),
             socketio,
+            receipt: None,
         }
     }
 
@@ -534,6 +546,7 @@ impl Frames {
         Self {
             pusher: frame,
             socketio,
+            receipt: None,
         }
     }
 
@@ -548,5 +561,23 @@ impl Frames {
     /// The Pusher frame (what travels between nodes).
     pub fn pusher(&self) -> &Bytes {
         &self.pusher
+    }
+
+    /// The same frames, with their deliveries recorded as receipts of message `id`.
+    pub fn with_receipt(self, id: MessageId) -> Self {
+        Self {
+            receipt: Some(id),
+            ..self
+        }
+    }
+
+    /// The message whose deliveries are recorded, if any.
+    pub fn receipt(&self) -> Option<&MessageId> {
+        self.receipt.as_ref()
+    }
+
+    /// Stops recording deliveries (the home shard decided the message is not tracked).
+    pub fn untrack(&mut self) {
+        self.receipt = None;
     }
 }

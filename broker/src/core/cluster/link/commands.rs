@@ -446,7 +446,7 @@ impl<'a> Commands<'a> {
                 self.pipe.send(&[b"HKEYS", key.as_bytes()], then);
             }
             // Typing state is per node: its home shard answers, the cluster is never asked.
-            Query::Typing { .. } => return false,
+            Query::Typing { .. } | Query::MessageStatus { .. } => return false,
         }
         true
     }

@@ -11,6 +11,7 @@ mod events;
 mod limits;
 mod queries;
 mod reauthorize;
+mod receipts;
 mod socketio;
 mod subscribe;
 mod typing;

@@ -19,17 +19,8 @@ fn with_typing(c: &mut crate::core::options::Config) {
     });
 }
 
-/// Two shards; alice on shard 0 and bob on shard 1 in a chat homed on shard 1, so every
-/// typing signal crosses the mesh.
 fn chat() -> (Cluster, Client, Client, String) {
-    let mut c = Cluster::with(2, with_typing);
-    let channel = channel_homed_on(1, "presence-chat.");
-    let alice = c.connect(0);
-    let bob = c.connect(1);
-    c.join_presence(alice, &channel, "alice");
-    c.join_presence(bob, &channel, "bob");
-    c.recv(alice);
-    (c, alice, bob, channel)
+    presence_chat(with_typing)
 }
 
 fn typing(c: &mut Cluster, client: Client, channel: &str, event: &str) {
@@ -97,11 +88,7 @@ fn a_flag_not_renewed_expires_after_five_seconds_with_a_typing_stop_from_the_mem
         "the typist's tabs hear it too"
     );
     assert!(typists(&mut c, &channel).is_empty());
-    let expired: u64 = c
-        .shards
-        .iter()
-        .map(|s| s.counters().typing_expired.load(Ordering::Relaxed))
-        .sum();
+    let expired = total(&c, |s| &s.typing_expired);
     assert_eq!((expired, typing_gauge(&c)), (1, 0));
     c.tick(Duration::from_secs(10));
     assert!(c.recv(bob).is_empty(), "an expiry is announced once");

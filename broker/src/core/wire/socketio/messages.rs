@@ -11,9 +11,9 @@ use serde_json::Value;
 
 use super::engine::EnginePacket;
 use super::packet::{Body, DEFAULT_NAMESPACE, Packet};
-use crate::core::typing;
 use crate::core::wire::pusher::message::RENEW;
 use crate::core::wire::{Command, ForwardHeaders, ParseError, SubscribeRequest};
+use crate::core::{receipts, typing};
 
 /// laravel-echo-server's event for joining a channel: `{channel, auth}`.
 pub const SUBSCRIBE: &str = "subscribe";
@@ -103,6 +103,13 @@ fn event(name: &str, args: Vec<Value>, ack: Option<u64>) -> Result<Command<'stat
                 data: Cow::Owned(data),
             })
         }
+        receipts::READ_EVENT | receipts::SEEN_EVENT => {
+            let (channel, id) = payload
+                .as_ref()
+                .and_then(receipts::read_request)
+                .ok_or(READ_NEEDS)?;
+            Ok(Command::Read { channel, id })
+        }
         TYPING_GET => {
             let mut object = object(payload, TYPING_GET_NEEDS)?;
             let channel = string(&mut object, "channel").ok_or(TYPING_GET_NEEDS)?;
@@ -139,6 +146,10 @@ const CLIENT_EVENT_NEEDS: ParseError = ParseError::BadField {
 const TYPING_NEEDS: ParseError = needs_channel(TYPING);
 const TYPING_STOP_NEEDS: ParseError = needs_channel(TYPING_STOP);
 const TYPING_GET_NEEDS: ParseError = needs_channel(TYPING_GET);
+const READ_NEEDS: ParseError = ParseError::BadField {
+    event: receipts::READ_EVENT,
+    field: "an object with a string \"channel\" and a string or number \"id\"",
+};
 const RENEW_NEEDS: ParseError = ParseError::BadField {
     event: RENEW,
     field: "an object with a string \"token\"",
