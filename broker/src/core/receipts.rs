@@ -364,3 +364,35 @@ mod tests {
         assert!(store.is_empty());
     }
 }
+
+#[cfg(test)]
+mod read_tests {
+    use crate::core::wire::{Command, Wire};
+
+    fn read(wire: Wire, text: &str) -> (String, String) {
+        match wire.parse(text.as_bytes()) {
+            Ok(Command::Read { channel, id }) => (channel, id),
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn both_wires_read_a_read_acknowledgement_with_its_channel_and_id() {
+        let expected = ("private-a".to_owned(), "m-1".to_owned());
+        let pusher = r#"{"event":"ringcast:read","data":{"channel":"private-a","id":"m-1"}}"#;
+        assert_eq!(read(Wire::Pusher, pusher), expected);
+        let encoded =
+            r#"{"event":"ringcast:read","data":"{\"channel\":\"private-a\",\"id\":\"m-1\"}"}"#;
+        assert_eq!(read(Wire::Pusher, encoded), expected);
+        let seen = r#"42["message:seen",{"channel":"private-a","messageId":"m-1"}]"#;
+        assert_eq!(read(Wire::SocketIo, seen), expected);
+        let numeric = r#"42["ringcast:read",{"channel":"private-a","id":7}]"#;
+        assert_eq!(read(Wire::SocketIo, numeric).1, "7");
+        for bad in [
+            r#"{"event":"ringcast:read","data":{"channel":"private-a"}}"#,
+            r#"{"event":"ringcast:read","data":{"id":"m"}}"#,
+        ] {
+            assert!(Wire::Pusher.parse(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+}

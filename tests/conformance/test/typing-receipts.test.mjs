@@ -185,6 +185,24 @@ describe('typing indicators', () => {
     assert.match(mine[0].headers['x-pusher-signature'], /^[0-9a-f]{64}$/);
   });
 
+  it('socket.io-client: a Socket.IO member is DELIVERED and READ after message:seen', T, async (t) => {
+    const { name } = await chat(t);
+    const socket = await sioClient(t, broker);
+    const dan = { user_id: uniq('dan-'), user_info: { name: 'Dan' } };
+    const auth = sdk.authorizeChannel(socket.id, name, dan);
+    const here = new Promise((res) => socket.on('presence:subscribed', (channel) => channel === name && res()));
+    socket.emit('subscribe', { channel: name, auth: auth.auth, channel_data: auth.channel_data });
+    await withTimeout(here, 3_000, 'presence:subscribed');
+    const id = uniq('sio-msg-');
+    const got = new Promise((res) => socket.on('message', (channel, data) => channel === name && data.id === id && res()));
+    await sdk.trigger(name, 'message', { id });
+    await withTimeout(got, 3_000, 'the message over Socket.IO');
+    const dans = async () => (await status(id)).recipients?.find((r) => r.recipient === dan.user_id);
+    await waitFor(async () => (await dans())?.status === 'DELIVERED', { what: 'dan to be DELIVERED' });
+    socket.emit('message:seen', { channel: name, messageId: id });
+    await waitFor(async () => (await dans())?.status === 'READ', { what: 'dan to be READ' });
+  });
+
   it('the status of an unknown message id is 404 JSON', T, async () => {
     const body = await expectHttpError(sdk.get({ path: '/messages/never-sent/status' }), 404);
     assert.match(body.error, /no receipts/);
