@@ -160,10 +160,11 @@ impl Shard {
         };
         let written = std::mem::take(&mut receipts.written);
         let app = conn.app;
+        let max = self.state.apps.get(app).config.max_user_id_chars;
         let notes: Vec<(ChannelName, MessageId, Recipient)> = written
             .into_iter()
             .map(|(channel, message)| {
-                let recipient = recipient(conn, &channel);
+                let recipient = recipient(conn, &channel, max);
                 (channel, message, recipient)
             })
             .collect();
@@ -189,6 +190,7 @@ impl Shard {
         };
         let app = conn.app;
         let channel = conn.active_channel(raw_channel);
+        let max_user_id_chars = self.state.apps.get(app).config.max_user_id_chars;
         let refuse = |why: &str| format!("ringcast:read on {raw_channel:?} ignored: {why}");
         let Some(channel) = channel else {
             let text = refuse("not subscribed to the channel");
@@ -208,7 +210,7 @@ impl Shard {
         };
         let msg = MeshMsg::Receipt {
             app,
-            recipient: recipient(conn, &channel),
+            recipient: recipient(conn, &channel, max_user_id_chars),
             channel: channel.clone(),
             message,
             status: ReceiptStatus::Read,
@@ -299,13 +301,12 @@ impl Shard {
 
 /// Who `conn` is as a recipient on `channel`: its token's user, its sign-in, its presence
 /// member, else its socket.
-fn recipient(conn: &Conn, channel: &ChannelName) -> Recipient {
-    let max = crate::core::receipts::MAX_MESSAGE_ID_CHARS;
+fn recipient(conn: &Conn, channel: &ChannelName, max_user_id_chars: usize) -> Recipient {
     let from_token = conn
         .identity
         .as_ref()
         .and_then(|i| i.user_id.as_deref())
-        .and_then(|id| UserId::parse(id, max).ok());
+        .and_then(|id| UserId::parse(id, max_user_id_chars).ok());
     let member = || {
         conn.subscriptions
             .iter()
