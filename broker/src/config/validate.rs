@@ -6,10 +6,12 @@
 
 use std::time::Duration;
 
+mod features;
 mod history;
 mod inbox;
 mod tables;
 
+use self::features::{check_receipts, check_typing};
 use self::inbox::{check_inbox, check_legacy_broadcast};
 use self::tables::{check_redis_broadcast, check_socketio, check_token_verification, is_http_url};
 use super::file::{AppTable, ClusterTable, FileConfig, JwtTable};
@@ -281,6 +283,14 @@ fn check_app(
     if let Some(history) = &app.history {
         history::check_history(history)
             .map_err(|(name, message)| invalid(field(&format!("history.{name}")), message))?;
+    }
+    if let Some(typing) = &app.typing {
+        check_typing(typing)
+            .map_err(|(name, message)| invalid(field(&format!("typing.{name}")), message))?;
+    }
+    if let Some(receipts) = &app.receipts {
+        check_receipts(receipts)
+            .map_err(|(name, message)| invalid(field(&format!("receipts.{name}")), message))?;
     }
     if let Some(broadcast) = &app.redis_broadcast {
         check_redis_broadcast(broadcast).map_err(|(name, message)| {

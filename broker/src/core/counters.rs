@@ -50,6 +50,19 @@ pub struct ShardCounters {
     pub slow_consumers_closed: AtomicU64,
     /// Requests refused by a rate limit.
     pub rate_limited: AtomicU64,
+    /// Members typing on `[apps.typing]` channels homed on this shard (gauge).
+    pub typing_members: AtomicI64,
+    /// Typing flags the broker cleared because `expire_secs` passed without a renewal.
+    pub typing_expired: AtomicU64,
+    /// `[apps.receipts]` messages whose receipts are kept.
+    pub receipts_tracked: AtomicU64,
+    /// Messages with an `id` not tracked because their channel had over `max_recipients`.
+    pub receipts_untracked: AtomicU64,
+    /// Tracked messages forgotten before being asked about: over `max_messages`, or past
+    /// `ttl_secs`.
+    pub receipts_forgotten: AtomicU64,
+    /// Receipts not kept because their message had `max_recipients` already.
+    pub receipts_recipients_dropped: AtomicU64,
     /// Faults reported to clients, indexed by [`Fault::index`].
     pub errors: [AtomicU64; Fault::ALL.len()],
     /// Per-app counters.
@@ -69,6 +82,12 @@ impl ShardCounters {
             auth_failures: AtomicU64::new(0),
             slow_consumers_closed: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
+            typing_members: AtomicI64::new(0),
+            typing_expired: AtomicU64::new(0),
+            receipts_tracked: AtomicU64::new(0),
+            receipts_untracked: AtomicU64::new(0),
+            receipts_forgotten: AtomicU64::new(0),
+            receipts_recipients_dropped: AtomicU64::new(0),
             errors: std::array::from_fn(|_| AtomicU64::new(0)),
             apps: PerApp::new(app_count, AppCounters::default),
         }

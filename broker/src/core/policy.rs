@@ -297,6 +297,11 @@ impl PolicySet {
 
 /// The channel name without its kind prefix.
 fn unprefixed(channel: &ChannelName) -> &str {
+    unprefixed_str(channel.as_str())
+}
+
+/// A name (or a pattern written like one) without its kind prefix.
+fn unprefixed_str(name: &str) -> &str {
     const PREFIXES: [&str; 8] = [
         "private-encrypted-cache-",
         "private-encrypted-",
@@ -307,13 +312,13 @@ fn unprefixed(channel: &ChannelName) -> &str {
         "cache-",
         "#server-to-user-",
     ];
-    if channel.kind() == ChannelKind::Public {
-        return channel.as_str();
+    if ChannelKind::of(name) == ChannelKind::Public {
+        return name;
     }
     PREFIXES
         .iter()
-        .find_map(|p| channel.as_str().strip_prefix(p))
-        .unwrap_or(channel.as_str())
+        .find_map(|p| name.strip_prefix(p))
+        .unwrap_or(name)
 }
 
 fn match_pattern<'a>(
@@ -504,5 +509,8 @@ pub fn resource_channels(
     out
 }
 
+mod pattern;
 #[cfg(test)]
 mod tests;
+
+pub use self::pattern::PrefixedPattern;

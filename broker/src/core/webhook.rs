@@ -32,6 +32,10 @@ pub enum WebhookKind {
     CacheMiss,
     /// A channel's subscriber count changed.
     SubscriptionCount,
+    /// A tracked message's frame was written to a recipient (`[apps.receipts]`).
+    MessageDelivered,
+    /// A recipient acknowledged reading a tracked message (`[apps.receipts]`).
+    MessageRead,
 }
 
 impl WebhookKind {
@@ -45,7 +49,18 @@ impl WebhookKind {
             WebhookKind::ClientEvent => "client_event",
             WebhookKind::CacheMiss => "cache_miss",
             WebhookKind::SubscriptionCount => "subscription_count",
+            WebhookKind::MessageDelivered => "message_delivered",
+            WebhookKind::MessageRead => "message_read",
         }
+    }
+
+    /// Whether an endpoint gets it only when its `event_types` name it (Ringcast's own
+    /// kinds, which Pusher's receivers do not expect), not when they are left empty.
+    pub fn is_opt_in(self) -> bool {
+        matches!(
+            self,
+            WebhookKind::MessageDelivered | WebhookKind::MessageRead
+        )
     }
 }
 
@@ -63,6 +78,19 @@ pub struct WebhookEvent {
     pub client: Option<ClientEventInfo>,
     /// `subscription_count` events: the new count.
     pub subscription_count: Option<usize>,
+    /// `message_delivered` / `message_read`: which message, for whom, and when.
+    pub receipt: Option<Box<ReceiptInfo>>,
+}
+
+/// The parts of a `message_delivered` or `message_read` webhook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiptInfo {
+    /// The message's `id`.
+    pub message_id: String,
+    /// The recipient (user id, else socket id).
+    pub recipient: String,
+    /// When it was delivered or read, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
 }
 
 /// The parts of a `client_event` webhook.
@@ -85,6 +113,7 @@ impl WebhookEvent {
             user_id: None,
             client: None,
             subscription_count: None,
+            receipt: None,
         }
     }
 
@@ -109,6 +138,11 @@ impl WebhookEvent {
         }
         if let Some(count) = self.subscription_count {
             value["subscription_count"] = json!(count);
+        }
+        if let Some(receipt) = &self.receipt {
+            value["message_id"] = json!(receipt.message_id);
+            value["recipient"] = json!(receipt.recipient);
+            value["at_ms"] = json!(receipt.at_ms);
         }
         value
     }

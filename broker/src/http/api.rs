@@ -33,6 +33,10 @@ pub enum ApiRoute<'a> {
     Users(&'a str),
     /// `GET /channels/{name}/history`.
     History(&'a str),
+    /// `GET /channels/{name}/typing`.
+    Typing(&'a str),
+    /// `GET /messages/{message_id}/status`.
+    MessageStatus(&'a str),
     /// `POST /users/{user}/terminate_connections`.
     TerminateUser(&'a str),
     /// `POST /tokens/revoke`.
@@ -116,6 +120,10 @@ pub enum Finish {
     Users,
     /// `GET /channels/{name}/history`.
     History,
+    /// `GET /channels/{name}/typing`.
+    Typing,
+    /// `GET /messages/{message_id}/status`.
+    MessageStatus,
     /// A change every shard has applied: `{}`.
     Applied,
 }
@@ -469,6 +477,30 @@ fn serve(
             let query = shard.start_query(query, clock.now);
             Ok(Served::Later(vec![query], Finish::History))
         }
+        ApiRoute::MessageStatus(raw) => {
+            if shard.state().apps.get(app).config.receipts.is_none() {
+                return Err(ApiError::new(
+                    404,
+                    "this app keeps no delivery receipts ([apps.receipts])",
+                ));
+            }
+            let message = crate::core::receipts::MessageId::parse(raw)
+                .ok_or_else(|| ApiError::bad_request("message id: empty or too long"))?;
+            let query = shard.start_query(Query::MessageStatus { app, message }, clock.now);
+            Ok(Served::Later(vec![query], Finish::MessageStatus))
+        }
+        ApiRoute::Typing(raw) => {
+            let channel = channel_name(shard, app, raw)?;
+            let typing = shard.state().apps.get(app).config.typing.as_ref();
+            if !typing.is_some_and(|t| t.covers(&channel)) {
+                return Err(ApiError::new(
+                    404,
+                    "the channel keeps no typing state ([apps.typing] channels)",
+                ));
+            }
+            let query = shard.start_query(Query::Typing { app, channel }, clock.now);
+            Ok(Served::Later(vec![query], Finish::Typing))
+        }
     }
 }
 
@@ -783,6 +815,20 @@ pub fn finish(finish: Finish, answers: Vec<Answer>, keep_alive: bool) -> Vec<u8>
         Finish::History => match answers.next() {
             Some(Answer::History(page)) => super::history::page_json(&page),
             _ => super::history::page_json(&Default::default()),
+        },
+        Finish::MessageStatus => match answers.next() {
+            Some(Answer::MessageStatus(Some(status))) => crate::core::shard::status_json(&status),
+            _ => {
+                return crate::core::http::response::json_error(
+                    404,
+                    "no receipts for this message id (unknown, untracked or expired)",
+                    keep_alive,
+                );
+            }
+        },
+        Finish::Typing => match answers.next() {
+            Some(Answer::Typing(members)) => crate::core::shard::typing_json(&members),
+            _ => json!({ "users": [] }),
         },
     };
     json_response(&value, keep_alive)

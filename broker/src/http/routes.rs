@@ -26,6 +26,8 @@ use super::{Clock, Reply, ServerView};
 /// | GET | `/apps/{id}/channels/{name}` | one channel's state |
 /// | GET | `/apps/{id}/channels/{name}/users` | a presence channel's users |
 /// | GET | `/apps/{id}/channels/{name}/history` | a history channel's kept events |
+/// | GET | `/apps/{id}/messages/{message_id}/status` | an `[apps.receipts]` message's receipts |
+/// | GET | `/apps/{id}/channels/{name}/typing` | members typing on an `[apps.typing]` channel |
 /// | POST | `/apps/{id}/users/{user}/terminate_connections` | close a signed-in user's sockets |
 /// | POST | `/apps/{id}/tokens/revoke` | revoke a token (`jti`) or a user's tokens (`sub`), closing their live sockets |
 /// | PUT, DELETE | `/apps/{id}/resources/{type}/{id}` | set or delete a policy resource |
@@ -177,6 +179,12 @@ pub fn handle(
         (Method::Get, ["apps", app, "channels", channel, "history"]) => {
             (*app, ApiRoute::History(channel))
         }
+        (Method::Get, ["apps", app, "messages", message, "status"]) => {
+            (*app, ApiRoute::MessageStatus(message))
+        }
+        (Method::Get, ["apps", app, "channels", channel, "typing"]) => {
+            (*app, ApiRoute::Typing(channel))
+        }
         (Method::Post, ["apps", app, "users", user, "terminate_connections"]) => {
             (*app, ApiRoute::TerminateUser(user))
         }
@@ -205,6 +213,8 @@ pub fn handle(
         | (_, ["apps", _, "events" | "batch_events" | "channels"])
         | (_, ["apps", _, "channels", _])
         | (_, ["apps", _, "channels", _, "users" | "history"])
+        | (_, ["apps", _, "channels", _, "typing"])
+        | (_, ["apps", _, "messages", _, "status"])
         | (_, ["apps", _, "users", _, "terminate_connections"])
         | (_, ["apps", _, "tokens", "revoke"])
         | (_, ["apps", _, "resources", _, _]) => {

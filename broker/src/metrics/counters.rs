@@ -59,6 +59,13 @@ pub struct Totals {
     pub slow_consumers_closed: u64,
     /// Requests refused by a rate limit.
     pub rate_limited: u64,
+    /// Members typing on `[apps.typing]` channels.
+    pub typing_members: i64,
+    /// Typing flags cleared by their expiry.
+    pub typing_expired: u64,
+    /// `[apps.receipts]`: messages tracked, not tracked (over `max_recipients`), forgotten
+    /// early (over `max_messages`, or expired), and recipients not kept.
+    pub receipts: [u64; 4],
     /// Mesh messages that waited for a full queue.
     pub mesh_delayed: u64,
     /// HTTP requests served.
@@ -105,6 +112,14 @@ impl Totals {
             auth_failures: sum(&|s| load(&s.core.auth_failures)),
             slow_consumers_closed: sum(&|s| load(&s.core.slow_consumers_closed)),
             rate_limited: sum(&|s| load(&s.core.rate_limited)),
+            typing_members: shards.iter().map(|s| gauge(&s.core.typing_members)).sum(),
+            typing_expired: sum(&|s| load(&s.core.typing_expired)),
+            receipts: [
+                sum(&|s| load(&s.core.receipts_tracked)),
+                sum(&|s| load(&s.core.receipts_untracked)),
+                sum(&|s| load(&s.core.receipts_forgotten)),
+                sum(&|s| load(&s.core.receipts_recipients_dropped)),
+            ],
             mesh_delayed: sum(&|s| load(&s.mesh_delayed)),
             http_requests: sum(&|s| load(&s.http_requests)),
             errors: std::array::from_fn(|i| sum(&|s| load(&s.core.errors[i]))),

@@ -107,7 +107,38 @@ pub fn render_prometheus(totals: &Totals, facts: &ServerFacts<'_>) -> String {
         "Active channel subscriptions.",
         totals.subscriptions,
     );
-    let counters: [(&str, &str, u64); 14] = [
+    gauge(
+        &mut out,
+        "ringcast_typing_members",
+        "Members typing on [apps.typing] channels.",
+        totals.typing_members,
+    );
+    let counters: [(&str, &str, u64); 19] = [
+        (
+            "ringcast_receipts_tracked_total",
+            "[apps.receipts] messages whose delivery receipts are kept.",
+            totals.receipts[0],
+        ),
+        (
+            "ringcast_receipts_untracked_total",
+            "Messages with an id not tracked: their channel had over max_recipients subscribers.",
+            totals.receipts[1],
+        ),
+        (
+            "ringcast_receipts_forgotten_total",
+            "Tracked messages forgotten: over max_messages, or past ttl_secs.",
+            totals.receipts[2],
+        ),
+        (
+            "ringcast_receipts_recipients_dropped_total",
+            "Receipts not kept: their message had max_recipients already.",
+            totals.receipts[3],
+        ),
+        (
+            "ringcast_typing_expired_total",
+            "Typing flags the broker cleared after expire_secs without a renewal.",
+            totals.typing_expired,
+        ),
         (
             "ringcast_connections_opened_total",
             "WebSocket connections accepted.",

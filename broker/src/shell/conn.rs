@@ -722,6 +722,9 @@ async fn write_loop<W: AsyncWriteRent>(
             break false;
         }
         record_written(&rt, &taken, len);
+        if taken.receipts {
+            rt.with_core(|core| core.handle_written(key, socket_id, Instant::now()));
+        }
         if state == OutputState::Close {
             await_peer_close(&rt, key, socket_id, &writer).await;
             break true;

@@ -416,6 +416,9 @@ async fn poll(rt: &Rc<ShardRt>, session: &Rc<Session>) -> PollAnswer {
             }
             if !packets.packets.is_empty() || packets.closed {
                 conn::record_written(rt, &taken, packets.packets.iter().map(Bytes::len).sum());
+                if taken.receipts {
+                    rt.with_core(|core| core.handle_written(key, socket_id, Instant::now()));
+                }
                 if packets.closed {
                     // Engine.IO's close, after what the shard said last.
                     packets.packets.push(Bytes::from_static(b"1"));

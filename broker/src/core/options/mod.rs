@@ -11,8 +11,10 @@ mod cluster;
 mod history;
 mod inbox;
 mod origin;
+mod receipts;
 mod redis_broadcast;
 mod socketio;
+mod typing;
 pub(crate) mod units;
 mod verification;
 
@@ -27,8 +29,10 @@ pub use self::cluster::{ClusterConfig, RedisTarget, RedisUrlError};
 pub use self::history::{HistoryConfig, MAX_HISTORY_EVENTS};
 pub use self::inbox::{ChannelPattern, InboxConfig, LegacyBroadcast, PatternError};
 pub use self::origin::{AllowedOrigin, MalformedOrigin, RequestOrigin, origin_allowed};
+pub use self::receipts::ReceiptsConfig;
 pub use self::redis_broadcast::RedisBroadcast;
 pub use self::socketio::SocketIoConfig;
+pub use self::typing::TypingConfig;
 pub use self::verification::{TokenVerification, VerifyMethod};
 use crate::core::admin::AdminAccount;
 use crate::core::auth::jwks::FetchSchedule;
@@ -339,6 +343,11 @@ pub struct AppConfig<Origins = Vec<AllowedOrigin>, Jwt = JwtConfig> {
     /// queue while a write is in flight are always gathered into the next one.
     #[serde(rename = "write_delay_ms", with = "units::millis")]
     pub write_delay: Duration,
+    /// Typing state on presence channels; `None` (no `[apps.typing]` table) means typing
+    /// events are relayed like any client event and nothing is kept.
+    pub typing: Option<TypingConfig>,
+    /// Delivery receipts; `None` (no `[apps.receipts]` table) means none are kept.
+    pub receipts: Option<ReceiptsConfig>,
 }
 
 impl Default for AppConfig {
@@ -377,6 +386,8 @@ impl Default for AppConfig {
             inbox: None,
             legacy_broadcast: None,
             write_delay: Duration::ZERO,
+            typing: None,
+            receipts: None,
         }
     }
 }
@@ -439,6 +450,8 @@ impl<Origins, Jwt> AppConfig<Origins, Jwt> {
             inbox,
             legacy_broadcast,
             write_delay,
+            typing,
+            receipts,
         } = self;
         AppConfig {
             id,
@@ -473,6 +486,8 @@ impl<Origins, Jwt> AppConfig<Origins, Jwt> {
             inbox,
             legacy_broadcast,
             write_delay,
+            typing,
+            receipts,
         }
     }
 }
@@ -550,8 +565,8 @@ impl WebhookConfig {
 
     /// Whether events of `kind` on `channel` go to this endpoint.
     pub fn wants(&self, kind: WebhookKind, channel: &str) -> bool {
-        (self.event_types.is_empty() || self.event_types.contains(&kind))
-            && self.filter.matches(channel)
+        let by_default = self.event_types.is_empty() && !kind.is_opt_in();
+        (by_default || self.event_types.contains(&kind)) && self.filter.matches(channel)
     }
 }
 

@@ -199,6 +199,7 @@ impl Shard {
             ),
             outbox: VecDeque::new(),
             outbox_bytes: 0,
+            receipts: None,
             in_ready: false,
             closing: false,
             peer_closed: false,

@@ -94,6 +94,9 @@ pub(super) struct Conn {
     pub(super) close: Option<Close>,
     /// Socket.IO connection state recovery, when the app offers it.
     pub(super) recovery: Option<Box<Recovery>>,
+    /// `[apps.receipts]` frames in the outbox and handed to the writer; made at the first
+    /// such frame, so other connections carry one empty pointer.
+    pub(super) receipts: Option<Box<super::receipts::ConnReceipts>>,
 }
 
 /// A recoverable connection's private session id and, while its transport is lost, since
@@ -148,4 +151,14 @@ pub struct Ended {
     pub lasted: std::time::Duration,
     /// The closing handshake; `None`: the TCP connection ended without one.
     pub close: Option<Close>,
+}
+
+impl Conn {
+    /// The confirmed subscription to the channel a client named (`raw`, as sent).
+    pub(super) fn active_channel(&self, raw: &str) -> Option<ChannelName> {
+        self.subscriptions
+            .iter()
+            .find(|s| s.channel.as_str() == raw && s.state == SubState::Active)
+            .map(|s| s.channel.clone())
+    }
 }

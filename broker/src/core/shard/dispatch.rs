@@ -179,6 +179,8 @@ impl Shard {
             } => {
                 self.client_event(key, &event, &channel, &data, now);
             }
+            Command::Read { channel, id } => self.read_receipt(key, &channel, &id, now),
+            Command::TypingGet { channel, ack } => self.typing_get(key, &channel, ack, now),
             Command::Signin { auth, user_data } => self.signin(key, &auth, &user_data),
             Command::Renew { token } => self.renew(key, &token, now),
             Command::Unsupported { event } => {

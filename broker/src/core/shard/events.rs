@@ -10,6 +10,7 @@ use super::conn::SubState;
 use super::mesh::{ConnKey, QueryId, ReplyTo};
 use super::outbox::{Enqueued, enqueue};
 use super::queries::PendingQuery;
+use super::receipts::note_queued;
 use super::{Answer, Publish, Shard};
 use crate::core::channel::ChannelName;
 use crate::core::counters::{add, inc};
@@ -141,8 +142,10 @@ impl Shard {
             },
             self.wires(app_idx),
         );
+        let frames = self.mark_receipt(app_idx, &channel, data.get(), frames);
         inc(&self.counters.app(app_idx).publishes);
         self.publish_frames(app_idx, &channel, frames, Some(socket_id), None, now);
+        self.note_typing(app_idx, &channel, event, user.as_ref(), now);
     }
 
     /// Publishes an event from the HTTP API to one channel: it is encoded once per wire here
@@ -166,6 +169,7 @@ impl Shard {
             },
             self.wires(publish.app),
         );
+        let frames = self.mark_receipt(publish.app, channel, publish.data, frames);
         inc(&self.counters.app(publish.app).publishes);
         self.audit_api_publish(
             publish.app,
@@ -200,6 +204,7 @@ impl Shard {
             return;
         };
         let cap = self.state.config.send_buffer_bytes;
+        let tracked = frames.receipt();
         let mut overflowed = Vec::new();
         let mut delivered = 0u64;
         for &key in subscribers {
@@ -210,16 +215,20 @@ impl Shard {
                 continue;
             }
             delivered += 1;
-            if enqueue(
+            match enqueue(
                 conn,
                 key,
                 (frames.get(conn.wire).clone(), Some(published)),
                 cap,
                 &mut self.ready,
                 &self.counters,
-            ) == Enqueued::Overflow
-            {
-                overflowed.push(key);
+            ) {
+                Enqueued::Overflow => overflowed.push(key),
+                Enqueued::Queued => {
+                    if let Some(id) = tracked {
+                        note_queued(conn, channel, id);
+                    }
+                }
             }
         }
         add(&self.counters.deliveries, delivered);

@@ -96,6 +96,9 @@ impl Shard {
                 self.per_app[app].homes.remove(channel);
             }
             let left = user.filter(|_| removed.last_socket_of_user);
+            if let Some(user) = left {
+                self.forget_typist(app, channel, user);
+            }
             self.cluster_unsubscribe(app, channel, left, count);
             return;
         }
@@ -106,6 +109,7 @@ impl Shard {
         }
         self.subscription_count_changed(app, channel, count, now);
         if let (Some(user), true) = (user, removed.last_socket_of_user) {
+            self.forget_typist(app, channel, user);
             let frames = Frames::encode(
                 &Event::MemberRemoved {
                     channel,
@@ -199,6 +203,8 @@ impl Shard {
         remember: bool,
         now: Instant,
     ) {
+        let mut frames = frames;
+        self.track_at_home(app, channel, &mut frames, now);
         if remember && channel.kind().is_cache() {
             let shard_count = self.shard_count;
             self.per_app[app]

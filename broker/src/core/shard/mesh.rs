@@ -154,6 +154,50 @@ pub enum MeshMsg {
         /// The channel.
         channel: ChannelName,
     },
+    /// To the home shard of an `[apps.typing]` channel: a member's typing signal.
+    Typing {
+        /// The app.
+        app: AppIdx,
+        /// The channel.
+        channel: ChannelName,
+        /// The member.
+        user: UserId,
+        /// Start (or renew), or stop.
+        signal: crate::core::typing::TypingSignal,
+    },
+    /// To the home shard of an `[apps.receipts]` channel: a recipient reached a status.
+    Receipt {
+        /// The app.
+        app: AppIdx,
+        /// The channel.
+        channel: ChannelName,
+        /// The message's `id`.
+        message: crate::core::receipts::MessageId,
+        /// Who.
+        recipient: crate::core::receipts::Recipient,
+        /// Delivered or read.
+        status: crate::core::receipts::ReceiptStatus,
+        /// When.
+        at: Instant,
+    },
+    /// To every shard: the receipts of a message, if tracked there.
+    MessageStatus {
+        /// Where to answer.
+        reply_to: ReplyTo,
+        /// The app.
+        app: AppIdx,
+        /// The message's `id`.
+        message: crate::core::receipts::MessageId,
+    },
+    /// To the home shard: list the members typing on a channel.
+    ChannelTyping {
+        /// Where to answer.
+        reply_to: ReplyTo,
+        /// The app.
+        app: AppIdx,
+        /// The channel.
+        channel: ChannelName,
+    },
     /// To the user's home shard: a socket signed in as `user` (`online` true) or went away.
     UserSockets {
         /// The app.
@@ -343,6 +387,10 @@ pub enum AnswerPart {
     Users(Vec<UserId>),
     /// For [`MeshMsg::History`].
     History(crate::core::history::HistoryPage),
+    /// For [`MeshMsg::MessageStatus`]: the message if this shard tracks it.
+    MessageStatus(Option<super::MessageStatus>),
+    /// For [`MeshMsg::ChannelTyping`].
+    Typing(Vec<super::TypingMember>),
     /// For [`MeshMsg::SetResource`].
     Applied,
     /// The cluster's state could not be read (Redis became unreachable meanwhile).
@@ -442,6 +490,30 @@ impl Shard {
                 app,
                 prefix,
             } => self.answer_list_channels(reply_to, app, &prefix),
+            MeshMsg::Typing {
+                app,
+                channel,
+                user,
+                signal,
+            } => self.home_typing(app, channel, &user, signal, now),
+            MeshMsg::Receipt {
+                app,
+                channel,
+                message,
+                recipient,
+                status,
+                at,
+            } => self.home_receipt(app, &channel, &message, recipient, status, at),
+            MeshMsg::MessageStatus {
+                reply_to,
+                app,
+                message,
+            } => self.answer_message_status(reply_to, app, &message),
+            MeshMsg::ChannelTyping {
+                reply_to,
+                app,
+                channel,
+            } => self.answer_channel_typing(reply_to, app, &channel),
             MeshMsg::UserSockets { app, user, online } => self.home_user_sockets(app, user, online),
             MeshMsg::Watch {
                 app,

@@ -24,6 +24,8 @@
 //! | `audit.rs`, `webhooks.rs` | what is recorded about decisions, and what app backends are told |
 //! | `inbox.rs` | which published events users' inboxes keep (`[apps.inbox]`) |
 //! | `timers.rs` | pings, expiry, sign-in deadlines, delayed webhooks |
+//! | `receipts.rs` | `[apps.receipts]`: messages tracked at home, deliveries seen by the writer, reads, the status query |
+//! | `typing.rs` | typing flags on `[apps.typing]` channels, their expiry and the typing query |
 //! | `mesh.rs` | the messages between shards and the one `match` that routes them |
 //! | `cluster.rs` | what home shards report to the node's Redis link, and act on from it |
 
@@ -42,9 +44,11 @@ pub mod mesh;
 mod outbox;
 mod queries;
 mod reauthorize;
+mod receipts;
 mod renew;
 mod subscribe;
 mod timers;
+mod typing;
 mod users;
 mod webhooks;
 
@@ -69,7 +73,9 @@ pub use self::mesh::{
     Admission, AnswerPart, ChannelStats, ConnKey, Join, MeshMsg, QueryId, ReplyTo, ShardId, Watcher,
 };
 use self::queries::PendingQuery;
+pub use self::receipts::{MessageStatus, RecipientStatus, status_json};
 pub use self::renew::WallClock;
+pub use self::typing::{TypingMember, typing_json};
 use self::users::UserHome;
 use crate::core::app::AppTable;
 use crate::core::auth::backend::Verdict;
@@ -188,6 +194,9 @@ pub struct Taken {
     pub oldest_event: Option<Instant>,
     /// How many of the frames are published events (the rest are replies and control).
     pub events: usize,
+    /// Frames of `[apps.receipts]` messages are among them: once they are written, call
+    /// [`Shard::handle_written`] so that their recipients count as `DELIVERED`.
+    pub receipts: bool,
 }
 
 /// A subscription for the app's auth endpoint to decide (Socket.IO clients, authorized the
@@ -243,6 +252,20 @@ pub enum Query {
         /// The channel.
         channel: ChannelName,
     },
+    /// The receipts of an `[apps.receipts]` message, from whichever shard tracks it.
+    MessageStatus {
+        /// The app.
+        app: AppIdx,
+        /// The message's `id`.
+        message: crate::core::receipts::MessageId,
+    },
+    /// Members typing on an `[apps.typing]` channel, as this node's home shard has them.
+    Typing {
+        /// The app.
+        app: AppIdx,
+        /// The channel.
+        channel: ChannelName,
+    },
     /// A page of a history channel's events, from its home shard on this node (history is
     /// per node, even in a cluster).
     History {
@@ -268,6 +291,10 @@ pub enum Answer {
     Users(Vec<UserId>),
     /// For [`Query::History`].
     History(crate::core::history::HistoryPage),
+    /// For [`Query::MessageStatus`]; `None`: no shard tracks the message.
+    MessageStatus(Option<MessageStatus>),
+    /// For [`Query::Typing`], in the order the members started typing.
+    Typing(Vec<TypingMember>),
     /// Every shard applied an update.
     Applied,
     /// Cluster-wide state could not be read.
@@ -293,6 +320,10 @@ struct AppShard {
     /// Every active subscriber on this shard got every event up to it (events reach a
     /// shard's subscribers together, in order), so one id per channel is each one's.
     history_delivered: HashMap<ChannelName, u64>,
+    /// `[apps.receipts]` messages of channels homed here.
+    receipts: crate::core::receipts::ReceiptStore,
+    /// `[apps.typing]` channels homed here with members typing.
+    typing: HashMap<ChannelName, crate::core::typing::Typists>,
 }
 
 /// One shard of the broker. See the module docs for the calling order.
@@ -309,6 +340,8 @@ pub struct Shard {
     queries: HashMap<QueryId, PendingQuery>,
     next_query: QueryId,
     answers: Vec<(QueryId, Answer)>,
+    /// Queries asked by Socket.IO clients, whose answers go to their acknowledgements.
+    acks: HashMap<QueryId, self::typing::AckTo>,
     webhooks: Vec<(AppIdx, WebhookEvent)>,
     audit: Vec<AuditRecord>,
     /// Events for users' inboxes, until the shell takes them for the store.
@@ -371,6 +404,7 @@ impl Shard {
             queries: HashMap::new(),
             next_query: 0,
             answers: Vec::new(),
+            acks: HashMap::new(),
             webhooks: Vec::new(),
             audit: Vec::new(),
             inbox: Vec::new(),

@@ -75,11 +75,13 @@ impl Shard {
                 state: OutputState::Close,
                 oldest_event: None,
                 events: 0,
+                receipts: false,
             };
         };
         let mut bytes = 0;
         let mut oldest_event: Option<Instant> = None;
         let mut events = 0;
+        let before = out.len();
         while out.len() < max_frames && bytes < max_bytes {
             let Some((frame, published)) = conn.outbox.pop_front() else {
                 break;
@@ -92,6 +94,10 @@ impl Shard {
             out.push(frame);
         }
         conn.outbox_bytes -= bytes;
+        let receipts = conn
+            .receipts
+            .as_mut()
+            .is_some_and(|r| r.taken(out.len() - before));
         let state = if conn.closing && conn.outbox.is_empty() {
             OutputState::Close
         } else {
@@ -101,6 +107,7 @@ impl Shard {
             state,
             oldest_event,
             events,
+            receipts,
         }
     }
 

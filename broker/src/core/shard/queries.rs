@@ -23,6 +23,8 @@ impl Shard {
             Query::Channels { .. } => (self.shard_count, Answer::Channels(Vec::new())),
             Query::Users { .. } => (1, Answer::Users(Vec::new())),
             Query::History { .. } => (1, Answer::History(Default::default())),
+            Query::Typing { .. } => (1, Answer::Typing(Vec::new())),
+            Query::MessageStatus { .. } => (self.shard_count, Answer::MessageStatus(None)),
         };
         let id = self.new_query(PendingQuery { awaiting, answer });
         let reply_to = ReplyTo {
@@ -31,7 +33,13 @@ impl Shard {
         };
         // A cluster answers from Redis, for every node at once; when Redis is out of reach,
         // this node's shards answer for this node.
-        if self.cluster_up() && !matches!(query, Query::History { .. }) {
+        // Typing state, receipts and history are per node: this node's shards answer
+        // them, even in a cluster.
+        let node_local = matches!(
+            query,
+            Query::Typing { .. } | Query::MessageStatus { .. } | Query::History { .. }
+        );
+        if self.cluster_up() && !node_local {
             if let Some(pending) = self.queries.get_mut(&id) {
                 pending.awaiting = 1;
             }
@@ -70,6 +78,17 @@ impl Shard {
                     limit,
                 };
                 self.send_home(app, &channel, msg);
+            }
+            Query::Typing { app, channel } => self.ask_typing(reply_to, app, channel),
+            Query::MessageStatus { app, message } => {
+                for shard in 0..self.shard_count {
+                    let msg = MeshMsg::MessageStatus {
+                        reply_to,
+                        app,
+                        message: message.clone(),
+                    };
+                    self.send_to(shard, msg);
+                }
             }
             Query::Channels { app, prefix } => {
                 for shard in 0..self.shard_count {
@@ -113,6 +132,10 @@ impl Shard {
             (Answer::Channel(stats), AnswerPart::Channel(part)) => *stats = part,
             (Answer::Users(users), AnswerPart::Users(part)) => *users = part,
             (Answer::History(page), AnswerPart::History(part)) => *page = part,
+            (Answer::Typing(members), AnswerPart::Typing(part)) => *members = part,
+            (Answer::MessageStatus(status @ None), AnswerPart::MessageStatus(part)) => {
+                *status = part
+            }
             (Answer::Channels(list), AnswerPart::Channels(part)) => list.extend(part),
             (Answer::Applied, AnswerPart::Applied) => {}
             (answer, AnswerPart::Unavailable) => *answer = Answer::Unavailable,
@@ -126,7 +149,9 @@ impl Shard {
             if let Answer::Channels(list) = &mut done.answer {
                 list.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
             }
-            self.answers.push((query, done.answer));
+            if let Err(answer) = self.answer_ack(query, done.answer) {
+                self.answers.push((query, answer));
+            }
         }
     }
 

@@ -31,10 +31,13 @@ impl WallClock {
         self.unix + now.saturating_duration_since(self.at).as_secs()
     }
 
-    /// Unix milliseconds at `now` (as precise as the second it was read at).
-    pub fn unix_ms(&self, now: Instant) -> u64 {
-        let since = now.saturating_duration_since(self.at).as_millis();
-        (self.unix * 1000).saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
+    /// Unix milliseconds at `at`, which may be before the clock was read.
+    pub fn unix_ms(&self, at: Instant) -> u64 {
+        let base = self.unix.saturating_mul(1000);
+        match at.checked_duration_since(self.at) {
+            Some(after) => base.saturating_add(after.as_millis() as u64),
+            None => base.saturating_sub(self.at.duration_since(at).as_millis() as u64),
+        }
     }
 }
 

@@ -61,6 +61,8 @@ impl Shard {
             self.send_error_message(key, Fault::Unauthorized, text);
         }
         self.home_timers(now);
+        self.typing_timers(now);
+        self.receipt_timers(now);
         self.drain_to_self(now);
     }
 

@@ -31,6 +31,7 @@ use crate::core::auth::channel::SubscribeAuthError;
 use crate::core::auth::endpoint::EndpointRefusal;
 use crate::core::channel::{ChannelName, ChannelNameError};
 use crate::core::ids::{SocketId, UserId};
+use crate::core::receipts::MessageId;
 
 /// The wire protocol a connection speaks.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -130,6 +131,22 @@ pub enum Command<'a> {
     Renew {
         /// The new token, as sent.
         token: Cow<'a, str>,
+    },
+    /// A client read a message with delivery receipts (`ringcast:read`).
+    Read {
+        /// The channel's name as sent.
+        channel: String,
+        /// The message's `id` as sent (a number as its text).
+        id: String,
+    },
+    /// Socket.IO `typing:get`: which members of a channel are typing, answered to the
+    /// client's acknowledgement callback.
+    TypingGet {
+        /// The channel's name as sent.
+        channel: Cow<'a, str>,
+        /// The acknowledgement id the answer goes to; `None`: the client asked for no
+        /// answer, so there is nothing to do.
+        ack: Option<u64>,
     },
     /// An event the protocol reserves but the broker does not serve.
     Unsupported {
@@ -346,6 +363,14 @@ pub enum Reply<'a> {
         /// Details for the client; `None` for the wire's default text.
         text: Option<&'a str>,
     },
+    /// The answer to a Socket.IO event the client sent with an acknowledgement id: its
+    /// callback gets `payload`. Pusher has no acknowledgements (its clients never ask).
+    Ack {
+        /// The client's acknowledgement id.
+        id: u64,
+        /// The JSON text the callback gets as its argument.
+        payload: &'a str,
+    },
     /// The server checks a quiet connection is alive.
     Ping,
     /// The answer to a client's ping.
@@ -484,6 +509,9 @@ impl Wires {
 pub struct Frames {
     pusher: Bytes,
     socketio: Bytes,
+    /// `[apps.receipts]`: the message whose deliveries are recorded; `None` (every event of
+    /// a channel without receipts) costs the fan-out nothing.
+    receipt: Option<MessageId>,
 }
 
 impl Frames {
@@ -496,6 +524,7 @@ impl Frames {
         Self {
             pusher: pusher::encode_event(event),
             socketio,
+            receipt: None,
         }
     }
 
@@ -517,6 +546,7 @@ impl Frames {
         Self {
             pusher: frame,
             socketio,
+            receipt: None,
         }
     }
 
@@ -554,6 +584,14 @@ impl Frames {
         }
     }
 
+    /// The same frames, with their deliveries recorded as receipts of message `id`.
+    pub fn with_receipt(self, id: MessageId) -> Self {
+        Self {
+            receipt: Some(id),
+            ..self
+        }
+    }
+
     /// The same event with `offset` as the Socket.IO frame's last argument (Socket.IO's
     /// connection state recovery); unchanged where the app has no Socket.IO frame.
     pub fn with_socketio_offset(self, offset: &str) -> Self {
@@ -561,5 +599,15 @@ impl Frames {
             Some(socketio) => Self { socketio, ..self },
             None => self,
         }
+    }
+
+    /// The message whose deliveries are recorded, if any.
+    pub fn receipt(&self) -> Option<&MessageId> {
+        self.receipt.as_ref()
+    }
+
+    /// Stops recording deliveries (the home shard decided the message is not tracked).
+    pub fn untrack(&mut self) {
+        self.receipt = None;
     }
 }

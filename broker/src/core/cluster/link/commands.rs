@@ -447,6 +447,8 @@ impl<'a> Commands<'a> {
             }
             // History is per node: its home shard answers, never Redis.
             Query::History { .. } => return false,
+            // Typing state is per node: its home shard answers, the cluster is never asked.
+            Query::Typing { .. } | Query::MessageStatus { .. } => return false,
         }
         true
     }

@@ -233,13 +233,7 @@ impl Cluster {
         user: &str,
     ) -> Vec<Value> {
         let data = json!({"user_id": user, "user_info": {"name": user}}).to_string();
-        let auth = sign_channel(
-            KEY,
-            &hmac_key(SECRET),
-            client.socket_id,
-            channel,
-            Some(&data),
-        );
+        let auth = sign_presence(client, channel, &data);
         self.send(
             client,
             json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth, "channel_data": data}}),
@@ -314,6 +308,41 @@ pub(super) fn decode_all(buf: &mut BytesMut) -> Vec<Value> {
         }
     }
     out
+}
+
+/// Two shards; alice on shard 0 and bob on shard 1, both members of a `presence-chat.`
+/// channel homed on shard 1, so everything about it crosses the mesh.
+pub(super) fn presence_chat(tweak: impl FnOnce(&mut Config)) -> (Cluster, Client, Client, String) {
+    let mut c = Cluster::with(2, tweak);
+    let channel = channel_homed_on(1, "presence-chat.");
+    let alice = c.connect(0);
+    let bob = c.connect(1);
+    c.join_presence(alice, &channel, "alice");
+    c.join_presence(bob, &channel, "bob");
+    c.recv(alice);
+    (c, alice, bob, channel)
+}
+
+/// A counter summed over every shard.
+pub(super) fn total(
+    c: &Cluster,
+    counter: impl Fn(&ShardCounters) -> &std::sync::atomic::AtomicU64,
+) -> u64 {
+    c.shards
+        .iter()
+        .map(|s| counter(s.counters()).load(std::sync::atomic::Ordering::Relaxed))
+        .sum()
+}
+
+/// The app's signature of `client` joining presence `channel` with `channel_data` `data`.
+pub(super) fn sign_presence(client: Client, channel: &str, data: &str) -> String {
+    sign_channel(
+        KEY,
+        &hmac_key(SECRET),
+        client.socket_id,
+        channel,
+        Some(data),
+    )
 }
 
 pub(super) fn inner(value: &Value) -> Value {

@@ -44,7 +44,7 @@ fn cluster_recovering(recovery: Duration) -> Cluster {
 }
 
 impl Cluster {
-    fn connect_socketio(&mut self, shard: ShardId) -> Client {
+    pub(super) fn connect_socketio(&mut self, shard: ShardId) -> Client {
         let request = request(None);
         let Accept::Open(key) = self.shards[shard].accept_websocket(&request, self.now) else {
             panic!("refused");
@@ -62,7 +62,7 @@ impl Cluster {
         client
     }
 
-    fn send_packet(&mut self, client: Client, text: &str) {
+    pub(super) fn send_packet(&mut self, client: Client, text: &str) {
         self.send_raw(
             client,
             &encode_client_frame(Opcode::Text, text.as_bytes(), [9, 8, 7, 6], true),
@@ -70,7 +70,7 @@ impl Cluster {
     }
 
     /// The Engine.IO packets queued for a Socket.IO client; a close frame as `close`.
-    fn packets(&mut self, client: Client) -> Vec<String> {
+    pub(super) fn packets(&mut self, client: Client) -> Vec<String> {
         let mut packets = PollingPackets::default();
         for frame in &self.frames(client) {
             packets.push(frame);

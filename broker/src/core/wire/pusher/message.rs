@@ -104,6 +104,23 @@ pub fn parse(text: &[u8]) -> Result<Command<'_>, ParseError> {
                 user_data: request.user_data,
             })
         }
+        crate::core::receipts::READ_EVENT => {
+            let value: Option<serde_json::Value> = envelope.data.and_then(|raw| {
+                let value: serde_json::Value = serde_json::from_str(raw.get()).ok()?;
+                match value {
+                    serde_json::Value::String(inner) => serde_json::from_str(&inner).ok(),
+                    other => Some(other),
+                }
+            });
+            let (channel, id) = value
+                .as_ref()
+                .and_then(crate::core::receipts::read_request)
+                .ok_or(ParseError::BadField {
+                    event: crate::core::receipts::READ_EVENT,
+                    field: "data with a string \"channel\" and a string or number \"id\"",
+                })?;
+            Ok(Command::Read { channel, id })
+        }
         RENEW => {
             let request =
                 data_object::<RenewRequest>(envelope.data).ok_or(ParseError::BadField {

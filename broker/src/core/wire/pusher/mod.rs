@@ -49,7 +49,7 @@ pub fn encode_reply(reply: &Reply<'_>) -> Bytes {
         Reply::Error { fault, text } | Reply::Refused { fault, text } => {
             message::error_with_message(*fault, text.unwrap_or(codes::message(*fault)))
         }
-        Reply::NamespaceRefused { .. } => message::error(Fault::InvalidMessage),
+        Reply::NamespaceRefused { .. } | Reply::Ack { .. } => message::error(Fault::InvalidMessage),
         Reply::Ping => return text_frame(message::ping()),
         Reply::Pong => return text_frame(message::pong()),
         Reply::Subscribed {

@@ -66,6 +66,11 @@ pub fn encode_reply(reply: &Reply<'_>) -> Bytes {
         Reply::NamespaceRefused { namespace } => {
             message(&encode_connect_error(namespace, "Invalid namespace", None))
         }
+        Reply::Ack { id, payload } => message(&super::packet::encode_ack(
+            DEFAULT_NAMESPACE,
+            *id,
+            &[payload],
+        )),
         Reply::Ping => engine("2"),
         Reply::Pong => engine("3"),
         Reply::Subscribed {

@@ -13,6 +13,7 @@ use super::engine::EnginePacket;
 use super::packet::{Body, DEFAULT_NAMESPACE, Packet};
 use crate::core::wire::pusher::message::RENEW;
 use crate::core::wire::{Command, ForwardHeaders, ParseError, SubscribeRequest};
+use crate::core::{receipts, typing};
 
 /// laravel-echo-server's event for joining a channel: `{channel, auth}`.
 pub const SUBSCRIBE: &str = "subscribe";
@@ -20,6 +21,14 @@ pub const SUBSCRIBE: &str = "subscribe";
 pub const UNSUBSCRIBE: &str = "unsubscribe";
 /// laravel-echo-server's event for a whisper: `{channel, event, data}`.
 pub const CLIENT_EVENT: &str = "client event";
+/// The chat reference's "I am typing" on a channel, `{channel}`: the same as a
+/// `client-typing` whisper there, its payload relayed as the whisper's data.
+pub const TYPING: &str = "typing";
+/// The chat reference's "I stopped typing", `{channel}`: a `client-typing-stop` whisper.
+pub const TYPING_STOP: &str = "typing:stop";
+/// Which members of a channel are typing, `{channel}`, answered to the acknowledgement
+/// callback as `{"users":[{"id","since_ms"}]}` (or `{"error"}`).
+pub const TYPING_GET: &str = "typing:get";
 /// Most headers a client may ask to forward to the app's auth endpoint.
 pub const MAX_FORWARDED_HEADERS: usize = 32;
 
@@ -49,13 +58,13 @@ pub fn parse(text: &[u8]) -> Result<Command<'static>, ParseError> {
         // The client is already in the default namespace (the shell admitted it there).
         Body::Connect(_) | Body::Ack(_) => Ok(Command::Ignored),
         Body::Disconnect => Ok(Command::Quit),
-        Body::Event { name, args } => event(&name, args),
+        Body::Event { name, args } => event(&name, args, packet.ack),
     }
 }
 
 /// One event on the default namespace; events laravel-echo-server does not know are ignored,
 /// as it ignores them.
-fn event(name: &str, args: Vec<Value>) -> Result<Command<'static>, ParseError> {
+fn event(name: &str, args: Vec<Value>, ack: Option<u64>) -> Result<Command<'static>, ParseError> {
     let mut args = args.into_iter();
     let payload = args.next();
     match name {
@@ -79,6 +88,36 @@ fn event(name: &str, args: Vec<Value>) -> Result<Command<'static>, ParseError> {
                 data: Cow::Owned(data),
             })
         }
+        TYPING | TYPING_STOP => {
+            let (event, needs) = if name == TYPING {
+                (typing::TYPING_EVENT, TYPING_NEEDS)
+            } else {
+                (typing::TYPING_STOP_EVENT, TYPING_STOP_NEEDS)
+            };
+            let mut object = object(payload, needs.clone())?;
+            let channel = string(&mut object, "channel").ok_or_else(|| needs.clone())?;
+            let data = serde_json::value::to_raw_value(&object).map_err(|_| needs)?;
+            Ok(Command::ClientEvent {
+                event: Cow::Borrowed(event),
+                channel: Cow::Owned(channel),
+                data: Cow::Owned(data),
+            })
+        }
+        receipts::READ_EVENT | receipts::SEEN_EVENT => {
+            let (channel, id) = payload
+                .as_ref()
+                .and_then(receipts::read_request)
+                .ok_or(READ_NEEDS)?;
+            Ok(Command::Read { channel, id })
+        }
+        TYPING_GET => {
+            let mut object = object(payload, TYPING_GET_NEEDS)?;
+            let channel = string(&mut object, "channel").ok_or(TYPING_GET_NEEDS)?;
+            Ok(Command::TypingGet {
+                channel: Cow::Owned(channel),
+                ack,
+            })
+        }
         RENEW => {
             let mut object = object(payload, RENEW_NEEDS)?;
             let token = string(&mut object, "token").ok_or(RENEW_NEEDS)?;
@@ -90,17 +129,26 @@ fn event(name: &str, args: Vec<Value>) -> Result<Command<'static>, ParseError> {
     }
 }
 
-const SUBSCRIBE_NEEDS: ParseError = ParseError::BadField {
-    event: SUBSCRIBE,
-    field: "an object with a string \"channel\"",
-};
-const UNSUBSCRIBE_NEEDS: ParseError = ParseError::BadField {
-    event: UNSUBSCRIBE,
-    field: "an object with a string \"channel\"",
-};
+/// An event whose payload must be an object naming its channel.
+const fn needs_channel(event: &'static str) -> ParseError {
+    ParseError::BadField {
+        event,
+        field: "an object with a string \"channel\"",
+    }
+}
+
+const SUBSCRIBE_NEEDS: ParseError = needs_channel(SUBSCRIBE);
+const UNSUBSCRIBE_NEEDS: ParseError = needs_channel(UNSUBSCRIBE);
 const CLIENT_EVENT_NEEDS: ParseError = ParseError::BadField {
     event: CLIENT_EVENT,
     field: "an object with string \"channel\" and \"event\"",
+};
+const TYPING_NEEDS: ParseError = needs_channel(TYPING);
+const TYPING_STOP_NEEDS: ParseError = needs_channel(TYPING_STOP);
+const TYPING_GET_NEEDS: ParseError = needs_channel(TYPING_GET);
+const READ_NEEDS: ParseError = ParseError::BadField {
+    event: receipts::READ_EVENT,
+    field: "an object with a string \"channel\" and a string or number \"id\"",
 };
 const RENEW_NEEDS: ParseError = ParseError::BadField {
     event: RENEW,
