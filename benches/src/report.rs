@@ -509,14 +509,21 @@ pub fn summary_markdown(servers: &[ServerRuns<'_>], baseline: Option<&str>) -> S
     for server in servers {
         out.push_str(&format!("| {} |", server.label));
         for &rate in &rates {
-            let cell = match at(server, rate).and_then(per_cpu_second) {
-                Some(d) => {
+            let window = at(server, rate);
+            let cell = match window.zip(window.and_then(per_cpu_second)) {
+                Some((r, d)) => {
                     let ratio = base
                         .filter(|b| b.label != server.label)
                         .and_then(|b| at(b, rate))
                         .and_then(per_cpu_second)
                         .map_or(String::new(), |b| format!(" ({:.0}%)", 100.0 * d / b));
-                    format!("{:.1} k{ratio}", d / 1000.0)
+                    // Work per CPU-second says little where events were lost: say so.
+                    let lost = if r.delivered < r.expected {
+                        format!(", {:.1}% delivered", 100.0 * r.delivery_ratio)
+                    } else {
+                        String::new()
+                    };
+                    format!("{:.1} k{ratio}{lost}", d / 1000.0)
                 }
                 None => "-".to_owned(),
             };
@@ -742,7 +749,13 @@ mod tests {
         };
         let bare = vec![at(200, 20_000, 50.0), at(1000, 100_000, 100.0)];
         // Every event at 200/s; at 1,000/s a tenth were lost.
-        let peer = vec![at(200, 20_000, 100.0), at(1000, 90_000, 100.0)];
+        let peer = vec![
+            at(200, 20_000, 100.0),
+            FanoutResult {
+                delivery_ratio: 0.9,
+                ..at(1000, 90_000, 100.0)
+            },
+        ];
         let (warm, steady) = (light(2, 13, 900), light(1, 4, 20));
         let table = summary_markdown(
             &[
@@ -769,7 +782,7 @@ mod tests {
         );
         assert!(
             table.contains(
-                "| peer | 2.0 k (50%) | 9.0 k (90%) | 200/s (2000 deliveries/s) | 1.00 / 4.00 | 2.00 / 13.00 | 900 / 20 |"
+                "| peer | 2.0 k (50%) | 9.0 k (90%), 90.0% delivered | 200/s (2000 deliveries/s) | 1.00 / 4.00 | 2.00 / 13.00 | 900 / 20 |"
             ),
             "{table}"
         );
