@@ -17,7 +17,9 @@ use hdrhistogram::Histogram;
 
 use crate::client::{ApiConn, Subscriber, Wire, connect_from};
 use crate::report::FanoutResult;
-use crate::util::{histogram, percentiles, rss_kib, thread_cpu_seconds, total_cpu_seconds};
+use crate::util::{
+    histogram, percentiles, rss_kib, thread_cpu_seconds, total_cpu_seconds, total_page_faults,
+};
 use crate::{FanoutArgs, FanoutChildArgs, Target};
 
 /// Concurrent publishing connections (rounded up to a multiple of the node count).
@@ -187,6 +189,7 @@ async fn window(
             .sum()
     };
     let cpu_before = total_cpu_seconds(pids);
+    let faults_before = total_page_faults(pids);
     let link_before = link_cpu();
     let redis_before = args.redis_pid.and_then(|pid| total_cpu_seconds(&[pid]));
     let start = Instant::now();
@@ -241,6 +244,10 @@ async fn window(
             }
         }
     }
+    let server_page_faults = match (faults_before, total_page_faults(pids)) {
+        (Some(before), Some(after)) => Some(after.saturating_sub(before)),
+        _ => None,
+    };
     let after = if args.scrape_metrics {
         scrape(targets).await.ok()
     } else {
@@ -297,6 +304,7 @@ async fn window(
         server_rss_kib: (!pids.is_empty())
             .then(|| pids.iter().map(|&pid| rss_kib(pid)).sum())
             .flatten(),
+        server_page_faults,
         server_cpu_percent,
         link_cpu_percent,
         redis_cpu_percent,

@@ -191,6 +191,14 @@ pub struct CompareArgs {
     /// CPU-second at each rate and their ratio; repeatable.
     #[arg(long)]
     pub ratio: Vec<String>,
+    /// `label=path` of a light-load `fanout --json` file (its first window) for the server
+    /// of that `--fanout` label, shown in the summary; repeatable.
+    #[arg(long)]
+    pub light: Vec<String>,
+    /// `label=path` of the warm-up run (the first fan-out after the server started) for the
+    /// server of that `--fanout` label, shown apart in the summary; repeatable.
+    #[arg(long)]
+    pub warmup: Vec<String>,
 }
 
 /// Options of `storm`.
@@ -293,6 +301,24 @@ fn parse_duration(raw: &str) -> Result<Duration, String> {
     }
 }
 
+/// Reads `label=path` entries of `fanout --json` files, in order.
+fn read_fanouts(
+    option: &str,
+    entries: &[String],
+) -> anyhow::Result<Vec<(String, Vec<report::FanoutResult>)>> {
+    let mut runs = Vec::new();
+    for entry in entries {
+        let (label, path) = entry
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("{option} wants label=path, got {entry:?}"))?;
+        let results: Vec<report::FanoutResult> = serde_json::from_slice(
+            &std::fs::read(path).map_err(|e| anyhow::anyhow!("{option} {path}: {e}"))?,
+        )?;
+        runs.push((label.to_owned(), results));
+    }
+    Ok(runs)
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Fanout(args) => {
@@ -312,15 +338,30 @@ fn main() -> anyhow::Result<()> {
         Command::BareServer(args) => bare::serve(&args)?,
         Command::FanoutChild(args) => fanout::run_child(&args)?,
         Command::Compare(args) => {
-            let mut servers = Vec::new();
-            for entry in &args.fanout {
-                let (label, path) = entry
-                    .split_once('=')
-                    .ok_or_else(|| anyhow::anyhow!("--fanout wants label=path, got {entry:?}"))?;
-                let results: Vec<report::FanoutResult> =
-                    serde_json::from_slice(&std::fs::read(path)?)?;
-                servers.push((label.to_owned(), results));
+            let servers = read_fanouts("--fanout", &args.fanout)?;
+            let light = read_fanouts("--light", &args.light)?;
+            let warmup = read_fanouts("--warmup", &args.warmup)?;
+            fn first<'a>(
+                runs: &'a [(String, Vec<report::FanoutResult>)],
+                label: &str,
+            ) -> Option<&'a report::FanoutResult> {
+                runs.iter()
+                    .find(|(l, _)| l == label)
+                    .and_then(|(_, results)| results.first())
             }
+            let summary: Vec<report::ServerRuns<'_>> = servers
+                .iter()
+                .map(|(label, results)| report::ServerRuns {
+                    label,
+                    fanout: results,
+                    light: first(&light, label),
+                    warmup: first(&warmup, label),
+                })
+                .collect();
+            println!(
+                "{}",
+                report::summary_markdown(&summary, args.baseline.as_deref())
+            );
             println!(
                 "{}",
                 report::compare_markdown(&servers, args.baseline.as_deref())

@@ -52,6 +52,10 @@ pub struct FanoutResult {
     pub slow_consumers_closed: Option<f64>,
     /// Server RSS at the end, in KiB.
     pub server_rss_kib: Option<u64>,
+    /// Page faults the server took over the window and its drain (minor + major; every
+    /// node's, for a cluster): memory it touched for the first time.
+    #[serde(default)]
+    pub server_page_faults: Option<u64>,
     /// Server CPU use over the window (100 = one core busy); every node's, for a cluster.
     #[serde(default)]
     pub server_cpu_percent: Option<f64>,
@@ -72,13 +76,13 @@ pub struct FanoutResult {
 /// A Markdown table of fan-out results, one row per publish rate.
 pub fn markdown(results: &[FanoutResult]) -> String {
     let mut out = String::from(
-        "| publishes/s (target) | delivered / expected | deliveries/s | latency p50 / p99 / p99.9 / max (ms) | publish p99 (ms) | server CPU | writes per delivery | allocations per publish | slow closed | server RSS |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+        "| publishes/s (target) | delivered / expected | deliveries/s | latency p50 / p99 / p99.9 / max (ms) | publish p99 (ms) | server CPU | writes per delivery | allocations per publish | slow closed | server RSS | server page faults |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let opt = |v: Option<f64>, digits: usize| v.map_or("-".to_owned(), |v| format!("{v:.digits$}"));
     for r in results {
         out.push_str(&format!(
-            "| {} | {} / {} ({:.4}) | {:.0} | {:.2} / {:.2} / {:.2} / {:.2} | {:.2} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} / {} ({:.4}) | {:.0} | {:.2} / {:.2} / {:.2} / {:.2} | {:.2} | {} | {} | {} | {} | {} | {} |\n",
             r.rate,
             r.delivered,
             r.expected,
@@ -95,6 +99,7 @@ pub fn markdown(results: &[FanoutResult]) -> String {
             opt(r.allocations_per_publish, 1),
             opt(r.slow_consumers_closed, 0),
             r.server_rss_kib.map_or("-".to_owned(), |k| format!("{k} KiB")),
+            r.server_page_faults.map_or("-".to_owned(), |f| f.to_string()),
         ));
     }
     if results.iter().any(|r| r.redis_cpu_percent.is_some()) {
@@ -437,6 +442,121 @@ fn per_cpu_second(r: &FanoutResult) -> Option<f64> {
     Some(r.deliveries_per_sec / (cpu / 100.0))
 }
 
+/// A window fully delivered: every event arrived, no publish failed, and the publishers
+/// kept within 5% of the target rate (they wait for each answer, so a server that answers
+/// slowly is published to more slowly than asked). Latency does not count here.
+pub fn fully_delivered(r: &FanoutResult) -> bool {
+    r.expected > 0
+        && r.delivered >= r.expected
+        && r.publish_errors == 0
+        && r.published as f64 >= 0.95 * f64::from(r.rate) * r.seconds
+}
+
+/// What one server did in one run of the suite, for [`summary_markdown`].
+pub struct ServerRuns<'a> {
+    /// The server's label.
+    pub label: &'a str,
+    /// Its fan-out windows at rising publish rates, in order.
+    pub fanout: &'a [FanoutResult],
+    /// The light-load window measured after the warm-up, where nothing is saturated.
+    pub light: Option<&'a FanoutResult>,
+    /// The same light load as the first fan-out after the server started, kept apart.
+    pub warmup: Option<&'a FanoutResult>,
+}
+
+/// One row per server: deliveries per server CPU-second at each publish rate (with the
+/// ratio to `baseline`'s at the same rate), the highest rate fully delivered, and the
+/// latency of the light-load and warm-up runs with the page faults the server took in each.
+pub fn summary_markdown(servers: &[ServerRuns<'_>], baseline: Option<&str>) -> String {
+    let mut rates: Vec<u32> = Vec::new();
+    for server in servers {
+        for r in server.fanout {
+            if !rates.contains(&r.rate) {
+                rates.push(r.rate);
+            }
+        }
+    }
+    rates.sort_unstable();
+    fn at<'a>(server: &ServerRuns<'a>, rate: u32) -> Option<&'a FanoutResult> {
+        server.fanout.iter().find(|r| r.rate == rate)
+    }
+    let base = baseline.and_then(|name| servers.iter().find(|s| s.label == name));
+    let mut out = String::from("| server |");
+    for rate in &rates {
+        out.push_str(&format!(" deliveries per server CPU-second at {rate}/s |"));
+    }
+    out.push_str(
+        " highest rate fully delivered | light load p50 / p99 (ms) | warm-up p50 / p99 (ms) | server page faults, warm-up / light |\n|---|",
+    );
+    out.push_str(&"---|".repeat(rates.len() + 4));
+    out.push('\n');
+    let latency = |r: Option<&FanoutResult>| match r {
+        Some(r) if fully_delivered(r) => {
+            format!("{:.2} / {:.2}", ms(r.latency.p50_us), ms(r.latency.p99_us))
+        }
+        Some(r) => format!(
+            "{:.2} / {:.2} ({:.4} delivered)",
+            ms(r.latency.p50_us),
+            ms(r.latency.p99_us),
+            r.delivery_ratio
+        ),
+        None => "-".to_owned(),
+    };
+    let faults = |r: Option<&FanoutResult>| {
+        r.and_then(|r| r.server_page_faults)
+            .map_or("-".to_owned(), |f| f.to_string())
+    };
+    for server in servers {
+        out.push_str(&format!("| {} |", server.label));
+        for &rate in &rates {
+            let window = at(server, rate);
+            let cell = match window.zip(window.and_then(per_cpu_second)) {
+                Some((r, d)) => {
+                    let ratio = base
+                        .filter(|b| b.label != server.label)
+                        .and_then(|b| at(b, rate))
+                        .and_then(per_cpu_second)
+                        .map_or(String::new(), |b| format!(" ({:.0}%)", 100.0 * d / b));
+                    // Work per CPU-second says little where events were lost: say so.
+                    let lost = if r.delivered < r.expected {
+                        format!(", {:.1}% delivered", 100.0 * r.delivery_ratio)
+                    } else {
+                        String::new()
+                    };
+                    format!("{:.1} k{ratio}{lost}", d / 1000.0)
+                }
+                None => "-".to_owned(),
+            };
+            out.push_str(&format!(" {cell} |"));
+        }
+        let highest = server
+            .fanout
+            .iter()
+            .filter(|r| fully_delivered(r))
+            .max_by_key(|r| r.rate)
+            .map_or("none".to_owned(), |r| {
+                format!("{}/s ({:.0} deliveries/s)", r.rate, r.deliveries_per_sec)
+            });
+        out.push_str(&format!(
+            " {highest} | {} | {} | {} / {} |\n",
+            latency(server.light),
+            latency(server.warmup),
+            faults(server.warmup),
+            faults(server.light),
+        ));
+    }
+    if let Some(base) = base {
+        out.push_str(&format!(
+            "\nPercentages: of {}'s deliveries per server CPU-second at the same rate.",
+            base.label
+        ));
+    }
+    out.push_str(
+        "\nFully delivered: every event arrived, no publish failed and the publishers kept within 5% of the target rate, whatever the latency.\n",
+    );
+    out
+}
+
 /// One row per server: its best sustained fan-out and, if a baseline is named, the ratio.
 pub fn compare_markdown(servers: &[(String, Vec<FanoutResult>)], baseline: Option<&str>) -> String {
     let base = baseline
@@ -600,6 +720,87 @@ mod tests {
         assert!(!table.contains("| 500 |"), "{table}");
         let compared = compare_markdown(&[("sio".into(), socketio)], None);
         assert!(compared.contains("| sio | Socket.IO |"), "{compared}");
+    }
+
+    #[test]
+    fn the_summary_gives_work_per_cpu_second_at_each_rate_the_highest_rate_fully_delivered_and_the_light_and_warm_up_latencies()
+     {
+        let at = |rate: u32, delivered: u64, cpu: f64| FanoutResult {
+            server_cpu_percent: Some(cpu),
+            published: u64::from(rate) * 10,
+            seconds: 10.0,
+            ..window(rate, delivered, 5)
+        };
+        let light = |p50_ms: u64, p99_ms: u64, faults: u64| FanoutResult {
+            subscribers: 100,
+            rate: 50,
+            published: 500,
+            seconds: 10.0,
+            expected: 50_000,
+            delivered: 50_000,
+            delivery_ratio: 1.0,
+            server_page_faults: Some(faults),
+            latency: Latency {
+                p50_us: p50_ms * 1000,
+                p99_us: p99_ms * 1000,
+                ..Latency::default()
+            },
+            ..FanoutResult::default()
+        };
+        let bare = vec![at(200, 20_000, 50.0), at(1000, 100_000, 100.0)];
+        // Every event at 200/s; at 1,000/s a tenth were lost.
+        let peer = vec![
+            at(200, 20_000, 100.0),
+            FanoutResult {
+                delivery_ratio: 0.9,
+                ..at(1000, 90_000, 100.0)
+            },
+        ];
+        let (warm, steady) = (light(2, 13, 900), light(1, 4, 20));
+        let table = summary_markdown(
+            &[
+                ServerRuns {
+                    label: "bare",
+                    fanout: &bare,
+                    light: None,
+                    warmup: None,
+                },
+                ServerRuns {
+                    label: "peer",
+                    fanout: &peer,
+                    light: Some(&steady),
+                    warmup: Some(&warm),
+                },
+            ],
+            Some("bare"),
+        );
+        assert!(
+            table.contains(
+                "| bare | 4.0 k | 10.0 k | 1000/s (10000 deliveries/s) | - | - | - / - |"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "| peer | 2.0 k (50%) | 9.0 k (90%), 90.0% delivered | 200/s (2000 deliveries/s) | 1.00 / 4.00 | 2.00 / 13.00 | 900 / 20 |"
+            ),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn a_publisher_that_fell_behind_its_rate_did_not_fully_deliver_it() {
+        let kept_up = FanoutResult {
+            published: 9_600,
+            seconds: 10.0,
+            ..window(1000, 1_000_000, 5)
+        };
+        assert!(fully_delivered(&kept_up));
+        let behind = FanoutResult {
+            seconds: 12.0,
+            ..kept_up
+        };
+        assert!(!fully_delivered(&behind));
     }
 
     #[test]

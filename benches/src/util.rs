@@ -29,16 +29,44 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     stat_cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// The fields of a `stat` line from field 3 (state) on: the command name before them may
+/// hold spaces and parentheses, so they start after its last `)`.
+fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
+    Some(stat.get(stat.rfind(')')? + 2..)?.split_whitespace())
+}
+
 /// utime + stime of a `stat` line, in seconds.
 fn stat_cpu_seconds(stat: &str) -> Option<f64> {
-    // Fields after the command name (which may hold spaces) start at state, field 3;
     // utime and stime are fields 14 and 15.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut fields = rest.split_whitespace().skip(11);
+    let mut fields = stat_fields(stat)?.skip(11);
     let ticks: u64 = fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?;
     // SAFETY: sysconf has no preconditions.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     (per_second > 0).then(|| ticks as f64 / per_second as f64)
+}
+
+/// Page faults a process has taken (minor + major: every first touch of a page, and reads
+/// from disk), from `/proc/PID/stat`; with [`cpu_seconds`] it shows whether a run was spent
+/// growing the server's memory.
+pub fn page_faults(pid: u32) -> Option<u64> {
+    stat_page_faults(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// minflt + majflt (fields 10 and 12) of a `stat` line.
+fn stat_page_faults(stat: &str) -> Option<u64> {
+    let mut fields = stat_fields(stat)?.skip(7);
+    let minor: u64 = fields.next()?.parse().ok()?;
+    let major: u64 = fields.nth(1)?.parse().ok()?;
+    Some(minor + major)
+}
+
+/// Page faults of every process in `pids`, summed; `None` if any is unreadable (or there
+/// are none).
+pub fn total_page_faults(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&pid| page_faults(pid)).sum()
 }
 
 /// CPU time used by the threads of `pid` named `name` (the kernel keeps a thread name's
@@ -92,6 +120,14 @@ pub fn percentiles(h: &Histogram<u64>) -> Latency {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn reads_minor_and_major_faults_after_a_command_name_with_spaces() {
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt ...
+        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 1200 7 34 0 15 5 0 0 20 0";
+        assert_eq!(super::stat_page_faults(stat), Some(1234));
+        assert_eq!(super::stat_page_faults("42 (x) S 1"), None);
+    }
+
+    #[test]
     fn reads_this_process_cpu_time() {
         let spent = super::cpu_seconds(std::process::id()).expect("own /proc/PID/stat");
         assert!(spent >= 0.0);
@@ -113,6 +149,8 @@ mod tests {
         drop(tx);
         let _ = named.join();
         assert_eq!(super::total_cpu_seconds(&[]), None);
+        assert_eq!(super::total_page_faults(&[]), None);
+        assert!(super::total_page_faults(&[std::process::id()]).is_some_and(|f| f > 0));
         assert!(super::total_cpu_seconds(&[std::process::id()]).is_some());
     }
 }
