@@ -109,8 +109,8 @@ impl Server {
             .map(tls::CertStore::load)
             .transpose()?;
         let requested = SocketAddr::new(config.server.host, config.server.port);
-        let driver = runtime::choose_driver(config.server.driver);
         let shard_count = config.server.shards.max(1);
+        let driver = runtime::choose_driver(config.server.driver, shard_count);
         let listeners = bind_listeners(requested, shard_count)?;
         let addr = listeners
             .first()

@@ -128,17 +128,29 @@ impl<T: 'static> Backlogged<T> {
     }
 }
 
-/// The I/O driver to use: io_uring unless configured otherwise or unavailable.
-pub fn choose_driver(configured: Driver) -> Driver {
+/// Submission queue entries of each shard's io_uring ring.
+const SHARD_RING_ENTRIES: u32 = 4096;
+
+/// The I/O driver to use: io_uring unless configured otherwise or unavailable for
+/// `shard_count` shards.
+pub fn choose_driver(configured: Driver, shard_count: usize) -> Driver {
     if configured == Driver::Epoll {
         return Driver::Epoll;
     }
-    // The probe ring is made and dropped on a thread of its own: tearing a ring down queues
-    // task work to the thread that made it, which interrupts that thread's blocking socket
-    // calls with EINTR (the caller may be a test, or main, reading a socket with a timeout).
+    // The probe builds every shard's ring, at the shards' size, and holds them together:
+    // the kernel charges each ring to the locked-memory limit, so one small ring can be
+    // allowed where the shards' are not (their runtimes would then never start). It runs on
+    // a thread of its own: tearing a ring down queues task work to the thread that made it,
+    // which interrupts that thread's blocking socket calls with EINTR (the caller may be a
+    // test, or main, reading a socket with a timeout).
     let probe = std::thread::Builder::new()
         .name("ringcast-probe".into())
-        .spawn(|| RuntimeBuilder::<IoUringDriver>::new().build().map(drop))
+        .spawn(move || {
+            let rings = (0..shard_count.max(1))
+                .map(|_| shard_runtime_builder().build())
+                .collect::<std::io::Result<Vec<_>>>();
+            rings.map(drop)
+        })
         .map_err(|err| err.to_string())
         .and_then(|probe| probe.join().map_err(|_| "the probe panicked".to_owned()));
     match probe {
@@ -182,21 +194,22 @@ pub struct ShardSetup {
     pub link: Option<async_channel::Sender<super::cluster::LinkMsg>>,
 }
 
+/// How a shard's io_uring runtime is built (and probed for).
+fn shard_runtime_builder() -> RuntimeBuilder<monoio::time::TimeDriver<IoUringDriver>> {
+    RuntimeBuilder::<IoUringDriver>::new()
+        .enable_timer()
+        .with_entries(SHARD_RING_ENTRIES)
+}
+
 /// Runs one shard to completion on the current thread.
 pub fn run_shard(setup: ShardSetup) {
     match setup.driver {
-        Driver::IoUring => {
-            match RuntimeBuilder::<IoUringDriver>::new()
-                .enable_timer()
-                .with_entries(4096)
-                .build()
-            {
-                Ok(mut rt) => rt.block_on(shard_main(setup)),
-                Err(err) => {
-                    tracing::error!(%err, shard = setup.id, "cannot build the io_uring runtime");
-                }
+        Driver::IoUring => match shard_runtime_builder().build() {
+            Ok(mut rt) => rt.block_on(shard_main(setup)),
+            Err(err) => {
+                tracing::error!(%err, shard = setup.id, "cannot build the io_uring runtime");
             }
-        }
+        },
         Driver::Epoll => match RuntimeBuilder::<LegacyDriver>::new().enable_timer().build() {
             Ok(mut rt) => rt.block_on(shard_main(setup)),
             Err(err) => tracing::error!(%err, shard = setup.id, "cannot build the epoll runtime"),
