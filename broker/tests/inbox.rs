@@ -14,6 +14,11 @@ const JWT_SECRET: &str = "inbox-test-jwt-secret-of-32-bytes-at-least";
 
 /// A config with one app keeping `user.{id}` inboxes, JWT callers and the legacy route.
 fn write_config(dir: &std::path::Path) -> std::path::PathBuf {
+    write_config_with(dir, "")
+}
+
+/// The inbox tests' config with `extra` appended to the app.
+fn write_config_with(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
     let path = dir.join("ringcast.toml");
     std::fs::write(
         &path,
@@ -22,7 +27,7 @@ fn write_config(dir: &std::path::Path) -> std::path::PathBuf {
              [[apps]]\nid = \"{APP_ID}\"\nkey = \"{KEY}\"\nsecret = \"{SECRET}\"\n\
              [apps.jwt]\nalgorithm = \"HS256\"\nsecret = \"{JWT_SECRET}\"\n\
              [apps.inbox]\nchannels = [\"user.{{id}}\"]\n\
-             [apps.legacy_broadcast]\n",
+             [apps.legacy_broadcast]\n{extra}",
             dir.join("data")
         ),
     )
@@ -148,10 +153,10 @@ fn notifications_older_than_the_flush_interval_survive_kill_9() {
 }
 
 #[test]
-fn with_the_inbox_on_a_message_body_is_only_under_data_inbox() {
+fn with_the_inbox_and_history_on_a_message_body_is_only_in_their_stores() {
     let marker = format!("INBOX-BODY-{}", fastrand::u64(..));
     let dir = support::temp_dir("inbox-bodies");
-    let config = write_config(&dir);
+    let config = write_config_with(&dir, "[apps.history]\nchannels = [\"private-user.*\"]\n");
     let (mut broker, addr, logs) = support::spawn_broker_logging(&config, "debug");
     notify(addr, "7", &marker);
     // The legacy route, and a refused call to it, each carrying the marker.
@@ -177,12 +182,21 @@ fn with_the_inbox_on_a_message_body_is_only_under_data_inbox() {
     assert!(logs.contains("listening"), "the logs were captured: {logs}");
     assert!(!logs.contains(&marker), "message body in the logs:\n{logs}");
     let inbox = dir.join("data").join("inbox");
+    let history = dir.join("data").join("history");
     let found = support::files_containing(&dir, marker.as_bytes());
-    assert!(!found.is_empty(), "the inbox keeps the body (by design)");
-    let elsewhere: Vec<_> = found.iter().filter(|p| !p.starts_with(&inbox)).collect();
+    for store in [&inbox, &history] {
+        assert!(
+            found.iter().any(|p| p.starts_with(store)),
+            "{store:?} keeps the body (by design): found only in {found:?}"
+        );
+    }
+    let elsewhere: Vec<_> = found
+        .iter()
+        .filter(|p| !p.starts_with(&inbox) && !p.starts_with(&history))
+        .collect();
     assert!(
         elsewhere.is_empty(),
-        "message body found outside data/inbox: {elsewhere:?}"
+        "message body found outside data/inbox and data/history: {elsewhere:?}"
     );
     // The audit store did record those publishes (metadata only) and the refusal.
     let db = sled::open(dir.join("data").join("audit")).unwrap();

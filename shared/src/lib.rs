@@ -161,6 +161,9 @@ pub struct Overview {
     /// In a cluster: this node's place in it (every other figure is this node's).
     #[serde(default)]
     pub cluster: Option<ClusterView>,
+    /// `[apps.receipts]` messages whose delivery receipts were kept, every app.
+    #[serde(default)]
+    pub receipts_tracked: u64,
 }
 
 /// A node of a cluster, as its dashboard shows it.
@@ -193,6 +196,34 @@ pub struct AppLoad {
     /// heartbeat).
     #[serde(default)]
     pub cluster_connections: Option<i64>,
+    /// With `[apps.history]`: what this node's history channels hold and replayed.
+    #[serde(default)]
+    pub history: Option<HistoryLoad>,
+    /// With `[apps.inbox]`: what this node's inbox store holds for the app's users.
+    #[serde(default)]
+    pub inbox: Option<InboxLoad>,
+}
+
+/// One app's channel history in an [`AppLoad`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryLoad {
+    /// Events held.
+    pub events: i64,
+    /// Bytes they take.
+    pub bytes: i64,
+    /// Replays sent to returning users.
+    pub replays: u64,
+    /// Events those replays carried.
+    pub replayed_events: u64,
+}
+
+/// One app's inbox in an [`AppLoad`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxLoad {
+    /// Notifications held (kept, less those evicted or expired), read or not.
+    pub held: u64,
+    /// Notifications marked read.
+    pub acked: u64,
 }
 
 /// One tenant of one app in an [`Overview`].

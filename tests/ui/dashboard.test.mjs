@@ -326,6 +326,9 @@ test('sign-in, live overview and apps', { timeout: 120_000 }, async () => {
     assert.ok(!JSON.stringify(records).includes('we are looking into it'), JSON.stringify(records));
   }
   await shoot(page, 'disputes');
+  // The overview says what the app keeps: the chat's three events in its history.
+  await page.getByRole('link', { name: 'Overview' }).click();
+  await page.locator(`[data-app-kept="${APP.id}"]`).filter({ hasText: 'history: 3 events' }).waitFor({ timeout: 10_000 });
 
   // Apps: limits shown, the secret masked.
   await page.getByRole('link', { name: 'Apps' }).click();

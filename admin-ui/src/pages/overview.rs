@@ -171,7 +171,7 @@ pub fn Overview() -> impl IntoView {
             <section>
                 <h2>"Apps"</h2>
                 <table>
-                    <thead><tr><th>"App"</th><th>"Connections"</th><th>"Published"</th><th>"Failed auths"</th><th>"Rate limited"</th></tr></thead>
+                    <thead><tr><th>"App"</th><th>"Connections"</th><th>"Published"</th><th>"Failed auths"</th><th>"Rate limited"</th><th>"Kept for later"</th></tr></thead>
                     <tbody>
                         {move || latest().map(|(s, _)| {
                             s.apps.iter().map(|a| view! {
@@ -184,12 +184,16 @@ pub fn Overview() -> impl IntoView {
                                     <td>{a.publishes}</td>
                                     <td>{a.auth_failures}</td>
                                     <td>{a.rate_limited}</td>
+                                    <td data-app-kept=a.id.clone()>{kept(a)}</td>
                                 </tr>
                             }).collect_view()
                         })}
                     </tbody>
                 </table>
             </section>
+            {move || latest().and_then(|(s, _)| (s.receipts_tracked > 0).then(|| view! {
+                <p class="muted" data-receipts="">{format!("Delivery receipts kept for {} messages.", s.receipts_tracked)}</p>
+            }))}
             <section>
                 <h2>"Tenants"</h2>
                 <table>
@@ -210,9 +214,49 @@ pub fn Overview() -> impl IntoView {
     }
 }
 
+/// What an app keeps for clients that were away: its history channels' events and replays,
+/// and its users' inbox; "—" when it keeps neither.
+fn kept(app: &ringcast_shared::AppLoad) -> String {
+    let mut parts = Vec::new();
+    if let Some(h) = &app.history {
+        parts.push(format!(
+            "history: {} events ({} KB), {} replays of {} events",
+            h.events,
+            h.bytes.div_euclid(1024),
+            h.replays,
+            h.replayed_events
+        ));
+    }
+    if let Some(i) = &app.inbox {
+        parts.push(format!("inbox: {} held, {} read", i.held, i.acked));
+    }
+    if parts.is_empty() {
+        "—".to_owned()
+    } else {
+        parts.join(" · ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_app_says_what_it_keeps_for_clients_that_were_away() {
+        let mut app = ringcast_shared::AppLoad::default();
+        assert_eq!(kept(&app), "—");
+        app.history = Some(ringcast_shared::HistoryLoad {
+            events: 3,
+            bytes: 2048,
+            replays: 1,
+            replayed_events: 2,
+        });
+        app.inbox = Some(ringcast_shared::InboxLoad { held: 5, acked: 2 });
+        assert_eq!(
+            kept(&app),
+            "history: 3 events (2 KB), 1 replays of 2 events · inbox: 5 held, 2 read"
+        );
+    }
 
     #[test]
     fn rates_are_per_second_between_snapshots() {

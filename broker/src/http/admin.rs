@@ -297,7 +297,8 @@ pub fn api(
         (Method::Get, ["apps"]) => ok(&apps(shard), keep_alive),
         (Method::Get, ["overview"]) => {
             let mut since_start = [0; crate::metrics::LATENCY_BUCKETS];
-            let overview = overview(shard, view.metrics, &mut since_start);
+            let inbox = &view.server.inbox_metrics;
+            let overview = overview(shard, view.metrics, inbox, &mut since_start);
             ok(
                 &serde_json::to_value(overview).unwrap_or_default(),
                 keep_alive,
@@ -536,16 +537,41 @@ fn apps(shard: &Shard) -> AppList {
 pub fn overview(
     shard: &Shard,
     metrics: &[std::sync::Arc<crate::metrics::ShardMetrics>],
+    inbox: &crate::inbox::InboxMetrics,
     previous_latency: &mut [u64; crate::metrics::LATENCY_BUCKETS],
 ) -> ringcast_shared::Overview {
     let state = shard.state();
     let app_ids: Vec<&str> = state.apps.iter().map(|a| a.config.id.as_str()).collect();
-    let mut overview = crate::metrics::overview(
-        &Totals::gather(metrics),
-        &app_ids,
-        &state.tenants,
-        previous_latency,
-    );
+    let totals = Totals::gather(metrics);
+    let mut overview =
+        crate::metrics::overview(&totals, &app_ids, &state.tenants, previous_latency);
+    for ((load, app), counted) in overview
+        .apps
+        .iter_mut()
+        .zip(state.apps.iter())
+        .zip(&totals.apps)
+    {
+        if app.config.history.is_some() {
+            let h = &counted.history;
+            load.history = Some(ringcast_shared::HistoryLoad {
+                events: h.events,
+                bytes: h.bytes,
+                replays: h.replays,
+                replayed_events: h.replayed_events,
+            });
+        }
+        if app.config.inbox.is_some()
+            && let Some(kept) = inbox.apps.get(app.idx.get())
+        {
+            let load_of =
+                |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+            let gone = load_of(&kept.evicted).saturating_add(load_of(&kept.expired));
+            load.inbox = Some(ringcast_shared::InboxLoad {
+                held: load_of(&kept.written).saturating_sub(gone),
+                acked: load_of(&kept.acked),
+            });
+        }
+    }
     if let Some(cluster) = &state.cluster {
         overview.cluster = Some(ringcast_shared::ClusterView {
             node: cluster.node.to_string(),

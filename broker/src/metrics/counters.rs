@@ -176,6 +176,8 @@ pub fn overview(
             auth_failures: app.auth_failures,
             rate_limited: app.rate_limited,
             cluster_connections: None,
+            history: None,
+            inbox: None,
         })
         .collect();
     let mut merged: std::collections::BTreeMap<(u16, String), (i64, u64)> = Default::default();
@@ -212,6 +214,7 @@ pub fn overview(
         slow_consumers_closed: totals.slow_consumers_closed,
         latency_p50_us: latency_quantile_us(&interval, 0.5),
         latency_p99_us: latency_quantile_us(&interval, 0.99),
+        receipts_tracked: totals.receipts[0],
         shards: totals.shard_connections.clone(),
         apps,
         tenants,

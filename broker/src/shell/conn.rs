@@ -351,7 +351,12 @@ async fn live<S: AsyncWriteRent>(rt: &Rc<ShardRt>, stream: &mut S) {
     }
     let mut previous_latency = [0; crate::metrics::LATENCY_BUCKETS];
     while !rt.shutting_down.get() {
-        let overview = http::admin_overview(&rt.core(), &rt.all_metrics, &mut previous_latency);
+        let overview = http::admin_overview(
+            &rt.core(),
+            &rt.all_metrics,
+            &rt.state.inbox_metrics,
+            &mut previous_latency,
+        );
         let event = format!(
             "data: {}\n\n",
             serde_json::to_string(&overview).unwrap_or_default()
