@@ -12,9 +12,11 @@
 //! separate tree, same group commit), so they survive a restart.
 
 use std::path::Path;
+
+use crate::store::{self, Flow, GroupCommit};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ringcast_shared::{AuditDecision, AuditKind, AuditPage, AuditRecord};
@@ -133,13 +135,10 @@ enum Message {
     Stop,
 }
 
-/// Why the audit store could not be opened.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot open the audit store in {path}: {source}")]
-pub struct OpenError {
-    path: String,
-    source: sled::Error,
-}
+pub use crate::store::OpenError;
+
+/// The store's name in errors.
+const STORE: &str = "audit";
 
 /// The shards' side of the audit log.
 #[derive(Clone)]
@@ -156,25 +155,10 @@ impl AuditLog {
         settings: AuditSettings,
         metrics: Arc<AuditMetrics>,
     ) -> Result<(AuditLog, std::thread::JoinHandle<()>, Loaded), OpenError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(settings.cache_bytes)
-            // The writer flushes at its own group-commit interval; sled's flusher thread
-            // would only add wake-ups (and hold the store's lock after it is closed).
-            .flush_every_ms(None)
-            .open()
-            .map_err(|source| OpenError {
-                path: dir.display().to_string(),
-                source,
-            })?;
-        let tree = db.open_tree("audit").map_err(|source| OpenError {
-            path: dir.display().to_string(),
-            source,
-        })?;
-        let resources = db.open_tree("resources").map_err(|source| OpenError {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        let failed = |source| OpenError::new(STORE, dir, source);
+        let db = store::open_db(STORE, dir, settings.cache_bytes)?;
+        let tree = db.open_tree("audit").map_err(failed)?;
+        let resources = db.open_tree("resources").map_err(failed)?;
         let loaded = resources
             .iter()
             .filter_map(Result::ok)
@@ -186,10 +170,7 @@ impl AuditLog {
                 Some((app, kind, id, serde_json::from_slice(&value).ok()?))
             })
             .collect();
-        let revocations = db.open_tree("revocations").map_err(|source| OpenError {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        let revocations = db.open_tree("revocations").map_err(failed)?;
         let now_unix = now_ms() / 1000;
         let mut live = Vec::new();
         for (key, value) in revocations.iter().filter_map(Result::ok) {
@@ -226,13 +207,7 @@ impl AuditLog {
             batch: Vec::new(),
             scratch: rkyv::util::AlignedVec::with_capacity(512),
         };
-        let thread = std::thread::Builder::new()
-            .name("ringcast-audit".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| OpenError {
-                path: dir.display().to_string(),
-                source: sled::Error::Io(e),
-            })?;
+        let thread = store::spawn_writer(STORE, dir, "ringcast-audit", writer, rx)?;
         Ok((AuditLog { tx, metrics }, thread, loaded))
     }
 
@@ -310,40 +285,46 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-impl Writer {
-    fn run(mut self, rx: Receiver<Message>) {
-        self.prune();
-        let mut next_flush = Instant::now() + self.settings.flush_interval;
-        let mut next_retention = Instant::now() + RETENTION_EVERY;
-        loop {
-            let wait = next_flush.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(wait) {
-                Ok(Message::Record(record)) => self.batch.push(record),
-                Ok(Message::Resource(write)) => self.write_resource(&write),
-                Ok(Message::Revocation(write)) => self.write_revocation(&write),
-                Ok(Message::Query(query, reply)) => {
-                    // Queries see everything received so far.
-                    self.apply();
-                    let _ = reply.try_send(self.query(&query));
-                }
-                Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => {
-                    self.commit();
-                    return;
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-            }
-            let now = Instant::now();
-            if now >= next_flush {
-                self.commit();
-                next_flush = now + self.settings.flush_interval;
-            }
-            if now >= next_retention {
-                self.prune();
-                next_retention = now + RETENTION_EVERY;
-            }
-        }
+impl GroupCommit for Writer {
+    type Message = Message;
+
+    fn flush_interval(&self) -> Duration {
+        self.settings.flush_interval
     }
 
+    fn chore_every(&self) -> Option<Duration> {
+        Some(RETENTION_EVERY)
+    }
+
+    fn start(&mut self) {
+        self.prune();
+    }
+
+    fn handle(&mut self, message: Message) -> Flow {
+        match message {
+            Message::Record(record) => self.batch.push(record),
+            Message::Resource(write) => self.write_resource(&write),
+            Message::Revocation(write) => self.write_revocation(&write),
+            Message::Query(query, reply) => {
+                // Queries see everything received so far.
+                self.apply();
+                let _ = reply.try_send(self.query(&query));
+            }
+            Message::Stop => return Flow::Stop,
+        }
+        Flow::Go
+    }
+
+    fn commit(&mut self) {
+        Writer::commit(self);
+    }
+
+    fn chores(&mut self) {
+        self.prune();
+    }
+}
+
+impl Writer {
     /// Writes the batch (without flushing).
     fn apply(&mut self) {
         if self.batch.is_empty() {

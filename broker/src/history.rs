@@ -14,14 +14,15 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::mpsc::SyncSender;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
 use crate::core::channel::ChannelName;
 use crate::core::history::{HistoryWrite, StoredEvent};
 use crate::core::options::{AppConfig, HistoryConfig};
+use crate::store::{self, Flow, GroupCommit};
 
 /// History store settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,13 +52,10 @@ pub struct HistoryMetrics {
 /// oldest first.
 pub type LoadedChannel = (String, ChannelName, Vec<StoredEvent>);
 
-/// Why the history store could not be opened.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot open the history store in {path}: {source}")]
-pub struct OpenError {
-    path: String,
-    source: sled::Error,
-}
+pub use crate::store::OpenError;
+
+/// The store's name in errors.
+const STORE: &str = "history";
 
 enum Message {
     Write(HistoryWrite),
@@ -124,16 +122,8 @@ impl HistoryStore {
         ),
         OpenError,
     > {
-        let fail = |source| OpenError {
-            path: dir.display().to_string(),
-            source,
-        };
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(settings.cache_bytes)
-            .flush_every_ms(None)
-            .open()
-            .map_err(fail)?;
+        let fail = |source| OpenError::new(STORE, dir, source);
+        let db = store::open_db(STORE, dir, settings.cache_bytes)?;
         let tree = db.open_tree("events").map_err(fail)?;
         let loaded = load(&tree, apps, now_ms(), &metrics);
         db.flush().map_err(fail)?;
@@ -145,10 +135,7 @@ impl HistoryStore {
             metrics: metrics.clone(),
             dirty: false,
         };
-        let thread = std::thread::Builder::new()
-            .name("ringcast-history".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| fail(sled::Error::Io(e)))?;
+        let thread = store::spawn_writer(STORE, dir, "ringcast-history", writer, rx)?;
         Ok((HistoryStore { tx, metrics }, thread, loaded))
     }
 
@@ -241,27 +228,27 @@ struct Writer {
     dirty: bool,
 }
 
-impl Writer {
-    fn run(mut self, rx: Receiver<Message>) {
-        let mut next_flush = Instant::now() + self.flush_interval;
-        loop {
-            let wait = next_flush.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(wait) {
-                Ok(Message::Write(write)) => self.apply(write),
-                Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => {
-                    self.commit();
-                    return;
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-            }
-            let now = Instant::now();
-            if now >= next_flush {
-                self.commit();
-                next_flush = now + self.flush_interval;
-            }
-        }
+impl GroupCommit for Writer {
+    type Message = Message;
+
+    fn flush_interval(&self) -> Duration {
+        self.flush_interval
     }
 
+    fn handle(&mut self, message: Message) -> Flow {
+        match message {
+            Message::Write(write) => self.apply(write),
+            Message::Stop => return Flow::Stop,
+        }
+        Flow::Go
+    }
+
+    fn commit(&mut self) {
+        Writer::commit(self);
+    }
+}
+
+impl Writer {
     fn apply(&mut self, write: HistoryWrite) {
         let result = match write {
             HistoryWrite::Append {

@@ -19,10 +19,12 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+
+use crate::store::{self, Flow, GroupCommit};
 
 /// How often entries past their ttl are deleted.
 const EXPIRY_EVERY: Duration = Duration::from_secs(60);
@@ -178,13 +180,10 @@ enum Message {
     Stop,
 }
 
-/// Why the inbox store could not be opened.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot open the inbox store in {path}: {source}")]
-pub struct OpenError {
-    path: String,
-    source: sled::Error,
-}
+pub use crate::store::OpenError;
+
+/// The store's name in errors.
+const STORE: &str = "inbox";
 
 /// The shards' and the HTTP side's handle on the inbox store.
 #[derive(Clone)]
@@ -202,17 +201,8 @@ impl Inbox {
         limits: Vec<Option<AppLimits>>,
         metrics: Arc<InboxMetrics>,
     ) -> Result<(Inbox, std::thread::JoinHandle<()>), OpenError> {
-        let failed = |source| OpenError {
-            path: dir.display().to_string(),
-            source,
-        };
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(settings.cache_bytes)
-            // The writer flushes at its own group-commit interval.
-            .flush_every_ms(None)
-            .open()
-            .map_err(failed)?;
+        let failed = |source| OpenError::new(STORE, dir, source);
+        let db = store::open_db(STORE, dir, settings.cache_bytes)?;
         let tree = db.open_tree("entries").map_err(failed)?;
         let by_time = db.open_tree("by_time").map_err(failed)?;
         let mut writer = Writer {
@@ -228,10 +218,7 @@ impl Inbox {
         writer.count_users();
         writer.expire(now_ms());
         let (tx, rx) = std::sync::mpsc::sync_channel(settings.queue_capacity.max(1));
-        let thread = std::thread::Builder::new()
-            .name("ringcast-inbox".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| failed(sled::Error::Io(e)))?;
+        let thread = store::spawn_writer(STORE, dir, "ringcast-inbox", writer, rx)?;
         Ok((Inbox { tx, metrics }, thread))
     }
 
@@ -357,49 +344,52 @@ struct Writer {
     dirty: bool,
 }
 
-impl Writer {
-    fn run(mut self, rx: Receiver<Message>) {
-        let mut next_flush = Instant::now() + self.settings.flush_interval;
-        let mut next_expiry = Instant::now() + EXPIRY_EVERY;
-        loop {
-            let wait = next_flush.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(wait) {
-                Ok(Message::Write(entry)) => self.write(entry),
-                Ok(Message::Pending {
-                    app,
-                    user,
-                    limit,
-                    now_ms,
-                    reply,
-                }) => {
-                    let _ = reply.try_send(self.pending(app, &user, limit, now_ms));
-                }
-                Ok(Message::Ack {
-                    app,
-                    user,
-                    ids,
-                    reply,
-                }) => {
-                    let _ = reply.try_send(self.ack(app, &user, &ids));
-                }
-                Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => {
-                    self.commit();
-                    return;
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-            }
-            let now = Instant::now();
-            if now >= next_flush {
-                self.commit();
-                next_flush = now + self.settings.flush_interval;
-            }
-            if now >= next_expiry {
-                self.expire(now_ms());
-                next_expiry = now + EXPIRY_EVERY;
-            }
-        }
+impl GroupCommit for Writer {
+    type Message = Message;
+
+    fn flush_interval(&self) -> Duration {
+        self.settings.flush_interval
     }
 
+    fn chore_every(&self) -> Option<Duration> {
+        Some(EXPIRY_EVERY)
+    }
+
+    fn handle(&mut self, message: Message) -> Flow {
+        match message {
+            Message::Write(entry) => self.write(entry),
+            Message::Pending {
+                app,
+                user,
+                limit,
+                now_ms,
+                reply,
+            } => {
+                let _ = reply.try_send(self.pending(app, &user, limit, now_ms));
+            }
+            Message::Ack {
+                app,
+                user,
+                ids,
+                reply,
+            } => {
+                let _ = reply.try_send(self.ack(app, &user, &ids));
+            }
+            Message::Stop => return Flow::Stop,
+        }
+        Flow::Go
+    }
+
+    fn commit(&mut self) {
+        Writer::commit(self);
+    }
+
+    fn chores(&mut self) {
+        self.expire(now_ms());
+    }
+}
+
+impl Writer {
     /// Counts each user's entries (at start).
     fn count_users(&mut self) {
         let ids: HashMap<Vec<u8>, usize> = self

@@ -72,4 +72,5 @@ pub mod jwks;
 pub mod metrics;
 pub mod server;
 pub mod shell;
+pub mod store;
 pub mod webhooks;
